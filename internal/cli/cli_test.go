@@ -1,0 +1,303 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"kumo/api"
+	"kumo/client"
+)
+
+const (
+	testToken = "tok"
+	testWS    = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
+)
+
+// testEnv is a fake server plus a Factory pointing at it.
+type testEnv struct {
+	mux         *http.ServeMux
+	srv         *httptest.Server
+	f           *Factory
+	out, errOut *bytes.Buffer
+}
+
+func newTestEnv(t *testing.T) *testEnv {
+	t.Helper()
+	e := &testEnv{mux: http.NewServeMux()}
+	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+testToken || r.URL.Query().Get("api-version") == "" {
+			writeJSON(w, http.StatusUnauthorized, api.ErrorResponse{Error: &api.ErrorDetail{Code: api.CodeAuthenticationFailed, Message: "bad token"}})
+			return
+		}
+		e.mux.ServeHTTP(w, r)
+	}))
+	t.Cleanup(e.srv.Close)
+	e.mux.HandleFunc("GET "+testWS, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, api.Workspace{Name: "ws", Location: "local"})
+	})
+	io, _, out, errOut := TestIO()
+	e.out, e.errOut = out, errOut
+	e.f = &Factory{IO: io, Output: OutputTable}
+	e.f.Workspace = func() (*client.Workspace, error) {
+		return client.New(client.Config{
+			Endpoint: e.srv.URL, SubscriptionID: "s", ResourceGroup: "rg", WorkspaceName: "ws", Token: testToken,
+		}, client.WithPollInterval(time.Millisecond))
+	}
+	return e
+}
+
+// run runs kumo with args and returns the exit status.
+func (e *testEnv) run(args ...string) int {
+	return run(context.Background(), newRootCmd(e.f), args, e.f.IO.ErrOut)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func cluster(name string, state api.ProvisioningState, current, minNodes, maxNodes int32) api.ComputeResource {
+	return api.ComputeResource{
+		Name: name, Location: ptr("local"),
+		Properties: &api.ComputeProperties{
+			ComputeType: api.ComputeTypeAmlCompute, ProvisioningState: state,
+			Properties: &api.AmlComputeProperties{
+				VMSize: ptr("STANDARD_D2_V2"), VMPriority: ptr("Dedicated"),
+				ScaleSettings: &api.ScaleSettings{
+					MinNodeCount: ptr(minNodes), MaxNodeCount: ptr(maxNodes), NodeIdleTimeBeforeScaleDown: ptr("PT2M"),
+				},
+				AllocationState:  api.AllocationSteady,
+				CurrentNodeCount: current, TargetNodeCount: current,
+			},
+		},
+	}
+}
+
+func TestComputeCreateNoWait(t *testing.T) {
+	e := newTestEnv(t)
+	var got api.ComputeResource
+	e.mux.HandleFunc("PUT "+testWS+"/computes/cpu-cluster", func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewDecoder(r.Body).Decode(&got)
+		w.Header().Set("Azure-AsyncOperation", e.srv.URL+"/op/1")
+		writeJSON(w, http.StatusCreated, cluster("cpu-cluster", api.ProvisioningCreating, 0, 1, 4))
+	})
+	code := e.run("compute", "create", "--name", "cpu-cluster", "--min-instances", "1", "--max-instances", "4",
+		"--idle-time-before-scale-down", "300", "--tier", "low_priority", "--tags", "team=ml,env=dev",
+		"--ssh-public-access-enabled=false", "--no-wait")
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, e.errOut.String())
+	}
+	a := got.Properties.Properties
+	for _, c := range []struct{ name, got, want string }{
+		{"vmPriority", *a.VMPriority, "LowPriority"},
+		{"idle", *a.ScaleSettings.NodeIdleTimeBeforeScaleDown, "PT5M"},
+		{"remote login", *a.RemoteLoginPortPublicAccess, "Disabled"},
+		{"tags", got.Tags["team"] + "," + got.Tags["env"], "ml,dev"},
+		{"location", *got.Location, "local"},
+	} {
+		if c.got != c.want {
+			t.Errorf("PUT %s = %q, want %q", c.name, c.got, c.want)
+		}
+	}
+	if *a.ScaleSettings.MinNodeCount != 1 || *a.ScaleSettings.MaxNodeCount != 4 {
+		t.Errorf("PUT scale = %d..%d, want 1..4", *a.ScaleSettings.MinNodeCount, *a.ScaleSettings.MaxNodeCount)
+	}
+	want := "NAME         STATE     SIZE            PRIORITY   MIN  MAX  IDLE  CURRENT  TARGET  ALLOCATION\n" +
+		"cpu-cluster  Creating  STANDARD_D2_V2  Dedicated  1    4    PT2M  0        0       Steady\n"
+	if got := e.out.String(); got != want {
+		t.Errorf("stdout:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestComputeCreateWaits(t *testing.T) {
+	e := newTestEnv(t)
+	e.mux.HandleFunc("PUT "+testWS+"/computes/c1", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Azure-AsyncOperation", e.srv.URL+"/op/1")
+		writeJSON(w, http.StatusCreated, cluster("c1", api.ProvisioningCreating, 0, 0, 4))
+	})
+	e.mux.HandleFunc("GET /op/1", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, api.OperationStatus{Status: api.OperationSucceeded})
+	})
+	e.mux.HandleFunc("GET "+testWS+"/computes/c1", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, cluster("c1", api.ProvisioningSucceeded, 0, 0, 4))
+	})
+	if code := e.run("compute", "create", "-n", "c1", "-o", "json"); code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, e.errOut.String())
+	}
+	wantProgress := "SucceededProvisioning operation finished, operation \"Succeeded\"\nSucceeded\n" +
+		"AmlCompute wait for completion finished\n\nMinimum number of nodes requested have been provisioned\n"
+	if got := e.errOut.String(); got != wantProgress {
+		t.Errorf("stderr (progress under -o json):\n%s\nwant:\n%s", got, wantProgress)
+	}
+	var res api.ComputeResource
+	if err := json.Unmarshal(e.out.Bytes(), &res); err != nil || res.Properties.ProvisioningState != api.ProvisioningSucceeded {
+		t.Errorf("stdout is not the succeeded compute as JSON: %v\n%s", err, e.out.String())
+	}
+}
+
+func TestComputeListTable(t *testing.T) {
+	e := newTestEnv(t)
+	e.mux.HandleFunc("GET "+testWS+"/computes", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("page") == "" {
+			writeJSON(w, http.StatusOK, api.ComputeList{
+				Value:    []api.ComputeResource{cluster("cpu-cluster", api.ProvisioningSucceeded, 2, 2, 4)},
+				NextLink: e.srv.URL + testWS + "/computes?api-version=2024-04-01&page=2",
+			})
+			return
+		}
+		writeJSON(w, http.StatusOK, api.ComputeList{Value: []api.ComputeResource{cluster("gpu", api.ProvisioningCreating, 0, 0, 1)}})
+	})
+	if code := e.run("compute", "list"); code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, e.errOut.String())
+	}
+	want := "NAME         STATE      SIZE            PRIORITY   MIN  MAX  IDLE  CURRENT  TARGET  ALLOCATION\n" +
+		"cpu-cluster  Succeeded  STANDARD_D2_V2  Dedicated  2    4    PT2M  2        2       Steady\n" +
+		"gpu          Creating   STANDARD_D2_V2  Dedicated  0    1    PT2M  0        0       Steady\n"
+	if got := e.out.String(); got != want {
+		t.Errorf("stdout:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestListSizesTable(t *testing.T) {
+	e := newTestEnv(t)
+	e.mux.HandleFunc("GET /subscriptions/s/providers/Microsoft.MachineLearningServices/locations/local/vmSizes", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, api.VMSizeList{Value: []api.VMSize{
+			{Name: "STANDARD_D2_V2", Family: "standardDv2Family", VCPUs: 2, MemoryGB: 7, EstimatedVMPrices: &api.EstimatedVMPrices{
+				Values: []api.EstimatedVMPrice{{RetailPrice: 0.146, VMTier: "Standard"}, {RetailPrice: 0.0292, VMTier: "LowPriority"}}}},
+			{Name: "STANDARD_NC6", Family: "standardNCFamily", VCPUs: 6, GPUs: 1, MemoryGB: 56},
+		}})
+	})
+	if code := e.run("compute", "list-sizes"); code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, e.errOut.String())
+	}
+	want := "NAME            TYPE  VCPUS  MEMORY GB  GPUS  FAMILY             DEDICATED $/H  LOW PRIORITY $/H\n" +
+		"STANDARD_D2_V2  CPU   2      7          0     standardDv2Family  0.146          0.029\n" +
+		"STANDARD_NC6    GPU   6      56         1     standardNCFamily   -              -\n"
+	if got := e.out.String(); got != want {
+		t.Errorf("stdout:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestErrorsExitNonZero(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"server error", []string{"compute", "show", "--name", "nope"}, "Error: ResourceNotFound: compute nope does not exist\n"},
+		{"bad output", []string{"compute", "list", "-o", "yaml"}, "Error: --output must be table or json, not \"yaml\"\n"},
+		{"missing flag", []string{"compute", "show"}, "Error: required flag(s) \"name\" not set\n"},
+		{"bad tier", []string{"compute", "create", "-n", "x", "--tier", "spot"}, "Error: --tier must be dedicated or low_priority, not \"spot\"\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.mux.HandleFunc("GET "+testWS+"/computes/nope", func(w http.ResponseWriter, r *http.Request) {
+				writeJSON(w, http.StatusNotFound, api.ErrorResponse{Error: &api.ErrorDetail{Code: api.CodeResourceNotFound, Message: "compute nope does not exist"}})
+			})
+			if code := e.run(tt.args...); code != 1 {
+				t.Errorf("exit %d, want 1", code)
+			}
+			if got := e.errOut.String(); got != tt.wantErr {
+				t.Errorf("stderr = %q, want %q", got, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestTokenCreatePrintsSecretOnce(t *testing.T) {
+	e := newTestEnv(t)
+	e.mux.HandleFunc("POST /kumo/v1/tokens", func(w http.ResponseWriter, r *http.Request) {
+		var req api.TokenCreateRequest
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		writeJSON(w, http.StatusCreated, api.TokenCreated{ID: "t1", Name: req.Name, Role: req.Role, Token: "kumo_secret"})
+	})
+	if code := e.run("token", "create", "--name", "ci", "--role", "contributor"); code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, e.errOut.String())
+	}
+	if got := e.out.String(); got != "kumo_secret\n" {
+		t.Errorf("stdout = %q, want the secret alone", got)
+	}
+	if !strings.Contains(e.errOut.String(), "role contributor") {
+		t.Errorf("stderr = %q, want a notice naming the role", e.errOut.String())
+	}
+}
+
+func TestComputeUpdateFlagsToOptions(t *testing.T) {
+	tests := []struct {
+		args          []string
+		wantMin       *int
+		wantMax, idle *int
+	}{
+		{[]string{"--name", "c", "--max-instances", "8"}, nil, ptr(8), nil},
+		{[]string{"--name", "c", "--min-instances", "0", "--idle-time-before-scale-down", "60"}, ptr(0), nil, ptr(60)},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			e := newTestEnv(t)
+			var got *ComputeUpdateOptions
+			cmd := NewCmdComputeUpdate(e.f, func(o *ComputeUpdateOptions) error { got = o; return nil })
+			cmd.SetArgs(tt.args)
+			if err := cmd.Execute(); err != nil {
+				t.Fatal(err)
+			}
+			eq := func(a, b *int) bool { return a == nil && b == nil || a != nil && b != nil && *a == *b }
+			if !eq(got.MinInstances, tt.wantMin) || !eq(got.MaxInstances, tt.wantMax) || !eq(got.IdleTimeBeforeScaleDown, tt.idle) {
+				t.Errorf("options = min %v max %v idle %v", got.MinInstances, got.MaxInstances, got.IdleTimeBeforeScaleDown)
+			}
+		})
+	}
+}
+
+func TestLoginWritesConfig(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	if err := os.WriteFile("ca.pem", []byte("not used"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := newTestEnv(t)
+	// The CA file is not PEM: login refuses it.
+	if code := e.run("login", "--endpoint", "https://127.0.0.1:8443", "--token", "T", "--ca-file", "ca.pem"); code != 1 {
+		t.Errorf("login with a non-PEM CA file: exit %d, want 1", code)
+	}
+	if code := e.run("login", "--endpoint", "https://127.0.0.1:8443", "--token", "T", "-w", "team"); code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, e.errOut.String())
+	}
+	path := filepath.Join(dir, ".kumo", "config.json")
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("config mode = %o, want 600", fi.Mode().Perm())
+	}
+	cfg, err := client.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := client.Config{Endpoint: "https://127.0.0.1:8443", SubscriptionID: DefaultSubscriptionID,
+		ResourceGroup: DefaultResourceGroup, WorkspaceName: "team", Token: "T"}
+	if cfg != want {
+		t.Errorf("config = %+v, want %+v", cfg, want)
+	}
+	// The default Factory now finds it from a subdirectory.
+	if err := os.Mkdir("sub", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(filepath.Join(dir, "sub"))
+	ws, err := NewFactory().Workspace()
+	if err != nil || ws.Name() != "team" {
+		t.Errorf("NewFactory().Workspace() = %v, %v; want workspace team", ws, err)
+	}
+}

@@ -1,0 +1,58 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+)
+
+// ComputeListNodesOptions are the inputs of kumo compute list-nodes.
+type ComputeListNodesOptions struct {
+	commonOptions
+	Name string
+}
+
+// NewCmdComputeListNodes returns "kumo compute list-nodes".
+func NewCmdComputeListNodes(f *Factory, runF func(*ComputeListNodesOptions) error) *cobra.Command {
+	opts := &ComputeListNodesOptions{commonOptions: commonOptions{IO: f.IO, Workspace: f.Workspace}}
+	cmd := &cobra.Command{
+		Use:   "list-nodes",
+		Short: "List a compute cluster's nodes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Ctx, opts.Output = cmd.Context(), f.Output
+			if runF != nil {
+				return runF(opts)
+			}
+			return computeListNodesRun(opts)
+		},
+	}
+	cmd.Flags().StringVarP(&opts.Name, "name", "n", "", "compute name (required)")
+	_ = cmd.MarkFlagRequired("name")
+	return cmd
+}
+
+func computeListNodesRun(opts *ComputeListNodesOptions) error {
+	ws, err := opts.Workspace()
+	if err != nil {
+		return err
+	}
+	ct, err := ws.ComputeTarget(opts.Ctx, opts.Name)
+	if err != nil {
+		return err
+	}
+	nodes, err := ct.ListNodes(opts.Ctx)
+	if err != nil {
+		return err
+	}
+	if opts.Output == OutputJSON {
+		return printJSON(opts.IO.Out, nodes)
+	}
+	t := newTable(opts.IO.Out, "NODE ID", "STATE", "PRIVATE IP", "PUBLIC IP", "PORT", "RUN ID")
+	for _, n := range nodes {
+		run := "-"
+		if n.RunID != nil {
+			run = orDash(*n.RunID)
+		}
+		t.row(n.NodeID, n.NodeState, orDash(n.PrivateIPAddress), orDash(n.PublicIPAddress), n.Port, run)
+	}
+	return t.flush()
+}

@@ -1,0 +1,60 @@
+package cli
+
+import (
+	"bytes"
+	"io"
+	"os"
+
+	"kumo/client"
+)
+
+// IOStreams are the streams a command reads and writes.
+type IOStreams struct {
+	In     io.Reader
+	Out    io.Writer // results: tables, JSON, secrets, progress
+	ErrOut io.Writer // errors, prompts and notices
+}
+
+// SystemIO returns the process's standard streams.
+func SystemIO() *IOStreams {
+	return &IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
+}
+
+// TestIO returns streams backed by buffers: stdin, stdout and stderr.
+func TestIO() (*IOStreams, *bytes.Buffer, *bytes.Buffer, *bytes.Buffer) {
+	in, out, errOut := &bytes.Buffer{}, &bytes.Buffer{}, &bytes.Buffer{}
+	return &IOStreams{In: in, Out: out, ErrOut: errOut}, in, out, errOut
+}
+
+// Output formats for -o/--output.
+const (
+	OutputTable = "table"
+	OutputJSON  = "json"
+)
+
+// Factory holds what every command needs: streams, the values of the global
+// flags, and a way to reach the workspace.
+type Factory struct {
+	IO *IOStreams
+	// ConfigPath is the value of --config; "" searches from the current
+	// directory (client.FromConfig(".")).
+	ConfigPath string
+	// Output is the value of -o/--output: OutputTable or OutputJSON.
+	Output string
+	// Workspace returns the workspace the configuration names. Tests
+	// replace it to point at an httptest server.
+	Workspace func() (*client.Workspace, error)
+}
+
+// NewFactory returns a Factory on the standard streams whose Workspace
+// reads the configuration file named by --config, or found from ".".
+func NewFactory() *Factory {
+	f := &Factory{IO: SystemIO(), Output: OutputTable}
+	f.Workspace = func() (*client.Workspace, error) {
+		if f.ConfigPath != "" {
+			return client.FromConfig(f.ConfigPath)
+		}
+		return client.FromConfig(".")
+	}
+	return f
+}

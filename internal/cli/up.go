@@ -1,0 +1,56 @@
+package cli
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"kumo/internal/daemon"
+)
+
+// addServerCommands adds the commands that run kumo's own processes rather
+// than talk to a server.
+func addServerCommands(root *cobra.Command) {
+	root.AddCommand(newCmdUp())
+}
+
+// upOptions are the flags of kumo up.
+type upOptions struct {
+	daemon.Options
+	pollMS int
+}
+
+func newCmdUp() *cobra.Command {
+	o := &upOptions{}
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run the kumo control plane in the foreground",
+		Long: `Run the kumo control plane in the foreground until Ctrl-C.
+
+On first start kumo creates its data directory (a SQLite database and a
+self-signed certificate authority), a default workspace in region "local",
+and an owner API token, which it prints once. It writes a client config to
+.kumo/config.json in the current directory unless one exists, so that the
+kumo CLI and the Go SDK find the server.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			o.Out = cmd.OutOrStdout()
+			o.PollInterval = time.Duration(o.pollMS) * time.Millisecond
+			return daemon.Run(ctx, o.Options)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Addr, "addr", "127.0.0.1:8443", "address to listen on, HOST:PORT")
+	f.StringVar(&o.DataDir, "data-dir", ".kumo-data", "directory for the database and certificates")
+	f.StringVar(&o.TLS, "tls", daemon.TLSAuto, `"auto" serves HTTPS with a self-signed certificate kept in the data directory; "off" serves plain HTTP (loopback only)`)
+	f.StringVar(&o.CertFile, "tls-cert", "", "PEM certificate to serve instead of the self-signed one")
+	f.StringVar(&o.KeyFile, "tls-key", "", "PEM private key of --tls-cert")
+	f.Float64Var(&o.CPUOvercommit, "cpu-overcommit", daemon.DefaultCPUOvercommit, "node vCPUs offered per host core in region local")
+	f.IntVar(&o.pollMS, "poll-interval-ms", 500, "Retry-After-Ms sent to clients polling long-running operations")
+	return cmd
+}

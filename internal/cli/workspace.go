@@ -1,0 +1,56 @@
+package cli
+
+import (
+	"context"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"kumo/api"
+	"kumo/client"
+)
+
+// NewCmdWorkspace returns "kumo workspace" and its subcommands.
+func NewCmdWorkspace(f *Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "workspace",
+		Aliases: []string{"ws"},
+		Short:   "Create, show, list and delete workspaces",
+	}
+	cmd.AddCommand(
+		NewCmdWorkspaceCreate(f, nil),
+		NewCmdWorkspaceShow(f, nil),
+		NewCmdWorkspaceList(f, nil),
+		NewCmdWorkspaceDelete(f, nil),
+	)
+	return cmd
+}
+
+// commonOptions are the fields every command that talks to the server
+// shares.
+type commonOptions struct {
+	IO        *IOStreams
+	Workspace func() (*client.Workspace, error)
+	// Ctx is the command's context, set when the command runs.
+	Ctx context.Context
+	// Output is OutputTable or OutputJSON, set when the command runs.
+	Output string
+}
+
+func printWorkspaces(w io.Writer, output string, single bool, wss []api.Workspace) error {
+	if output == OutputJSON {
+		if single && len(wss) == 1 {
+			return printJSON(w, wss[0])
+		}
+		return printJSON(w, wss)
+	}
+	t := newTable(w, "NAME", "LOCATION", "STATE", "DESCRIPTION", "TAGS")
+	for _, ws := range wss {
+		var state, desc string
+		if ws.Properties != nil {
+			state, desc = ws.Properties.ProvisioningState, ws.Properties.Description
+		}
+		t.row(ws.Name, ws.Location, orDash(state), orDash(desc), orDash(formatTags(ws.Tags)))
+	}
+	return t.flush()
+}

@@ -1,0 +1,194 @@
+// Package provision holds the provisioner: the reconcile loop that finishes
+// what the API accepted. It moves computes from Creating or Updating to
+// Succeeded, removes computes marked Deleting, and settles every
+// long-running operation from the state of its compute. It is
+// level-triggered: it reads all pending state on each pass, so a pass after
+// a crash or restart finishes whatever the crash interrupted.
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"kumo/internal/model"
+	"kumo/internal/secret"
+	"kumo/internal/store"
+)
+
+// Finalizer releases what a compute holds (its nodes) before the compute's
+// record is removed. Release returns done=false while release is still in
+// progress; the provisioner then tries again on a later pass.
+type Finalizer interface {
+	Release(ctx context.Context, c model.Compute) (done bool, err error)
+}
+
+// Config configures a Provisioner.
+type Config struct {
+	Store store.Store
+	// Finalizer releases a compute's nodes before deletion; nil means
+	// computes hold nothing.
+	Finalizer Finalizer
+	// Resync is how often a pass runs without being notified; zero means
+	// one second.
+	Resync time.Duration
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// Log receives errors; nil means slog.Default().
+	Log *slog.Logger
+}
+
+// Provisioner is the reconcile loop. Start it once; Notify it after any
+// change; Stop it before closing the store.
+type Provisioner struct {
+	cfg    Config
+	kick   chan struct{}
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New returns a Provisioner for cfg.
+func New(cfg Config) *Provisioner {
+	if cfg.Resync <= 0 {
+		cfg.Resync = time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &Provisioner{cfg: cfg, kick: make(chan struct{}, 1)}
+}
+
+// Notify asks for a pass soon. It never blocks.
+func (p *Provisioner) Notify() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Start runs passes in a goroutine until Stop: one at once, then one per
+// Notify and per resync tick.
+func (p *Provisioner) Start(ctx context.Context) {
+	ctx, p.cancel = context.WithCancel(ctx)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		t := time.NewTicker(p.cfg.Resync)
+		defer t.Stop()
+		for {
+			if err := p.Reconcile(ctx); err != nil && ctx.Err() == nil {
+				p.cfg.Log.Error("provisioner pass", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-p.kick:
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+// Stop ends the loop and waits for the current pass to finish.
+func (p *Provisioner) Stop() {
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.wg.Wait()
+}
+
+// Reconcile runs one pass. It is idempotent and safe to run concurrently
+// with the API: every write is conditional on the ETag it read.
+func (p *Provisioner) Reconcile(ctx context.Context) error {
+	st := p.cfg.Store
+	pending, err := st.ComputeListByState(ctx, model.StateCreating, model.StateUpdating, model.StateDeleting)
+	if err != nil {
+		return fmt.Errorf("list pending computes: %w", err)
+	}
+	var errs []error
+	for _, c := range pending {
+		if err := p.reconcileCompute(ctx, c); err != nil {
+			errs = append(errs, fmt.Errorf("compute %s: %w", c.ID, err))
+		}
+	}
+	ops, err := st.OperationListInProgress(ctx)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("list operations: %w", err))...)
+	}
+	for _, op := range ops {
+		if err := p.settleOperation(ctx, op); err != nil {
+			errs = append(errs, fmt.Errorf("operation %s: %w", op.ID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (p *Provisioner) reconcileCompute(ctx context.Context, c model.Compute) error {
+	st := p.cfg.Store
+	switch c.State {
+	case model.StateCreating, model.StateUpdating:
+		prev := c.ETag
+		c.State, c.Errors, c.ETag = model.StateSucceeded, nil, secret.RandomID(8)
+		err := st.ComputeUpdate(ctx, c, prev, nil)
+		if errors.Is(err, store.ErrPreconditionFailed) || errors.Is(err, store.ErrNotFound) {
+			return nil // changed meanwhile; the next pass sees the new state
+		}
+		return err
+	case model.StateDeleting:
+		if p.cfg.Finalizer != nil {
+			done, err := p.cfg.Finalizer.Release(ctx, c)
+			if err != nil || !done {
+				return err
+			}
+		}
+		err := st.ComputeDelete(ctx, c.ID, c.ETag)
+		if errors.Is(err, store.ErrPreconditionFailed) || errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+// settleOperation ends an operation once its compute has left the pending
+// states; an operation superseded by a later one ends with the compute's
+// outcome too.
+func (p *Provisioner) settleOperation(ctx context.Context, op model.Operation) error {
+	st := p.cfg.Store
+	c, err := st.ComputeGet(ctx, op.ComputeID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		if op.Kind == model.OpDelete {
+			op.Status = model.OpSucceeded
+		} else {
+			op.Status = model.OpFailed
+			op.Error = &model.Error{Code: "ComputeDeleted", Message: "the compute was deleted before the operation finished"}
+		}
+	case err != nil:
+		return err
+	case c.State == model.StateCreating || c.State == model.StateUpdating || c.State == model.StateDeleting:
+		if op.Kind == model.OpDelete || c.State != model.StateDeleting {
+			return nil // still under way
+		}
+		// A create or update overtaken by a delete.
+		op.Status = model.OpFailed
+		op.Error = &model.Error{Code: "ComputeDeleted", Message: "the compute is being deleted"}
+	case c.State == model.StateFailed:
+		op.Status = model.OpFailed
+		op.Error = &model.Error{Code: "ProvisioningFailed", Message: "the compute could not be provisioned"}
+		if len(c.Errors) > 0 {
+			e := c.Errors[0]
+			op.Error = &e
+		}
+	default:
+		op.Status = model.OpSucceeded
+	}
+	op.EndedAt = p.cfg.Now().UTC()
+	return st.OperationUpdate(ctx, op)
+}

@@ -1,0 +1,273 @@
+// Package daemon runs kumo's control plane in one process: it opens the
+// store in the data directory (applying migrations), bootstraps the default
+// workspace and owner token on first start, prepares TLS, writes the client
+// config, serves the HTTP API, and runs the reconcile loops until its
+// context ends.
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"kumo/client"
+	"kumo/internal/controller/provision"
+	"kumo/internal/model"
+	"kumo/internal/server"
+	"kumo/internal/store/sqlite"
+)
+
+// The default workspace that a fresh control plane creates.
+const (
+	DefaultSubscription  = "00000000-0000-0000-0000-000000000000"
+	DefaultResourceGroup = "default"
+	DefaultWorkspace     = "default"
+	DefaultRegion        = "local"
+)
+
+// TLS modes.
+const (
+	TLSAuto = "auto" // generate and keep a self-signed CA and server certificate
+	TLSOff  = "off"  // plain HTTP; only allowed on loopback addresses
+)
+
+// Options configures Run.
+type Options struct {
+	Addr    string // listen address, HOST:PORT; "" means 127.0.0.1:8443
+	DataDir string // holds the database and certificates; "" means ./.kumo-data
+	// TLS is TLSAuto, TLSOff, or "" for TLSAuto. CertFile and KeyFile,
+	// when both set, are served instead of a self-signed certificate.
+	TLS      string
+	CertFile string
+	KeyFile  string
+	// ConfigDir is where .kumo/config.json is written unless it exists;
+	// "" means the working directory; "-" means write none.
+	ConfigDir string
+	// CPUOvercommit multiplies the host's cores to bound the vCPUs of the
+	// sizes region local offers; zero means DefaultCPUOvercommit.
+	CPUOvercommit float64
+	// PollInterval is the Retry-After-Ms sent on long-running operations.
+	PollInterval time.Duration
+	// Out receives the messages meant for the person who started kumo.
+	Out io.Writer
+	// Log receives operational logs; nil means slog.Default().
+	Log *slog.Logger
+	// Ready, if not nil, is called with the base URL once the API serves.
+	Ready func(baseURL string)
+}
+
+// DefaultCPUOvercommit is how many vCPUs of node sizes region local offers
+// per host core: nodes share cores, as jobs rarely keep every vCPU busy.
+const DefaultCPUOvercommit = 4.0
+
+// Run starts the control plane and blocks until ctx ends, then shuts down
+// cleanly: it stops accepting requests, lets running ones finish, stops the
+// reconcile loops and closes the store.
+func Run(ctx context.Context, o Options) error {
+	if o.Addr == "" {
+		o.Addr = "127.0.0.1:8443"
+	}
+	if o.DataDir == "" {
+		o.DataDir = ".kumo-data"
+	}
+	if o.TLS == "" {
+		o.TLS = TLSAuto
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	host, _, err := net.SplitHostPort(o.Addr)
+	if err != nil {
+		return fmt.Errorf("listen address %q: %w", o.Addr, err)
+	}
+	useTLS := o.TLS != TLSOff || (o.CertFile != "" && o.KeyFile != "")
+	if o.TLS != TLSOff && o.TLS != TLSAuto {
+		return fmt.Errorf("--tls %q is invalid: use %q or %q", o.TLS, TLSAuto, TLSOff)
+	}
+	if !useTLS && !isLoopback(host) {
+		return fmt.Errorf("refusing to serve plain HTTP on %s: bearer tokens would cross the network unencrypted; use TLS (--tls auto, or --tls-cert and --tls-key) or listen on 127.0.0.1", o.Addr)
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(o.DataDir, "kumo.db"))
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer st.Close()
+
+	now := time.Now()
+	wsID := fmt.Sprintf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.MachineLearningServices/workspaces/%s", DefaultSubscription, DefaultResourceGroup, DefaultWorkspace)
+	owner, err := server.Bootstrap(ctx, st, model.Workspace{ID: wsID, Subscription: DefaultSubscription, ResourceGroup: DefaultResourceGroup,
+		Name: DefaultWorkspace, Location: DefaultRegion, Description: "default workspace"}, now)
+	if err != nil {
+		return err
+	}
+
+	var tlsCfg *tls.Config
+	var caPEM []byte
+	if useTLS {
+		var cert tls.Certificate
+		if o.CertFile != "" && o.KeyFile != "" {
+			cert, err = tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+		} else {
+			cert, caPEM, err = selfSigned(o.DataDir, certHosts(host), now)
+		}
+		if err != nil {
+			return fmt.Errorf("prepare TLS: %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+
+	ln, err := net.Listen("tcp", o.Addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	scheme := "http"
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+		scheme = "https"
+	}
+	base := scheme + "://" + clientHost(ln.Addr().String(), host)
+
+	cpuOver := o.CPUOvercommit
+	if cpuOver <= 0 {
+		cpuOver = DefaultCPUOvercommit
+	}
+	regions := map[string]model.Region{DefaultRegion: model.NewRegion(DefaultRegion, "local", hostCapacity(cpuOver))}
+	prov := provision.New(provision.Config{Store: st, Log: o.Log})
+	srv := server.New(server.Config{Store: st, Regions: regions, Provisioner: prov, PollInterval: o.PollInterval, Log: o.Log})
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug)}
+
+	if owner != nil {
+		fmt.Fprintf(o.Out, "Created the owner API token (shown only once; kumo keeps only its hash):\n  %s\n", owner.Secret)
+	}
+	if o.ConfigDir != "-" {
+		if err := writeClientConfig(ctx, o, st, base, owner, caPEM, now); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+
+	prov.Start(ctx)
+	defer prov.Stop()
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	fmt.Fprintf(o.Out, "kumo control plane serving on %s (data in %s)\n", base, o.DataDir)
+	if o.Ready != nil {
+		o.Ready(base)
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shut down: %w", err)
+	}
+	fmt.Fprintln(o.Out, "kumo stopped")
+	return nil
+}
+
+// writeClientConfig writes .kumo/config.json (and the CA beside it) in
+// o.ConfigDir unless a config is already there. When the owner token was
+// not just created, a new owner token is made for the config: whoever can
+// start kumo on this data directory already holds its database.
+func writeClientConfig(ctx context.Context, o Options, st *sqlite.Store, base string, owner *server.NewToken, caPEM []byte, now time.Time) error {
+	dir := o.ConfigDir
+	if dir == "" {
+		dir = "."
+	}
+	kdir := filepath.Join(dir, ".kumo")
+	path := filepath.Join(kdir, "config.json")
+	if _, err := os.Stat(path); err == nil {
+		fmt.Fprintf(o.Out, "Client config %s exists; left unchanged\n", path)
+		return nil
+	}
+	if owner == nil {
+		t, err := server.CreateOwnerToken(ctx, st, "owner ("+path+")", now)
+		if err != nil {
+			return err
+		}
+		owner = &t
+	}
+	cfg := client.Config{Endpoint: base, SubscriptionID: DefaultSubscription, ResourceGroup: DefaultResourceGroup,
+		WorkspaceName: DefaultWorkspace, Token: owner.Secret}
+	if caPEM != nil {
+		if err := os.MkdirAll(kdir, 0o700); err != nil {
+			return fmt.Errorf("create %s: %w", kdir, err)
+		}
+		if err := os.WriteFile(filepath.Join(kdir, "ca.pem"), caPEM, 0o644); err != nil {
+			return fmt.Errorf("write CA for clients: %w", err)
+		}
+		cfg.CAFile = "ca.pem"
+	}
+	if err := cfg.Write(path); err != nil {
+		return fmt.Errorf("write client config: %w", err)
+	}
+	fmt.Fprintf(o.Out, "Wrote client config %s (mode 0600)\n", path)
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// clientHost is the host:port clients should use for a listener bound to
+// addr (a wildcard bind becomes 127.0.0.1).
+func clientHost(addr, host string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// hostCapacity measures this host for region local: cores × cpuOvercommit,
+// total memory, and NVIDIA GPUs visible through /proc/driver/nvidia.
+func hostCapacity(cpuOvercommit float64) model.Host {
+	h := model.Host{VCPUs: float64(runtime.NumCPU()) * cpuOvercommit, MemoryGB: memTotalGB()}
+	if entries, err := os.ReadDir("/proc/driver/nvidia/gpus"); err == nil {
+		h.GPUs = len(entries)
+	}
+	return h
+}
+
+func memTotalGB() float64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 64)
+			if err == nil {
+				return kb / (1024 * 1024)
+			}
+		}
+	}
+	return 0
+}

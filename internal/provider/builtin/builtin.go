@@ -1,0 +1,17 @@
+// Package builtin lists the providers compiled into kumo, by the name a
+// region's configuration uses. It is a separate package because the
+// providers import package provider.
+package builtin
+
+import (
+	"kumo/internal/provider"
+	"kumo/internal/provider/fake"
+	"kumo/internal/provider/local"
+)
+
+// Providers maps a provider name to its constructor. Adding a provider means
+// adding a line here; there is no registration by init.
+var Providers = map[string]provider.Factory{
+	"fake":  fake.Factory,
+	"local": local.Factory,
+}

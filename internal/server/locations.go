@@ -1,0 +1,223 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"kumo/api"
+	"kumo/internal/model"
+	"kumo/internal/store"
+)
+
+func (s *Server) loadRegion(r *http.Request) (model.Region, error) {
+	reg, ok := s.region(r.PathValue("loc"))
+	if !ok {
+		return reg, errorf(http.StatusNotFound, api.CodeInvalidLocation, "location %q is not a region this server serves; use one of: %s", r.PathValue("loc"), s.regionNames())
+	}
+	return reg, nil
+}
+
+func (s *Server) vmSizes(w http.ResponseWriter, r *http.Request) error {
+	reg, err := s.loadRegion(r)
+	if err != nil {
+		return err
+	}
+	out := api.VMSizeList{Value: []api.VMSize{}}
+	for _, z := range reg.Sizes {
+		out.Value = append(out.Value, api.VMSize{
+			Name: z.Name, Family: z.Family, VCPUs: int32(z.VCPUs), GPUs: int32(z.GPUs), GPUModel: z.GPUModel,
+			MemoryGB: z.MemoryGB, LowPriorityCapable: true, SupportedComputeTypes: []string{"AmlCompute"},
+			EstimatedVMPrices: &api.EstimatedVMPrices{BillingCurrency: "USD", UnitOfMeasure: "OneHour", Values: []api.EstimatedVMPrice{
+				{RetailPrice: z.PriceDedicated, OSType: "Linux", VMTier: "Standard"},
+				{RetailPrice: z.PriceLowPriority, OSType: "Linux", VMTier: "LowPriority"},
+			}},
+		})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// regionWorkspaces returns the workspaces of the path's subscription that
+// live in the path's region.
+func (s *Server) regionWorkspaces(ctx context.Context, r *http.Request, reg model.Region) ([]model.Workspace, error) {
+	all, err := s.store.WorkspaceList(ctx, r.PathValue("sub"), "", store.Page{})
+	if err != nil {
+		return nil, err
+	}
+	var out []model.Workspace
+	for _, ws := range all {
+		if model.SameLocation(ws.Location, reg.Name) {
+			out = append(out, ws)
+		}
+	}
+	return out, nil
+}
+
+func familyLabel(family string) string {
+	if family == model.LowPriorityFamily {
+		return "Low-priority vCPUs"
+	}
+	f := strings.TrimSuffix(strings.TrimPrefix(family, "standard"), "Family")
+	return "Standard " + f + " Family vCPUs"
+}
+
+// usedVCPUs counts the vCPUs a workspace's nodes hold, per quota family.
+func (s *Server) usedVCPUs(ctx context.Context, ws model.Workspace, reg model.Region) (map[string]int64, error) {
+	used := map[string]int64{}
+	if s.nodes == nil {
+		return used, nil
+	}
+	cs, err := s.store.ComputeList(ctx, ws.ID, store.Page{})
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range cs {
+		size, ok := reg.Size(c.VMSize)
+		if !ok {
+			continue
+		}
+		nodes, err := s.nodes.ComputeNodes(ctx, c.ID)
+		if err != nil {
+			return nil, err
+		}
+		family, _ := model.QuotaLimit(nil, size, c.Priority)
+		used[family] += int64(len(nodes) * size.VCPUs)
+	}
+	return used, nil
+}
+
+func (s *Server) usages(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	reg, err := s.loadRegion(r)
+	if err != nil {
+		return err
+	}
+	wss, err := s.regionWorkspaces(ctx, r, reg)
+	if err != nil {
+		return err
+	}
+	out := api.UsageList{Value: []api.Usage{}}
+	for _, ws := range wss {
+		quotas, err := s.store.QuotaList(ctx, ws.ID)
+		if err != nil {
+			return err
+		}
+		used, err := s.usedVCPUs(ctx, ws, reg)
+		if err != nil {
+			return err
+		}
+		for _, q := range effectiveQuotas(reg, ws, quotas) {
+			out.Value = append(out.Value, api.Usage{
+				ID: ws.ID + "/usages/" + q.Family, AMLWorkspaceLocation: ws.Location, Type: api.ProviderNamespace + "/workspaces/usages",
+				Unit: "Count", CurrentValue: used[q.Family], Limit: q.Limit,
+				Name: api.UsageName{Value: q.Family, LocalizedValue: familyLabel(q.Family)},
+			})
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// effectiveQuotas lists, for every family the region offers and for
+// low-priority nodes, the limit that applies to ws.
+func effectiveQuotas(reg model.Region, ws model.Workspace, stored []model.Quota) []model.Quota {
+	var out []model.Quota
+	for _, fam := range append(reg.Families(), model.LowPriorityFamily) {
+		q := model.Quota{WorkspaceID: ws.ID, Family: fam, Limit: model.DefaultDedicatedQuota}
+		if fam == model.LowPriorityFamily {
+			q.Limit = model.DefaultLowPriorityQuota
+		}
+		for _, sq := range stored {
+			if sq.Family == fam {
+				q.Limit = sq.Limit
+			}
+		}
+		out = append(out, q)
+	}
+	return out
+}
+
+func (s *Server) quotas(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	reg, err := s.loadRegion(r)
+	if err != nil {
+		return err
+	}
+	wss, err := s.regionWorkspaces(ctx, r, reg)
+	if err != nil {
+		return err
+	}
+	out := api.QuotaList{Value: []api.ResourceQuota{}}
+	for _, ws := range wss {
+		stored, err := s.store.QuotaList(ctx, ws.ID)
+		if err != nil {
+			return err
+		}
+		for _, q := range effectiveQuotas(reg, ws, stored) {
+			out.Value = append(out.Value, api.ResourceQuota{
+				ID: ws.ID + "/quotas/" + q.Family, AMLWorkspaceLocation: ws.Location, Type: api.TypeQuota,
+				Name: api.UsageName{Value: q.Family, LocalizedValue: familyLabel(q.Family)}, Limit: q.Limit, Unit: "Count",
+			})
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// maxQuota bounds a quota limit, in vCPUs.
+const maxQuota = 1_000_000
+
+func (s *Server) updateQuotas(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	reg, err := s.loadRegion(r)
+	if err != nil {
+		return err
+	}
+	var body api.QuotaUpdateParameters
+	if err := decode(r, &body); err != nil {
+		return err
+	}
+	if len(body.Value) == 0 {
+		return badRequest(api.CodeInvalidParameter, "value", "value must list at least one quota to update")
+	}
+	families := map[string]string{strings.ToLower(model.LowPriorityFamily): model.LowPriorityFamily}
+	for _, f := range reg.Families() {
+		families[strings.ToLower(f)] = f
+	}
+	// Validate every entry before changing anything.
+	var updates []model.Quota
+	for i, v := range body.Value {
+		target := fmt.Sprintf("value[%d]", i)
+		wsID, fam, ok := strings.Cut(v.ID, "/quotas/")
+		if !ok || !strings.HasPrefix(strings.ToLower(wsID), strings.ToLower("/subscriptions/"+r.PathValue("sub")+"/")) {
+			return badRequest(api.CodeInvalidParameter, target+".id", "%s.id %q must be a workspace quota ID ending in /workspaces/{workspace}/quotas/{vmFamily}", target, v.ID)
+		}
+		canon, ok := families[strings.ToLower(fam)]
+		if !ok {
+			return badRequest(api.CodeInvalidParameter, target+".id", "%s.id names VM family %q, which region %q does not offer", target, fam, reg.Name)
+		}
+		if v.Limit < 0 || v.Limit > maxQuota {
+			return badRequest(api.CodeInvalidParameter, target+".limit", "%s.limit %d is out of range: it must be between 0 and %d", target, v.Limit, maxQuota)
+		}
+		ws, err := s.store.WorkspaceGet(ctx, wsID)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && !model.SameLocation(ws.Location, reg.Name)) {
+			return badRequest(api.CodeInvalidParameter, target+".id", "%s.id names a workspace that does not exist in region %q", target, reg.Name)
+		}
+		if err != nil {
+			return err
+		}
+		updates = append(updates, model.Quota{WorkspaceID: ws.ID, Family: canon, Limit: v.Limit})
+	}
+	out := api.UpdateWorkspaceQuotasResult{}
+	for _, q := range updates {
+		if err := s.store.QuotaSet(ctx, q); err != nil {
+			return err
+		}
+		out.Value = append(out.Value, api.UpdateWorkspaceQuotas{ID: q.WorkspaceID + "/quotas/" + q.Family, Type: api.TypeQuota, Limit: q.Limit, Unit: "Count", Status: "Success"})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}

@@ -1,0 +1,103 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"kumo/internal/model"
+)
+
+const operationColumns = `id, location, kind, compute_id, status, error_code, error_message, started_at, ended_at`
+
+func scanOperation(sc scanner) (model.Operation, error) {
+	var (
+		op        model.Operation
+		code, msg sql.NullString
+		started   string
+		ended     sql.NullString
+	)
+	if err := sc.Scan(&op.ID, &op.Location, &op.Kind, &op.ComputeID, &op.Status, &code, &msg, &started, &ended); err != nil {
+		return model.Operation{}, err
+	}
+	if code.Valid || msg.Valid {
+		op.Error = &model.Error{Code: code.String, Message: msg.String}
+	}
+	var d decoder
+	op.StartedAt = d.time("started_at", started)
+	op.EndedAt = d.optTime("ended_at", ended)
+	return op, d.err
+}
+
+// opError splits an operation's error into nullable columns.
+func opError(e *model.Error) (code, msg sql.NullString) {
+	if e == nil {
+		return sql.NullString{}, sql.NullString{}
+	}
+	return sql.NullString{String: e.Code, Valid: true}, sql.NullString{String: e.Message, Valid: true}
+}
+
+// insertOperation inserts op in tx; store.ErrConflict if its ID exists.
+func insertOperation(ctx context.Context, tx *sql.Tx, op model.Operation) error {
+	code, msg := opError(op.Error)
+	_, err := tx.ExecContext(ctx, `INSERT INTO operations (
+		id, location, kind, compute_id, compute_key, status, error_code, error_message, started_at, ended_at
+	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		op.ID, op.Location, op.Kind, op.ComputeID, fold(op.ComputeID), op.Status, code, msg,
+		encTime(op.StartedAt), encOptTime(op.EndedAt))
+	return storeErr(err)
+}
+
+// OperationCreate implements store.Store.
+func (s *Store) OperationCreate(ctx context.Context, op model.Operation) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error { return insertOperation(ctx, tx, op) })
+	if err != nil {
+		return fmt.Errorf("operation create %s: %w", op.ID, err)
+	}
+	return nil
+}
+
+// OperationUpdate implements store.Store.
+func (s *Store) OperationUpdate(ctx context.Context, op model.Operation) error {
+	code, msg := opError(op.Error)
+	res, err := s.w.ExecContext(ctx, `UPDATE operations SET status = ?, error_code = ?, error_message = ?, ended_at = ? WHERE id = ?`,
+		op.Status, code, msg, encOptTime(op.EndedAt), op.ID)
+	if err == nil {
+		err = mustAffect(res)
+	}
+	if err != nil {
+		return fmt.Errorf("operation update %s: %w", op.ID, err)
+	}
+	return nil
+}
+
+// OperationGet implements store.Store.
+func (s *Store) OperationGet(ctx context.Context, id string) (model.Operation, error) {
+	row := s.r.QueryRowContext(ctx, `SELECT `+operationColumns+` FROM operations WHERE id = ?`, id)
+	op, err := scanOperation(row)
+	if err != nil {
+		return model.Operation{}, fmt.Errorf("operation get %s: %w", id, notFound(err))
+	}
+	return op, nil
+}
+
+// OperationListInProgress implements store.Store.
+func (s *Store) OperationListInProgress(ctx context.Context) ([]model.Operation, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+operationColumns+` FROM operations WHERE status = ? ORDER BY started_at, id`, model.OpInProgress)
+	if err != nil {
+		return nil, fmt.Errorf("operation list in progress: %w", err)
+	}
+	defer rows.Close()
+	var out []model.Operation
+	for rows.Next() {
+		op, err := scanOperation(rows)
+		if err != nil {
+			return nil, fmt.Errorf("operation list in progress: %w", err)
+		}
+		out = append(out, op)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("operation list in progress: %w", err)
+	}
+	return out, nil
+}

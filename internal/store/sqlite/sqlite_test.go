@@ -1,0 +1,118 @@
+package sqlite
+
+import (
+	"database/sql"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"kumo/internal/model"
+	"kumo/internal/store"
+	"kumo/internal/store/storetest"
+)
+
+// openTest opens a store on a new file in a temporary directory.
+func openTest(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", path, err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return openTest(t, filepath.Join(t.TempDir(), "kumo.db"))
+	})
+}
+
+func TestReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kumo.db")
+	w := model.Workspace{ID: "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/Ws",
+		Subscription: "s", ResourceGroup: "rg", Name: "Ws", Location: "local"}
+
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if err := s.WorkspaceCreate(t.Context(), w); err != nil {
+		t.Fatalf("WorkspaceCreate: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	s = openTest(t, path)
+	got, err := s.WorkspaceGet(t.Context(), w.ID)
+	if err != nil {
+		t.Fatalf("WorkspaceGet after reopen: %v", err)
+	}
+	if diff := cmp.Diff(w, got); diff != "" {
+		t.Errorf("WorkspaceGet after reopen (-want +got):\n%s", diff)
+	}
+
+	applied, err := s.migrate(t.Context())
+	if err != nil {
+		t.Fatalf("migrate again: %v", err)
+	}
+	if len(applied) != 0 {
+		t.Errorf("migrate again applied %v, want nothing", applied)
+	}
+	ms, err := migrations()
+	if err != nil {
+		t.Fatalf("migrations: %v", err)
+	}
+	var n int
+	if err := s.r.QueryRowContext(t.Context(), `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
+		t.Fatalf("count schema_migrations: %v", err)
+	}
+	if n != len(ms) {
+		t.Errorf("schema_migrations has %d rows, want %d", n, len(ms))
+	}
+}
+
+func TestPragmas(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "kumo.db"))
+	tests := []struct {
+		name   string
+		db     *sql.DB
+		pragma string
+		want   string
+	}{
+		{"writer journal", s.w, "journal_mode", "wal"},
+		{"writer foreign keys", s.w, "foreign_keys", "1"},
+		{"writer synchronous", s.w, "synchronous", "1"}, // NORMAL
+		{"writer busy timeout", s.w, "busy_timeout", "10000"},
+		{"reader journal", s.r, "journal_mode", "wal"},
+		{"reader foreign keys", s.r, "foreign_keys", "1"},
+		{"reader busy timeout", s.r, "busy_timeout", "10000"},
+		{"reader query only", s.r, "query_only", "1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got string
+			if err := tt.db.QueryRowContext(t.Context(), "PRAGMA "+tt.pragma).Scan(&got); err != nil {
+				t.Fatalf("PRAGMA %s: %v", tt.pragma, err)
+			}
+			if got != tt.want {
+				t.Errorf("PRAGMA %s = %q, want %q", tt.pragma, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestOpenRejectsNonFile(t *testing.T) {
+	for _, path := range []string{"", ":memory:", "file:x.db", "x.db?mode=ro"} {
+		if s, err := Open(t.Context(), path); err == nil {
+			s.Close()
+			t.Errorf("Open(%q) succeeded, want an error", path)
+		}
+	}
+}

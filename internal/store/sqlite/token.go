@@ -1,0 +1,70 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"kumo/internal/model"
+)
+
+const tokenColumns = `id, name, role, hash, created_at, revoked_at`
+
+func scanToken(sc scanner) (model.Token, error) {
+	var (
+		t       model.Token
+		created string
+		revoked sql.NullString
+	)
+	if err := sc.Scan(&t.ID, &t.Name, &t.Role, &t.Hash, &created, &revoked); err != nil {
+		return model.Token{}, err
+	}
+	var d decoder
+	t.CreatedAt = d.time("created_at", created)
+	t.RevokedAt = d.optTime("revoked_at", revoked)
+	return t, d.err
+}
+
+// TokenCreate implements store.Store.
+func (s *Store) TokenCreate(ctx context.Context, t model.Token) error {
+	_, err := s.w.ExecContext(ctx, `INSERT INTO tokens (id, name, role, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		t.ID, t.Name, t.Role, t.Hash, encTime(t.CreatedAt), encOptTime(t.RevokedAt))
+	if err != nil {
+		return fmt.Errorf("token create %s: %w", t.ID, storeErr(err))
+	}
+	return nil
+}
+
+// TokenGetByHash implements store.Store.
+func (s *Store) TokenGetByHash(ctx context.Context, hash string) (model.Token, error) {
+	row := s.r.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE hash = ?`, hash)
+	t, err := scanToken(row)
+	if err != nil {
+		// The hash identifies a secret: keep it out of the message.
+		return model.Token{}, fmt.Errorf("token get by hash: %w", notFound(err))
+	}
+	return t, nil
+}
+
+// TokenList implements store.Store. Tokens created at the same instant are
+// ordered by ID.
+func (s *Store) TokenList(ctx context.Context) ([]model.Token, error) {
+	ts, err := list(ctx, s.r, scanToken, `SELECT `+tokenColumns+` FROM tokens ORDER BY created_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("token list: %w", err)
+	}
+	return ts, nil
+}
+
+// TokenRevoke implements store.Store.
+func (s *Store) TokenRevoke(ctx context.Context, id string, at time.Time) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE tokens SET revoked_at = ? WHERE id = ?`, encOptTime(at), id)
+	if err == nil {
+		err = mustAffect(res)
+	}
+	if err != nil {
+		return fmt.Errorf("token revoke %s: %w", id, err)
+	}
+	return nil
+}

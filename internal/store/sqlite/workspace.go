@@ -1,0 +1,140 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"kumo/internal/model"
+	"kumo/internal/store"
+)
+
+const workspaceColumns = `id, subscription, resource_group, name, location, description, tags, created_at, modified_at, created_by`
+
+func scanWorkspace(sc scanner) (model.Workspace, error) {
+	var (
+		w                 model.Workspace
+		tags              sql.NullString
+		created, modified string
+	)
+	err := sc.Scan(&w.ID, &w.Subscription, &w.ResourceGroup, &w.Name, &w.Location, &w.Description,
+		&tags, &created, &modified, &w.CreatedBy)
+	if err != nil {
+		return model.Workspace{}, err
+	}
+	var d decoder
+	w.Tags = d.tags("tags", tags)
+	w.CreatedAt = d.time("created_at", created)
+	w.ModifiedAt = d.time("modified_at", modified)
+	return w, d.err
+}
+
+// WorkspaceCreate implements store.Store.
+func (s *Store) WorkspaceCreate(ctx context.Context, w model.Workspace) error {
+	tags, err := encTags(w.Tags)
+	if err != nil {
+		return fmt.Errorf("workspace create %s: %w", w.ID, err)
+	}
+	_, err = s.w.ExecContext(ctx, `INSERT INTO workspaces (
+		id_key, id, subscription, subscription_key, resource_group, resource_group_key, name, name_key,
+		location, description, tags, created_at, modified_at, created_by
+	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		fold(w.ID), w.ID, w.Subscription, fold(w.Subscription), w.ResourceGroup, fold(w.ResourceGroup), w.Name, fold(w.Name),
+		w.Location, w.Description, tags, encTime(w.CreatedAt), encTime(w.ModifiedAt), w.CreatedBy)
+	if err != nil {
+		return fmt.Errorf("workspace create %s: %w", w.ID, storeErr(err))
+	}
+	return nil
+}
+
+// WorkspaceUpdate implements store.Store.
+func (s *Store) WorkspaceUpdate(ctx context.Context, w model.Workspace) error {
+	tags, err := encTags(w.Tags)
+	if err != nil {
+		return fmt.Errorf("workspace update %s: %w", w.ID, err)
+	}
+	res, err := s.w.ExecContext(ctx, `UPDATE workspaces SET description = ?, tags = ?, modified_at = ? WHERE id_key = ?`,
+		w.Description, tags, encTime(w.ModifiedAt), fold(w.ID))
+	if err == nil {
+		err = mustAffect(res)
+	}
+	if err != nil {
+		return fmt.Errorf("workspace update %s: %w", w.ID, err)
+	}
+	return nil
+}
+
+// WorkspaceGet implements store.Store.
+func (s *Store) WorkspaceGet(ctx context.Context, id string) (model.Workspace, error) {
+	row := s.r.QueryRowContext(ctx, `SELECT `+workspaceColumns+` FROM workspaces WHERE id_key = ?`, fold(id))
+	w, err := scanWorkspace(row)
+	if err != nil {
+		return model.Workspace{}, fmt.Errorf("workspace get %s: %w", id, notFound(err))
+	}
+	return w, nil
+}
+
+// WorkspaceList implements store.Store. Rows are ordered by folded name,
+// then folded resource group; Page.After compares with the folded name only.
+func (s *Store) WorkspaceList(ctx context.Context, subscription, resourceGroup string, p store.Page) ([]model.Workspace, error) {
+	q := `SELECT ` + workspaceColumns + ` FROM workspaces WHERE subscription_key = ?`
+	args := []any{fold(subscription)}
+	if resourceGroup != "" {
+		q += ` AND resource_group_key = ?`
+		args = append(args, fold(resourceGroup))
+	}
+	q += ` AND name_key > ? ORDER BY name_key, resource_group_key LIMIT ?`
+	args = append(args, fold(p.After), limit(p))
+	ws, err := list(ctx, s.r, scanWorkspace, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("workspace list %s/%s: %w", subscription, resourceGroup, err)
+	}
+	return ws, nil
+}
+
+// WorkspaceDelete implements store.Store. Besides the workspace's computes
+// and quotas (removed by ON DELETE CASCADE) it removes the operations on
+// any compute of the workspace, including computes already deleted, whose
+// ARM IDs lie under the workspace's ID.
+func (s *Store) WorkspaceDelete(ctx context.Context, id string) error {
+	key := fold(id)
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM operations
+			WHERE compute_key IN (SELECT id_key FROM computes WHERE workspace_key = ?)
+			   OR (compute_key >= ? AND compute_key < ?)`,
+			key, key+"/", key+"0") // '0' follows '/': the range is every key with the prefix key+"/"
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM workspaces WHERE id_key = ?`, key)
+		if err != nil {
+			return err
+		}
+		return mustAffect(res)
+	})
+	if err != nil {
+		return fmt.Errorf("workspace delete %s: %w", id, err)
+	}
+	return nil
+}
+
+// list runs a query on db and scans every row with scan.
+func list[T any](ctx context.Context, db *sql.DB, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

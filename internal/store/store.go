@@ -1,0 +1,103 @@
+// Package store defines kumo's persistence contract: the Store interface,
+// its sentinel errors, and the rules every backend follows. Backends live in
+// subpackages (sqlite today; postgres later) and must all pass the
+// conformance suite in storetest.
+//
+// The store never invents IDs or timestamps: callers pass them in, so every
+// backend returns identical rows for identical calls.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"kumo/internal/model"
+)
+
+// Sentinel errors. Backends wrap them; callers compare with errors.Is.
+var (
+	// ErrNotFound means the addressed row does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict means a row with the same unique key already exists.
+	ErrConflict = errors.New("conflict")
+	// ErrPreconditionFailed means an ETag given as a precondition did not
+	// match the stored row's.
+	ErrPreconditionFailed = errors.New("precondition failed")
+)
+
+// Page asks for one page of a list ordered by the rows' case-folded names.
+type Page struct {
+	After string // return rows whose folded name sorts after this; "" = from the start
+	Limit int    // at most this many rows; 0 or less means no limit
+}
+
+// Store is kumo's persistence. All methods are safe for concurrent use and
+// block until the backend has committed (or failed). Methods that address
+// one row return an error wrapping ErrNotFound when it is absent. Names are
+// matched case-insensitively; rows keep the case they were created with.
+type Store interface {
+	// WorkspaceCreate inserts w; ErrConflict if a workspace with the same
+	// subscription, resource group and name (case-insensitive) exists.
+	WorkspaceCreate(ctx context.Context, w model.Workspace) error
+	// WorkspaceUpdate replaces the mutable fields (description, tags,
+	// ModifiedAt) of the workspace with w.ID.
+	WorkspaceUpdate(ctx context.Context, w model.Workspace) error
+	// WorkspaceGet returns the workspace named by its ARM ID.
+	WorkspaceGet(ctx context.Context, id string) (model.Workspace, error)
+	// WorkspaceList returns the workspaces of a resource group, or of the
+	// whole subscription when resourceGroup is "".
+	WorkspaceList(ctx context.Context, subscription, resourceGroup string, p Page) ([]model.Workspace, error)
+	// WorkspaceDelete removes a workspace with its computes, operations and
+	// quotas.
+	WorkspaceDelete(ctx context.Context, id string) error
+
+	// ComputeCreate inserts c and the operation that provisions it in one
+	// transaction; ErrConflict if the workspace already has a compute of
+	// that name; ErrNotFound if the workspace does not exist.
+	ComputeCreate(ctx context.Context, c model.Compute, op model.Operation) error
+	// ComputeUpdate replaces the compute with c.ID. When matchETag is not
+	// "", the stored ETag must equal it, else ErrPreconditionFailed. When op
+	// is not nil it is inserted in the same transaction.
+	ComputeUpdate(ctx context.Context, c model.Compute, matchETag string, op *model.Operation) error
+	// ComputeGet returns the compute with the given ARM ID.
+	ComputeGet(ctx context.Context, id string) (model.Compute, error)
+	// ComputeList returns one page of a workspace's computes.
+	ComputeList(ctx context.Context, workspaceID string, p Page) ([]model.Compute, error)
+	// ComputeListByState returns every compute, in any workspace, whose
+	// state is one of states (used by the provisioner on start and on each
+	// tick).
+	ComputeListByState(ctx context.Context, states ...model.ProvisioningState) ([]model.Compute, error)
+	// ComputeDelete removes the compute with the given ID. When matchETag is
+	// not "", the stored ETag must equal it, else ErrPreconditionFailed.
+	ComputeDelete(ctx context.Context, id, matchETag string) error
+
+	// OperationCreate inserts a standalone operation (for example a delete
+	// of a compute that is then removed).
+	OperationCreate(ctx context.Context, op model.Operation) error
+	// OperationUpdate replaces the status, error and end time of op.ID.
+	OperationUpdate(ctx context.Context, op model.Operation) error
+	// OperationGet returns an operation by ID.
+	OperationGet(ctx context.Context, id string) (model.Operation, error)
+	// OperationListInProgress returns every operation whose status is
+	// InProgress, oldest first (ties by ID).
+	OperationListInProgress(ctx context.Context) ([]model.Operation, error)
+
+	// TokenCreate inserts t; ErrConflict if its ID or hash exists.
+	TokenCreate(ctx context.Context, t model.Token) error
+	// TokenGetByHash returns the token whose Hash equals hash, revoked or
+	// not.
+	TokenGetByHash(ctx context.Context, hash string) (model.Token, error)
+	// TokenList returns every token, oldest first.
+	TokenList(ctx context.Context) ([]model.Token, error)
+	// TokenRevoke sets RevokedAt on the token with the given ID.
+	TokenRevoke(ctx context.Context, id string, at time.Time) error
+
+	// QuotaSet creates or replaces one quota.
+	QuotaSet(ctx context.Context, q model.Quota) error
+	// QuotaList returns a workspace's quotas ordered by family.
+	QuotaList(ctx context.Context, workspaceID string) ([]model.Quota, error)
+
+	// Close releases the backend's resources.
+	Close() error
+}
