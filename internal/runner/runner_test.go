@@ -201,13 +201,13 @@ func TestCancelEndsProcessTree(t *testing.T) {
 	}{
 		{
 			name:    "leader traps TERM and exits",
-			command: `trap 'echo got-term; exit 0' TERM; sleep 1000 & echo ready; wait`,
+			command: `trap 'echo got-term; exit 0' TERM; sh -c 'echo ready; exec sleep 1000' & wait`,
 			stop:    func(j *Job, _ context.CancelFunc) { j.Cancel() },
 			reason:  ReasonCanceled,
 		},
 		{
 			name:     "leader traps TERM and goes on",
-			command:  `trap 'echo got-term' TERM; sleep 1000 & echo ready; while :; do wait; done`,
+			command:  `trap 'echo got-term' TERM; sh -c 'echo ready; exec sleep 1000' & while :; do wait; done`,
 			stop:     func(j *Job, _ context.CancelFunc) { j.Cancel() },
 			reason:   ReasonCanceled,
 			hardKill: true,
@@ -221,13 +221,13 @@ func TestCancelEndsProcessTree(t *testing.T) {
 		},
 		{
 			name:    "context canceled",
-			command: `sleep 1000 & echo ready; wait`,
+			command: `sh -c 'echo ready; exec sleep 1000' & wait`,
 			stop:    func(_ *Job, cancel context.CancelFunc) { cancel() },
 			reason:  ReasonCanceled,
 		},
 		{
 			name:    "timeout",
-			command: `sleep 1000 & echo ready; wait`,
+			command: `sh -c 'echo ready; exec sleep 1000' & wait`,
 			timeout: 50 * time.Millisecond,
 			reason:  ReasonTimeout,
 		},

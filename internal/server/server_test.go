@@ -28,14 +28,14 @@ const (
 // harness is a real API server over a real SQLite file, with the
 // provisioner driven by the test.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	st     store.Store
 	srv    *httptest.Server
 	prov   *provision.Provisioner
 	tokens map[model.Role]string
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "kumo.db"))

@@ -1,5 +1,5 @@
 // Package local is a [provider.Provider] whose instances are processes on
-// this host: each node is a child process (by default `kumo agent`) with its
+// this host: each node is a process (by default `kumo agent`) with its
 // own work directory, session and process group, and, where the host allows
 // it, a cgroup enforcing its VM size's vCPUs and memory.
 //
