@@ -221,3 +221,5 @@ func run(t *testing.T, dir string, args ...string) (string, error) {
 }
 
 const workspacePath = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/default/providers/Microsoft.MachineLearningServices/workspaces/default"
+
+func mkdirAll(dir string) error { return os.MkdirAll(dir, 0o755) }
