@@ -2,23 +2,27 @@ package model
 
 import (
 	"fmt"
-	"strconv"
+	"math"
+	"math/big"
 	"strings"
 	"time"
 )
 
-// ParseDuration parses an ISO-8601 duration of days, hours, minutes and
-// seconds ("PT2M", "PT1800S", "P1DT2H", "PT0.5S", "P1W"). Years and months
-// are refused: their length is not fixed.
+// ParseDuration parses an ISO-8601 duration of weeks, days, hours, minutes
+// and seconds ("PT2M", "PT1800S", "P1DT2H", "PT0.5S", "P1W"), in any case.
+// Units must appear at most once each, largest first. Years and months are
+// refused: their length is not fixed. Fractions are exact to the nanosecond
+// (truncated below it); a total beyond time.Duration's range is refused.
 func ParseDuration(s string) (time.Duration, error) {
 	if len(s) < 2 || (s[0] != 'P' && s[0] != 'p') {
 		return 0, fmt.Errorf("must start with 'P'")
 	}
 	rest := strings.ToUpper(s[1:])
-	var total float64
+	total := new(big.Rat) // nanoseconds
+	maxNanos := new(big.Rat).SetInt64(math.MaxInt64)
 	inTime := false
 	seen := false
-	const maxSeconds = float64(1<<63-1) / float64(time.Second)
+	last := 0 // rank of the last unit read; units must come largest first
 	for len(rest) > 0 {
 		if rest[0] == 'T' {
 			if inTime {
@@ -38,29 +42,34 @@ func ParseDuration(s string) (time.Duration, error) {
 		if i == 0 || i == len(rest) {
 			return 0, fmt.Errorf("expected a number followed by a unit")
 		}
-		num, err := strconv.ParseFloat(strings.ReplaceAll(rest[:i], ",", "."), 64)
-		if err != nil {
+		num, ok := parseDecimal(strings.ReplaceAll(rest[:i], ",", "."))
+		if !ok {
 			return 0, fmt.Errorf("bad number %q", rest[:i])
 		}
-		var unit float64
+		var unit int64 // seconds
+		var rank int
 		switch u := rest[i]; {
 		case !inTime && u == 'W':
-			unit = 7 * 86400
+			unit, rank = 7*86400, 1
 		case !inTime && u == 'D':
-			unit = 86400
+			unit, rank = 86400, 2
 		case !inTime && (u == 'Y' || u == 'M'):
 			return 0, fmt.Errorf("years and months are not supported; use days")
 		case inTime && u == 'H':
-			unit = 3600
+			unit, rank = 3600, 3
 		case inTime && u == 'M':
-			unit = 60
+			unit, rank = 60, 4
 		case inTime && u == 'S':
-			unit = 1
+			unit, rank = 1, 5
 		default:
 			return 0, fmt.Errorf("unexpected unit %q", string(u))
 		}
-		total += num * unit
-		if total > maxSeconds {
+		if rank <= last {
+			return 0, fmt.Errorf("unit %q is repeated or out of order", string(rest[i]))
+		}
+		last = rank
+		total.Add(total, num.Mul(num, new(big.Rat).SetInt64(unit*int64(time.Second))))
+		if total.Cmp(maxNanos) > 0 {
 			return 0, fmt.Errorf("too long")
 		}
 		seen = true
@@ -69,11 +78,28 @@ func ParseDuration(s string) (time.Duration, error) {
 	if !seen {
 		return 0, fmt.Errorf("has no value")
 	}
-	return time.Duration(total * float64(time.Second)), nil
+	// Truncate to whole nanoseconds; total is non-negative and in range.
+	return time.Duration(new(big.Int).Quo(total.Num(), total.Denom()).Int64()), nil
+}
+
+// parseDecimal parses digits with at most one '.', and at least one digit
+// ("5", "0.5", "5.", ".5"), exactly.
+func parseDecimal(s string) (*big.Rat, bool) {
+	if strings.Count(s, ".") > 1 || strings.Trim(s, ".") == "" {
+		return nil, false
+	}
+	whole, frac, _ := strings.Cut(s, ".")
+	n, ok := new(big.Int).SetString(whole+frac, 10)
+	if !ok {
+		return nil, false
+	}
+	den := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(len(frac))), nil)
+	return new(big.Rat).SetFrac(n, den), true
 }
 
 // FormatDuration writes d as an ISO-8601 duration ("PT2M", "PT1H30M",
-// "P7D", "PT0S"), the inverse of ParseDuration for whole seconds.
+// "P7D", "PT0.5S", "PT0S"), the inverse of ParseDuration for every
+// positive duration. Zero and negative durations are written "PT0S".
 func FormatDuration(d time.Duration) string {
 	if d <= 0 {
 		return "PT0S"
@@ -98,7 +124,7 @@ func FormatDuration(d time.Duration) string {
 	}
 	if s := secs % 60; s > 0 || frac > 0 {
 		if frac > 0 {
-			b.WriteString(strconv.FormatFloat(float64(s)+frac.Seconds(), 'f', -1, 64) + "S")
+			fmt.Fprintf(&b, "%d.%sS", s, strings.TrimRight(fmt.Sprintf("%09d", int64(frac)), "0"))
 		} else {
 			fmt.Fprintf(&b, "%dS", s)
 		}

@@ -129,8 +129,12 @@ const (
 	RoleOwner       Role = "owner"       // also manage tokens and quotas
 )
 
-// Allows reports whether r may do what needs at least min.
-func (r Role) Allows(min Role) bool { return roleRank(r) >= roleRank(min) }
+// Allows reports whether r may do what needs at least min. An unknown role
+// allows nothing, and nothing is allowed to an unknown min.
+func (r Role) Allows(min Role) bool {
+	need := roleRank(min)
+	return need > 0 && roleRank(r) >= need
+}
 
 func roleRank(r Role) int {
 	switch r {

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"crypto/ecdh"
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
@@ -156,7 +157,12 @@ func ValidateCompute(req ComputeRequest, ws Workspace, region Region, existing *
 	}
 	spec.VMSize = size
 
+	// An omitted priority means Dedicated on create and "unchanged" on an
+	// overwrite: the priority is fixed at creation.
 	spec.Priority = PriorityDedicated
+	if existing != nil {
+		spec.Priority = existing.Priority
+	}
 	if req.VMPriority != nil && *req.VMPriority != "" {
 		p, ok := ParsePriority(*req.VMPriority)
 		if !ok {
@@ -378,8 +384,9 @@ var sshKeyTypes = map[string]bool{
 }
 
 // ValidateSSHPublicKey checks that key is one authorized_keys line: a known
-// key type, then base64 key data whose embedded type matches, then an
-// optional comment.
+// key type, then base64 key data whose embedded type matches and which holds
+// exactly that type's fields (so truncated or padded keys are refused), then
+// an optional comment.
 func ValidateSSHPublicKey(key string) error {
 	if strings.ContainsAny(key, "\r\n") {
 		return fmt.Errorf("give exactly one key on one line")
@@ -399,14 +406,89 @@ func ValidateSSHPublicKey(key string) error {
 	if len(blob) < 4 {
 		return fmt.Errorf("key data is too short")
 	}
-	n := binary.BigEndian.Uint32(blob)
-	if uint64(n) > uint64(len(blob)-4) || string(blob[4:4+n]) != typ {
+	return checkSSHKeyData(typ, blob)
+}
+
+// checkSSHKeyData checks the wire-format public key blob of a key of type
+// typ (RFC 4253 section 6.6, RFC 5656, RFC 8709, OpenSSH PROTOCOL.u2f): the
+// embedded type, then exactly the fields that type has, and nothing after.
+func checkSSHKeyData(typ string, blob []byte) error {
+	embedded, rest, ok := sshString(blob)
+	if !ok || string(embedded) != typ {
 		return fmt.Errorf("key data does not match key type %q", typ)
 	}
-	if len(blob) < 4+int(n)+8 {
-		return fmt.Errorf("key data is truncated")
+	// fields lists the lengths the type's fields must have, in order; 0
+	// means any non-empty length, -1 any length.
+	var fields []int
+	curve := ""
+	switch typ {
+	case "ssh-rsa":
+		fields = []int{0, 0} // e, n
+	case "ssh-ed25519":
+		fields = []int{32}
+	case "sk-ssh-ed25519@openssh.com":
+		fields = []int{32, -1} // key, application
+	case "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521":
+		curve = strings.TrimPrefix(typ, "ecdsa-sha2-")
+	case "sk-ecdsa-sha2-nistp256@openssh.com":
+		curve = "nistp256"
+	}
+	if curve != "" {
+		name, r, ok := sshString(rest)
+		if !ok {
+			return fmt.Errorf("key data is truncated")
+		}
+		if string(name) != curve {
+			return fmt.Errorf("key data names curve %q, want %q", truncate(string(name), 40), curve)
+		}
+		point, r, ok := sshString(r)
+		if !ok {
+			return fmt.Errorf("key data is truncated")
+		}
+		if err := checkECPoint(curve, point); err != nil {
+			return err
+		}
+		rest = r
+		if strings.HasPrefix(typ, "sk-") {
+			fields = []int{-1} // application
+		}
+	}
+	for _, want := range fields {
+		f, r, ok := sshString(rest)
+		if !ok {
+			return fmt.Errorf("key data is truncated")
+		}
+		if want == 0 && len(f) == 0 || want > 0 && len(f) != want {
+			return fmt.Errorf("key data is malformed")
+		}
+		rest = r
+	}
+	if len(rest) != 0 {
+		return fmt.Errorf("key data has %d unexpected trailing bytes", len(rest))
 	}
 	return nil
+}
+
+// checkECPoint checks that point is an uncompressed point on curve.
+func checkECPoint(curve string, point []byte) error {
+	c := map[string]ecdh.Curve{"nistp256": ecdh.P256(), "nistp384": ecdh.P384(), "nistp521": ecdh.P521()}[curve]
+	if _, err := c.NewPublicKey(point); err != nil {
+		return fmt.Errorf("key data holds no valid %s point", curve)
+	}
+	return nil
+}
+
+// sshString reads one SSH wire-format string (a big-endian uint32 length,
+// then that many bytes) from the front of b.
+func sshString(b []byte) (s, rest []byte, ok bool) {
+	if len(b) < 4 {
+		return nil, nil, false
+	}
+	n := binary.BigEndian.Uint32(b)
+	if uint64(n) > uint64(len(b)-4) {
+		return nil, nil, false
+	}
+	return b[4 : 4+n], b[4+n:], true
 }
 
 // ParsePriority accepts Dedicated or LowPriority in any case, with or

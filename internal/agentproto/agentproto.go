@@ -1,0 +1,201 @@
+// Package agentproto is the wire protocol between a node agent and the
+// control plane.
+//
+// The agent connects out (so nodes behind NAT work): it sends
+//
+//	GET /agent/v1/connect
+//	Authorization: Bearer <node credential>
+//	X-Kumo-Node: <node ID>
+//	Connection: Upgrade
+//	Upgrade: kumo-agent/<Version>
+//
+// and the server answers 101 Switching Protocols. From then on both sides
+// write Messages as JSON, one per line, on the upgraded connection, each
+// side reading with a Decoder and writing with an Encoder. The agent's first
+// message is Hello; the server's is Welcome. A wrong version gets 426 with an
+// ARM error body naming the versions the server speaks.
+//
+// Besides the connection, the agent uses two plain HTTPS routes with the
+// same two headers: GET /agent/v1/snapshots/{id} downloads a job's code
+// snapshot (a tar stream), and PUT /agent/v1/jobs/{runId}/artifacts uploads
+// the job's outputs/ and logs/ as a tar stream before the agent sends Done.
+//
+// Version history:
+//
+//	1: first version.
+package agentproto
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+)
+
+// Version is the protocol version this build speaks.
+const Version = 1
+
+// Upgrade is the value of the Upgrade header for Version.
+var Upgrade = fmt.Sprintf("kumo-agent/%d", Version)
+
+// Routes and headers.
+const (
+	ConnectPath   = "/agent/v1/connect"
+	SnapshotPath  = "/agent/v1/snapshots/" // + snapshot ID
+	ArtifactsPath = "/agent/v1/jobs/"      // + run ID + "/artifacts"
+	NodeHeader    = "X-Kumo-Node"
+)
+
+// Type names a message.
+type Type string
+
+// Message types. Agent → server: Hello, Heartbeat, Started, Log, Exited,
+// Done. Server → agent: Welcome, Run, Cancel, Ack, Shutdown.
+const (
+	TypeHello     Type = "hello"     // first agent message: who it is and what it holds
+	TypeHeartbeat Type = "heartbeat" // the agent is alive
+	TypeStarted   Type = "started"   // a job's process started
+	TypeLog       Type = "log"       // a chunk of a job's output
+	TypeExited    Type = "exited"    // a job's process ended; artifacts are being uploaded
+	TypeDone      Type = "done"      // a job is finished and its artifacts uploaded
+	TypeWelcome   Type = "welcome"   // first server message
+	TypeRun       Type = "run"       // start a job (idempotent by RunID)
+	TypeCancel    Type = "cancel"    // cancel a job
+	TypeAck       Type = "ack"       // the server recorded a job's Done; the agent may forget it
+	TypeShutdown  Type = "shutdown"  // the node is being removed: stop jobs and exit
+)
+
+// Message is one protocol message. Only the fields of its Type are set.
+type Message struct {
+	Type Type `json:"type"`
+
+	// Hello.
+	Protocol int         `json:"protocol,omitempty"` // Hello and Welcome: the sender's Version
+	NodeID   string      `json:"nodeId,omitempty"`
+	Address  string      `json:"address,omitempty"` // where the node can be reached; "" unknown
+	Note     string      `json:"note,omitempty"`    // e.g. limits recorded only
+	Jobs     []JobReport `json:"jobs,omitempty"`    // Hello: jobs the agent holds
+
+	// Welcome.
+	HeartbeatInterval time.Duration `json:"heartbeatInterval,omitempty"` // how often to send Heartbeat
+	// LogOffsets maps a RunID to the bytes of each stream the server
+	// holds; the agent resends from there.
+	LogOffsets map[string]Offsets `json:"logOffsets,omitempty"`
+
+	// Run.
+	Job *JobSpec `json:"job,omitempty"`
+
+	// Started, Log, Exited, Done, Cancel, Ack.
+	RunID string `json:"runId,omitempty"`
+
+	// Started.
+	PID int `json:"pid,omitempty"`
+
+	// Log.
+	Stream string `json:"stream,omitempty"` // "stdout" or "stderr"
+	Offset int64  `json:"offset,omitempty"` // offset of Data[0] in the stream
+	Data   []byte `json:"data,omitempty"`
+
+	// Exited and Done.
+	ExitCode *int   `json:"exitCode,omitempty"`
+	Reason   string `json:"reason,omitempty"`  // "exited", "canceled", "timeout", "error"; Shutdown: why
+	Message  string `json:"message,omitempty"` // human-readable failure detail
+
+	// Time is when the event happened on the sender (Started, Exited, Done).
+	Time time.Time `json:"time,omitzero"`
+}
+
+// Offsets are byte counts of a job's two output streams.
+type Offsets struct {
+	Stdout int64 `json:"stdout"`
+	Stderr int64 `json:"stderr"`
+}
+
+// JobState is where a job stands on the agent.
+type JobState string
+
+// Job states an agent reports in Hello.
+const (
+	JobStarting JobState = "starting" // received, process not started yet
+	JobRunning  JobState = "running"  // process runs
+	JobExited   JobState = "exited"   // process ended; Done not yet acknowledged
+)
+
+// JobReport is a job an agent holds, reported in Hello after a reconnect.
+type JobReport struct {
+	RunID    string   `json:"runId"`
+	State    JobState `json:"state"`
+	ExitCode *int     `json:"exitCode,omitempty"` // set when State is JobExited
+	Reason   string   `json:"reason,omitempty"`   // set when State is JobExited
+	Message  string   `json:"message,omitempty"`
+	Logs     Offsets  `json:"logs"` // bytes the agent holds per stream
+}
+
+// JobSpec is what a node needs to run a job.
+type JobSpec struct {
+	RunID      string            `json:"runId"`
+	Name       string            `json:"name"`
+	Command    string            `json:"command"`
+	Env        map[string]string `json:"env,omitempty"`
+	SnapshotID string            `json:"snapshotId,omitempty"` // "" means no code to download
+	Timeout    time.Duration     `json:"timeout,omitempty"`    // 0 means none
+	Grace      time.Duration     `json:"grace,omitempty"`      // SIGTERM→SIGKILL; 0 means the agent's default
+}
+
+// Encoder writes messages; it is safe for concurrent use.
+type Encoder struct {
+	mu  sync.Mutex
+	w   *bufio.Writer
+	enc *json.Encoder
+}
+
+// NewEncoder returns an Encoder writing to w.
+func NewEncoder(w io.Writer) *Encoder {
+	bw := bufio.NewWriter(w)
+	return &Encoder{w: bw, enc: json.NewEncoder(bw)}
+}
+
+// Send writes m and flushes it.
+func (e *Encoder) Send(m Message) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.enc.Encode(m); err != nil {
+		return fmt.Errorf("encode %s: %w", m.Type, err)
+	}
+	if err := e.w.Flush(); err != nil {
+		return fmt.Errorf("send %s: %w", m.Type, err)
+	}
+	return nil
+}
+
+// MaxMessage bounds one message's encoded size.
+const MaxMessage = 4 << 20
+
+// Decoder reads messages. It is not safe for concurrent use.
+type Decoder struct {
+	sc *bufio.Scanner
+}
+
+// NewDecoder returns a Decoder reading from r.
+func NewDecoder(r io.Reader) *Decoder {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), MaxMessage)
+	return &Decoder{sc: sc}
+}
+
+// Next reads the next message; io.EOF at a clean end of stream.
+func (d *Decoder) Next() (Message, error) {
+	if !d.sc.Scan() {
+		if err := d.sc.Err(); err != nil {
+			return Message{}, fmt.Errorf("read message: %w", err)
+		}
+		return Message{}, io.EOF
+	}
+	var m Message
+	if err := json.Unmarshal(d.sc.Bytes(), &m); err != nil {
+		return Message{}, fmt.Errorf("decode message: %w", err)
+	}
+	return m, nil
+}
