@@ -101,6 +101,11 @@ type AmlComputeProperties struct {
 	CurrentNodeCount              int32            `json:"currentNodeCount"`
 	TargetNodeCount               int32            `json:"targetNodeCount"`
 	NodeStateCounts               *NodeStateCounts `json:"nodeStateCounts,omitempty"`
+
+	// kumo's availability view (read-only; ignored by Azure SDKs).
+	QueuedJobCount  int32       `json:"queuedJobCount"`
+	RunningJobCount int32       `json:"runningJobCount"`
+	QueuedJobs      []QueuedJob `json:"queuedJobs,omitempty"` // in queue order, each with its pending reason
 }
 
 // VirtualMachineImage names a custom node image (accepted, not used).

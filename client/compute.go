@@ -306,6 +306,13 @@ type AmlComputeStatus struct {
 	ScaleSettings ScaleSettings
 	VMSize        string
 	VMPriority    api.VMPriority
+	// QueuedJobCount and RunningJobCount count the jobs waiting for and
+	// running on the cluster.
+	QueuedJobCount  int
+	RunningJobCount int
+	// QueuedJobs are the queued jobs in queue order, each with the reason
+	// it waits (api.PendingWaitingForNodes, ...).
+	QueuedJobs []api.QueuedJob
 }
 
 // Status fetches the compute target and returns its detailed status, like
@@ -343,6 +350,9 @@ func statusOf(res api.ComputeResource) *AmlComputeStatus {
 		if a.VMPriority != nil {
 			s.VMPriority = api.VMPriority(*a.VMPriority)
 		}
+		s.QueuedJobCount = int(a.QueuedJobCount)
+		s.RunningJobCount = int(a.RunningJobCount)
+		s.QueuedJobs = a.QueuedJobs
 	}
 	s.Errors = append(s.Errors, p.ProvisioningErrors...)
 	return s
@@ -473,4 +483,14 @@ func (ct *ComputeTarget) ListKeys(ctx context.Context) (*api.ComputeSecrets, err
 		return nil, err
 	}
 	return &out, nil
+}
+
+// Events returns the cluster's recorded scaling decisions and incidents,
+// oldest first.
+func (ct *ComputeTarget) Events(ctx context.Context) ([]api.ComputeEvent, error) {
+	var out api.ComputeEventList
+	if _, err := ct.ws.do(ctx, http.MethodGet, ct.ws.computePath(ct.name)+"/events", nil, &out); err != nil {
+		return nil, markNotFound(err, ErrComputeTargetNotFound)
+	}
+	return out.Value, nil
 }

@@ -9,9 +9,21 @@
 //	}
 //	err = ct.WaitForCompletion(ctx, os.Stdout)     // wait_for_completion(show_output=True)
 //
+// Jobs follow AML v2 (azure-ai-ml) command jobs:
+//
+//	job, err := ws.SubmitJob(ctx, "", client.CommandJob{ // ml_client.jobs.create_or_update(command(...))
+//		Command: "python train.py --epochs ${{inputs.epochs}}",
+//		CodeDir: "./src",
+//		Compute: "cpu-cluster",
+//		Inputs:  map[string]string{"epochs": "3"},
+//	})
+//	err = job.StreamLogs(ctx, os.Stdout, true)          // ml_client.jobs.stream(name)
+//	err = job.Wait(ctx)                                 // nil when Completed
+//	err = job.Download(ctx, job.Name())                 // ml_client.jobs.download(name, all=True)
+//
 // Every method maps to one route of kumo's ARM-shaped HTTP API and sends
 // the wire types of package kumo/api. Errors the server reports come back as
-// *Error. Methods that wait (WaitForCompletion, Update, Delete) poll the
+// *Error. Methods that wait (WaitForCompletion, Update, Delete, Job.Wait) poll the
 // server and stop when their context is done.
 //
 // The package depends only on the standard library and kumo/api.

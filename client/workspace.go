@@ -150,17 +150,45 @@ type response struct {
 // is sent as JSON; out, when not nil, receives the JSON answer. A non-2xx
 // answer returns *Error.
 func (w *Workspace) do(ctx context.Context, method, target string, in, out any) (*response, error) {
-	u, err := w.resolve(target)
-	if err != nil {
-		return nil, err
-	}
 	var body io.Reader
+	contentType := ""
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return nil, fmt.Errorf("%s %s: %w", method, u.Path, err)
+			return nil, fmt.Errorf("%s %s: %w", method, target, err)
 		}
-		body = bytes.NewReader(b)
+		body, contentType = bytes.NewReader(b), "application/json"
+	}
+	res, err := w.send(ctx, method, target, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	path := res.Request.URL.Path
+	b, err := io.ReadAll(io.LimitReader(res.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	r := &response{status: res.StatusCode, header: res.Header}
+	if ms, err := strconv.Atoi(res.Header.Get("Retry-After-Ms")); err == nil && ms > 0 {
+		r.retryAfter = time.Duration(ms) * time.Millisecond
+	}
+	if out != nil && res.StatusCode != http.StatusNoContent && len(bytes.TrimSpace(b)) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			return nil, fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+		}
+	}
+	return r, nil
+}
+
+// send sends one request with body (nil for none) of the given content
+// type and returns the answer with its body open for the caller to read
+// and close. target is resolved as for do. A non-2xx answer is read,
+// closed and returned as *Error.
+func (w *Workspace) send(ctx context.Context, method, target, contentType string, body io.Reader) (*http.Response, error) {
+	u, err := w.resolve(target)
+	if err != nil {
+		return nil, err
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
@@ -168,8 +196,8 @@ func (w *Workspace) do(ctx context.Context, method, target string, in, out any) 
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "kumo-go-client")
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	if w.cfg.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+w.cfg.Token)
@@ -178,24 +206,15 @@ func (w *Workspace) do(ctx context.Context, method, target string, in, out any) 
 	if err != nil {
 		return nil, err
 	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(res.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: read answer: %w", method, u.Path, err)
-	}
 	if res.StatusCode < 200 || res.StatusCode > 299 {
+		defer res.Body.Close()
+		b, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: read answer: %w", method, u.Path, err)
+		}
 		return nil, newError(res.StatusCode, res.Header, b)
 	}
-	r := &response{status: res.StatusCode, header: res.Header}
-	if ms, err := strconv.Atoi(res.Header.Get("Retry-After-Ms")); err == nil && ms > 0 {
-		r.retryAfter = time.Duration(ms) * time.Millisecond
-	}
-	if out != nil && res.StatusCode != http.StatusNoContent && len(bytes.TrimSpace(b)) > 0 {
-		if err := json.Unmarshal(b, out); err != nil {
-			return nil, fmt.Errorf("%s %s: decode answer: %w", method, u.Path, err)
-		}
-	}
-	return r, nil
+	return res, nil
 }
 
 // resolve turns target into a URL on the endpoint, adding api-version when
@@ -334,4 +353,16 @@ func (w *Workspace) listWorkspaces(ctx context.Context, next string) ([]api.Work
 		next = page.NextLink
 	}
 	return all, nil
+}
+
+// decodeJSON reads res's body (at most 64 MiB) into out.
+func decodeJSON(res *http.Response, out any) error {
+	b, err := io.ReadAll(io.LimitReader(res.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: read answer: %w", res.Request.Method, res.Request.URL.Path, err)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", res.Request.Method, res.Request.URL.Path, err)
+	}
+	return nil
 }

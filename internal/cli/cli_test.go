@@ -113,8 +113,8 @@ func TestComputeCreateNoWait(t *testing.T) {
 	if *a.ScaleSettings.MinNodeCount != 1 || *a.ScaleSettings.MaxNodeCount != 4 {
 		t.Errorf("PUT scale = %d..%d, want 1..4", *a.ScaleSettings.MinNodeCount, *a.ScaleSettings.MaxNodeCount)
 	}
-	want := "NAME         STATE     SIZE            PRIORITY   MIN  MAX  IDLE  CURRENT  TARGET  ALLOCATION\n" +
-		"cpu-cluster  Creating  STANDARD_D2_V2  Dedicated  1    4    PT2M  0        0       Steady\n"
+	want := "NAME         STATE     SIZE            PRIORITY   MIN  MAX  IDLE  NODES   CURRENT  TARGET  QUEUED  RUNNING  ALLOCATION\n" +
+		"cpu-cluster  Creating  STANDARD_D2_V2  Dedicated  1    4    PT2M  [....]  0        0       0       0        Steady\n"
 	if got := e.out.String(); got != want {
 		t.Errorf("stdout:\n%s\nwant:\n%s", got, want)
 	}
@@ -150,8 +150,12 @@ func TestComputeListTable(t *testing.T) {
 	e := newTestEnv(t)
 	e.mux.HandleFunc("GET "+testWS+"/computes", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("page") == "" {
+			c := cluster("cpu-cluster", api.ProvisioningSucceeded, 2, 2, 4)
+			a := c.Properties.Properties
+			a.NodeStateCounts = &api.NodeStateCounts{RunningNodeCount: 1, IdleNodeCount: 1}
+			a.QueuedJobCount, a.RunningJobCount = 0, 1
 			writeJSON(w, http.StatusOK, api.ComputeList{
-				Value:    []api.ComputeResource{cluster("cpu-cluster", api.ProvisioningSucceeded, 2, 2, 4)},
+				Value:    []api.ComputeResource{c},
 				NextLink: e.srv.URL + testWS + "/computes?api-version=2024-04-01&page=2",
 			})
 			return
@@ -161,11 +165,14 @@ func TestComputeListTable(t *testing.T) {
 	if code := e.run("compute", "list"); code != 0 {
 		t.Fatalf("exit %d, stderr %q", code, e.errOut.String())
 	}
-	want := "NAME         STATE      SIZE            PRIORITY   MIN  MAX  IDLE  CURRENT  TARGET  ALLOCATION\n" +
-		"cpu-cluster  Succeeded  STANDARD_D2_V2  Dedicated  2    4    PT2M  2        2       Steady\n" +
-		"gpu          Creating   STANDARD_D2_V2  Dedicated  0    1    PT2M  0        0       Steady\n"
+	want := "NAME         STATE      SIZE            PRIORITY   MIN  MAX  IDLE  NODES   CURRENT  TARGET  QUEUED  RUNNING  ALLOCATION\n" +
+		"cpu-cluster  Succeeded  STANDARD_D2_V2  Dedicated  2    4    PT2M  [#o..]  2        2       0       1        Steady\n" +
+		"gpu          Creating   STANDARD_D2_V2  Dedicated  0    1    PT2M  [.]     0        0       0       0        Steady\n"
 	if got := e.out.String(); got != want {
 		t.Errorf("stdout:\n%s\nwant:\n%s", got, want)
+	}
+	if got := e.errOut.String(); got != barLegend+"\n" {
+		t.Errorf("stderr = %q, want the bar's legend", got)
 	}
 }
 

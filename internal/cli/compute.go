@@ -3,6 +3,8 @@ package cli
 import (
 	"fmt"
 	"io"
+	"sort"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -25,12 +27,14 @@ func NewCmdCompute(f *Factory) *cobra.Command {
 		NewCmdComputeListNodes(f, nil),
 		NewCmdComputeListSizes(f, nil),
 		NewCmdComputeListUsage(f, nil),
+		NewCmdComputeEvents(f, nil),
 	)
 	return cmd
 }
 
 // printComputes writes computes as a table or JSON. single prints one JSON
-// object rather than an array.
+// object rather than an array. The NODES column is a node-state bar (see
+// nodeBar and barLegend).
 func printComputes(w io.Writer, output string, single bool, rs []api.ComputeResource) error {
 	if output == OutputJSON {
 		if single && len(rs) == 1 {
@@ -38,23 +42,123 @@ func printComputes(w io.Writer, output string, single bool, rs []api.ComputeReso
 		}
 		return printJSON(w, rs)
 	}
-	t := newTable(w, "NAME", "STATE", "SIZE", "PRIORITY", "MIN", "MAX", "IDLE", "CURRENT", "TARGET", "ALLOCATION")
+	t := newTable(w, "NAME", "STATE", "SIZE", "PRIORITY", "MIN", "MAX", "IDLE", "NODES", "CURRENT", "TARGET", "QUEUED", "RUNNING", "ALLOCATION")
 	for _, r := range rs {
 		var state, size, prio, minN, maxN, idle, alloc = "-", "-", "-", "-", "-", "-", "-"
-		var cur, target int32
+		var cur, target, queued, running int32
+		bar := "-"
 		if p := r.Properties; p != nil {
 			state = orDash(string(p.ProvisioningState))
 			if a := p.Properties; a != nil {
 				size, prio = deref(a.VMSize), deref(a.VMPriority)
+				var maxNodes int32
 				if ss := a.ScaleSettings; ss != nil {
 					minN, maxN, idle = derefInt(ss.MinNodeCount), derefInt(ss.MaxNodeCount), deref(ss.NodeIdleTimeBeforeScaleDown)
+					if ss.MaxNodeCount != nil {
+						maxNodes = *ss.MaxNodeCount
+					}
 				}
+				var counts api.NodeStateCounts
+				if a.NodeStateCounts != nil {
+					counts = *a.NodeStateCounts
+				}
+				bar = nodeBar(counts, int(maxNodes))
 				cur, target, alloc = a.CurrentNodeCount, a.TargetNodeCount, orDash(string(a.AllocationState))
+				queued, running = a.QueuedJobCount, a.RunningJobCount
 			}
 		}
-		t.row(r.Name, state, size, prio, minN, maxN, idle, cur, target, alloc)
+		t.row(r.Name, state, size, prio, minN, maxN, idle, bar, cur, target, queued, running, alloc)
 	}
 	return t.flush()
+}
+
+// maxBarWidth is the most characters a node-state bar spends on nodes.
+const maxBarWidth = 20
+
+// barStates are the node states of a bar, in the order it draws them,
+// with their symbols; free capacity up to the maximum comes last.
+var barStates = []struct {
+	sym   byte
+	name  string
+	count func(api.NodeStateCounts) int32
+}{
+	{'#', "running", func(c api.NodeStateCounts) int32 { return c.RunningNodeCount }},
+	{'o', "idle", func(c api.NodeStateCounts) int32 { return c.IdleNodeCount }},
+	{'+', "preparing", func(c api.NodeStateCounts) int32 { return c.PreparingNodeCount }},
+	{'!', "unusable", func(c api.NodeStateCounts) int32 { return c.UnusableNodeCount }},
+	{'x', "preempted", func(c api.NodeStateCounts) int32 { return c.PreemptedNodeCount }},
+	{'-', "leaving", func(c api.NodeStateCounts) int32 { return c.LeavingNodeCount }},
+}
+
+// barLegend explains the symbols of nodeBar.
+const barLegend = "NODES: # running  o idle  + preparing  ! unusable  x preempted  - leaving  . free (up to max)"
+
+// nodeBar draws a cluster's nodes by state, one symbol per node and a "."
+// per node it may still add up to maxNodes, such as "[##o+....]". A bar
+// of more than maxBarWidth nodes is scaled down to that width, each state
+// with nodes keeping at least one symbol.
+func nodeBar(c api.NodeStateCounts, maxNodes int) string {
+	counts := make([]int, 0, len(barStates)+1)
+	total := 0
+	for _, s := range barStates {
+		n := max(int(s.count(c)), 0)
+		counts = append(counts, n)
+		total += n
+	}
+	slots := max(maxNodes, total)
+	counts = append(counts, slots-total)
+	if slots > maxBarWidth {
+		counts = scaleCounts(counts, maxBarWidth)
+	}
+	var b strings.Builder
+	b.WriteByte('[')
+	for i, n := range counts {
+		sym := byte('.')
+		if i < len(barStates) {
+			sym = barStates[i].sym
+		}
+		b.WriteString(strings.Repeat(string(sym), n))
+	}
+	b.WriteByte(']')
+	return b.String()
+}
+
+// scaleCounts shares width cells among counts in proportion, by largest
+// remainder, then gives each non-zero count at least one cell, taken from
+// the largest. width must be at least the number of non-zero counts.
+func scaleCounts(counts []int, width int) []int {
+	total := 0
+	for _, n := range counts {
+		total += n
+	}
+	cells := make([]int, len(counts))
+	order := make([]int, len(counts))
+	used := 0
+	for i, n := range counts {
+		cells[i] = n * width / total
+		used += cells[i]
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool {
+		return counts[order[a]]*width%total > counts[order[b]]*width%total
+	})
+	for k := 0; used < width; k++ {
+		cells[order[k%len(order)]]++
+		used++
+	}
+	for i, n := range counts {
+		if n > 0 && cells[i] == 0 {
+			big := 0
+			for j := range cells {
+				if cells[j] > cells[big] {
+					big = j
+				}
+			}
+			cells[big]--
+			cells[i] = 1
+		}
+	}
+	return cells
 }
 
 func deref(s *string) string {

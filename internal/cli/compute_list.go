@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
 
 	"kumo/api"
@@ -42,5 +44,11 @@ func computeListRun(opts *ComputeListOptions) error {
 	for _, ct := range cts {
 		rs = append(rs, ct.Resource())
 	}
-	return printComputes(opts.IO.Out, opts.Output, false, rs)
+	if err := printComputes(opts.IO.Out, opts.Output, false, rs); err != nil {
+		return err
+	}
+	if opts.Output == OutputTable && len(rs) > 0 {
+		fmt.Fprintln(opts.IO.ErrOut, barLegend)
+	}
+	return nil
 }

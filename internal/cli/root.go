@@ -40,6 +40,7 @@ func newRootCmd(f *Factory) *cobra.Command {
 		NewCmdLogin(f, nil),
 		NewCmdWorkspace(f),
 		NewCmdCompute(f),
+		NewCmdJob(f),
 		NewCmdToken(f),
 	)
 	addServerCommands(root)

@@ -15,6 +15,7 @@ import (
 // than talk to a server.
 func addServerCommands(root *cobra.Command) {
 	root.AddCommand(newCmdUp())
+	root.AddCommand(newCmdAgent())
 }
 
 // upOptions are the flags of kumo up.
@@ -52,5 +53,8 @@ kumo CLI and the Go SDK find the server.`,
 	f.StringVar(&o.KeyFile, "tls-key", "", "PEM private key of --tls-cert")
 	f.Float64Var(&o.CPUOvercommit, "cpu-overcommit", daemon.DefaultCPUOvercommit, "node vCPUs offered per host core in region local")
 	f.IntVar(&o.pollMS, "poll-interval-ms", 500, "Retry-After-Ms sent to clients polling long-running operations")
+	f.DurationVar(&o.HeartbeatInterval, "heartbeat-interval", 5*time.Second, "how often node agents report")
+	f.DurationVar(&o.HeartbeatTimeout, "heartbeat-timeout", 30*time.Second, "how long a silent node stays usable before it is replaced")
+	f.DurationVar(&o.BootTimeout, "boot-timeout", 2*time.Minute, "how long a new node may take to register")
 	return cmd
 }

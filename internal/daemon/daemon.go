@@ -60,6 +60,14 @@ type Options struct {
 	CPUOvercommit float64
 	// PollInterval is the Retry-After-Ms sent on long-running operations.
 	PollInterval time.Duration
+	// HeartbeatInterval is how often node agents report; zero means 5s.
+	HeartbeatInterval time.Duration
+	// HeartbeatTimeout is how long a silent node stays usable; zero means
+	// 30s.
+	HeartbeatTimeout time.Duration
+	// BootTimeout is how long a new node may take to register; zero means
+	// 2m.
+	BootTimeout time.Duration
 	// Out receives the messages meant for the person who started kumo.
 	Out io.Writer
 	// Log receives operational logs; nil means slog.Default().
@@ -150,8 +158,14 @@ func Run(ctx context.Context, o Options) error {
 		cpuOver = DefaultCPUOvercommit
 	}
 	regions := map[string]model.Region{DefaultRegion: model.NewRegion(DefaultRegion, "local", hostCapacity(cpuOver))}
-	prov := provision.New(provision.Config{Store: st, Log: o.Log})
-	srv := server.New(server.Config{Store: st, Regions: regions, Provisioner: prov, PollInterval: o.PollInterval, Log: o.Log})
+	rt, err := newRuntime(o, st, regions, base, cpuOver)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	prov := provision.New(provision.Config{Store: st, Finalizer: rt.scaler, Log: o.Log})
+	srv := server.New(server.Config{Store: st, Regions: regions, Provisioner: prov, PollInterval: o.PollInterval, Log: o.Log,
+		Files: rt.files, Changed: rt.changed, Agents: rt.hub.Routes()})
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug)}
 
 	if owner != nil {
@@ -166,6 +180,8 @@ func Run(ctx context.Context, o Options) error {
 
 	prov.Start(ctx)
 	defer prov.Stop()
+	rt.start(ctx)
+	defer rt.stop()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	fmt.Fprintf(o.Out, "kumo control plane serving on %s (data in %s)\n", base, o.DataDir)

@@ -1,6 +1,9 @@
 package model
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // NodeState is a node's state, in ARM's lower-case words.
 type NodeState string
@@ -58,10 +61,12 @@ const LocalCompute = "local"
 
 // Job is a command job on a compute target.
 type Job struct {
-	ID              string            // the job's name, unique in the workspace
+	ID              string            // ARM ID: WorkspaceID + "/jobs/" + Name
 	WorkspaceID     string            // owning workspace's ARM ID
-	ComputeName     string            // target compute's name, or LocalCompute
-	DisplayName     string            // "" means ID
+	Name            string            // the job's name, unique in the workspace (case-insensitive)
+	RunID           string            // names this job's run to agents and in logs; unique across workspaces
+	ComputeID       string            // target compute's ARM ID; for LocalCompute, WorkspaceID + "/computes/local"
+	DisplayName     string            // "" means Name
 	ExperimentName  string            // "" means "Default"
 	Command         string            // run with /bin/sh -c, inputs already substituted
 	Env             map[string]string // environment variables; nil means none
@@ -104,4 +109,49 @@ type ComputeStatus struct {
 	// details; empty when nothing blocks.
 	Blocked       string
 	BlockedDetail string
+}
+
+// Requeue puts a job back in the queue after its node lost it, once; the
+// second loss fails it with the reason.
+func (j *Job) Requeue(reason string) {
+	if j.Attempts < 2 && !j.CancelRequested {
+		j.Status, j.NodeID = JobQueued, ""
+		return
+	}
+	j.Status = JobFailed
+	j.Error = &Error{Code: "NodeFailed", Message: reason + " (the job was requeued once already)"}
+	if j.CancelRequested {
+		j.Status = JobCanceled
+		j.Error = &Error{Code: "Canceled", Message: "canceled; " + reason}
+	}
+}
+
+// Finish sets a job's final status from how its process ended: reason is
+// "" or "exited" for a normal exit, "canceled", "timeout" or "error".
+func (j *Job) Finish(exitCode *int, reason, message string, now time.Time) {
+	j.ExitCode, j.EndedAt = exitCode, now
+	switch {
+	case reason == "canceled" || (j.CancelRequested && reason != "" && reason != "exited"):
+		j.Status = JobCanceled
+		j.Error = &Error{Code: "Canceled", Message: "the job was canceled"}
+	case reason == "timeout":
+		j.Status = JobFailed
+		j.Error = &Error{Code: "JobTimeout", Message: fmt.Sprintf("the job ran longer than its timeout of %s", j.Timeout)}
+	case reason == "error":
+		j.Status = JobFailed
+		j.Error = &Error{Code: "JobFailed", Message: message}
+	case exitCode != nil && *exitCode == 0:
+		j.Status = JobCompleted
+	default:
+		j.Status = JobFailed
+		code := -1
+		if exitCode != nil {
+			code = *exitCode
+		}
+		msg := fmt.Sprintf("the command exited with code %d", code)
+		if message != "" {
+			msg += ": " + message
+		}
+		j.Error = &Error{Code: "UserError", Message: msg}
+	}
 }

@@ -63,6 +63,9 @@ func ValidateComputeName(name string) error {
 		return fieldErr(CodeInvalidName, "name",
 			"compute name %q is invalid: name must be 2 to 16 characters of letters, digits and '-', starting with a letter", name)
 	}
+	if strings.EqualFold(name, LocalCompute) {
+		return fieldErr(CodeInvalidName, "name", "compute name %q is reserved for the built-in target that runs jobs on the control plane's host", name)
+	}
 	return nil
 }
 

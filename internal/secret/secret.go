@@ -42,7 +42,7 @@ func HashPassword(pw string) (string, error) {
 // HashPassword). A malformed hash matches nothing.
 func PasswordMatches(hash, pw string) bool {
 	parts := strings.Split(hash, "$")
-	if len(parts) != 6 || parts[1] != "argon2id" {
+	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" || parts[2] != fmt.Sprintf("v=%d", argon2.Version) {
 		return false
 	}
 	var m uint32
@@ -53,7 +53,7 @@ func PasswordMatches(hash, pw string) bool {
 	}
 	salt, err1 := b64.DecodeString(parts[4])
 	want, err2 := b64.DecodeString(parts[5])
-	if err1 != nil || err2 != nil || len(want) == 0 || m > 1<<20 || t > 16 || p == 0 {
+	if err1 != nil || err2 != nil || len(want) == 0 || m > 1<<20 || t < 1 || t > 16 || p == 0 {
 		return false
 	}
 	got := argon2.IDKey([]byte(pw), salt, t, m, p, uint32(len(want)))

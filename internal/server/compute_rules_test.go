@@ -54,6 +54,7 @@ func TestComputePutRejectsBadInput(t *testing.T) {
 		{"name starts with digit", "1cluster", nil, "", "InvalidComputeName", "name"},
 		{"name with underscore", "cpu_cluster", nil, "", "InvalidComputeName", "name"},
 		{"name with dot", "cpu.cluster", nil, "", "InvalidComputeName", "name"},
+		{"name reserved", "Local", nil, "", "InvalidComputeName", "reserved"},
 		{"vmSize missing", "c1", func(b map[string]any) map[string]any { return set(b, pp+"vmSize", nil) }, "", "InvalidParameter", "vmSize"},
 		{"vmSize unknown", "c1", func(b map[string]any) map[string]any { return set(b, pp+"vmSize", "Standard_Nope_v9") }, "", "UnsupportedVMSize", "vmSize"},
 		{"vmSize not in region", "c1", func(b map[string]any) map[string]any { return set(b, pp+"vmSize", "Standard_ND96asr_v4") }, "", "UnsupportedVMSize", "vmSize"},

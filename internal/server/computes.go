@@ -15,13 +15,6 @@ import (
 	"kumo/internal/store"
 )
 
-// NodeLister answers listNodes and the live part of a compute's status. The
-// node layer implements it; without one, clusters have no nodes.
-type NodeLister interface {
-	// ComputeNodes returns the nodes of a compute, in a stable order.
-	ComputeNodes(ctx context.Context, computeID string) ([]api.NodeInformation, error)
-}
-
 func computeID(r *http.Request) string {
 	return workspaceID(r) + "/computes/" + r.PathValue("compute")
 }
@@ -70,7 +63,7 @@ func (s *Server) computeGet(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	setETag(w, c)
-	writeJSON(w, http.StatusOK, s.computeResource(c))
+	writeJSON(w, http.StatusOK, s.computeResource(r.Context(), c))
 	return nil
 }
 
@@ -91,7 +84,7 @@ func (s *Server) computeList(w http.ResponseWriter, r *http.Request) error {
 		out.NextLink = baseURL(r) + r.URL.Path + "?" + q.Encode()
 	}
 	for _, c := range cs {
-		out.Value = append(out.Value, s.computeResource(c))
+		out.Value = append(out.Value, s.computeResource(r.Context(), c))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -256,7 +249,7 @@ func (s *Server) answerPut(w http.ResponseWriter, r *http.Request, c model.Compu
 	s.notify()
 	s.setLRO(w, r, op, false)
 	setETag(w, c)
-	writeJSON(w, status, s.computeResource(c))
+	writeJSON(w, status, s.computeResource(r.Context(), c))
 	return nil
 }
 
@@ -307,7 +300,7 @@ func (s *Server) computePatch(w http.ResponseWriter, r *http.Request) error {
 		}
 		s.notify()
 		setETag(w, c)
-		writeJSON(w, http.StatusOK, s.computeResource(c))
+		writeJSON(w, http.StatusOK, s.computeResource(r.Context(), c))
 		return nil
 	}
 	return errorf(http.StatusConflict, api.CodeConflict, "compute is being changed by many requests at once; retry")
@@ -375,13 +368,19 @@ func (s *Server) computeListNodes(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
+	ns, err := s.store.NodeListByCompute(ctx, c.ID)
+	if err != nil {
+		return err
+	}
 	nodes := []api.NodeInformation{}
-	if s.nodes != nil {
-		ns, err := s.nodes.ComputeNodes(ctx, c.ID)
-		if err != nil {
-			return err
+	for _, n := range ns {
+		info := api.NodeInformation{NodeID: n.ID, PrivateIPAddress: n.Address, PublicIPAddress: n.Address, Port: int32(n.SSHPort), NodeState: api.NodeState(n.State)}
+		if n.JobID != "" {
+			if j, err := s.store.JobGet(ctx, n.JobID); err == nil {
+				info.RunID = strp(j.RunID)
+			}
 		}
-		nodes = append(nodes, ns...)
+		nodes = append(nodes, info)
 	}
 	writeJSON(w, http.StatusOK, api.NodeList{ComputeType: api.ComputeTypeAmlCompute, Nodes: nodes})
 	return nil
@@ -431,9 +430,20 @@ func int32p(v int) *int32 {
 	return &x
 }
 
-// computeResource renders a stored compute in the ARM shape. Secrets are
-// never included.
-func (s *Server) computeResource(c model.Compute) api.ComputeResource {
+// computeResource renders a stored compute in the ARM shape with its live
+// status. Secrets are never included.
+func (s *Server) computeResource(ctx context.Context, c model.Compute) api.ComputeResource {
+	res := s.computeSettings(c)
+	if v, err := s.viewOf(ctx, c); err == nil {
+		v.apply(s, res.Properties.Properties)
+	} else {
+		s.log.Error("compute status", "compute", c.ID, "err", err)
+	}
+	return res
+}
+
+// computeSettings renders a stored compute's settings in the ARM shape.
+func (s *Server) computeSettings(c model.Compute) api.ComputeResource {
 	var perrs []api.ErrorResponse
 	for _, e := range c.Errors {
 		perrs = append(perrs, api.ErrorResponse{Error: &api.ErrorDetail{Code: e.Code, Message: e.Message}})

@@ -67,9 +67,6 @@ func familyLabel(family string) string {
 // usedVCPUs counts the vCPUs a workspace's nodes hold, per quota family.
 func (s *Server) usedVCPUs(ctx context.Context, ws model.Workspace, reg model.Region) (map[string]int64, error) {
 	used := map[string]int64{}
-	if s.nodes == nil {
-		return used, nil
-	}
 	cs, err := s.store.ComputeList(ctx, ws.ID, store.Page{})
 	if err != nil {
 		return nil, err
@@ -79,12 +76,16 @@ func (s *Server) usedVCPUs(ctx context.Context, ws model.Workspace, reg model.Re
 		if !ok {
 			continue
 		}
-		nodes, err := s.nodes.ComputeNodes(ctx, c.ID)
+		nodes, err := s.store.NodeListByCompute(ctx, c.ID)
 		if err != nil {
 			return nil, err
 		}
 		family, _ := model.QuotaLimit(nil, size, c.Priority)
-		used[family] += int64(len(nodes) * size.VCPUs)
+		for _, n := range nodes {
+			if n.State != model.NodeLeaving && n.State != model.NodeUnusable {
+				used[family] += int64(size.VCPUs)
+			}
+		}
 	}
 	return used, nil
 }

@@ -13,9 +13,11 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"kumo/api"
+	"kumo/internal/jobfiles"
 	"kumo/internal/model"
 	"kumo/internal/store"
 )
@@ -33,8 +35,13 @@ type Config struct {
 	// Provisioner is notified after a compute is created, changed or
 	// deleted; nil means nobody is told (tests drive it themselves).
 	Provisioner Notifier
-	// Nodes answers listNodes; nil means clusters have no nodes yet.
-	Nodes NodeLister
+	// Files holds job logs, artifacts and code snapshots.
+	Files *jobfiles.Files
+	// Changed is called after a job of computeID was queued or canceled, so
+	// that the dispatcher and autoscaler look again; nil means nobody.
+	Changed func(computeID string)
+	// Agents are extra routes (the node agents' protocol), mounted as is.
+	Agents map[string]http.HandlerFunc
 	// PollInterval is sent as Retry-After-Ms on long-running operations;
 	// zero means 500 ms.
 	PollInterval time.Duration
@@ -48,20 +55,24 @@ type Config struct {
 
 // Server serves kumo's HTTP API.
 type Server struct {
-	store   store.Store
-	regions map[string]model.Region
-	prov    Notifier
-	poll    time.Duration
-	page    int
-	now     func() time.Time
-	log     *slog.Logger
-	mux     *http.ServeMux
-	nodes   NodeLister
+	store     store.Store
+	regions   map[string]model.Region
+	prov      Notifier
+	poll      time.Duration
+	page      int
+	now       func() time.Time
+	log       *slog.Logger
+	mux       *http.ServeMux
+	files     *jobfiles.Files
+	changed   func(string)
+	seqMu     sync.Mutex
+	seq       int64 // last FIFO sequence number handed out
+	seqLoaded bool
 }
 
 // New returns a Server for cfg.
 func New(cfg Config) *Server {
-	s := &Server{store: cfg.Store, regions: cfg.Regions, prov: cfg.Provisioner, nodes: cfg.Nodes, poll: cfg.PollInterval,
+	s := &Server{store: cfg.Store, regions: cfg.Regions, prov: cfg.Provisioner, files: cfg.Files, changed: cfg.Changed, poll: cfg.PollInterval,
 		page: cfg.PageSize, now: cfg.Now, log: cfg.Log, mux: http.NewServeMux()}
 	if s.poll <= 0 {
 		s.poll = 500 * time.Millisecond
@@ -76,6 +87,9 @@ func New(cfg Config) *Server {
 		s.log = slog.Default()
 	}
 	s.routes()
+	for pattern, h := range cfg.Agents {
+		s.mux.HandleFunc(pattern, h)
+	}
 	return s
 }
 
@@ -119,6 +133,15 @@ func (s *Server) routes() {
 	r("GET "+locp+"/usages", model.RoleReader, s.usages)
 	r("GET "+locp+"/quotas", model.RoleReader, s.quotas)
 	r("POST "+locp+"/updateQuotas", model.RoleOwner, s.updateQuotas)
+
+	r("POST "+wsp+"/snapshots", model.RoleContributor, s.snapshotCreate)
+	r("GET "+wsp+"/jobs", model.RoleReader, s.jobList)
+	r("GET "+wsp+"/jobs/{job}", model.RoleReader, s.jobGet)
+	r("PUT "+wsp+"/jobs/{job}", model.RoleContributor, s.jobPut)
+	r("POST "+wsp+"/jobs/{job}/cancel", model.RoleContributor, s.jobCancel)
+	r("GET "+wsp+"/jobs/{job}/logs", model.RoleReader, s.jobLogs)
+	r("GET "+wsp+"/jobs/{job}/artifacts", model.RoleReader, s.jobArtifacts)
+	r("GET "+cp+"/events", model.RoleReader, s.computeEvents)
 
 	r("GET /kumo/v1/tokens", model.RoleOwner, s.tokenList)
 	r("POST /kumo/v1/tokens", model.RoleOwner, s.tokenCreate)

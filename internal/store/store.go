@@ -98,6 +98,55 @@ type Store interface {
 	// QuotaList returns a workspace's quotas ordered by family.
 	QuotaList(ctx context.Context, workspaceID string) ([]model.Quota, error)
 
+	// JobCreate inserts j; ErrConflict if the workspace has a job of that
+	// name (case-insensitive) or the RunID exists.
+	JobCreate(ctx context.Context, j model.Job) error
+	// JobGet returns the job with the given ARM ID.
+	JobGet(ctx context.Context, id string) (model.Job, error)
+	// JobGetByRunID returns the job with the given RunID.
+	JobGetByRunID(ctx context.Context, runID string) (model.Job, error)
+	// JobList returns one page of a workspace's jobs, ordered by folded name.
+	JobList(ctx context.Context, workspaceID string, p Page) ([]model.Job, error)
+	// JobListByCompute returns a compute's jobs whose status is one of
+	// statuses, in Seq order (FIFO).
+	JobListByCompute(ctx context.Context, computeID string, statuses ...model.JobStatus) ([]model.Job, error)
+	// JobListByStatus returns every job, in any workspace, whose status is
+	// one of statuses, in Seq order.
+	JobListByStatus(ctx context.Context, statuses ...model.JobStatus) ([]model.Job, error)
+	// JobMaxSeq returns the largest Seq stored, or 0.
+	JobMaxSeq(ctx context.Context) (int64, error)
+	// JobUpdate replaces the job with j.ID if its stored status is from,
+	// else ErrPreconditionFailed. When node is not nil, the node with
+	// node.ID is replaced in the same transaction if its stored state is
+	// nodeFrom (else ErrPreconditionFailed and nothing changes).
+	JobUpdate(ctx context.Context, j model.Job, from model.JobStatus, node *model.Node, nodeFrom model.NodeState) error
+
+	// NodeCreate inserts n; ErrConflict if its ID exists.
+	NodeCreate(ctx context.Context, n model.Node) error
+	// NodeGet returns the node with the given ID.
+	NodeGet(ctx context.Context, id string) (model.Node, error)
+	// NodeUpdate replaces the node with n.ID if its stored state is from,
+	// else ErrPreconditionFailed.
+	NodeUpdate(ctx context.Context, n model.Node, from model.NodeState) error
+	// NodeListByCompute returns a compute's nodes ordered by CreatedAt, ID.
+	NodeListByCompute(ctx context.Context, computeID string) ([]model.Node, error)
+	// NodeList returns every node ordered by CreatedAt, ID.
+	NodeList(ctx context.Context) ([]model.Node, error)
+	// NodeDelete removes the node with the given ID.
+	NodeDelete(ctx context.Context, id string) error
+
+	// EventAppend records e.
+	EventAppend(ctx context.Context, e model.Event) error
+	// EventList returns a compute's most recent events, at most limit
+	// (0 means all), oldest first.
+	EventList(ctx context.Context, computeID string, limit int) ([]model.Event, error)
+
+	// ComputeStatusSet creates or replaces a compute's live status.
+	ComputeStatusSet(ctx context.Context, s model.ComputeStatus) error
+	// ComputeStatusGet returns a compute's live status; ErrNotFound when
+	// none was set.
+	ComputeStatusGet(ctx context.Context, computeID string) (model.ComputeStatus, error)
+
 	// Close releases the backend's resources.
 	Close() error
 }

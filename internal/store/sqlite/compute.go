@@ -48,7 +48,7 @@ func (s *Store) ComputeCreate(ctx context.Context, c model.Compute, op model.Ope
 	if err != nil {
 		return fmt.Errorf("compute create %s: %w", c.ID, err)
 	}
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	err = s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var one int
 		err := tx.QueryRowContext(ctx, `SELECT 1 FROM workspaces WHERE id_key = ?`, fold(c.WorkspaceID)).Scan(&one)
 		if err != nil {
@@ -85,7 +85,7 @@ func (s *Store) ComputeUpdate(ctx context.Context, c model.Compute, matchETag st
 	if err != nil {
 		return fmt.Errorf("compute update %s: %w", c.ID, err)
 	}
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	err = s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if err := checkETag(ctx, tx, fold(c.ID), matchETag); err != nil {
 			return err
 		}
@@ -170,11 +170,16 @@ func (s *Store) ComputeListByState(ctx context.Context, states ...model.Provisio
 	return cs, nil
 }
 
-// ComputeDelete implements store.Store. The compute's operations stay, so
-// their status URLs keep answering.
+// ComputeDelete implements store.Store. It removes the compute's events
+// and status with it. Its operations stay, so their status URLs keep
+// answering, and so do its jobs; its nodes are the caller's to release
+// first.
 func (s *Store) ComputeDelete(ctx context.Context, id, matchETag string) error {
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if err := checkETag(ctx, tx, fold(id), matchETag); err != nil {
+			return err
+		}
+		if err := deleteComputeRows(ctx, tx, fold(id)); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `DELETE FROM computes WHERE id_key = ?`, fold(id))

@@ -98,3 +98,17 @@ func (d *decoder) errors(column string, s sql.NullString) []model.Error {
 	}
 	return errs
 }
+
+func (d *decoder) strings(column string, s sql.NullString) []string {
+	if !s.Valid {
+		return nil
+	}
+	var ss []string
+	if err := json.Unmarshal([]byte(s.String), &ss); err != nil {
+		d.fail(column, err)
+	}
+	if len(ss) == 0 {
+		return nil
+	}
+	return ss
+}

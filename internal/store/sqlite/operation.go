@@ -50,7 +50,7 @@ func insertOperation(ctx context.Context, tx *sql.Tx, op model.Operation) error 
 
 // OperationCreate implements store.Store.
 func (s *Store) OperationCreate(ctx context.Context, op model.Operation) error {
-	err := s.inTx(ctx, func(tx *sql.Tx) error { return insertOperation(ctx, tx, op) })
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error { return insertOperation(ctx, tx, op) })
 	if err != nil {
 		return fmt.Errorf("operation create %s: %w", op.ID, err)
 	}
@@ -60,7 +60,7 @@ func (s *Store) OperationCreate(ctx context.Context, op model.Operation) error {
 // OperationUpdate implements store.Store.
 func (s *Store) OperationUpdate(ctx context.Context, op model.Operation) error {
 	code, msg := opError(op.Error)
-	res, err := s.w.ExecContext(ctx, `UPDATE operations SET status = ?, error_code = ?, error_message = ?, ended_at = ? WHERE id = ?`,
+	res, err := s.exec(ctx, `UPDATE operations SET status = ?, error_code = ?, error_message = ?, ended_at = ? WHERE id = ?`,
 		op.Status, code, msg, encOptTime(op.EndedAt), op.ID)
 	if err == nil {
 		err = mustAffect(res)

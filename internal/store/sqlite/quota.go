@@ -16,7 +16,7 @@ func scanQuota(sc scanner) (model.Quota, error) {
 // QuotaSet implements store.Store. Families match case-insensitively; the
 // last spelling set is kept. ErrNotFound if the workspace does not exist.
 func (s *Store) QuotaSet(ctx context.Context, q model.Quota) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO quotas (workspace_key, workspace_id, family, family_key, vcpu_limit)
+	_, err := s.exec(ctx, `INSERT INTO quotas (workspace_key, workspace_id, family, family_key, vcpu_limit)
 		VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (workspace_key, family_key) DO UPDATE SET
 			workspace_id = excluded.workspace_id, family = excluded.family, vcpu_limit = excluded.vcpu_limit`,

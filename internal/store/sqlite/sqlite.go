@@ -8,6 +8,12 @@
 // one connection, which serializes every write inside the process and so
 // never sees SQLITE_BUSY from its own writers, and a read-only pool whose
 // connections read the last committed state concurrently with the writer.
+// Each pool keeps its statements prepared, by query text, for the life of
+// the Store, so a hot query is parsed once rather than on every call.
+// A write whose context is done before it starts is not made; once
+// started, it runs to its end whatever the context (a write is short, and
+// one given up halfway leaves the caller not knowing whether it
+// committed). Reads honour their context throughout.
 //
 // The schema lives in migrations/*.sql, numbered NNNN_name.sql. Open applies
 // the ones not yet recorded in schema_migrations, in order, in one
@@ -27,6 +33,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	sqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -44,8 +51,10 @@ const busyTimeoutMS = 10000
 // Store is a store.Store kept in one SQLite file. It is safe for concurrent
 // use.
 type Store struct {
-	w *sql.DB // writes: one connection, transactions begin IMMEDIATE
-	r *sql.DB // reads: query_only connections
+	w  *sql.DB // writes: one connection, transactions begin IMMEDIATE
+	r  *sql.DB // reads: query_only connections
+	ws stmts   // statements prepared on w
+	rs stmts   // statements prepared on r
 }
 
 var _ store.Store = (*Store)(nil)
@@ -72,7 +81,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
 
-	s := &Store{w: w}
+	s := &Store{w: w, ws: stmts{db: w}}
 	// The write connection opens first: it creates the file and switches
 	// it to WAL before any read connection looks at it.
 	if err := w.PingContext(ctx); err != nil {
@@ -95,12 +104,103 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	r.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
 	r.SetMaxIdleConns(max(4, runtime.GOMAXPROCS(0)))
 	s.r = r
+	s.rs = stmts{db: r}
 	return s, nil
 }
 
-// Close closes both connection pools.
+// Close closes the prepared statements and both connection pools.
 func (s *Store) Close() error {
-	return errors.Join(s.r.Close(), s.w.Close())
+	return errors.Join(s.rs.close(), s.ws.close(), s.r.Close(), s.w.Close())
+}
+
+// stmts caches the statements prepared on one pool, by query text. The
+// query texts are constants or are built from a bounded set of shapes (an
+// IN list per number of states), so the cache stays small.
+//
+// On the write pool a statement must be got before the transaction that
+// uses it begins: preparing needs the pool's only connection, which the
+// transaction holds. Inside the transaction, tx.StmtContext reuses the
+// statement already prepared on that connection.
+type stmts struct {
+	db *sql.DB
+	mu sync.Mutex
+	m  map[string]*sql.Stmt
+}
+
+// get returns the statement for q, preparing it on first use. It does not
+// hold the lock while it prepares, which waits for a connection.
+func (c *stmts) get(ctx context.Context, q string) (*sql.Stmt, error) {
+	c.mu.Lock()
+	st, ok := c.m[q]
+	c.mu.Unlock()
+	if ok {
+		return st, nil
+	}
+	st, err := c.db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if prev, ok := c.m[q]; ok { // prepared meanwhile by another caller
+		st.Close()
+		return prev, nil
+	}
+	if c.m == nil {
+		c.m = map[string]*sql.Stmt{}
+	}
+	c.m[q] = st
+	return st, nil
+}
+
+// close closes every cached statement.
+func (c *stmts) close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	for q, st := range c.m {
+		errs = append(errs, st.Close())
+		delete(c.m, q)
+	}
+	return errors.Join(errs...)
+}
+
+// exec runs the write statement q outside any transaction (SQLite commits
+// it on its own). Once begun it runs to its end; see writeCtx.
+func (s *Store) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	ctx, err := writeCtx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.ws.get(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+// queryRow runs the read statement q, expected to return at most one row.
+func (s *Store) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	st, err := s.rs.get(ctx, q)
+	if err != nil {
+		// A *sql.Row cannot be built with an error; a failed prepare is
+		// repeated, unprepared, so that Scan reports it.
+		return s.r.QueryRowContext(ctx, q, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// query runs the read statement q and scans every row with scan.
+func query[T any](ctx context.Context, s *Store, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
+	st, err := s.rs.get(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, err
+	}
+	return scanAll(rows, scan)
 }
 
 // migration is one embedded schema file.
@@ -147,7 +247,7 @@ func (s *Store) migrate(ctx context.Context) ([]int, error) {
 		return nil, err
 	}
 	var applied []int
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	err = s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 			version INTEGER PRIMARY KEY,
 			name    TEXT NOT NULL
@@ -199,14 +299,31 @@ func (s *Store) migrate(ctx context.Context) ([]int, error) {
 	return applied, nil
 }
 
+// writeCtx returns ctx's error when it is already done, else ctx without
+// its cancellation, for a write to run to its end: a write is short, and a
+// write given up halfway leaves its caller not knowing whether it
+// committed. Besides, the driver watches a cancellable context with a
+// goroutine per statement, which costs more than a small write itself.
+func writeCtx(ctx context.Context) (context.Context, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return context.WithoutCancel(ctx), nil
+}
+
 // inTx runs fn in a write transaction (BEGIN IMMEDIATE) and commits it, or
-// rolls it back when fn fails. It returns fn's error unwrapped.
-func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+// rolls it back when fn fails. It returns fn's error unwrapped. fn gets a
+// context without ctx's cancellation (see writeCtx) and must use it.
+func (s *Store) inTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	ctx, err := writeCtx(ctx)
+	if err != nil {
+		return err
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := fn(tx); err != nil {
+	if err := fn(ctx, tx); err != nil {
 		_ = tx.Rollback()
 		return err
 	}

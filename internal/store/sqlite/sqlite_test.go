@@ -13,7 +13,7 @@ import (
 )
 
 // openTest opens a store on a new file in a temporary directory.
-func openTest(t *testing.T, path string) *Store {
+func openTest(t testing.TB, path string) *Store {
 	t.Helper()
 	s, err := Open(t.Context(), path)
 	if err != nil {

@@ -28,7 +28,7 @@ func scanToken(sc scanner) (model.Token, error) {
 
 // TokenCreate implements store.Store.
 func (s *Store) TokenCreate(ctx context.Context, t model.Token) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO tokens (id, name, role, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)`,
+	_, err := s.exec(ctx, `INSERT INTO tokens (id, name, role, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)`,
 		t.ID, t.Name, t.Role, t.Hash, encTime(t.CreatedAt), encOptTime(t.RevokedAt))
 	if err != nil {
 		return fmt.Errorf("token create %s: %w", t.ID, storeErr(err))
@@ -59,7 +59,7 @@ func (s *Store) TokenList(ctx context.Context) ([]model.Token, error) {
 
 // TokenRevoke implements store.Store.
 func (s *Store) TokenRevoke(ctx context.Context, id string, at time.Time) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE tokens SET revoked_at = ? WHERE id = ?`, encOptTime(at), id)
+	res, err := s.exec(ctx, `UPDATE tokens SET revoked_at = ? WHERE id = ?`, encOptTime(at), id)
 	if err == nil {
 		err = mustAffect(res)
 	}

@@ -35,7 +35,7 @@ func (s *Store) WorkspaceCreate(ctx context.Context, w model.Workspace) error {
 	if err != nil {
 		return fmt.Errorf("workspace create %s: %w", w.ID, err)
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO workspaces (
+	_, err = s.exec(ctx, `INSERT INTO workspaces (
 		id_key, id, subscription, subscription_key, resource_group, resource_group_key, name, name_key,
 		location, description, tags, created_at, modified_at, created_by
 	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -53,7 +53,7 @@ func (s *Store) WorkspaceUpdate(ctx context.Context, w model.Workspace) error {
 	if err != nil {
 		return fmt.Errorf("workspace update %s: %w", w.ID, err)
 	}
-	res, err := s.w.ExecContext(ctx, `UPDATE workspaces SET description = ?, tags = ?, modified_at = ? WHERE id_key = ?`,
+	res, err := s.exec(ctx, `UPDATE workspaces SET description = ?, tags = ?, modified_at = ? WHERE id_key = ?`,
 		w.Description, tags, encTime(w.ModifiedAt), fold(w.ID))
 	if err == nil {
 		err = mustAffect(res)
@@ -93,17 +93,23 @@ func (s *Store) WorkspaceList(ctx context.Context, subscription, resourceGroup s
 }
 
 // WorkspaceDelete implements store.Store. Besides the workspace's computes
-// and quotas (removed by ON DELETE CASCADE) it removes the operations on
-// any compute of the workspace, including computes already deleted, whose
-// ARM IDs lie under the workspace's ID.
+// and quotas (removed by ON DELETE CASCADE) it removes the workspace's
+// jobs, and the operations, events and status of any compute of the
+// workspace, including computes already deleted, whose ARM IDs lie under
+// the workspace's ID. Nodes stay: the caller releases them first.
 func (s *Store) WorkspaceDelete(ctx context.Context, id string) error {
 	key := fold(id)
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM operations
-			WHERE compute_key IN (SELECT id_key FROM computes WHERE workspace_key = ?)
-			   OR (compute_key >= ? AND compute_key < ?)`,
-			key, key+"/", key+"0") // '0' follows '/': the range is every key with the prefix key+"/"
-		if err != nil {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		for _, table := range []string{"operations", "events", "compute_status"} {
+			_, err := tx.ExecContext(ctx, `DELETE FROM `+table+`
+				WHERE compute_key IN (SELECT id_key FROM computes WHERE workspace_key = ?)
+				   OR (compute_key >= ? AND compute_key < ?)`,
+				key, key+"/", key+"0") // '0' follows '/': the range is every key with the prefix key+"/"
+			if err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM jobs WHERE workspace_key = ?`, key); err != nil {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM workspaces WHERE id_key = ?`, key)
@@ -124,6 +130,11 @@ func list[T any](ctx context.Context, db *sql.DB, scan func(scanner) (T, error),
 	if err != nil {
 		return nil, err
 	}
+	return scanAll(rows, scan)
+}
+
+// scanAll scans every row of rows with scan and closes rows.
+func scanAll[T any](rows *sql.Rows, scan func(scanner) (T, error)) ([]T, error) {
 	defer rows.Close()
 	var out []T
 	for rows.Next() {

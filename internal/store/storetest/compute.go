@@ -27,6 +27,7 @@ var computeTests = []test{
 	{"ListByState", testComputeListByState},
 	{"Delete", testComputeDelete},
 	{"DeleteETag", testComputeDeleteETag},
+	{"DeleteCascades", testComputeDeleteCascades},
 	{"ConcurrentCreateSameName", testComputeConcurrentCreateSameName},
 	{"ConcurrentWriters", testComputeConcurrentWriters},
 }
@@ -434,6 +435,62 @@ func testComputeDeleteETag(t *testing.T, s store.Store) {
 	}
 	if err := s.ComputeDelete(t.Context(), newCompute(w, "missing").ID, `W/"1"`); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("ComputeDelete(missing, etag) error = %v, want ErrNotFound", err)
+	}
+}
+
+// testComputeDeleteCascades checks what goes with a compute: its events
+// and status. Its jobs stay (they outlive it), and so do its nodes (the
+// control plane releases them before it deletes the compute).
+func testComputeDeleteCascades(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	w := setupWorkspace(t, s, "ws")
+	c := newCompute(w, "cpu")
+	keep := newCompute(w, "cpu2") // its ID extends c's: must survive
+	mustCreateCompute(t, s, c, newOperation("op-c", c, model.OpCreate))
+	mustCreateCompute(t, s, keep, newOperation("op-keep", keep, model.OpCreate))
+	for _, id := range []string{c.ID, keep.ID} {
+		if err := s.EventAppend(ctx, model.Event{ComputeID: id, Time: at(1), Kind: "ScaleUp", Message: "1 node"}); err != nil {
+			t.Fatalf("EventAppend: %v", err)
+		}
+		if err := s.ComputeStatusSet(ctx, model.ComputeStatus{ComputeID: id, TargetNodes: 1, Allocation: "Resizing"}); err != nil {
+			t.Fatalf("ComputeStatusSet: %v", err)
+		}
+	}
+	j := newJob(w, "train", c.Name, 1)
+	j.Status = model.JobCompleted
+	mustCreateJob(t, s, j)
+	n := newNode("node-1", c.ID, model.NodeLeaving)
+	mustCreateNode(t, s, n)
+
+	if err := s.ComputeDelete(ctx, strings.ToUpper(c.ID), ""); err != nil {
+		t.Fatalf("ComputeDelete: %v", err)
+	}
+
+	if es, err := s.EventList(ctx, c.ID, 0); err != nil || len(es) != 0 {
+		t.Errorf("EventList(deleted compute) = %v, %v; want none", es, err)
+	}
+	wantNoComputeStatus(t, s, c.ID)
+	wantJob(t, s, j.ID, j)
+	wantNode(t, s, n.ID, n)
+	// The other compute keeps its own.
+	if es, err := s.EventList(ctx, keep.ID, 0); err != nil || len(es) != 1 {
+		t.Errorf("EventList(other compute) = %v, %v; want one event", es, err)
+	}
+	if _, err := s.ComputeStatusGet(ctx, keep.ID); err != nil {
+		t.Errorf("ComputeStatusGet(other compute): %v", err)
+	}
+
+	// A compute created again under the name starts with no events or
+	// status, and its old jobs are listed under it.
+	again := newCompute(w, "cpu")
+	mustCreateCompute(t, s, again, newOperation("op-again", again, model.OpCreate))
+	wantNoComputeStatus(t, s, again.ID)
+	js, err := s.JobListByCompute(ctx, again.ID, model.JobCompleted)
+	if err != nil {
+		t.Fatalf("JobListByCompute: %v", err)
+	}
+	if diff := cmp.Diff([]string{"train"}, jobNames(js)); diff != "" {
+		t.Errorf("JobListByCompute names (-want +got):\n%s", diff)
 	}
 }
 

@@ -38,6 +38,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Operation", operationTests},
 		{"Token", tokenTests},
 		{"Quota", quotaTests},
+		{"Job", jobTests},
+		{"Node", nodeTests},
+		{"Event", eventTests},
+		{"ComputeStatus", computeStatusTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -21,6 +21,7 @@ var workspaceTests = []test{
 	{"List", testWorkspaceList},
 	{"Delete", testWorkspaceDelete},
 	{"DeleteCascades", testWorkspaceDeleteCascades},
+	{"DeleteCascadesJobs", testWorkspaceDeleteCascadesJobs},
 }
 
 // mustCreateWorkspace creates w or fails the test.
@@ -302,5 +303,72 @@ func testWorkspaceDeleteCascades(t *testing.T, s store.Store) {
 	}
 	if len(qs) != 1 {
 		t.Errorf("QuotaList(other workspace) = %v, want one quota", qs)
+	}
+}
+
+// testWorkspaceDeleteCascadesJobs checks that a workspace's jobs go with
+// it, with the events and status of its computes (live or already
+// deleted). Nodes stay: the control plane releases them first.
+func testWorkspaceDeleteCascadesJobs(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	w := newWorkspace("sub1", "rg", "ws")
+	other := newWorkspace("sub1", "rg", "ws2") // its ID extends w's: must survive
+	mustCreateWorkspace(t, s, w)
+	mustCreateWorkspace(t, s, other)
+	c := newCompute(w, "cpu")
+	keep := newCompute(other, "cpu")
+	mustCreateCompute(t, s, c, newOperation("op-c", c, model.OpCreate))
+	mustCreateCompute(t, s, keep, newOperation("op-keep", keep, model.OpCreate))
+	// Events of a compute that no longer exists, written after its delete.
+	gone := newCompute(w, "gone")
+	for _, id := range []string{c.ID, keep.ID, gone.ID} {
+		if err := s.EventAppend(ctx, model.Event{ComputeID: id, Time: at(1), Kind: "ScaleUp", Message: "1 node"}); err != nil {
+			t.Fatalf("EventAppend: %v", err)
+		}
+		if err := s.ComputeStatusSet(ctx, model.ComputeStatus{ComputeID: id, Allocation: "Steady"}); err != nil {
+			t.Fatalf("ComputeStatusSet: %v", err)
+		}
+	}
+	jobs := []model.Job{
+		newJob(w, "a", "cpu", 1),
+		newJob(w, "b", model.LocalCompute, 2),
+		newJob(w, "c", "gone", 3),
+	}
+	for _, j := range jobs {
+		mustCreateJob(t, s, j)
+	}
+	keepJob := newJob(other, "a", "cpu", 4)
+	mustCreateJob(t, s, keepJob)
+	n := newNode("node-1", c.ID, model.NodeLeaving)
+	mustCreateNode(t, s, n)
+
+	if err := s.WorkspaceDelete(ctx, w.ID); err != nil {
+		t.Fatalf("WorkspaceDelete: %v", err)
+	}
+
+	for _, j := range jobs {
+		wantNoJob(t, s, j.ID)
+		if _, err := s.JobGetByRunID(ctx, j.RunID); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("JobGetByRunID(%s) error = %v, want ErrNotFound", j.RunID, err)
+		}
+	}
+	if js, err := s.JobList(ctx, w.ID, store.Page{}); err != nil || len(js) != 0 {
+		t.Errorf("JobList(deleted workspace) = %v, %v; want none", js, err)
+	}
+	for _, id := range []string{c.ID, gone.ID} {
+		if es, err := s.EventList(ctx, id, 0); err != nil || len(es) != 0 {
+			t.Errorf("EventList(%s) = %v, %v; want none", id, es, err)
+		}
+		wantNoComputeStatus(t, s, id)
+	}
+	wantNode(t, s, n.ID, n)
+
+	// The other workspace is untouched.
+	wantJob(t, s, keepJob.ID, keepJob)
+	if es, err := s.EventList(ctx, keep.ID, 0); err != nil || len(es) != 1 {
+		t.Errorf("EventList(other workspace's compute) = %v, %v; want one event", es, err)
+	}
+	if _, err := s.ComputeStatusGet(ctx, keep.ID); err != nil {
+		t.Errorf("ComputeStatusGet(other workspace's compute): %v", err)
 	}
 }

@@ -1,0 +1,133 @@
+package api
+
+// TypeJob is the ARM type of a job.
+const TypeJob = ProviderNamespace + "/workspaces/jobs"
+
+// JobStatus is a job's status, in AML's words.
+type JobStatus string
+
+// Job statuses. Completed, Failed and Canceled are terminal.
+const (
+	JobNotStarted JobStatus = "NotStarted"
+	JobQueued     JobStatus = "Queued"
+	JobPreparing  JobStatus = "Preparing"
+	JobRunning    JobStatus = "Running"
+	JobFinalizing JobStatus = "Finalizing"
+	JobCompleted  JobStatus = "Completed"
+	JobFailed     JobStatus = "Failed"
+	JobCanceled   JobStatus = "Canceled"
+)
+
+// JobResource is the ARM envelope of a job.
+type JobResource struct {
+	ID         string         `json:"id,omitempty"`
+	Name       string         `json:"name,omitempty"`
+	Type       string         `json:"type,omitempty"`
+	SystemData *SystemData    `json:"systemData,omitempty"`
+	Properties *JobProperties `json:"properties"`
+}
+
+// JobProperties is a command job, shaped after AML's CommandJob. Fields
+// marked read-only are ignored in requests.
+type JobProperties struct {
+	JobType              string               `json:"jobType"` // "Command"
+	Command              string               `json:"command"`
+	CodeID               string               `json:"codeId,omitempty"` // a snapshot ID from POST .../snapshots
+	ComputeID            string               `json:"computeId"`        // compute name, "azureml:NAME", or its ARM ID; "local" runs on the control plane's host
+	EnvironmentID        string               `json:"environmentId,omitempty"`
+	EnvironmentVariables map[string]string    `json:"environmentVariables,omitempty"`
+	Inputs               map[string]*JobInput `json:"inputs,omitempty"`
+	Resources            *JobResourceConfig   `json:"resources,omitempty"`
+	Distribution         *Distribution        `json:"distribution,omitempty"`
+	Limits               *CommandJobLimits    `json:"limits,omitempty"`
+	DisplayName          string               `json:"displayName,omitempty"`
+	ExperimentName       string               `json:"experimentName,omitempty"`
+	Description          string               `json:"description,omitempty"`
+	Tags                 map[string]string    `json:"tags,omitempty"`
+
+	// Read-only.
+	Status        JobStatus      `json:"status,omitempty"`
+	RunID         string         `json:"runId,omitempty"`
+	NodeID        string         `json:"nodeId,omitempty"`
+	ExitCode      *int           `json:"exitCode,omitempty"`
+	Error         *ErrorDetail   `json:"error,omitempty"`
+	PendingReason *PendingReason `json:"pendingReason,omitempty"` // set while Queued
+	Warnings      []string       `json:"warnings,omitempty"`      // e.g. an environment kumo cannot honour
+	CreatedOn     string         `json:"createdOn,omitempty"`
+	StartTime     string         `json:"startTime,omitempty"`
+	EndTime       string         `json:"endTime,omitempty"`
+	Attempts      int            `json:"attempts,omitempty"`
+}
+
+// JobInput is one job input. Literal inputs (jobInputType "literal") are
+// substituted into the command where it says ${{inputs.NAME}}.
+type JobInput struct {
+	JobInputType string `json:"jobInputType"` // "literal"; others are refused
+	Value        string `json:"value"`
+}
+
+// JobResourceConfig says how many nodes a job needs.
+type JobResourceConfig struct {
+	InstanceCount int `json:"instanceCount,omitempty"` // 0 means 1
+}
+
+// Distribution configures a distributed job.
+type Distribution struct {
+	DistributionType        string `json:"distributionType"` // PyTorch, TensorFlow, Mpi
+	ProcessCountPerInstance int    `json:"processCountPerInstance,omitempty"`
+}
+
+// CommandJobLimits bounds a job. Timeout is an ISO-8601 duration.
+type CommandJobLimits struct {
+	JobLimitsType string `json:"jobLimitsType,omitempty"` // "Command"
+	Timeout       string `json:"timeout,omitempty"`
+}
+
+// PendingReason says, machine-readably, why a queued job waits.
+type PendingReason struct {
+	// Code is WaitingForNodes, MaxNodesReached, QuotaExceeded,
+	// CapacityExhausted or ComputeFailed.
+	Code    string         `json:"code"`
+	Message string         `json:"message"`
+	Details map[string]any `json:"details,omitempty"` // e.g. {"booting": 2} or {"family": ..., "limit": ..., "requested": ...}
+}
+
+// Pending reason codes.
+const (
+	PendingWaitingForNodes   = "WaitingForNodes"
+	PendingMaxNodesReached   = "MaxNodesReached"
+	PendingQuotaExceeded     = "QuotaExceeded"
+	PendingCapacityExhausted = "CapacityExhausted"
+	PendingComputeFailed     = "ComputeFailed"
+)
+
+// JobList is one page of jobs.
+type JobList struct {
+	Value    []JobResource `json:"value"`
+	NextLink string        `json:"nextLink,omitempty"`
+}
+
+// Snapshot is the answer of a code snapshot upload.
+type Snapshot struct {
+	ID        string `json:"id"`
+	SizeBytes int64  `json:"sizeBytes"`
+}
+
+// ComputeEvent is one recorded scaling decision or incident on a compute.
+type ComputeEvent struct {
+	Time    string `json:"time"`
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+}
+
+// ComputeEventList is the answer of GET .../computes/{name}/events.
+type ComputeEventList struct {
+	Value []ComputeEvent `json:"value"`
+}
+
+// QueuedJob is a queued job with its pending reason, in a compute's
+// availability view.
+type QueuedJob struct {
+	Name          string         `json:"name"`
+	PendingReason *PendingReason `json:"pendingReason,omitempty"`
+}

@@ -1,0 +1,59 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+
+	"kumo/api"
+)
+
+// ComputeEventsOptions are the inputs of kumo compute events.
+type ComputeEventsOptions struct {
+	commonOptions
+	Name string
+}
+
+// NewCmdComputeEvents returns "kumo compute events".
+func NewCmdComputeEvents(f *Factory, runF func(*ComputeEventsOptions) error) *cobra.Command {
+	opts := &ComputeEventsOptions{commonOptions: commonOptions{IO: f.IO, Workspace: f.Workspace}}
+	cmd := &cobra.Command{
+		Use:   "events",
+		Short: "List a compute cluster's scaling decisions and incidents, oldest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Ctx, opts.Output = cmd.Context(), f.Output
+			if runF != nil {
+				return runF(opts)
+			}
+			return computeEventsRun(opts)
+		},
+	}
+	cmd.Flags().StringVarP(&opts.Name, "name", "n", "", "compute name (required)")
+	_ = cmd.MarkFlagRequired("name")
+	return cmd
+}
+
+func computeEventsRun(opts *ComputeEventsOptions) error {
+	ws, err := opts.Workspace()
+	if err != nil {
+		return err
+	}
+	ct, err := ws.ComputeTarget(opts.Ctx, opts.Name)
+	if err != nil {
+		return err
+	}
+	events, err := ct.Events(opts.Ctx)
+	if err != nil {
+		return err
+	}
+	if opts.Output == OutputJSON {
+		if events == nil {
+			events = []api.ComputeEvent{}
+		}
+		return printJSON(opts.IO.Out, events)
+	}
+	t := newTable(opts.IO.Out, "TIME", "KIND", "MESSAGE")
+	for _, e := range events {
+		t.row(formatTime(e.Time), orDash(e.Kind), e.Message)
+	}
+	return t.flush()
+}

@@ -1,0 +1,141 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"kumo/api"
+	"kumo/client"
+)
+
+// NewCmdJob returns "kumo job" and its subcommands, named as in
+// "az ml job".
+func NewCmdJob(f *Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "job",
+		Short: "Submit and follow command jobs",
+	}
+	cmd.AddCommand(
+		NewCmdJobCreate(f, nil),
+		NewCmdJobSubmit(f, nil),
+		NewCmdJobList(f, nil),
+		NewCmdJobShow(f, nil),
+		NewCmdJobLogs(f, nil),
+		NewCmdJobCancel(f, nil),
+		NewCmdJobDownload(f, nil),
+	)
+	return cmd
+}
+
+// jobName returns the job named by the single argument or by --name,
+// as "az ml job" takes it.
+func jobName(args []string, flag string) (string, error) {
+	switch {
+	case len(args) == 1 && flag != "" && args[0] != flag:
+		return "", fmt.Errorf("job name given twice: %q and --name %q", args[0], flag)
+	case len(args) == 1:
+		return args[0], nil
+	case flag != "":
+		return flag, nil
+	}
+	return "", errors.New("a job name is required: kumo job COMMAND NAME")
+}
+
+// submitOptions are what job create and job submit share.
+type submitOptions struct {
+	commonOptions
+	// Name is the job's name; "" lets the SDK generate one.
+	Name string
+	// Stream waits for the job and streams its output.
+	Stream bool
+}
+
+// submitAndReport submits spec and prints what create and submit print:
+// the job's name alone on stdout (its JSON with -o json); with Stream,
+// the name on stderr, the job's output on stdout until it ends, and an
+// error unless it Completed. The server's warnings go to stderr.
+func submitAndReport(opts *submitOptions, spec client.CommandJob) error {
+	ws, err := opts.Workspace()
+	if err != nil {
+		return err
+	}
+	job, err := ws.SubmitJob(opts.Ctx, opts.Name, spec)
+	if err != nil {
+		return err
+	}
+	if p := job.Resource().Properties; p != nil {
+		for _, w := range p.Warnings {
+			fmt.Fprintf(opts.IO.ErrOut, "Warning: %s\n", w)
+		}
+	}
+	if !opts.Stream {
+		if opts.Output == OutputJSON {
+			return printJSON(opts.IO.Out, job.Resource())
+		}
+		fmt.Fprintln(opts.IO.Out, job.Name())
+		return nil
+	}
+	fmt.Fprintf(opts.IO.ErrOut, "RunId: %s\nStreaming user_logs/std_log.txt\n%s\n", job.Name(), "===============================")
+	if err := job.StreamLogs(opts.Ctx, opts.IO.Out, true); err != nil {
+		if opts.Ctx.Err() != nil {
+			return fmt.Errorf("stopped streaming; job %s goes on (kumo job cancel %s stops it): %w", job.Name(), job.Name(), err)
+		}
+		return err
+	}
+	err = job.Wait(opts.Ctx)
+	fmt.Fprintf(opts.IO.ErrOut, "\nExecution Summary\n=================\nRunId: %s\nStatus: %s\n", job.Name(), job.Status())
+	return err
+}
+
+// printJobs writes jobs as a table or, with -o json, as a JSON array.
+func printJobs(w io.Writer, output string, jobs []api.JobResource, now time.Time) error {
+	if output == OutputJSON {
+		if jobs == nil {
+			jobs = []api.JobResource{}
+		}
+		return printJSON(w, jobs)
+	}
+	t := newTable(w, "NAME", "STATUS", "COMPUTE", "NODE", "CREATED", "DURATION")
+	for _, j := range jobs {
+		p := j.Properties
+		if p == nil {
+			p = &api.JobProperties{}
+		}
+		t.row(j.Name, orDash(string(p.Status)), orDash(p.ComputeID), orDash(p.NodeID), formatTime(p.CreatedOn), jobDuration(p, now))
+	}
+	return t.flush()
+}
+
+// formatTime writes an ARM timestamp in local time to the second, or "-".
+func formatTime(s string) string {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return orDash(s)
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+// jobDuration is how long the job has run: from its start to its end, or
+// to now while it runs; "-" before it starts.
+func jobDuration(p *api.JobProperties, now time.Time) string {
+	start, err := time.Parse(time.RFC3339Nano, p.StartTime)
+	if err != nil {
+		return "-"
+	}
+	end, err := time.Parse(time.RFC3339Nano, p.EndTime)
+	if err != nil {
+		end = now
+	}
+	d := end.Sub(start)
+	if d < 0 {
+		d = 0
+	}
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}

@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"kumo/api"
+)
+
+// JobShowOptions are the inputs of kumo job show.
+type JobShowOptions struct {
+	commonOptions
+	Name string
+}
+
+// NewCmdJobShow returns "kumo job show NAME".
+func NewCmdJobShow(f *Factory, runF func(*JobShowOptions) error) *cobra.Command {
+	opts := &JobShowOptions{commonOptions: commonOptions{IO: f.IO, Workspace: f.Workspace}}
+	var nameFlag string
+	cmd := &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show a job: status, why it waits, exit code, error",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Ctx, opts.Output = cmd.Context(), f.Output
+			name, err := jobName(args, nameFlag)
+			if err != nil {
+				return err
+			}
+			opts.Name = name
+			if runF != nil {
+				return runF(opts)
+			}
+			return jobShowRun(opts)
+		},
+	}
+	cmd.Flags().StringVarP(&nameFlag, "name", "n", "", "job name (instead of the argument)")
+	return cmd
+}
+
+func jobShowRun(opts *JobShowOptions) error {
+	ws, err := opts.Workspace()
+	if err != nil {
+		return err
+	}
+	job, err := ws.Job(opts.Ctx, opts.Name)
+	if err != nil {
+		return err
+	}
+	if opts.Output == OutputJSON {
+		return printJSON(opts.IO.Out, job.Resource())
+	}
+	return printJobDetail(opts.IO.Out, job.Resource(), time.Now())
+}
+
+// printJobDetail writes one job as "Key: value" lines, leaving out what
+// is not set.
+func printJobDetail(w io.Writer, j api.JobResource, now time.Time) error {
+	p := j.Properties
+	if p == nil {
+		p = &api.JobProperties{}
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+	line := func(key, value string) {
+		if value != "" {
+			fmt.Fprintf(tw, "%s:\t%s\n", key, value)
+		}
+	}
+	line("Name", j.Name)
+	line("Display name", p.DisplayName)
+	line("Experiment", p.ExperimentName)
+	line("Status", string(p.Status))
+	if r := p.PendingReason; r != nil && p.Status == api.JobQueued {
+		line("Pending", strings.TrimSuffix(r.Code+": "+r.Message, ": "))
+	}
+	line("Compute", p.ComputeID)
+	line("Node", p.NodeID)
+	if p.Resources != nil && p.Resources.InstanceCount > 1 {
+		line("Instances", fmt.Sprint(p.Resources.InstanceCount))
+	}
+	if d := p.Distribution; d != nil {
+		line("Distribution", fmt.Sprintf("%s, %d process(es) per instance", d.DistributionType, max(d.ProcessCountPerInstance, 1)))
+	}
+	line("Command", p.Command)
+	line("Code", p.CodeID)
+	line("Environment", p.EnvironmentID)
+	if len(p.Inputs) > 0 {
+		var pairs []string
+		for k, in := range p.Inputs {
+			if in != nil {
+				pairs = append(pairs, k+"="+in.Value)
+			}
+		}
+		sort.Strings(pairs)
+		line("Inputs", strings.Join(pairs, ", "))
+	}
+	if len(p.EnvironmentVariables) > 0 {
+		line("Env", formatTags(p.EnvironmentVariables))
+	}
+	if p.Limits != nil {
+		line("Timeout", p.Limits.Timeout)
+	}
+	if p.CreatedOn != "" {
+		line("Created", formatTime(p.CreatedOn))
+	}
+	if p.StartTime != "" {
+		line("Started", formatTime(p.StartTime))
+		line("Duration", jobDuration(p, now))
+	}
+	if p.EndTime != "" {
+		line("Ended", formatTime(p.EndTime))
+	}
+	if p.Attempts > 1 {
+		line("Attempts", fmt.Sprint(p.Attempts))
+	}
+	if p.ExitCode != nil {
+		line("Exit code", fmt.Sprint(*p.ExitCode))
+	}
+	if e := p.Error; e != nil {
+		line("Error", strings.TrimSuffix(e.Code+": "+e.Message, ": "))
+	}
+	for _, warn := range p.Warnings {
+		line("Warning", warn)
+	}
+	line("Description", p.Description)
+	if len(p.Tags) > 0 {
+		line("Tags", formatTags(p.Tags))
+	}
+	return tw.Flush()
+}

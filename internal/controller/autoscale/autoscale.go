@@ -1,0 +1,343 @@
+// Package autoscale holds the autoscaler: the reconcile loops that give each
+// AmlCompute cluster the nodes its jobs need and keep those nodes healthy.
+//
+// Two loops share one [Autoscaler]:
+//
+//   - Scaling ([Autoscaler.Reconcile]) runs per cluster whenever something
+//     relevant changes (a job queued or finished, a node's state, a PATCH of
+//     the scale settings: callers [Autoscaler.Notify]), when a pass asked to
+//     be requeued, and on a resync tick. It removes nodes that are gone for
+//     good (unusable, preempted, half-removed), computes the target
+//     clamp(min, max, nodes needed by queued and running jobs), creates nodes
+//     up to it within the workspace's vCPU quota and the provider's
+//     capacity, removes idle nodes above it once they have been idle for the
+//     cluster's idle time, and writes the cluster's [model.ComputeStatus].
+//   - Health ([Autoscaler.CheckHealth]) runs on the resync tick over every
+//     provider: a node whose agent stopped heartbeating, never registered, or
+//     whose instance stopped or vanished becomes unusable (its job is
+//     requeued once, then failed), and instances no node record claims are
+//     deleted.
+//
+// Both are level-triggered: they read all current state from the store and
+// the providers on each pass, so a pass after a crash finishes whatever the
+// crash interrupted, and running a pass twice is harmless. Every write is
+// conditional on the state that was read, so the agent hub, which moves
+// nodes between preparing, idle and running, can race them safely.
+//
+// The Autoscaler is also the provisioner's [provision.Finalizer]: Release
+// ends a deleted cluster's jobs and removes its nodes.
+package autoscale
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"kumo/internal/controller/provision"
+	"kumo/internal/model"
+	"kumo/internal/provider"
+	"kumo/internal/store"
+)
+
+// Defaults for the zero values of [Config].
+const (
+	DefaultHeartbeatTimeout = 30 * time.Second
+	DefaultBootTimeout      = 2 * time.Minute
+	DefaultResync           = time.Second
+)
+
+const (
+	// createGrace is how long a node record may exist without its
+	// instance appearing in the provider's list before the node counts as
+	// lost: the record is written just before the provider's Create call.
+	createGrace = 10 * time.Second
+	// backoffBase and backoffMax bound the wait before a cluster whose
+	// nodes keep failing gets new ones: 1s, 2s, 4s … 1m.
+	backoffBase = time.Second
+	backoffMax  = time.Minute
+	// maxNodeErrors is how many NodeUnusable errors a status keeps.
+	maxNodeErrors = 5
+	// requeueSoon asks for another pass at once, e.g. to remove nodes
+	// whose creation just failed.
+	requeueSoon = 10 * time.Millisecond
+)
+
+var _ provision.Finalizer = (*Autoscaler)(nil)
+
+// Liveness reports when a node's agent was last heard from. The server's
+// agent hub implements it. LastSeen must be safe for concurrent use and must
+// not block; ok is false when the agent has not been seen since the control
+// plane started.
+type Liveness interface {
+	LastSeen(nodeID string) (t time.Time, ok bool)
+}
+
+// Result is what a scaling pass asks of the loop.
+type Result struct {
+	// RequeueAfter asks for another pass of the same cluster after this
+	// long (an idle node reaching the idle time, a backoff ending); zero
+	// means only when notified or on the resync tick.
+	RequeueAfter time.Duration
+}
+
+// Config configures an [Autoscaler].
+type Config struct {
+	Store store.Store
+	// Providers are the node providers, keyed by lower-case region name; a
+	// region without an entry uses the entry named by its Provider field.
+	Providers map[string]provider.Provider
+	// Regions are the regions computes live in, keyed by lower-case name
+	// (a compute's Location picks its region).
+	Regions map[string]model.Region
+	// AgentURL is the control-plane URL node agents connect to.
+	AgentURL string
+	// AgentCAFile is the CA bundle agents verify AgentURL with; "" means
+	// the system roots.
+	AgentCAFile string
+	// HeartbeatTimeout is how long a registered node's agent may stay
+	// silent before the node is unusable (counted from the control plane's
+	// start for agents not seen since); zero means DefaultHeartbeatTimeout.
+	HeartbeatTimeout time.Duration
+	// BootTimeout is how long a preparing node's agent has to register;
+	// zero means DefaultBootTimeout.
+	BootTimeout time.Duration
+	// Resync is how often every cluster is reconciled and every node's
+	// health checked without being notified; zero means DefaultResync.
+	Resync time.Duration
+	// Changed is called (it must not block for long) after the autoscaler
+	// requeued or ended a job or made a node unusable, so that the
+	// dispatcher looks again; nil means nobody is told.
+	Changed func(computeID string)
+	// Liveness reports agents' heartbeats; nil means heartbeats are not
+	// checked.
+	Liveness Liveness
+	// Now returns the current time; nil means time.Now. Timers of the loop
+	// itself always run on the real clock.
+	Now func() time.Time
+	// Log receives errors and removals; nil means slog.Default().
+	Log *slog.Logger
+}
+
+// Autoscaler runs the scaling and health loops. Create it with [New], call
+// Start once and Stop before closing the store; Reconcile, CheckHealth and
+// Release may also be called directly (tests, the provisioner), from any
+// goroutine.
+type Autoscaler struct {
+	cfg     Config
+	started time.Time // when New ran: heartbeats and boots are counted from here at the latest
+
+	// pass serializes scaling passes, health passes and releases, so that
+	// quota accounting and provider calls never interleave.
+	pass   sync.Mutex
+	states map[string]*computeState // by compute ID; guarded by pass
+
+	mu    sync.Mutex
+	queue []string             // computes to reconcile, in notification order
+	dirty map[string]bool      // members of queue
+	due   map[string]time.Time // requeue times (real clock)
+	kick  chan struct{}
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New returns an Autoscaler for cfg.
+func New(cfg Config) *Autoscaler {
+	if cfg.HeartbeatTimeout <= 0 {
+		cfg.HeartbeatTimeout = DefaultHeartbeatTimeout
+	}
+	if cfg.BootTimeout <= 0 {
+		cfg.BootTimeout = DefaultBootTimeout
+	}
+	if cfg.Resync <= 0 {
+		cfg.Resync = DefaultResync
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &Autoscaler{
+		cfg:     cfg,
+		started: cfg.Now().UTC(),
+		states:  map[string]*computeState{},
+		dirty:   map[string]bool{},
+		due:     map[string]time.Time{},
+		kick:    make(chan struct{}, 1),
+	}
+}
+
+func (a *Autoscaler) changed(computeID string) {
+	if a.cfg.Changed != nil {
+		a.cfg.Changed(computeID)
+	}
+}
+
+func (a *Autoscaler) now() time.Time { return a.cfg.Now().UTC() }
+
+// Notify asks for a scaling pass of the compute soon. It never blocks;
+// notifications of a compute already waiting are merged.
+func (a *Autoscaler) Notify(computeID string) {
+	a.mu.Lock()
+	if !a.dirty[computeID] {
+		a.dirty[computeID] = true
+		a.queue = append(a.queue, computeID)
+	}
+	a.mu.Unlock()
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Start runs the loops in two goroutines until Stop: the scaling worker,
+// which reconciles every notified cluster promptly, requeued ones when due
+// and all clusters each Resync; and the health loop, which runs CheckHealth
+// at once and then each Resync.
+func (a *Autoscaler) Start(ctx context.Context) {
+	ctx, a.cancel = context.WithCancel(ctx)
+	a.wg.Add(2)
+	go func() {
+		defer a.wg.Done()
+		a.runScaling(ctx)
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.runHealth(ctx)
+	}()
+}
+
+// Stop ends the loops and waits for the passes under way to finish.
+func (a *Autoscaler) Stop() {
+	if a.cancel != nil {
+		a.cancel()
+	}
+	a.wg.Wait()
+}
+
+func (a *Autoscaler) runScaling(ctx context.Context) {
+	resync := time.NewTicker(a.cfg.Resync)
+	defer resync.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	a.enqueueAll(ctx)
+	for {
+		for {
+			id, ok := a.pop()
+			if !ok || ctx.Err() != nil {
+				break
+			}
+			res, err := a.Reconcile(ctx, id)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				a.cfg.Log.Error("autoscale pass", "compute", id, "err", err)
+			case res.RequeueAfter > 0:
+				a.after(id, res.RequeueAfter)
+			}
+		}
+		if d, ok := a.nextDue(); ok {
+			timer.Reset(d)
+		} else {
+			timer.Stop()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.kick:
+		case <-resync.C:
+			a.enqueueAll(ctx)
+		case <-timer.C:
+		}
+		a.promoteDue()
+	}
+}
+
+func (a *Autoscaler) runHealth(ctx context.Context) {
+	t := time.NewTicker(a.cfg.Resync)
+	defer t.Stop()
+	for {
+		if err := a.CheckHealth(ctx); err != nil && ctx.Err() == nil {
+			a.cfg.Log.Error("node health pass", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// enqueueAll marks every cluster that can be scaled for a pass.
+func (a *Autoscaler) enqueueAll(ctx context.Context) {
+	cs, err := a.cfg.Store.ComputeListByState(ctx, model.StateSucceeded, model.StateUpdating)
+	if err != nil {
+		if ctx.Err() == nil {
+			a.cfg.Log.Error("autoscale resync", "err", err)
+		}
+		return
+	}
+	for _, comp := range cs {
+		a.Notify(comp.ID)
+	}
+}
+
+// pop takes the next compute to reconcile and forgets any requeue time it
+// had: the pass sets a new one.
+func (a *Autoscaler) pop() (string, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.queue) == 0 {
+		return "", false
+	}
+	id := a.queue[0]
+	a.queue = slices.Delete(a.queue, 0, 1)
+	delete(a.dirty, id)
+	delete(a.due, id)
+	return id, true
+}
+
+func (a *Autoscaler) after(id string, d time.Duration) {
+	at := time.Now().Add(d)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if old, ok := a.due[id]; !ok || at.Before(old) {
+		a.due[id] = at
+	}
+}
+
+// nextDue returns how long until the earliest requeue.
+func (a *Autoscaler) nextDue() (time.Duration, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var first time.Time
+	for _, at := range a.due {
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+	}
+	if first.IsZero() {
+		return 0, false
+	}
+	return max(time.Until(first), 0), true
+}
+
+// promoteDue queues the computes whose requeue time has come.
+func (a *Autoscaler) promoteDue() {
+	now := time.Now()
+	a.mu.Lock()
+	var ready []string
+	for id, at := range a.due {
+		if !at.After(now) {
+			ready = append(ready, id)
+			delete(a.due, id)
+		}
+	}
+	a.mu.Unlock()
+	slices.Sort(ready)
+	for _, id := range ready {
+		a.Notify(id)
+	}
+}

@@ -1,0 +1,617 @@
+package autoscale
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"kumo/internal/model"
+	"kumo/internal/provider"
+	"kumo/internal/secret"
+	"kumo/internal/store"
+)
+
+// Pending reasons written to ComputeStatus.Blocked.
+const (
+	BlockedMaxNodes = "MaxNodesReached"   // demand exceeds the cluster's maxNodeCount
+	BlockedQuota    = "QuotaExceeded"     // the workspace's vCPU quota is used up
+	BlockedCapacity = "CapacityExhausted" // the provider has no room for more nodes
+)
+
+// Allocation states written to ComputeStatus.Allocation.
+const (
+	AllocationSteady   = "Steady"   // the node count is the target and no node is coming or going
+	AllocationResizing = "Resizing" // nodes are being added or removed, or the target is not met
+)
+
+// Event kinds the autoscaler records. A new blocking reason is recorded
+// too, with its Blocked code (MaxNodesReached, QuotaExceeded,
+// CapacityExhausted) as the kind.
+const (
+	EventScaleUp          = "ScaleUp"          // nodes requested: "0 → 2 nodes: 2 jobs waiting"
+	EventScaleDown        = "ScaleDown"        // an idle node removed: "node X idle for 2m0s ≥ PT2M"
+	EventNodeUnusable     = "NodeUnusable"     // a node failed; says why and what became of its job
+	EventNodePreempted    = "NodePreempted"    // a preempted node's job was requeued or failed
+	EventAllocationFailed = "AllocationFailed" // the provider could not create a node
+)
+
+// ErrorNodeUnusable is the code of ComputeStatus.Errors entries for nodes
+// that failed and were removed.
+const ErrorNodeUnusable = "NodeUnusable"
+
+// computeState is what the scaling loop remembers of a cluster between
+// passes: the failure backoff and the errors of removed nodes. It is lost
+// on restart, which only resets the backoff.
+type computeState struct {
+	failures    int           // consecutive node failures
+	lastFailure time.Time     // when the last failed node was removed
+	retryAt     time.Time     // no new node before this while failures > 0
+	errors      []model.Error // NodeUnusable errors since a node made after them came up, oldest first
+	capacity    string        // why the last Create ran out of capacity; "" if it did not
+}
+
+// state returns the compute's remembered state, seeding a new one with the
+// NodeUnusable errors of its stored status.
+func (a *Autoscaler) state(id string, prev model.ComputeStatus) *computeState {
+	s, ok := a.states[id]
+	if !ok {
+		s = &computeState{lastFailure: a.started}
+		for _, e := range prev.Errors {
+			if e.Code == ErrorNodeUnusable {
+				s.errors = append(s.errors, e)
+			}
+		}
+		a.states[id] = s
+	}
+	return s
+}
+
+func (s *computeState) fail(now time.Time) {
+	s.failures++
+	s.lastFailure = now
+	s.retryAt = now.Add(backoff(s.failures))
+}
+
+// backoff returns the wait after n consecutive failures: 1s, 2s, 4s … 1m.
+func backoff(n int) time.Duration {
+	d := backoffBase
+	for i := 1; i < n && d < backoffMax; i++ {
+		d *= 2
+	}
+	return min(d, backoffMax)
+}
+
+// Reconcile runs one scaling pass of the compute with the given ID. It is
+// idempotent; a missing compute, or one that is not Succeeded or Updating,
+// is left alone (Release handles Deleting ones).
+func (a *Autoscaler) Reconcile(ctx context.Context, computeID string) (Result, error) {
+	a.pass.Lock()
+	defer a.pass.Unlock()
+	st := a.cfg.Store
+	comp, err := st.ComputeGet(ctx, computeID)
+	if errors.Is(err, store.ErrNotFound) {
+		delete(a.states, computeID)
+		return Result{}, nil
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("get compute: %w", err)
+	}
+	if comp.State != model.StateSucceeded && comp.State != model.StateUpdating {
+		return Result{}, nil
+	}
+	region, prov, err := a.lookup(comp.Location)
+	if err != nil {
+		return Result{}, err
+	}
+	size, ok := region.Size(comp.VMSize)
+	if !ok {
+		return Result{}, fmt.Errorf("region %s does not offer size %s", region.Name, comp.VMSize)
+	}
+	prev, err := st.ComputeStatusGet(ctx, comp.ID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return Result{}, fmt.Errorf("get status: %w", err)
+	}
+	s := a.state(comp.ID, prev)
+	now := a.now()
+
+	nodes, err := st.NodeListByCompute(ctx, comp.ID)
+	if err != nil {
+		return Result{}, fmt.Errorf("list nodes: %w", err)
+	}
+	before := len(nodes)
+	if nodes, err = a.removeDead(ctx, comp, prov, nodes, s, now); err != nil {
+		return Result{}, err
+	}
+	acted := len(nodes) != before // whether nodes changed, so that the status must read them again
+	if (s.failures > 0 || len(s.errors) > 0) && slices.ContainsFunc(nodes, func(n model.Node) bool {
+		return (n.State == model.NodeIdle || n.State == model.NodeRunning) && !n.CreatedAt.Before(s.lastFailure)
+	}) {
+		*s = computeState{lastFailure: s.lastFailure} // a node made after the last failure came up
+	}
+
+	jobs, err := st.JobListByCompute(ctx, comp.ID, model.JobQueued, model.JobPreparing, model.JobRunning, model.JobFinalizing)
+	if err != nil {
+		return Result{}, fmt.Errorf("list jobs: %w", err)
+	}
+	var queued, running, demand int
+	for _, j := range jobs {
+		demand += max(j.InstanceCount, 1)
+		if j.Status == model.JobQueued {
+			queued++
+		} else {
+			running++
+		}
+	}
+	minN, maxN := comp.Scale.MinNodes, comp.Scale.MaxNodes
+	target := min(max(demand, minN), maxN)
+	active := countStates(nodes, model.NodePreparing, model.NodeIdle, model.NodeRunning)
+
+	var blocked, detail string
+	if demand > maxN {
+		blocked, detail = BlockedMaxNodes, fmt.Sprintf("jobs need %d nodes; maxNodeCount is %d", demand, maxN)
+	}
+	var res Result
+	switch {
+	case active < target:
+		want := target - active
+		psize := provider.Size{Name: size.Name, VCPUs: size.VCPUs, MemoryMB: int64(size.MemoryGB * 1024), GPUs: size.GPUs}
+		fit, why, err := a.quotaFit(ctx, comp, size, nodes)
+		if err != nil {
+			return Result{}, err
+		}
+		if fit < want {
+			want, blocked, detail = fit, BlockedQuota, why
+		}
+		if cr, ok := prov.(provider.CapacityReporter); ok && want > 0 {
+			n, err := cr.Capacity(ctx, psize)
+			if err != nil {
+				return Result{}, fmt.Errorf("provider capacity: %w", err)
+			}
+			if n < want {
+				blocked = BlockedCapacity
+				detail = fmt.Sprintf("provider %s has room for %d more %s nodes; %d more needed", region.Provider, n, size.Name, want)
+				want = max(n, 0)
+			}
+		}
+		if want > 0 && s.failures > 0 && now.Before(s.retryAt) {
+			res.RequeueAfter = s.retryAt.Sub(now)
+			want = 0
+		}
+		if want > 0 {
+			why := scaleUpReason(queued, running, demand, minN)
+			failed, err := a.scaleUp(ctx, comp, prov, psize, want, s, now, fmt.Sprintf("%d → %d nodes: %s", active, active+want, why))
+			acted = true
+			if err != nil {
+				return Result{}, err
+			}
+			if failed > 0 {
+				res.RequeueAfter = requeueSoon // remove them and back off
+			}
+		}
+		if blocked == "" && s.capacity != "" {
+			blocked, detail = BlockedCapacity, s.capacity
+		}
+	case active > target:
+		d, tried, err := a.scaleDown(ctx, comp, prov, nodes, active-target, active-maxN, now)
+		if err != nil {
+			return Result{}, err
+		}
+		res.RequeueAfter, acted = d, acted || tried
+	}
+
+	if acted {
+		if nodes, err = st.NodeListByCompute(ctx, comp.ID); err != nil {
+			return Result{}, fmt.Errorf("list nodes: %w", err)
+		}
+	}
+	return res, a.writeStatus(ctx, comp.ID, prev, s, nodes, target, blocked, detail, now)
+}
+
+// writeStatus records a cluster's status after a pass, when it changed, and
+// an event when a new reason blocks demand.
+func (a *Autoscaler) writeStatus(ctx context.Context, computeID string, prev model.ComputeStatus, s *computeState, nodes []model.Node, target int, blocked, detail string, now time.Time) error {
+	active := countStates(nodes, model.NodePreparing, model.NodeIdle, model.NodeRunning)
+	status := model.ComputeStatus{
+		ComputeID:       computeID,
+		TargetNodes:     target,
+		Allocation:      AllocationSteady,
+		AllocationSince: prev.AllocationSince,
+		Errors:          slices.Clone(s.errors),
+		Blocked:         blocked,
+		BlockedDetail:   detail,
+	}
+	if active != target || countStates(nodes, model.NodePreparing, model.NodeLeaving, model.NodeUnusable) > 0 {
+		status.Allocation = AllocationResizing
+	}
+	if status.Allocation != prev.Allocation || prev.AllocationSince.IsZero() {
+		status.AllocationSince = now
+	}
+	if blocked == BlockedQuota || blocked == BlockedCapacity {
+		status.Errors = append(status.Errors, model.Error{Code: blocked, Message: detail})
+	}
+	if blocked != "" && blocked != prev.Blocked {
+		a.event(ctx, computeID, now, blocked, detail)
+	}
+	if sameStatus(status, prev) {
+		return nil
+	}
+	if err := a.cfg.Store.ComputeStatusSet(ctx, status); err != nil {
+		return fmt.Errorf("set status: %w", err)
+	}
+	return nil
+}
+
+// removeDead deletes, from the provider and then the store, the nodes that
+// will never run a job again: unusable ones (counted as failures for the
+// backoff, their reasons kept as errors), preempted ones, and leaving ones
+// a previous pass did not finish removing. It returns the nodes left.
+func (a *Autoscaler) removeDead(ctx context.Context, comp model.Compute, prov provider.Provider, nodes []model.Node, s *computeState, now time.Time) ([]model.Node, error) {
+	var dead []model.Node
+	var live []model.Node
+	for _, n := range nodes {
+		switch n.State {
+		case model.NodeUnusable, model.NodePreempted, model.NodeLeaving:
+			dead = append(dead, n)
+		default:
+			live = append(live, n)
+		}
+	}
+	if len(dead) == 0 {
+		return nodes, nil
+	}
+	ids := make([]string, len(dead))
+	for i, n := range dead {
+		if n.JobID != "" {
+			// Health releases a lost node's job as it marks the node; this
+			// covers nodes marked unusable or preempted by others.
+			if err := a.releaseJob(ctx, n, nodeGone(n), now); err != nil {
+				return nil, err
+			}
+		}
+		ids[i] = n.ID
+	}
+	if err := prov.Delete(ctx, ids); err != nil {
+		return nil, fmt.Errorf("delete instances: %w", err)
+	}
+	failed := false
+	for _, n := range dead {
+		if err := a.cfg.Store.NodeDelete(ctx, n.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("delete node %s: %w", n.ID, err)
+		}
+		a.cfg.Log.Info("node removed", "compute", comp.ID, "node", n.ID, "state", n.State, "reason", n.Reason)
+		if n.State == model.NodeUnusable {
+			failed = true
+			s.errors = append(s.errors, model.Error{Code: ErrorNodeUnusable, Message: "node " + n.ID + ": " + n.Reason})
+		}
+	}
+	if failed {
+		s.fail(now)
+		if len(s.errors) > maxNodeErrors {
+			s.errors = slices.Clone(s.errors[len(s.errors)-maxNodeErrors:])
+		}
+	}
+	return live, nil
+}
+
+func nodeGone(n model.Node) string {
+	if n.Reason != "" {
+		return n.Reason
+	}
+	return "node " + string(n.State)
+}
+
+// quotaFit returns how many more nodes of size fit the workspace's vCPU
+// quota for the compute's family (or the low-priority quota), and if that
+// is short of a node, a detail saying so. nodes are the compute's own
+// live nodes.
+func (a *Autoscaler) quotaFit(ctx context.Context, comp model.Compute, size model.VMSize, nodes []model.Node) (int, string, error) {
+	st := a.cfg.Store
+	quotas, err := st.QuotaList(ctx, comp.WorkspaceID)
+	if err != nil {
+		return 0, "", fmt.Errorf("list quotas: %w", err)
+	}
+	family, limit := model.QuotaLimit(quotas, size, comp.Priority)
+	used := int64(countStates(nodes, model.NodePreparing, model.NodeIdle, model.NodeRunning, model.NodeUnusable, model.NodePreempted)) * int64(size.VCPUs)
+	others, err := st.ComputeList(ctx, comp.WorkspaceID, store.Page{})
+	if err != nil {
+		return 0, "", fmt.Errorf("list computes: %w", err)
+	}
+	for _, o := range others {
+		if strings.EqualFold(o.ID, comp.ID) {
+			continue
+		}
+		osize, ok := a.sizeOf(o)
+		if !ok {
+			continue
+		}
+		if f, _ := model.QuotaLimit(nil, osize, o.Priority); f != family {
+			continue
+		}
+		ns, err := st.NodeListByCompute(ctx, o.ID)
+		if err != nil {
+			return 0, "", fmt.Errorf("list nodes of %s: %w", o.Name, err)
+		}
+		for _, n := range ns {
+			if n.State != model.NodeLeaving {
+				used += int64(osize.VCPUs)
+			}
+		}
+	}
+	fit := int((limit - used) / int64(max(size.VCPUs, 1)))
+	if limit < used {
+		fit = 0
+	}
+	return fit, fmt.Sprintf("family %s: limit %d vCPUs, in use %d, one node needs %d", family, limit, used, size.VCPUs), nil
+}
+
+// scaleUp records n new preparing nodes and asks the provider for them in
+// one call. Nodes the provider could not create become unusable at once
+// (the next pass removes them and backs off); it returns how many.
+func (a *Autoscaler) scaleUp(ctx context.Context, comp model.Compute, prov provider.Provider, size provider.Size, n int, s *computeState, now time.Time, why string) (int, error) {
+	st := a.cfg.Store
+	var insts []provider.Instance
+	nodes := map[string]model.Node{}
+	var createErr error
+	for range n {
+		node, cred, err := a.newNode(ctx, comp, s, now)
+		if err != nil {
+			createErr = err
+			break
+		}
+		nodes[node.ID] = node
+		insts = append(insts, provider.Instance{
+			ID: node.ID, Compute: comp.ID, Size: size,
+			Agent: provider.AgentConfig{URL: a.cfg.AgentURL, CAFile: a.cfg.AgentCAFile, Credential: cred},
+		})
+	}
+	if len(insts) == 0 {
+		return 0, createErr
+	}
+	perr := prov.Create(ctx, insts)
+	failures := instanceErrors(perr)
+	if perr != nil && len(failures) == 0 {
+		for _, in := range insts {
+			failures[in.ID] = perr
+		}
+	}
+	s.capacity = ""
+	a.event(ctx, comp.ID, now, EventScaleUp, why)
+	for _, in := range insts {
+		ferr, ok := failures[in.ID]
+		if !ok {
+			continue
+		}
+		var capErr *provider.CapacityError
+		if errors.As(ferr, &capErr) {
+			s.capacity = capErr.Error()
+		}
+		node := nodes[in.ID]
+		u := node
+		u.State, u.Reason, u.StateSince = model.NodeUnusable, "create failed: "+errorText(ferr, in.ID), now
+		if err := st.NodeUpdate(ctx, u, node.State); err != nil && !errors.Is(err, store.ErrPreconditionFailed) && !errors.Is(err, store.ErrNotFound) {
+			createErr = errors.Join(createErr, fmt.Errorf("mark node %s unusable: %w", node.ID, err))
+		}
+		a.event(ctx, comp.ID, now, EventAllocationFailed, "node "+in.ID+": "+u.Reason)
+	}
+	return len(failures), createErr
+}
+
+// newNode records a new preparing node with a fresh agent credential and
+// returns it with the credential.
+func (a *Autoscaler) newNode(ctx context.Context, comp model.Compute, s *computeState, now time.Time) (model.Node, string, error) {
+	cred, _, hash, err := secret.NewToken()
+	if err != nil {
+		return model.Node{}, "", err
+	}
+	for try := 0; ; try++ {
+		node := model.Node{
+			ID:             strings.ToLower(comp.Name) + "-" + secret.RandomID(4),
+			ComputeID:      comp.ID,
+			State:          model.NodePreparing,
+			CredentialHash: hash,
+			CreatedAt:      now,
+			StateSince:     now,
+			Attempts:       s.failures + 1,
+		}
+		if !provider.ValidID(node.ID) {
+			return model.Node{}, "", fmt.Errorf("compute name %q makes an invalid instance ID", comp.Name)
+		}
+		err := a.cfg.Store.NodeCreate(ctx, node)
+		if errors.Is(err, store.ErrConflict) && try < 3 {
+			continue
+		}
+		if err != nil {
+			return model.Node{}, "", fmt.Errorf("create node: %w", err)
+		}
+		return node, cred, nil
+	}
+}
+
+// instanceErrors maps instance IDs to their errors in a provider's joined
+// error.
+func instanceErrors(err error) map[string]error {
+	out := map[string]error{}
+	var walk func(error)
+	walk = func(err error) {
+		var ie *provider.InstanceError
+		switch e := err.(type) {
+		case nil:
+		case interface{ Unwrap() []error }:
+			for _, x := range e.Unwrap() {
+				walk(x)
+			}
+		default:
+			if errors.As(err, &ie) {
+				out[ie.ID] = ie.Err
+			}
+		}
+	}
+	walk(err)
+	return out
+}
+
+func errorText(err error, id string) string {
+	return strings.TrimPrefix(err.Error(), "instance "+id+": ")
+}
+
+// scaleDown removes up to excess idle nodes, newest first: at once while
+// the cluster holds more than maxNodeCount (overMax > 0), otherwise once a
+// node has been idle for the idle time. It returns how long until the next
+// candidate reaches the idle time (0 if none waits), and whether it tried
+// to remove any node.
+func (a *Autoscaler) scaleDown(ctx context.Context, comp model.Compute, prov provider.Provider, nodes []model.Node, excess, overMax int, now time.Time) (next time.Duration, tried bool, err error) {
+	st := a.cfg.Store
+	var idle []model.Node
+	for _, n := range nodes {
+		if n.State == model.NodeIdle {
+			idle = append(idle, n)
+		}
+	}
+	slices.SortStableFunc(idle, func(a, b model.Node) int {
+		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(b.ID, a.ID)
+	})
+	idleTime := comp.Scale.IdleTime
+	var leaving []model.Node
+	var reasons []string
+	for _, n := range idle {
+		if excess <= 0 {
+			break
+		}
+		idleFor := max(now.Sub(n.StateSince), 0)
+		var why string
+		switch {
+		case overMax > 0:
+			why = fmt.Sprintf("node %s removed at once: %d nodes exceed maxNodeCount %d", n.ID, overMax+comp.Scale.MaxNodes, comp.Scale.MaxNodes)
+		case idleFor >= idleTime:
+			why = fmt.Sprintf("node %s idle for %s ≥ %s", n.ID, idleFor.Truncate(time.Second), model.FormatDuration(idleTime))
+		default:
+			if wait := idleTime - idleFor; next == 0 || wait < next {
+				next = wait
+			}
+			continue
+		}
+		u := n
+		u.State, u.Reason, u.StateSince = model.NodeLeaving, why, now
+		tried = true
+		err := st.NodeUpdate(ctx, u, model.NodeIdle)
+		if errors.Is(err, store.ErrPreconditionFailed) || errors.Is(err, store.ErrNotFound) {
+			continue // the hub just gave it a job, or it is gone
+		}
+		if err != nil {
+			return 0, tried, fmt.Errorf("mark node %s leaving: %w", n.ID, err)
+		}
+		leaving = append(leaving, u)
+		reasons = append(reasons, why)
+		excess--
+		overMax--
+	}
+	if len(leaving) == 0 {
+		return next, tried, nil
+	}
+	for _, why := range reasons {
+		a.event(ctx, comp.ID, now, EventScaleDown, why)
+	}
+	ids := make([]string, len(leaving))
+	for i, n := range leaving {
+		ids[i] = n.ID
+	}
+	if err := prov.Delete(ctx, ids); err != nil {
+		return 0, tried, fmt.Errorf("delete instances: %w", err) // they stay leaving; the next pass retries
+	}
+	for _, n := range leaving {
+		if err := st.NodeDelete(ctx, n.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return 0, tried, fmt.Errorf("delete node %s: %w", n.ID, err)
+		}
+	}
+	return next, tried, nil
+}
+
+func scaleUpReason(queued, running, demand, minN int) string {
+	var parts []string
+	if queued > 0 {
+		parts = append(parts, plural(queued, "job")+" waiting")
+	}
+	if running > 0 {
+		parts = append(parts, plural(running, "job")+" running")
+	}
+	if demand < minN {
+		parts = append(parts, fmt.Sprintf("minNodeCount is %d", minN))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+func countStates(nodes []model.Node, states ...model.NodeState) int {
+	n := 0
+	for _, node := range nodes {
+		if slices.Contains(states, node.State) {
+			n++
+		}
+	}
+	return n
+}
+
+func sameStatus(a, b model.ComputeStatus) bool {
+	return a.ComputeID == b.ComputeID && a.TargetNodes == b.TargetNodes && a.Allocation == b.Allocation &&
+		a.AllocationSince.Equal(b.AllocationSince) && slices.Equal(a.Errors, b.Errors) &&
+		a.Blocked == b.Blocked && a.BlockedDetail == b.BlockedDetail
+}
+
+// event records an event; a failure to record one is logged, not returned:
+// the decision it describes has already been acted on.
+func (a *Autoscaler) event(ctx context.Context, computeID string, at time.Time, kind, msg string) {
+	if err := a.cfg.Store.EventAppend(ctx, model.Event{ComputeID: computeID, Time: at, Kind: kind, Message: msg}); err != nil {
+		a.cfg.Log.Error("record event", "compute", computeID, "kind", kind, "err", err)
+	}
+}
+
+// regionKey folds a location the way ARM compares them.
+func regionKey(loc string) string { return strings.ToLower(strings.ReplaceAll(loc, " ", "")) }
+
+// lookup returns the region and provider serving a location.
+func (a *Autoscaler) lookup(location string) (model.Region, provider.Provider, error) {
+	key, err := a.providerKey(location)
+	if err != nil {
+		return model.Region{}, nil, err
+	}
+	return a.cfg.Regions[regionKey(location)], a.cfg.Providers[key], nil
+}
+
+// providerKey returns the key in Config.Providers of the provider serving
+// a location.
+func (a *Autoscaler) providerKey(location string) (string, error) {
+	rk := regionKey(location)
+	r, ok := a.cfg.Regions[rk]
+	if !ok {
+		return "", fmt.Errorf("region %q is not configured", location)
+	}
+	if _, ok := a.cfg.Providers[rk]; ok {
+		return rk, nil
+	}
+	if _, ok := a.cfg.Providers[r.Provider]; ok {
+		return r.Provider, nil
+	}
+	return "", fmt.Errorf("no node provider for region %q", location)
+}
+
+// sizeOf returns a compute's VM size from its region, or the catalog.
+func (a *Autoscaler) sizeOf(comp model.Compute) (model.VMSize, bool) {
+	if r, ok := a.cfg.Regions[regionKey(comp.Location)]; ok {
+		if s, ok := r.Size(comp.VMSize); ok {
+			return s, true
+		}
+	}
+	return model.Region{Sizes: model.Catalog}.Size(comp.VMSize)
+}

@@ -1,0 +1,75 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"kumo/internal/controller/autoscale"
+	"kumo/internal/controller/dispatch"
+	"kumo/internal/hub"
+	"kumo/internal/jobfiles"
+	"kumo/internal/model"
+	"kumo/internal/provider"
+	"kumo/internal/provider/local"
+	"kumo/internal/store"
+)
+
+// nodeRuntime is what makes clusters real: the job files, the agent hub, the
+// dispatcher, the autoscaler and the node providers.
+type nodeRuntime struct {
+	files    *jobfiles.Files
+	hub      *hub.Hub
+	dispatch *dispatch.Dispatcher
+	scaler   *autoscale.Autoscaler
+}
+
+func newRuntime(o Options, st store.Store, regions map[string]model.Region, base string, cpuOver float64) (*nodeRuntime, error) {
+	files, err := jobfiles.New(filepath.Join(o.DataDir, "files"))
+	if err != nil {
+		return nil, err
+	}
+	rt := &nodeRuntime{files: files}
+	rt.hub = hub.New(hub.Config{Store: st, Files: files, HeartbeatInterval: o.HeartbeatInterval, Changed: rt.changed, Log: o.Log})
+	rt.dispatch = dispatch.New(dispatch.Config{Store: st, Sender: rt.hub, Run: hub.RunMessage, Files: files,
+		LocalDir: filepath.Join(o.DataDir, "local-jobs"), Changed: rt.changed, Log: o.Log})
+	lp, err := local.New(local.Config{Dir: filepath.Join(o.DataDir, "nodes"), CPUOvercommit: cpuOver})
+	if err != nil {
+		return nil, fmt.Errorf("start local node provider: %w", err)
+	}
+	caFile := ""
+	if base[:5] == "https" {
+		caFile, err = filepath.Abs(filepath.Join(o.DataDir, caCertFile))
+		if err != nil {
+			return nil, err
+		}
+	}
+	rt.scaler = autoscale.New(autoscale.Config{
+		Store: st, Providers: map[string]provider.Provider{"local": lp}, Regions: regions,
+		AgentURL: base, AgentCAFile: caFile, HeartbeatTimeout: o.HeartbeatTimeout, BootTimeout: o.BootTimeout,
+		Liveness: rt.hub, Changed: rt.dispatch.Notify, Log: o.Log,
+	})
+	return rt, nil
+}
+
+// changed tells the dispatcher and the autoscaler that a compute's jobs or
+// nodes changed.
+func (rt *nodeRuntime) changed(computeID string) {
+	rt.dispatch.Notify(computeID)
+	if !dispatch.IsLocal(computeID) {
+		rt.scaler.Notify(computeID)
+	}
+}
+
+func (rt *nodeRuntime) start(ctx context.Context) {
+	rt.dispatch.Start(ctx)
+	rt.scaler.Start(ctx)
+}
+
+// stop ends agent connections and the loops. Nodes keep running: they
+// reconnect when the control plane is back.
+func (rt *nodeRuntime) stop() {
+	rt.hub.Close()
+	rt.scaler.Stop()
+	rt.dispatch.Stop()
+}

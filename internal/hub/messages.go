@@ -1,0 +1,235 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"kumo/internal/agentproto"
+	"kumo/internal/model"
+	"kumo/internal/store"
+)
+
+// maxRetries bounds retries of a conditional update that lost a race.
+const maxRetries = 10
+
+// hello registers a (re)connecting agent: it reconciles the jobs the agent
+// reports with those the store assigns to the node, marks the node idle or
+// running, and answers Welcome with the log offsets to resend from.
+func (h *Hub) hello(ctx context.Context, c *conn, m agentproto.Message) error {
+	st := h.cfg.Store
+	var resend []agentproto.Message
+	offsets := map[string]agentproto.Offsets{}
+	reported := map[string]bool{}
+	for _, r := range m.Jobs {
+		reported[r.RunID] = true
+		j, err := st.JobGetByRunID(ctx, r.RunID)
+		if err != nil || j.NodeID != c.nodeID || j.Status.Terminal() {
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			kind := agentproto.TypeCancel
+			if r.State == agentproto.JobExited {
+				kind = agentproto.TypeAck
+			}
+			resend = append(resend, agentproto.Message{Type: kind, RunID: r.RunID})
+			continue
+		}
+		out, errOut, err := h.cfg.Files.Offsets(r.RunID)
+		if err != nil {
+			return err
+		}
+		offsets[r.RunID] = agentproto.Offsets{Stdout: out, Stderr: errOut}
+		if r.State != agentproto.JobStarting && j.Status == model.JobPreparing {
+			if err := h.markRunning(ctx, j.RunID, h.cfg.Now()); err != nil {
+				return err
+			}
+		}
+	}
+
+	for range maxRetries {
+		n, err := st.NodeGet(ctx, c.nodeID)
+		if err != nil {
+			return err
+		}
+		from := n.State
+		n.Address, n.Note = m.Address, m.Note
+		if n.JobID != "" {
+			j, err := st.JobGet(ctx, n.JobID)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			switch {
+			case err != nil || j.Status.Terminal():
+				n.JobID = ""
+			case !reported[j.RunID] && j.Status == model.JobPreparing:
+				resend = append(resend, runMessage(j))
+			case !reported[j.RunID]:
+				// The agent lost a job it had started (it was restarted
+				// without its journal): requeue it once.
+				if err := h.lost(ctx, j, n, "the node's agent restarted and lost the job"); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		switch {
+		case n.JobID != "":
+			n.State = model.NodeRunning
+		case from == model.NodePreparing || from == model.NodeRunning:
+			n.State = model.NodeIdle
+		}
+		if n.State != from {
+			n.StateSince = h.cfg.Now()
+		}
+		err = st.NodeUpdate(ctx, n, from)
+		if errors.Is(err, store.ErrPreconditionFailed) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		break
+	}
+	welcome := agentproto.Message{Type: agentproto.TypeWelcome, Protocol: agentproto.Version,
+		HeartbeatInterval: h.cfg.HeartbeatInterval, LogOffsets: offsets}
+	if err := c.enc.Send(welcome); err != nil {
+		return err
+	}
+	for _, msg := range resend {
+		if err := c.enc.Send(msg); err != nil {
+			return err
+		}
+	}
+	h.cfg.Changed(c.computeID)
+	return nil
+}
+
+// runMessage is the Run message for a job.
+func runMessage(j model.Job) agentproto.Message {
+	return agentproto.Message{Type: agentproto.TypeRun, Job: &agentproto.JobSpec{
+		RunID: j.RunID, Name: j.Name, Command: j.Command, Env: j.Env, SnapshotID: j.SnapshotID, Timeout: j.Timeout,
+	}}
+}
+
+// RunMessage is the Run message that starts j on a node.
+func RunMessage(j model.Job) agentproto.Message { return runMessage(j) }
+
+// lost requeues a job whose node lost it (once), or fails it, and frees the
+// node.
+func (h *Hub) lost(ctx context.Context, j model.Job, n model.Node, reason string) error {
+	from := j.Status
+	j.Requeue(reason)
+	nodeFrom := n.State
+	n.JobID, n.State, n.StateSince = "", model.NodeIdle, h.cfg.Now()
+	err := h.cfg.Store.JobUpdate(ctx, j, from, &n, nodeFrom)
+	if errors.Is(err, store.ErrPreconditionFailed) {
+		return nil // the caller re-reads
+	}
+	return err
+}
+
+func (h *Hub) handle(ctx context.Context, c *conn, m agentproto.Message) error {
+	switch m.Type {
+	case agentproto.TypeHeartbeat:
+		return nil
+	case agentproto.TypeLog:
+		return h.cfg.Files.Append(m.RunID, m.Stream, m.Offset, m.Data)
+	case agentproto.TypeStarted:
+		t := m.Time
+		if t.IsZero() {
+			t = h.cfg.Now()
+		}
+		return h.markRunning(ctx, m.RunID, t)
+	case agentproto.TypeExited:
+		return h.update(ctx, m.RunID, c.nodeID, func(j *model.Job) bool {
+			if j.Status != model.JobRunning && j.Status != model.JobPreparing {
+				return false
+			}
+			j.Status = model.JobFinalizing
+			return true
+		})
+	case agentproto.TypeDone:
+		if err := h.finish(ctx, c, m); err != nil {
+			return err
+		}
+		return c.enc.Send(agentproto.Message{Type: agentproto.TypeAck, RunID: m.RunID})
+	}
+	return fmt.Errorf("unexpected message %q", m.Type)
+}
+
+func (h *Hub) markRunning(ctx context.Context, runID string, at time.Time) error {
+	return h.update(ctx, runID, "", func(j *model.Job) bool {
+		if j.Status != model.JobPreparing {
+			return false
+		}
+		j.Status, j.StartedAt = model.JobRunning, at.UTC()
+		return true
+	})
+}
+
+// update applies change to a job (of nodeID, when not "") and stores it,
+// retrying if the job changed meanwhile. change returns false to skip.
+func (h *Hub) update(ctx context.Context, runID, nodeID string, change func(*model.Job) bool) error {
+	for range maxRetries {
+		j, err := h.cfg.Store.JobGetByRunID(ctx, runID)
+		if err != nil {
+			return err
+		}
+		if nodeID != "" && j.NodeID != nodeID {
+			return nil
+		}
+		from := j.Status
+		if !change(&j) {
+			return nil
+		}
+		err = h.cfg.Store.JobUpdate(ctx, j, from, nil, "")
+		if errors.Is(err, store.ErrPreconditionFailed) {
+			continue
+		}
+		return err
+	}
+	return fmt.Errorf("job %s: too many concurrent changes", runID)
+}
+
+// finish records a job's end and frees its node.
+func (h *Hub) finish(ctx context.Context, c *conn, m agentproto.Message) error {
+	st := h.cfg.Store
+	now := h.cfg.Now().UTC()
+	for range maxRetries {
+		j, err := st.JobGetByRunID(ctx, m.RunID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if j.NodeID != c.nodeID || j.Status.Terminal() {
+			return nil
+		}
+		from := j.Status
+		j.Finish(m.ExitCode, m.Reason, m.Message, now)
+		n, err := st.NodeGet(ctx, c.nodeID)
+		if err != nil {
+			return err
+		}
+		var np *model.Node
+		nodeFrom := n.State
+		if n.JobID == j.ID && n.State == model.NodeRunning {
+			n.JobID, n.State, n.StateSince = "", model.NodeIdle, now
+			np = &n
+		}
+		err = st.JobUpdate(ctx, j, from, np, nodeFrom)
+		if errors.Is(err, store.ErrPreconditionFailed) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		h.cfg.Files.Close(j.RunID)
+		h.cfg.Changed(c.computeID)
+		return nil
+	}
+	return fmt.Errorf("job %s: too many concurrent changes", m.RunID)
+}

@@ -1,0 +1,128 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"kumo/api"
+	"kumo/internal/model"
+	"kumo/internal/store"
+)
+
+// computeView is what a cluster's availability answer is made of: its
+// settings, live status, nodes and active jobs, read together.
+type computeView struct {
+	compute model.Compute
+	status  model.ComputeStatus
+	nodes   []model.Node
+	queued  []model.Job // in FIFO order
+	running int         // jobs preparing, running or finalizing
+}
+
+func (s *Server) loadComputeView(ctx context.Context, computeID string) (*computeView, error) {
+	c, err := s.store.ComputeGet(ctx, computeID)
+	if err != nil {
+		return nil, err
+	}
+	return s.viewOf(ctx, c)
+}
+
+func (s *Server) viewOf(ctx context.Context, c model.Compute) (*computeView, error) {
+	v := &computeView{compute: c}
+	st, err := s.store.ComputeStatusGet(ctx, c.ID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	v.status = st
+	if v.nodes, err = s.store.NodeListByCompute(ctx, c.ID); err != nil {
+		return nil, err
+	}
+	jobs, err := s.store.JobListByCompute(ctx, c.ID, model.JobQueued, model.JobPreparing, model.JobRunning, model.JobFinalizing)
+	if err != nil {
+		return nil, err
+	}
+	for _, j := range jobs {
+		if j.Status == model.JobQueued {
+			v.queued = append(v.queued, j)
+		} else {
+			v.running++
+		}
+	}
+	return v, nil
+}
+
+func (v *computeView) counts() api.NodeStateCounts {
+	var n api.NodeStateCounts
+	for _, node := range v.nodes {
+		switch node.State {
+		case model.NodeIdle:
+			n.IdleNodeCount++
+		case model.NodeRunning:
+			n.RunningNodeCount++
+		case model.NodePreparing:
+			n.PreparingNodeCount++
+		case model.NodeUnusable:
+			n.UnusableNodeCount++
+		case model.NodeLeaving:
+			n.LeavingNodeCount++
+		case model.NodePreempted:
+			n.PreemptedNodeCount++
+		}
+	}
+	return n
+}
+
+// pendingReason says why the queued job jobID waits.
+func (v *computeView) pendingReason(jobID string) *api.PendingReason {
+	pos := -1
+	for i, j := range v.queued {
+		if j.ID == jobID {
+			pos = i
+		}
+	}
+	if pos < 0 {
+		return nil
+	}
+	c := v.counts()
+	booting := int(c.PreparingNodeCount)
+	switch {
+	case v.compute.State == model.StateFailed:
+		return &api.PendingReason{Code: api.PendingComputeFailed, Message: fmt.Sprintf("compute %q is in a failed state and cannot run jobs", v.compute.Name)}
+	case pos < booting:
+		return &api.PendingReason{Code: api.PendingWaitingForNodes, Message: fmt.Sprintf("waiting for %d node(s) that are booting", booting),
+			Details: map[string]any{"booting": booting}}
+	case v.status.Blocked != "":
+		return &api.PendingReason{Code: v.status.Blocked, Message: v.status.BlockedDetail,
+			Details: map[string]any{"booting": booting, "position": pos + 1}}
+	case int(c.RunningNodeCount+c.IdleNodeCount+c.PreparingNodeCount) >= v.compute.Scale.MaxNodes:
+		return &api.PendingReason{Code: api.PendingMaxNodesReached,
+			Message: fmt.Sprintf("all %d nodes the cluster may have (maxNodeCount) are busy; the job waits for one to finish", v.compute.Scale.MaxNodes),
+			Details: map[string]any{"maxNodeCount": v.compute.Scale.MaxNodes, "position": pos + 1}}
+	}
+	return &api.PendingReason{Code: api.PendingWaitingForNodes, Message: "waiting for the cluster to add or free a node",
+		Details: map[string]any{"booting": booting, "position": pos + 1}}
+}
+
+// apply writes the view's live fields into a rendered compute.
+func (v *computeView) apply(s *Server, p *api.AmlComputeProperties) {
+	counts := v.counts()
+	p.NodeStateCounts = &counts
+	active := counts.IdleNodeCount + counts.RunningNodeCount + counts.PreparingNodeCount
+	p.CurrentNodeCount = active + counts.UnusableNodeCount + counts.LeavingNodeCount
+	p.TargetNodeCount = int32(v.status.TargetNodes)
+	p.AllocationState = api.AllocationSteady
+	if v.status.Allocation == string(api.AllocationResizing) {
+		p.AllocationState = api.AllocationResizing
+	}
+	if !v.status.AllocationSince.IsZero() {
+		p.AllocationStateTransitionTime = s.timestamp(v.status.AllocationSince)
+	}
+	for _, e := range v.status.Errors {
+		p.Errors = append(p.Errors, api.ErrorResponse{Error: &api.ErrorDetail{Code: e.Code, Message: e.Message}})
+	}
+	p.QueuedJobCount, p.RunningJobCount = int32(len(v.queued)), int32(v.running)
+	for _, j := range v.queued {
+		p.QueuedJobs = append(p.QueuedJobs, api.QueuedJob{Name: j.Name, PendingReason: v.pendingReason(j.ID)})
+	}
+}

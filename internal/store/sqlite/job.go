@@ -1,0 +1,276 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"kumo/internal/model"
+	"kumo/internal/store"
+)
+
+const jobColumns = `id, workspace_id, name, run_id, compute_id, display_name, experiment_name, command, env,
+	snapshot_id, timeout_ns, instance_count, status, node_id, attempts, exit_code, error_code, error_message,
+	cancel_requested, seq, created_at, started_at, ended_at, created_by, warnings`
+
+const (
+	jobInsertSQL = `INSERT INTO jobs (
+		id_key, id, workspace_key, workspace_id, name, name_key, run_id, compute_id, compute_key,
+		display_name, experiment_name, command, env, snapshot_id, timeout_ns, instance_count, status, node_id,
+		attempts, exit_code, error_code, error_message, cancel_requested, seq, created_at, started_at, ended_at,
+		created_by, warnings
+	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+	// jobUpdateSQL replaces every field but the job's identity (ID,
+	// WorkspaceID, Name) when the stored status is the expected one.
+	jobUpdateSQL = `UPDATE jobs SET
+		run_id = ?, compute_id = ?, compute_key = ?, display_name = ?, experiment_name = ?, command = ?,
+		env = ?, snapshot_id = ?, timeout_ns = ?, instance_count = ?, status = ?, node_id = ?, attempts = ?,
+		exit_code = ?, error_code = ?, error_message = ?, cancel_requested = ?, seq = ?, created_at = ?,
+		started_at = ?, ended_at = ?, created_by = ?, warnings = ?
+		WHERE id_key = ? AND status = ?`
+
+	jobGetSQL        = `SELECT ` + jobColumns + ` FROM jobs WHERE id_key = ?`
+	jobGetByRunIDSQL = `SELECT ` + jobColumns + ` FROM jobs WHERE run_id = ?`
+	jobListSQL       = `SELECT ` + jobColumns + ` FROM jobs WHERE workspace_key = ? AND name_key > ? ORDER BY name_key LIMIT ?`
+	jobMaxSeqSQL     = `SELECT coalesce(max(seq), 0) FROM jobs`
+)
+
+func scanJob(sc scanner) (model.Job, error) {
+	var (
+		j              model.Job
+		env, warnings  sql.NullString
+		timeout        int64
+		exit           sql.NullInt64
+		code, msg      sql.NullString
+		created        string
+		started, ended sql.NullString
+	)
+	err := sc.Scan(&j.ID, &j.WorkspaceID, &j.Name, &j.RunID, &j.ComputeID, &j.DisplayName, &j.ExperimentName,
+		&j.Command, &env, &j.SnapshotID, &timeout, &j.InstanceCount, &j.Status, &j.NodeID, &j.Attempts,
+		&exit, &code, &msg, &j.CancelRequested, &j.Seq, &created, &started, &ended, &j.CreatedBy, &warnings)
+	if err != nil {
+		return model.Job{}, err
+	}
+	var d decoder
+	j.Env = d.tags("env", env)
+	j.Timeout = time.Duration(timeout)
+	if exit.Valid {
+		n := int(exit.Int64)
+		j.ExitCode = &n
+	}
+	if code.Valid || msg.Valid {
+		j.Error = &model.Error{Code: code.String, Message: msg.String}
+	}
+	j.CreatedAt = d.time("created_at", created)
+	j.StartedAt = d.optTime("started_at", started)
+	j.EndedAt = d.optTime("ended_at", ended)
+	j.Warnings = d.strings("warnings", warnings)
+	return j, d.err
+}
+
+// jobArgs encodes the columns that jobInsertSQL and jobUpdateSQL share,
+// run_id through warnings, in the order both list them.
+func jobArgs(j model.Job) ([]any, error) {
+	env, err := encTags(j.Env)
+	if err != nil {
+		return nil, err
+	}
+	warnings, err := encJSON(j.Warnings, len(j.Warnings))
+	if err != nil {
+		return nil, err
+	}
+	var exit sql.NullInt64
+	if j.ExitCode != nil {
+		exit = sql.NullInt64{Int64: int64(*j.ExitCode), Valid: true}
+	}
+	code, msg := opError(j.Error)
+	return []any{
+		j.RunID, j.ComputeID, fold(j.ComputeID), j.DisplayName, j.ExperimentName, j.Command,
+		env, j.SnapshotID, int64(j.Timeout), j.InstanceCount, string(j.Status), j.NodeID, j.Attempts,
+		exit, code, msg, j.CancelRequested, j.Seq, encTime(j.CreatedAt),
+		encOptTime(j.StartedAt), encOptTime(j.EndedAt), j.CreatedBy, warnings,
+	}, nil
+}
+
+// JobCreate implements store.Store. Job IDs and names match
+// case-insensitively, run IDs exactly.
+func (s *Store) JobCreate(ctx context.Context, j model.Job) error {
+	shared, err := jobArgs(j)
+	if err != nil {
+		return fmt.Errorf("job create %s: %w", j.ID, err)
+	}
+	args := append([]any{fold(j.ID), j.ID, fold(j.WorkspaceID), j.WorkspaceID, j.Name, fold(j.Name)}, shared...)
+	if _, err := s.exec(ctx, jobInsertSQL, args...); err != nil {
+		return fmt.Errorf("job create %s: %w", j.ID, storeErr(err))
+	}
+	return nil
+}
+
+// JobGet implements store.Store.
+func (s *Store) JobGet(ctx context.Context, id string) (model.Job, error) {
+	j, err := scanJob(s.queryRow(ctx, jobGetSQL, fold(id)))
+	if err != nil {
+		return model.Job{}, fmt.Errorf("job get %s: %w", id, notFound(err))
+	}
+	return j, nil
+}
+
+// JobGetByRunID implements store.Store.
+func (s *Store) JobGetByRunID(ctx context.Context, runID string) (model.Job, error) {
+	j, err := scanJob(s.queryRow(ctx, jobGetByRunIDSQL, runID))
+	if err != nil {
+		return model.Job{}, fmt.Errorf("job get by run ID %s: %w", runID, notFound(err))
+	}
+	return j, nil
+}
+
+// JobList implements store.Store. A workspace that does not exist has no
+// jobs.
+func (s *Store) JobList(ctx context.Context, workspaceID string, p store.Page) ([]model.Job, error) {
+	js, err := query(ctx, s, scanJob, jobListSQL, fold(workspaceID), fold(p.After), limit(p))
+	if err != nil {
+		return nil, fmt.Errorf("job list %s: %w", workspaceID, err)
+	}
+	return js, nil
+}
+
+// inStatuses returns "(?, ?...)" with one placeholder per status, and the
+// statuses as arguments.
+func inStatuses(statuses []model.JobStatus) (string, []any) {
+	args := make([]any, len(statuses))
+	for i, st := range statuses {
+		args[i] = string(st)
+	}
+	return `(?` + strings.Repeat(", ?", len(statuses)-1) + `)`, args
+}
+
+// JobListByCompute implements store.Store. No statuses means no jobs. Jobs
+// with the same Seq are ordered by ID.
+func (s *Store) JobListByCompute(ctx context.Context, computeID string, statuses ...model.JobStatus) ([]model.Job, error) {
+	if len(statuses) == 0 {
+		return nil, nil
+	}
+	in, args := inStatuses(statuses)
+	q := `SELECT ` + jobColumns + ` FROM jobs WHERE compute_key = ? AND status IN ` + in + ` ORDER BY seq, id_key`
+	js, err := query(ctx, s, scanJob, q, append([]any{fold(computeID)}, args...)...)
+	if err != nil {
+		return nil, fmt.Errorf("job list by compute %s %v: %w", computeID, statuses, err)
+	}
+	return js, nil
+}
+
+// JobListByStatus implements store.Store. No statuses means no jobs. Jobs
+// with the same Seq are ordered by ID.
+func (s *Store) JobListByStatus(ctx context.Context, statuses ...model.JobStatus) ([]model.Job, error) {
+	if len(statuses) == 0 {
+		return nil, nil
+	}
+	in, args := inStatuses(statuses)
+	q := `SELECT ` + jobColumns + ` FROM jobs WHERE status IN ` + in + ` ORDER BY seq, id_key`
+	js, err := query(ctx, s, scanJob, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("job list by status %v: %w", statuses, err)
+	}
+	return js, nil
+}
+
+// JobMaxSeq implements store.Store.
+func (s *Store) JobMaxSeq(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.queryRow(ctx, jobMaxSeqSQL).Scan(&n); err != nil {
+		return 0, fmt.Errorf("job max seq: %w", err)
+	}
+	return n, nil
+}
+
+// JobUpdate implements store.Store. It replaces every field but the job's
+// identity (ID, WorkspaceID, Name), and the node's as NodeUpdate does.
+// Without a node it is one statement; with one, one transaction of two.
+func (s *Store) JobUpdate(ctx context.Context, j model.Job, from model.JobStatus, node *model.Node, nodeFrom model.NodeState) error {
+	args, err := jobArgs(j)
+	if err != nil {
+		return fmt.Errorf("job update %s: %w", j.ID, err)
+	}
+	args = append(args, fold(j.ID), string(from))
+	if node == nil {
+		res, err := s.exec(ctx, jobUpdateSQL, args...)
+		if err == nil {
+			err = s.changed(ctx, res, jobExistsSQL, fold(j.ID))
+		}
+		if err != nil {
+			return fmt.Errorf("job update %s: %w", j.ID, storeErr(err))
+		}
+		return nil
+	}
+
+	jobSt, err := s.ws.get(ctx, jobUpdateSQL)
+	if err != nil {
+		return fmt.Errorf("job update %s: %w", j.ID, err)
+	}
+	nodeSt, err := s.ws.get(ctx, nodeUpdateSQL)
+	if err != nil {
+		return fmt.Errorf("job update %s: %w", j.ID, err)
+	}
+	err = s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.StmtContext(ctx, jobSt).ExecContext(ctx, args...)
+		if err == nil {
+			err = txChanged(ctx, tx, res, jobExistsSQL, fold(j.ID))
+		}
+		if err != nil {
+			return storeErr(err)
+		}
+		res, err = tx.StmtContext(ctx, nodeSt).ExecContext(ctx, nodeArgs(*node, nodeFrom)...)
+		if err == nil {
+			err = txChanged(ctx, tx, res, nodeExistsSQL, node.ID)
+		}
+		if err != nil {
+			return fmt.Errorf("node %s: %w", node.ID, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("job update %s: %w", j.ID, err)
+	}
+	return nil
+}
+
+const jobExistsSQL = `SELECT 1 FROM jobs WHERE id_key = ?`
+
+// changed returns nil when a conditional update changed a row. Otherwise
+// it runs exists, a query for the row by key, and returns
+// store.ErrNotFound when the row is absent and store.ErrPreconditionFailed
+// when it is there (so its condition did not hold).
+func (s *Store) changed(ctx context.Context, res sql.Result, exists string, key any) error {
+	n, err := res.RowsAffected()
+	if err != nil || n > 0 {
+		return err
+	}
+	var one int
+	return preconditionOrNotFound(s.queryRow(ctx, exists, key).Scan(&one))
+}
+
+// txChanged is changed, looking inside tx.
+func txChanged(ctx context.Context, tx *sql.Tx, res sql.Result, exists string, key any) error {
+	n, err := res.RowsAffected()
+	if err != nil || n > 0 {
+		return err
+	}
+	var one int
+	return preconditionOrNotFound(tx.QueryRowContext(ctx, exists, key).Scan(&one))
+}
+
+// preconditionOrNotFound maps the error of a lookup of a row whose
+// conditional update changed nothing.
+func preconditionOrNotFound(err error) error {
+	switch {
+	case err == nil:
+		return store.ErrPreconditionFailed
+	case errors.Is(err, sql.ErrNoRows):
+		return store.ErrNotFound
+	}
+	return err
+}

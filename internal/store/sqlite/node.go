@@ -1,0 +1,134 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"kumo/internal/model"
+)
+
+const nodeColumns = `id, compute_id, state, credential_hash, address, ssh_port, job_id, reason, note,
+	created_at, state_since, attempts`
+
+const (
+	nodeInsertSQL = `INSERT INTO nodes (
+		id, compute_id, compute_key, state, credential_hash, address, ssh_port, job_id, reason, note,
+		created_at, state_since, attempts
+	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+	// nodeUpdateSQL replaces every field but the node's identity (ID,
+	// ComputeID) when the stored state is the expected one; see nodeArgs.
+	nodeUpdateSQL = `UPDATE nodes SET
+		state = ?, credential_hash = ?, address = ?, ssh_port = ?, job_id = ?, reason = ?, note = ?,
+		created_at = ?, state_since = ?, attempts = ?
+		WHERE id = ? AND state = ?`
+
+	nodeExistsSQL        = `SELECT 1 FROM nodes WHERE id = ?`
+	nodeGetSQL           = `SELECT ` + nodeColumns + ` FROM nodes WHERE id = ?`
+	nodeListByComputeSQL = `SELECT ` + nodeColumns + ` FROM nodes WHERE compute_key = ? ORDER BY created_at, id`
+	nodeListSQL          = `SELECT ` + nodeColumns + ` FROM nodes ORDER BY created_at, id`
+	nodeDeleteSQL        = `DELETE FROM nodes WHERE id = ?`
+)
+
+func scanNode(sc scanner) (model.Node, error) {
+	var (
+		n              model.Node
+		created, since string
+	)
+	err := sc.Scan(&n.ID, &n.ComputeID, &n.State, &n.CredentialHash, &n.Address, &n.SSHPort, &n.JobID,
+		&n.Reason, &n.Note, &created, &since, &n.Attempts)
+	if err != nil {
+		return model.Node{}, err
+	}
+	var d decoder
+	n.CreatedAt = d.time("created_at", created)
+	n.StateSince = d.time("state_since", since)
+	return n, d.err
+}
+
+// nodeArgs returns nodeUpdateSQL's arguments: n's fields, then the
+// condition that the stored state is from.
+func nodeArgs(n model.Node, from model.NodeState) []any {
+	return []any{
+		string(n.State), n.CredentialHash, n.Address, n.SSHPort, n.JobID, n.Reason, n.Note,
+		encTime(n.CreatedAt), encTime(n.StateSince), n.Attempts,
+		n.ID, string(from),
+	}
+}
+
+// NodeCreate implements store.Store. Node IDs match exactly; the compute
+// need not exist.
+func (s *Store) NodeCreate(ctx context.Context, n model.Node) error {
+	_, err := s.exec(ctx, nodeInsertSQL,
+		n.ID, n.ComputeID, fold(n.ComputeID), string(n.State), n.CredentialHash, n.Address, n.SSHPort, n.JobID,
+		n.Reason, n.Note, encTime(n.CreatedAt), encTime(n.StateSince), n.Attempts)
+	if err != nil {
+		return fmt.Errorf("node create %s: %w", n.ID, storeErr(err))
+	}
+	return nil
+}
+
+// NodeGet implements store.Store.
+func (s *Store) NodeGet(ctx context.Context, id string) (model.Node, error) {
+	n, err := scanNode(s.queryRow(ctx, nodeGetSQL, id))
+	if err != nil {
+		return model.Node{}, fmt.Errorf("node get %s: %w", id, notFound(err))
+	}
+	return n, nil
+}
+
+// NodeUpdate implements store.Store. It replaces every field but the
+// node's identity (ID, ComputeID).
+func (s *Store) NodeUpdate(ctx context.Context, n model.Node, from model.NodeState) error {
+	res, err := s.exec(ctx, nodeUpdateSQL, nodeArgs(n, from)...)
+	if err == nil {
+		err = s.changed(ctx, res, nodeExistsSQL, n.ID)
+	}
+	if err != nil {
+		return fmt.Errorf("node update %s: %w", n.ID, err)
+	}
+	return nil
+}
+
+// NodeListByCompute implements store.Store.
+func (s *Store) NodeListByCompute(ctx context.Context, computeID string) ([]model.Node, error) {
+	ns, err := query(ctx, s, scanNode, nodeListByComputeSQL, fold(computeID))
+	if err != nil {
+		return nil, fmt.Errorf("node list by compute %s: %w", computeID, err)
+	}
+	return ns, nil
+}
+
+// NodeList implements store.Store.
+func (s *Store) NodeList(ctx context.Context) ([]model.Node, error) {
+	ns, err := query(ctx, s, scanNode, nodeListSQL)
+	if err != nil {
+		return nil, fmt.Errorf("node list: %w", err)
+	}
+	return ns, nil
+}
+
+// NodeDelete implements store.Store.
+func (s *Store) NodeDelete(ctx context.Context, id string) error {
+	res, err := s.exec(ctx, nodeDeleteSQL, id)
+	if err == nil {
+		err = mustAffect(res)
+	}
+	if err != nil {
+		return fmt.Errorf("node delete %s: %w", id, err)
+	}
+	return nil
+}
+
+// deleteComputeRows removes, in tx, the rows that hang off the compute
+// with the folded ID key but have no foreign key to it: its events and its
+// status. Its nodes stay (the control plane releases them first) and so do
+// its jobs and operations, which outlive it.
+func deleteComputeRows(ctx context.Context, tx *sql.Tx, key string) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM events WHERE compute_key = ?`, key); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `DELETE FROM compute_status WHERE compute_key = ?`, key)
+	return err
+}

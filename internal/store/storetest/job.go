@@ -1,0 +1,546 @@
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"kumo/internal/model"
+	"kumo/internal/store"
+)
+
+var jobTests = []test{
+	{"CreateGet", testJobCreateGet},
+	{"EmptyFields", testJobEmptyFields},
+	{"GetMissing", testJobGetMissing},
+	{"CreateConflict", testJobCreateConflict},
+	{"List", testJobList},
+	{"ListByCompute", testJobListByCompute},
+	{"ListByStatus", testJobListByStatus},
+	{"MaxSeq", testJobMaxSeq},
+	{"Update", testJobUpdate},
+	{"UpdateRunIDConflict", testJobUpdateRunIDConflict},
+	{"UpdatePrecondition", testJobUpdatePrecondition},
+	{"UpdateRace", testJobUpdateRace},
+}
+
+// newJob returns a queued job of ws on the compute named compute, with
+// every field that a queued job has set. Its RunID is derived from ws and
+// name, so jobs of different names or workspaces do not share one.
+func newJob(ws model.Workspace, name, compute string, seq int64) model.Job {
+	return model.Job{
+		ID:             ws.ID + "/jobs/" + name,
+		WorkspaceID:    ws.ID,
+		Name:           name,
+		RunID:          "run-" + ws.Name + "-" + strings.ToLower(name),
+		ComputeID:      ws.ID + "/computes/" + compute,
+		DisplayName:    "job " + name,
+		ExperimentName: "exp",
+		Command:        "python train.py --lr 0.1",
+		Env:            map[string]string{"A": "1", "b": "two"},
+		SnapshotID:     "snap-1",
+		Timeout:        90*time.Minute + 7,
+		InstanceCount:  1,
+		Status:         model.JobQueued,
+		Seq:            seq,
+		CreatedAt:      at(10),
+		CreatedBy:      "alice",
+		Warnings:       []string{"environment ignored"},
+	}
+}
+
+// mustCreateJob creates j or fails the test.
+func mustCreateJob(t *testing.T, s store.Store, j model.Job) {
+	t.Helper()
+	if err := s.JobCreate(t.Context(), j); err != nil {
+		t.Fatalf("JobCreate(%s): %v", j.ID, err)
+	}
+}
+
+// wantJob fails the test unless the stored job with id equals want.
+func wantJob(t *testing.T, s store.Store, id string, want model.Job) {
+	t.Helper()
+	got, err := s.JobGet(t.Context(), id)
+	if err != nil {
+		t.Fatalf("JobGet(%s): %v", id, err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("JobGet(%s) mismatch (-want +got):\n%s", id, diff)
+	}
+}
+
+// wantNoJob fails the test if a job with id exists.
+func wantNoJob(t *testing.T, s store.Store, id string) {
+	t.Helper()
+	if _, err := s.JobGet(t.Context(), id); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("JobGet(%s) error = %v, want ErrNotFound", id, err)
+	}
+}
+
+// jobNames returns the names of js, for compact comparisons.
+func jobNames(js []model.Job) []string {
+	var names []string
+	for _, j := range js {
+		names = append(names, j.Name)
+	}
+	return names
+}
+
+// finished returns j failed with exit code code on node, with every field
+// a finished job has set.
+func finished(j model.Job, node string, code int) model.Job {
+	j.Status = model.JobFailed
+	j.NodeID = node
+	j.Attempts = 2
+	j.ExitCode = &code
+	j.Error = &model.Error{Code: "UserError", Message: "exit status 3"}
+	j.CancelRequested = true
+	j.StartedAt = at(11)
+	j.EndedAt = at(12)
+	return j
+}
+
+func testJobCreateGet(t *testing.T, s store.Store) {
+	w := setupWorkspace(t, s, "ws")
+	tests := []struct {
+		name string
+		j    model.Job
+	}{
+		{"queued", newJob(w, "Train-1", "gpu", 1)},
+		{"finished", finished(newJob(w, "Train-2", "gpu", 2), "node-1", 3)},
+		{"exit code zero", finished(newJob(w, "Train-3", "gpu", 3), "node-1", 0)},
+		{"local", newJob(w, "Train-4", model.LocalCompute, 4)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mustCreateJob(t, s, tt.j)
+			for _, id := range []string{tt.j.ID, strings.ToLower(tt.j.ID), strings.ToUpper(tt.j.ID)} {
+				wantJob(t, s, id, tt.j)
+			}
+			got, err := s.JobGetByRunID(t.Context(), tt.j.RunID)
+			if err != nil {
+				t.Fatalf("JobGetByRunID(%s): %v", tt.j.RunID, err)
+			}
+			if diff := cmp.Diff(tt.j, got); diff != "" {
+				t.Errorf("JobGetByRunID(%s) mismatch (-want +got):\n%s", tt.j.RunID, diff)
+			}
+		})
+	}
+}
+
+func testJobEmptyFields(t *testing.T, s store.Store) {
+	w := setupWorkspace(t, s, "ws")
+	tests := []struct {
+		name     string
+		env      map[string]string
+		warnings []string
+		err      *model.Error
+	}{
+		{"nil", nil, nil, nil},
+		{"empty", map[string]string{}, []string{}, &model.Error{}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := model.Job{
+				ID: w.ID + "/jobs/" + tt.name, WorkspaceID: w.ID, Name: tt.name, RunID: tt.name,
+				ComputeID: w.ID + "/computes/cpu", Command: "true", Status: model.JobNotStarted,
+				Seq: int64(i), Env: tt.env, Warnings: tt.warnings, Error: tt.err,
+			}
+			mustCreateJob(t, s, j)
+			want := j
+			want.Env, want.Warnings = nil, nil // empty reads back as nil; an empty Error stays set
+			wantJob(t, s, j.ID, want)
+		})
+	}
+}
+
+func testJobGetMissing(t *testing.T, s store.Store) {
+	w := setupWorkspace(t, s, "ws")
+	mustCreateJob(t, s, newJob(w, "job", "cpu", 1))
+	wantNoJob(t, s, newJob(w, "nope", "cpu", 1).ID)
+	for _, runID := range []string{"nope", strings.ToUpper(newJob(w, "job", "cpu", 1).RunID)} {
+		if _, err := s.JobGetByRunID(t.Context(), runID); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("JobGetByRunID(%s) error = %v, want ErrNotFound", runID, err)
+		}
+	}
+}
+
+func testJobCreateConflict(t *testing.T, s store.Store) {
+	w := setupWorkspace(t, s, "ws")
+	w2 := setupWorkspace(t, s, "ws2")
+	first := newJob(w, "train", "cpu", 1)
+	mustCreateJob(t, s, first)
+	withRunID := func(j model.Job, runID string) model.Job {
+		j.RunID = runID
+		return j
+	}
+	tests := []struct {
+		name    string
+		j       model.Job
+		wantErr error
+	}{
+		{"same name", withRunID(newJob(w, "train", "cpu", 2), "run-a"), store.ErrConflict},
+		{"other case", withRunID(newJob(w, "TRAIN", "gpu", 3), "run-b"), store.ErrConflict},
+		{"same run ID", withRunID(newJob(w, "other", "cpu", 4), first.RunID), store.ErrConflict},
+		{"same run ID other workspace", withRunID(newJob(w2, "other", "cpu", 5), first.RunID), store.ErrConflict},
+		{"other workspace", withRunID(newJob(w2, "Train", "cpu", 6), "run-c"), nil},
+		{"run ID other case", withRunID(newJob(w, "third", "cpu", 7), strings.ToUpper(first.RunID)), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := s.JobCreate(t.Context(), tt.j)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("JobCreate(%s, run %s) error = %v, want %v", tt.j.ID, tt.j.RunID, err, tt.wantErr)
+			}
+			if tt.wantErr == nil {
+				wantJob(t, s, tt.j.ID, tt.j)
+			}
+		})
+	}
+	// The first keeps its spelling and fields.
+	wantJob(t, s, first.ID, first)
+}
+
+func testJobList(t *testing.T, s store.Store) {
+	w := setupWorkspace(t, s, "ws")
+	w2 := setupWorkspace(t, s, "ws2")
+	for i, j := range []model.Job{
+		newJob(w, "delta", "cpu", 1),
+		newJob(w, "Bravo", "cpu", 2),
+		newJob(w, "alpha", "gpu", 3),
+		newJob(w, "Charlie", model.LocalCompute, 4),
+		newJob(w2, "aaa", "cpu", 5),
+	} {
+		j.Seq = int64(10 - i) // the list is by name, not Seq
+		mustCreateJob(t, s, j)
+	}
+	tests := []struct {
+		name      string
+		ws        string
+		page      store.Page
+		wantNames []string
+	}{
+		{"all", w.ID, store.Page{}, []string{"alpha", "Bravo", "Charlie", "delta"}},
+		{"workspace ID case", strings.ToUpper(w.ID), store.Page{}, []string{"alpha", "Bravo", "Charlie", "delta"}},
+		{"first page", w.ID, store.Page{Limit: 3}, []string{"alpha", "Bravo", "Charlie"}},
+		{"second page", w.ID, store.Page{After: "charlie", Limit: 3}, []string{"delta"}},
+		{"after folded", w.ID, store.Page{After: "BRAVO"}, []string{"Charlie", "delta"}},
+		{"after between", w.ID, store.Page{After: "b"}, []string{"Bravo", "Charlie", "delta"}},
+		{"past the end", w.ID, store.Page{After: "delta"}, nil},
+		{"other workspace", w2.ID, store.Page{}, []string{"aaa"}},
+		{"missing workspace", newWorkspace("sub1", "rg", "nope").ID, store.Page{}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.JobList(t.Context(), tt.ws, tt.page)
+			if err != nil {
+				t.Fatalf("JobList: %v", err)
+			}
+			if diff := cmp.Diff(tt.wantNames, jobNames(got)); diff != "" {
+				t.Errorf("JobList(%+v) names (-want +got):\n%s", tt.page, diff)
+			}
+		})
+	}
+	got, err := s.JobList(t.Context(), w2.ID, store.Page{})
+	if err != nil {
+		t.Fatalf("JobList: %v", err)
+	}
+	want := newJob(w2, "aaa", "cpu", 6)
+	if diff := cmp.Diff([]model.Job{want}, got); diff != "" {
+		t.Errorf("JobList rows (-want +got):\n%s", diff)
+	}
+}
+
+// setupJobs creates jobs of w and w2 on several computes, in several
+// statuses, created out of Seq order.
+func setupJobs(t *testing.T, s store.Store, w, w2 model.Workspace) {
+	t.Helper()
+	for _, j := range []struct {
+		ws      model.Workspace
+		name    string
+		compute string
+		status  model.JobStatus
+		seq     int64
+	}{
+		{w, "q3", "cpu", model.JobQueued, 30},
+		{w, "q1", "cpu", model.JobQueued, 10},
+		{w, "r2", "cpu", model.JobRunning, 20},
+		{w, "p4", "CPU", model.JobPreparing, 40}, // the compute's ID in another case
+		{w, "c5", "cpu", model.JobCompleted, 5},
+		{w, "g6", "gpu", model.JobQueued, 6},
+		{w2, "o7", "cpu", model.JobQueued, 7}, // same compute name, other workspace
+	} {
+		job := newJob(j.ws, j.name, j.compute, j.seq)
+		job.Status = j.status
+		mustCreateJob(t, s, job)
+	}
+}
+
+func testJobListByCompute(t *testing.T, s store.Store) {
+	w := setupWorkspace(t, s, "ws")
+	w2 := setupWorkspace(t, s, "ws2")
+	setupJobs(t, s, w, w2)
+	cpu := w.ID + "/computes/cpu"
+	tests := []struct {
+		name      string
+		compute   string
+		statuses  []model.JobStatus
+		wantNames []string
+	}{
+		{"none", cpu, nil, nil},
+		{"queued FIFO", cpu, []model.JobStatus{model.JobQueued}, []string{"q1", "q3"}},
+		{"active", cpu, []model.JobStatus{model.JobQueued, model.JobPreparing, model.JobRunning},
+			[]string{"q1", "r2", "q3", "p4"}},
+		{"compute ID case", strings.ToUpper(cpu), []model.JobStatus{model.JobRunning, model.JobPreparing},
+			[]string{"r2", "p4"}},
+		{"terminal", cpu, []model.JobStatus{model.JobCompleted, model.JobFailed}, []string{"c5"}},
+		{"other compute", w.ID + "/computes/gpu", []model.JobStatus{model.JobQueued}, []string{"g6"}},
+		{"other workspace", w2.ID + "/computes/cpu", []model.JobStatus{model.JobQueued}, []string{"o7"}},
+		{"no match", cpu, []model.JobStatus{model.JobCanceled}, nil},
+		{"missing compute", w.ID + "/computes/nope", []model.JobStatus{model.JobQueued}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.JobListByCompute(t.Context(), tt.compute, tt.statuses...)
+			if err != nil {
+				t.Fatalf("JobListByCompute: %v", err)
+			}
+			if diff := cmp.Diff(tt.wantNames, jobNames(got)); diff != "" {
+				t.Errorf("JobListByCompute(%s, %v) names (-want +got):\n%s", tt.compute, tt.statuses, diff)
+			}
+		})
+	}
+}
+
+func testJobListByStatus(t *testing.T, s store.Store) {
+	w := setupWorkspace(t, s, "ws")
+	w2 := setupWorkspace(t, s, "ws2")
+	setupJobs(t, s, w, w2)
+	tests := []struct {
+		name      string
+		statuses  []model.JobStatus
+		wantNames []string
+	}{
+		{"none", nil, nil},
+		{"queued across workspaces", []model.JobStatus{model.JobQueued}, []string{"g6", "o7", "q1", "q3"}},
+		{"several", []model.JobStatus{model.JobPreparing, model.JobRunning, model.JobCompleted},
+			[]string{"c5", "r2", "p4"}},
+		{"no match", []model.JobStatus{model.JobCanceled}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.JobListByStatus(t.Context(), tt.statuses...)
+			if err != nil {
+				t.Fatalf("JobListByStatus: %v", err)
+			}
+			if diff := cmp.Diff(tt.wantNames, jobNames(got)); diff != "" {
+				t.Errorf("JobListByStatus(%v) names (-want +got):\n%s", tt.statuses, diff)
+			}
+		})
+	}
+}
+
+func testJobMaxSeq(t *testing.T, s store.Store) {
+	w := setupWorkspace(t, s, "ws")
+	check := func(want int64) {
+		t.Helper()
+		got, err := s.JobMaxSeq(t.Context())
+		if err != nil {
+			t.Fatalf("JobMaxSeq: %v", err)
+		}
+		if got != want {
+			t.Errorf("JobMaxSeq = %d, want %d", got, want)
+		}
+	}
+	check(0)
+	mustCreateJob(t, s, newJob(w, "a", "cpu", 7))
+	check(7)
+	mustCreateJob(t, s, newJob(w, "b", "cpu", 1<<40))
+	mustCreateJob(t, s, newJob(w, "c", "cpu", 3))
+	check(1 << 40)
+}
+
+func testJobUpdate(t *testing.T, s store.Store) {
+	w := setupWorkspace(t, s, "ws")
+	orig := newJob(w, "Train", "cpu", 1)
+	mustCreateJob(t, s, orig)
+
+	upd := finished(orig, "node-1", 3)
+	upd.RunID = "run-retry"
+	upd.ComputeID = w.ID + "/computes/gpu"
+	upd.DisplayName = "renamed"
+	upd.Env = map[string]string{"C": "3"}
+	upd.Warnings = []string{"w1", "w2"}
+	upd.Seq = 99
+	if err := s.JobUpdate(t.Context(), upd, model.JobQueued, nil, ""); err != nil {
+		t.Fatalf("JobUpdate: %v", err)
+	}
+	wantJob(t, s, orig.ID, upd)
+	if _, err := s.JobGetByRunID(t.Context(), orig.RunID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("JobGetByRunID(old run ID) error = %v, want ErrNotFound", err)
+	}
+	got, err := s.JobListByCompute(t.Context(), upd.ComputeID, model.JobFailed)
+	if err != nil {
+		t.Fatalf("JobListByCompute: %v", err)
+	}
+	if diff := cmp.Diff([]string{"Train"}, jobNames(got)); diff != "" {
+		t.Errorf("JobListByCompute(new compute) names (-want +got):\n%s", diff)
+	}
+
+	// Back to the original, clearing exit code, error, times, env and
+	// warnings; the ID may be spelled in another case.
+	back := orig
+	back.ID = strings.ToUpper(orig.ID)
+	back.Env, back.Warnings = nil, []string{}
+	if err := s.JobUpdate(t.Context(), back, model.JobFailed, nil, ""); err != nil {
+		t.Fatalf("JobUpdate: %v", err)
+	}
+	want := orig
+	want.Env, want.Warnings = nil, nil
+	wantJob(t, s, orig.ID, want)
+}
+
+func testJobUpdateRunIDConflict(t *testing.T, s store.Store) {
+	w := setupWorkspace(t, s, "ws")
+	a := newJob(w, "a", "cpu", 1)
+	b := newJob(w, "b", "cpu", 2)
+	mustCreateJob(t, s, a)
+	mustCreateJob(t, s, b)
+	upd := b
+	upd.RunID = a.RunID
+	upd.Status = model.JobPreparing
+	if err := s.JobUpdate(t.Context(), upd, model.JobQueued, nil, ""); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("JobUpdate(another job's run ID) error = %v, want ErrConflict", err)
+	}
+	wantJob(t, s, b.ID, b)
+}
+
+func testJobUpdatePrecondition(t *testing.T, s store.Store) {
+	w := setupWorkspace(t, s, "ws")
+	tests := []struct {
+		name     string
+		from     model.JobStatus
+		withNode bool            // pass a node
+		nodeFrom model.NodeState // its expected state
+		noJob    bool            // the job does not exist
+		noNode   bool            // the node does not exist
+		wantErr  error
+	}{
+		{"job only", model.JobQueued, false, "", false, false, nil},
+		{"job mismatch", model.JobRunning, false, "", false, false, store.ErrPreconditionFailed},
+		{"job missing", model.JobQueued, false, "", true, false, store.ErrNotFound},
+		{"both", model.JobQueued, true, model.NodeIdle, false, false, nil},
+		{"job mismatch with node", model.JobPreparing, true, model.NodeIdle, false, false, store.ErrPreconditionFailed},
+		{"node mismatch", model.JobQueued, true, model.NodeRunning, false, false, store.ErrPreconditionFailed},
+		{"both mismatch", model.JobRunning, true, model.NodeRunning, false, false, store.ErrPreconditionFailed},
+		{"node missing", model.JobQueued, true, model.NodeIdle, false, true, store.ErrNotFound},
+		{"job missing with node", model.JobQueued, true, model.NodeIdle, true, false, store.ErrNotFound},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := newJob(w, fmt.Sprintf("job-%d", i), "cpu", int64(i))
+			n := newNode(fmt.Sprintf("node-%d", i), j.ComputeID, model.NodeIdle)
+			if !tt.noJob {
+				mustCreateJob(t, s, j)
+			}
+			if !tt.noNode {
+				mustCreateNode(t, s, n)
+			}
+			updJob := j
+			updJob.Status, updJob.NodeID, updJob.Attempts = model.JobPreparing, n.ID, 1
+			updNode := n
+			updNode.State, updNode.JobID, updNode.StateSince = model.NodeRunning, j.ID, at(40)
+			var node *model.Node
+			if tt.withNode {
+				node = &updNode
+			}
+			err := s.JobUpdate(t.Context(), updJob, tt.from, node, tt.nodeFrom)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("JobUpdate error = %v, want %v", err, tt.wantErr)
+			}
+			wantJobs, wantNodes := updJob, n
+			if tt.withNode {
+				wantNodes = updNode
+			}
+			if tt.wantErr != nil {
+				wantJobs, wantNodes = j, n // nothing changed
+			}
+			if tt.noJob {
+				wantNoJob(t, s, j.ID)
+			} else {
+				wantJob(t, s, j.ID, wantJobs)
+			}
+			if tt.noNode {
+				wantNoNode(t, s, n.ID)
+			} else {
+				wantNode(t, s, n.ID, wantNodes)
+			}
+		})
+	}
+}
+
+// testJobUpdateRace has many dispatchers try to assign the same queued job
+// at once, each to its own node: exactly one may win, and only its node
+// may change.
+func testJobUpdateRace(t *testing.T, s store.Store) {
+	w := setupWorkspace(t, s, "ws")
+	j := newJob(w, "contended", "cpu", 1)
+	mustCreateJob(t, s, j)
+	const n = 50
+	nodes := make([]model.Node, n)
+	for i := range n {
+		nodes[i] = newNode(fmt.Sprintf("node-%02d", i), j.ComputeID, model.NodeIdle)
+		mustCreateNode(t, s, nodes[i])
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			upd := j
+			upd.Status, upd.NodeID, upd.Attempts = model.JobPreparing, nodes[i].ID, 1
+			node := nodes[i]
+			node.State, node.JobID = model.NodeRunning, j.ID
+			errs[i] = s.JobUpdate(t.Context(), upd, model.JobQueued, &node, model.NodeIdle)
+		})
+	}
+	wg.Wait()
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && winner >= 0:
+			t.Errorf("updates %d and %d both succeeded", winner, i)
+		case err == nil:
+			winner = i
+		case !errors.Is(err, store.ErrPreconditionFailed):
+			t.Errorf("update %d error = %v, want nil or ErrPreconditionFailed", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no update succeeded")
+	}
+	got, err := s.JobGet(t.Context(), j.ID)
+	if err != nil {
+		t.Fatalf("JobGet: %v", err)
+	}
+	if got.Status != model.JobPreparing || got.NodeID != nodes[winner].ID {
+		t.Errorf("stored job is %s on %q, want Preparing on the winner's %s", got.Status, got.NodeID, nodes[winner].ID)
+	}
+	ns, err := s.NodeList(t.Context())
+	if err != nil {
+		t.Fatalf("NodeList: %v", err)
+	}
+	for _, node := range ns {
+		want := model.NodeIdle
+		if node.ID == nodes[winner].ID {
+			want = model.NodeRunning
+		}
+		if node.State != want {
+			t.Errorf("node %s is %s, want %s", node.ID, node.State, want)
+		}
+	}
+}

@@ -1,0 +1,231 @@
+package storetest
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"kumo/internal/model"
+	"kumo/internal/store"
+)
+
+var nodeTests = []test{
+	{"CreateGet", testNodeCreateGet},
+	{"CreateConflict", testNodeCreateConflict},
+	{"Missing", testNodeMissing},
+	{"Update", testNodeUpdate},
+	{"List", testNodeList},
+	{"Delete", testNodeDelete},
+}
+
+// newNode returns a node of the compute with computeID, with every field
+// set.
+func newNode(id, computeID string, state model.NodeState) model.Node {
+	return model.Node{
+		ID:             id,
+		ComputeID:      computeID,
+		State:          state,
+		CredentialHash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+		Address:        "10.0.0.4",
+		SSHPort:        50000,
+		Note:           "limits recorded only",
+		CreatedAt:      at(20),
+		StateSince:     at(21),
+		Attempts:       1,
+	}
+}
+
+// mustCreateNode creates n or fails the test.
+func mustCreateNode(t *testing.T, s store.Store, n model.Node) {
+	t.Helper()
+	if err := s.NodeCreate(t.Context(), n); err != nil {
+		t.Fatalf("NodeCreate(%s): %v", n.ID, err)
+	}
+}
+
+// wantNode fails the test unless the stored node with id equals want.
+func wantNode(t *testing.T, s store.Store, id string, want model.Node) {
+	t.Helper()
+	got, err := s.NodeGet(t.Context(), id)
+	if err != nil {
+		t.Fatalf("NodeGet(%s): %v", id, err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("NodeGet(%s) mismatch (-want +got):\n%s", id, diff)
+	}
+}
+
+// wantNoNode fails the test if a node with id exists.
+func wantNoNode(t *testing.T, s store.Store, id string) {
+	t.Helper()
+	if _, err := s.NodeGet(t.Context(), id); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("NodeGet(%s) error = %v, want ErrNotFound", id, err)
+	}
+}
+
+// nodeIDs returns the IDs of ns, for compact comparisons.
+func nodeIDs(ns []model.Node) []string {
+	var ids []string
+	for _, n := range ns {
+		ids = append(ids, n.ID)
+	}
+	return ids
+}
+
+func testNodeCreateGet(t *testing.T, s store.Store) {
+	c := stubCompute.ID
+	running := newNode("node-2", c, model.NodeRunning)
+	running.JobID = c + "/jobs/train"
+	unusable := newNode("node-3", c, model.NodeUnusable)
+	unusable.Reason = "heartbeat lost"
+	tests := []struct {
+		name string
+		n    model.Node
+	}{
+		{"preparing", newNode("node-1", c, model.NodePreparing)},
+		{"running", running},
+		{"unusable", unusable},
+		{"bare", model.Node{ID: "node-4", ComputeID: c, State: model.NodePreparing}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mustCreateNode(t, s, tt.n)
+			wantNode(t, s, tt.n.ID, tt.n)
+		})
+	}
+}
+
+func testNodeCreateConflict(t *testing.T, s store.Store) {
+	n := newNode("node-1", stubCompute.ID, model.NodeIdle)
+	mustCreateNode(t, s, n)
+	dup := newNode("node-1", stubCompute.ID+"2", model.NodePreparing)
+	if err := s.NodeCreate(t.Context(), dup); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("NodeCreate(duplicate) error = %v, want ErrConflict", err)
+	}
+	wantNode(t, s, n.ID, n)
+}
+
+func testNodeMissing(t *testing.T, s store.Store) {
+	n := newNode("node-1", stubCompute.ID, model.NodeIdle)
+	mustCreateNode(t, s, n)
+	// Node IDs are matched exactly.
+	for _, id := range []string{"nope", "NODE-1"} {
+		wantNoNode(t, s, id)
+	}
+	missing := newNode("nope", stubCompute.ID, model.NodeIdle)
+	if err := s.NodeUpdate(t.Context(), missing, model.NodeIdle); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("NodeUpdate(missing) error = %v, want ErrNotFound", err)
+	}
+	if err := s.NodeDelete(t.Context(), "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("NodeDelete(missing) error = %v, want ErrNotFound", err)
+	}
+}
+
+func testNodeUpdate(t *testing.T, s store.Store) {
+	orig := newNode("node-1", stubCompute.ID, model.NodePreparing)
+	mustCreateNode(t, s, orig)
+
+	idle := orig
+	idle.State = model.NodeIdle
+	idle.CredentialHash = "new"
+	idle.Address = "10.0.0.9"
+	idle.SSHPort = 50001
+	idle.Note = ""
+	idle.StateSince = at(30)
+	idle.Attempts = 2
+	if err := s.NodeUpdate(t.Context(), idle, model.NodePreparing); err != nil {
+		t.Fatalf("NodeUpdate(preparing→idle): %v", err)
+	}
+	wantNode(t, s, orig.ID, idle)
+
+	// The stored state is now idle: an update from preparing fails and
+	// changes nothing.
+	leaving := idle
+	leaving.State, leaving.Reason = model.NodeLeaving, "scale down"
+	if err := s.NodeUpdate(t.Context(), leaving, model.NodePreparing); !errors.Is(err, store.ErrPreconditionFailed) {
+		t.Errorf("NodeUpdate(stale from) error = %v, want ErrPreconditionFailed", err)
+	}
+	wantNode(t, s, orig.ID, idle)
+
+	if err := s.NodeUpdate(t.Context(), leaving, model.NodeIdle); err != nil {
+		t.Fatalf("NodeUpdate(idle→leaving): %v", err)
+	}
+	wantNode(t, s, orig.ID, leaving)
+
+	// An update from a state to itself is allowed.
+	leaving.Reason = "scale down: idle"
+	if err := s.NodeUpdate(t.Context(), leaving, model.NodeLeaving); err != nil {
+		t.Fatalf("NodeUpdate(leaving→leaving): %v", err)
+	}
+	wantNode(t, s, orig.ID, leaving)
+}
+
+func testNodeList(t *testing.T, s store.Store) {
+	w := setupWorkspace(t, s, "ws")
+	cpu := newCompute(w, "cpu").ID
+	gpu := newCompute(w, "gpu").ID
+	for _, n := range []struct {
+		id      string
+		compute string
+		created int
+	}{
+		{"n-b", cpu, 5},
+		{"n-a", cpu, 5}, // same time as n-b: ordered by ID
+		{"n-c", cpu, 1},
+		{"n-d", gpu, 3},
+		{"n-e", gpu + "x", 2}, // its ID extends gpu's: not gpu's node
+	} {
+		node := newNode(n.id, n.compute, model.NodeIdle)
+		node.CreatedAt = at(n.created)
+		mustCreateNode(t, s, node)
+	}
+	tests := []struct {
+		name    string
+		compute string // "" lists every node
+		wantIDs []string
+	}{
+		{"all", "", []string{"n-c", "n-e", "n-d", "n-a", "n-b"}},
+		{"cpu", cpu, []string{"n-c", "n-a", "n-b"}},
+		{"compute ID case", strings.ToUpper(cpu), []string{"n-c", "n-a", "n-b"}},
+		{"gpu", gpu, []string{"n-d"}},
+		{"missing compute", newCompute(w, "nope").ID, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var (
+				got []model.Node
+				err error
+			)
+			if tt.compute == "" {
+				got, err = s.NodeList(t.Context())
+			} else {
+				got, err = s.NodeListByCompute(t.Context(), tt.compute)
+			}
+			if err != nil {
+				t.Fatalf("list: %v", err)
+			}
+			if diff := cmp.Diff(tt.wantIDs, nodeIDs(got)); diff != "" {
+				t.Errorf("node IDs (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func testNodeDelete(t *testing.T, s store.Store) {
+	n := newNode("node-1", stubCompute.ID, model.NodeLeaving)
+	keep := newNode("node-2", stubCompute.ID, model.NodeIdle)
+	mustCreateNode(t, s, n)
+	mustCreateNode(t, s, keep)
+	if err := s.NodeDelete(t.Context(), n.ID); err != nil {
+		t.Fatalf("NodeDelete: %v", err)
+	}
+	wantNoNode(t, s, n.ID)
+	wantNode(t, s, keep.ID, keep)
+	if err := s.NodeDelete(t.Context(), n.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second NodeDelete error = %v, want ErrNotFound", err)
+	}
+	// The ID is free again.
+	mustCreateNode(t, s, n)
+}
