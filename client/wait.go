@@ -120,9 +120,9 @@ func (ct *ComputeTarget) waitForNodes(ctx context.Context, out io.Writer) error 
 		if minNodesReached(st, minNodes) || terminal(st.ProvisioningState) || len(st.Errors) > 0 {
 			break
 		}
-		if st.CurrentNodeCount > 0 && st.CurrentNodeCount != lastCount {
-			fmt.Fprintf(out, "Waiting for cluster to scale. %d out of %d nodes ready.\n", st.CurrentNodeCount, minNodes)
-			lastCount = st.CurrentNodeCount
+		if ready := readyNodes(st); ready > 0 && ready != lastCount {
+			fmt.Fprintf(out, "Waiting for cluster to scale. %d out of %d nodes ready.\n", ready, minNodes)
+			lastCount = ready
 		}
 		if sleep(ctx, ct.ws.poll) != nil {
 			timedOut = true
@@ -172,9 +172,15 @@ func (ct *ComputeTarget) waitForNodes(ctx context.Context, out io.Writer) error 
 func minNodesReached(st *AmlComputeStatus, minNodes int) bool {
 	switch st.ProvisioningState {
 	case api.ProvisioningSucceeded, api.ProvisioningUpdating:
-		return st.CurrentNodeCount >= minNodes
+		return readyNodes(st) >= minNodes
 	}
 	return false
+}
+
+// readyNodes counts the nodes that are up: idle or running a job. Nodes
+// still booting do not count.
+func readyNodes(st *AmlComputeStatus) int {
+	return int(st.NodeStateCounts.IdleNodeCount + st.NodeStateCounts.RunningNodeCount)
 }
 
 // terminal reports whether a compute's provisioning state is a dead end.

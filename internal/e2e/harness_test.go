@@ -104,7 +104,13 @@ func startServer(t *testing.T, dir string, extra ...string) *server {
 		t.Fatal(err)
 	}
 	go func() { s.done <- cmd.Wait(); pw.Close() }()
-	t.Cleanup(func() { s.kill() })
+	t.Cleanup(func() {
+		s.kill()
+		// Nodes run in their own sessions and outlive the control plane
+		// by design; stop this test's ones (their command lines name the
+		// test's directory).
+		_ = exec.Command("pkill", "-9", "-f", dir).Run()
+	})
 	found := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)

@@ -406,6 +406,10 @@ func (a *Autoscaler) newNode(ctx context.Context, comp model.Compute, s *compute
 	if err != nil {
 		return model.Node{}, "", err
 	}
+	port, err := a.freeSSHPort(ctx)
+	if err != nil {
+		return model.Node{}, "", err
+	}
 	for try := 0; ; try++ {
 		node := model.Node{
 			ID:             strings.ToLower(comp.Name) + "-" + secret.RandomID(4),
@@ -415,6 +419,7 @@ func (a *Autoscaler) newNode(ctx context.Context, comp model.Compute, s *compute
 			CreatedAt:      now,
 			StateSince:     now,
 			Attempts:       s.failures + 1,
+			SSHPort:        port,
 		}
 		if !provider.ValidID(node.ID) {
 			return model.Node{}, "", fmt.Errorf("compute name %q makes an invalid instance ID", comp.Name)
@@ -428,6 +433,29 @@ func (a *Autoscaler) newNode(ctx context.Context, comp model.Compute, s *compute
 		}
 		return node, cred, nil
 	}
+}
+
+// FirstSSHPort is the first port reserved for nodes' SSH servers, as AML
+// numbers them (50000, 50001, ...). Ports are unique across all nodes so
+// that nodes sharing a host do not collide.
+const FirstSSHPort = 50000
+
+// freeSSHPort returns the lowest SSH port no node holds. Scaling passes are
+// serialized, so two new nodes never get the same port.
+func (a *Autoscaler) freeSSHPort(ctx context.Context) (int, error) {
+	nodes, err := a.cfg.Store.NodeList(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("list nodes: %w", err)
+	}
+	used := map[int]bool{}
+	for _, n := range nodes {
+		used[n.SSHPort] = true
+	}
+	p := FirstSSHPort
+	for used[p] {
+		p++
+	}
+	return p, nil
 }
 
 // instanceErrors maps instance IDs to their errors in a provider's joined

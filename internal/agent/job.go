@@ -1,0 +1,358 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"kumo/internal/agentproto"
+	"kumo/internal/runner"
+)
+
+// Reasons a job ended, as Exited and Done carry them.
+const (
+	reasonExited   = "exited"   // the process ended by itself (any exit code or signal)
+	reasonCanceled = "canceled" // canceled by the server or because the agent stopped
+	reasonTimeout  = "timeout"  // ran longer than its spec's Timeout
+	reasonError    = "error"    // it could not run, or the agent lost track of it
+)
+
+// result is how a job ended.
+type result struct {
+	ExitCode *int      `json:"exitCode,omitempty"` // nil when no process ran
+	Reason   string    `json:"reason"`
+	Message  string    `json:"message,omitempty"`
+	Time     time.Time `json:"time"` // when it ended
+}
+
+// job is one job the agent holds, from Run until the server acknowledges
+// Done. Its goroutine (run) owns the process; other goroutines read and
+// update its state under mu.
+type job struct {
+	a      *agent
+	id     string
+	dir    string
+	spec   agentproto.JobSpec
+	ctx    context.Context // canceled by Cancel or when the agent stops
+	cancel context.CancelFunc
+
+	// startedCh is closed once Started was sent (or could not be), so that
+	// Log messages never precede it.
+	startedCh chan struct{}
+
+	mu        sync.Mutex
+	sess      *session // where output goes; nil while detached
+	sent      [2]int64 // bytes of stdout and stderr sess has
+	state     agentproto.JobState
+	pid       int
+	pidStart  uint64  // the process's start time in clock ticks after boot
+	res       *result // set once the job ended
+	artifacts bool    // outputs/ or logs/ held files when it ended
+	final     bool    // artifacts are handled: Done may be sent
+	forgotten bool    // acknowledged; nothing more is written or sent
+}
+
+func newJob(a *agent, spec agentproto.JobSpec) *job {
+	ctx, cancel := context.WithCancel(a.jobsCtx)
+	return &job{
+		a:         a,
+		id:        spec.RunID,
+		dir:       filepath.Join(a.jobsDir, spec.RunID),
+		spec:      spec,
+		ctx:       ctx,
+		cancel:    cancel,
+		startedCh: make(chan struct{}),
+		state:     agentproto.JobStarting,
+	}
+}
+
+// run runs the job from start to Done.
+func (j *job) run() {
+	defer j.a.wg.Done()
+	defer j.cancel()
+	res := j.execute()
+	if j.ended(res) {
+		j.finish()
+	}
+}
+
+// execute downloads the code, runs the process and waits for it.
+func (j *job) execute() result {
+	defer j.markStarted() // on failure before start, too
+	// runner.Start creates j.dir.
+	var code io.Reader
+	if j.spec.SnapshotID != "" {
+		body, err := j.a.fetchSnapshot(j.ctx, j.spec.SnapshotID)
+		if err != nil {
+			return j.failed(err)
+		}
+		defer body.Close()
+		code = body
+	}
+	env := make([]string, 0, len(j.spec.Env)+3)
+	for k, v := range j.spec.Env {
+		env = append(env, k+"="+v)
+	}
+	env = append(env, "KUMO_RUN_ID="+j.id, "KUMO_NODE_ID="+j.a.cfg.NodeID, "AZUREML_RUN_ID="+j.id)
+	p, err := runner.Start(j.ctx, runner.Spec{
+		Dir:     j.dir,
+		Command: j.spec.Command,
+		Env:     env,
+		Code:    code,
+		Timeout: j.spec.Timeout,
+		Grace:   orDefault(j.spec.Grace, j.a.cfg.Grace),
+		Output:  j.output,
+	})
+	if err != nil {
+		return j.failed(err)
+	}
+	j.started(p.PID())
+	r := p.Wait()
+	code0 := r.ExitCode
+	res := result{ExitCode: &code0, Reason: reasonExited, Message: r.Message, Time: r.Ended}
+	switch r.Reason {
+	case runner.ReasonCanceled:
+		res.Reason = reasonCanceled
+	case runner.ReasonTimeout:
+		res.Reason = reasonTimeout
+	}
+	return res
+}
+
+// failed is the result of a job that could not run.
+func (j *job) failed(err error) result {
+	os.MkdirAll(j.dir, 0o755) // for the journal
+	if j.ctx.Err() != nil {
+		return result{Reason: reasonCanceled, Message: "canceled before the process started", Time: time.Now()}
+	}
+	return result{Reason: reasonError, Message: err.Error(), Time: time.Now()}
+}
+
+func (j *job) markStarted() {
+	select {
+	case <-j.startedCh:
+	default:
+		close(j.startedCh)
+	}
+}
+
+// started records the running process and sends Started.
+func (j *job) started(pid int) {
+	now := time.Now()
+	j.mu.Lock()
+	j.state, j.pid = agentproto.JobRunning, pid
+	if s := j.sess; s != nil {
+		if s.send(agentproto.Message{Type: agentproto.TypeStarted, RunID: j.id, PID: pid, Time: now}) != nil {
+			j.sess = nil
+		}
+	}
+	j.markStarted()
+	j.pidStart = procStart(pid)
+	j.writeJournal()
+	j.mu.Unlock()
+}
+
+// output is the runner's Output: it sends each chunk the session does not
+// have yet. While detached it drops chunks; attach resends them from the
+// log files.
+func (j *job) output(c runner.Chunk) {
+	<-j.startedCh
+	i := 0
+	if c.Stream == runner.Stderr {
+		i = 1
+	}
+	end := c.Offset + int64(len(c.Data))
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	s := j.sess
+	if s == nil || end <= j.sent[i] {
+		return
+	}
+	data, off := c.Data, c.Offset
+	if off < j.sent[i] {
+		data, off = data[j.sent[i]-off:], j.sent[i]
+	}
+	if s.send(agentproto.Message{Type: agentproto.TypeLog, RunID: j.id, Stream: string(c.Stream), Offset: off, Data: data}) != nil {
+		j.sess = nil
+		return
+	}
+	j.sent[i] = end
+}
+
+// ended records the result, writes the journal and sends Exited, or Done
+// when there are no artifacts. It reports whether artifacts must be uploaded.
+func (j *job) ended(res result) bool {
+	artifacts := hasFiles(filepath.Join(j.dir, "outputs")) || hasFiles(filepath.Join(j.dir, "logs"))
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.state, j.res, j.artifacts, j.final = agentproto.JobExited, &res, artifacts, !artifacts
+	j.sendEnd()
+	j.writeJournal()
+	return artifacts
+}
+
+// finish uploads the artifacts, retrying until they are taken, refused,
+// or the agent stops, and then sends Done. An upload cut short by the agent
+// stopping is retried at its next start.
+func (j *job) finish() {
+	err := j.a.uploadArtifacts(j)
+	if err != nil && !errors.As(err, new(*permanentError)) {
+		j.a.log.Warn("agent: artifacts not uploaded; will retry at the next start", "runId", j.id, "err", err)
+		return
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err != nil {
+		j.a.log.Error("agent: artifacts refused", "runId", j.id, "err", err)
+		msg := "artifacts not uploaded: " + err.Error()
+		if j.res.Message != "" {
+			msg = j.res.Message + "; " + msg
+		}
+		j.res.Message = msg
+	}
+	j.final = true
+	j.sendEnd()
+	j.writeJournal()
+}
+
+// sendEnd sends Done if the job is final, else Exited; j.mu must be held.
+func (j *job) sendEnd() {
+	s := j.sess
+	if s == nil || j.res == nil || j.forgotten {
+		return
+	}
+	t := agentproto.TypeExited
+	if j.final {
+		t = agentproto.TypeDone
+	}
+	m := agentproto.Message{Type: t, RunID: j.id, ExitCode: j.res.ExitCode, Reason: j.res.Reason, Message: j.res.Message, Time: j.res.Time}
+	if s.send(m) != nil {
+		j.sess = nil
+	}
+}
+
+// resendEnd answers a repeated Run: an ended job's Exited or Done again.
+func (j *job) resendEnd() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.state == agentproto.JobExited {
+		j.sendEnd()
+	}
+}
+
+// report is the job's entry in Hello.
+func (j *job) report() agentproto.JobReport {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	r := agentproto.JobReport{RunID: j.id, State: j.state}
+	if j.res != nil {
+		r.ExitCode, r.Reason, r.Message = j.res.ExitCode, j.res.Reason, j.res.Message
+	}
+	r.Logs.Stdout = fileSize(filepath.Join(j.dir, runner.StdoutFile))
+	r.Logs.Stderr = fileSize(filepath.Join(j.dir, runner.StderrFile))
+	return r
+}
+
+// attach makes s the job's session after Welcome: it sends Started if
+// Hello missed it, the output s lacks from the offsets s holds, and how the
+// job ended if it has.
+func (j *job) attach(s *session, from agentproto.Offsets, reported agentproto.JobState) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.forgotten {
+		return
+	}
+	j.sess = s
+	if reported == agentproto.JobStarting && j.state != agentproto.JobStarting && j.pid != 0 {
+		if s.send(agentproto.Message{Type: agentproto.TypeStarted, RunID: j.id, PID: j.pid, Time: time.Now()}) != nil {
+			j.sess = nil
+			return
+		}
+	}
+	for i, st := range []runner.Stream{runner.Stdout, runner.Stderr} {
+		off := from.Stdout
+		if st == runner.Stderr {
+			off = from.Stderr
+		}
+		n, err := j.resend(s, st, off)
+		if err != nil {
+			j.a.log.Warn("agent: resending output", "runId", j.id, "stream", st, "err", err)
+		}
+		if j.sess == nil {
+			return
+		}
+		j.sent[i] = off + n
+	}
+	if j.state == agentproto.JobExited {
+		j.sendEnd()
+	}
+}
+
+// resend sends stream st from off to the end of its log file and returns
+// the bytes sent; j.mu must be held.
+func (j *job) resend(s *session, st runner.Stream, off int64) (int64, error) {
+	f, err := os.Open(filepath.Join(j.dir, st.File()))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	var n int64
+	for {
+		k, err := f.ReadAt(buf, off+n)
+		if k > 0 {
+			if s.send(agentproto.Message{Type: agentproto.TypeLog, RunID: j.id, Stream: string(st), Offset: off + n, Data: buf[:k]}) != nil {
+				j.sess = nil
+				return n, nil
+			}
+			n += int64(k)
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("read %s: %w", st.File(), err)
+		}
+	}
+}
+
+// detach stops sending to s.
+func (j *job) detach(s *session) {
+	j.mu.Lock()
+	if j.sess == s {
+		j.sess = nil
+	}
+	j.mu.Unlock()
+}
+
+// forget marks an ended job acknowledged and removes its journal entry; it
+// reports false, doing nothing, if the job has not ended.
+func (j *job) forget() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.state != agentproto.JobExited {
+		return false
+	}
+	j.forgotten = true
+	j.sess = nil
+	if err := os.Remove(filepath.Join(j.dir, journalFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		j.a.log.Warn("agent: removing journal", "runId", j.id, "err", err)
+	}
+	return true
+}
+
+func fileSize(name string) int64 {
+	fi, err := os.Stat(name)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}

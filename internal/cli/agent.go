@@ -1,0 +1,64 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"kumo/internal/agent"
+)
+
+// agentOptions are the flags of kumo agent.
+type agentOptions struct {
+	nodeID, workDir, url, caFile, credentialFile string
+	heartbeat                                    time.Duration
+}
+
+func newCmdAgent() *cobra.Command {
+	o := &agentOptions{}
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run a node agent in the foreground",
+		Long: `Run a node agent in the foreground until SIGINT or SIGTERM.
+
+The agent connects out to the control plane at --url with the node credential
+read from --credential-file, registers as --node-id, and runs the jobs the
+control plane sends it in --work-dir. Node providers start it; you rarely run
+it by hand.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			cred, err := os.ReadFile(o.credentialFile)
+			if err != nil {
+				return fmt.Errorf("read credential: %w", err)
+			}
+			return agent.Run(ctx, agent.Config{
+				NodeID:            o.nodeID,
+				WorkDir:           o.workDir,
+				URL:               o.url,
+				CAFile:            o.caFile,
+				Credential:        strings.TrimSpace(string(cred)),
+				HeartbeatInterval: o.heartbeat,
+				Log:               slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.nodeID, "node-id", "", "this node's ID (required)")
+	f.StringVar(&o.workDir, "work-dir", "", "directory for job files (required)")
+	f.StringVar(&o.url, "url", "", "control plane URL, e.g. https://10.0.0.1:8443 (required)")
+	f.StringVar(&o.caFile, "ca-file", "", "PEM certificates to trust for --url (default: the system's)")
+	f.StringVar(&o.credentialFile, "credential-file", "", "file holding the node credential (required)")
+	f.DurationVar(&o.heartbeat, "heartbeat-interval", 0, "heartbeat interval when the server does not set one (default 5s)")
+	for _, name := range []string{"node-id", "work-dir", "url", "credential-file"} {
+		_ = cmd.MarkFlagRequired(name)
+	}
+	return cmd
+}
