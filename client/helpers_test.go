@@ -119,6 +119,7 @@ func cluster(name string, state api.ProvisioningState, current, minNodes int32) 
 				},
 				CurrentNodeCount: current,
 				TargetNodeCount:  minNodes,
+				NodeStateCounts:  &api.NodeStateCounts{IdleNodeCount: current},
 			},
 		},
 	}

@@ -79,6 +79,7 @@ func cluster(name string, state api.ProvisioningState, current, minNodes, maxNod
 				},
 				AllocationState:  api.AllocationSteady,
 				CurrentNodeCount: current, TargetNodeCount: current,
+				NodeStateCounts: &api.NodeStateCounts{IdleNodeCount: current},
 			},
 		},
 	}

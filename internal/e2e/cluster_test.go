@@ -343,3 +343,38 @@ func TestLocalComputeRunsOnHost(t *testing.T) {
 		t.Errorf("local job log = %q", log)
 	}
 }
+
+// TestWaitForTwoNodes: the source document's flow ends with real nodes:
+// creating a cluster with min 2 waits, printing progress, until both are
+// ready.
+func TestWaitForTwoNodes(t *testing.T) {
+	s := startServer(t, "", fastNodes...)
+	out, err := run(t, s.dir, "compute", "create", "--name", "pool", "--size", "STANDARD_D2_V2", "--min-instances", "2", "--max-instances", "2")
+	if err != nil {
+		t.Fatalf("create: %v\n%s", err, out)
+	}
+	for _, want := range []string{`Provisioning operation finished, operation "Succeeded"`, "Minimum number of nodes requested have been provisioned"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("create output lacks %q:\n%s", want, out)
+		}
+	}
+	c := getCompute(t, s, "pool")
+	if n := c.Properties.Properties.NodeStateCounts; n.IdleNodeCount != 2 {
+		t.Errorf("after create: %+v, want 2 idle nodes", *n)
+	}
+	status, raw := s.request(context.Background(), "POST", workspacePath+"/computes/pool/listNodes", nil)
+	var nodes api.NodeList
+	if status != 200 || json.Unmarshal(raw, &nodes) != nil || len(nodes.Nodes) != 2 {
+		t.Fatalf("listNodes: %d %s", status, raw)
+	}
+	ports := map[int32]bool{}
+	for _, n := range nodes.Nodes {
+		if n.NodeID == "" || n.PrivateIPAddress == "" || n.Port < 50000 || n.NodeState != api.NodeIdle {
+			t.Errorf("node %+v: want an ID, an address, an SSH port ≥ 50000 and state idle", n)
+		}
+		ports[n.Port] = true
+	}
+	if len(ports) != 2 {
+		t.Errorf("nodes share an SSH port: %+v", nodes.Nodes)
+	}
+}
