@@ -3,6 +3,7 @@ package cli
 import (
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -21,7 +22,8 @@ func addServerCommands(root *cobra.Command) {
 // upOptions are the flags of kumo up.
 type upOptions struct {
 	daemon.Options
-	pollMS int
+	pollMS     int
+	cpuProfile string
 }
 
 func newCmdUp() *cobra.Command {
@@ -42,6 +44,17 @@ kumo CLI and the Go SDK find the server.`,
 			defer stop()
 			o.Out = cmd.OutOrStdout()
 			o.PollInterval = time.Duration(o.pollMS) * time.Millisecond
+			if o.cpuProfile != "" {
+				f, err := os.Create(o.cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			return daemon.Run(ctx, o.Options)
 		},
 	}
@@ -52,7 +65,10 @@ kumo CLI and the Go SDK find the server.`,
 	f.StringVar(&o.CertFile, "tls-cert", "", "PEM certificate to serve instead of the self-signed one")
 	f.StringVar(&o.KeyFile, "tls-key", "", "PEM private key of --tls-cert")
 	f.Float64Var(&o.CPUOvercommit, "cpu-overcommit", daemon.DefaultCPUOvercommit, "node vCPUs offered per host core in region local")
+	f.Float64Var(&o.MemoryOvercommit, "memory-overcommit", daemon.DefaultMemoryOvercommit, "node memory offered per byte of host memory in region local")
 	f.IntVar(&o.pollMS, "poll-interval-ms", 500, "Retry-After-Ms sent to clients polling long-running operations")
+	f.StringVar(&o.cpuProfile, "cpu-profile", "", "write a CPU profile of the control plane to this file (for performance work)")
+	_ = f.MarkHidden("cpu-profile")
 	f.DurationVar(&o.HeartbeatInterval, "heartbeat-interval", 5*time.Second, "how often node agents report")
 	f.DurationVar(&o.HeartbeatTimeout, "heartbeat-timeout", 30*time.Second, "how long a silent node stays usable before it is replaced")
 	f.DurationVar(&o.BootTimeout, "boot-timeout", 2*time.Minute, "how long a new node may take to register")

@@ -58,6 +58,9 @@ type Options struct {
 	// CPUOvercommit multiplies the host's cores to bound the vCPUs of the
 	// sizes region local offers; zero means DefaultCPUOvercommit.
 	CPUOvercommit float64
+	// MemoryOvercommit multiplies the host's memory likewise; zero means
+	// DefaultMemoryOvercommit.
+	MemoryOvercommit float64
 	// PollInterval is the Retry-After-Ms sent on long-running operations.
 	PollInterval time.Duration
 	// HeartbeatInterval is how often node agents report; zero means 5s.
@@ -79,6 +82,11 @@ type Options struct {
 // DefaultCPUOvercommit is how many vCPUs of node sizes region local offers
 // per host core: nodes share cores, as jobs rarely keep every vCPU busy.
 const DefaultCPUOvercommit = 4.0
+
+// DefaultMemoryOvercommit is how much node memory region local offers per
+// byte of host memory: none beyond the host's, as memory cannot be shared
+// the way cores are.
+const DefaultMemoryOvercommit = 1.0
 
 // Run starts the control plane and blocks until ctx ends, then shuts down
 // cleanly: it stops accepting requests, lets running ones finish, stops the
@@ -157,8 +165,12 @@ func Run(ctx context.Context, o Options) error {
 	if cpuOver <= 0 {
 		cpuOver = DefaultCPUOvercommit
 	}
-	regions := map[string]model.Region{DefaultRegion: model.NewRegion(DefaultRegion, "local", hostCapacity(cpuOver))}
-	rt, err := newRuntime(o, st, regions, base, cpuOver)
+	if o.MemoryOvercommit <= 0 {
+		o.MemoryOvercommit = DefaultMemoryOvercommit
+	}
+	o.CPUOvercommit = cpuOver
+	regions := map[string]model.Region{DefaultRegion: model.NewRegion(DefaultRegion, "local", hostCapacity(cpuOver, o.MemoryOvercommit))}
+	rt, err := newRuntime(o, st, regions, base)
 	if err != nil {
 		ln.Close()
 		return err
@@ -261,9 +273,9 @@ func clientHost(addr, host string) string {
 }
 
 // hostCapacity measures this host for region local: cores × cpuOvercommit,
-// total memory, and NVIDIA GPUs visible through /proc/driver/nvidia.
-func hostCapacity(cpuOvercommit float64) model.Host {
-	h := model.Host{VCPUs: float64(runtime.NumCPU()) * cpuOvercommit, MemoryGB: memTotalGB()}
+// total memory × memOvercommit, and NVIDIA GPUs visible through /proc/driver/nvidia.
+func hostCapacity(cpuOvercommit, memOvercommit float64) model.Host {
+	h := model.Host{VCPUs: float64(runtime.NumCPU()) * cpuOvercommit, MemoryGB: memTotalGB() * memOvercommit}
 	if entries, err := os.ReadDir("/proc/driver/nvidia/gpus"); err == nil {
 		h.GPUs = len(entries)
 	}

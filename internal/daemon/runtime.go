@@ -24,7 +24,7 @@ type nodeRuntime struct {
 	scaler   *autoscale.Autoscaler
 }
 
-func newRuntime(o Options, st store.Store, regions map[string]model.Region, base string, cpuOver float64) (*nodeRuntime, error) {
+func newRuntime(o Options, st store.Store, regions map[string]model.Region, base string) (*nodeRuntime, error) {
 	files, err := jobfiles.New(filepath.Join(o.DataDir, "files"))
 	if err != nil {
 		return nil, err
@@ -33,7 +33,7 @@ func newRuntime(o Options, st store.Store, regions map[string]model.Region, base
 	rt.hub = hub.New(hub.Config{Store: st, Files: files, HeartbeatInterval: o.HeartbeatInterval, Changed: rt.changed, Log: o.Log})
 	rt.dispatch = dispatch.New(dispatch.Config{Store: st, Sender: rt.hub, Run: hub.RunMessage, Files: files,
 		LocalDir: filepath.Join(o.DataDir, "local-jobs"), Changed: rt.changed, Log: o.Log})
-	lp, err := local.New(local.Config{Dir: filepath.Join(o.DataDir, "nodes"), CPUOvercommit: cpuOver})
+	lp, err := local.New(local.Config{Dir: filepath.Join(o.DataDir, "nodes"), CPUOvercommit: o.CPUOvercommit, MemoryOvercommit: o.MemoryOvercommit})
 	if err != nil {
 		return nil, fmt.Errorf("start local node provider: %w", err)
 	}

@@ -20,7 +20,7 @@ import (
 // within seconds in tests.
 var fastNodes = []string{"--heartbeat-interval", "200ms", "--heartbeat-timeout", "3s", "--boot-timeout", "30s"}
 
-func createCluster(t *testing.T, s *server, name string, min, max int, idle string) {
+func createCluster(t testing.TB, s *server, name string, min, max int, idle string) {
 	t.Helper()
 	body := map[string]any{"properties": map[string]any{"computeType": "AmlCompute", "properties": map[string]any{
 		"vmSize": "Standard_D2_v2", "scaleSettings": map[string]any{"minNodeCount": min, "maxNodeCount": max, "nodeIdleTimeBeforeScaleDown": idle}}}}
@@ -33,7 +33,7 @@ func createCluster(t *testing.T, s *server, name string, min, max int, idle stri
 	})
 }
 
-func getCompute(t *testing.T, s *server, name string) api.ComputeResource {
+func getCompute(t testing.TB, s *server, name string) api.ComputeResource {
 	t.Helper()
 	status, raw := s.request(context.Background(), "GET", workspacePath+"/computes/"+name, nil)
 	if status != 200 {
@@ -46,7 +46,7 @@ func getCompute(t *testing.T, s *server, name string) api.ComputeResource {
 	return c
 }
 
-func submitJob(t *testing.T, s *server, name, compute, command string) {
+func submitJob(t testing.TB, s *server, name, compute, command string) {
 	t.Helper()
 	body := api.JobResource{Properties: &api.JobProperties{JobType: "Command", Command: command, ComputeID: compute}}
 	if status, raw := s.request(context.Background(), "PUT", workspacePath+"/jobs/"+name, body); status != 201 {
@@ -54,7 +54,7 @@ func submitJob(t *testing.T, s *server, name, compute, command string) {
 	}
 }
 
-func getJob(t *testing.T, s *server, name string) api.JobResource {
+func getJob(t testing.TB, s *server, name string) api.JobResource {
 	t.Helper()
 	status, raw := s.request(context.Background(), "GET", workspacePath+"/jobs/"+name, nil)
 	if status != 200 {
@@ -67,7 +67,7 @@ func getJob(t *testing.T, s *server, name string) api.JobResource {
 	return j
 }
 
-func waitJob(t *testing.T, s *server, name string, timeout time.Duration) api.JobResource {
+func waitJob(t testing.TB, s *server, name string, timeout time.Duration) api.JobResource {
 	t.Helper()
 	var j api.JobResource
 	waitFor(t, timeout, "job "+name+" to end", func() (bool, string) {
@@ -91,7 +91,7 @@ func jobLog(t *testing.T, s *server, name string) string {
 }
 
 // waitFor polls cond every 50 ms until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	last := ""

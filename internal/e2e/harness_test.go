@@ -57,7 +57,7 @@ type clientConfig struct {
 
 // server is a running `kumo up` process.
 type server struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string // working directory: holds .kumo/ and the data dir
 	cmd  *exec.Cmd
 	base string
@@ -88,7 +88,7 @@ var servingRE = regexp.MustCompile(`serving on (https?://\S+)`)
 
 // startServer runs kumo up in dir (a fresh temp dir when "") on a free
 // port and waits until /healthz answers.
-func startServer(t *testing.T, dir string, extra ...string) *server {
+func startServer(t testing.TB, dir string, extra ...string) *server {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()

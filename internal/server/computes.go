@@ -434,7 +434,11 @@ func int32p(v int) *int32 {
 // status. Secrets are never included.
 func (s *Server) computeResource(ctx context.Context, c model.Compute) api.ComputeResource {
 	res := s.computeSettings(c)
-	if v, err := s.viewOf(ctx, c); err == nil {
+	v, err := s.viewOf(ctx, c)
+	if err == nil {
+		err = v.loadJobs(ctx, s)
+	}
+	if err == nil {
 		v.apply(s, res.Properties.Properties)
 	} else {
 		s.log.Error("compute status", "compute", c.ID, "err", err)

@@ -370,7 +370,9 @@ func (s *Server) jobResource(ctx context.Context, j model.Job, views map[string]
 			views[j.ComputeID] = v
 		}
 		if v != nil {
-			p.PendingReason = v.pendingReason(j.ID)
+			if pos, err := s.store.JobCountAhead(ctx, j.ComputeID, model.JobQueued, j.Seq); err == nil {
+				p.PendingReason = v.pendingReason(pos)
+			}
 		}
 	}
 	return api.JobResource{ID: j.ID, Name: j.Name, Type: api.TypeJob,

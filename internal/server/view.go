@@ -16,9 +16,12 @@ type computeView struct {
 	compute model.Compute
 	status  model.ComputeStatus
 	nodes   []model.Node
-	queued  []model.Job // in FIFO order
-	running int         // jobs preparing, running or finalizing
+	queued  []model.Job             // the head of the queue, in FIFO order, at most maxQueuedShown
+	jobs    map[model.JobStatus]int // counts by status
 }
+
+// maxQueuedShown bounds how many queued jobs a compute's answer lists.
+const maxQueuedShown = 50
 
 func (s *Server) loadComputeView(ctx context.Context, computeID string) (*computeView, error) {
 	c, err := s.store.ComputeGet(ctx, computeID)
@@ -38,18 +41,18 @@ func (s *Server) viewOf(ctx context.Context, c model.Compute) (*computeView, err
 	if v.nodes, err = s.store.NodeListByCompute(ctx, c.ID); err != nil {
 		return nil, err
 	}
-	jobs, err := s.store.JobListByCompute(ctx, c.ID, model.JobQueued, model.JobPreparing, model.JobRunning, model.JobFinalizing)
-	if err != nil {
-		return nil, err
-	}
-	for _, j := range jobs {
-		if j.Status == model.JobQueued {
-			v.queued = append(v.queued, j)
-		} else {
-			v.running++
-		}
-	}
 	return v, nil
+}
+
+// loadJobs adds the job counts and the head of the queue, which the
+// compute's own answer shows and a job's pending reason does not need.
+func (v *computeView) loadJobs(ctx context.Context, s *Server) error {
+	var err error
+	if v.jobs, err = s.store.JobCountByCompute(ctx, v.compute.ID); err != nil {
+		return err
+	}
+	v.queued, err = s.store.JobHead(ctx, v.compute.ID, model.JobQueued, maxQueuedShown)
+	return err
 }
 
 func (v *computeView) counts() api.NodeStateCounts {
@@ -73,17 +76,13 @@ func (v *computeView) counts() api.NodeStateCounts {
 	return n
 }
 
-// pendingReason says why the queued job jobID waits.
-func (v *computeView) pendingReason(jobID string) *api.PendingReason {
-	pos := -1
-	for i, j := range v.queued {
-		if j.ID == jobID {
-			pos = i
-		}
-	}
-	if pos < 0 {
-		return nil
-	}
+func (v *computeView) running() int {
+	return v.jobs[model.JobPreparing] + v.jobs[model.JobRunning] + v.jobs[model.JobFinalizing]
+}
+
+// pendingReason says why a queued job waits; pos is its place in the
+// queue, from 0.
+func (v *computeView) pendingReason(pos int) *api.PendingReason {
 	c := v.counts()
 	booting := int(c.PreparingNodeCount)
 	switch {
@@ -121,8 +120,8 @@ func (v *computeView) apply(s *Server, p *api.AmlComputeProperties) {
 	for _, e := range v.status.Errors {
 		p.Errors = append(p.Errors, api.ErrorResponse{Error: &api.ErrorDetail{Code: e.Code, Message: e.Message}})
 	}
-	p.QueuedJobCount, p.RunningJobCount = int32(len(v.queued)), int32(v.running)
-	for _, j := range v.queued {
-		p.QueuedJobs = append(p.QueuedJobs, api.QueuedJob{Name: j.Name, PendingReason: v.pendingReason(j.ID)})
+	p.QueuedJobCount, p.RunningJobCount = int32(v.jobs[model.JobQueued]), int32(v.running())
+	for i, j := range v.queued {
+		p.QueuedJobs = append(p.QueuedJobs, api.QueuedJob{Name: j.Name, PendingReason: v.pendingReason(i)})
 	}
 }

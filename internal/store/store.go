@@ -110,6 +110,18 @@ type Store interface {
 	// JobListByCompute returns a compute's jobs whose status is one of
 	// statuses, in Seq order (FIFO).
 	JobListByCompute(ctx context.Context, computeID string, statuses ...model.JobStatus) ([]model.Job, error)
+	// JobHead returns the first limit jobs of a compute with the given
+	// status, in Seq order (the head of its queue).
+	JobHead(ctx context.Context, computeID string, status model.JobStatus, limit int) ([]model.Job, error)
+	// JobCountByCompute counts a compute's jobs by status; statuses with no
+	// jobs are absent.
+	JobCountByCompute(ctx context.Context, computeID string) (map[model.JobStatus]int, error)
+	// JobCountAhead counts a compute's jobs with the given status whose Seq
+	// is below seq (a queued job's place in the queue).
+	JobCountAhead(ctx context.Context, computeID string, status model.JobStatus, seq int64) (int, error)
+	// JobComputeIDs returns the distinct compute IDs of jobs whose status
+	// is one of statuses, in no particular order.
+	JobComputeIDs(ctx context.Context, statuses ...model.JobStatus) ([]string, error)
 	// JobListByStatus returns every job, in any workspace, whose status is
 	// one of statuses, in Seq order.
 	JobListByStatus(ctx context.Context, statuses ...model.JobStatus) ([]model.Job, error)

@@ -218,18 +218,30 @@ func (a *Autoscaler) Stop() {
 	a.wg.Wait()
 }
 
+// minPassGap is the least time between two scaling passes of one compute.
+const minPassGap = 20 * time.Millisecond
+
 func (a *Autoscaler) runScaling(ctx context.Context) {
 	resync := time.NewTicker(a.cfg.Resync)
 	defer resync.Stop()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	a.enqueueAll(ctx)
+	lastRun := map[string]time.Time{}
 	for {
 		for {
 			id, ok := a.pop()
 			if !ok || ctx.Err() != nil {
 				break
 			}
+			// Coalesce bursts: under a stream of job changes a compute is
+			// looked at most once per minPassGap, which bounds the cost of
+			// autoscaling at hundreds of jobs a second.
+			if since := time.Since(lastRun[id]); since < minPassGap {
+				a.after(id, minPassGap-since)
+				continue
+			}
+			lastRun[id] = time.Now()
 			res, err := a.Reconcile(ctx, id)
 			switch {
 			case err != nil && ctx.Err() == nil:

@@ -132,19 +132,15 @@ func (a *Autoscaler) Reconcile(ctx context.Context, computeID string) (Result, e
 		*s = computeState{lastFailure: s.lastFailure} // a node made after the last failure came up
 	}
 
-	jobs, err := st.JobListByCompute(ctx, comp.ID, model.JobQueued, model.JobPreparing, model.JobRunning, model.JobFinalizing)
+	// Jobs take one node each until gang scheduling, so counting them is
+	// enough, and stays cheap with thousands queued.
+	counts, err := st.JobCountByCompute(ctx, comp.ID)
 	if err != nil {
-		return Result{}, fmt.Errorf("list jobs: %w", err)
+		return Result{}, fmt.Errorf("count jobs: %w", err)
 	}
-	var queued, running, demand int
-	for _, j := range jobs {
-		demand += max(j.InstanceCount, 1)
-		if j.Status == model.JobQueued {
-			queued++
-		} else {
-			running++
-		}
-	}
+	queued := counts[model.JobQueued]
+	running := counts[model.JobPreparing] + counts[model.JobRunning] + counts[model.JobFinalizing]
+	demand := queued + running
 	minN, maxN := comp.Scale.MinNodes, comp.Scale.MaxNodes
 	target := min(max(demand, minN), maxN)
 	active := countStates(nodes, model.NodePreparing, model.NodeIdle, model.NodeRunning)

@@ -137,14 +137,14 @@ func (d *Dispatcher) Stop() {
 
 // resyncAll marks every compute with active jobs dirty.
 func (d *Dispatcher) resyncAll(ctx context.Context) {
-	jobs, err := d.cfg.Store.JobListByStatus(ctx, model.JobQueued, model.JobPreparing, model.JobRunning, model.JobFinalizing)
+	ids, err := d.cfg.Store.JobComputeIDs(ctx, model.JobQueued, model.JobPreparing, model.JobRunning, model.JobFinalizing)
 	if err != nil {
 		d.cfg.Log.Error("dispatch resync", "err", err)
 		return
 	}
 	d.mu.Lock()
-	for _, j := range jobs {
-		d.dirty[j.ComputeID] = true
+	for _, id := range ids {
+		d.dirty[id] = true
 	}
 	d.mu.Unlock()
 }
@@ -165,31 +165,40 @@ func (d *Dispatcher) Reconcile(ctx context.Context, computeID string) error {
 		return d.local.reconcile(ctx, computeID)
 	}
 	st := d.cfg.Store
-	jobs, err := st.JobListByCompute(ctx, computeID, model.JobQueued, model.JobPreparing, model.JobRunning)
-	if err != nil {
-		return fmt.Errorf("list jobs: %w", err)
-	}
-	var queued []model.Job
-	for _, j := range jobs {
-		switch {
-		case j.Status == model.JobQueued:
-			queued = append(queued, j)
-		case j.CancelRequested && j.NodeID != "":
-			_ = d.cfg.Sender.Send(j.NodeID, agentproto.Message{Type: agentproto.TypeCancel, RunID: j.RunID})
-		}
-	}
-	if len(queued) == 0 {
-		return nil
-	}
 	nodes, err := st.NodeListByCompute(ctx, computeID)
 	if err != nil {
 		return fmt.Errorf("list nodes: %w", err)
 	}
 	var idle []model.Node
+	busy := 0
 	for _, n := range nodes {
-		if n.State == model.NodeIdle && n.JobID == "" && d.cfg.Sender.Connected(n.ID) {
+		switch {
+		case n.State == model.NodeIdle && n.JobID == "" && d.cfg.Sender.Connected(n.ID):
 			idle = append(idle, n)
+		case n.JobID != "":
+			busy++
 		}
+	}
+	if busy > 0 {
+		// Tell nodes about cancels (again: the first message may have been
+		// lost with a connection).
+		started, err := st.JobListByCompute(ctx, computeID, model.JobPreparing, model.JobRunning)
+		if err != nil {
+			return fmt.Errorf("list started jobs: %w", err)
+		}
+		for _, j := range started {
+			if j.CancelRequested && j.NodeID != "" {
+				_ = d.cfg.Sender.Send(j.NodeID, agentproto.Message{Type: agentproto.TypeCancel, RunID: j.RunID})
+			}
+		}
+	}
+	if len(idle) == 0 {
+		return nil
+	}
+	// Only the head of the queue matters: one job per idle node.
+	queued, err := st.JobHead(ctx, computeID, model.JobQueued, len(idle))
+	if err != nil {
+		return fmt.Errorf("list queued jobs: %w", err)
 	}
 	// Longest idle first, so that recently busy nodes reach their idle
 	// timeout and scale down.

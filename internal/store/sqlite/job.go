@@ -274,3 +274,64 @@ func preconditionOrNotFound(err error) error {
 	}
 	return err
 }
+
+// JobHead implements store.Store.
+func (s *Store) JobHead(ctx context.Context, computeID string, status model.JobStatus, limit int) ([]model.Job, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	q := `SELECT ` + jobColumns + ` FROM jobs WHERE compute_key = ? AND status = ? ORDER BY seq, id_key LIMIT ?`
+	js, err := query(ctx, s, scanJob, q, fold(computeID), status, limit)
+	if err != nil {
+		return nil, fmt.Errorf("job head of %s: %w", computeID, err)
+	}
+	return js, nil
+}
+
+// JobCountByCompute implements store.Store.
+func (s *Store) JobCountByCompute(ctx context.Context, computeID string) (map[model.JobStatus]int, error) {
+	type row struct {
+		status model.JobStatus
+		n      int
+	}
+	rows, err := query(ctx, s, func(sc scanner) (row, error) {
+		var r row
+		err := sc.Scan(&r.status, &r.n)
+		return r, err
+	}, `SELECT status, count(*) FROM jobs WHERE compute_key = ? GROUP BY status`, fold(computeID))
+	if err != nil {
+		return nil, fmt.Errorf("job count of %s: %w", computeID, err)
+	}
+	out := make(map[model.JobStatus]int, len(rows))
+	for _, r := range rows {
+		out[r.status] = r.n
+	}
+	return out, nil
+}
+
+// JobCountAhead implements store.Store.
+func (s *Store) JobCountAhead(ctx context.Context, computeID string, status model.JobStatus, seq int64) (int, error) {
+	var n int
+	err := s.queryRow(ctx, `SELECT count(*) FROM jobs WHERE compute_key = ? AND status = ? AND seq < ?`, fold(computeID), status, seq).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("job count ahead in %s: %w", computeID, err)
+	}
+	return n, nil
+}
+
+// JobComputeIDs implements store.Store.
+func (s *Store) JobComputeIDs(ctx context.Context, statuses ...model.JobStatus) ([]string, error) {
+	if len(statuses) == 0 {
+		return nil, nil
+	}
+	in, args := inStatuses(statuses)
+	ids, err := query(ctx, s, func(sc scanner) (string, error) {
+		var id string
+		err := sc.Scan(&id)
+		return id, err
+	}, `SELECT min(compute_id) FROM jobs WHERE status IN `+in+` GROUP BY compute_key`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("job compute IDs %v: %w", statuses, err)
+	}
+	return ids, nil
+}

@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,7 @@ var jobTests = []test{
 	{"ListByCompute", testJobListByCompute},
 	{"ListByStatus", testJobListByStatus},
 	{"MaxSeq", testJobMaxSeq},
+	{"QueueQueries", testJobQueueQueries},
 	{"Update", testJobUpdate},
 	{"UpdateRunIDConflict", testJobUpdateRunIDConflict},
 	{"UpdatePrecondition", testJobUpdatePrecondition},
@@ -543,4 +545,59 @@ func testJobUpdateRace(t *testing.T, s store.Store) {
 			t.Errorf("node %s is %s, want %s", node.ID, node.State, want)
 		}
 	}
+}
+
+// testJobQueueQueries covers the cheap queue views: the head of a queue,
+// counts by status, a job's place, and which computes have work.
+func testJobQueueQueries(t *testing.T, s store.Store) {
+	ws := newWorkspace("sub1", "rg", "ws")
+	var jobs []model.Job
+	for i, st := range []model.JobStatus{model.JobQueued, model.JobRunning, model.JobQueued, model.JobQueued, model.JobCompleted} {
+		j := newJob(ws, fmt.Sprintf("j%d", i), "cpu", int64(10-i))
+		j.Status = st
+		mustCreateJob(t, s, j)
+		jobs = append(jobs, j)
+	}
+	other := newJob(ws, "o1", "gpu", 1)
+	mustCreateJob(t, s, other)
+	cpu := ws.ID + "/computes/CPU" // compute IDs match case-insensitively
+
+	head, err := s.JobHead(t.Context(), cpu, model.JobQueued, 2)
+	if err != nil {
+		t.Fatalf("JobHead: %v", err)
+	}
+	if got := names(head); fmt.Sprint(got) != "[j3 j2]" {
+		t.Errorf("JobHead(queued, 2) = %v, want [j3 j2] (lowest Seq first)", got)
+	}
+	counts, err := s.JobCountByCompute(t.Context(), cpu)
+	if err != nil {
+		t.Fatalf("JobCountByCompute: %v", err)
+	}
+	want := map[model.JobStatus]int{model.JobQueued: 3, model.JobRunning: 1, model.JobCompleted: 1}
+	if diff := cmp.Diff(want, counts); diff != "" {
+		t.Errorf("JobCountByCompute (-want +got):\n%s", diff)
+	}
+	ahead, err := s.JobCountAhead(t.Context(), cpu, model.JobQueued, jobs[0].Seq)
+	if err != nil {
+		t.Fatalf("JobCountAhead: %v", err)
+	}
+	if ahead != 2 {
+		t.Errorf("JobCountAhead of j0 = %d, want 2", ahead)
+	}
+	ids, err := s.JobComputeIDs(t.Context(), model.JobQueued, model.JobRunning)
+	if err != nil {
+		t.Fatalf("JobComputeIDs: %v", err)
+	}
+	sort.Strings(ids)
+	if diff := cmp.Diff([]string{ws.ID + "/computes/cpu", ws.ID + "/computes/gpu"}, ids); diff != "" {
+		t.Errorf("JobComputeIDs (-want +got):\n%s", diff)
+	}
+}
+
+func names(js []model.Job) []string {
+	var out []string
+	for _, j := range js {
+		out = append(out, j.Name)
+	}
+	return out
 }
