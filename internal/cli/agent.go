@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -35,6 +36,12 @@ it by hand.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// The agent waits on processes and sockets; one P keeps many
+			// agents on one host from spinning schedulers against each
+			// other and the jobs. GOMAXPROCS in the environment wins.
+			if os.Getenv("GOMAXPROCS") == "" {
+				runtime.GOMAXPROCS(1)
+			}
 			cred, err := os.ReadFile(o.credentialFile)
 			if err != nil {
 				return fmt.Errorf("read credential: %w", err)

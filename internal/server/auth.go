@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 
 	"kumo/api"
 	"kumo/internal/model"
@@ -40,7 +42,7 @@ func (s *Server) authorize(min model.Role, h handlerFunc) handlerFunc {
 			return errorf(http.StatusUnauthorized, api.CodeAuthenticationFailed,
 				"a bearer token is required: send 'Authorization: Bearer <token>' (create one with 'kumo token create')")
 		}
-		t, err := s.store.TokenGetByHash(r.Context(), secret.HashToken(strings.TrimSpace(tok)))
+		t, err := s.tokens.get(r.Context(), s.store, secret.HashToken(strings.TrimSpace(tok)), s.now())
 		if errors.Is(err, store.ErrNotFound) || (err == nil && !t.RevokedAt.IsZero()) {
 			return errorf(http.StatusUnauthorized, api.CodeAuthenticationFailed, "the bearer token is not valid or has been revoked")
 		}
@@ -53,4 +55,51 @@ func (s *Server) authorize(min model.Role, h handlerFunc) handlerFunc {
 		}
 		return h(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, t)))
 	}
+}
+
+// tokenTTL is how long a looked-up token is trusted without reading the
+// store again. A revoke through this server clears the cache at once; one
+// through another replica takes effect here within tokenTTL.
+const tokenTTL = 2 * time.Second
+
+// maxCachedTokens bounds the cache; past it the cache starts over.
+const maxCachedTokens = 1024
+
+// tokenCache remembers recent token lookups, so that a busy client does
+// not cost a store read per request.
+type tokenCache struct {
+	mu sync.Mutex
+	m  map[string]cachedToken // by hash
+}
+
+type cachedToken struct {
+	token   model.Token
+	expires time.Time
+}
+
+func (c *tokenCache) get(ctx context.Context, st store.Store, hash string, now time.Time) (model.Token, error) {
+	c.mu.Lock()
+	e, ok := c.m[hash]
+	c.mu.Unlock()
+	if ok && now.Before(e.expires) {
+		return e.token, nil
+	}
+	t, err := st.TokenGetByHash(ctx, hash)
+	if err != nil {
+		return t, err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxCachedTokens {
+		c.m = map[string]cachedToken{}
+	}
+	c.m[hash] = cachedToken{token: t, expires: now.Add(tokenTTL)}
+	c.mu.Unlock()
+	return t, nil
+}
+
+// clear forgets every cached token (after a revoke).
+func (c *tokenCache) clear() {
+	c.mu.Lock()
+	c.m = nil
+	c.mu.Unlock()
 }

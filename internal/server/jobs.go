@@ -77,7 +77,9 @@ func (s *Server) jobPut(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.jobsChanged(j.ComputeID)
-	writeJSON(w, http.StatusCreated, s.jobResource(ctx, j, nil))
+	// The answer skips the pending reason: the job was queued a moment ago,
+	// and submitting must stay cheap; GET gives it.
+	writeJSON(w, http.StatusCreated, s.jobResource(ctx, j, nil, false))
 	return nil
 }
 
@@ -194,7 +196,7 @@ func (s *Server) jobGet(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, s.jobResource(r.Context(), j, nil))
+	writeJSON(w, http.StatusOK, s.jobResource(r.Context(), j, nil, true))
 	return nil
 }
 
@@ -216,7 +218,7 @@ func (s *Server) jobList(w http.ResponseWriter, r *http.Request) error {
 	}
 	views := map[string]*computeView{}
 	for _, j := range jobs {
-		out.Value = append(out.Value, s.jobResource(ctx, j, views))
+		out.Value = append(out.Value, s.jobResource(ctx, j, views, true))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -341,8 +343,9 @@ func (s *Server) computeEvents(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// jobResource renders a job; views caches compute views across a list.
-func (s *Server) jobResource(ctx context.Context, j model.Job, views map[string]*computeView) api.JobResource {
+// jobResource renders a job; with withReason, a queued job gets its pending
+// reason, and views caches compute views across a list.
+func (s *Server) jobResource(ctx context.Context, j model.Job, views map[string]*computeView, withReason bool) api.JobResource {
 	computeName := j.ComputeID[strings.LastIndex(j.ComputeID, "/")+1:]
 	env := j.Env
 	p := &api.JobProperties{
@@ -360,7 +363,7 @@ func (s *Server) jobResource(ctx context.Context, j model.Job, views map[string]
 	if j.Error != nil {
 		p.Error = &api.ErrorDetail{Code: j.Error.Code, Message: j.Error.Message}
 	}
-	if j.Status == model.JobQueued {
+	if j.Status == model.JobQueued && withReason {
 		if views == nil {
 			views = map[string]*computeView{}
 		}

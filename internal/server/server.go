@@ -64,6 +64,7 @@ type Server struct {
 	log       *slog.Logger
 	mux       *http.ServeMux
 	files     *jobfiles.Files
+	tokens    tokenCache
 	changed   func(string)
 	seqMu     sync.Mutex
 	seq       int64 // last FIFO sequence number handed out

@@ -53,6 +53,7 @@ func (s *Server) tokenCreate(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) tokenRevoke(w http.ResponseWriter, r *http.Request) error {
 	err := s.store.TokenRevoke(r.Context(), r.PathValue("id"), s.now().UTC())
+	s.tokens.clear()
 	if errors.Is(err, store.ErrNotFound) {
 		return errorf(http.StatusNotFound, api.CodeResourceNotFound, "token %q was not found", r.PathValue("id"))
 	}
