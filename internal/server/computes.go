@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -229,6 +230,16 @@ func (s *Server) computePut(w http.ResponseWriter, r *http.Request) error {
 		}
 		c.Name, c.Credentials = existing.Name, existing.Credentials
 		c.CreatedAt, c.CreatedBy = existing.CreatedAt, existing.CreatedBy
+		if sameSettings(c, existing) && existing.State != model.StateFailed {
+			// Nothing to change: the PUT is answered with the compute as it
+			// is and its latest operation, without a write, so repeated
+			// and concurrent identical PUTs agree and never conflict.
+			prevOp, err := s.store.OperationGet(ctx, existing.OperationID)
+			if err != nil {
+				return err
+			}
+			return s.answerPut(w, r, existing, prevOp, http.StatusOK)
+		}
 		c.State, op.Kind = model.StateUpdating, model.OpUpdate
 		if existing.State == model.StateCreating || existing.State == model.StateFailed {
 			c.State, op.Kind = model.StateCreating, model.OpCreate
@@ -243,6 +254,14 @@ func (s *Server) computePut(w http.ResponseWriter, r *http.Request) error {
 		return s.answerPut(w, r, c, op, http.StatusOK)
 	}
 	return errorf(http.StatusConflict, api.CodeConflict, "compute %q is being changed by many requests at once; retry", req.Name)
+}
+
+// sameSettings reports whether a requested compute c asks for nothing
+// different from existing.
+func sameSettings(c, existing model.Compute) bool {
+	return c.Description == existing.Description && maps.Equal(c.Tags, existing.Tags) &&
+		c.VMSize == existing.VMSize && c.Priority == existing.Priority && c.Scale == existing.Scale &&
+		c.RemoteLogin == existing.RemoteLogin && c.Credentials == existing.Credentials
 }
 
 func (s *Server) answerPut(w http.ResponseWriter, r *http.Request, c model.Compute, op model.Operation, status int) error {
