@@ -79,11 +79,7 @@ func (s *Server) computeList(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	out := api.ComputeList{Value: []api.ComputeResource{}}
-	if len(cs) > s.page {
-		cs = cs[:s.page]
-		q := url.Values{"api-version": {apiVersion(r)}, "$skipToken": {strings.ToLower(cs[len(cs)-1].Name)}}
-		out.NextLink = baseURL(r) + r.URL.Path + "?" + q.Encode()
-	}
+	cs, out.NextLink = pageOf(r, cs, s.page, func(c model.Compute) string { return c.Name })
 	for _, c := range cs {
 		out.Value = append(out.Value, s.computeResource(r.Context(), c))
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -211,11 +210,7 @@ func (s *Server) jobList(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	out := api.JobList{Value: []api.JobResource{}}
-	if len(jobs) > s.page {
-		jobs = jobs[:s.page]
-		q := url.Values{"api-version": {apiVersion(r)}, "$skipToken": {strings.ToLower(jobs[len(jobs)-1].Name)}}
-		out.NextLink = baseURL(r) + r.URL.Path + "?" + q.Encode()
-	}
+	jobs, out.NextLink = pageOf(r, jobs, s.page, func(j model.Job) string { return j.Name })
 	views := map[string]*computeView{}
 	for _, j := range jobs {
 		out.Value = append(out.Value, s.jobResource(ctx, j, views, true))

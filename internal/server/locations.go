@@ -90,29 +90,49 @@ func (s *Server) usedVCPUs(ctx context.Context, ws model.Workspace, reg model.Re
 	return used, nil
 }
 
-func (s *Server) usages(w http.ResponseWriter, r *http.Request) error {
-	ctx := r.Context()
+// workspaceQuotas is a workspace and the quota limits that apply to it.
+type workspaceQuotas struct {
+	ws     model.Workspace
+	quotas []model.Quota
+}
+
+// regionQuotas lists, for every workspace of the path's subscription in the
+// path's region, the quotas that apply to it.
+func (s *Server) regionQuotas(ctx context.Context, r *http.Request) (model.Region, []workspaceQuotas, error) {
 	reg, err := s.loadRegion(r)
 	if err != nil {
-		return err
+		return reg, nil, err
 	}
 	wss, err := s.regionWorkspaces(ctx, r, reg)
+	if err != nil {
+		return reg, nil, err
+	}
+	var out []workspaceQuotas
+	for _, ws := range wss {
+		stored, err := s.store.QuotaList(ctx, ws.ID)
+		if err != nil {
+			return reg, nil, err
+		}
+		out = append(out, workspaceQuotas{ws: ws, quotas: effectiveQuotas(reg, ws, stored)})
+	}
+	return reg, out, nil
+}
+
+func (s *Server) usages(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	reg, all, err := s.regionQuotas(ctx, r)
 	if err != nil {
 		return err
 	}
 	out := api.UsageList{Value: []api.Usage{}}
-	for _, ws := range wss {
-		quotas, err := s.store.QuotaList(ctx, ws.ID)
+	for _, wq := range all {
+		used, err := s.usedVCPUs(ctx, wq.ws, reg)
 		if err != nil {
 			return err
 		}
-		used, err := s.usedVCPUs(ctx, ws, reg)
-		if err != nil {
-			return err
-		}
-		for _, q := range effectiveQuotas(reg, ws, quotas) {
+		for _, q := range wq.quotas {
 			out.Value = append(out.Value, api.Usage{
-				ID: ws.ID + "/usages/" + q.Family, AMLWorkspaceLocation: ws.Location, Type: api.ProviderNamespace + "/workspaces/usages",
+				ID: wq.ws.ID + "/usages/" + q.Family, AMLWorkspaceLocation: wq.ws.Location, Type: api.ProviderNamespace + "/workspaces/usages",
 				Unit: "Count", CurrentValue: used[q.Family], Limit: q.Limit,
 				Name: api.UsageName{Value: q.Family, LocalizedValue: familyLabel(q.Family)},
 			})
@@ -142,24 +162,15 @@ func effectiveQuotas(reg model.Region, ws model.Workspace, stored []model.Quota)
 }
 
 func (s *Server) quotas(w http.ResponseWriter, r *http.Request) error {
-	ctx := r.Context()
-	reg, err := s.loadRegion(r)
-	if err != nil {
-		return err
-	}
-	wss, err := s.regionWorkspaces(ctx, r, reg)
+	_, all, err := s.regionQuotas(r.Context(), r)
 	if err != nil {
 		return err
 	}
 	out := api.QuotaList{Value: []api.ResourceQuota{}}
-	for _, ws := range wss {
-		stored, err := s.store.QuotaList(ctx, ws.ID)
-		if err != nil {
-			return err
-		}
-		for _, q := range effectiveQuotas(reg, ws, stored) {
+	for _, wq := range all {
+		for _, q := range wq.quotas {
 			out.Value = append(out.Value, api.ResourceQuota{
-				ID: ws.ID + "/quotas/" + q.Family, AMLWorkspaceLocation: ws.Location, Type: api.TypeQuota,
+				ID: wq.ws.ID + "/quotas/" + q.Family, AMLWorkspaceLocation: wq.ws.Location, Type: api.TypeQuota,
 				Name: api.UsageName{Value: q.Family, LocalizedValue: familyLabel(q.Family)}, Limit: q.Limit, Unit: "Count",
 			})
 		}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -223,4 +224,16 @@ func (s *Server) loadWorkspace(ctx context.Context, r *http.Request) (model.Work
 		return ws, errorf(http.StatusNotFound, api.CodeParentNotFound, "workspace %q was not found in resource group %q", r.PathValue("ws"), r.PathValue("rg"))
 	}
 	return ws, err
+}
+
+// pageOf cuts a list read with one row more than a page (Limit: page+1) to
+// the page, and returns the absolute nextLink that continues after its last
+// row, or "" on the last page.
+func pageOf[T any](r *http.Request, rows []T, page int, name func(T) string) ([]T, string) {
+	if len(rows) <= page {
+		return rows, ""
+	}
+	rows = rows[:page]
+	q := url.Values{"api-version": {apiVersion(r)}, "$skipToken": {strings.ToLower(name(rows[len(rows)-1]))}}
+	return rows, baseURL(r) + r.URL.Path + "?" + q.Encode()
 }

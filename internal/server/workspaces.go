@@ -3,7 +3,6 @@ package server
 import (
 	"errors"
 	"net/http"
-	"net/url"
 	"sort"
 	"strings"
 
@@ -45,11 +44,7 @@ func (s *Server) workspaceList(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	out := api.WorkspaceList{Value: []api.Workspace{}}
-	if len(wss) > s.page {
-		wss = wss[:s.page]
-		q := url.Values{"api-version": {apiVersion(r)}, "$skipToken": {strings.ToLower(wss[len(wss)-1].Name)}}
-		out.NextLink = baseURL(r) + r.URL.Path + "?" + q.Encode()
-	}
+	wss, out.NextLink = pageOf(r, wss, s.page, func(w model.Workspace) string { return w.Name })
 	for _, ws := range wss {
 		out.Value = append(out.Value, s.workspaceResource(ws))
 	}

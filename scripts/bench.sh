@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Prints kumo's performance figures, as recorded in BENCHMARKS.md. Run it on
+# an otherwise idle machine; it takes about two minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+run() {
+	echo "== $*"
+	go test -run '^$' -timeout 30m "$@" | grep -E '^Benchmark'
+}
+
+# Submit → process started on an idle node (one node, 1,000 trivial jobs).
+run -bench 'BenchmarkSubmitToStart$' -benchtime 1000x ./internal/e2e
+# Queued job → the node provider's Create call (1,000 jobs).
+run -bench 'BenchmarkQueuedToCreate$' -benchtime 1000x ./internal/controller/autoscale
+# Trivial jobs completed per second through an 8-node local cluster.
+run -bench 'BenchmarkThroughput8Nodes$' -benchtime 3000x ./internal/e2e
+# This host's ceiling: bare process spawns, and one job through the runner.
+run -bench 'BenchmarkSpawnShell$|BenchmarkRunTrivial$' -benchtime 2000x ./internal/runner
