@@ -98,6 +98,13 @@ func Run(ctx context.Context, o Options) error {
 	if o.DataDir == "" {
 		o.DataDir = ".kumo-data"
 	}
+	// Node agents run in their own directories; every path handed to them
+	// must be absolute.
+	dataDir, err := filepath.Abs(o.DataDir)
+	if err != nil {
+		return fmt.Errorf("data directory %q: %w", o.DataDir, err)
+	}
+	o.DataDir = dataDir
 	if o.TLS == "" {
 		o.TLS = TLSAuto
 	}
@@ -178,7 +185,12 @@ func Run(ctx context.Context, o Options) error {
 	prov := provision.New(provision.Config{Store: st, Finalizer: rt.scaler, Log: o.Log})
 	srv := server.New(server.Config{Store: st, Regions: regions, Provisioner: prov, PollInterval: o.PollInterval, Log: o.Log,
 		Files: rt.files, Changed: rt.changed, Agents: rt.hub.Routes()})
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug)}
+	// Requests run under serveCtx, which ends when shutdown starts, so
+	// that long-lived ones (log followers) end instead of holding it up.
+	serveCtx, endRequests := context.WithCancel(context.WithoutCancel(ctx))
+	defer endRequests()
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
+		BaseContext: func(net.Listener) context.Context { return serveCtx }}
 
 	if owner != nil {
 		fmt.Fprintf(o.Out, "Created the owner API token (shown only once; kumo keeps only its hash):\n  %s\n", owner.Secret)
@@ -205,6 +217,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	endRequests()
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := hs.Shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -378,3 +378,18 @@ func TestWaitForTwoNodes(t *testing.T) {
 		t.Errorf("nodes share an SSH port: %+v", nodes.Nodes)
 	}
 }
+
+// TestRelativeDataDir: kumo up with the README's relative data directory
+// gets working nodes (agents run in their own directories).
+func TestRelativeDataDir(t *testing.T) {
+	s := startServer(t, "", append(fastNodes, "--data-dir", "rel-data")...)
+	createCluster(t, s, "rel", 1, 1, "PT1M")
+	waitFor(t, 30*time.Second, "a node to register", func() (bool, string) {
+		c := getCompute(t, s, "rel")
+		return c.Properties.Properties.NodeStateCounts.IdleNodeCount == 1, fmt.Sprintf("%+v", *c.Properties.Properties.NodeStateCounts)
+	})
+	submitJob(t, s, "rel-job", "rel", "echo ok")
+	if j := waitJob(t, s, "rel-job", 30*time.Second); j.Properties.Status != api.JobCompleted {
+		t.Errorf("job: %s %+v", j.Properties.Status, j.Properties.Error)
+	}
+}
