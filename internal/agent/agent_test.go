@@ -293,7 +293,7 @@ func TestDoneAfterReconnect(t *testing.T) {
 	fs.setRefuseAll(http.StatusServiceUnavailable)
 	c.Close()
 	open(t, gate)
-	journal := filepath.Join(ta.jobDir("r1"), journalFile)
+	journal := journalPath(ta.jobDir("r1"))
 	eventually(t, "journal to show the job ended", func() bool {
 		b, _ := os.ReadFile(journal)
 		var rec record
@@ -359,7 +359,7 @@ func TestRestart(t *testing.T) {
 			continue
 		}
 		b, _ := json.Marshal(rec)
-		if err := os.WriteFile(filepath.Join(dir, journalFile), b, 0o644); err != nil {
+		if err := os.WriteFile(journalPath(dir), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -126,7 +126,7 @@ func (j *job) execute() result {
 
 // failed is the result of a job that could not run.
 func (j *job) failed(err error) result {
-	os.MkdirAll(j.dir, 0o755) // for the journal
+	os.MkdirAll(j.dir, 0o755) // a job that never ran still gets its directory
 	if j.ctx.Err() != nil {
 		return result{Reason: reasonCanceled, Message: "canceled before the process started", Time: time.Now()}
 	}
@@ -343,7 +343,7 @@ func (j *job) forget() bool {
 	}
 	j.forgotten = true
 	j.sess = nil
-	if err := os.Remove(filepath.Join(j.dir, journalFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Remove(journalPath(j.dir)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		j.a.log.Warn("agent: removing journal", "runId", j.id, "err", err)
 	}
 	return true

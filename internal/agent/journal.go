@@ -13,8 +13,9 @@ import (
 	"kumo/internal/agentproto"
 )
 
-// journalFile is a job's journal, in its directory.
-const journalFile = "state.json"
+// journalPath is where a job's journal lives: beside the job's directory,
+// not in it, so that the job's own files do not show it.
+func journalPath(jobDir string) string { return jobDir + ".state.json" }
 
 // restartMessage is the Done message of a job the agent lost track of.
 const restartMessage = "agent restarted while the job ran"
@@ -42,9 +43,9 @@ func (j *job) writeJournal() {
 		Result: j.res, Artifacts: j.artifacts, Final: j.final,
 	})
 	if err == nil {
-		tmp := filepath.Join(j.dir, journalFile+".tmp")
+		tmp := journalPath(j.dir) + ".tmp"
 		if err = os.WriteFile(tmp, b, 0o644); err == nil {
-			err = os.Rename(tmp, filepath.Join(j.dir, journalFile))
+			err = os.Rename(tmp, journalPath(j.dir))
 		}
 	}
 	if err != nil {
@@ -66,7 +67,7 @@ func (a *agent) restore() error {
 			continue
 		}
 		dir := filepath.Join(a.jobsDir, e.Name())
-		b, err := os.ReadFile(filepath.Join(dir, journalFile))
+		b, err := os.ReadFile(journalPath(dir))
 		if errors.Is(err, os.ErrNotExist) {
 			continue // acknowledged
 		}
@@ -86,7 +87,7 @@ func (a *agent) restore() error {
 			if rec.PID > 0 && rec.PIDStart != 0 && procStart(rec.PID) == rec.PIDStart {
 				syscall.Kill(-rec.PID, syscall.SIGKILL)
 			}
-			j.res = &result{Reason: reasonError, Message: restartMessage, Time: fileTime(filepath.Join(dir, journalFile))}
+			j.res = &result{Reason: reasonError, Message: restartMessage, Time: fileTime(journalPath(dir))}
 			j.artifacts = hasFiles(filepath.Join(dir, "outputs")) || hasFiles(filepath.Join(dir, "logs"))
 			j.final = !j.artifacts
 		}
