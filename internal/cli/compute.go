@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"kumo/api"
+	"kumo/client"
 )
 
 // NewCmdCompute returns "kumo compute" and its subcommands, named as in
@@ -30,6 +31,22 @@ func NewCmdCompute(f *Factory) *cobra.Command {
 		NewCmdComputeEvents(f, nil),
 	)
 	return cmd
+}
+
+// computeNameFlag adds the required -n/--name, the compute cluster that
+// cmd acts on.
+func computeNameFlag(cmd *cobra.Command, name *string) {
+	cmd.Flags().StringVarP(name, "name", "n", "", "compute name (required)")
+	_ = cmd.MarkFlagRequired("name")
+}
+
+// loadCompute returns the compute target called name in the workspace.
+func (o *commonOptions) loadCompute(name string) (*client.ComputeTarget, error) {
+	ws, err := o.Workspace()
+	if err != nil {
+		return nil, err
+	}
+	return ws.ComputeTarget(o.Ctx, name)
 }
 
 // printComputes writes computes as a table or JSON. single prints one JSON

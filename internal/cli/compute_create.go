@@ -34,8 +34,9 @@ type ComputeCreateOptions struct {
 
 // NewCmdComputeCreate returns "kumo compute create".
 func NewCmdComputeCreate(f *Factory, runF func(*ComputeCreateOptions) error) *cobra.Command {
-	opts := &ComputeCreateOptions{commonOptions: commonOptions{IO: f.IO, Workspace: f.Workspace}}
+	opts := &ComputeCreateOptions{commonOptions: f.options()}
 	var sshPublic bool
+	run := runE(f, opts, runF, computeCreateRun)
 	cmd := &cobra.Command{
 		Use:   "create",
 		Short: "Create a compute cluster and wait for it",
@@ -45,14 +46,10 @@ func NewCmdComputeCreate(f *Factory, runF func(*ComputeCreateOptions) error) *co
 		Example: "  kumo compute create --name cpu-cluster --size STANDARD_D2_V2 --max-instances 4 --idle-time-before-scale-down 2400",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Ctx, opts.Output = cmd.Context(), f.Output
 			if cmd.Flags().Changed("ssh-public-access-enabled") {
 				opts.SSHPublicAccessEnabled = &sshPublic
 			}
-			if runF != nil {
-				return runF(opts)
-			}
-			return computeCreateRun(opts)
+			return run(cmd, args)
 		},
 	}
 	fl := cmd.Flags()

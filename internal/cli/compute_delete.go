@@ -19,31 +19,20 @@ type ComputeDeleteOptions struct {
 
 // NewCmdComputeDelete returns "kumo compute delete".
 func NewCmdComputeDelete(f *Factory, runF func(*ComputeDeleteOptions) error) *cobra.Command {
-	opts := &ComputeDeleteOptions{commonOptions: commonOptions{IO: f.IO, Workspace: f.Workspace}}
+	opts := &ComputeDeleteOptions{commonOptions: f.options()}
 	cmd := &cobra.Command{
 		Use:   "delete",
 		Short: "Delete a compute cluster and its nodes, and wait until it is gone",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Ctx, opts.Output = cmd.Context(), f.Output
-			if runF != nil {
-				return runF(opts)
-			}
-			return computeDeleteRun(opts)
-		},
+		RunE:  runE(f, opts, runF, computeDeleteRun),
 	}
-	cmd.Flags().StringVarP(&opts.Name, "name", "n", "", "compute name (required)")
+	computeNameFlag(cmd, &opts.Name)
 	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")
-	_ = cmd.MarkFlagRequired("name")
 	return cmd
 }
 
 func computeDeleteRun(opts *ComputeDeleteOptions) error {
-	ws, err := opts.Workspace()
-	if err != nil {
-		return err
-	}
-	ct, err := ws.ComputeTarget(opts.Ctx, opts.Name)
+	ct, err := opts.loadCompute(opts.Name)
 	if errors.Is(err, client.ErrComputeTargetNotFound) {
 		fmt.Fprintf(opts.IO.ErrOut, "Compute %s does not exist\n", opts.Name)
 		return nil

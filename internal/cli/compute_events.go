@@ -14,30 +14,19 @@ type ComputeEventsOptions struct {
 
 // NewCmdComputeEvents returns "kumo compute events".
 func NewCmdComputeEvents(f *Factory, runF func(*ComputeEventsOptions) error) *cobra.Command {
-	opts := &ComputeEventsOptions{commonOptions: commonOptions{IO: f.IO, Workspace: f.Workspace}}
+	opts := &ComputeEventsOptions{commonOptions: f.options()}
 	cmd := &cobra.Command{
 		Use:   "events",
 		Short: "List a compute cluster's scaling decisions and incidents, oldest first",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Ctx, opts.Output = cmd.Context(), f.Output
-			if runF != nil {
-				return runF(opts)
-			}
-			return computeEventsRun(opts)
-		},
+		RunE:  runE(f, opts, runF, computeEventsRun),
 	}
-	cmd.Flags().StringVarP(&opts.Name, "name", "n", "", "compute name (required)")
-	_ = cmd.MarkFlagRequired("name")
+	computeNameFlag(cmd, &opts.Name)
 	return cmd
 }
 
 func computeEventsRun(opts *ComputeEventsOptions) error {
-	ws, err := opts.Workspace()
-	if err != nil {
-		return err
-	}
-	ct, err := ws.ComputeTarget(opts.Ctx, opts.Name)
+	ct, err := opts.loadCompute(opts.Name)
 	if err != nil {
 		return err
 	}

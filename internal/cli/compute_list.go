@@ -15,18 +15,12 @@ type ComputeListOptions struct {
 
 // NewCmdComputeList returns "kumo compute list".
 func NewCmdComputeList(f *Factory, runF func(*ComputeListOptions) error) *cobra.Command {
-	opts := &ComputeListOptions{commonOptions: commonOptions{IO: f.IO, Workspace: f.Workspace}}
+	opts := &ComputeListOptions{commonOptions: f.options()}
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the workspace's compute clusters",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Ctx, opts.Output = cmd.Context(), f.Output
-			if runF != nil {
-				return runF(opts)
-			}
-			return computeListRun(opts)
-		},
+		RunE:  runE(f, opts, runF, computeListRun),
 	}
 	return cmd
 }

@@ -12,30 +12,19 @@ type ComputeListNodesOptions struct {
 
 // NewCmdComputeListNodes returns "kumo compute list-nodes".
 func NewCmdComputeListNodes(f *Factory, runF func(*ComputeListNodesOptions) error) *cobra.Command {
-	opts := &ComputeListNodesOptions{commonOptions: commonOptions{IO: f.IO, Workspace: f.Workspace}}
+	opts := &ComputeListNodesOptions{commonOptions: f.options()}
 	cmd := &cobra.Command{
 		Use:   "list-nodes",
 		Short: "List a compute cluster's nodes",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Ctx, opts.Output = cmd.Context(), f.Output
-			if runF != nil {
-				return runF(opts)
-			}
-			return computeListNodesRun(opts)
-		},
+		RunE:  runE(f, opts, runF, computeListNodesRun),
 	}
-	cmd.Flags().StringVarP(&opts.Name, "name", "n", "", "compute name (required)")
-	_ = cmd.MarkFlagRequired("name")
+	computeNameFlag(cmd, &opts.Name)
 	return cmd
 }
 
 func computeListNodesRun(opts *ComputeListNodesOptions) error {
-	ws, err := opts.Workspace()
-	if err != nil {
-		return err
-	}
-	ct, err := ws.ComputeTarget(opts.Ctx, opts.Name)
+	ct, err := opts.loadCompute(opts.Name)
 	if err != nil {
 		return err
 	}

@@ -15,18 +15,12 @@ type ComputeListSizesOptions struct {
 
 // NewCmdComputeListSizes returns "kumo compute list-sizes".
 func NewCmdComputeListSizes(f *Factory, runF func(*ComputeListSizesOptions) error) *cobra.Command {
-	opts := &ComputeListSizesOptions{commonOptions: commonOptions{IO: f.IO, Workspace: f.Workspace}}
+	opts := &ComputeListSizesOptions{commonOptions: f.options()}
 	cmd := &cobra.Command{
 		Use:   "list-sizes",
 		Short: "List the VM sizes offered in the workspace's location, with hourly prices",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Ctx, opts.Output = cmd.Context(), f.Output
-			if runF != nil {
-				return runF(opts)
-			}
-			return computeListSizesRun(opts)
-		},
+		RunE:  runE(f, opts, runF, computeListSizesRun),
 	}
 	return cmd
 }

@@ -11,18 +11,12 @@ type ComputeListUsageOptions struct {
 
 // NewCmdComputeListUsage returns "kumo compute list-usage".
 func NewCmdComputeListUsage(f *Factory, runF func(*ComputeListUsageOptions) error) *cobra.Command {
-	opts := &ComputeListUsageOptions{commonOptions: commonOptions{IO: f.IO, Workspace: f.Workspace}}
+	opts := &ComputeListUsageOptions{commonOptions: f.options()}
 	cmd := &cobra.Command{
 		Use:   "list-usage",
 		Short: "List vCPU usage against quota in the workspace's location",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Ctx, opts.Output = cmd.Context(), f.Output
-			if runF != nil {
-				return runF(opts)
-			}
-			return computeListUsageRun(opts)
-		},
+		RunE:  runE(f, opts, runF, computeListUsageRun),
 	}
 	return cmd
 }

@@ -18,30 +18,19 @@ type ComputeShowOptions struct {
 
 // NewCmdComputeShow returns "kumo compute show".
 func NewCmdComputeShow(f *Factory, runF func(*ComputeShowOptions) error) *cobra.Command {
-	opts := &ComputeShowOptions{commonOptions: commonOptions{IO: f.IO, Workspace: f.Workspace}}
+	opts := &ComputeShowOptions{commonOptions: f.options()}
 	cmd := &cobra.Command{
 		Use:   "show",
 		Short: "Show a compute cluster",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Ctx, opts.Output = cmd.Context(), f.Output
-			if runF != nil {
-				return runF(opts)
-			}
-			return computeShowRun(opts)
-		},
+		RunE:  runE(f, opts, runF, computeShowRun),
 	}
-	cmd.Flags().StringVarP(&opts.Name, "name", "n", "", "compute name (required)")
-	_ = cmd.MarkFlagRequired("name")
+	computeNameFlag(cmd, &opts.Name)
 	return cmd
 }
 
 func computeShowRun(opts *ComputeShowOptions) error {
-	ws, err := opts.Workspace()
-	if err != nil {
-		return err
-	}
-	ct, err := ws.ComputeTarget(opts.Ctx, opts.Name)
+	ct, err := opts.loadCompute(opts.Name)
 	if err != nil {
 		return err
 	}

@@ -20,15 +20,15 @@ type ComputeUpdateOptions struct {
 
 // NewCmdComputeUpdate returns "kumo compute update".
 func NewCmdComputeUpdate(f *Factory, runF func(*ComputeUpdateOptions) error) *cobra.Command {
-	opts := &ComputeUpdateOptions{commonOptions: commonOptions{IO: f.IO, Workspace: f.Workspace}}
+	opts := &ComputeUpdateOptions{commonOptions: f.options()}
 	var minN, maxN, idle int
+	run := runE(f, opts, runF, computeUpdateRun)
 	cmd := &cobra.Command{
 		Use:     "update",
 		Short:   "Change a compute cluster's scale settings",
 		Example: "  kumo compute update --name cpu-cluster --min-instances 1 --max-instances 8",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Ctx, opts.Output = cmd.Context(), f.Output
 			fl := cmd.Flags()
 			if fl.Changed("min-instances") {
 				opts.MinInstances = &minN
@@ -39,17 +39,13 @@ func NewCmdComputeUpdate(f *Factory, runF func(*ComputeUpdateOptions) error) *co
 			if fl.Changed("idle-time-before-scale-down") {
 				opts.IdleTimeBeforeScaleDown = &idle
 			}
-			if runF != nil {
-				return runF(opts)
-			}
-			return computeUpdateRun(opts)
+			return run(cmd, args)
 		},
 	}
-	cmd.Flags().StringVarP(&opts.Name, "name", "n", "", "compute name (required)")
+	computeNameFlag(cmd, &opts.Name)
 	cmd.Flags().IntVar(&minN, "min-instances", 0, "minimum number of nodes")
 	cmd.Flags().IntVar(&maxN, "max-instances", 0, "maximum number of nodes")
 	cmd.Flags().IntVar(&idle, "idle-time-before-scale-down", 0, "seconds a node sits idle before it is removed")
-	_ = cmd.MarkFlagRequired("name")
 	return cmd
 }
 
@@ -57,11 +53,7 @@ func computeUpdateRun(opts *ComputeUpdateOptions) error {
 	if opts.MinInstances == nil && opts.MaxInstances == nil && opts.IdleTimeBeforeScaleDown == nil {
 		return errors.New("nothing to update: give --min-instances, --max-instances or --idle-time-before-scale-down")
 	}
-	ws, err := opts.Workspace()
-	if err != nil {
-		return err
-	}
-	ct, err := ws.ComputeTarget(opts.Ctx, opts.Name)
+	ct, err := opts.loadCompute(opts.Name)
 	if err != nil {
 		return err
 	}

@@ -45,6 +45,32 @@ func jobName(args []string, flag string) (string, error) {
 	return "", errors.New("a job name is required: kumo job COMMAND NAME")
 }
 
+// withJobName makes cmd take the name of one job as its argument or by
+// -n/--name, as "az ml job" does, and store it in *name before run runs.
+func withJobName(cmd *cobra.Command, name *string, run func(*cobra.Command, []string) error) *cobra.Command {
+	var nameFlag string
+	cmd.Args = cobra.MaximumNArgs(1)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		n, err := jobName(args, nameFlag)
+		if err != nil {
+			return err
+		}
+		*name = n
+		return run(cmd, args)
+	}
+	cmd.Flags().StringVarP(&nameFlag, "name", "n", "", "job name (instead of the argument)")
+	return cmd
+}
+
+// loadJob returns the job called name in the workspace.
+func (o *commonOptions) loadJob(name string) (*client.Job, error) {
+	ws, err := o.Workspace()
+	if err != nil {
+		return nil, err
+	}
+	return ws.Job(o.Ctx, name)
+}
+
 // submitOptions are what job create and job submit share.
 type submitOptions struct {
 	commonOptions

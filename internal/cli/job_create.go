@@ -25,7 +25,7 @@ type JobCreateOptions struct {
 
 // NewCmdJobCreate returns "kumo job create".
 func NewCmdJobCreate(f *Factory, runF func(*JobCreateOptions) error) *cobra.Command {
-	opts := &JobCreateOptions{submitOptions: submitOptions{commonOptions: commonOptions{IO: f.IO, Workspace: f.Workspace}}}
+	opts := &JobCreateOptions{submitOptions: submitOptions{commonOptions: f.options()}}
 	cmd := &cobra.Command{
 		Use:   "create",
 		Short: "Submit a command job described by an AML v2 job YAML file",
@@ -37,13 +37,7 @@ ${{inputs.NAME}}), resources.instance_count, distribution, limits.timeout
 (seconds), name, display_name, experiment_name, description and tags. It warns
 about keys it does not use and prints the job's name.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Ctx, opts.Output = cmd.Context(), f.Output
-			if runF != nil {
-				return runF(opts)
-			}
-			return jobCreateRun(opts)
-		},
+		RunE: runE(f, opts, runF, jobCreateRun),
 	}
 	cmd.Flags().StringVarP(&opts.File, "file", "f", "", "command-job YAML file (required)")
 	cmd.Flags().StringVarP(&opts.Name, "name", "n", "", "job name (default: the file's name key, or a generated one)")

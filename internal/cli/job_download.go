@@ -16,26 +16,11 @@ type JobDownloadOptions struct {
 
 // NewCmdJobDownload returns "kumo job download NAME".
 func NewCmdJobDownload(f *Factory, runF func(*JobDownloadOptions) error) *cobra.Command {
-	opts := &JobDownloadOptions{commonOptions: commonOptions{IO: f.IO, Workspace: f.Workspace}}
-	var nameFlag string
-	cmd := &cobra.Command{
+	opts := &JobDownloadOptions{commonOptions: f.options()}
+	cmd := withJobName(&cobra.Command{
 		Use:   "download NAME",
 		Short: "Download a job's outputs/, logs/ and user_logs/",
-		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Ctx, opts.Output = cmd.Context(), f.Output
-			name, err := jobName(args, nameFlag)
-			if err != nil {
-				return err
-			}
-			opts.Name = name
-			if runF != nil {
-				return runF(opts)
-			}
-			return jobDownloadRun(opts)
-		},
-	}
-	cmd.Flags().StringVarP(&nameFlag, "name", "n", "", "job name (instead of the argument)")
+	}, &opts.Name, runE(f, opts, runF, jobDownloadRun))
 	cmd.Flags().StringVarP(&opts.DownloadPath, "download-path", "p", "", "directory to write to (default ./NAME)")
 	return cmd
 }
@@ -45,11 +30,7 @@ func jobDownloadRun(opts *JobDownloadOptions) error {
 	if dir == "" {
 		dir = opts.Name
 	}
-	ws, err := opts.Workspace()
-	if err != nil {
-		return err
-	}
-	job, err := ws.Job(opts.Ctx, opts.Name)
+	job, err := opts.loadJob(opts.Name)
 	if err != nil {
 		return err
 	}

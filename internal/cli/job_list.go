@@ -15,18 +15,12 @@ type JobListOptions struct {
 
 // NewCmdJobList returns "kumo job list".
 func NewCmdJobList(f *Factory, runF func(*JobListOptions) error) *cobra.Command {
-	opts := &JobListOptions{commonOptions: commonOptions{IO: f.IO, Workspace: f.Workspace}}
+	opts := &JobListOptions{commonOptions: f.options()}
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the workspace's jobs",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Ctx, opts.Output = cmd.Context(), f.Output
-			if runF != nil {
-				return runF(opts)
-			}
-			return jobListRun(opts)
-		},
+		RunE:  runE(f, opts, runF, jobListRun),
 	}
 	return cmd
 }

@@ -21,35 +21,15 @@ type JobShowOptions struct {
 
 // NewCmdJobShow returns "kumo job show NAME".
 func NewCmdJobShow(f *Factory, runF func(*JobShowOptions) error) *cobra.Command {
-	opts := &JobShowOptions{commonOptions: commonOptions{IO: f.IO, Workspace: f.Workspace}}
-	var nameFlag string
-	cmd := &cobra.Command{
+	opts := &JobShowOptions{commonOptions: f.options()}
+	return withJobName(&cobra.Command{
 		Use:   "show NAME",
 		Short: "Show a job: status, why it waits, exit code, error",
-		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Ctx, opts.Output = cmd.Context(), f.Output
-			name, err := jobName(args, nameFlag)
-			if err != nil {
-				return err
-			}
-			opts.Name = name
-			if runF != nil {
-				return runF(opts)
-			}
-			return jobShowRun(opts)
-		},
-	}
-	cmd.Flags().StringVarP(&nameFlag, "name", "n", "", "job name (instead of the argument)")
-	return cmd
+	}, &opts.Name, runE(f, opts, runF, jobShowRun))
 }
 
 func jobShowRun(opts *JobShowOptions) error {
-	ws, err := opts.Workspace()
-	if err != nil {
-		return err
-	}
-	job, err := ws.Job(opts.Ctx, opts.Name)
+	job, err := opts.loadJob(opts.Name)
 	if err != nil {
 		return err
 	}

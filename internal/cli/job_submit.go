@@ -27,7 +27,7 @@ type JobSubmitOptions struct {
 
 // NewCmdJobSubmit returns "kumo job submit".
 func NewCmdJobSubmit(f *Factory, runF func(*JobSubmitOptions) error) *cobra.Command {
-	opts := &JobSubmitOptions{submitOptions: submitOptions{commonOptions: commonOptions{IO: f.IO, Workspace: f.Workspace}}}
+	opts := &JobSubmitOptions{submitOptions: submitOptions{commonOptions: f.options()}}
 	cmd := &cobra.Command{
 		Use:   "submit",
 		Short: "Submit a command job given by flags",
@@ -35,13 +35,7 @@ func NewCmdJobSubmit(f *Factory, runF func(*JobSubmitOptions) error) *cobra.Comm
 
   kumo job submit --compute cpu-cluster --code ./src --command "python train.py" --env SEED=1`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Ctx, opts.Output = cmd.Context(), f.Output
-			if runF != nil {
-				return runF(opts)
-			}
-			return jobSubmitRun(opts)
-		},
+		RunE: runE(f, opts, runF, jobSubmitRun),
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&opts.Compute, "compute", "", "compute target: a cluster's name, azureml:NAME, or local (required)")

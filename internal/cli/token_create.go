@@ -17,19 +17,13 @@ type TokenCreateOptions struct {
 
 // NewCmdTokenCreate returns "kumo token create".
 func NewCmdTokenCreate(f *Factory, runF func(*TokenCreateOptions) error) *cobra.Command {
-	opts := &TokenCreateOptions{commonOptions: commonOptions{IO: f.IO, Workspace: f.Workspace}}
+	opts := &TokenCreateOptions{commonOptions: f.options()}
 	cmd := &cobra.Command{
 		Use:     "create",
 		Short:   "Create an API token and print its secret once",
 		Example: "  kumo token create --name ci --role contributor",
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Ctx, opts.Output = cmd.Context(), f.Output
-			if runF != nil {
-				return runF(opts)
-			}
-			return tokenCreateRun(opts)
-		},
+		RunE:    runE(f, opts, runF, tokenCreateRun),
 	}
 	cmd.Flags().StringVarP(&opts.Name, "name", "n", "", "token name (required)")
 	cmd.Flags().StringVar(&opts.Role, "role", string(api.RoleReader), "role: reader, contributor or owner")

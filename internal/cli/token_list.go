@@ -11,18 +11,12 @@ type TokenListOptions struct {
 
 // NewCmdTokenList returns "kumo token list".
 func NewCmdTokenList(f *Factory, runF func(*TokenListOptions) error) *cobra.Command {
-	opts := &TokenListOptions{commonOptions: commonOptions{IO: f.IO, Workspace: f.Workspace}}
+	opts := &TokenListOptions{commonOptions: f.options()}
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List API tokens, without their secrets",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Ctx, opts.Output = cmd.Context(), f.Output
-			if runF != nil {
-				return runF(opts)
-			}
-			return tokenListRun(opts)
-		},
+		RunE:  runE(f, opts, runF, tokenListRun),
 	}
 	return cmd
 }

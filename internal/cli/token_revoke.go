@@ -14,17 +14,15 @@ type TokenRevokeOptions struct {
 
 // NewCmdTokenRevoke returns "kumo token revoke ID".
 func NewCmdTokenRevoke(f *Factory, runF func(*TokenRevokeOptions) error) *cobra.Command {
-	opts := &TokenRevokeOptions{commonOptions: commonOptions{IO: f.IO, Workspace: f.Workspace}}
+	opts := &TokenRevokeOptions{commonOptions: f.options()}
+	run := runE(f, opts, runF, tokenRevokeRun)
 	cmd := &cobra.Command{
 		Use:   "revoke ID",
 		Short: "Revoke an API token",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Ctx, opts.Output, opts.ID = cmd.Context(), f.Output, args[0]
-			if runF != nil {
-				return runF(opts)
-			}
-			return tokenRevokeRun(opts)
+			opts.ID = args[0]
+			return run(cmd, args)
 		},
 	}
 	return cmd

@@ -37,6 +37,40 @@ type commonOptions struct {
 	Output string
 }
 
+// options returns the commonOptions of a command built from f.
+func (f *Factory) options() commonOptions {
+	return commonOptions{IO: f.IO, Workspace: f.Workspace}
+}
+
+func (o *commonOptions) common() *commonOptions { return o }
+
+// runE returns the RunE of a command whose Options embed commonOptions: it
+// sets the context and output format of opts, then calls runF, a test's
+// stand-in, or else run.
+func runE[O interface{ common() *commonOptions }](f *Factory, opts O, runF, run func(O) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		c := opts.common()
+		c.Ctx, c.Output = cmd.Context(), f.Output
+		if runF != nil {
+			return runF(opts)
+		}
+		return run(opts)
+	}
+}
+
+// namedWorkspace returns the configured workspace and name, or the
+// configured workspace's own name where name is "".
+func (o *commonOptions) namedWorkspace(name string) (*client.Workspace, string, error) {
+	ws, err := o.Workspace()
+	if err != nil {
+		return nil, "", err
+	}
+	if name == "" {
+		name = ws.Name()
+	}
+	return ws, name, nil
+}
+
 func printWorkspaces(w io.Writer, output string, single bool, wss []api.Workspace) error {
 	if output == OutputJSON {
 		if single && len(wss) == 1 {

@@ -18,19 +18,13 @@ type WorkspaceCreateOptions struct {
 
 // NewCmdWorkspaceCreate returns "kumo workspace create".
 func NewCmdWorkspaceCreate(f *Factory, runF func(*WorkspaceCreateOptions) error) *cobra.Command {
-	opts := &WorkspaceCreateOptions{commonOptions: commonOptions{IO: f.IO, Workspace: f.Workspace}}
+	opts := &WorkspaceCreateOptions{commonOptions: f.options()}
 	cmd := &cobra.Command{
 		Use:     "create",
 		Short:   "Create or update a workspace",
 		Example: "  kumo workspace create --name ws1 --location local --description 'team ML' --tags team=ml",
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Ctx, opts.Output = cmd.Context(), f.Output
-			if runF != nil {
-				return runF(opts)
-			}
-			return workspaceCreateRun(opts)
-		},
+		RunE:    runE(f, opts, runF, workspaceCreateRun),
 	}
 	cmd.Flags().StringVarP(&opts.Name, "name", "n", "", "workspace name (default: the configured workspace)")
 	cmd.Flags().StringVarP(&opts.Location, "location", "l", "local", "location")
@@ -44,13 +38,9 @@ func workspaceCreateRun(opts *WorkspaceCreateOptions) error {
 	if err != nil {
 		return err
 	}
-	ws, err := opts.Workspace()
+	ws, name, err := opts.namedWorkspace(opts.Name)
 	if err != nil {
 		return err
-	}
-	name := opts.Name
-	if name == "" {
-		name = ws.Name()
 	}
 	body := api.Workspace{
 		Location:   opts.Location,

@@ -16,18 +16,12 @@ type WorkspaceDeleteOptions struct {
 
 // NewCmdWorkspaceDelete returns "kumo workspace delete".
 func NewCmdWorkspaceDelete(f *Factory, runF func(*WorkspaceDeleteOptions) error) *cobra.Command {
-	opts := &WorkspaceDeleteOptions{commonOptions: commonOptions{IO: f.IO, Workspace: f.Workspace}}
+	opts := &WorkspaceDeleteOptions{commonOptions: f.options()}
 	cmd := &cobra.Command{
 		Use:   "delete",
 		Short: "Delete a workspace",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Ctx, opts.Output = cmd.Context(), f.Output
-			if runF != nil {
-				return runF(opts)
-			}
-			return workspaceDeleteRun(opts)
-		},
+		RunE:  runE(f, opts, runF, workspaceDeleteRun),
 	}
 	cmd.Flags().StringVarP(&opts.Name, "name", "n", "", "workspace name (required)")
 	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")

@@ -13,18 +13,12 @@ type WorkspaceListOptions struct {
 
 // NewCmdWorkspaceList returns "kumo workspace list".
 func NewCmdWorkspaceList(f *Factory, runF func(*WorkspaceListOptions) error) *cobra.Command {
-	opts := &WorkspaceListOptions{commonOptions: commonOptions{IO: f.IO, Workspace: f.Workspace}}
+	opts := &WorkspaceListOptions{commonOptions: f.options()}
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the workspaces of the resource group",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Ctx, opts.Output = cmd.Context(), f.Output
-			if runF != nil {
-				return runF(opts)
-			}
-			return workspaceListRun(opts)
-		},
+		RunE:  runE(f, opts, runF, workspaceListRun),
 	}
 	cmd.Flags().BoolVar(&opts.All, "all", false, "list the workspaces of every resource group of the subscription")
 	return cmd

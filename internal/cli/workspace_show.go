@@ -15,31 +15,21 @@ type WorkspaceShowOptions struct {
 
 // NewCmdWorkspaceShow returns "kumo workspace show".
 func NewCmdWorkspaceShow(f *Factory, runF func(*WorkspaceShowOptions) error) *cobra.Command {
-	opts := &WorkspaceShowOptions{commonOptions: commonOptions{IO: f.IO, Workspace: f.Workspace}}
+	opts := &WorkspaceShowOptions{commonOptions: f.options()}
 	cmd := &cobra.Command{
 		Use:   "show",
 		Short: "Show a workspace",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Ctx, opts.Output = cmd.Context(), f.Output
-			if runF != nil {
-				return runF(opts)
-			}
-			return workspaceShowRun(opts)
-		},
+		RunE:  runE(f, opts, runF, workspaceShowRun),
 	}
 	cmd.Flags().StringVarP(&opts.Name, "name", "n", "", "workspace name (default: the configured workspace)")
 	return cmd
 }
 
 func workspaceShowRun(opts *WorkspaceShowOptions) error {
-	ws, err := opts.Workspace()
+	ws, name, err := opts.namedWorkspace(opts.Name)
 	if err != nil {
 		return err
-	}
-	name := opts.Name
-	if name == "" {
-		name = ws.Name()
 	}
 	got, err := ws.GetWorkspace(opts.Ctx, name)
 	if err != nil {
