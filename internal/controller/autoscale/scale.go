@@ -315,6 +315,18 @@ func (a *Autoscaler) quotaFit(ctx context.Context, comp model.Compute, size mode
 	if err != nil {
 		return 0, "", fmt.Errorf("list computes: %w", err)
 	}
+	// One read of every node, counted per compute, rather than one read
+	// per compute: a workspace may hold many clusters.
+	all, err := st.NodeList(ctx)
+	if err != nil {
+		return 0, "", fmt.Errorf("list nodes: %w", err)
+	}
+	held := map[string]int64{}
+	for _, n := range all {
+		if n.State != model.NodeLeaving {
+			held[strings.ToLower(n.ComputeID)]++
+		}
+	}
 	for _, o := range others {
 		if strings.EqualFold(o.ID, comp.ID) {
 			continue
@@ -326,15 +338,7 @@ func (a *Autoscaler) quotaFit(ctx context.Context, comp model.Compute, size mode
 		if f, _ := model.QuotaLimit(nil, osize, o.Priority); f != family {
 			continue
 		}
-		ns, err := st.NodeListByCompute(ctx, o.ID)
-		if err != nil {
-			return 0, "", fmt.Errorf("list nodes of %s: %w", o.Name, err)
-		}
-		for _, n := range ns {
-			if n.State != model.NodeLeaving {
-				used += int64(osize.VCPUs)
-			}
-		}
+		used += held[strings.ToLower(o.ID)] * int64(osize.VCPUs)
 	}
 	fit := int((limit - used) / int64(max(size.VCPUs, 1)))
 	if limit < used {
