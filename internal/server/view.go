@@ -20,6 +20,9 @@ type computeView struct {
 	jobs    map[model.JobStatus]int // counts by status
 }
 
+// activeJobs are the statuses of jobs that hold or wait for a node.
+var activeJobs = []model.JobStatus{model.JobQueued, model.JobPreparing, model.JobRunning, model.JobFinalizing}
+
 // maxQueuedShown bounds how many queued jobs a compute's answer lists.
 const maxQueuedShown = 50
 
@@ -48,7 +51,7 @@ func (s *Server) viewOf(ctx context.Context, c model.Compute) (*computeView, err
 // compute's own answer shows and a job's pending reason does not need.
 func (v *computeView) loadJobs(ctx context.Context, s *Server) error {
 	var err error
-	if v.jobs, err = s.store.JobCountByCompute(ctx, v.compute.ID); err != nil {
+	if v.jobs, err = s.store.JobCountByCompute(ctx, v.compute.ID, activeJobs...); err != nil {
 		return err
 	}
 	v.queued, err = s.store.JobHead(ctx, v.compute.ID, model.JobQueued, maxQueuedShown)

@@ -113,9 +113,10 @@ type Store interface {
 	// JobHead returns the first limit jobs of a compute with the given
 	// status, in Seq order (the head of its queue).
 	JobHead(ctx context.Context, computeID string, status model.JobStatus, limit int) ([]model.Job, error)
-	// JobCountByCompute counts a compute's jobs by status; statuses with no
-	// jobs are absent.
-	JobCountByCompute(ctx context.Context, computeID string) (map[model.JobStatus]int, error)
+	// JobCountByCompute counts a compute's jobs whose status is one of
+	// statuses, by status; statuses with no jobs are absent. Its cost
+	// follows the jobs counted, not the compute's history.
+	JobCountByCompute(ctx context.Context, computeID string, statuses ...model.JobStatus) (map[model.JobStatus]int, error)
 	// JobCountAhead counts a compute's jobs with the given status whose Seq
 	// is below seq (a queued job's place in the queue).
 	JobCountAhead(ctx context.Context, computeID string, status model.JobStatus, seq int64) (int, error)

@@ -134,7 +134,7 @@ func (a *Autoscaler) Reconcile(ctx context.Context, computeID string) (Result, e
 
 	// Jobs take one node each until gang scheduling, so counting them is
 	// enough, and stays cheap with thousands queued.
-	counts, err := st.JobCountByCompute(ctx, comp.ID)
+	counts, err := st.JobCountByCompute(ctx, comp.ID, model.JobQueued, model.JobPreparing, model.JobRunning, model.JobFinalizing)
 	if err != nil {
 		return Result{}, fmt.Errorf("count jobs: %w", err)
 	}

@@ -289,7 +289,11 @@ func (s *Store) JobHead(ctx context.Context, computeID string, status model.JobS
 }
 
 // JobCountByCompute implements store.Store.
-func (s *Store) JobCountByCompute(ctx context.Context, computeID string) (map[model.JobStatus]int, error) {
+func (s *Store) JobCountByCompute(ctx context.Context, computeID string, statuses ...model.JobStatus) (map[model.JobStatus]int, error) {
+	if len(statuses) == 0 {
+		return map[model.JobStatus]int{}, nil
+	}
+	in, args := inStatuses(statuses)
 	type row struct {
 		status model.JobStatus
 		n      int
@@ -298,7 +302,7 @@ func (s *Store) JobCountByCompute(ctx context.Context, computeID string) (map[mo
 		var r row
 		err := sc.Scan(&r.status, &r.n)
 		return r, err
-	}, `SELECT status, count(*) FROM jobs WHERE compute_key = ? GROUP BY status`, fold(computeID))
+	}, `SELECT status, count(*) FROM jobs WHERE compute_key = ? AND status IN `+in+` GROUP BY status`, append([]any{fold(computeID)}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("job count of %s: %w", computeID, err)
 	}

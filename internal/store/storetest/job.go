@@ -569,7 +569,7 @@ func testJobQueueQueries(t *testing.T, s store.Store) {
 	if got := names(head); fmt.Sprint(got) != "[j3 j2]" {
 		t.Errorf("JobHead(queued, 2) = %v, want [j3 j2] (lowest Seq first)", got)
 	}
-	counts, err := s.JobCountByCompute(t.Context(), cpu)
+	counts, err := s.JobCountByCompute(t.Context(), cpu, model.JobQueued, model.JobRunning, model.JobCompleted, model.JobFailed)
 	if err != nil {
 		t.Fatalf("JobCountByCompute: %v", err)
 	}
