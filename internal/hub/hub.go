@@ -46,8 +46,7 @@ type Config struct {
 
 // Hub tracks connected agents. Its methods are safe for concurrent use.
 type Hub struct {
-	cfg     Config
-	started time.Time
+	cfg Config
 
 	mu       sync.Mutex
 	conns    map[string]*conn     // by node ID
@@ -60,6 +59,9 @@ type conn struct {
 	computeID string
 	enc       *agentproto.Encoder
 	rwc       io.Closer
+	// owns caches, by run ID, whether a job is this node's, so that a node
+	// writes only its own jobs' logs. Only the connection's reader uses it.
+	owns map[string]bool
 }
 
 // New returns a Hub.
@@ -76,7 +78,7 @@ func New(cfg Config) *Hub {
 	if cfg.Changed == nil {
 		cfg.Changed = func(string) {}
 	}
-	return &Hub{cfg: cfg, started: cfg.Now(), conns: map[string]*conn{}, lastSeen: map[string]time.Time{}}
+	return &Hub{cfg: cfg, conns: map[string]*conn{}, lastSeen: map[string]time.Time{}}
 }
 
 // ErrNotConnected is returned by Send for a node without a connection.
@@ -112,10 +114,6 @@ func (h *Hub) LastSeen(nodeID string) (time.Time, bool) {
 	t, ok := h.lastSeen[nodeID]
 	return t, ok
 }
-
-// Started returns when the hub started (the grace start for nodes not yet
-// seen).
-func (h *Hub) Started() time.Time { return h.started }
 
 // Close ends every agent connection and refuses new ones.
 func (h *Hub) Close() {
@@ -241,7 +239,7 @@ func (h *Hub) serveConnect(w http.ResponseWriter, r *http.Request) {
 	if err := brw.Flush(); err != nil {
 		return
 	}
-	c := &conn{nodeID: n.ID, computeID: n.ComputeID, enc: agentproto.NewEncoder(netConn), rwc: netConn}
+	c := &conn{nodeID: n.ID, computeID: n.ComputeID, enc: agentproto.NewEncoder(netConn), rwc: netConn, owns: map[string]bool{}}
 	dec := agentproto.NewDecoder(brw.Reader)
 	first, err := dec.Next()
 	if err != nil || first.Type != agentproto.TypeHello {

@@ -42,7 +42,7 @@ func (h *Hub) hello(ctx context.Context, c *conn, m agentproto.Message) error {
 		}
 		offsets[r.RunID] = agentproto.Offsets{Stdout: out, Stderr: errOut}
 		if r.State != agentproto.JobStarting && j.Status == model.JobPreparing {
-			if err := h.markRunning(ctx, j.RunID, h.cfg.Now()); err != nil {
+			if err := h.markRunning(ctx, j.RunID, c.nodeID, h.cfg.Now()); err != nil {
 				return err
 			}
 		}
@@ -64,7 +64,7 @@ func (h *Hub) hello(ctx context.Context, c *conn, m agentproto.Message) error {
 			case err != nil || j.Status.Terminal():
 				n.JobID = ""
 			case !reported[j.RunID] && j.Status == model.JobPreparing:
-				resend = append(resend, runMessage(j))
+				resend = append(resend, RunMessage(j))
 			case !reported[j.RunID]:
 				// The agent lost a job it had started (it was restarted
 				// without its journal): requeue it once.
@@ -106,15 +106,12 @@ func (h *Hub) hello(ctx context.Context, c *conn, m agentproto.Message) error {
 	return nil
 }
 
-// runMessage is the Run message for a job.
-func runMessage(j model.Job) agentproto.Message {
+// RunMessage is the Run message that starts j on a node.
+func RunMessage(j model.Job) agentproto.Message {
 	return agentproto.Message{Type: agentproto.TypeRun, Job: &agentproto.JobSpec{
 		RunID: j.RunID, Name: j.Name, Command: j.Command, Env: j.Env, SnapshotID: j.SnapshotID, Timeout: j.Timeout,
 	}}
 }
-
-// RunMessage is the Run message that starts j on a node.
-func RunMessage(j model.Job) agentproto.Message { return runMessage(j) }
 
 // lost requeues a job whose node lost it (once), or fails it, and frees the
 // node.
@@ -135,13 +132,17 @@ func (h *Hub) handle(ctx context.Context, c *conn, m agentproto.Message) error {
 	case agentproto.TypeHeartbeat:
 		return nil
 	case agentproto.TypeLog:
+		mine, err := h.owns(ctx, c, m.RunID)
+		if err != nil || !mine {
+			return err
+		}
 		return h.cfg.Files.Append(m.RunID, m.Stream, m.Offset, m.Data)
 	case agentproto.TypeStarted:
 		t := m.Time
 		if t.IsZero() {
 			t = h.cfg.Now()
 		}
-		return h.markRunning(ctx, m.RunID, t)
+		return h.markRunning(ctx, m.RunID, c.nodeID, t)
 	case agentproto.TypeExited:
 		return h.update(ctx, m.RunID, c.nodeID, func(j *model.Job) bool {
 			if j.Status != model.JobRunning && j.Status != model.JobPreparing {
@@ -159,8 +160,30 @@ func (h *Hub) handle(ctx context.Context, c *conn, m agentproto.Message) error {
 	return fmt.Errorf("unexpected message %q", m.Type)
 }
 
-func (h *Hub) markRunning(ctx context.Context, runID string, at time.Time) error {
-	return h.update(ctx, runID, "", func(j *model.Job) bool {
+// markRunning records that a job of nodeID started; a job of another node
+// is left alone.
+// owns reports whether a job is the connected node's (looked up once per
+// job and connection); another node's job's output is dropped.
+func (h *Hub) owns(ctx context.Context, c *conn, runID string) (bool, error) {
+	if mine, ok := c.owns[runID]; ok {
+		return mine, nil
+	}
+	j, err := h.cfg.Store.JobGetByRunID(ctx, runID)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if len(c.owns) > 1024 {
+		clear(c.owns)
+	}
+	c.owns[runID] = j.NodeID == c.nodeID
+	return c.owns[runID], nil
+}
+
+func (h *Hub) markRunning(ctx context.Context, runID, nodeID string, at time.Time) error {
+	return h.update(ctx, runID, nodeID, func(j *model.Job) bool {
 		if j.Status != model.JobPreparing {
 			return false
 		}

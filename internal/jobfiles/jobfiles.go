@@ -197,13 +197,6 @@ func (f *Files) Changed(runID string) <-chan struct{} {
 	return ch
 }
 
-// Wake wakes a job's followers (for example when the job ends).
-func (f *Files) Wake(runID string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.wakeLocked(runID)
-}
-
 // ReadLog copies stream from offset to w, returning the new offset. A job
 // with no output yet reads as empty.
 func (f *Files) ReadLog(runID, stream string, offset int64, w io.Writer) (int64, error) {
@@ -273,6 +266,14 @@ type subFS struct {
 	fs.FS
 	sub string
 }
+
+// ReadLink and Lstat pass through to the wrapped FS, so that tar.Writer.AddFS
+// can add the symlinks that SaveArtifacts accepts (an embedded fs.FS hides
+// them, and AddFS then fails on the first link).
+func (s subFS) ReadLink(name string) (string, error) { return fs.ReadLink(s.FS, name) }
+
+// Lstat is fs.Lstat of the wrapped FS.
+func (s subFS) Lstat(name string) (fs.FileInfo, error) { return fs.Lstat(s.FS, name) }
 
 // ReadDir lists only the chosen subdirectory at the top level.
 func (s subFS) ReadDir(name string) ([]fs.DirEntry, error) {

@@ -104,15 +104,10 @@ func (d *Dispatcher) Start(ctx context.Context) {
 		defer d.wg.Done()
 		t := time.NewTicker(d.cfg.Resync)
 		defer t.Stop()
+		// The first pass runs at once, over every compute with active
+		// jobs, rather than waiting for the first tick or Notify.
 		d.resyncAll(ctx)
 		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-d.kick:
-			case <-t.C:
-				d.resyncAll(ctx)
-			}
 			d.mu.Lock()
 			dirty := d.dirty
 			d.dirty = map[string]bool{}
@@ -121,6 +116,13 @@ func (d *Dispatcher) Start(ctx context.Context) {
 				if err := d.Reconcile(ctx, id); err != nil && ctx.Err() == nil {
 					d.cfg.Log.Error("dispatch", "compute", id, "err", err)
 				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-d.kick:
+			case <-t.C:
+				d.resyncAll(ctx)
 			}
 		}
 	}()
