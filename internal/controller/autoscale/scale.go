@@ -210,6 +210,11 @@ func (a *Autoscaler) Reconcile(ctx context.Context, computeID string) (Result, e
 // an event when a new reason blocks demand.
 func (a *Autoscaler) writeStatus(ctx context.Context, computeID string, prev model.ComputeStatus, s *computeState, nodes []model.Node, target int, blocked, detail string, now time.Time) error {
 	active := countStates(nodes, model.NodePreparing, model.NodeIdle, model.NodeRunning)
+	if active > target && countStates(nodes, model.NodeLeaving) == 0 {
+		// Nodes kept until their idle time runs out are the cluster's
+		// present target, not a resize in progress (as AML reports it).
+		target = active
+	}
 	status := model.ComputeStatus{
 		ComputeID:       computeID,
 		TargetNodes:     target,
