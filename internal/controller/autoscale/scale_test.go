@@ -236,6 +236,11 @@ func TestScaleDown(t *testing.T) {
 			if res.RequeueAfter != tt.wantAfter {
 				t.Errorf("RequeueAfter = %v, want %v", res.RequeueAfter, tt.wantAfter)
 			}
+			if st := e.status(c); got[model.NodePreparing] == 0 && (st.Allocation != AllocationSteady || st.TargetNodes != tt.wantIdle+tt.wantRun) {
+				// Idle nodes waiting out their idle time are kept on
+				// purpose: the cluster is steady at what it holds.
+				t.Errorf("status = %s target %d, want Steady at %d", st.Allocation, st.TargetNodes, tt.wantIdle+tt.wantRun)
+			}
 			var downs []string
 			for _, ev := range e.events(c) {
 				if strings.HasPrefix(ev, EventScaleDown+": ") {
