@@ -188,6 +188,10 @@ type NodeInformation struct {
 	Port             int32     `json:"port,omitempty"`
 	NodeState        NodeState `json:"nodeState"`
 	RunID            *string   `json:"runId"`
+
+	// kumo's additions (ignored by Azure SDKs).
+	Note   string `json:"note,omitempty"`   // e.g. that the size's limits are recorded only
+	Reason string `json:"reason,omitempty"` // why the node is unusable or leaving
 }
 
 // NodeList is one page of listNodes. NextLink is omitted on the last page.

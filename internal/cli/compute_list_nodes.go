@@ -35,13 +35,17 @@ func computeListNodesRun(opts *ComputeListNodesOptions) error {
 	if opts.Output == OutputJSON {
 		return printJSON(opts.IO.Out, nodes)
 	}
-	t := newTable(opts.IO.Out, "NODE ID", "STATE", "PRIVATE IP", "PUBLIC IP", "PORT", "RUN ID")
+	t := newTable(opts.IO.Out, "NODE ID", "STATE", "PRIVATE IP", "PUBLIC IP", "PORT", "RUN ID", "NOTE")
 	for _, n := range nodes {
 		run := "-"
 		if n.RunID != nil {
 			run = orDash(*n.RunID)
 		}
-		t.row(n.NodeID, n.NodeState, orDash(n.PrivateIPAddress), orDash(n.PublicIPAddress), n.Port, run)
+		note := n.Reason
+		if note == "" {
+			note = n.Note
+		}
+		t.row(n.NodeID, n.NodeState, orDash(n.PrivateIPAddress), orDash(n.PublicIPAddress), n.Port, run, orDash(note))
 	}
 	return t.flush()
 }
