@@ -46,7 +46,12 @@ func ifMatch(r *http.Request) string {
 	return strings.Trim(v, `"`)
 }
 
-func (s *Server) getCompute(ctx context.Context, r *http.Request) (model.Compute, error) {
+// loadCompute returns the compute in the path, or a 404 naming what is
+// missing: its workspace or the compute.
+func (s *Server) loadCompute(ctx context.Context, r *http.Request) (model.Compute, error) {
+	if _, err := s.loadWorkspace(ctx, r); err != nil {
+		return model.Compute{}, err
+	}
 	c, err := s.store.ComputeGet(ctx, computeID(r))
 	if errors.Is(err, store.ErrNotFound) {
 		return c, errorf(http.StatusNotFound, api.CodeResourceNotFound,
@@ -56,10 +61,7 @@ func (s *Server) getCompute(ctx context.Context, r *http.Request) (model.Compute
 }
 
 func (s *Server) computeGet(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.loadWorkspace(r.Context(), r); err != nil {
-		return err
-	}
-	c, err := s.getCompute(r.Context(), r)
+	c, err := s.loadCompute(r.Context(), r)
 	if err != nil {
 		return err
 	}
@@ -284,7 +286,7 @@ func (s *Server) computePatch(w http.ResponseWriter, r *http.Request) error {
 	ss := body.Properties.Properties.ScaleSettings
 	match := ifMatch(r)
 	for attempt := 0; attempt < maxPutAttempts; attempt++ {
-		c, err := s.getCompute(ctx, r)
+		c, err := s.loadCompute(ctx, r)
 		if err != nil {
 			return err
 		}
@@ -376,10 +378,7 @@ func (s *Server) computeDelete(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) computeListNodes(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	if _, err := s.loadWorkspace(ctx, r); err != nil {
-		return err
-	}
-	c, err := s.getCompute(ctx, r)
+	c, err := s.loadCompute(ctx, r)
 	if err != nil {
 		return err
 	}
@@ -402,10 +401,7 @@ func (s *Server) computeListNodes(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (s *Server) computeListKeys(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.loadWorkspace(r.Context(), r); err != nil {
-		return err
-	}
-	if _, err := s.getCompute(r.Context(), r); err != nil {
+	if _, err := s.loadCompute(r.Context(), r); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, api.ComputeSecrets{ComputeType: api.ComputeTypeAmlCompute})

@@ -319,10 +319,7 @@ func (s *Server) jobArtifacts(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) computeEvents(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	if _, err := s.loadWorkspace(ctx, r); err != nil {
-		return err
-	}
-	c, err := s.getCompute(ctx, r)
+	c, err := s.loadCompute(ctx, r)
 	if err != nil {
 		return err
 	}
