@@ -266,10 +266,15 @@ func TestWorkspaceRoutes(t *testing.T) {
 	if got.Location != "eastus" || got.Tags["team"] != "ml" || got.Properties.Description != "second" {
 		t.Errorf("workspace = %+v", got)
 	}
+	// Same names in other resource groups: a subscription-wide list holds
+	// every one (page size 3 here), however names repeat.
+	for _, g := range []string{"rg3", "rg4", "rg5"} {
+		h.mustDo("PUT", "/subscriptions/"+testSub+"/resourceGroups/"+g+"/providers/Microsoft.MachineLearningServices/workspaces/team-ws", body, model.RoleContributor, 201, nil)
+	}
 	var list api.WorkspaceList
 	h.mustDo("GET", "/subscriptions/"+testSub+"/providers/Microsoft.MachineLearningServices/workspaces", nil, model.RoleReader, 200, &list)
-	if len(list.Value) != 2 {
-		t.Errorf("subscription lists %d workspaces, want 2", len(list.Value))
+	if len(list.Value) != 5 || list.NextLink != "" {
+		t.Errorf("subscription lists %d workspaces (nextLink %q), want all 5", len(list.Value), list.NextLink)
 	}
 	// A compute in the new workspace lands in its region; a workspace with computes cannot be deleted.
 	h.mustDo("PUT", rg+"/workspaces/team-ws/computes/gpu", computeBody("Standard_NC6s_v3", 0, 1), model.RoleContributor, 400, nil)

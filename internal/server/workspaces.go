@@ -38,13 +38,21 @@ func (s *Server) workspaceGet(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) workspaceList(w http.ResponseWriter, r *http.Request) error {
-	after := r.URL.Query().Get("$skipToken")
-	wss, err := s.store.WorkspaceList(r.Context(), r.PathValue("sub"), r.PathValue("rg"), store.Page{After: after, Limit: s.page + 1})
+	rg := r.PathValue("rg")
+	page := store.Page{After: r.URL.Query().Get("$skipToken"), Limit: s.page + 1}
+	if rg == "" {
+		// Names repeat across resource groups, so a name is no cursor for
+		// a whole subscription: its (few) workspaces come in one page.
+		page = store.Page{}
+	}
+	wss, err := s.store.WorkspaceList(r.Context(), r.PathValue("sub"), rg, page)
 	if err != nil {
 		return err
 	}
 	out := api.WorkspaceList{Value: []api.Workspace{}}
-	wss, out.NextLink = pageOf(r, wss, s.page, func(w model.Workspace) string { return w.Name })
+	if rg != "" {
+		wss, out.NextLink = pageOf(r, wss, s.page, func(w model.Workspace) string { return w.Name })
+	}
 	for _, ws := range wss {
 		out.Value = append(out.Value, s.workspaceResource(ws))
 	}
