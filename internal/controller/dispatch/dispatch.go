@@ -214,10 +214,12 @@ func (d *Dispatcher) Reconcile(ctx context.Context, computeID string) error {
 		n.State, n.JobID, n.StateSince = model.NodeRunning, j.ID, now
 		err := st.JobUpdate(ctx, j, model.JobQueued, &n, model.NodeIdle)
 		if errors.Is(err, store.ErrPreconditionFailed) {
-			// The job was canceled or the node taken meanwhile; the next
-			// pass sees the new state.
+			// The job was canceled or the node taken meanwhile. Stop here
+			// rather than give a later job this pass's next node: the next
+			// pass reads the queue afresh, keeping it first come, first
+			// served.
 			d.Notify(computeID)
-			continue
+			break
 		}
 		if err != nil {
 			return fmt.Errorf("assign %s to %s: %w", j.Name, n.ID, err)
