@@ -15,7 +15,8 @@
 // its output goes to the server as Log messages as it is read, Started when
 // the process runs, and, when it ends, Exited, the upload of its outputs/ and
 // logs/ files, and Done (Exited and the upload are skipped when there are no
-// such files). A small journal, WorkDir/jobs/<runID>/state.json, written
+// such files). A small journal, WorkDir/jobs/<runID>.state.json (beside the
+// job's directory, out of the job's sight), written
 // atomically (write and rename, without fsync: it guards against agent
 // restarts, not host crashes), records each job's state and result until the
 // server acknowledges Done, so an agent restarted by hand still reports the
