@@ -182,7 +182,7 @@ func Run(ctx context.Context, o Options) error {
 		ln.Close()
 		return err
 	}
-	prov := provision.New(provision.Config{Store: st, Finalizer: rt.scaler, Log: o.Log})
+	prov := provision.New(provision.Config{Store: st, Finalizer: rt.scaler, Ready: rt.scaler.Notify, Log: o.Log})
 	srv := server.New(server.Config{Store: st, Regions: regions, Provisioner: prov, PollInterval: o.PollInterval, Log: o.Log,
 		Files: rt.files, Changed: rt.changed, Agents: rt.hub.Routes()})
 	// Requests run under serveCtx, which ends when shutdown starts, so

@@ -316,6 +316,7 @@ func (s *Server) computePatch(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		s.notify()
+		s.computeChanged(c.ID) // new scale settings take effect at once
 		setETag(w, c)
 		writeJSON(w, http.StatusOK, s.computeResource(r.Context(), c))
 		return nil

@@ -75,14 +75,14 @@ func (s *Server) jobPut(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.jobsChanged(j.ComputeID)
+	s.computeChanged(j.ComputeID)
 	// The answer skips the pending reason: the job was queued a moment ago,
 	// and submitting must stay cheap; GET gives it.
 	writeJSON(w, http.StatusCreated, s.jobResource(ctx, j, nil, false))
 	return nil
 }
 
-func (s *Server) jobsChanged(computeID string) {
+func (s *Server) computeChanged(computeID string) {
 	if s.changed != nil {
 		s.changed(computeID)
 	}
@@ -246,7 +246,7 @@ func (s *Server) jobCancel(w http.ResponseWriter, r *http.Request) error {
 		if j.Status.Terminal() {
 			s.files.Close(j.RunID)
 		}
-		s.jobsChanged(j.ComputeID)
+		s.computeChanged(j.ComputeID)
 		w.Header().Set("Location", baseURL(r)+r.URL.Path[:len(r.URL.Path)-len("/cancel")]+"?api-version="+apiVersion(r))
 		w.WriteHeader(http.StatusAccepted)
 		return nil

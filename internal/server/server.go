@@ -38,8 +38,9 @@ type Config struct {
 	Provisioner Notifier
 	// Files holds job logs, artifacts and code snapshots.
 	Files *jobfiles.Files
-	// Changed is called after a job of computeID was queued or canceled, so
-	// that the dispatcher and autoscaler look again; nil means nobody.
+	// Changed is called after a job of computeID was queued or canceled, or
+	// the compute's scale settings changed, so that the dispatcher and
+	// autoscaler look again; nil means nobody.
 	Changed func(computeID string)
 	// Agents are extra routes (the node agents' protocol), mounted as is.
 	Agents map[string]http.HandlerFunc

@@ -32,6 +32,9 @@ type Config struct {
 	// Finalizer releases a compute's nodes before deletion; nil means
 	// computes hold nothing.
 	Finalizer Finalizer
+	// Ready, if not nil, is told the ID of every compute a pass brings to
+	// Succeeded, so that scaling starts at once (a minimum node count).
+	Ready func(computeID string)
 	// Resync is how often a pass runs without being notified; zero means
 	// one second.
 	Resync time.Duration
@@ -138,6 +141,9 @@ func (p *Provisioner) reconcileCompute(ctx context.Context, c model.Compute) err
 		err := st.ComputeUpdate(ctx, c, prev, nil)
 		if errors.Is(err, store.ErrPreconditionFailed) || errors.Is(err, store.ErrNotFound) {
 			return nil // changed meanwhile; the next pass sees the new state
+		}
+		if err == nil && p.cfg.Ready != nil {
+			p.cfg.Ready(c.ID)
 		}
 		return err
 	case model.StateDeleting:

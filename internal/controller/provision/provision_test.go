@@ -183,7 +183,17 @@ func TestReconcile(t *testing.T) {
 				settle(t, s, model.Operation{ID: "op-other", Location: c.Location, Kind: model.OpUpdate, ComputeID: c.ID, StartedAt: t0})
 			}
 
-			mustReconcile(t, newProvisioner(s, nil))
+			p := newProvisioner(s, nil)
+			var ready []string
+			p.cfg.Ready = func(id string) { ready = append(ready, id) }
+			mustReconcile(t, p)
+			wantReady := []string(nil)
+			if tt.state == model.StateCreating || tt.state == model.StateUpdating {
+				wantReady = []string{c.ID} // scaling may start at once
+			}
+			if diff := cmp.Diff(wantReady, ready); diff != "" {
+				t.Errorf("Ready calls (-want +got):\n%s", diff)
+			}
 
 			got := wantState(t, s, c.ID, tt.wantState)
 			switch tt.state {
