@@ -393,3 +393,32 @@ func TestRelativeDataDir(t *testing.T) {
 		t.Errorf("job: %s %+v", j.Properties.Status, j.Properties.Error)
 	}
 }
+
+// TestDeleteClusterWithNodes: deleting a cluster stops its nodes' agents
+// and ends its jobs before the compute disappears.
+func TestDeleteClusterWithNodes(t *testing.T) {
+	s := startServer(t, "", fastNodes...)
+	createCluster(t, s, "gone", 1, 1, "PT1M")
+	waitFor(t, 30*time.Second, "a node", func() (bool, string) {
+		return getCompute(t, s, "gone").Properties.Properties.NodeStateCounts.IdleNodeCount == 1, ""
+	})
+	submitJob(t, s, "doomed", "gone", "sleep 1000")
+	waitFor(t, 30*time.Second, "the job to run", func() (bool, string) {
+		st := getJob(t, s, "doomed").Properties.Status
+		return st == api.JobRunning, string(st)
+	})
+	if out, err := run(t, s.dir, "compute", "delete", "--name", "gone", "--yes"); err != nil {
+		t.Fatalf("delete: %v\n%s", err, out)
+	}
+	status, _ := s.request(context.Background(), "GET", workspacePath+"/computes/gone", nil)
+	if status != 404 {
+		t.Errorf("compute after delete: %d, want 404", status)
+	}
+	if j := waitJob(t, s, "doomed", 30*time.Second); j.Properties.Status != api.JobFailed {
+		t.Errorf("job on a deleted cluster: %s, want Failed", j.Properties.Status)
+	}
+	waitFor(t, 20*time.Second, "the node's agent to stop", func() (bool, string) {
+		n := pgrep("agent --node-id=gone-")
+		return n == 0, fmt.Sprintf("%d agent processes left", n)
+	})
+}
