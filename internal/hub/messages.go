@@ -144,8 +144,8 @@ func (h *Hub) handle(ctx context.Context, c *conn, m agentproto.Message) error {
 		}
 		return h.markRunning(ctx, m.RunID, c.nodeID, t)
 	case agentproto.TypeExited:
-		return h.update(ctx, m.RunID, c.nodeID, func(j *model.Job) bool {
-			if j.Status != model.JobRunning && j.Status != model.JobPreparing {
+		return store.JobChange(ctx, h.cfg.Store, m.RunID, func(j *model.Job) bool {
+			if j.NodeID != c.nodeID || (j.Status != model.JobRunning && j.Status != model.JobPreparing) {
 				return false
 			}
 			j.Status = model.JobFinalizing
@@ -183,37 +183,13 @@ func (h *Hub) owns(ctx context.Context, c *conn, runID string) (bool, error) {
 }
 
 func (h *Hub) markRunning(ctx context.Context, runID, nodeID string, at time.Time) error {
-	return h.update(ctx, runID, nodeID, func(j *model.Job) bool {
-		if j.Status != model.JobPreparing {
+	return store.JobChange(ctx, h.cfg.Store, runID, func(j *model.Job) bool {
+		if j.NodeID != nodeID || j.Status != model.JobPreparing {
 			return false
 		}
 		j.Status, j.StartedAt = model.JobRunning, at.UTC()
 		return true
 	})
-}
-
-// update applies change to a job (of nodeID, when not "") and stores it,
-// retrying if the job changed meanwhile. change returns false to skip.
-func (h *Hub) update(ctx context.Context, runID, nodeID string, change func(*model.Job) bool) error {
-	for range maxRetries {
-		j, err := h.cfg.Store.JobGetByRunID(ctx, runID)
-		if err != nil {
-			return err
-		}
-		if nodeID != "" && j.NodeID != nodeID {
-			return nil
-		}
-		from := j.Status
-		if !change(&j) {
-			return nil
-		}
-		err = h.cfg.Store.JobUpdate(ctx, j, from, nil, "")
-		if errors.Is(err, store.ErrPreconditionFailed) {
-			continue
-		}
-		return err
-	}
-	return fmt.Errorf("job %s: too many concurrent changes", runID)
 }
 
 // finish records a job's end and frees its node.

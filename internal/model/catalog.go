@@ -124,16 +124,24 @@ const (
 // defaults), and the quota's name.
 func QuotaLimit(quotas []Quota, s VMSize, p Priority) (family string, limit int64) {
 	family = s.Family
-	limit = DefaultDedicatedQuota
 	if p == PriorityLowPriority {
-		family, limit = LowPriorityFamily, DefaultLowPriorityQuota
+		family = LowPriorityFamily
 	}
+	return family, FamilyLimit(quotas, family)
+}
+
+// FamilyLimit returns a quota family's vCPU limit from a workspace's stored
+// quotas, or the default when it has set none.
+func FamilyLimit(quotas []Quota, family string) int64 {
 	for _, q := range quotas {
 		if q.Family == family {
-			limit = q.Limit
+			return q.Limit
 		}
 	}
-	return family, limit
+	if family == LowPriorityFamily {
+		return DefaultLowPriorityQuota
+	}
+	return DefaultDedicatedQuota
 }
 
 // CheckQuota rejects a cluster one node of which could never fit the

@@ -35,6 +35,10 @@ type Node struct {
 	Attempts       int       // provider create attempts for this node slot (backoff)
 }
 
+// HoldsQuota reports whether a node in state s counts against its
+// workspace's vCPU quota: every node does until it is leaving.
+func (s NodeState) HoldsQuota() bool { return s != NodeLeaving }
+
 // JobStatus is a job's status, in AML's words.
 type JobStatus string
 

@@ -66,26 +66,28 @@ func familyLabel(family string) string {
 
 // usedVCPUs counts the vCPUs a workspace's nodes hold, per quota family.
 func (s *Server) usedVCPUs(ctx context.Context, ws model.Workspace, reg model.Region) (map[string]int64, error) {
-	used := map[string]int64{}
 	cs, err := s.store.ComputeList(ctx, ws.ID, store.Page{})
 	if err != nil {
 		return nil, err
 	}
+	nodes, err := s.store.NodeList(ctx)
+	if err != nil {
+		return nil, err
+	}
+	held := map[string]int64{} // nodes holding quota, by folded compute ID
+	for _, n := range nodes {
+		if n.State.HoldsQuota() {
+			held[strings.ToLower(n.ComputeID)]++
+		}
+	}
+	used := map[string]int64{}
 	for _, c := range cs {
 		size, ok := reg.Size(c.VMSize)
 		if !ok {
 			continue
 		}
-		nodes, err := s.store.NodeListByCompute(ctx, c.ID)
-		if err != nil {
-			return nil, err
-		}
 		family, _ := model.QuotaLimit(nil, size, c.Priority)
-		for _, n := range nodes {
-			if n.State != model.NodeLeaving && n.State != model.NodeUnusable {
-				used[family] += int64(size.VCPUs)
-			}
-		}
+		used[family] += held[strings.ToLower(c.ID)] * int64(size.VCPUs)
 	}
 	return used, nil
 }
@@ -147,16 +149,7 @@ func (s *Server) usages(w http.ResponseWriter, r *http.Request) error {
 func effectiveQuotas(reg model.Region, ws model.Workspace, stored []model.Quota) []model.Quota {
 	var out []model.Quota
 	for _, fam := range append(reg.Families(), model.LowPriorityFamily) {
-		q := model.Quota{WorkspaceID: ws.ID, Family: fam, Limit: model.DefaultDedicatedQuota}
-		if fam == model.LowPriorityFamily {
-			q.Limit = model.DefaultLowPriorityQuota
-		}
-		for _, sq := range stored {
-			if sq.Family == fam {
-				q.Limit = sq.Limit
-			}
-		}
-		out = append(out, q)
+		out = append(out, model.Quota{WorkspaceID: ws.ID, Family: fam, Limit: model.FamilyLimit(stored, fam)})
 	}
 	return out
 }

@@ -315,7 +315,12 @@ func (a *Autoscaler) quotaFit(ctx context.Context, comp model.Compute, size mode
 		return 0, "", fmt.Errorf("list quotas: %w", err)
 	}
 	family, limit := model.QuotaLimit(quotas, size, comp.Priority)
-	used := int64(countStates(nodes, model.NodePreparing, model.NodeIdle, model.NodeRunning, model.NodeUnusable, model.NodePreempted)) * int64(size.VCPUs)
+	var used int64
+	for _, n := range nodes {
+		if n.State.HoldsQuota() {
+			used += int64(size.VCPUs)
+		}
+	}
 	others, err := st.ComputeList(ctx, comp.WorkspaceID, store.Page{})
 	if err != nil {
 		return 0, "", fmt.Errorf("list computes: %w", err)
@@ -328,7 +333,7 @@ func (a *Autoscaler) quotaFit(ctx context.Context, comp model.Compute, size mode
 	}
 	held := map[string]int64{}
 	for _, n := range all {
-		if n.State != model.NodeLeaving {
+		if n.State.HoldsQuota() {
 			held[strings.ToLower(n.ComputeID)]++
 		}
 	}

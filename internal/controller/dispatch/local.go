@@ -123,7 +123,7 @@ func (l *localRunner) start(ctx context.Context, j model.Job) {
 	l.mu.Lock()
 	l.running[j.RunID] = &localJob{job: rj}
 	l.mu.Unlock()
-	if err := l.update(ctx, j.RunID, func(x *model.Job) bool {
+	if err := store.JobChange(ctx, l.d.cfg.Store, j.RunID, func(x *model.Job) bool {
 		if x.Status != model.JobPreparing {
 			return false
 		}
@@ -160,7 +160,7 @@ func (l *localRunner) start(ctx context.Context, j model.Job) {
 
 func (l *localRunner) finish(ctx context.Context, j model.Job, exitCode *int, reason, msg string) {
 	cfg := l.d.cfg
-	err := l.update(ctx, j.RunID, func(x *model.Job) bool {
+	err := store.JobChange(ctx, l.d.cfg.Store, j.RunID, func(x *model.Job) bool {
 		if x.Status.Terminal() {
 			return false
 		}
@@ -172,27 +172,6 @@ func (l *localRunner) finish(ctx context.Context, j model.Job, exitCode *int, re
 	}
 	cfg.Files.Close(j.RunID)
 	cfg.Changed(j.ComputeID)
-}
-
-// update applies change to the stored job, retrying when it changed
-// meanwhile.
-func (l *localRunner) update(ctx context.Context, runID string, change func(*model.Job) bool) error {
-	st := l.d.cfg.Store
-	for range 10 {
-		j, err := st.JobGetByRunID(ctx, runID)
-		if err != nil {
-			return err
-		}
-		from := j.Status
-		if !change(&j) {
-			return nil
-		}
-		err = st.JobUpdate(ctx, j, from, nil, "")
-		if !errors.Is(err, store.ErrPreconditionFailed) {
-			return err
-		}
-	}
-	return fmt.Errorf("job %s: too many concurrent changes", runID)
 }
 
 // stopAll ends running local jobs without recording an end: the next

@@ -1,0 +1,34 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"kumo/internal/model"
+)
+
+// maxChangeTries bounds how often JobChange retries after losing a race.
+const maxChangeTries = 10
+
+// JobChange applies change to the job with the given run ID and stores it,
+// conditional on the status it read; when another writer changed the job
+// meanwhile it reads again and retries. change returns false to leave the
+// job as it is.
+func JobChange(ctx context.Context, st Store, runID string, change func(*model.Job) bool) error {
+	for range maxChangeTries {
+		j, err := st.JobGetByRunID(ctx, runID)
+		if err != nil {
+			return err
+		}
+		from := j.Status
+		if !change(&j) {
+			return nil
+		}
+		err = st.JobUpdate(ctx, j, from, nil, "")
+		if !errors.Is(err, ErrPreconditionFailed) {
+			return err
+		}
+	}
+	return fmt.Errorf("job %s: too many concurrent changes", runID)
+}
