@@ -3,6 +3,13 @@
 // workspace and owner token on first start, prepares TLS, writes the client
 // config, serves the HTTP API, and runs the reconcile loops until its
 // context ends.
+//
+// The data directory (mode 0700, its files 0600) holds every secret: the
+// database, the CA key, node credentials. Jobs never run in it: their
+// working directories are under the work directory (Options.WorkDir, mode
+// 0711), nodes/<id>/ for cluster nodes and local/ for compute "local". When
+// kumo runs as root, jobs run as uids of their own (see package jobuser),
+// which cannot enter the data directory at all.
 package daemon
 
 import (
@@ -24,6 +31,7 @@ import (
 
 	"kumo/client"
 	"kumo/internal/controller/provision"
+	"kumo/internal/jobuser"
 	"kumo/internal/model"
 	"kumo/internal/server"
 	"kumo/internal/store/sqlite"
@@ -47,6 +55,15 @@ const (
 type Options struct {
 	Addr    string // listen address, HOST:PORT; "" means 127.0.0.1:8443
 	DataDir string // holds the database and certificates; "" means ./.kumo-data
+	// WorkDir holds the jobs' working directories; "" means DataDir with
+	// "-jobs" appended. It must not be inside DataDir.
+	WorkDir string
+	// JobUIDs are the uids jobs run as when kumo runs as root; the zero
+	// Range means jobuser.DefaultRange. Ignored when kumo is not root.
+	JobUIDs jobuser.Range
+	// LocalComputeOff disables the built-in compute "local": jobs
+	// submitted to it are refused.
+	LocalComputeOff bool
 	// TLS is TLSAuto, TLSOff, or "" for TLSAuto. CertFile and KeyFile,
 	// when both set, are served instead of a self-signed certificate.
 	TLS      string
@@ -105,6 +122,21 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("data directory %q: %w", o.DataDir, err)
 	}
 	o.DataDir = dataDir
+	if o.WorkDir == "" {
+		o.WorkDir = dataDir + "-jobs"
+	}
+	if o.WorkDir, err = filepath.Abs(o.WorkDir); err != nil {
+		return fmt.Errorf("work directory: %w", err)
+	}
+	if rel, err := filepath.Rel(o.DataDir, o.WorkDir); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+		return fmt.Errorf("work directory %s is inside the data directory %s: jobs must not reach the data directory", o.WorkDir, o.DataDir)
+	}
+	if o.JobUIDs == (jobuser.Range{}) {
+		o.JobUIDs = jobuser.DefaultRange
+	}
+	if err := o.JobUIDs.Check(); err != nil {
+		return err
+	}
 	if o.TLS == "" {
 		o.TLS = TLSAuto
 	}
@@ -127,6 +159,16 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
+	}
+	if err := makeWorkDir(o.WorkDir); err != nil {
+		return err
+	}
+	// SQLite gives its -wal and -shm files the database file's mode.
+	if f, err := os.OpenFile(filepath.Join(o.DataDir, "kumo.db"), os.O_RDONLY|os.O_CREATE, 0o600); err == nil {
+		f.Close()
+	}
+	if err := secureDataDir(o.DataDir); err != nil {
+		return err
 	}
 	st, err := sqlite.Open(ctx, filepath.Join(o.DataDir, "kumo.db"))
 	if err != nil {
@@ -184,7 +226,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	prov := provision.New(provision.Config{Store: st, Finalizer: rt.scaler, Ready: rt.scaler.Notify, Log: o.Log})
 	srv := server.New(server.Config{Store: st, Regions: regions, Provisioner: prov, PollInterval: o.PollInterval, Log: o.Log,
-		Files: rt.files, Changed: rt.changed, Agents: rt.hub.Routes()})
+		Files: rt.files, Changed: rt.changed, Agents: rt.hub.Routes(), LocalDisabled: o.LocalComputeOff})
 	// Requests run under serveCtx, which ends when shutdown starts, so
 	// that long-lived ones (log followers) end instead of holding it up.
 	serveCtx, endRequests := context.WithCancel(context.WithoutCancel(ctx))
@@ -201,6 +243,12 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
+
+	if err := secureDataDir(o.DataDir); err != nil {
+		ln.Close()
+		return err
+	}
+	printIsolation(o)
 
 	prov.Start(ctx)
 	defer prov.Stop()
@@ -265,6 +313,69 @@ func writeClientConfig(ctx context.Context, o Options, st *sqlite.Store, base st
 	}
 	fmt.Fprintf(o.Out, "Wrote client config %s (mode 0600)\n", path)
 	return nil
+}
+
+// makeWorkDir creates the work directory, mode 0711: jobs pass through it
+// to their own directories but cannot list it. When jobs run as their own
+// users, every directory above it must let them pass.
+func makeWorkDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return fmt.Errorf("create work directory: %w", err)
+	}
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return fmt.Errorf("work directory: %w", err)
+	}
+	if jobuser.Enabled() {
+		if err := jobuser.CheckReachable(dir); err != nil {
+			return fmt.Errorf("work directory: %w (--work-dir)", err)
+		}
+	}
+	return nil
+}
+
+// secureDataDir makes the data directory mode 0700 and what it holds at
+// its top level 0600 (files) or 0700 (directories), for data directories
+// made before kumo set these modes.
+func secureDataDir(dir string) error {
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	for _, e := range ents {
+		mode := os.FileMode(0o600)
+		switch {
+		case e.IsDir():
+			mode = 0o700
+		case !e.Type().IsRegular():
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || fi.Mode().Perm() == mode {
+			continue
+		}
+		if err := os.Chmod(filepath.Join(dir, e.Name()), mode); err != nil {
+			return fmt.Errorf("data directory: %w", err)
+		}
+	}
+	return nil
+}
+
+// printIsolation tells the person who started kumo how jobs are kept from
+// kumo and each other, and what running a job on compute "local" means.
+func printIsolation(o Options) {
+	if jobuser.Enabled() {
+		fmt.Fprintf(o.Out, "Jobs run as unprivileged users of their own (uids %s, no supplementary groups) in %s, with a clean environment; they cannot read the data directory, credentials or other jobs' files\n", o.JobUIDs, o.WorkDir)
+	} else {
+		fmt.Fprintf(o.Out, "WARNING: kumo is not running as root, so jobs run as your user (uid %d) and can read every file you can, including the data directory %s and .kumo/config.json with its token. They get only a clean environment and their own directory in %s. Run kumo as root to give jobs users of their own.\n", os.Getuid(), o.DataDir, o.WorkDir)
+	}
+	if o.LocalComputeOff {
+		fmt.Fprintln(o.Out, `Compute "local" is disabled (--local-compute=off): jobs submitted to it are refused`)
+	} else {
+		fmt.Fprintln(o.Out, `Compute "local" is enabled: its jobs run on this host, the control plane's, isolated as above (turn it off with --local-compute=off)`)
+	}
 }
 
 func isLoopback(host string) bool {

@@ -132,6 +132,10 @@ func (s *Server) jobFromRequest(ctx context.Context, ws model.Workspace, name st
 		return model.Job{}, err
 	}
 	computeID := model.JobCompute(ws.ID, model.LocalCompute)
+	if strings.EqualFold(computeName, model.LocalCompute) && s.noLocal {
+		return model.Job{}, badRequest("LocalComputeDisabled", "properties.computeId",
+			"compute \"local\" is disabled on this control plane (kumo up --local-compute=off); submit the job to a compute cluster")
+	}
 	if !strings.EqualFold(computeName, model.LocalCompute) {
 		c, err := s.store.ComputeGet(ctx, model.JobCompute(ws.ID, computeName))
 		if errors.Is(err, store.ErrNotFound) {

@@ -42,6 +42,9 @@ type Config struct {
 	// the compute's scale settings changed, so that the dispatcher and
 	// autoscaler look again; nil means nobody.
 	Changed func(computeID string)
+	// LocalDisabled refuses jobs for the built-in compute "local"
+	// (kumo up --local-compute=off).
+	LocalDisabled bool
 	// Agents are extra routes (the node agents' protocol), mounted as is.
 	Agents map[string]http.HandlerFunc
 	// PollInterval is sent as Retry-After-Ms on long-running operations;
@@ -68,6 +71,7 @@ type Server struct {
 	files     *jobfiles.Files
 	tokens    tokenCache
 	changed   func(string)
+	noLocal   bool // compute "local" is off
 	seqMu     sync.Mutex
 	seq       int64 // last FIFO sequence number handed out
 	seqLoaded bool
@@ -76,7 +80,7 @@ type Server struct {
 // New returns a Server for cfg.
 func New(cfg Config) *Server {
 	s := &Server{store: cfg.Store, regions: cfg.Regions, prov: cfg.Provisioner, files: cfg.Files, changed: cfg.Changed, poll: cfg.PollInterval,
-		page: cfg.PageSize, now: cfg.Now, log: cfg.Log, mux: http.NewServeMux()}
+		page: cfg.PageSize, now: cfg.Now, log: cfg.Log, mux: http.NewServeMux(), noLocal: cfg.LocalDisabled}
 	if s.poll <= 0 {
 		s.poll = 500 * time.Millisecond
 	}
