@@ -20,6 +20,8 @@ import (
 	"go.uber.org/goleak"
 
 	"kumo/internal/agentproto"
+	"kumo/internal/jobuser"
+	"kumo/internal/runner"
 )
 
 func TestMain(m *testing.M) {
@@ -34,6 +36,12 @@ type testAgent struct {
 }
 
 func startAgent(t testing.TB, fs *fakeServer, workDir string) *testAgent {
+	t.Helper()
+	return startAgentWith(t, fs, workDir, nil)
+}
+
+// startAgentWith is startAgent with mod applied to the Config first.
+func startAgentWith(t testing.TB, fs *fakeServer, workDir string, mod func(*Config)) *testAgent {
 	t.Helper()
 	if workDir == "" {
 		workDir = t.TempDir()
@@ -51,6 +59,9 @@ func startAgent(t testing.TB, fs *fakeServer, workDir string) *testAgent {
 			Log:          slog.New(slog.NewTextHandler(t.Output(), nil)),
 		},
 		errc: make(chan error, 1),
+	}
+	if mod != nil {
+		mod(&ta.cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ta.cancel = cancel
@@ -481,5 +492,60 @@ func BenchmarkRunTrivial(b *testing.B) {
 		slices.Sort(m.d)
 		b.ReportMetric(float64(m.d[len(m.d)/2].Microseconds()), m.name+"-p50-µs")
 		b.ReportMetric(float64(m.d[len(m.d)*99/100].Microseconds()), m.name+"-p99-µs")
+	}
+}
+
+// TestJobEnvironmentAndUser: a job sees only the documented variables
+// (none of the agent's own), kumo's win over the job's, and, as root with
+// Config.JobUser, it runs as that uid in a 0700 directory of its own, and
+// the journal beside it is the agent's alone.
+func TestJobEnvironmentAndUser(t *testing.T) {
+	t.Setenv("KUMO_TEST_AGENT_SECRET", "agent-secret")
+	fs := newFakeServer(t)
+	work := t.TempDir()
+	root := os.Geteuid() == 0
+	var user *jobuser.User
+	if root {
+		if err := os.Chmod(filepath.Dir(work), 0o711); err != nil {
+			t.Fatal(err)
+		}
+		user = &jobuser.User{UID: 914000, GID: 914000}
+	}
+	ta := startAgentWith(t, fs, work, func(cfg *Config) {
+		cfg.JobUser = user
+		cfg.JobEnv = map[string]string{"CUDA_VISIBLE_DEVICES": "1"}
+	})
+	c, _ := fs.welcome(agentproto.Message{})
+	spec := &agentproto.JobSpec{RunID: "r1", Command: "env | sort; id -u; stat -c %a .",
+		Env: map[string]string{"MINE": "yes", "KUMO_RUN_ID": "forged", "CUDA_VISIBLE_DEVICES": "0,1,2,3"}}
+	c.send(agentproto.Message{Type: agentproto.TypeRun, Job: spec})
+	c.next(agentproto.TypeStarted)
+	stdout, _, _ := c.output("r1", agentproto.Offsets{}, agentproto.TypeDone) // no artifacts: no Exited
+	fi, err := os.Stat(journalPath(ta.jobDir("r1")))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("journal: %v, mode %v; want 0600", err, fi.Mode())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("job printed %q", stdout)
+	}
+	env, tail := lines[:len(lines)-2], lines[len(lines)-2:]
+	want := []string{"AZUREML_RUN_ID=r1", "CUDA_VISIBLE_DEVICES=1", "HOME=" + ta.jobDir("r1"), "KUMO_NODE_ID=node-1",
+		"KUMO_RUN_ID=r1", "LANG=C.UTF-8", "MINE=yes", "PATH=" + runner.DefaultPath, "PWD=" + ta.jobDir("r1")}
+	var got []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "SHLVL=") && !strings.HasPrefix(kv, "_=") && !strings.HasPrefix(kv, "OLDPWD=") {
+			got = append(got, kv)
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("job environment (-want +got):\n%s", diff)
+	}
+	wantUID := strconv.Itoa(os.Getuid())
+	if root {
+		wantUID = "914000"
+	}
+	if tail[0] != wantUID || tail[1] != "700" {
+		t.Errorf("job uid and directory mode = %q, want %s and 700", tail, wantUID)
 	}
 }

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"kumo/internal/controller/autoscale"
@@ -31,6 +32,11 @@ func newRuntime(o Options, st store.Store, regions map[string]model.Region, base
 		return nil, err
 	}
 	rt := &nodeRuntime{files: files}
+	// Where jobs of compute "local" ran before they moved to the work
+	// directory; nothing runs there now.
+	if err := os.RemoveAll(filepath.Join(o.DataDir, "local-jobs")); err != nil {
+		return nil, err
+	}
 	rt.hub = hub.New(hub.Config{Store: st, Files: files, HeartbeatInterval: o.HeartbeatInterval, Changed: rt.changed, Log: o.Log})
 	// As root, nodes get uids of the first part of the range, one each, and
 	// local jobs the rest, one per running job.

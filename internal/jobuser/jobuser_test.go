@@ -93,9 +93,9 @@ func TestProcUIDMatches(t *testing.T) {
 		want   bool
 	}{
 		{status("S (sleeping)", "910000\t910000\t910000\t910000"), true},
-		{status("S (sleeping)", "0\t910000\t0\t0"), true},      // effective
-		{status("S (sleeping)", "0\t0\t910000\t0"), true},      // saved
-		{status("S (sleeping)", "0\t0\t0\t910000"), false},     // filesystem uid only
+		{status("S (sleeping)", "0\t910000\t0\t0"), true},  // effective
+		{status("S (sleeping)", "0\t0\t910000\t0"), true},  // saved
+		{status("S (sleeping)", "0\t0\t0\t910000"), false}, // filesystem uid only
 		{status("Z (zombie)", "910000\t910000\t910000\t910000"), false},
 		{status("R (running)", "9100001\t9100001\t9100001\t9100001"), false},
 	}

@@ -34,9 +34,18 @@ type localJob struct {
 
 // recover settles local jobs that a restart interrupted: their processes
 // were the old control plane's children, so they are requeued once (then
-// failed), like jobs of a lost node.
+// failed), like jobs of a lost node. Their directories go: a requeued job
+// starts afresh.
 func (l *localRunner) recover(ctx context.Context) error {
 	st := l.d.cfg.Store
+	if dir := l.d.cfg.LocalDir; dir != "" {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				l.d.cfg.Log.Warn("remove an interrupted local job's directory", "err", err)
+			}
+		}
+	}
 	jobs, err := st.JobListByStatus(ctx, model.JobPreparing, model.JobRunning, model.JobFinalizing)
 	if err != nil {
 		return err
