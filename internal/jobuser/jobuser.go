@@ -209,3 +209,37 @@ func CheckReachable(dir string) error {
 		}
 	}
 }
+
+// TempDirs are the shared directories where a job may leave files for the
+// next job of its uid: [RemoveTemp] clears them.
+var TempDirs = []string{"/tmp", "/var/tmp", "/dev/shm"}
+
+// RemoveTemp removes what uid owns at the top level of [TempDirs] (files,
+// links, and directories with all they hold), so that a job's temporary
+// files do not reach the next job that runs as the same uid. Links are
+// removed, never followed.
+func RemoveTemp(uid int) error {
+	if uid == 0 || uid == os.Getuid() || uid == os.Geteuid() {
+		return fmt.Errorf("remove temporary files of uid %d: not a job uid", uid)
+	}
+	var errs []error
+	for _, dir := range TempDirs {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			p := filepath.Join(dir, e.Name())
+			fi, err := os.Lstat(p)
+			if err != nil {
+				continue
+			}
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == uid {
+				if err := os.RemoveAll(p); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -203,3 +203,40 @@ func TestCheckReachable(t *testing.T) {
 		t.Errorf("under a 0700 directory: err %v, want one naming %s", err, closed)
 	}
 }
+
+// TestRemoveTemp: what the uid left in /tmp goes; what others own stays.
+func TestRemoveTemp(t *testing.T) {
+	if !Enabled() {
+		t.Skip("chown needs root")
+	}
+	const uid = 912347
+	tmp := t.TempDir()
+	old := TempDirs
+	TempDirs = []string{tmp}
+	t.Cleanup(func() { TempDirs = old })
+	mine, theirs := filepath.Join(tmp, "left-by-job"), filepath.Join(tmp, "someone-else")
+	for _, p := range []string{filepath.Join(mine, "sub"), theirs} {
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(theirs, filepath.Join(tmp, "link-by-job")); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{mine, filepath.Join(mine, "sub"), filepath.Join(tmp, "link-by-job")} {
+		if err := os.Lchown(p, uid, uid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := RemoveTemp(uid); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(tmp)
+	var left []string
+	for _, e := range ents {
+		left = append(left, e.Name())
+	}
+	if diff := cmp.Diff([]string{"someone-else"}, left); diff != "" {
+		t.Errorf("left in the temporary directory (-want +got):\n%s", diff)
+	}
+}

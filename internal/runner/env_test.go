@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -84,7 +85,9 @@ func TestRunAsUser(t *testing.T) {
 	dir := filepath.Join(base, "job")
 	c := newCollector("")
 	// setsid puts the sleeper in a session of its own, out of the group.
-	cmd := `id -u; id -g; id -G; setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo x > outputs/made.txt`
+	left := "/tmp/kumo-runner-test-" + strconv.FormatInt(time.Now().UnixNano(), 10)
+	t.Cleanup(func() { os.Remove(left) })
+	cmd := `id -u; id -g; id -G; setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo x > outputs/made.txt; echo x > ` + left
 	res, err := Run(context.Background(), Spec{Dir: dir, Command: cmd, Env: JobEnv(dir, nil, nil), User: &u, Output: c.output})
 	if err != nil {
 		t.Fatal(err)
@@ -99,6 +102,9 @@ func TestRunAsUser(t *testing.T) {
 	if pids := jobuser.Procs(u.UID); len(pids) > 0 {
 		jobuser.KillAll(u.UID)
 		t.Errorf("processes of the job's uid left after it ended: %v", pids)
+	}
+	if _, err := os.Lstat(left); !os.IsNotExist(err) {
+		t.Errorf("the job's file in /tmp outlived it: %v", err)
 	}
 	for _, p := range []string{dir, filepath.Join(dir, "outputs", "made.txt")} {
 		fi, err := os.Stat(p)

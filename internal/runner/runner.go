@@ -115,8 +115,9 @@ type Spec struct {
 	// User, if set, is who the process runs as (no supplementary groups).
 	// Dir and the extracted code are given to it, and the uid is taken to
 	// be the job's alone: when the job ends, every process still running
-	// as it is killed, in or out of the process group. Nil means this
-	// process's own user.
+	// as it is killed, in or out of the process group, and what it owns in
+	// /tmp, /var/tmp and /dev/shm is removed. Nil means this process's own
+	// user.
 	User *jobuser.User
 }
 
@@ -399,7 +400,9 @@ func (j *Job) supervise(unwatch func() bool) {
 	if j.user != nil {
 		// The uid is the job's alone: whatever still runs as it escaped
 		// the group (setsid, double fork) and would see the next job.
-		if err := jobuser.KillAll(j.user.UID); err != nil {
+		// Nor may its files in /tmp and the like.
+		err := errors.Join(jobuser.KillAll(j.user.UID), jobuser.RemoveTemp(j.user.UID))
+		if err != nil {
 			j.mu.Lock()
 			j.killErr = err
 			j.mu.Unlock()
