@@ -50,6 +50,9 @@ func toAPIError(err error) *apiError {
 		return errorf(http.StatusNotFound, api.CodeResourceNotFound, "the resource was not found")
 	case errors.Is(err, store.ErrPreconditionFailed):
 		return errorf(http.StatusPreconditionFailed, api.CodePreconditionFailed, "the resource has changed: its ETag no longer matches If-Match")
+	case errors.Is(err, store.ErrLastOwner):
+		return errorf(http.StatusConflict, api.CodeLastOwnerToken,
+			"this is the last owner token: revoking it would leave nobody able to manage tokens; create another owner token first")
 	case errors.Is(err, store.ErrConflict):
 		return errorf(http.StatusConflict, api.CodeConflict, "the resource was changed by another request; retry")
 	}
@@ -82,6 +85,9 @@ func writeError(w http.ResponseWriter, ae *apiError) {
 	w.Header().Set("x-ms-error-code", ae.Code)
 	if ae.Status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="kumo"`)
+		// A client without a valid token gets no keep-alive connection to
+		// hold: it must connect again, under connlimit's caps.
+		w.Header().Set("Connection", "close")
 	}
 	writeJSON(w, ae.Status, api.ErrorResponse{Error: detail})
 }
