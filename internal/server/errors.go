@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"unicode/utf8"
 
 	"kumo/api"
 	"kumo/internal/model"
@@ -77,8 +78,24 @@ func (s *Server) adapt(h handlerFunc) http.Handler {
 	})
 }
 
+// maxMessage bounds an error message: the last guard against repeating a
+// huge input (messages quote inputs with model.Quote).
+const maxMessage = 2048
+
 func writeError(w http.ResponseWriter, ae *apiError) {
-	detail := &api.ErrorDetail{Code: ae.Code, Message: ae.Message, Target: ae.Target}
+	msg := ae.Message
+	if len(msg) > maxMessage {
+		cut := maxMessage
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + "..."
+	}
+	target := ae.Target
+	if len(target) > model.MaxQuoted*2 {
+		target = target[:model.MaxQuoted*2]
+	}
+	detail := &api.ErrorDetail{Code: ae.Code, Message: msg, Target: target}
 	if ae.Info != nil {
 		detail.AdditionalInfo = []api.ErrorAdditionalInfo{{Type: ae.Code, Info: ae.Info}}
 	}
