@@ -41,7 +41,7 @@ func TestIdleConnectionsDoNotLockOutClients(t *testing.T) {
 	}
 	tlsCfg := &tls.Config{RootCAs: s.caPool(), ServerName: "127.0.0.1"}
 	partial := []string{
-		"GET " + workspacePath + "/computes?api-version=2024-04-01 HTTP/1.1\r\nHost: x\r\n", // half a header
+		"GET " + workspacePath + "/computes?api-version=2024-04-01 HTTP/1.1\r\nHost: x\r\n",                              // half a header
 		"PUT " + workspacePath + "/jobs/x?api-version=2024-04-01 HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{", // one byte of a body
 	}
 	for i := range 100 {
