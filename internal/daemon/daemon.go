@@ -34,6 +34,7 @@ import (
 	"kumo/internal/jobuser"
 	"kumo/internal/model"
 	"kumo/internal/server"
+	"kumo/internal/server/connlimit"
 	"kumo/internal/store/sqlite"
 )
 
@@ -94,6 +95,9 @@ type Options struct {
 	Log *slog.Logger
 	// Ready, if not nil, is called with the base URL once the API serves.
 	Ready func(baseURL string)
+	// Limits bounds the API listener's connections and requests; zero
+	// fields take the defaults documented on Limits.
+	Limits Limits
 }
 
 // DefaultCPUOvercommit is how many vCPUs of node sizes region local offers
@@ -160,6 +164,12 @@ func Run(ctx context.Context, o Options) error {
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
+	lock, err := lockDataDir(o.DataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
+	lim := o.Limits.withDefaults(raiseNofile())
 	if err := makeWorkDir(o.WorkDir); err != nil {
 		return err
 	}
@@ -199,16 +209,24 @@ func Run(ctx context.Context, o Options) error {
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 
-	ln, err := net.Listen("tcp", o.Addr)
+	tcp, err := net.Listen("tcp", o.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	// The connection caps apply below TLS, so that a handshake never
+	// finished holds a place like any other unauthenticated connection.
+	var ln net.Listener = connlimit.Wrap(tcp, connlimit.Config{PerAddr: lim.MaxUnauthConnsPerAddr,
+		Unauthenticated: lim.MaxUnauthConns, Total: lim.MaxConns})
 	scheme := "http"
 	if tlsCfg != nil {
 		ln = tls.NewListener(ln, tlsCfg)
 		scheme = "https"
 	}
 	base := scheme + "://" + clientHost(ln.Addr().String(), host)
+	if err := lock.describe("serving on " + base); err != nil {
+		ln.Close()
+		return err
+	}
 
 	cpuOver := o.CPUOvercommit
 	if cpuOver <= 0 {
@@ -226,13 +244,16 @@ func Run(ctx context.Context, o Options) error {
 	}
 	prov := provision.New(provision.Config{Store: st, Finalizer: rt.scaler, Ready: rt.scaler.Notify, Log: o.Log})
 	srv := server.New(server.Config{Store: st, Regions: regions, Provisioner: prov, PollInterval: o.PollInterval, Log: o.Log,
-		Files: rt.files, Changed: rt.changed, Agents: rt.hub.Routes(), LocalDisabled: o.LocalComputeOff})
+		Files: rt.files, Changed: rt.changed, Agents: rt.hub.Routes(), LocalDisabled: o.LocalComputeOff,
+		RateLimit: lim.RateLimit, RateBurst: lim.RateBurst, TransferTimeout: lim.TransferTimeout})
 	// Requests run under serveCtx, which ends when shutdown starts, so
 	// that long-lived ones (log followers) end instead of holding it up.
 	serveCtx, endRequests := context.WithCancel(context.WithoutCancel(ctx))
 	defer endRequests()
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
-		BaseContext: func(net.Listener) context.Context { return serveCtx }}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: lim.ReadHeaderTimeout, ReadTimeout: lim.ReadTimeout,
+		WriteTimeout: lim.WriteTimeout, IdleTimeout: lim.IdleTimeout, MaxHeaderBytes: lim.MaxHeaderBytes,
+		ErrorLog:    slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
+		BaseContext: func(net.Listener) context.Context { return serveCtx }, ConnContext: connlimit.ConnContext}
 
 	if owner != nil {
 		fmt.Fprintf(o.Out, "Created the owner API token (shown only once; kumo keeps only its hash):\n  %s\n", owner.Secret)

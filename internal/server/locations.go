@@ -198,7 +198,7 @@ func (s *Server) updateQuotas(w http.ResponseWriter, r *http.Request) error {
 		target := fmt.Sprintf("value[%d]", i)
 		wsID, fam, ok := strings.Cut(v.ID, "/quotas/")
 		if !ok || !strings.HasPrefix(strings.ToLower(wsID), strings.ToLower("/subscriptions/"+r.PathValue("sub")+"/")) {
-			return badRequest(api.CodeInvalidParameter, target+".id", "%s.id %q must be a workspace quota ID ending in /workspaces/{workspace}/quotas/{vmFamily}", target, v.ID)
+			return badRequest(api.CodeInvalidParameter, target+".id", "%s.id %s must be a workspace quota ID ending in /workspaces/{workspace}/quotas/{vmFamily}", target, model.Quote(v.ID))
 		}
 		canon, ok := families[strings.ToLower(fam)]
 		if !ok {
