@@ -15,7 +15,9 @@ package daemon
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -127,7 +129,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	o.DataDir = dataDir
 	if o.WorkDir == "" {
-		o.WorkDir = dataDir + "-jobs"
+		o.WorkDir = defaultWorkDir(dataDir)
 	}
 	if o.WorkDir, err = filepath.Abs(o.WorkDir); err != nil {
 		return fmt.Errorf("work directory: %w", err)
@@ -334,6 +336,20 @@ func writeClientConfig(ctx context.Context, o Options, st *sqlite.Store, base st
 	}
 	fmt.Fprintf(o.Out, "Wrote client config %s (mode 0600)\n", path)
 	return nil
+}
+
+// defaultWorkDir is the work directory used when none is given: beside
+// the data directory (its path plus "-jobs"), unless jobs run as users of
+// their own and cannot pass through the directories above it (a checkout
+// in root's home, say); then a directory of kumo's own under /var/lib,
+// named for the data directory so two control planes never share one.
+func defaultWorkDir(dataDir string) string {
+	dir := dataDir + "-jobs"
+	if !jobuser.Enabled() || jobuser.CheckReachable(filepath.Dir(dir)) == nil {
+		return dir
+	}
+	sum := sha256.Sum256([]byte(dataDir))
+	return filepath.Join("/var/lib/kumo", "jobs-"+hex.EncodeToString(sum[:6]))
 }
 
 // makeWorkDir creates the work directory, mode 0711: jobs pass through it
