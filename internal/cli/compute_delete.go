@@ -20,13 +20,10 @@ type ComputeDeleteOptions struct {
 // NewCmdComputeDelete returns "kumo compute delete".
 func NewCmdComputeDelete(f *Factory, runF func(*ComputeDeleteOptions) error) *cobra.Command {
 	opts := &ComputeDeleteOptions{commonOptions: f.options()}
-	cmd := &cobra.Command{
-		Use:   "delete",
+	cmd := withComputeName(&cobra.Command{
+		Use:   "delete NAME",
 		Short: "Delete a compute cluster and its nodes, and wait until it is gone",
-		Args:  cobra.NoArgs,
-		RunE:  runE(f, opts, runF, computeDeleteRun),
-	}
-	computeNameFlag(cmd, &opts.Name)
+	}, &opts.Name, runE(f, opts, runF, computeDeleteRun))
 	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")
 	return cmd
 }
