@@ -49,6 +49,7 @@ func newRootCmd(f *Factory) *cobra.Command {
 // instead of printing help and exiting 0.
 func asGroup(f *Factory, g *cobra.Command) *cobra.Command {
 	g.Args = cobra.ArbitraryArgs
+	g.SuggestionsMinimumDistance = 2
 	g.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(args) == 0 {
 			return cmd.Help()
