@@ -296,10 +296,10 @@ func explainFixed(name string, err error) error {
 // and what changed, on w.
 func reportUpdate(w io.Writer, name string, changes []fieldChange) {
 	if len(changes) == 0 {
-		fmt.Fprintf(w, "Compute %s already exists with these settings; nothing changed.\n", name)
+		fmt.Fprintf(w, "Compute %s already exists with these settings; nothing changed.\n", escapeControl(name))
 		return
 	}
-	fmt.Fprintf(w, "Compute %s already existed and was updated:\n", name)
+	fmt.Fprintf(w, "Compute %s already existed and was updated:\n", escapeControl(name))
 	for _, c := range changes {
 		fmt.Fprintf(w, "  %s: %s -> %s\n", c.Field, escapeControl(c.Old), escapeControl(c.New))
 	}

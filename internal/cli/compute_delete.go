@@ -31,7 +31,7 @@ func NewCmdComputeDelete(f *Factory, runF func(*ComputeDeleteOptions) error) *co
 func computeDeleteRun(opts *ComputeDeleteOptions) error {
 	ct, err := opts.loadCompute(opts.Name)
 	if errors.Is(err, client.ErrComputeTargetNotFound) {
-		fmt.Fprintf(opts.IO.ErrOut, "Compute %s does not exist\n", opts.Name)
+		fmt.Fprintf(opts.IO.ErrOut, "Compute %s does not exist\n", escapeControl(opts.Name))
 		return nil
 	}
 	if err != nil {
@@ -45,6 +45,6 @@ func computeDeleteRun(opts *ComputeDeleteOptions) error {
 	if err := ct.Delete(opts.Ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "Deleted compute %s\n", opts.Name)
+	fmt.Fprintf(opts.IO.ErrOut, "Deleted compute %s\n", escapeControl(opts.Name))
 	return nil
 }

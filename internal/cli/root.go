@@ -22,7 +22,11 @@ func newRootCmd(f *Factory) *cobra.Command {
 		Use:   "kumo",
 		Short: "Self-hosted Azure ML compute targets",
 		Long: "kumo runs Azure ML style compute clusters on your own machines and serves\n" +
-			"an ARM-shaped API for them. These commands talk to a kumo server.",
+			"an ARM-shaped API for them. These commands talk to a kumo server.\n\n" +
+			"Every command that talks to a server takes -w/--workspace-name and\n" +
+			"-g/--resource-group to use another workspace than the config's, and\n" +
+			"-o table|json|yaml|tsv with --query (JMESPath), as az does. Results go to\n" +
+			"stdout; progress and notices go to stderr.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
