@@ -20,6 +20,11 @@ import (
 // -o json output); render turns that JSON into the format asked for, after
 // applying the JMESPath query, so every command that has a JSON output
 // has them all.
+//
+// --query uses github.com/jmespath-community/go-jmespath: it passes the
+// JMESPath compliance suite, is maintained (the original
+// github.com/jmespath/go-jmespath has had no release since 2020), and
+// accepts every expression az's Python jmespath does.
 
 // outputFormats lists the values -o takes.
 var outputFormats = []string{OutputTable, OutputJSON, OutputYAML, OutputTSV}

@@ -142,6 +142,16 @@ func TestCLICommandsBehaveAsAz(t *testing.T) {
 			t.Errorf("kumo %s: want an error naming the missing workspace or group; %s", strings.Join(args, " "), r)
 		}
 	}
+	// ... and reach another workspace when it exists.
+	mustCLI(t, dir, "workspace", "create", "-n", "team")
+	mustCLI(t, dir, "compute", "create", "-n", "team-cluster", "--max-instances", "1", "--no-wait", "-w", "team")
+	if r := mustCLI(t, dir, "compute", "list", "-w", "team", "--query", "[].name", "-o", "tsv"); r.stdout != "team-cluster\n" {
+		t.Errorf("compute list -w team: %s", r)
+	}
+	if r := mustCLI(t, dir, "compute", "list", "--query", "[].name", "-o", "tsv"); r.stdout != "cpu-cluster\n" {
+		t.Errorf("compute list in the config's workspace: %s", r)
+	}
+	mustCLI(t, dir, "compute", "delete", "team-cluster", "-w", "team", "--yes")
 	mustCLI(t, dir, "compute", "update", "cpu-cluster", "--max-instances", "3")
 	if r := mustCLI(t, dir, "compute", "show", "cpu-cluster", "--query", "properties.properties.scaleSettings.maxNodeCount", "-o", "tsv"); r.stdout != "3\n" {
 		t.Errorf("max after update: %s", r)
