@@ -103,6 +103,14 @@ func TestCLICommandsBehaveAsAz(t *testing.T) {
 	help = mustCLI(t, dir, "compute", "create", "--help").stdout
 	wantContains(t, "kumo compute create --help", help, "-f, --file", "-n, --name", "--size", "--min-instances", "--max-instances",
 		"--idle-time-before-scale-down", "--tier", "-w, --workspace-name", "-g, --resource-group", "-o, --output", "--query")
+	for group, cmds := range map[string][]string{
+		"job":       {"create", "submit", "list", "show", "logs", "cancel", "download"},
+		"workspace": {"create", "show", "list", "delete"},
+		"token":     {"create", "list", "revoke"},
+	} {
+		help := mustCLI(t, dir, group, "--help").stdout
+		wantContains(t, "kumo "+group+" --help", help, append(cmds, "-w, --workspace-name", "-g, --resource-group", "-o, --output", "--query")...)
+	}
 	help = mustCLI(t, dir, "login", "--help").stdout
 	wantContains(t, "kumo login --help", help, "--endpoint", "--token", "--ca-file", "-w, --workspace-name", "-g, --resource-group")
 	// A group alone prints its help and succeeds, as az does.
@@ -350,16 +358,20 @@ func TestCLIBlockedClusterAndHostCapacity(t *testing.T) {
 	// Host capacity: memory for one D2 node.
 	mustCLI(t, dir, "compute", "create", "--name", "capacity", "--min-instances", "2", "--max-instances", "2", "--no-wait")
 	waitAllocation(t, dir, "capacity", "Blocked: CapacityExhausted")
-	usage = mustCLI(t, dir, "compute", "list-usage", "-o", "json")
-	var us []api.Usage
-	if err := json.Unmarshal([]byte(usage.stdout), &us); err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range us {
-		if u.Name.Value == "hostVCPUs" && u.CurrentValue != 2 {
-			t.Errorf("host vCPUs in use = %d, want 2 (one D2 node)", u.CurrentValue)
+	// The one node that fits holds its vCPUs of the host.
+	waitFor(t, 60*time.Second, "one D2 node on the host", func() (bool, string) {
+		r := mustCLI(t, dir, "compute", "list-usage", "-o", "json")
+		var us []api.Usage
+		if err := json.Unmarshal([]byte(r.stdout), &us); err != nil {
+			t.Fatal(err)
 		}
-	}
+		for _, u := range us {
+			if u.Name.Value == "hostVCPUs" {
+				return u.CurrentValue == 2, r.stdout
+			}
+		}
+		return false, r.stdout
+	})
 	mustCLI(t, dir, "compute", "delete", "capacity", "--yes")
 }
 
