@@ -52,6 +52,7 @@ type JobProperties struct {
 	ExitCode      *int           `json:"exitCode,omitempty"`
 	Error         *ErrorDetail   `json:"error,omitempty"`
 	PendingReason *PendingReason `json:"pendingReason,omitempty"` // set while Queued
+	QueuePosition int            `json:"queuePosition,omitempty"` // while Queued: 1 is next on its compute; 0 when not queued
 	Warnings      []string       `json:"warnings,omitempty"`      // e.g. an environment kumo cannot honour
 	CreatedOn     string         `json:"createdOn,omitempty"`
 	StartTime     string         `json:"startTime,omitempty"`

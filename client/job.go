@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -225,19 +226,63 @@ func (w *Workspace) Job(ctx context.Context, name string) (*Job, error) {
 	return j, nil
 }
 
-// Jobs returns every job of the workspace, following nextLink, in the
-// order the server lists them.
+// Jobs returns every job of the workspace, newest first, following
+// nextLink. It is ListJobs with no filter.
 func (w *Workspace) Jobs(ctx context.Context) ([]*Job, error) {
+	return w.ListJobs(ctx, JobListOptions{})
+}
+
+// JobListOptions filter ListJobs. Zero fields filter nothing.
+type JobListOptions struct {
+	// Compute keeps the jobs of one compute target: a cluster's name,
+	// "azureml:NAME", or "local".
+	Compute string
+	// Statuses keeps the jobs in one of these statuses.
+	Statuses []api.JobStatus
+	// Max stops the list after this many jobs; 0 means all.
+	Max int
+}
+
+// ListJobs returns the workspace's jobs that match opts, newest first,
+// following nextLink until it has opts.Max of them or there are no more.
+func (w *Workspace) ListJobs(ctx context.Context, opts JobListOptions) ([]*Job, error) {
+	if opts.Max < 0 {
+		return nil, fmt.Errorf("list jobs: max %d is negative", opts.Max)
+	}
+	q := url.Values{}
+	if opts.Compute != "" {
+		q.Set("compute", opts.Compute)
+	}
+	if len(opts.Statuses) > 0 {
+		ss := make([]string, len(opts.Statuses))
+		for i, st := range opts.Statuses {
+			ss[i] = string(st)
+		}
+		q.Set("status", strings.Join(ss, ","))
+	}
+	if opts.Max > 0 {
+		q.Set("$top", strconv.Itoa(opts.Max))
+	}
+	next := w.workspacePath(w.cfg.WorkspaceName) + "/jobs"
+	if len(q) > 0 {
+		next += "?" + q.Encode()
+	}
 	var all []*Job
-	for next := w.workspacePath(w.cfg.WorkspaceName) + "/jobs"; next != ""; {
+	for next != "" {
 		var page api.JobList
 		if _, err := w.do(ctx, http.MethodGet, next, nil, &page); err != nil {
 			return nil, err
 		}
 		for _, r := range page.Value {
+			if opts.Max > 0 && len(all) == opts.Max {
+				return all, nil
+			}
 			all = append(all, &Job{ws: w, name: r.Name, res: r})
 		}
 		next = page.NextLink
+		if opts.Max > 0 && len(all) == opts.Max {
+			break
+		}
 	}
 	return all, nil
 }

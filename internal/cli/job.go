@@ -117,7 +117,8 @@ func submitAndReport(opts *submitOptions, spec client.CommandJob) error {
 	return err
 }
 
-// printJobs writes jobs as a table or, with -o json, as a JSON array.
+// printJobs writes jobs, in the order given, as a table or, with -o json,
+// as a JSON array.
 func printJobs(w io.Writer, output string, jobs []api.JobResource, now time.Time) error {
 	if output == OutputJSON {
 		if jobs == nil {
@@ -125,13 +126,13 @@ func printJobs(w io.Writer, output string, jobs []api.JobResource, now time.Time
 		}
 		return printJSON(w, jobs)
 	}
-	t := newTable(w, "NAME", "STATUS", "COMPUTE", "NODE", "CREATED", "DURATION")
+	t := newTable(w, "NAME", "DISPLAY NAME", "STATUS", "COMPUTE", "NODE", "CREATED", "DURATION")
 	for _, j := range jobs {
 		p := j.Properties
 		if p == nil {
 			p = &api.JobProperties{}
 		}
-		t.row(j.Name, orDash(string(p.Status)), orDash(p.ComputeID), orDash(p.NodeID), formatTime(p.CreatedOn), jobDuration(p, now))
+		t.row(j.Name, orDash(p.DisplayName), orDash(string(p.Status)), orDash(p.ComputeID), orDash(p.NodeID), formatTime(p.CreatedOn), jobDuration(p, now))
 	}
 	return t.flush()
 }

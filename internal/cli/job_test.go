@@ -243,23 +243,66 @@ func TestJobCreateStream(t *testing.T) {
 	}
 }
 
-func TestJobListTable(t *testing.T) {
-	e := newTestEnv(t)
-	e.mux.HandleFunc("GET "+testWS+"/jobs", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, api.JobList{Value: []api.JobResource{
-			{Name: "quiet_apple_3kx9q2", Properties: &api.JobProperties{Status: api.JobCompleted, ComputeID: "cpu-cluster", NodeID: "node-1",
-				StartTime: "2025-01-01T10:00:00Z", EndTime: "2025-01-01T10:01:05Z"}},
-			{Name: "bold_kiwi_000001", Properties: &api.JobProperties{Status: api.JobQueued, ComputeID: "gpu"}},
-		}})
-	})
-	if code := e.run("job", "list"); code != 0 {
-		t.Fatalf("exit %d, stderr %q", code, e.errOut.String())
+func TestJobList(t *testing.T) {
+	jobs := []api.JobResource{
+		{Name: "quiet_apple_3kx9q2", Properties: &api.JobProperties{Status: api.JobCompleted, ComputeID: "cpu-cluster", NodeID: "node-1",
+			DisplayName: "train-resnet", StartTime: "2025-01-01T10:00:00Z", EndTime: "2025-01-01T10:01:05Z"}},
+		{Name: "bold_kiwi_000001", Properties: &api.JobProperties{Status: api.JobQueued, ComputeID: "gpu", DisplayName: "bold_kiwi_000001"}},
 	}
-	want := "NAME                STATUS     COMPUTE      NODE    CREATED  DURATION\n" +
-		"quiet_apple_3kx9q2  Completed  cpu-cluster  node-1  -        1m5s\n" +
-		"bold_kiwi_000001    Queued     gpu          -       -        -\n"
-	if got := e.out.String(); got != want {
-		t.Errorf("stdout:\n%s\nwant:\n%s", got, want)
+	tests := []struct {
+		name      string
+		args      []string
+		wantQuery string
+		wantOut   string
+		wantErr   string
+	}{
+		{
+			name: "all, in the server's order",
+			args: []string{"job", "list"},
+			wantOut: "NAME                DISPLAY NAME      STATUS     COMPUTE      NODE    CREATED  DURATION\n" +
+				"quiet_apple_3kx9q2  train-resnet      Completed  cpu-cluster  node-1  -        1m5s\n" +
+				"bold_kiwi_000001    bold_kiwi_000001  Queued     gpu          -       -        -\n",
+		},
+		{
+			name:      "filters become query parameters",
+			args:      []string{"job", "list", "--compute", "azureml:cpu-cluster", "--status", "Queued,Running", "--max-results", "1"},
+			wantQuery: "%24top=1&compute=azureml%3Acpu-cluster&status=Queued%2CRunning",
+			wantOut: "NAME                DISPLAY NAME  STATUS     COMPUTE      NODE    CREATED  DURATION\n" +
+				"quiet_apple_3kx9q2  train-resnet  Completed  cpu-cluster  node-1  -        1m5s\n",
+		},
+		{
+			name:    "negative max",
+			args:    []string{"job", "list", "-r", "-1"},
+			wantErr: "--max-results -1 is negative",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			var query string
+			e.mux.HandleFunc("GET "+testWS+"/jobs", func(w http.ResponseWriter, r *http.Request) {
+				q := r.URL.Query()
+				q.Del("api-version")
+				query = q.Encode()
+				writeJSON(w, http.StatusOK, api.JobList{Value: jobs})
+			})
+			code := e.run(tt.args...)
+			if tt.wantErr != "" {
+				if code == 0 || !strings.Contains(e.errOut.String(), tt.wantErr) {
+					t.Fatalf("exit %d, stderr %q; want non-zero and %q", code, e.errOut.String(), tt.wantErr)
+				}
+				return
+			}
+			if code != 0 {
+				t.Fatalf("exit %d, stderr %q", code, e.errOut.String())
+			}
+			if query != tt.wantQuery {
+				t.Errorf("query = %q, want %q", query, tt.wantQuery)
+			}
+			if got := e.out.String(); got != tt.wantOut {
+				t.Errorf("stdout:\n%s\nwant:\n%s", got, tt.wantOut)
+			}
+		})
 	}
 }
 

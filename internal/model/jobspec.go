@@ -121,3 +121,29 @@ func ValidateInstanceCount(n int) error {
 func JobCompute(wsID, name string) string {
 	return fmt.Sprintf("%s/computes/%s", wsID, name)
 }
+
+// jobStatuses are the job statuses in the order a job goes through them.
+var jobStatuses = []JobStatus{JobNotStarted, JobQueued, JobPreparing, JobRunning, JobFinalizing, JobCompleted, JobFailed, JobCanceled}
+
+// ParseJobStatus returns the status named s, matched case-insensitively;
+// false when s names none. "Cancelled" is accepted for Canceled.
+func ParseJobStatus(s string) (JobStatus, bool) {
+	if strings.EqualFold(s, "Cancelled") {
+		return JobCanceled, true
+	}
+	for _, st := range jobStatuses {
+		if strings.EqualFold(s, string(st)) {
+			return st, true
+		}
+	}
+	return "", false
+}
+
+// JobStatusNames lists the job statuses for messages: "NotStarted, Queued, ...".
+func JobStatusNames() string {
+	names := make([]string, len(jobStatuses))
+	for i, st := range jobStatuses {
+		names[i] = string(st)
+	}
+	return strings.Join(names, ", ")
+}
