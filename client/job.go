@@ -45,7 +45,8 @@ type JobError struct {
 }
 
 // Error returns, for example, "job quiet_apple_3kx9q2 Failed: UserError:
-// command exited with status 2 (exit code 2)".
+// the command exited with code 2". The exit code is added, as "(exit code
+// 2)", only when the server gave no detail, which would state it.
 func (e *JobError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "job %s %s", e.Name, e.Status)
@@ -60,8 +61,8 @@ func (e *JobError) Error() string {
 			b.WriteString(e.Detail.Code + ": " + e.Detail.Message)
 		}
 	}
-	if e.ExitCode != nil {
-		fmt.Fprintf(&b, " (exit code %d)", *e.ExitCode)
+	if e.ExitCode != nil && e.Detail == nil {
+		fmt.Fprintf(&b, " (exit code %d)", *e.ExitCode) // the server's detail states it
 	}
 	return b.String()
 }

@@ -280,8 +280,9 @@ func TestWaitOutcomes(t *testing.T) {
 		wantGets int
 	}{
 		{"completed", []api.JobResource{jobIn(api.JobQueued, nil, nil), jobIn(api.JobRunning, nil, nil), jobIn(api.JobCompleted, ptr(0), nil)}, nil, "", 3},
-		{"failed", []api.JobResource{jobIn(api.JobRunning, nil, nil), jobIn(api.JobFailed, ptr(2), &api.ErrorDetail{Code: "UserError", Message: "command exited with status 2"})},
-			ErrJobFailed, "job j Failed: UserError: command exited with status 2 (exit code 2)", 2},
+		{"failed", []api.JobResource{jobIn(api.JobRunning, nil, nil), jobIn(api.JobFailed, ptr(2), &api.ErrorDetail{Code: "UserError", Message: "the command exited with code 2"})},
+			ErrJobFailed, "job j Failed: UserError: the command exited with code 2", 2},
+		{"failed without detail", []api.JobResource{jobIn(api.JobFailed, ptr(2), nil)}, ErrJobFailed, "job j Failed (exit code 2)", 1},
 		{"canceled", []api.JobResource{jobIn(api.JobCanceled, nil, &api.ErrorDetail{Code: "Canceled", Message: "canceled by user"})},
 			ErrJobCanceled, "job j Canceled: Canceled: canceled by user", 1},
 	}

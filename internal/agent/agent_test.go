@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"kumo/internal/agentproto"
+	"kumo/internal/runner"
 )
 
 func TestMain(m *testing.M) {
@@ -135,7 +136,7 @@ func TestRunJob(t *testing.T) {
 		{
 			name:       "exit code",
 			spec:       agentproto.JobSpec{Command: "printf out; printf err >&2; exit 3"},
-			wantStdout: "out", wantStderr: "err", wantCode: intp(3), wantReason: reasonExited,
+			wantStdout: "outerr", wantCode: intp(3), wantReason: reasonExited,
 		},
 		{
 			name:       "environment",
@@ -256,8 +257,8 @@ func TestReconnect(t *testing.T) {
 	fs.setRefuseAll(http.StatusServiceUnavailable)
 	c.Close()
 	open(t, gate1)
-	eventually(t, "second in stdout.txt", func() bool {
-		b, _ := os.ReadFile(filepath.Join(ta.jobDir("r1"), "user_logs/stdout.txt"))
+	eventually(t, "second in std_log.txt", func() bool {
+		b, _ := os.ReadFile(filepath.Join(ta.jobDir("r1"), runner.StdLogFile))
 		return string(b) == "firstsecond"
 	})
 	fs.setRefuseAll(0)
@@ -302,7 +303,7 @@ func TestDoneAfterReconnect(t *testing.T) {
 	fs.setRefuseAll(0)
 
 	c, hello := fs.welcome(agentproto.Message{LogOffsets: map[string]agentproto.Offsets{"r1": {Stdout: 3}}})
-	want := []agentproto.JobReport{{RunID: "r1", State: agentproto.JobExited, ExitCode: intp(4), Reason: reasonExited, Message: "exit code 4", Logs: agentproto.Offsets{Stdout: 3}}}
+	want := []agentproto.JobReport{{RunID: "r1", State: agentproto.JobExited, ExitCode: intp(4), Reason: reasonExited, Logs: agentproto.Offsets{Stdout: 3}}}
 	if diff := cmp.Diff(want, hello.Jobs); diff != "" {
 		t.Errorf("hello jobs (-want +got):\n%s", diff)
 	}
@@ -320,7 +321,7 @@ func TestDoneAfterReconnect(t *testing.T) {
 		_, err := os.Stat(journal)
 		return errors.Is(err, os.ErrNotExist)
 	})
-	if _, err := os.Stat(filepath.Join(ta.jobDir("r1"), "user_logs/stdout.txt")); err != nil {
+	if _, err := os.Stat(filepath.Join(ta.jobDir("r1"), runner.StdLogFile)); err != nil {
 		t.Errorf("job files removed on ack: %v", err)
 	}
 	c.Close()

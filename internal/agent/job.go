@@ -253,8 +253,8 @@ func (j *job) report() agentproto.JobReport {
 	if j.res != nil {
 		r.ExitCode, r.Reason, r.Message = j.res.ExitCode, j.res.Reason, j.res.Message
 	}
-	r.Logs.Stdout = fileSize(filepath.Join(j.dir, runner.StdoutFile))
-	r.Logs.Stderr = fileSize(filepath.Join(j.dir, runner.StderrFile))
+	r.Logs.Stdout = fileSize(filepath.Join(j.dir, runner.Stdout.File()))
+	r.Logs.Stderr = fileSize(filepath.Join(j.dir, runner.Stderr.File()))
 	return r
 }
 

@@ -179,8 +179,8 @@ func TestJobCreateStream(t *testing.T) {
 		wantErr  string
 	}{
 		{"completed", api.JobProperties{Status: api.JobCompleted, ExitCode: ptr(0)}, 0, ""},
-		{"failed", api.JobProperties{Status: api.JobFailed, ExitCode: ptr(3), Error: &api.ErrorDetail{Code: "UserError", Message: "command exited with status 3"}},
-			1, "Error: job cifar-1 Failed: UserError: command exited with status 3 (exit code 3)\n"},
+		{"failed", api.JobProperties{Status: api.JobFailed, ExitCode: ptr(3), Error: &api.ErrorDetail{Code: "UserError", Message: "the command exited with code 3"}},
+			1, "Error: job cifar-1 Failed: UserError: the command exited with code 3\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
