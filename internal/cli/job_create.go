@@ -35,13 +35,15 @@ relative to the file, uploaded as a snapshot), compute (NAME or azureml:NAME),
 environment, environment_variables, literal inputs (substituted into
 ${{inputs.NAME}}), resources.instance_count, distribution, limits.timeout
 (seconds), name, display_name, experiment_name, description and tags. It warns
-about keys it does not use and prints the job's name.`,
+about keys it does not use and prints the job's name.
+
+` + streamNote,
 		Args: cobra.NoArgs,
 		RunE: runE(f, opts, runF, jobCreateRun),
 	}
 	cmd.Flags().StringVarP(&opts.File, "file", "f", "", "command-job YAML file (required)")
 	cmd.Flags().StringVarP(&opts.Name, "name", "n", "", "job name (default: the file's name key, or a generated one)")
-	cmd.Flags().BoolVar(&opts.Stream, "stream", false, "wait for the job, streaming its output; fail unless it completes")
+	cmd.Flags().BoolVar(&opts.Stream, "stream", false, "follow the job until it ends: queue position and name on stderr, output on stdout; fail unless it completes")
 	_ = cmd.MarkFlagRequired("file")
 	return cmd
 }
