@@ -97,6 +97,12 @@ type CommandJob struct {
 	Env map[string]string
 	// Inputs are literal inputs, substituted into Command.
 	Inputs map[string]string
+	// Outputs are the job's outputs by name. kumo supports uri_folder
+	// outputs (the zero JobOutput): ${{outputs.NAME}} in Command becomes
+	// the folder outputs/NAME, made before the command starts and kept
+	// with the job's artifacts. Mode may be spelt as in AML YAML
+	// ("rw_mount", "upload").
+	Outputs map[string]api.JobOutput
 	// InstanceCount is the number of nodes; 0 means 1.
 	InstanceCount int
 	// Distribution, when not nil, makes a distributed job. Its type may
@@ -142,6 +148,21 @@ func (j CommandJob) resource(codeID string) (*api.JobResource, error) {
 		p.Inputs = make(map[string]*api.JobInput, len(j.Inputs))
 		for k, v := range j.Inputs {
 			p.Inputs[k] = &api.JobInput{JobInputType: api.JobInputLiteral, Value: v}
+		}
+	}
+	if len(j.Outputs) > 0 {
+		p.Outputs = make(map[string]*api.JobOutput, len(j.Outputs))
+		for k, o := range j.Outputs {
+			if o.JobOutputType == "" {
+				o.JobOutputType = "uri_folder"
+			}
+			switch strings.ToLower(o.Mode) {
+			case "rw_mount":
+				o.Mode = "ReadWriteMount"
+			case "upload":
+				o.Mode = "Upload"
+			}
+			p.Outputs[k] = &o
 		}
 	}
 	if j.InstanceCount > 0 {

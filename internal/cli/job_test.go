@@ -23,6 +23,7 @@ func TestParseJobYAML(t *testing.T) {
 	tests := []struct {
 		name         string
 		yaml         string
+		sets         []string // --set overrides
 		want         *jobFile // nil when an error is expected
 		wantErr      string
 		wantWarnings []string
@@ -74,9 +75,9 @@ name: cifar-1
 		},
 		{
 			name:         "unknown keys warn",
-			yaml:         "command: 'true'\ncompute: c\noutputs: {model: {type: uri_folder}}\nservices: {}\nresources: {instance_count: 1, shm_size: 2g}\n",
+			yaml:         "command: 'true'\ncompute: c\nservices: {}\nresources: {instance_count: 1, shm_size: 2g}\n",
 			want:         &jobFile{Spec: client.CommandJob{Command: "true", Compute: "c", InstanceCount: 1}},
-			wantWarnings: []string{path + ": ignoring keys kumo does not support: outputs, resources.shm_size, services"},
+			wantWarnings: []string{path + ": ignoring keys kumo does not support: resources.shm_size, services"},
 		},
 		{
 			name:         "inline environment warns",
@@ -94,6 +95,42 @@ name: cifar-1
 			yaml:    "command: x\ncompute: c\ninputs:\n  data:\n    type: uri_folder\n    path: ./data\n",
 			wantErr: "input data: only literal inputs are supported",
 		},
+		{
+			name: "uri_folder outputs",
+			yaml: "command: python train.py --out ${{outputs.model}}\ncompute: c\noutputs:\n  model: {type: uri_folder, mode: rw_mount}\n  logs:\n  up: {mode: upload}\n",
+			want: &jobFile{Spec: client.CommandJob{Command: "python train.py --out ${{outputs.model}}", Compute: "c", Outputs: map[string]api.JobOutput{
+				"model": {JobOutputType: "uri_folder", Mode: "rw_mount"}, "logs": {JobOutputType: "uri_folder"}, "up": {JobOutputType: "uri_folder", Mode: "upload"}}}},
+		},
+		{
+			name: "registered output warns",
+			yaml: "command: x\ncompute: c\noutputs: {model: {type: uri_folder, name: my-model, version: 1}}\n",
+			want: &jobFile{Spec: client.CommandJob{Command: "x", Compute: "c", Outputs: map[string]api.JobOutput{"model": {JobOutputType: "uri_folder"}}}},
+			wantWarnings: []string{path + ": output model: name and version are ignored: kumo does not register outputs as data assets"},
+		},
+		{name: "mlflow output", yaml: "command: x\ncompute: c\noutputs: {m: {type: mlflow_model}}\n", wantErr: `output m: type "mlflow_model" is not supported: kumo supports uri_folder outputs`},
+		{name: "uri_file output", yaml: "command: x\ncompute: c\noutputs: {m: {type: uri_file}}\n", wantErr: `output m: type "uri_file" is not supported`},
+		{name: "download mode", yaml: "command: x\ncompute: c\noutputs: {m: {mode: direct}}\n", wantErr: `output m: mode "direct" is not supported: use rw_mount or upload`},
+		{name: "output path", yaml: "command: x\ncompute: c\noutputs: {m: {path: azureml://datastores/x/paths/y}}\n", wantErr: `output m: path "azureml://datastores/x/paths/y" is not supported`},
+		{name: "scalar output", yaml: "command: x\ncompute: c\noutputs: {m: uri_folder}\n", wantErr: "output m: want a mapping"},
+		{
+			name: "--set overrides and adds fields",
+			yaml: "command: echo $FOO\ncompute: azureml:cpu-cluster\ndisplay_name: old\nenvironment_variables: {KEEP: 1}\n",
+			sets: []string{"compute=azureml:gpu", "display_name=new name", "environment_variables.FOO=bar=baz", "tags.team=vision",
+				"limits.timeout=60", "name=run-2", "inputs={lr: 0.1}"},
+			want: &jobFile{Name: "run-2", Spec: client.CommandJob{Command: "echo $FOO", Compute: "gpu", DisplayName: "new name",
+				Env: map[string]string{"KEEP": "1", "FOO": "bar=baz"}, Tags: map[string]string{"team": "vision"}, Timeout: time.Minute,
+				Inputs: map[string]string{"lr": "0.1"}}},
+		},
+		{
+			name: "--set on an empty file",
+			yaml: "",
+			sets: []string{"command=true", "compute=local"},
+			want: &jobFile{Spec: client.CommandJob{Command: "true", Compute: "local"}},
+		},
+		{name: "--set without =", yaml: "command: x\ncompute: c\n", sets: []string{"compute"}, wantErr: `--set "compute" is not PATH=VALUE`},
+		{name: "--set empty key", yaml: "command: x\ncompute: c\n", sets: []string{"tags..a=1"}, wantErr: "the path has an empty key"},
+		{name: "--set through a scalar", yaml: "command: x\ncompute: c\n", sets: []string{"compute.name=y"}, wantErr: `--set "compute.name=y": compute is not a mapping`},
+		{name: "--set a bad type", yaml: "command: x\ncompute: c\n", sets: []string{"resources.instance_count=two"}, wantErr: "cannot unmarshal"},
 		{name: "no command", yaml: "compute: c\n", wantErr: "command is required"},
 		{name: "no compute", yaml: "command: x\n", wantErr: "compute is required"},
 		{name: "sweep job", yaml: "type: sweep\ncommand: x\ncompute: c\n", wantErr: `type "sweep": kumo runs only command jobs`},
@@ -102,7 +139,7 @@ name: cifar-1
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseJobYAML(path, []byte(tt.yaml))
+			got, err := parseJobYAML(path, []byte(tt.yaml), tt.sets...)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("parseJobYAML error = %v, want one containing %q", err, tt.wantErr)

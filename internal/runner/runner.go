@@ -1,7 +1,8 @@
 // Package runner runs one job process on a node.
 //
 // [Start] prepares the job directory (creating outputs/, logs/ and
-// user_logs/, and extracting an optional code snapshot), starts the command
+// user_logs/, a folder outputs/NAME for each AZURE_ML_OUTPUT_NAME variable
+// that names one, and extracting an optional code snapshot), starts the command
 // with /bin/sh -c in its own process group with the job directory as working
 // directory, and streams its output live to a callback while also appending
 // it to user_logs/std_log.txt in the job directory (AML's name).
@@ -48,6 +49,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"kumo/internal/model"
 )
 
 // Defaults for [Spec] fields left zero.
@@ -193,7 +196,7 @@ func Start(ctx context.Context, spec Spec) (*Job, error) {
 	if spec.Dir == "" {
 		return nil, errors.New("start job: empty directory")
 	}
-	for _, d := range []string{"outputs", "logs", "user_logs"} {
+	for _, d := range append([]string{model.OutputsDir, "logs", "user_logs"}, outputDirs(spec.Env)...) {
 		if err := os.MkdirAll(filepath.Join(spec.Dir, d), 0o755); err != nil {
 			return nil, fmt.Errorf("start job: %w", err)
 		}
@@ -219,6 +222,20 @@ func Start(ctx context.Context, spec Spec) (*Job, error) {
 	unwatch := context.AfterFunc(ctx, func() { j.stop(ReasonCanceled) })
 	go j.supervise(unwatch)
 	return j, nil
+}
+
+// outputDirs are the folders of the job's outputs, named by the
+// AZURE_ML_OUTPUT_NAME=outputs/NAME entries of env; other values of such
+// variables are left alone.
+func outputDirs(env []string) []string {
+	var dirs []string
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		if name, ok := strings.CutPrefix(k, model.OutputEnvPrefix); ok && name != "" && v == model.OutputPath(name) && filepath.IsLocal(v) {
+			dirs = append(dirs, v)
+		}
+	}
+	return dirs
 }
 
 func orDefault(d, def time.Duration) time.Duration {

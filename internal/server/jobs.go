@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"sort"
@@ -106,7 +107,21 @@ func (s *Server) jobFromRequest(ctx context.Context, ws model.Workspace, name st
 		}
 		inputs[k] = in.Value
 	}
-	command, err := model.SubstituteInputs(p.Command, inputs)
+	outputs := map[string]bool{}
+	for k, o := range p.Outputs {
+		if o == nil {
+			o = &api.JobOutput{}
+		}
+		if err := model.ValidateOutput(k, o.JobOutputType, o.Mode); err != nil {
+			return model.Job{}, err
+		}
+		if o.URI != "" {
+			return model.Job{}, badRequest(api.CodeInvalidParameter, "properties.outputs."+k+".uri",
+				"properties.outputs.%s.uri: kumo keeps outputs with the job (under %s); it cannot write to %q", k, model.OutputPath(k), o.URI)
+		}
+		outputs[k] = true
+	}
+	command, err := model.SubstituteBindings(p.Command, inputs, outputs)
 	if err != nil {
 		return model.Job{}, err
 	}
@@ -170,6 +185,17 @@ func (s *Server) jobFromRequest(ctx context.Context, ws model.Workspace, name st
 		return model.Job{}, err
 	}
 	env := p.EnvironmentVariables
+	if len(outputs) > 0 {
+		// As in AML, AZURE_ML_OUTPUT_NAME gives each output's path; the
+		// node makes the folders it names before the command starts.
+		env = maps.Clone(env)
+		if env == nil {
+			env = map[string]string{}
+		}
+		for k := range outputs {
+			env[model.OutputEnvPrefix+k] = model.OutputPath(k)
+		}
+	}
 	if len(env) == 0 {
 		env = nil
 	}
@@ -472,6 +498,14 @@ func (s *Server) jobResource(ctx context.Context, j model.Job, views map[string]
 	}
 	if p.DisplayName == "" {
 		p.DisplayName = j.Name
+	}
+	for k, v := range j.Env {
+		if name, ok := strings.CutPrefix(k, model.OutputEnvPrefix); ok && v == model.OutputPath(name) {
+			if p.Outputs == nil {
+				p.Outputs = map[string]*api.JobOutput{}
+			}
+			p.Outputs[name] = &api.JobOutput{JobOutputType: "uri_folder", Mode: "ReadWriteMount", URI: v}
+		}
 	}
 	if j.Timeout > 0 {
 		p.Limits = &api.CommandJobLimits{JobLimitsType: "Command", Timeout: model.FormatDuration(j.Timeout)}
