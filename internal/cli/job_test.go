@@ -102,9 +102,9 @@ name: cifar-1
 				"model": {JobOutputType: "uri_folder", Mode: "rw_mount"}, "logs": {JobOutputType: "uri_folder"}, "up": {JobOutputType: "uri_folder", Mode: "upload"}}}},
 		},
 		{
-			name: "registered output warns",
-			yaml: "command: x\ncompute: c\noutputs: {model: {type: uri_folder, name: my-model, version: 1}}\n",
-			want: &jobFile{Spec: client.CommandJob{Command: "x", Compute: "c", Outputs: map[string]api.JobOutput{"model": {JobOutputType: "uri_folder"}}}},
+			name:         "registered output warns",
+			yaml:         "command: x\ncompute: c\noutputs: {model: {type: uri_folder, name: my-model, version: 1}}\n",
+			want:         &jobFile{Spec: client.CommandJob{Command: "x", Compute: "c", Outputs: map[string]api.JobOutput{"model": {JobOutputType: "uri_folder"}}}},
 			wantWarnings: []string{path + ": output model: name and version are ignored: kumo does not register outputs as data assets"},
 		},
 		{name: "mlflow output", yaml: "command: x\ncompute: c\noutputs: {m: {type: mlflow_model}}\n", wantErr: `output m: type "mlflow_model" is not supported: kumo supports uri_folder outputs`},

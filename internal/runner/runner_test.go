@@ -89,7 +89,7 @@ func TestRunResults(t *testing.T) {
 		{name: "env", command: `printf %s "$KUMO_T"`, env: []string{"KUMO_T=a b"}, wantOut: "a b"},
 		{name: "cwd and dirs", command: `test -d outputs && test -d logs && pwd`, wantOut: "DIR\n"},
 		{name: "output folders", command: `test -d outputs/model && test -d outputs/ckpt_2 && test ! -e outputs/other && test ! -e elsewhere && echo made`,
-			env: []string{"AZURE_ML_OUTPUT_model=outputs/model", "AZURE_ML_OUTPUT_ckpt_2=outputs/ckpt_2", "AZURE_ML_OUTPUT_x=outputs/other", "AZURE_ML_OUTPUT_y=elsewhere", "AZURE_ML_OUTPUT_z=../z"},
+			env:     []string{"AZURE_ML_OUTPUT_model=outputs/model", "AZURE_ML_OUTPUT_ckpt_2=outputs/ckpt_2", "AZURE_ML_OUTPUT_x=outputs/other", "AZURE_ML_OUTPUT_y=elsewhere", "AZURE_ML_OUTPUT_z=../z"},
 			wantOut: "made\n"},
 	}
 	for _, tt := range tests {
