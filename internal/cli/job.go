@@ -115,8 +115,9 @@ and why it waits, and at the end its status go to stderr; stdout gets the
 job's output alone (user_logs/std_log.txt: its stdout and stderr in the
 order written). The exit status is 0 only when the job Completed.`
 
-// queuePoll is how often streamJob asks about a job waiting in the queue.
-const queuePoll = time.Second
+// queuePoll is how often streamJob asks about a job waiting in the queue;
+// a variable so that tests can shorten it.
+var queuePoll = time.Second
 
 // streamJob follows job as "az ml job stream" does: the job's name, and
 // while it is queued its position and pending reason whenever they change,

@@ -465,3 +465,43 @@ func TestComputeEvents(t *testing.T) {
 		t.Errorf("stdout:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+func TestJobStreamShowsQueue(t *testing.T) {
+	defer func(d time.Duration) { queuePoll = d }(queuePoll)
+	queuePoll = time.Millisecond
+	e := newTestEnv(t)
+	maxNodes := &api.PendingReason{Code: api.PendingMaxNodesReached, Message: "all 1 nodes are busy"}
+	states := []api.JobProperties{
+		{Status: api.JobQueued, ComputeID: "one", QueuePosition: 2, PendingReason: maxNodes},
+		{Status: api.JobQueued, ComputeID: "one", QueuePosition: 2, PendingReason: maxNodes},
+		{Status: api.JobQueued, ComputeID: "one", QueuePosition: 1, PendingReason: maxNodes},
+		{Status: api.JobRunning, ComputeID: "one"},
+		{Status: api.JobFailed, ComputeID: "one", ExitCode: ptr(3), Error: &api.ErrorDetail{Code: "UserError", Message: "the command exited with code 3"}},
+	}
+	var gets int
+	e.mux.HandleFunc("GET "+testWS+"/jobs/j1", func(w http.ResponseWriter, r *http.Request) {
+		p := states[min(gets, len(states)-1)]
+		gets++
+		writeJSON(w, http.StatusOK, api.JobResource{Name: "j1", Properties: &p})
+	})
+	e.mux.HandleFunc("GET "+testWS+"/jobs/j1/logs", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("offset") == "0" {
+			io.WriteString(w, "A\nB\n")
+		}
+	})
+	if code := e.run("job", "stream", "j1"); code != 1 {
+		t.Errorf("exit %d, want 1 for a failed job", code)
+	}
+	if got := e.out.String(); got != "A\nB\n" {
+		t.Errorf("stdout = %q, want the job's output alone", got)
+	}
+	want := "RunId: j1\n" +
+		"Queued: position 2 on one: MaxNodesReached: all 1 nodes are busy\n" +
+		"Queued: position 1 on one: MaxNodesReached: all 1 nodes are busy\n" +
+		"Streaming user_logs/std_log.txt\n===============================\n\n" +
+		"\nExecution Summary\n=================\nRunId: j1\nStatus: Failed\n" +
+		"Error: job j1 Failed: UserError: the command exited with code 3\n"
+	if diff := cmp.Diff(want, e.errOut.String()); diff != "" {
+		t.Errorf("stderr (-want +got):\n%s", diff)
+	}
+}
