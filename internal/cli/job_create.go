@@ -49,7 +49,7 @@ job's name.
   kumo job create -f job.yml --set compute=azureml:gpu-cluster \
       --set environment_variables.SEED=2 --set display_name=run-2
 
-` + streamNote,
+--stream follows the job until it ends. ` + streamNote,
 		Args: cobra.NoArgs,
 		RunE: runE(f, opts, runF, jobCreateRun),
 	}

@@ -35,7 +35,7 @@ func NewCmdJobSubmit(f *Factory, runF func(*JobSubmitOptions) error) *cobra.Comm
 
   kumo job submit --compute cpu-cluster --code ./src --command "python train.py" --env SEED=1
 
-` + streamNote,
+--stream follows the job until it ends. ` + streamNote,
 		Args: cobra.NoArgs,
 		RunE: runE(f, opts, runF, jobSubmitRun),
 	}
