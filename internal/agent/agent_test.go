@@ -140,8 +140,8 @@ func TestRunJob(t *testing.T) {
 		},
 		{
 			name:       "environment",
-			spec:       agentproto.JobSpec{Command: `printf '%s %s %s %s' "$KUMO_RUN_ID" "$AZUREML_RUN_ID" "$KUMO_NODE_ID" "$FOO"`, Env: map[string]string{"FOO": "bar"}},
-			wantStdout: "r-environment r-environment node-1 bar", wantCode: intp(0), wantReason: reasonExited,
+			spec:       agentproto.JobSpec{Name: "env-job", Command: `printf '%s %s %s %s' "$KUMO_RUN_ID" "$AZUREML_RUN_ID" "$KUMO_NODE_ID" "$FOO"`, Env: map[string]string{"FOO": "bar"}},
+			wantStdout: "r-environment env-job node-1 bar", wantCode: intp(0), wantReason: reasonExited,
 		},
 		{
 			name:       "large output",

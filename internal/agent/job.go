@@ -98,7 +98,7 @@ func (j *job) execute() result {
 	for k, v := range j.spec.Env {
 		env = append(env, k+"="+v)
 	}
-	env = append(env, "KUMO_RUN_ID="+j.id, "KUMO_NODE_ID="+j.a.cfg.NodeID, "AZUREML_RUN_ID="+j.id)
+	env = append(env, "KUMO_RUN_ID="+j.id, "KUMO_NODE_ID="+j.a.cfg.NodeID, "AZUREML_RUN_ID="+j.amlRunID())
 	p, err := runner.Start(j.ctx, runner.Spec{
 		Dir:     j.dir,
 		Command: j.spec.Command,
@@ -347,6 +347,16 @@ func (j *job) forget() bool {
 		j.a.log.Warn("agent: removing journal", "runId", j.id, "err", err)
 	}
 	return true
+}
+
+// amlRunID is the job's run ID as AML gives it to a v2 job in
+// AZUREML_RUN_ID: its name (the run ID from a control plane that sent no
+// name).
+func (j *job) amlRunID() string {
+	if j.spec.Name != "" {
+		return j.spec.Name
+	}
+	return j.id
 }
 
 func fileSize(name string) int64 {

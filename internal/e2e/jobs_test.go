@@ -299,11 +299,12 @@ outputs:
 }
 
 // TestJobFailureShowsOneID: a failed job's error states its exit code
-// once, and users see the job's name, not the run ID, except in the JSON.
+// once, and users see the job's name, not the run ID, except in the JSON;
+// the job itself gets its name in AZUREML_RUN_ID, as in AML.
 func TestJobFailureShowsOneID(t *testing.T) {
 	s := startServer(t, "")
-	r := runSplit(t, s.dir, "job", "submit", "--compute", "local", "--name", "bad", "--stream", "--command", "echo oops >&2; exit 3")
-	if r.code == 0 || r.stdout != "oops\n" {
+	r := runSplit(t, s.dir, "job", "submit", "--compute", "local", "--name", "bad", "--stream", "--command", `echo "oops in $AZUREML_RUN_ID" >&2; exit 3`)
+	if r.code == 0 || r.stdout != "oops in bad\n" {
 		t.Fatalf("failing job: exit %d, stdout %q; want a failure with the job's output", r.code, r.stdout)
 	}
 	if n := strings.Count(r.stderr, "3"); n != 1 || !strings.Contains(r.stderr, "Error: job bad Failed: UserError: the command exited with code 3\n") {

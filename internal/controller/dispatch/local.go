@@ -99,7 +99,7 @@ func (l *localRunner) start(ctx context.Context, j model.Job) {
 		}
 		code = f
 	}
-	env := []string{"KUMO_RUN_ID=" + j.RunID, "AZUREML_RUN_ID=" + j.RunID}
+	env := []string{"KUMO_RUN_ID=" + j.RunID, "AZUREML_RUN_ID=" + j.Name} // AML's run ID of a v2 job is its name
 	for k, v := range j.Env {
 		env = append(env, k+"="+v)
 	}
