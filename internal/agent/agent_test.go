@@ -146,12 +146,12 @@ func TestRunJob(t *testing.T) {
 		{
 			name:       "exit code",
 			spec:       agentproto.JobSpec{Command: "printf out; printf err >&2; exit 3"},
-			wantStdout: "out", wantStderr: "err", wantCode: intp(3), wantReason: reasonExited,
+			wantStdout: "outerr", wantCode: intp(3), wantReason: reasonExited,
 		},
 		{
 			name:       "environment",
-			spec:       agentproto.JobSpec{Command: `printf '%s %s %s %s' "$KUMO_RUN_ID" "$AZUREML_RUN_ID" "$KUMO_NODE_ID" "$FOO"`, Env: map[string]string{"FOO": "bar"}},
-			wantStdout: "r-environment r-environment node-1 bar", wantCode: intp(0), wantReason: reasonExited,
+			spec:       agentproto.JobSpec{Name: "env-job", Command: `printf '%s %s %s %s' "$KUMO_RUN_ID" "$AZUREML_RUN_ID" "$KUMO_NODE_ID" "$FOO"`, Env: map[string]string{"FOO": "bar"}},
+			wantStdout: "r-environment env-job node-1 bar", wantCode: intp(0), wantReason: reasonExited,
 		},
 		{
 			name:       "large output",
@@ -267,8 +267,8 @@ func TestReconnect(t *testing.T) {
 	fs.setRefuseAll(http.StatusServiceUnavailable)
 	c.Close()
 	open(t, gate1)
-	eventually(t, "second in stdout.txt", func() bool {
-		b, _ := os.ReadFile(filepath.Join(ta.jobDir("r1"), "user_logs/stdout.txt"))
+	eventually(t, "second in std_log.txt", func() bool {
+		b, _ := os.ReadFile(filepath.Join(ta.jobDir("r1"), runner.StdLogFile))
 		return string(b) == "firstsecond"
 	})
 	fs.setRefuseAll(0)
@@ -313,7 +313,7 @@ func TestDoneAfterReconnect(t *testing.T) {
 	fs.setRefuseAll(0)
 
 	c, hello := fs.welcome(agentproto.Message{LogOffsets: map[string]agentproto.Offsets{"r1": {Stdout: 3}}})
-	want := []agentproto.JobReport{{RunID: "r1", State: agentproto.JobExited, ExitCode: intp(4), Reason: reasonExited, Message: "exit code 4", Logs: agentproto.Offsets{Stdout: 3}}}
+	want := []agentproto.JobReport{{RunID: "r1", State: agentproto.JobExited, ExitCode: intp(4), Reason: reasonExited, Logs: agentproto.Offsets{Stdout: 3}}}
 	if diff := cmp.Diff(want, hello.Jobs); diff != "" {
 		t.Errorf("hello jobs (-want +got):\n%s", diff)
 	}

@@ -98,7 +98,7 @@ func (j *job) execute() result {
 		defer body.Close()
 		code = body
 	}
-	set := map[string]string{"KUMO_RUN_ID": j.id, "KUMO_NODE_ID": j.a.cfg.NodeID, "AZUREML_RUN_ID": j.id}
+	set := map[string]string{"KUMO_RUN_ID": j.id, "KUMO_NODE_ID": j.a.cfg.NodeID, "AZUREML_RUN_ID": j.amlRunID()}
 	maps.Copy(set, j.a.cfg.JobEnv)
 	p, err := runner.Start(j.ctx, runner.Spec{
 		Dir:     j.dir,
@@ -264,8 +264,8 @@ func (j *job) report() agentproto.JobReport {
 	if j.res != nil {
 		r.ExitCode, r.Reason, r.Message = j.res.ExitCode, j.res.Reason, j.res.Message
 	}
-	r.Logs.Stdout = fileSize(filepath.Join(j.dir, runner.StdoutFile))
-	r.Logs.Stderr = fileSize(filepath.Join(j.dir, runner.StderrFile))
+	r.Logs.Stdout = fileSize(filepath.Join(j.dir, runner.Stdout.File()))
+	r.Logs.Stderr = fileSize(filepath.Join(j.dir, runner.Stderr.File()))
 	return r
 }
 
@@ -376,6 +376,16 @@ func openNoFollow(name string) (*os.File, error) {
 		return nil, &os.PathError{Op: "open", Path: name, Err: err}
 	}
 	return os.NewFile(uintptr(fd), name), nil
+}
+
+// amlRunID is the job's run ID as AML gives it to a v2 job in
+// AZUREML_RUN_ID: its name (the run ID from a control plane that sent no
+// name).
+func (j *job) amlRunID() string {
+	if j.spec.Name != "" {
+		return j.spec.Name
+	}
+	return j.id
 }
 
 func fileSize(name string) int64 {

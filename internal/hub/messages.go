@@ -192,7 +192,19 @@ func (h *Hub) markRunning(ctx context.Context, runID, nodeID string, at time.Tim
 	})
 }
 
-// finish records a job's end and frees its node.
+// endTime is when a job ended: the time its agent recorded, which stays
+// true when Done arrives late (the control plane was down, the node was
+// cut off), or now when the agent sent none or one outside
+// [started, now] (a skewed clock).
+func endTime(agent, started, now time.Time) time.Time {
+	if agent.IsZero() || agent.After(now) || agent.Before(started) {
+		return now
+	}
+	return agent.UTC()
+}
+
+// finish records a job's end, at the time its agent recorded, and frees
+// its node.
 func (h *Hub) finish(ctx context.Context, c *conn, m agentproto.Message) error {
 	st := h.cfg.Store
 	now := h.cfg.Now().UTC()
@@ -208,7 +220,7 @@ func (h *Hub) finish(ctx context.Context, c *conn, m agentproto.Message) error {
 			return nil
 		}
 		from := j.Status
-		j.Finish(m.ExitCode, m.Reason, m.Message, now)
+		j.Finish(m.ExitCode, m.Reason, m.Message, endTime(m.Time, j.StartedAt, now))
 		n, err := st.NodeGet(ctx, c.nodeID)
 		if err != nil {
 			return err

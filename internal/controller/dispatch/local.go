@@ -167,7 +167,7 @@ func (l *localRunner) start(ctx context.Context, j model.Job, user *jobuser.User
 		}
 		code = f
 	}
-	set := map[string]string{"KUMO_RUN_ID": j.RunID, "AZUREML_RUN_ID": j.RunID}
+	set := map[string]string{"KUMO_RUN_ID": j.RunID, "AZUREML_RUN_ID": j.Name} // AML's run ID of a v2 job is its name
 	if v, ok := os.LookupEnv("CUDA_VISIBLE_DEVICES"); ok {
 		set["CUDA_VISIBLE_DEVICES"] = v
 	}
