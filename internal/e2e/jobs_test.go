@@ -309,7 +309,9 @@ func TestEndTimeKeptAcrossControlPlaneDown(t *testing.T) {
 	var ended time.Time
 	waitFor(t, 60*time.Second, "the node to record the end", func() (bool, string) {
 		var paths []string
-		_ = filepath.WalkDir(filepath.Join(s.dir, "data"), func(p string, d fs.DirEntry, err error) error {
+		// Journals live in the node's work directory, beside the data
+		// directory.
+		_ = filepath.WalkDir(filepath.Join(s.dir, "data-jobs"), func(p string, d fs.DirEntry, err error) error {
 			if err == nil && d.Name() == runID+".state.json" {
 				paths = append(paths, p)
 			}
