@@ -73,6 +73,11 @@ var ErrProtocolVersion = errors.New("protocol version not accepted by the server
 // replaces the node.
 var ErrKeyMismatch = errors.New("the control plane binds this node to another agent process")
 
+// ErrNodeRemoved is wrapped by [Run]'s error when the control plane
+// answers that the node is unusable or leaving (403 with
+// agentproto.NodeRemovedCode). It is permanent: Run stops.
+var ErrNodeRemoved = errors.New("the control plane removed this node")
+
 // errShutdown ends a session when the server sent Shutdown.
 var errShutdown = errors.New("server sent shutdown")
 
@@ -120,7 +125,8 @@ type Config struct {
 // and are reported at the next start. Run returns an error for an invalid
 // Config, an unusable work directory or CA file, a protocol version the
 // server refuses (wrapping [ErrProtocolVersion]), a node the server binds
-// to another agent process (wrapping [ErrKeyMismatch]), and a work directory
+// to another agent process (wrapping [ErrKeyMismatch]), a node the server
+// removed (wrapping [ErrNodeRemoved]), and a work directory
 // removed while it was disconnected (the node was deleted, and nobody is
 // left to stop the agent); it retries everything else (refused credentials
 // included: the node's record may not exist yet).
@@ -279,7 +285,7 @@ func (a *agent) run(ctx context.Context) error {
 		if errors.Is(serr, errShutdown) {
 			break
 		}
-		if errors.Is(serr, ErrProtocolVersion) || errors.Is(serr, ErrKeyMismatch) {
+		if errors.Is(serr, ErrProtocolVersion) || errors.Is(serr, ErrKeyMismatch) || errors.Is(serr, ErrNodeRemoved) {
 			a.log.Error("agent: stopping", "err", serr)
 			err = serr
 			break
@@ -496,6 +502,8 @@ func (a *agent) connect(ctx context.Context) (io.ReadWriteCloser, error) {
 		return nil, fmt.Errorf("%w: this agent speaks %s (protocol %d); %s", ErrProtocolVersion, agentproto.Upgrade, agentproto.Version, detail)
 	case resp.StatusCode == http.StatusUnauthorized && code == agentproto.KeyMismatchCode:
 		return nil, fmt.Errorf("connect: %w (key %s): %s", ErrKeyMismatch, agentproto.KeyID(a.key.Public()), detail)
+	case resp.StatusCode == http.StatusForbidden && code == agentproto.NodeRemovedCode:
+		return nil, fmt.Errorf("connect: %w: %s", ErrNodeRemoved, detail)
 	case resp.StatusCode == http.StatusUnauthorized, resp.StatusCode == http.StatusForbidden:
 		return nil, fmt.Errorf("connect: node credential refused (%s): %s", resp.Status, detail)
 	default:

@@ -461,6 +461,13 @@ func TestConnectRefused(t *testing.T) {
 			t.Errorf("error %q does not say why", err)
 		}
 	})
+	t.Run("node removed", func(t *testing.T) {
+		fs := newFakeServer(t)
+		fs.refuseAll, fs.refuseCode = http.StatusForbidden, agentproto.NodeRemovedCode
+		if err := startAgent(t, fs, "").wait(t); !errors.Is(err, ErrNodeRemoved) {
+			t.Fatalf("Run = %v, want ErrNodeRemoved", err)
+		}
+	})
 	t.Run("credential refused then accepted", func(t *testing.T) {
 		fs := newFakeServer(t)
 		fs.refuse = []int{http.StatusUnauthorized, http.StatusForbidden}

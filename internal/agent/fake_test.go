@@ -35,6 +35,9 @@ type fakeServer struct {
 	mu        sync.Mutex
 	refuse    []int // statuses to answer the next connects with, in order
 	refuseAll int   // status to answer every connect with while non-zero
+	// refuseCode, when set, is the ARM error code of refusals' bodies
+	// (plain text otherwise).
+	refuseCode string
 	attempts  int   // connect requests seen
 	snapshots map[string][]byte
 	// boundKey is the agent key of the first accepted connect; like the
@@ -111,6 +114,7 @@ func (fs *fakeServer) authorized(w http.ResponseWriter, r *http.Request) bool {
 func (fs *fakeServer) connect(w http.ResponseWriter, r *http.Request) {
 	fs.mu.Lock()
 	fs.attempts++
+	code := fs.refuseCode
 	status := fs.refuseAll
 	if status == 0 && len(fs.refuse) > 0 {
 		status, fs.refuse = fs.refuse[0], fs.refuse[1:]
@@ -122,6 +126,11 @@ func (fs *fakeServer) connect(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
 		fmt.Fprint(w, `{"error":{"code":"UnsupportedProtocol","message":"this server speaks kumo-agent/7"}}`)
+		return
+	case status != 0 && code != "":
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		fmt.Fprintf(w, `{"error":{"code":%q,"message":"refused by test"}}`, code)
 		return
 	case status != 0:
 		http.Error(w, "refused by test", status)

@@ -71,6 +71,11 @@ const (
 // one), and the control plane replaces it.
 const KeyMismatchCode = "AgentKeyMismatch"
 
+// NodeRemovedCode is the error code of the 403 answer to a request for a
+// node that is unusable or leaving. An agent that gets it on connect stops:
+// the node will not be used again.
+const NodeRemovedCode = "NodeRemoved"
+
 // Type names a message.
 type Type string
 

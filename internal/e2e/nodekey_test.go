@@ -11,8 +11,10 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -81,6 +83,51 @@ func TestStolenNodeCredentialRefused(t *testing.T) {
 	}
 	if !strings.Contains(s.out.String(), "key mismatch") || strings.Contains(s.out.String(), thief.credential) {
 		t.Errorf("the control plane's log should record the refusals without the credential:\n%s", s.out)
+	}
+}
+
+// TestRestartedAgentReplaced: an agent restarted by hand is a new process
+// with a new key, so the control plane refuses it: it stops at once rather
+// than hang, its node is made unusable and replaced, and its job is
+// requeued once and completes on the new node.
+func TestRestartedAgentReplaced(t *testing.T) {
+	s := startServer(t, "", fastNodes...)
+	createCluster(t, s, "again", 0, 1, "PT30S")
+	submitJob(t, s, "survivor", "again", "sleep 5; echo survived")
+	var node string
+	waitFor(t, 60*time.Second, "survivor to run", func() (bool, string) {
+		j := getJob(t, s, "survivor")
+		node = j.Properties.NodeID
+		return j.Properties.Status == api.JobRunning, string(j.Properties.Status)
+	})
+	raw, err := os.ReadFile(filepath.Join(s.dir, "data", "nodes", node, "instance.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec struct {
+		PID  int      `json:"pid"`
+		Argv []string `json:"argv"`
+	}
+	if err := json.Unmarshal(raw, &rec); err != nil || rec.PID == 0 || len(rec.Argv) == 0 {
+		t.Fatalf("node record %s: %v", raw, err)
+	}
+	if err := syscall.Kill(rec.PID, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill the node's agent: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, rec.Argv[0], rec.Argv[1:]...).CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("the restarted agent did not stop within 60s:\n%s", out)
+	}
+	if err == nil || !(strings.Contains(string(out), "another agent process") || strings.Contains(string(out), "removed this node")) {
+		t.Errorf("restarted agent: %v, want a non-zero exit saying the node is another process's or removed:\n%s", err, out)
+	}
+	t.Logf("the restarted agent stopped: %v\n%s", err, out)
+	j := waitJob(t, s, "survivor", 90*time.Second)
+	if j.Properties.Status != api.JobCompleted || j.Properties.Attempts != 2 || j.Properties.NodeID == node {
+		t.Errorf("survivor: %s after %d attempts on %q, want Completed on its second attempt on a new node (first: %s)",
+			j.Properties.Status, j.Properties.Attempts, j.Properties.NodeID, node)
 	}
 }
 

@@ -176,7 +176,7 @@ func (h *Hub) authNode(w http.ResponseWriter, r *http.Request) (model.Node, bool
 		return model.Node{}, false
 	}
 	if n.State == model.NodeLeaving || n.State == model.NodeUnusable {
-		httpError(w, http.StatusForbidden, "NodeRemoved", "node "+id+" is "+string(n.State)+": "+n.Reason)
+		httpError(w, http.StatusForbidden, agentproto.NodeRemovedCode, "node "+id+" is "+string(n.State)+": "+n.Reason)
 		return model.Node{}, false
 	}
 	return n, true
