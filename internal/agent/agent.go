@@ -24,6 +24,16 @@
 // reported as ended with reason "error": its process cannot be supervised
 // any more, so it is killed if it still runs.
 //
+// Every request carries a proof signed by a key pair the process makes in
+// memory when it starts ([agentproto.Key]); the connect request is dialed by
+// the agent itself so that the proof also signs the TLS connection. The
+// control plane binds the node to the process of its first accepted
+// connect, so a restarted agent has a new key and is refused: Run stops with
+// [ErrKeyMismatch] (after killing the job processes the journal shows it
+// can no longer supervise), and the control plane replaces the node and
+// requeues its job. A reconnect of the same process, say after the control
+// plane restarted, keeps its key and is accepted.
+//
 // Goroutines: Run owns all of them. Per connection, one reads messages (Run's
 // own goroutine) and one sends heartbeats; per job, one goroutine runs it
 // from start to Done, plus the runner's own and, during an upload, one that
