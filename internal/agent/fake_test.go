@@ -38,8 +38,8 @@ type fakeServer struct {
 	// refuseCode, when set, is the ARM error code of refusals' bodies
 	// (plain text otherwise).
 	refuseCode string
-	attempts  int   // connect requests seen
-	snapshots map[string][]byte
+	attempts   int // connect requests seen
+	snapshots  map[string][]byte
 	// boundKey is the agent key of the first accepted connect; like the
 	// control plane, the fake then refuses every other key with
 	// agentproto.KeyMismatchCode.
