@@ -1,11 +1,11 @@
 // Package hub is the control plane's side of the node agent protocol
 // (package agentproto). It authenticates agents by their per-node
 // credential and by a proof that the request comes from the agent process
-// the node is bound to (agentproto.Key: the node is bound to the key of its
-// first accepted connect), holds one upgraded connection per node, records what agents
-// report (registration, job starts, output, exits) in the store and the job
-// files, and sends agents their work. It also serves the agents' snapshot
-// download and artifact upload routes.
+// the node is bound to (agentproto.Key: the node is bound to the key of
+// its first accepted connect), holds one upgraded connection per node,
+// records what agents report (registration, job starts, output, exits) in
+// the store and the job files, and sends agents their work. It also serves
+// the agents' snapshot download and artifact upload routes.
 //
 // Connections are served on the goroutines of the HTTP server that hands
 // them over; Close ends them all.
