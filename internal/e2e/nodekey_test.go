@@ -222,3 +222,20 @@ func armCode(resp *http.Response) string {
 	json.Unmarshal(b, &body)
 	return body.Error.Code
 }
+
+// TestPlainHTTPNodes: with TLS off (loopback only), agents still sign
+// their requests (there is no TLS connection to bind) and run jobs.
+func TestPlainHTTPNodes(t *testing.T) {
+	s := startServer(t, "", append(fastNodes, "--tls", "off")...)
+	if !strings.HasPrefix(s.base, "http://") {
+		t.Fatalf("base %s, want plain http", s.base)
+	}
+	createCluster(t, s, "plain", 0, 1, "PT30S")
+	submitJob(t, s, "hello", "plain", "echo hello-plain")
+	if j := waitJob(t, s, "hello", 60*time.Second); j.Properties.Status != api.JobCompleted {
+		t.Fatalf("hello: %s %+v\n%s", j.Properties.Status, j.Properties.Error, s.out)
+	}
+	if log := jobLog(t, s, "hello"); !strings.Contains(log, "hello-plain") {
+		t.Errorf("log = %q", log)
+	}
+}
