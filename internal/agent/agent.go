@@ -482,6 +482,8 @@ func (a *agent) connect(ctx context.Context) (io.ReadWriteCloser, error) {
 	a.authorize(req, ekm)
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", agentproto.Upgrade)
+	// The deadline also bounds reading a refusal's body, after unwatch.
+	conn.SetDeadline(time.Now().Add(connectTimeout))
 	unwatch := context.AfterFunc(dctx, func() { conn.Close() })
 	err = req.Write(conn)
 	br := bufio.NewReader(conn)
@@ -500,6 +502,7 @@ func (a *agent) connect(ctx context.Context) (io.ReadWriteCloser, error) {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
+		conn.SetDeadline(time.Time{})
 		return &upgraded{r: br, Conn: conn}, nil
 	}
 	code, detail := readError(resp)
