@@ -198,7 +198,7 @@ func TestSnapshotAndArtifacts(t *testing.T) {
 	ta := startAgent(t, fs, "")
 	c, _ := fs.welcome(agentproto.Message{})
 
-	c.send(agentproto.Message{Type: agentproto.TypeRun, Job: &agentproto.JobSpec{RunID: "r1", Command: "sh run.sh", SnapshotID: "snap-1"}})
+	c.send(agentproto.Message{Type: agentproto.TypeRun, Job: &agentproto.JobSpec{RunID: "r1", Attempt: 3, Command: "sh run.sh", SnapshotID: "snap-1"}})
 	c.next(agentproto.TypeStarted)
 	stdout, _, exited := c.output("r1", agentproto.Offsets{}, agentproto.TypeExited)
 	if stdout != "ran" || exited.ExitCode == nil || *exited.ExitCode != 0 {
@@ -211,8 +211,8 @@ func TestSnapshotAndArtifacts(t *testing.T) {
 	select {
 	case u := <-fs.uploads:
 		want := map[string]string{"outputs/": "", "outputs/x.txt": "data", "outputs/sub/": "", "outputs/sub/y.txt": "nested", "logs/": ""}
-		if u.runID != "r1" {
-			t.Errorf("upload for %q, want r1", u.runID)
+		if u.runID != "r1" || u.attempt != "3" {
+			t.Errorf("upload for %q attempt %q, want r1 attempt 3", u.runID, u.attempt)
 		}
 		if diff := cmp.Diff(want, u.files); diff != "" {
 			t.Errorf("artifacts (-want +got):\n%s", diff)
@@ -451,6 +451,33 @@ func TestConnectRefused(t *testing.T) {
 		}
 		if err := ta.wait(t); err == nil || !strings.Contains(err.Error(), "removed") {
 			t.Errorf("Run = %v, want an error saying the work directory was removed", err)
+		}
+	})
+	// A restarted agent makes a new key; the control plane binds the node
+	// to the key of its first connect and refuses it. The agent stops (its
+	// node is replaced) rather than retry forever.
+	t.Run("restarted agent's new key", func(t *testing.T) {
+		fs := newFakeServer(t)
+		work := t.TempDir()
+		first := startAgent(t, fs, work)
+		fs.welcome(agentproto.Message{})
+		first.cancel()
+		if err := first.wait(t); err != nil {
+			t.Fatalf("first Run = %v", err)
+		}
+		err := startAgent(t, fs, work).wait(t)
+		if !errors.Is(err, ErrKeyMismatch) {
+			t.Fatalf("restarted Run = %v, want ErrKeyMismatch", err)
+		}
+		if !strings.Contains(err.Error(), "another agent process") {
+			t.Errorf("error %q does not say why", err)
+		}
+	})
+	t.Run("node removed", func(t *testing.T) {
+		fs := newFakeServer(t)
+		fs.refuseAll, fs.refuseCode = http.StatusForbidden, agentproto.NodeRemovedCode
+		if err := startAgent(t, fs, "").wait(t); !errors.Is(err, ErrNodeRemoved) {
+			t.Fatalf("Run = %v, want ErrNodeRemoved", err)
 		}
 	})
 	t.Run("credential refused then accepted", func(t *testing.T) {

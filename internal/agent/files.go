@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"kumo/internal/agentproto"
@@ -31,7 +32,7 @@ func (a *agent) fetchSnapshot(ctx context.Context, id string) (io.ReadCloser, er
 	if err != nil {
 		return nil, fmt.Errorf("download code snapshot: %w", err)
 	}
-	a.authorize(req)
+	a.authorize(req, nil)
 	resp, err := a.client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("download code snapshot: %w", err)
@@ -76,14 +77,15 @@ func (a *agent) putArtifacts(j *job) error {
 	}()
 	// Uploads go on while the agent stops after Shutdown, and end with
 	// Run's context.
-	req, err := http.NewRequestWithContext(a.runCtx, http.MethodPut, a.base+agentproto.ArtifactsPath+j.id+"/artifacts", pr)
+	target := a.base + agentproto.ArtifactsPath + j.id + "/artifacts?" + agentproto.AttemptQuery + "=" + strconv.Itoa(j.spec.Attempt)
+	req, err := http.NewRequestWithContext(a.runCtx, http.MethodPut, target, pr)
 	if err != nil {
 		pr.Close()
 		<-wrote
 		return &permanentError{fmt.Errorf("upload artifacts: %w", err)}
 	}
 	req.Header.Set("Content-Type", "application/x-tar")
-	a.authorize(req)
+	a.authorize(req, nil)
 	resp, err := a.client.Do(req)
 	pr.CloseWithError(errors.New("upload ended"))
 	werr := <-wrote
