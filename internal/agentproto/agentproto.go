@@ -46,6 +46,11 @@ const (
 	SnapshotPath  = "/agent/v1/snapshots/" // + snapshot ID
 	ArtifactsPath = "/agent/v1/jobs/"      // + run ID + "/artifacts"
 	NodeHeader    = "X-Kumo-Node"
+	// WarningsTrailer is the HTTP trailer of an artifacts upload that
+	// carries, one per value, what the agent left out of the tar (a link
+	// pointing outside the job's directory); the server records them on
+	// the job. Values are ASCII.
+	WarningsTrailer = "Kumo-Artifact-Warnings"
 )
 
 // Type names a message.

@@ -16,6 +16,7 @@ package archive
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"path"
 	"strings"
 )
@@ -99,7 +100,7 @@ func (e *LimitError) Error() string {
 // ErrUnsafe is wrapped by the error of an entry the reader refuses: a
 // name that leaves the tree, a link that resolves outside it, a device,
 // a hard link, a sparse file, a duplicate. A server answers it with 400.
-var ErrUnsafe = errors.New("unsafe archive entry")
+var ErrUnsafe = errors.New("unsafe tar entry")
 
 // ErrMalformed is wrapped by the error of a stream that is not a valid tar.
 // A server answers it with 400.
@@ -193,4 +194,20 @@ func resolvesInside(name, target string, readLink linkReader) error {
 		pending = append(strings.Split(t, "/"), pending...)
 	}
 	return nil
+}
+
+// HTTPStatus returns the status a server answers a refused archive with:
+// 413 for a *LimitError or an *http.MaxBytesError, 400 for an error
+// wrapping ErrUnsafe or ErrMalformed, and 0 for any other error (the
+// server's own failure) or nil.
+func HTTPStatus(err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, new(*LimitError)), errors.As(err, new(*http.MaxBytesError)):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrUnsafe), errors.Is(err, ErrMalformed):
+		return http.StatusBadRequest
+	}
+	return 0
 }
