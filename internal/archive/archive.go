@@ -49,6 +49,15 @@ var ArtifactLimits = Limits{MaxBytes: 1 << 30, MaxEntries: 100_000, MaxEntryByte
 // uploaded; the node's are a generous ceiling kept in case it was not.
 var NodeLimits = Limits{MaxBytes: 16 << 30, MaxEntries: 1_000_000, MaxEntryBytes: 16 << 30, MaxNameBytes: 4096}
 
+// StreamBytes is the longest tar stream l allows: the content plus 2 KiB
+// of headers per entry (a header block and a PAX record or long name),
+// for a server to bound a request body by. Zero fields count as
+// DefaultLimits'.
+func (l Limits) StreamBytes() int64 {
+	l = l.orDefault()
+	return l.MaxBytes + int64(l.MaxEntries)*2048 + 1<<20
+}
+
 // orDefault returns l with its zero fields taken from DefaultLimits.
 func (l Limits) orDefault() Limits {
 	if l.MaxBytes <= 0 {

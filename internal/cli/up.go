@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"kumo/internal/archive"
 	"kumo/internal/daemon"
 )
 
@@ -24,6 +25,9 @@ type upOptions struct {
 	daemon.Options
 	pollMS     int
 	cpuProfile string
+	// Limits of uploads, in MiB and entries.
+	snapshotMiB, artifactMiB int64
+	snapshotFiles            int
 }
 
 func newCmdUp() *cobra.Command {
@@ -44,6 +48,8 @@ kumo CLI and the Go SDK find the server.`,
 			defer stop()
 			o.Out = cmd.OutOrStdout()
 			o.PollInterval = time.Duration(o.pollMS) * time.Millisecond
+			o.SnapshotLimits = archive.Limits{MaxBytes: o.snapshotMiB << 20, MaxEntries: o.snapshotFiles}
+			o.ArtifactLimits = archive.Limits{MaxBytes: o.artifactMiB << 20}
 			if o.cpuProfile != "" {
 				f, err := os.Create(o.cpuProfile)
 				if err != nil {
@@ -72,5 +78,8 @@ kumo CLI and the Go SDK find the server.`,
 	f.DurationVar(&o.HeartbeatInterval, "heartbeat-interval", 5*time.Second, "how often node agents report")
 	f.DurationVar(&o.HeartbeatTimeout, "heartbeat-timeout", 30*time.Second, "how long a silent node stays usable before it is replaced")
 	f.DurationVar(&o.BootTimeout, "boot-timeout", 2*time.Minute, "how long a new node may take to register")
+	f.Int64Var(&o.snapshotMiB, "snapshot-limit-mib", archive.DefaultLimits.MaxBytes>>20, "largest code snapshot accepted, in MiB of file content")
+	f.IntVar(&o.snapshotFiles, "snapshot-limit-files", archive.DefaultLimits.MaxEntries, "most files and directories a code snapshot may hold")
+	f.Int64Var(&o.artifactMiB, "artifact-limit-mib", archive.ArtifactLimits.MaxBytes>>20, "largest artifacts (outputs/ and logs/) of one job accepted, in MiB")
 	return cmd
 }

@@ -29,6 +29,7 @@ func newRuntime(o Options, st store.Store, regions map[string]model.Region, base
 	if err != nil {
 		return nil, err
 	}
+	files.SetLimits(o.SnapshotLimits, o.ArtifactLimits)
 	rt := &nodeRuntime{files: files}
 	rt.hub = hub.New(hub.Config{Store: st, Files: files, HeartbeatInterval: o.HeartbeatInterval, Changed: rt.changed, Log: o.Log})
 	rt.dispatch = dispatch.New(dispatch.Config{Store: st, Sender: rt.hub, Run: hub.RunMessage, Files: files,

@@ -211,7 +211,7 @@ func (h *Hub) serveArtifacts(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusForbidden, "AuthorizationFailed", "job "+run+" is not this node's")
 		return
 	}
-	body := http.MaxBytesReader(w, r.Body, maxArtifactStream)
+	body := http.MaxBytesReader(w, r.Body, h.cfg.Files.ArtifactLimits().StreamBytes())
 	err = h.cfg.Files.SaveArtifacts(run, body)
 	switch archive.HTTPStatus(err) {
 	case 0:
@@ -234,10 +234,6 @@ func (h *Hub) serveArtifacts(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
-
-// maxArtifactStream bounds an artifacts upload's body: the largest
-// archive.ArtifactLimits allow, plus headers.
-const maxArtifactStream = 1<<30 + 64<<20
 
 // recordWarnings adds an artifacts upload's warnings to the job.
 func (h *Hub) recordWarnings(ctx context.Context, runID string, warnings []string) {

@@ -244,6 +244,9 @@ func (f *Files) SetLimits(snapshots, artifacts archive.Limits) {
 // SnapshotLimits returns the limits of an uploaded snapshot.
 func (f *Files) SnapshotLimits() archive.Limits { return f.snapLim }
 
+// ArtifactLimits returns the limits of a job's artifacts.
+func (f *Files) ArtifactLimits() archive.Limits { return f.artLim }
+
 func orLimits(l, def archive.Limits) archive.Limits {
 	if l.MaxBytes <= 0 {
 		l.MaxBytes = def.MaxBytes
@@ -252,7 +255,7 @@ func orLimits(l, def archive.Limits) archive.Limits {
 		l.MaxEntries = def.MaxEntries
 	}
 	if l.MaxEntryBytes <= 0 {
-		l.MaxEntryBytes = min(def.MaxEntryBytes, l.MaxBytes)
+		l.MaxEntryBytes = l.MaxBytes // one file may take it all
 	}
 	if l.MaxNameBytes <= 0 {
 		l.MaxNameBytes = def.MaxNameBytes
@@ -335,7 +338,7 @@ type SnapshotInfo struct {
 // kumo's one archive reader as it arrives, under the snapshot limits, and
 // stops at the first problem: an error wrapping archive.ErrUnsafe or
 // archive.ErrMalformed, or an *archive.LimitError (for the stream too:
-// content plus 2 KiB of headers per entry). A refused tar stores nothing,
+// see archive.Limits.StreamBytes). A refused tar stores nothing,
 // and only the stored tar is ever written: nothing is extracted.
 func (f *Files) SaveSnapshot(id string, r io.Reader) (SnapshotInfo, error) {
 	if !idRE.MatchString(id) {
@@ -348,10 +351,9 @@ func (f *Files) SaveSnapshot(id string, r io.Reader) (SnapshotInfo, error) {
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	lim := f.snapLim
-	streamMax := lim.MaxBytes + int64(lim.MaxEntries)*2048
+	streamMax := f.snapLim.StreamBytes()
 	cr := &copyReader{r: r, w: tmp, left: streamMax, max: streamMax}
-	st, err := archive.Check(cr, lim)
+	st, err := archive.Check(cr, f.snapLim)
 	if cr.werr != nil {
 		return SnapshotInfo{}, fmt.Errorf("store snapshot: %w", cr.werr)
 	}
