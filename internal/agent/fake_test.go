@@ -41,8 +41,9 @@ type fakeServer struct {
 
 // upload is one artifacts upload: run ID and the tar's files.
 type upload struct {
-	runID string
-	files map[string]string
+	runID    string
+	files    map[string]string
+	warnings []string // the agentproto.WarningsTrailer
 }
 
 func newFakeServer(t testing.TB) *fakeServer {
@@ -159,7 +160,8 @@ func (fs *fakeServer) artifacts(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(tr)
 		files[h.Name] = string(b)
 	}
-	fs.uploads <- upload{runID: r.PathValue("runId"), files: files}
+	io.Copy(io.Discard, r.Body) // the trailer comes with the body's end
+	fs.uploads <- upload{runID: r.PathValue("runId"), files: files, warnings: r.Trailer.Values(agentproto.WarningsTrailer)}
 	w.WriteHeader(http.StatusNoContent)
 }
 
