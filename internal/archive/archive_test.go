@@ -247,10 +247,16 @@ func TestExtractRefusesExisting(t *testing.T) {
 	os.WriteFile(secret, []byte("secret"), 0o600)
 	os.Symlink(secret, filepath.Join(dir, "planted"))
 	os.Symlink(parent, filepath.Join(dir, "planteddir"))
-	for _, e := range []entry{{name: "planted", body: "x"}, {name: "planteddir/secret", body: "x"}, {name: "planteddir/new", body: "x"}} {
+	for _, e := range []entry{
+		{name: "planted", body: "x"},
+		{name: "planteddir/secret", body: "x"},
+		{name: "planteddir/new", body: "x"},
+		{name: "via", typ: tar.TypeSymlink, link: "planteddir/secret"},
+		{name: "via", typ: tar.TypeSymlink, link: "planteddir/../x"},
+	} {
 		_, err := Extract(dir, bytes.NewReader(tarOf(t, e)), Limits{})
 		if !errors.Is(err, ErrUnsafe) {
-			t.Errorf("Extract of %q over a planted link = %v, want ErrUnsafe", e.name, err)
+			t.Errorf("Extract of %q (-> %q) with a planted link = %v, want ErrUnsafe", e.name, e.link, err)
 		}
 	}
 	if b, _ := os.ReadFile(secret); string(b) != "secret" {

@@ -47,6 +47,8 @@ func Extract(dir string, r io.Reader, lim Limits) (Stats, error) {
 	defer root.Close()
 	d := &diskSink{root: root}
 	t := newTree(lim, d)
+	// Links already in dir count when judging the archive's links.
+	t.onDisk = rootLinkReader(root)
 	st, err := t.read(r)
 	if err != nil {
 		d.undo()
@@ -88,6 +90,9 @@ type tree struct {
 	nodes map[string]node
 	links []string // names of links, in order
 	st    Stats
+	// onDisk, when not nil, reads the links of paths the archive did not
+	// make.
+	onDisk linkReader
 }
 
 func newTree(lim Limits, s sink) *tree {
@@ -120,6 +125,9 @@ func (t *tree) read(r io.Reader) (Stats, error) {
 
 func (t *tree) readLink(p string) (string, bool) {
 	n, ok := t.nodes[p]
+	if !ok && t.onDisk != nil {
+		return t.onDisk(p)
+	}
 	return n.link, ok && n.kind == kindLink
 }
 

@@ -38,7 +38,7 @@ func Write(w io.Writer, dir string, subs ...string) (warnings []string, err erro
 		return nil, fmt.Errorf("tar %s: %w", dir, err)
 	}
 	defer root.Close()
-	wr := &writer{root: root, tw: tar.NewWriter(w)}
+	wr := &writer{root: root, tw: tar.NewWriter(w), readLink: rootLinkReader(root)}
 	if len(subs) == 0 {
 		subs = []string{"."}
 	}
@@ -65,10 +65,11 @@ func Write(w io.Writer, dir string, subs ...string) (warnings []string, err erro
 }
 
 type writer struct {
-	root    *os.Root
-	tw      *tar.Writer
-	warns   []string
-	dropped int // warnings past maxWarnings
+	root     *os.Root
+	readLink linkReader
+	tw       *tar.Writer
+	warns    []string
+	dropped  int // warnings past maxWarnings
 }
 
 func (wr *writer) warn(name, why string) {
@@ -86,18 +87,20 @@ func (wr *writer) warnings() []string {
 	return append(wr.warns, fmt.Sprintf("%d more left out", wr.dropped))
 }
 
-// readLink is a linkReader over the disk, through the root.
-func (wr *writer) readLink(p string) (string, bool) {
-	fi, err := wr.root.Lstat(p)
-	if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
-		return "", false
+// rootLinkReader is a linkReader over the disk, through root.
+func rootLinkReader(root *os.Root) linkReader {
+	return func(p string) (string, bool) {
+		fi, err := root.Lstat(p)
+		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+			return "", false
+		}
+		t, err := root.Readlink(p)
+		if err != nil {
+			// Unreadable: judge it as a link to nowhere safe.
+			return "/", true
+		}
+		return t, true
 	}
-	t, err := wr.root.Readlink(p)
-	if err != nil {
-		// Unreadable: judge it as a link nowhere safe.
-		return "/", true
-	}
-	return t, true
 }
 
 // walk writes the directory name (whose Lstat is fi) and what it holds.
