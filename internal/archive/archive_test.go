@@ -340,6 +340,9 @@ func TestWrite(t *testing.T) {
 	mustWrite(t, filepath.Join(dir, "outputs", "sub", "x.txt"), "x")
 	mustWrite(t, filepath.Join(dir, "logs", "l.txt"), "log")
 	mustWrite(t, filepath.Join(dir, "private", "p.txt"), "PRIVATE")
+	d := strings.Repeat("d", 200)
+	long := "outputs/" + d + "/" + d + "/" + d + "/" + d + "/" + strings.Repeat("l", 250)
+	mustWrite(t, filepath.Join(dir, long), "long")
 	links := map[string]string{
 		"outputs/evil":       secret,                    // absolute, outside
 		"outputs/evilrel":    "../../secret.txt",        // relative, outside
@@ -367,11 +370,19 @@ func TestWrite(t *testing.T) {
 		t.Errorf("the tar holds what links point to")
 	}
 	var warned []string
+	longWarned := false
 	for _, w := range warnings {
+		if strings.Contains(w, "name longer than 1024 bytes") {
+			longWarned = true
+			continue
+		}
 		name, _, _ := strings.Cut(w, ":")
 		warned = append(warned, strings.Trim(name, `"`))
 	}
 	sort.Strings(warned)
+	if !longWarned {
+		t.Errorf("no warning about the long name in %q", warnings)
+	}
 	wantWarned := []string{"outputs/chain", "outputs/deep/chain", "outputs/evil", "outputs/evildir", "outputs/evilrel", "outputs/sub/loopy"}
 	if diff := cmp.Diff(wantWarned, warned); diff != "" {
 		t.Errorf("warned about (-want +got):\n%s\nwarnings: %q", diff, warnings)
@@ -385,6 +396,7 @@ func TestWrite(t *testing.T) {
 		"outputs": "/", "outputs/good.txt": "good", "outputs/sub": "/", "outputs/sub/x.txt": "x",
 		"outputs/hop": "->sub/../..", "outputs/inside": "->good.txt", "outputs/toprivate": "->../private/p.txt",
 		"outputs/dangling": "->nowhere/../good.txt", "outputs/deep": "/",
+		"outputs/" + d: "/", "outputs/" + d + "/" + d: "/", "outputs/" + d + "/" + d + "/" + d: "/", "outputs/" + d + "/" + d + "/" + d + "/" + d: "/",
 		"logs": "/", "logs/l.txt": "log",
 	}
 	if diff := cmp.Diff(want, listTree(t, out)); diff != "" {

@@ -29,7 +29,8 @@ const maxWarnings = 20
 // file that was listed. A link that resolves inside dir is written as a
 // link; one that points outside dir, and anything that is not a regular
 // file, a directory or a link (a FIFO, a socket, a device), is left out
-// with a warning, and the rest is written. The warnings, at most 21 of
+// with a warning, and so is a name longer than DefaultLimits.MaxNameBytes;
+// the rest is written. The warnings, at most 21 of
 // them, name what was left out and why; an error means the tar is
 // unusable.
 func Write(w io.Writer, dir string, subs ...string) (warnings []string, err error) {
@@ -124,6 +125,10 @@ func (wr *writer) walk(name string, fi fs.FileInfo) error {
 	sortEntries(entries)
 	for _, e := range entries {
 		child := path.Join(name, e.Name())
+		if len(child)+1 > DefaultLimits.MaxNameBytes {
+			wr.warn(child, fmt.Sprintf("name longer than %d bytes; left out", DefaultLimits.MaxNameBytes))
+			continue
+		}
 		cfi, err := wr.root.Lstat(child)
 		if err != nil {
 			wr.warn(child, "vanished while being read; left out")
