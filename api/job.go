@@ -125,7 +125,8 @@ type JobList struct {
 // Snapshot is the answer of a code snapshot upload.
 type Snapshot struct {
 	ID        string `json:"id"`
-	SizeBytes int64  `json:"sizeBytes"`
+	SizeBytes int64  `json:"sizeBytes"`           // bytes of the stored tar stream
+	FileCount int    `json:"fileCount,omitempty"` // regular files in it; 0 from servers that do not count
 }
 
 // ComputeEvent is one recorded scaling decision or incident on a compute.

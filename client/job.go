@@ -216,9 +216,10 @@ func (w *Workspace) SubmitJob(ctx context.Context, name string, spec CommandJob)
 		return nil, err // refuse a bad spec before uploading anything
 	}
 	codeID := ""
+	var snap *api.Snapshot
 	if spec.CodeDir != "" {
-		snap, err := w.UploadSnapshot(ctx, spec.CodeDir)
-		if err != nil {
+		var err error
+		if snap, err = w.UploadSnapshot(ctx, spec.CodeDir); err != nil {
 			return nil, err
 		}
 		codeID = snap.ID
@@ -227,7 +228,7 @@ func (w *Workspace) SubmitJob(ctx context.Context, name string, spec CommandJob)
 	if err != nil {
 		return nil, err
 	}
-	j := &Job{ws: w, name: name}
+	j := &Job{ws: w, name: name, snap: snap}
 	if _, err := w.do(ctx, http.MethodPut, w.jobPath(name), body, &j.res); err != nil {
 		var e *Error
 		if errors.As(err, &e) && e.StatusCode == http.StatusConflict {
@@ -315,10 +316,15 @@ type Job struct {
 	ws   *Workspace
 	name string
 	res  api.JobResource
+	snap *api.Snapshot // the code uploaded by SubmitJob; nil for none
 }
 
 // Name returns the job's name.
 func (j *Job) Name() string { return j.name }
+
+// Snapshot returns the code snapshot SubmitJob uploaded for the job (its
+// size and file count), or nil when it uploaded none.
+func (j *Job) Snapshot() *api.Snapshot { return j.snap }
 
 // Resource returns the job resource as last fetched.
 func (j *Job) Resource() api.JobResource { return j.res }

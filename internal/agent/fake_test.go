@@ -48,9 +48,10 @@ type fakeServer struct {
 
 // upload is one artifacts upload: run ID and the tar's files.
 type upload struct {
-	runID   string
-	attempt string // the attempt query parameter
-	files   map[string]string
+	runID    string
+	attempt  string // the attempt query parameter
+	files    map[string]string
+	warnings []string // the agentproto.WarningsTrailer
 }
 
 func newFakeServer(t testing.TB) *fakeServer {
@@ -201,7 +202,9 @@ func (fs *fakeServer) artifacts(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(tr)
 		files[h.Name] = string(b)
 	}
-	fs.uploads <- upload{runID: r.PathValue("runId"), attempt: r.URL.Query().Get(agentproto.AttemptQuery), files: files}
+	io.Copy(io.Discard, r.Body) // the trailer comes with the body's end
+	fs.uploads <- upload{runID: r.PathValue("runId"), attempt: r.URL.Query().Get(agentproto.AttemptQuery), files: files,
+		warnings: r.Trailer.Values(agentproto.WarningsTrailer)}
 	w.WriteHeader(http.StatusNoContent)
 }
 

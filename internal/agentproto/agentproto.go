@@ -63,6 +63,11 @@ const (
 	ArtifactsPath = "/agent/v1/jobs/"      // + run ID + "/artifacts"
 	NodeHeader    = "X-Kumo-Node"
 	AttemptQuery  = "attempt" // the artifacts upload's query parameter naming JobSpec.Attempt
+	// WarningsTrailer is the HTTP trailer of an artifacts upload that
+	// carries, one per value, what the agent left out of the tar (a link
+	// pointing outside the job's directory); the server records them on
+	// the job. Values are ASCII.
+	WarningsTrailer = "Kumo-Artifact-Warnings"
 )
 
 // KeyMismatchCode is the error code of the 401 answer to a request signed

@@ -94,6 +94,9 @@ func submitAndReport(opts *submitOptions, spec client.CommandJob) error {
 	if err != nil {
 		return err
 	}
+	if snap := job.Snapshot(); snap != nil {
+		fmt.Fprintf(opts.IO.ErrOut, "Uploaded code snapshot: %d files, %d KiB\n", snap.FileCount, (snap.SizeBytes+1023)/1024)
+	}
 	if p := job.Resource().Properties; p != nil {
 		for _, w := range p.Warnings {
 			fmt.Fprintf(opts.IO.ErrOut, "Warning: %s\n", w)

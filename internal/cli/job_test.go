@@ -243,7 +243,7 @@ func TestJobCreateStream(t *testing.T) {
 					}
 					snapshot = append(snapshot, hdr.Name)
 				}
-				writeJSON(w, http.StatusCreated, api.Snapshot{ID: "snap-1", SizeBytes: 1024})
+				writeJSON(w, http.StatusCreated, api.Snapshot{ID: "snap-1", SizeBytes: 1024, FileCount: 1})
 			})
 			got := e.jobServer(t)
 			e.mux.HandleFunc("GET "+testWS+"/jobs/cifar-1/logs", func(w http.ResponseWriter, r *http.Request) {
@@ -266,6 +266,9 @@ func TestJobCreateStream(t *testing.T) {
 			stderr := e.errOut.String()
 			if !strings.Contains(stderr, "RunId: cifar-1\n") || !strings.Contains(stderr, "ignoring keys kumo does not support: services") {
 				t.Errorf("stderr = %q, want the name and a warning about services", stderr)
+			}
+			if !strings.Contains(stderr, "Uploaded code snapshot: 1 files, 1 KiB\n") {
+				t.Errorf("stderr = %q, want the snapshot's file count and size", stderr)
 			}
 			if tt.wantErr != "" && !strings.HasSuffix(stderr, tt.wantErr) {
 				t.Errorf("stderr = %q, want it to end with %q", stderr, tt.wantErr)

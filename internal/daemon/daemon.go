@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"kumo/client"
+	"kumo/internal/archive"
 	"kumo/internal/controller/provision"
 	"kumo/internal/jobuser"
 	"kumo/internal/model"
@@ -91,6 +92,12 @@ type Options struct {
 	// BootTimeout is how long a new node may take to register; zero means
 	// 2m.
 	BootTimeout time.Duration
+	// SnapshotLimits bound an uploaded code snapshot; zero fields mean
+	// archive.DefaultLimits'. A snapshot over them is refused with 413.
+	SnapshotLimits archive.Limits
+	// ArtifactLimits bound the artifacts of one job; zero fields mean
+	// archive.ArtifactLimits'.
+	ArtifactLimits archive.Limits
 	// Out receives the messages meant for the person who started kumo.
 	Out io.Writer
 	// Log receives operational logs; nil means slog.Default().

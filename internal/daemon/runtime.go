@@ -31,6 +31,7 @@ func newRuntime(o Options, st store.Store, regions map[string]model.Region, base
 	if err != nil {
 		return nil, err
 	}
+	files.SetLimits(o.SnapshotLimits, o.ArtifactLimits)
 	rt := &nodeRuntime{files: files}
 	// Where jobs of compute "local" ran before they moved to the work
 	// directory; nothing runs there now.

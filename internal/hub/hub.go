@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"kumo/internal/agentproto"
+	"kumo/internal/archive"
 	"kumo/internal/jobfiles"
 	"kumo/internal/model"
 	"kumo/internal/secret"
@@ -291,11 +292,45 @@ func (h *Hub) serveArtifacts(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("attempt %d of job %s is over; the job is on attempt %d", attempt, run, j.Attempts))
 		return
 	}
-	if err := h.cfg.Files.SaveArtifacts(run, http.MaxBytesReader(w, r.Body, 1<<30)); err != nil {
+	body := http.MaxBytesReader(w, r.Body, h.cfg.Files.ArtifactLimits().StreamBytes())
+	err = h.cfg.Files.SaveArtifacts(run, body)
+	switch archive.HTTPStatus(err) {
+	case 0:
+	case http.StatusRequestEntityTooLarge:
+		httpError(w, http.StatusRequestEntityTooLarge, "ArtifactsTooLarge", err.Error())
+		return
+	default:
 		httpError(w, http.StatusBadRequest, "InvalidArtifacts", err.Error())
 		return
 	}
+	if err != nil {
+		h.cfg.Log.Error("hub: store artifacts", "runId", run, "err", err)
+		httpError(w, http.StatusInternalServerError, "InternalServerError", "the artifacts could not be stored")
+		return
+	}
+	// The agent's warnings (what it left out) come in a trailer, which
+	// is read with the body's end.
+	if _, err := io.Copy(io.Discard, io.LimitReader(body, 1<<20)); err == nil {
+		h.recordWarnings(r.Context(), run, r.Trailer.Values(agentproto.WarningsTrailer))
+	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// recordWarnings adds an artifacts upload's warnings to the job.
+func (h *Hub) recordWarnings(ctx context.Context, runID string, warnings []string) {
+	if len(warnings) == 0 {
+		return
+	}
+	for i, w := range warnings {
+		if len(w) > 512 {
+			warnings[i] = w[:512] + "..."
+		}
+		warnings[i] = "artifacts: " + warnings[i]
+	}
+	err := store.JobChange(ctx, h.cfg.Store, runID, func(j *model.Job) bool { return j.AddWarnings(warnings...) })
+	if err != nil {
+		h.cfg.Log.Error("hub: record artifact warnings", "runId", runID, "err", err)
+	}
 }
 
 func (h *Hub) serveConnect(w http.ResponseWriter, r *http.Request) {

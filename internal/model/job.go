@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -167,4 +168,23 @@ func (j *Job) Finish(exitCode *int, reason, message string, now time.Time) {
 		}
 		j.Error = &Error{Code: "UserError", Message: msg}
 	}
+}
+
+// MaxWarnings bounds the warnings a job keeps.
+const MaxWarnings = 50
+
+// AddWarnings adds the warnings j does not hold yet, keeping at most
+// MaxWarnings, and reports whether j changed.
+func (j *Job) AddWarnings(warnings ...string) bool {
+	changed := false
+	for _, w := range warnings {
+		if len(j.Warnings) >= MaxWarnings {
+			break
+		}
+		if !slices.Contains(j.Warnings, w) {
+			j.Warnings = append(j.Warnings, w)
+			changed = true
+		}
+	}
+	return changed
 }

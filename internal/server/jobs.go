@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"kumo/api"
+	"kumo/internal/archive"
 	"kumo/internal/jobfiles"
 	"kumo/internal/model"
 	"kumo/internal/secret"
@@ -42,14 +43,17 @@ func (s *Server) snapshotCreate(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	id := secret.RandomID(16)
-	n, err := s.files.SaveSnapshot(id, r.Body)
-	if errors.Is(err, jobfiles.ErrTooLarge) {
-		return errorf(http.StatusRequestEntityTooLarge, "SnapshotTooLarge", "the code snapshot is larger than 100 MiB; leave data out of the code directory")
-	}
-	if err != nil {
+	info, err := s.files.SaveSnapshot(id, r.Body)
+	switch archive.HTTPStatus(err) {
+	case http.StatusRequestEntityTooLarge:
+		return errorf(http.StatusRequestEntityTooLarge, "SnapshotTooLarge", "the code snapshot is too large: %v; leave data out of the code directory", err)
+	case http.StatusBadRequest:
 		return badRequest("InvalidSnapshot", "body", "the code snapshot is not a safe tar stream: %v", err)
 	}
-	writeJSON(w, http.StatusCreated, api.Snapshot{ID: id, SizeBytes: n})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, api.Snapshot{ID: id, SizeBytes: info.Size, FileCount: info.Files})
 	return nil
 }
 

@@ -218,12 +218,7 @@ func (l *localRunner) start(ctx context.Context, j model.Job, user *jobuser.User
 			return
 		}
 		// Keep the job's artifacts with its logs.
-		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(tarArtifacts(dir, pw)) }()
-		if err := cfg.Files.SaveArtifacts(j.RunID, pr); err != nil {
-			cfg.Log.Error("local job artifacts", "job", j.Name, "err", err)
-		}
-		pr.Close()
+		l.saveArtifacts(context.Background(), j, dir)
 		reason := map[runner.Reason]string{runner.ReasonCanceled: "canceled", runner.ReasonTimeout: "timeout"}[res.Reason]
 		code := res.ExitCode
 		l.finish(context.Background(), j, &code, reason, res.Message)
