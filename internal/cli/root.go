@@ -40,6 +40,7 @@ func newRootCmd(f *Factory) *cobra.Command {
 	root.PersistentFlags().StringVarP(&f.Output, "output", "o", OutputTable, "output format: table, json, yaml or tsv")
 	root.PersistentFlags().StringVar(&f.Query, "query", "", "JMESPath query applied to the JSON output, as in az (see jmespath.org)")
 	root.AddCommand(NewCmdLogin(f, nil))
+	root.AddCommand(NewCmdStudio(f, nil))
 	for _, g := range []*cobra.Command{NewCmdWorkspace(f), NewCmdCompute(f), NewCmdJob(f), NewCmdToken(f)} {
 		root.AddCommand(asGroup(f, g))
 	}

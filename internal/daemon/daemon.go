@@ -39,6 +39,7 @@ import (
 	"kumo/internal/server"
 	"kumo/internal/server/connlimit"
 	"kumo/internal/store/sqlite"
+	"kumo/internal/studio"
 )
 
 // The default workspace that a fresh control plane creates.
@@ -255,6 +256,10 @@ func Run(ctx context.Context, o Options) error {
 	srv := server.New(server.Config{Store: st, Regions: regions, Provisioner: prov, PollInterval: o.PollInterval, Log: o.Log,
 		Files: rt.files, Changed: rt.changed, Agents: rt.hub.Routes(), LocalDisabled: o.LocalComputeOff,
 		RateLimit: lim.RateLimit, RateBurst: lim.RateBurst, TransferTimeout: lim.TransferTimeout})
+	pages := studio.New(studio.Config{API: srv, Subscription: DefaultSubscription, ResourceGroup: DefaultResourceGroup,
+		Workspace: DefaultWorkspace, Location: DefaultRegion, Log: o.Log})
+	srv.Handle(studio.Prefix, pages)
+	srv.Handle(studio.Prefix+"/", pages)
 	// Requests run under serveCtx, which ends when shutdown starts, so
 	// that long-lived ones (log followers) end instead of holding it up.
 	serveCtx, endRequests := context.WithCancel(context.WithoutCancel(ctx))
@@ -287,6 +292,7 @@ func Run(ctx context.Context, o Options) error {
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	fmt.Fprintf(o.Out, "kumo control plane serving on %s (data in %s)\n", base, o.DataDir)
+	fmt.Fprintf(o.Out, "Studio (web UI): %s%s/ (sign in with an API token; 'kumo studio' opens it)\n", base, studio.Prefix)
 	if o.Ready != nil {
 		o.Ready(base)
 	}
