@@ -36,7 +36,6 @@ Sign in there with an API token.`,
 	return cmd
 }
 
-
 func studioRun(opts *StudioOptions) error {
 	ws, err := opts.Workspace()
 	if err != nil {

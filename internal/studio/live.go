@@ -100,6 +100,7 @@ func (s *Studio) live(w http.ResponseWriter, r *http.Request, u *user) error {
 		}
 		v, err := load(r, u, q)
 		if err == nil {
+			v.fill(u)
 			html, err := s.fragment(page, v)
 			if err != nil {
 				s.log.Error("render live fragment", "page", page, "err", err)

@@ -7,6 +7,9 @@ import (
 	"math"
 	"net/http"
 	"strings"
+	"time"
+
+	"kumo/internal/model"
 )
 
 // view is what every page template gets.
@@ -21,6 +24,18 @@ type view struct {
 	CSRF      string
 	Live      string // the event stream that refreshes #live, or ""
 	Data      any
+}
+
+// fill sets the view's fields about the signed-in user u (nil: nobody).
+func (v *view) fill(u *user) {
+	if u == nil {
+		return
+	}
+	v.Signed, v.TokenName, v.Role = true, u.token.Name, string(u.token.Role)
+	if v.TokenName == "" {
+		v.TokenName = u.token.ID
+	}
+	v.CanChange, v.IsOwner, v.CSRF = u.canChange(), u.token.Role == model.RoleOwner, u.sess.csrf
 }
 
 // pageNames are the page templates; each is parsed with layout.html.
@@ -42,6 +57,19 @@ var funcs = template.FuncMap{
 		return fmt.Sprintf("%.1f GB", v)
 	},
 	"lower": strings.ToLower,
+	"when":  when,
+}
+
+// when shows an API timestamp to the second, in UTC; "" becomes "–".
+func when(ts string) string {
+	if ts == "" {
+		return "–"
+	}
+	t, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil {
+		return ts
+	}
+	return t.UTC().Format("2006-01-02 15:04:05") + " UTC"
 }
 
 func parseTemplates() map[string]*template.Template {
@@ -55,13 +83,7 @@ func parseTemplates() map[string]*template.Template {
 // render writes page name with v, for user u (nil when nobody is signed
 // in).
 func (s *Studio) render(w http.ResponseWriter, r *http.Request, u *user, status int, name string, v *view) {
-	if u != nil {
-		v.Signed, v.TokenName, v.Role = true, u.token.Name, string(u.token.Role)
-		if v.TokenName == "" {
-			v.TokenName = u.token.ID
-		}
-		v.CanChange, v.IsOwner, v.CSRF = u.canChange(), u.token.Role == "owner", u.sess.csrf
-	}
+	v.fill(u)
 	var buf bytes.Buffer
 	if err := s.pages[name].ExecuteTemplate(&buf, "layout", v); err != nil {
 		s.log.Error("render studio page", "page", name, "err", err)

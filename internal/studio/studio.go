@@ -227,6 +227,13 @@ func (e *pageError) Error() string { return e.Message }
 // 401. A failed origin or CSRF check gets 403. Neither changes anything.
 func (s *Studio) auth(h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		change := r.Method != http.MethodGet && r.Method != http.MethodHead
+		if change {
+			if err := checkOrigin(r); err != nil {
+				s.fail(w, r, nil, err)
+				return
+			}
+		}
 		u, err := s.user(r)
 		if err != nil {
 			if r.Method == http.MethodGet && r.URL.Path != Prefix+"/live" && r.URL.Path != Prefix+"/computes/check-name" {
@@ -236,8 +243,8 @@ func (s *Studio) auth(h handler) http.Handler {
 			s.fail(w, r, nil, &pageError{Status: http.StatusUnauthorized, Message: "Sign in first: this request carries no valid studio session."})
 			return
 		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			if err := s.checkChange(r, u.sess); err != nil {
+		if change {
+			if err := s.checkCSRF(r, u.sess); err != nil {
 				s.fail(w, r, u, err)
 				return
 			}
@@ -272,16 +279,23 @@ func (s *Studio) user(r *http.Request) (*user, error) {
 	return &user{sess: sess, token: t}, nil
 }
 
-// checkChange refuses a change that comes from another site: the Origin
-// header, when sent, must name this server, and the form's csrf field
-// must match the session's.
-func (s *Studio) checkChange(r *http.Request, sess *session) error {
+// checkOrigin refuses a change that comes from another site: the Origin
+// header, when sent, must name this server, and a browser's
+// Sec-Fetch-Site must not say another site (another port of the same
+// host is another site here, though cookies call it the same).
+func checkOrigin(r *http.Request) error {
 	if o := r.Header.Get("Origin"); o != "" && o != origin(r) {
 		return &pageError{Status: http.StatusForbidden, Message: "This change came from another site (" + o + ") and was refused."}
 	}
 	if site := r.Header.Get("Sec-Fetch-Site"); site == "cross-site" || site == "same-site" {
 		return &pageError{Status: http.StatusForbidden, Message: "This change came from another site and was refused."}
 	}
+	return nil
+}
+
+// checkCSRF refuses a change whose form does not carry the session's
+// CSRF token.
+func (s *Studio) checkCSRF(r *http.Request, sess *session) error {
 	r.Body = http.MaxBytesReader(nil, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil {
 		return &pageError{Status: http.StatusBadRequest, Message: "The form could not be read: it is too large or malformed."}
@@ -364,8 +378,8 @@ func safeNext(next string) string {
 }
 
 func (s *Studio) signin(w http.ResponseWriter, r *http.Request) {
-	if o := r.Header.Get("Origin"); o != "" && o != origin(r) {
-		s.fail(w, r, nil, &pageError{Status: http.StatusForbidden, Message: "This sign-in came from another site (" + o + ") and was refused."})
+	if err := checkOrigin(r); err != nil {
+		s.fail(w, r, nil, err)
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
