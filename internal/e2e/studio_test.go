@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"kumo/api"
@@ -186,6 +188,15 @@ func (b *tab) checkPage(name string) {
 	}
 }
 
+// colorScheme makes the page see prefers-color-scheme: scheme.
+func colorScheme(scheme string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}}})
+		return err
+	})
+}
+
 func jsString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
@@ -322,6 +333,20 @@ func TestStudioInBrowser(t *testing.T) {
 	}
 	b.screenshot("job-detail.png")
 	b.checkPage("job detail")
+
+	// Dark by the system setting, and readable at phone width: the page
+	// itself never scrolls sideways (wide tables scroll in their box).
+	b.do("dark, phone width", colorScheme("dark"), chromedp.EmulateViewport(390, 844))
+	b.open("/studio/computes", `#computes tr[data-compute="web1"]`)
+	if bg := evalJS[string](b, `getComputedStyle(document.documentElement).backgroundColor`); bg != "rgb(18, 20, 23)" {
+		t.Errorf("with prefers-color-scheme: dark the page background is %s, want the dark one", bg)
+	}
+	if w := evalJS[int](b, `document.documentElement.scrollWidth`); w > 390 {
+		t.Errorf("at phone width (390 px) the page is %d px wide", w)
+	}
+	b.screenshot("computes-dark-phone.png")
+	b.checkPage("compute page, dark, phone width")
+	b.do("light, desktop", colorScheme("light"), chromedp.EmulateViewport(1280, 800))
 
 	// The jobs list is newest first and filters by compute.
 	b.open("/studio/jobs?compute=web1", "#jobs")
