@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -324,5 +325,68 @@ func TestLiveStreamsAreBoundedPerSession(t *testing.T) {
 			t.Fatalf("a closed stream did not make room: %d", resp.StatusCode)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// nodeCountError matches an error shown at a node count field.
+var nodeCountError = regexp.MustCompile(`id="err-(min|max)Nodes">[^<]+<`)
+
+func TestScaleDeleteAndTokensThroughPages(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	e.signIn(c, model.RoleOwner)
+	csrf := e.csrf(c)
+	if status, _ := e.post(c, "/studio/computes/new", createForm("c1", csrf), nil); status != http.StatusSeeOther {
+		t.Fatalf("create: %d", status)
+	}
+
+	// A scale setting the API refuses is shown at its field.
+	status, body := e.post(c, "/studio/computes/c1/scale", url.Values{"csrf": {csrf}, "minNodes": {"3"}, "maxNodes": {"2"}, "idleSeconds": {"60"}}, nil)
+	if status != http.StatusBadRequest || !nodeCountError.MatchString(body) {
+		t.Errorf("min 3 > max 2: status %d, want 400 with the error at a node count field\n%s", status, body)
+	}
+	if status, _ := e.post(c, "/studio/computes/c1/scale", url.Values{"csrf": {csrf}, "minNodes": {"0"}, "maxNodes": {"7"}, "idleSeconds": {"90"}}, nil); status != http.StatusSeeOther {
+		t.Errorf("a good scale edit: status %d, want 303", status)
+	}
+	if _, body := e.get(c, "/studio/computes/c1"); !strings.Contains(body, "0–7 nodes, scale down after 90 s idle") {
+		t.Error("the compute page does not show the new scale settings")
+	}
+
+	// Delete needs the name typed.
+	if status, _ := e.post(c, "/studio/computes/c1/delete", url.Values{"csrf": {csrf}, "confirm": {"c2"}}, nil); status != http.StatusBadRequest || !e.computeExists("c1") {
+		t.Errorf("delete without the right confirmation: status %d, exists %v; want 400 and the compute kept", status, e.computeExists("c1"))
+	}
+	if status, _ := e.post(c, "/studio/computes/c1/delete", url.Values{"csrf": {csrf}, "confirm": {"c1"}}, nil); status != http.StatusSeeOther {
+		t.Errorf("confirmed delete: status %d, want 303", status)
+	}
+	if _, body := e.get(c, "/studio/computes/c1"); !strings.Contains(body, "Deleting") && !strings.Contains(body, "not found") {
+		t.Error("after delete the compute is neither deleting nor gone")
+	}
+
+	// An owner creates a token (its secret shown once) and revokes it.
+	status, body = e.post(c, "/studio/tokens", url.Values{"csrf": {csrf}, "name": {"ci"}, "role": {"contributor"}}, nil)
+	const marker = `id="new-secret" readonly value="`
+	i := strings.Index(body, marker)
+	if status != http.StatusCreated || i < 0 {
+		t.Fatalf("create token: status %d, want 201 with the secret\n%s", status, body)
+	}
+	secretValue := body[i+len(marker):]
+	secretValue = secretValue[:strings.IndexByte(secretValue, '"')]
+	tok, err := e.srv.Authenticate(context.Background(), secretValue)
+	if err != nil || tok.Role != model.RoleContributor {
+		t.Fatalf("the shown token does not authenticate as a contributor: %v %v", tok, err)
+	}
+	if _, body := e.get(c, "/studio/tokens"); strings.Contains(body, secretValue) {
+		t.Error("the token's secret is shown again")
+	}
+	if status, _ := e.post(c, "/studio/tokens/"+tok.ID+"/revoke", url.Values{"csrf": {csrf}}, nil); status != http.StatusSeeOther {
+		t.Errorf("revoke: status %d, want 303", status)
+	}
+	if _, err := e.srv.Authenticate(context.Background(), secretValue); err == nil {
+		t.Error("the revoked token still authenticates")
+	}
+	status, body = e.post(c, "/studio/tokens", url.Values{"csrf": {csrf}, "name": {"x"}, "role": {"admin"}}, nil)
+	if status != http.StatusBadRequest || !strings.Contains(body, `id="err-role">role`) {
+		t.Errorf("a bad role: status %d, want 400 with the error at the role field", status)
 	}
 }
