@@ -231,6 +231,9 @@ func TestStudioInBrowser(t *testing.T) {
 	if !strings.Contains(s.out.String(), "Studio (web UI): "+s.base+"/studio/") {
 		t.Errorf("kumo up does not print the studio's address:\n%s", s.out)
 	}
+	if out, err := run(t, s.dir, "studio", "--no-browser"); err != nil || strings.TrimSpace(out) != s.base+"/studio/" {
+		t.Errorf("kumo studio --no-browser printed %q (%v), want %s/studio/", out, err, s.base)
+	}
 	readerToken := createToken(t, s, "studio-reader", "reader")
 	setQuota(t, s, "standardDv2Family", 2) // Standard_D3_v2 (4 vCPUs) is over it
 
@@ -297,7 +300,7 @@ func TestStudioInBrowser(t *testing.T) {
 	if got := b.attr(bar, "data-label"); got != "no nodes" {
 		t.Errorf("web1's bar before any job reads %q, want no nodes", got)
 	}
-	submitJob(t, s, "studio-job1", "web1", "echo hello-from-studio; sleep 2")
+	submitJob(t, s, "studio-job1", "web1", "echo hello-from-studio; sleep 5")
 	waitFor(t, 90*time.Second, "web1's bar shows a node running the job", func() (bool, string) {
 		got := b.attr(bar, "data-label")
 		return strings.Contains(got, "running"), got
