@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,8 @@ import (
 	"go.uber.org/goleak"
 
 	"kumo/internal/agentproto"
+	"kumo/internal/jobfiles"
+	"kumo/internal/runner"
 )
 
 func TestMain(m *testing.M) {
@@ -480,5 +483,70 @@ func BenchmarkRunTrivial(b *testing.B) {
 		slices.Sort(m.d)
 		b.ReportMetric(float64(m.d[len(m.d)/2].Microseconds()), m.name+"-p50-µs")
 		b.ReportMetric(float64(m.d[len(m.d)*99/100].Microseconds()), m.name+"-p99-µs")
+	}
+}
+
+// TestLogLimit runs a job that prints far past its LogLimit: it completes,
+// the agent sends little more than the limit, and the node's log files stay
+// within the limit and end with the cut line.
+func TestLogLimit(t *testing.T) {
+	fs := newFakeServer(t)
+	ta := startAgent(t, fs, "")
+	c, _ := fs.welcome(agentproto.Message{})
+	const limit = 1 << 20
+	spec := agentproto.JobSpec{RunID: "r-loud", LogLimit: limit,
+		Command: "echo start >&2; head -c 20971520 /dev/zero | tr '\\0' a; echo end >&2"}
+	c.send(agentproto.Message{Type: agentproto.TypeRun, Job: &spec})
+	c.next(agentproto.TypeStarted)
+	stdout, stderr, done := c.output(spec.RunID, agentproto.Offsets{}, agentproto.TypeDone)
+	if done.ExitCode == nil || *done.ExitCode != 0 {
+		t.Errorf("done = %+v, want exit code 0", done)
+	}
+	// The chunk that passes the limit is sent whole (the control plane cuts
+	// it); nothing after it.
+	if sent := len(stdout) + len(stderr); sent <= limit || sent > limit+64<<10 {
+		t.Errorf("sent %d bytes of output, want just over the limit %d", sent, limit)
+	}
+
+	line := jobfiles.CutLine("stdout", limit-int64(len("start\n")), limit)
+	for _, tt := range []struct {
+		file     string
+		wantSize int64
+	}{
+		{runner.StdoutFile, limit - int64(len("start\n")) + 1 + int64(len(line))}, // "\n" before the line
+		{runner.StdLogFile, limit + 1 + int64(len(line))},
+		{runner.StderrFile, int64(len("start\n"))},
+	} {
+		b, err := os.ReadFile(filepath.Join(ta.jobDir(spec.RunID), tt.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int64(len(b)) != tt.wantSize {
+			t.Errorf("%s holds %d bytes, want %d", tt.file, len(b), tt.wantSize)
+		}
+		if tt.file != runner.StderrFile && !strings.HasSuffix(string(b), "\n"+line) {
+			t.Errorf("%s ends %q, want the cut line %q", tt.file, b[max(0, len(b)-200):], line)
+		}
+	}
+
+	// The control plane, cutting at the same limit, stores the limit and
+	// its own cut line.
+	files, err := jobfiles.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	files.SetLogLimit(limit)
+	if err := files.Append(spec.RunID, "stderr", 0, []byte(stderr)); err != nil {
+		t.Fatal(err)
+	}
+	if err := files.Append(spec.RunID, "stdout", 0, []byte(stdout)); !errors.Is(err, jobfiles.ErrLogCut) {
+		t.Fatalf("Append = %v, want ErrLogCut", err)
+	}
+	var stored bytes.Buffer
+	if _, err := files.ReadLog(spec.RunID, jobfiles.StdLog, 0, &stored); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := stored.Len(), limit+1+len(line); got != want {
+		t.Errorf("stored std_log holds %d bytes, want %d", got, want)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"kumo/internal/agentproto"
+	"kumo/internal/jobfiles"
 	"kumo/internal/runner"
 )
 
@@ -48,6 +49,9 @@ type job struct {
 	mu        sync.Mutex
 	sess      *session // where output goes; nil while detached
 	sent      [2]int64 // bytes of stdout and stderr sess has
+	seen      [2]int64 // bytes of stdout and stderr the runner produced
+	logCut    bool     // the log was cut at the spec's LogLimit
+	keep      [3]int64 // once logCut: sizes of the stdout, stderr and std_log files to keep
 	state     agentproto.JobState
 	pid       int
 	pidStart  uint64  // the process's start time in clock ticks after boot
@@ -159,7 +163,8 @@ func (j *job) started(pid int) {
 
 // output is the runner's Output: it sends each chunk the session does not
 // have yet. While detached it drops chunks; attach resends them from the
-// log files.
+// log files. Past the spec's LogLimit it cuts the log files (see cut) and
+// sends nothing more.
 func (j *job) output(c runner.Chunk) {
 	<-j.startedCh
 	i := 0
@@ -169,6 +174,16 @@ func (j *job) output(c runner.Chunk) {
 	end := c.Offset + int64(len(c.Data))
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.logCut {
+		j.trimLogs()
+		return
+	}
+	j.seen[i] = end
+	if limit := j.spec.LogLimit; limit > 0 && j.seen[0]+j.seen[1] > limit {
+		// The control plane cuts the chunk at the same byte; sending it
+		// whole tells it the output goes on past the limit.
+		defer j.cut(c.Stream, i, limit-j.seen[1-i])
+	}
 	s := j.sess
 	if s == nil || end <= j.sent[i] {
 		return
@@ -182,6 +197,67 @@ func (j *job) output(c runner.Chunk) {
 		return
 	}
 	j.sent[i] = end
+}
+
+// cut ends the job's log at the spec's LogLimit: stream st (index i) keeps
+// at bytes, the other stream what it has, std_log the limit; the cut
+// stream's file and std_log end with the cut line. From then on trimLogs
+// keeps the runner's files at those sizes, so the node's disk holds at most
+// the limit (plus one chunk while the runner writes it). j.mu must be held.
+func (j *job) cut(st runner.Stream, i int, at int64) {
+	line := []byte(jobfiles.CutLine(string(st), at, j.spec.LogLimit))
+	j.keep = [3]int64{j.seen[0], j.seen[1], j.spec.LogLimit}
+	j.keep[i] = at
+	for _, k := range []int{i, 2} {
+		name := []string{runner.StdoutFile, runner.StderrFile, runner.StdLogFile}[k]
+		n, err := cutFile(filepath.Join(j.dir, name), j.keep[k], line)
+		if err != nil {
+			j.a.log.Warn("agent: cutting job log", "runId", j.id, "file", name, "err", err)
+		}
+		j.keep[k] = n
+	}
+	j.logCut = true
+	j.trimLogs()
+}
+
+// cutFile truncates name to at most size bytes, appends line on a line of
+// its own and returns the new size.
+func cutFile(name string, size int64, line []byte) (int64, error) {
+	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	if err != nil {
+		return size, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return size, err
+	}
+	size = min(size, fi.Size())
+	if err := f.Truncate(size); err != nil {
+		return size, err
+	}
+	b := make([]byte, 1)
+	if size > 0 {
+		if _, err := f.ReadAt(b, size-1); err == nil && b[0] != '\n' {
+			line = append([]byte{'\n'}, line...)
+		}
+	}
+	n, err := f.WriteAt(line, size)
+	return size + int64(n), err
+}
+
+// trimLogs truncates the job's log files back to the sizes cut kept; j.mu
+// must be held. The runner calls Output after writing each chunk and never
+// while writing one, so nothing writes the files meanwhile.
+func (j *job) trimLogs() {
+	for k, name := range []string{runner.StdoutFile, runner.StderrFile, runner.StdLogFile} {
+		p := filepath.Join(j.dir, name)
+		if fileSize(p) > j.keep[k] {
+			if err := os.Truncate(p, j.keep[k]); err != nil {
+				j.a.log.Warn("agent: trimming job log", "runId", j.id, "file", name, "err", err)
+			}
+		}
+	}
 }
 
 // ended records the result, writes the journal and sends Exited, or Done

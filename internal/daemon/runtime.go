@@ -31,7 +31,7 @@ func newRuntime(o Options, st store.Store, regions map[string]model.Region, base
 	}
 	rt := &nodeRuntime{files: files}
 	rt.hub = hub.New(hub.Config{Store: st, Files: files, HeartbeatInterval: o.HeartbeatInterval, Changed: rt.changed, Log: o.Log})
-	rt.dispatch = dispatch.New(dispatch.Config{Store: st, Sender: rt.hub, Run: hub.RunMessage, Files: files,
+	rt.dispatch = dispatch.New(dispatch.Config{Store: st, Sender: rt.hub, Run: rt.hub.RunMessage, Files: files,
 		LocalDir: filepath.Join(o.DataDir, "local-jobs"), Changed: rt.changed, Log: o.Log})
 	lp, err := local.New(local.Config{Dir: filepath.Join(o.DataDir, "nodes"), CPUOvercommit: o.CPUOvercommit, MemoryOvercommit: o.MemoryOvercommit})
 	if err != nil {

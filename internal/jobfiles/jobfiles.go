@@ -10,6 +10,11 @@
 //	jobs/<runID>/user_logs/std_log.txt  both, in the order they arrived
 //	jobs/<runID>/outputs/, logs/        artifacts uploaded at the job's end
 //	snapshots/<id>.tar                  uploaded code
+//
+// A job's output is bounded: once stdout and stderr together reach the log
+// limit ([Files.SetLogLimit]), the chunk that passes it is cut there, one
+// line saying where and why is appended to the cut stream and to std_log,
+// and later output is dropped.
 package jobfiles
 
 import (
@@ -21,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"sync"
 
 	"kumo/internal/runner"
@@ -35,9 +41,20 @@ const (
 
 var idRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 
+// DefaultLogLimit is the log limit of a new [Files]: bytes of stdout and
+// stderr together that a job's log keeps.
+const DefaultLogLimit = 256 << 20
+
+// ErrLogCut is returned by [Files.Append] for the chunk that passed the log
+// limit: the bytes before the limit and the cut line were stored, the rest
+// dropped. Later chunks of the job are dropped without an error. The caller
+// tells the job (for example with a warning).
+var ErrLogCut = errors.New("job log cut at the log limit")
+
 // Files is the job file store. Its methods are safe for concurrent use.
 type Files struct {
-	root string
+	root  string
+	limit int64 // bytes of stdout and stderr together per job; <= 0 means none
 
 	mu      sync.Mutex
 	open    map[string]*jobLog // runID -> open log files of jobs being written
@@ -56,7 +73,29 @@ func New(dir string) (*Files, error) {
 			return nil, fmt.Errorf("create %s: %w", d, err)
 		}
 	}
-	return &Files{root: dir, open: map[string]*jobLog{}, changed: map[string]chan struct{}{}}, nil
+	return &Files{root: dir, limit: DefaultLogLimit, open: map[string]*jobLog{}, changed: map[string]chan struct{}{}}, nil
+}
+
+// SetLogLimit sets how many bytes of stdout and stderr together a job's log
+// keeps; n <= 0 means no limit. Call it before the store is used.
+func (f *Files) SetLogLimit(n int64) { f.limit = n }
+
+// LogLimit returns the log limit set by SetLogLimit; <= 0 means none.
+func (f *Files) LogLimit() int64 { return f.limit }
+
+// CutWarning is the warning recorded on a job whose log was cut at limit
+// bytes.
+func CutWarning(limit int64) string {
+	return "the job's output passed the log limit of " + strconv.FormatInt(limit, 10) +
+		" bytes (kumo up --max-job-log-bytes): its log was cut there and later output dropped"
+}
+
+// CutLine is the line that ends a log cut at limit bytes: at byte at of the
+// cut stream.
+func CutLine(stream string, at, limit int64) string {
+	return "[kumo] log cut: " + stream + " stopped at byte " + strconv.FormatInt(at, 10) +
+		" because the job's output reached the limit of " + strconv.FormatInt(limit, 10) +
+		" bytes (kumo up --max-job-log-bytes); later output was dropped\n"
 }
 
 // JobDir returns the directory of a job's files.
@@ -121,7 +160,8 @@ func (l *jobLog) close() {
 // store already holds are skipped, so a resent chunk is written once; a
 // chunk that would leave a gap is refused with an error (the sender resends
 // from Offsets after reconnecting). New bytes are also appended to the
-// interleaved log.
+// interleaved log. The chunk that passes the log limit is cut there and
+// gets [ErrLogCut]; later chunks are dropped.
 func (f *Files) Append(runID, stream string, offset int64, data []byte) error {
 	i, err := streamIndex(stream)
 	if err != nil || i == 2 {
@@ -133,6 +173,10 @@ func (f *Files) Append(runID, stream string, offset int64, data []byte) error {
 	if err != nil {
 		return err
 	}
+	total := l.sizes[0] + l.sizes[1]
+	if f.limit > 0 && total > f.limit {
+		return nil // cut already: only the cut line passes the limit
+	}
 	size := l.sizes[i]
 	if offset > size {
 		return fmt.Errorf("append to %s of %s: gap at offset %d, have %d bytes", stream, runID, offset, size)
@@ -142,16 +186,51 @@ func (f *Files) Append(runID, stream string, offset int64, data []byte) error {
 		return nil
 	}
 	data = data[skip:]
-	if _, err := l.files[i].Write(data); err != nil {
-		return fmt.Errorf("append to %s of %s: %w", stream, runID, err)
+	cut := f.limit > 0 && total+int64(len(data)) > f.limit
+	if cut {
+		data = data[:f.limit-total]
 	}
-	l.sizes[i] += int64(len(data))
-	if _, err := l.files[2].Write(data); err != nil {
-		return fmt.Errorf("append to std_log of %s: %w", runID, err)
+	for _, k := range []int{i, 2} {
+		if err := l.put(k, data); err != nil {
+			return fmt.Errorf("append to %s of %s: %w", stream, runID, err)
+		}
 	}
-	l.sizes[2] += int64(len(data))
+	if cut {
+		line := CutLine(stream, l.sizes[i], f.limit)
+		for _, k := range []int{i, 2} {
+			if err := l.put(k, []byte(l.lineStart(k)+line)); err != nil {
+				return fmt.Errorf("cut log of %s: %w", runID, err)
+			}
+		}
+	}
 	f.wakeLocked(runID)
+	if cut {
+		return ErrLogCut
+	}
 	return nil
+}
+
+// put appends data to file k.
+func (l *jobLog) put(k int, data []byte) error {
+	if len(data) == 0 {
+		return nil
+	}
+	n, err := l.files[k].Write(data)
+	l.sizes[k] += int64(n)
+	return err
+}
+
+// lineStart is "\n" when file k does not end with a newline, so that the
+// cut line starts a line of its own.
+func (l *jobLog) lineStart(k int) string {
+	if l.sizes[k] == 0 {
+		return ""
+	}
+	b := make([]byte, 1)
+	if _, err := l.files[k].ReadAt(b, l.sizes[k]-1); err != nil || b[0] == '\n' {
+		return ""
+	}
+	return "\n"
 }
 
 // Offsets returns how many bytes of stdout and stderr a job has.

@@ -450,3 +450,113 @@ func TestOpenSnapshotMissing(t *testing.T) {
 		}
 	}
 }
+
+func TestAppendLogLimit(t *testing.T) {
+	tests := []struct {
+		name       string
+		limit      int64
+		chunks     []chunk
+		wantCutAt  int // index of the chunk that gets ErrLogCut; -1 none
+		wantStdout string
+		wantStderr string
+		wantStdLog string
+	}{
+		{
+			name:       "under the limit",
+			limit:      10,
+			chunks:     []chunk{{Stdout, 0, "abc\n", false}, {Stderr, 0, "E\n", false}},
+			wantCutAt:  -1,
+			wantStdout: "abc\n", wantStderr: "E\n", wantStdLog: "abc\nE\n",
+		},
+		{
+			name:       "exactly the limit is not cut",
+			limit:      6,
+			chunks:     []chunk{{Stdout, 0, "abc\n", false}, {Stderr, 0, "E\n", false}},
+			wantCutAt:  -1,
+			wantStdout: "abc\n", wantStderr: "E\n", wantStdLog: "abc\nE\n",
+		},
+		{
+			name:       "cut inside a chunk",
+			limit:      6,
+			chunks:     []chunk{{Stdout, 0, "abc\n", false}, {Stderr, 0, "EFGH", false}, {Stderr, 4, "more", false}, {Stdout, 4, "late", false}},
+			wantCutAt:  1,
+			wantStdout: "abc\n",
+			wantStderr: "EF\n" + CutLine(Stderr, 2, 6),
+			wantStdLog: "abc\nEF\n" + CutLine(Stderr, 2, 6),
+		},
+		{
+			name:       "cut right after a full chunk",
+			limit:      4,
+			chunks:     []chunk{{Stdout, 0, "abc\n", false}, {Stdout, 4, "x", false}},
+			wantCutAt:  1,
+			wantStdout: "abc\n" + CutLine(Stdout, 4, 4),
+			wantStdLog: "abc\n" + CutLine(Stdout, 4, 4),
+		},
+		{
+			name:       "a resent chunk after the cut changes nothing",
+			limit:      3,
+			chunks:     []chunk{{Stdout, 0, "abcdef", false}, {Stdout, 0, "abcdef", false}},
+			wantCutAt:  0,
+			wantStdout: "abc\n" + CutLine(Stdout, 3, 3),
+			wantStdLog: "abc\n" + CutLine(Stdout, 3, 3),
+		},
+		{
+			name:       "no limit",
+			limit:      0,
+			chunks:     []chunk{{Stdout, 0, strings.Repeat("x", 100), false}},
+			wantCutAt:  -1,
+			wantStdout: strings.Repeat("x", 100), wantStdLog: strings.Repeat("x", 100),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFiles(t)
+			f.SetLogLimit(tt.limit)
+			for i, c := range tt.chunks {
+				err := f.Append("run1", c.stream, c.offset, []byte(c.data))
+				if gotCut := errors.Is(err, ErrLogCut); gotCut != (i == tt.wantCutAt) {
+					t.Errorf("Append chunk %d: err %v, want ErrLogCut %v", i, err, i == tt.wantCutAt)
+				} else if err != nil && !gotCut {
+					t.Errorf("Append chunk %d: %v", i, err)
+				}
+			}
+			for _, s := range []struct{ stream, want string }{{Stdout, tt.wantStdout}, {Stderr, tt.wantStderr}, {StdLog, tt.wantStdLog}} {
+				if got := readAll(t, f, "run1", s.stream); got != s.want {
+					t.Errorf("%s = %q, want %q", s.stream, got, s.want)
+				}
+			}
+		})
+	}
+}
+
+// TestLogLimitAfterReopen checks that a cut log stays cut when the store is
+// opened again (a control plane restart): resent output is not stored.
+func TestLogLimitAfterReopen(t *testing.T) {
+	dir := t.TempDir()
+	f, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.SetLogLimit(4)
+	if err := f.Append("run1", Stdout, 0, []byte("abcdefgh")); !errors.Is(err, ErrLogCut) {
+		t.Fatalf("Append: %v, want ErrLogCut", err)
+	}
+	f.Close("run1")
+	want := readAll(t, f, "run1", StdLog)
+
+	g, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.SetLogLimit(4)
+	out, _, err := g.Offsets("run1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Append("run1", Stdout, out, []byte("more")); err != nil {
+		t.Fatalf("Append after reopen: %v", err)
+	}
+	if got := readAll(t, g, "run1", StdLog); got != want {
+		t.Errorf("std_log after reopen = %q, want %q", got, want)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"kumo/internal/jobfiles"
 	"kumo/internal/model"
 	"kumo/internal/runner"
 	"kumo/internal/store"
@@ -105,7 +106,11 @@ func (l *localRunner) start(ctx context.Context, j model.Job) {
 	}
 	spec := runner.Spec{Dir: dir, Command: j.Command, Env: env, Timeout: j.Timeout,
 		Output: func(c runner.Chunk) {
-			if err := cfg.Files.Append(j.RunID, string(c.Stream), c.Offset, c.Data); err != nil {
+			err := cfg.Files.Append(j.RunID, string(c.Stream), c.Offset, c.Data)
+			if errors.Is(err, jobfiles.ErrLogCut) {
+				err = store.JobWarn(ctx, cfg.Store, j.RunID, jobfiles.CutWarning(cfg.Files.LogLimit()))
+			}
+			if err != nil {
 				cfg.Log.Error("local job output", "job", j.Name, "err", err)
 			}
 		}}

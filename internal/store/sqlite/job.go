@@ -323,6 +323,23 @@ func (s *Store) JobCountAhead(ctx context.Context, computeID string, status mode
 	return n, nil
 }
 
+// JobSnapshotIDs implements store.Store.
+func (s *Store) JobSnapshotIDs(ctx context.Context, statuses ...model.JobStatus) ([]string, error) {
+	if len(statuses) == 0 {
+		return nil, nil
+	}
+	in, args := inStatuses(statuses)
+	ids, err := query(ctx, s, func(sc scanner) (string, error) {
+		var id string
+		err := sc.Scan(&id)
+		return id, err
+	}, `SELECT DISTINCT snapshot_id FROM jobs WHERE status IN `+in+` AND snapshot_id <> '' ORDER BY snapshot_id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("job snapshot IDs %v: %w", statuses, err)
+	}
+	return ids, nil
+}
+
 // JobComputeIDs implements store.Store.
 func (s *Store) JobComputeIDs(ctx context.Context, statuses ...model.JobStatus) ([]string, error) {
 	if len(statuses) == 0 {
