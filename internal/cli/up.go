@@ -72,5 +72,7 @@ kumo CLI and the Go SDK find the server.`,
 	f.DurationVar(&o.HeartbeatInterval, "heartbeat-interval", 5*time.Second, "how often node agents report")
 	f.DurationVar(&o.HeartbeatTimeout, "heartbeat-timeout", 30*time.Second, "how long a silent node stays usable before it is replaced")
 	f.DurationVar(&o.BootTimeout, "boot-timeout", 2*time.Minute, "how long a new node may take to register")
+	f.Int64Var(&o.MaxJobLogBytes, "max-job-log-bytes", daemon.DefaultMaxJobLogBytes, "bytes of stdout and stderr together kept per job, on the control plane and on its node; later output is cut and the job warned (-1: no limit)")
+	f.DurationVar(&o.SnapshotGrace, "snapshot-grace", daemon.DefaultSnapshotGrace, "how long an uploaded code snapshot that no unfinished job uses is kept before it is removed")
 	return cmd
 }

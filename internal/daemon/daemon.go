@@ -24,6 +24,8 @@ import (
 
 	"kumo/client"
 	"kumo/internal/controller/provision"
+	"kumo/internal/controller/snapshotgc"
+	"kumo/internal/jobfiles"
 	"kumo/internal/model"
 	"kumo/internal/server"
 	"kumo/internal/store/sqlite"
@@ -71,6 +73,14 @@ type Options struct {
 	// BootTimeout is how long a new node may take to register; zero means
 	// 2m.
 	BootTimeout time.Duration
+	// MaxJobLogBytes is how many bytes of stdout and stderr together a
+	// job's log keeps, on the control plane and on its node; the rest is
+	// cut and the job warned. Zero means DefaultMaxJobLogBytes; negative
+	// means no limit.
+	MaxJobLogBytes int64
+	// SnapshotGrace is how long an uploaded code snapshot that no
+	// unfinished job uses is kept; zero means DefaultSnapshotGrace.
+	SnapshotGrace time.Duration
 	// Out receives the messages meant for the person who started kumo.
 	Out io.Writer
 	// Log receives operational logs; nil means slog.Default().
@@ -78,6 +88,14 @@ type Options struct {
 	// Ready, if not nil, is called with the base URL once the API serves.
 	Ready func(baseURL string)
 }
+
+// DefaultMaxJobLogBytes is the per-job log limit when Options leave it
+// zero: 256 MiB of stdout and stderr together.
+const DefaultMaxJobLogBytes = jobfiles.DefaultLogLimit
+
+// DefaultSnapshotGrace is how long an unused code snapshot is kept when
+// Options leave it zero.
+const DefaultSnapshotGrace = snapshotgc.DefaultGrace
 
 // DefaultCPUOvercommit is how many vCPUs of node sizes region local offers
 // per host core: nodes share cores, as jobs rarely keep every vCPU busy.
@@ -128,6 +146,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
+	reportDataDir(o.Out, o.DataDir)
 	st, err := sqlite.Open(ctx, filepath.Join(o.DataDir, "kumo.db"))
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)

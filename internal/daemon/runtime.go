@@ -7,6 +7,7 @@ import (
 
 	"kumo/internal/controller/autoscale"
 	"kumo/internal/controller/dispatch"
+	"kumo/internal/controller/snapshotgc"
 	"kumo/internal/hub"
 	"kumo/internal/jobfiles"
 	"kumo/internal/model"
@@ -22,6 +23,7 @@ type nodeRuntime struct {
 	hub      *hub.Hub
 	dispatch *dispatch.Dispatcher
 	scaler   *autoscale.Autoscaler
+	gc       *snapshotgc.Collector
 }
 
 func newRuntime(o Options, st store.Store, regions map[string]model.Region, base string) (*nodeRuntime, error) {
@@ -29,7 +31,14 @@ func newRuntime(o Options, st store.Store, regions map[string]model.Region, base
 	if err != nil {
 		return nil, err
 	}
+	switch {
+	case o.MaxJobLogBytes > 0:
+		files.SetLogLimit(o.MaxJobLogBytes)
+	case o.MaxJobLogBytes < 0:
+		files.SetLogLimit(0)
+	}
 	rt := &nodeRuntime{files: files}
+	rt.gc = snapshotgc.New(snapshotgc.Config{Store: st, Snapshots: files, Grace: o.SnapshotGrace, Log: o.Log})
 	rt.hub = hub.New(hub.Config{Store: st, Files: files, HeartbeatInterval: o.HeartbeatInterval, Changed: rt.changed, Log: o.Log})
 	rt.dispatch = dispatch.New(dispatch.Config{Store: st, Sender: rt.hub, Run: rt.hub.RunMessage, Files: files,
 		LocalDir: filepath.Join(o.DataDir, "local-jobs"), Changed: rt.changed, Log: o.Log})
@@ -64,12 +73,14 @@ func (rt *nodeRuntime) changed(computeID string) {
 func (rt *nodeRuntime) start(ctx context.Context) {
 	rt.dispatch.Start(ctx)
 	rt.scaler.Start(ctx)
+	rt.gc.Start(ctx)
 }
 
 // stop ends agent connections and the loops. Nodes keep running: they
 // reconnect when the control plane is back.
 func (rt *nodeRuntime) stop() {
 	rt.hub.Close()
+	rt.gc.Stop()
 	rt.scaler.Stop()
 	rt.dispatch.Stop()
 }
