@@ -1,0 +1,91 @@
+package e2e
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"kumo/api"
+)
+
+// TestJobLogLimit: a job printing 20 MiB under a 1 MiB log limit completes;
+// its stored log is the limit plus one cut line, the job shows a warning,
+// the node's log files stay within the limit while it runs, and the data
+// directory grows by a few MiB, not by several copies of 20 MiB.
+func TestJobLogLimit(t *testing.T) {
+	const limit = 1 << 20
+	s := startServer(t, "", append(fastNodes, "--max-job-log-bytes", "1048576")...)
+	if !strings.Contains(s.out.String(), "Data directory "+filepath.Join(s.dir, "data")+" uses ") {
+		t.Errorf("kumo up output lacks the data directory's size:\n%s", s.out)
+	}
+	createCluster(t, s, "loud", 0, 1, "PT30S")
+	gate := filepath.Join(t.TempDir(), "go")
+	submitJob(t, s, "loud", "loud", "echo start >&2; head -c 20971520 /dev/zero | tr '\\0' a; echo; "+
+		"while [ ! -e "+gate+" ]; do sleep 0.05; done; echo end >&2")
+
+	var j api.JobResource
+	waitFor(t, 60*time.Second, "the log to be cut", func() (bool, string) {
+		j = getJob(t, s, "loud")
+		return strings.Contains(jobLog(t, s, "loud"), "[kumo] log cut"), string(j.Properties.Status)
+	})
+	// While the job still runs, its files on the node hold the limit and
+	// the cut line, not the 20 MiB it printed.
+	logs := filepath.Join(s.dir, "data", "nodes", j.Properties.NodeID, "work", "jobs", j.Properties.RunID, "user_logs")
+	for _, name := range []string{"stdout.txt", "stderr.txt", "std_log.txt"} {
+		fi, err := os.Stat(filepath.Join(logs, name))
+		if err != nil {
+			t.Fatalf("node log file: %v", err)
+		}
+		if fi.Size() > limit+512 {
+			t.Errorf("node's %s holds %d bytes, want at most the limit %d and a cut line", name, fi.Size(), limit)
+		}
+	}
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	j = waitJob(t, s, "loud", 60*time.Second)
+	if j.Properties.Status != api.JobCompleted {
+		t.Fatalf("loud: %s %+v", j.Properties.Status, j.Properties.Error)
+	}
+	warned := false
+	for _, w := range j.Properties.Warnings {
+		warned = warned || strings.Contains(w, "log limit of 1048576 bytes")
+	}
+	if !warned {
+		t.Errorf("warnings = %q, want one about the log limit", j.Properties.Warnings)
+	}
+	log := jobLog(t, s, "loud")
+	if len(log) > limit+512 {
+		t.Errorf("stored log holds %d bytes, want at most the limit %d and a cut line", len(log), limit)
+	}
+	if i := strings.Index(log, "[kumo] log cut"); i < 0 || strings.Count(log, "[kumo] log cut") != 1 || strings.Contains(log[i:], "end") {
+		t.Errorf("stored log ends %q, want one cut line at its end", log[max(0, len(log)-300):])
+	}
+	if !strings.HasPrefix(log, "start\n") {
+		t.Errorf("stored log starts %.20q, want the output before the cut", log)
+	}
+	// Before the limit, 20 MiB of output took about 80 MiB (stdout and
+	// std_log on the node and on the control plane).
+	if n := dirBytes(t, filepath.Join(s.dir, "data")); n > 16<<20 {
+		t.Errorf("data directory holds %d bytes after the job, want a few MiB", n)
+	}
+}
+
+// dirBytes returns the size of the files under dir.
+func dirBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
