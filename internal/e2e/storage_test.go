@@ -1,7 +1,12 @@
 package e2e
 
 import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,4 +93,67 @@ func dirBytes(t *testing.T, dir string) int64 {
 		return nil
 	})
 	return n
+}
+
+// TestSnapshotCollected: with a short grace period, an uploaded snapshot no
+// job uses is removed, one a running job uses is kept, and it goes once
+// that job ends.
+func TestSnapshotCollected(t *testing.T) {
+	s := startServer(t, "", "--snapshot-grace", "1s")
+	used, unused := uploadSnapshot(t, s), uploadSnapshot(t, s)
+	gate := filepath.Join(t.TempDir(), "go")
+	body := api.JobResource{Properties: &api.JobProperties{JobType: "Command", ComputeID: "local", CodeID: used,
+		Command: "cat train.py; while [ ! -e " + gate + " ]; do sleep 0.05; done"}}
+	if status, raw := s.request(context.Background(), "PUT", workspacePath+"/jobs/uses-code", body); status != 201 {
+		t.Fatalf("submit: %d %s", status, raw)
+	}
+	snapshots := filepath.Join(s.dir, "data", "files", "snapshots")
+	stored := func(id string) bool {
+		_, err := os.Stat(filepath.Join(snapshots, id+".tar"))
+		return err == nil
+	}
+	waitFor(t, 30*time.Second, "the unused snapshot to be removed", func() (bool, string) {
+		return !stored(unused), "still stored"
+	})
+	if !stored(used) {
+		t.Fatalf("the snapshot of a running job was removed")
+	}
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if j := waitJob(t, s, "uses-code", 30*time.Second); j.Properties.Status != api.JobCompleted {
+		t.Fatalf("job: %s %+v", j.Properties.Status, j.Properties.Error)
+	}
+	if log := jobLog(t, s, "uses-code"); !strings.Contains(log, "print('hi')") {
+		t.Errorf("job log = %q, want the snapshot's train.py", log)
+	}
+	waitFor(t, 30*time.Second, "the ended job's snapshot to be removed", func() (bool, string) {
+		return !stored(used), "still stored"
+	})
+}
+
+// uploadSnapshot uploads a snapshot holding train.py and returns its ID.
+func uploadSnapshot(t *testing.T, s *server) string {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	code := "print('hi')\n"
+	tw.WriteHeader(&tar.Header{Name: "train.py", Mode: 0o644, Size: int64(len(code)), Typeflag: tar.TypeReg})
+	tw.Write([]byte(code))
+	tw.Close()
+	req, err := http.NewRequest("POST", s.base+workspacePath+"/snapshots?api-version=2024-04-01", &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+s.cfg.Token)
+	resp, err := s.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var snap api.Snapshot
+	if err := json.NewDecoder(resp.Body).Decode(&snap); err != nil || resp.StatusCode != 201 || snap.ID == "" {
+		t.Fatalf("upload snapshot: %d %+v %v", resp.StatusCode, snap, err)
+	}
+	return snap.ID
 }

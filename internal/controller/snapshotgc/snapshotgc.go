@@ -47,7 +47,8 @@ type Config struct {
 	// Grace is how long after its upload an unreferenced snapshot is kept;
 	// zero means DefaultGrace.
 	Grace time.Duration
-	// Resync is the time between passes; zero means one minute.
+	// Resync is the time between passes; zero means half the grace period,
+	// at most a minute.
 	Resync time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
@@ -69,7 +70,7 @@ func New(cfg Config) *Collector {
 		cfg.Grace = DefaultGrace
 	}
 	if cfg.Resync <= 0 {
-		cfg.Resync = time.Minute
+		cfg.Resync = min(cfg.Grace/2, time.Minute)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
