@@ -41,4 +41,7 @@ const (
 	CodeAuthorizationFailed   = "AuthorizationFailed"      // token lacks the role for the action
 	CodeMethodNotAllowed      = "MethodNotAllowed"         // no such operation on that path
 	CodeInternalError         = "InternalServerError"      // a bug or storage failure
+	CodeTooManyRequests       = "TooManyRequests"          // the token is past its rate limit; see Retry-After
+	CodeLastOwnerToken        = "LastOwnerToken"           // revoking the token would leave no owner
+	CodeRequestURITooLong     = "RequestUriTooLong"        // the URL's path or query is too long
 )

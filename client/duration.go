@@ -27,6 +27,11 @@ func formatISODuration(seconds int) string {
 	return b.String()
 }
 
+// ParseISODuration reads an ISO-8601 duration such as a cluster's
+// nodeIdleTimeBeforeScaleDown ("PT40M") into whole seconds, the unit the
+// SDK's and the CLI's idle-time settings take. See parseISODuration.
+func ParseISODuration(s string) (int, error) { return parseISODuration(s) }
+
 // parseISODuration reads an ISO-8601 duration of days, hours, minutes and
 // seconds ("P1DT2H", "PT30M", "PT1800S", "PT1.5S") into whole seconds.
 // Years, months and weeks are refused: their length in seconds is not fixed.

@@ -11,12 +11,15 @@
 // Welcome (read back from the job's log files, so nothing is lost or sent
 // twice) and resends Done for jobs the server has not acknowledged.
 //
-// Each job lives in WorkDir/jobs/<runID>/ and runs through [runner.Start]:
+// Each job lives in WorkDir/jobs/<runID>/ (mode 0700; owned by
+// Config.JobUser, which the job runs as, when set) and runs through
+// [runner.Start] with an environment built from nothing ([runner.JobEnv]):
 // its output goes to the server as Log messages as it is read, Started when
 // the process runs, and, when it ends, Exited, the upload of its outputs/ and
 // logs/ files, and Done (Exited and the upload are skipped when there are no
-// such files). A small journal, WorkDir/jobs/<runID>.state.json (beside the
-// job's directory, out of the job's sight), written
+// such files). Once the server acknowledges Done, the job's directory is
+// removed. A small journal, WorkDir/jobs/<runID>.state.json (mode 0600,
+// beside the job's directory, out of the job's sight), written
 // atomically (write and rename, without fsync: it guards against agent
 // restarts, not host crashes), records each job's state and result until the
 // server acknowledges Done, so an agent restarted by hand still reports the
@@ -50,6 +53,7 @@ import (
 
 	"kumo/internal/agentproto"
 	"kumo/internal/cgroup"
+	"kumo/internal/jobuser"
 )
 
 // Defaults for [Config] fields left zero.
@@ -73,7 +77,7 @@ const handshakeTimeout = 15 * time.Second
 // Config configures [Run].
 type Config struct {
 	NodeID     string // this node's ID, sent in X-Kumo-Node and Hello; required
-	WorkDir    string // directory for job directories (WorkDir/jobs/<runID>); required, created if missing
+	WorkDir    string // directory for job directories (WorkDir/jobs/<runID>); required, created (mode 0711) if missing
 	URL        string // control plane base URL, e.g. "https://10.0.0.1:8443"; required
 	CAFile     string // PEM certificates to trust for URL; "" means the system's roots
 	Credential string // the node credential, sent as a bearer token; required
@@ -86,6 +90,15 @@ type Config struct {
 	// connection attempts (each wait is jittered); 0 means
 	// DefaultReconnectMin and DefaultReconnectMax.
 	ReconnectMin, ReconnectMax time.Duration
+
+	// JobUser, if set, is who jobs run as: a uid (and gid) of this node's
+	// jobs alone, neither the agent's nor the control plane's. Nil means
+	// the agent's own user.
+	JobUser *jobuser.User
+
+	// JobEnv is added by kumo to every job's environment (after the job's
+	// own variables, so it wins), e.g. the node's CUDA_VISIBLE_DEVICES.
+	JobEnv map[string]string
 
 	// Grace is the time between SIGTERM and SIGKILL when a job is canceled
 	// and its spec names none; 0 means runner.DefaultGrace.
@@ -173,8 +186,15 @@ func newAgent(cfg Config) (*agent, error) {
 		}
 		a.client, a.own = &http.Client{Transport: tr}, tr
 	}
-	if err := os.MkdirAll(a.jobsDir, 0o755); err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
+	// Jobs may pass through the work directories (to reach their own) but
+	// not list them.
+	for _, d := range []string{cfg.WorkDir, a.jobsDir} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		if err := os.Chmod(d, 0o711); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
 	}
 	a.address = hostAddress()
 	a.note = cgroup.Detect().Note()
@@ -538,7 +558,7 @@ func (a *agent) cancelJob(id string) {
 	}
 }
 
-// ackJob forgets an ended job: its journal entry goes, its files stay.
+// ackJob forgets an ended job: its journal entry and its directory go.
 func (a *agent) ackJob(id string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -22,6 +22,7 @@ import (
 
 	"kumo/internal/agentproto"
 	"kumo/internal/jobfiles"
+	"kumo/internal/jobuser"
 	"kumo/internal/runner"
 )
 
@@ -37,6 +38,12 @@ type testAgent struct {
 }
 
 func startAgent(t testing.TB, fs *fakeServer, workDir string) *testAgent {
+	t.Helper()
+	return startAgentWith(t, fs, workDir, nil)
+}
+
+// startAgentWith is startAgent with mod applied to the Config first.
+func startAgentWith(t testing.TB, fs *fakeServer, workDir string, mod func(*Config)) *testAgent {
 	t.Helper()
 	if workDir == "" {
 		workDir = t.TempDir()
@@ -54,6 +61,9 @@ func startAgent(t testing.TB, fs *fakeServer, workDir string) *testAgent {
 			Log:          slog.New(slog.NewTextHandler(t.Output(), nil)),
 		},
 		errc: make(chan error, 1),
+	}
+	if mod != nil {
+		mod(&ta.cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ta.cancel = cancel
@@ -283,7 +293,7 @@ func TestReconnect(t *testing.T) {
 
 // TestDoneAfterReconnect lets a job end while the agent is disconnected:
 // Hello reports it, Done follows Welcome, a repeated Run resends Done, and
-// Ack makes the agent forget it.
+// Ack makes the agent forget it and remove its directory.
 func TestDoneAfterReconnect(t *testing.T) {
 	fs := newFakeServer(t)
 	ta := startAgent(t, fs, "")
@@ -323,9 +333,10 @@ func TestDoneAfterReconnect(t *testing.T) {
 		_, err := os.Stat(journal)
 		return errors.Is(err, os.ErrNotExist)
 	})
-	if _, err := os.Stat(filepath.Join(ta.jobDir("r1"), "user_logs/stdout.txt")); err != nil {
-		t.Errorf("job files removed on ack: %v", err)
-	}
+	eventually(t, "job directory removed", func() bool {
+		_, err := os.Stat(ta.jobDir("r1"))
+		return errors.Is(err, os.ErrNotExist)
+	})
 	c.Close()
 	if _, hello := fs.welcome(agentproto.Message{}); len(hello.Jobs) != 0 {
 		t.Errorf("hello after ack reports %+v, want no jobs", hello.Jobs)
@@ -549,5 +560,60 @@ func TestLogLimit(t *testing.T) {
 	}
 	if got := stored.String(); len(got) > limit+1+len(line) || !strings.HasPrefix(got, "start\n") || !strings.Contains(got[len(got)-len(line):], "[kumo] log cut: stdout") {
 		t.Errorf("stored std_log holds %d bytes ending %q, want at most %d ending with the cut line", len(got), got[max(0, len(got)-len(line)):], limit+1+len(line))
+	}
+}
+
+// TestJobEnvironmentAndUser: a job sees only the documented variables
+// (none of the agent's own), kumo's win over the job's, and, as root with
+// Config.JobUser, it runs as that uid in a 0700 directory of its own, and
+// the journal beside it is the agent's alone.
+func TestJobEnvironmentAndUser(t *testing.T) {
+	t.Setenv("KUMO_TEST_AGENT_SECRET", "agent-secret")
+	fs := newFakeServer(t)
+	work := t.TempDir()
+	root := os.Geteuid() == 0
+	var user *jobuser.User
+	if root {
+		if err := os.Chmod(filepath.Dir(work), 0o711); err != nil {
+			t.Fatal(err)
+		}
+		user = &jobuser.User{UID: 914000, GID: 914000}
+	}
+	ta := startAgentWith(t, fs, work, func(cfg *Config) {
+		cfg.JobUser = user
+		cfg.JobEnv = map[string]string{"CUDA_VISIBLE_DEVICES": "1"}
+	})
+	c, _ := fs.welcome(agentproto.Message{})
+	spec := &agentproto.JobSpec{RunID: "r1", Command: "env | sort; id -u; stat -c %a .",
+		Env: map[string]string{"MINE": "yes", "KUMO_RUN_ID": "forged", "CUDA_VISIBLE_DEVICES": "0,1,2,3"}}
+	c.send(agentproto.Message{Type: agentproto.TypeRun, Job: spec})
+	c.next(agentproto.TypeStarted)
+	stdout, _, _ := c.output("r1", agentproto.Offsets{}, agentproto.TypeDone) // no artifacts: no Exited
+	fi, err := os.Stat(journalPath(ta.jobDir("r1")))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("journal: %v, mode %v; want 0600", err, fi.Mode())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("job printed %q", stdout)
+	}
+	env, tail := lines[:len(lines)-2], lines[len(lines)-2:]
+	want := []string{"AZUREML_RUN_ID=r1", "CUDA_VISIBLE_DEVICES=1", "HOME=" + ta.jobDir("r1"), "KUMO_NODE_ID=node-1",
+		"KUMO_RUN_ID=r1", "LANG=C.UTF-8", "MINE=yes", "PATH=" + runner.DefaultPath, "PWD=" + ta.jobDir("r1")}
+	var got []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "SHLVL=") && !strings.HasPrefix(kv, "_=") && !strings.HasPrefix(kv, "OLDPWD=") {
+			got = append(got, kv)
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("job environment (-want +got):\n%s", diff)
+	}
+	wantUID := strconv.Itoa(os.Getuid())
+	if root {
+		wantUID = "914000"
+	}
+	if tail[0] != wantUID || tail[1] != "700" {
+		t.Errorf("job uid and directory mode = %q, want %s and 700", tail, wantUID)
 	}
 }

@@ -5,10 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"kumo/internal/agentproto"
 	"kumo/internal/jobfiles"
@@ -98,15 +102,13 @@ func (j *job) execute() result {
 		defer body.Close()
 		code = body
 	}
-	env := make([]string, 0, len(j.spec.Env)+3)
-	for k, v := range j.spec.Env {
-		env = append(env, k+"="+v)
-	}
-	env = append(env, "KUMO_RUN_ID="+j.id, "KUMO_NODE_ID="+j.a.cfg.NodeID, "AZUREML_RUN_ID="+j.id)
+	set := map[string]string{"KUMO_RUN_ID": j.id, "KUMO_NODE_ID": j.a.cfg.NodeID, "AZUREML_RUN_ID": j.id}
+	maps.Copy(set, j.a.cfg.JobEnv)
 	p, err := runner.Start(j.ctx, runner.Spec{
 		Dir:     j.dir,
 		Command: j.spec.Command,
-		Env:     env,
+		Env:     runner.JobEnv(j.dir, j.spec.Env, set),
+		User:    j.a.cfg.JobUser,
 		Code:    code,
 		Timeout: j.spec.Timeout,
 		Grace:   orDefault(j.spec.Grace, j.a.cfg.Grace),
@@ -130,7 +132,7 @@ func (j *job) execute() result {
 
 // failed is the result of a job that could not run.
 func (j *job) failed(err error) result {
-	os.MkdirAll(j.dir, 0o755) // a job that never ran still gets its directory
+	os.MkdirAll(j.dir, 0o700) // a job that never ran still gets its directory
 	if j.ctx.Err() != nil {
 		return result{Reason: reasonCanceled, Message: "canceled before the process started", Time: time.Now()}
 	}
@@ -263,6 +265,7 @@ func (j *job) trimLogs() {
 // ended records the result, writes the journal and sends Exited, or Done
 // when there are no artifacts. It reports whether artifacts must be uploaded.
 func (j *job) ended(res result) bool {
+	j.seal()
 	artifacts := hasFiles(filepath.Join(j.dir, "outputs")) || hasFiles(filepath.Join(j.dir, "logs"))
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -270,6 +273,14 @@ func (j *job) ended(res result) bool {
 	j.sendEnd()
 	j.writeJournal()
 	return artifacts
+}
+
+// seal takes the ended job's directory back before its artifacts are read;
+// see [runner.Reclaim].
+func (j *job) seal() {
+	if err := runner.Reclaim(j.dir, j.a.cfg.JobUser); err != nil {
+		j.a.log.Warn("agent: ended job", "runId", j.id, "err", err)
+	}
 }
 
 // finish uploads the artifacts, retrying until they are taken, refused,
@@ -372,7 +383,7 @@ func (j *job) attach(s *session, from agentproto.Offsets, reported agentproto.Jo
 // resend sends stream st from off to the end of its log file and returns
 // the bytes sent; j.mu must be held.
 func (j *job) resend(s *session, st runner.Stream, off int64) (int64, error) {
-	f, err := os.Open(filepath.Join(j.dir, st.File()))
+	f, err := openNoFollow(filepath.Join(j.dir, st.File()))
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
 	}
@@ -409,8 +420,9 @@ func (j *job) detach(s *session) {
 	j.mu.Unlock()
 }
 
-// forget marks an ended job acknowledged and removes its journal entry; it
-// reports false, doing nothing, if the job has not ended.
+// forget marks an ended job acknowledged and removes its journal entry and
+// then its directory (its artifacts are stored); it reports false, doing
+// nothing, if the job has not ended.
 func (j *job) forget() bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -422,11 +434,28 @@ func (j *job) forget() bool {
 	if err := os.Remove(journalPath(j.dir)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		j.a.log.Warn("agent: removing journal", "runId", j.id, "err", err)
 	}
+	if err := os.RemoveAll(j.dir); err != nil {
+		j.a.log.Warn("agent: removing job directory", "runId", j.id, "err", err)
+	}
 	return true
 }
 
+// openNoFollow opens name for reading, refusing symbolic links in any part
+// of the path: a job owns its directory and could replace its log files
+// with links to files only the agent may read.
+func openNoFollow(name string) (*os.File, error) {
+	fd, err := unix.Openat2(unix.AT_FDCWD, name, &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_SYMLINKS})
+	if errors.Is(err, unix.ENOSYS) {
+		return os.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW, 0) // kernels before 5.6: the last element only
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
 func fileSize(name string) int64 {
-	fi, err := os.Stat(name)
+	fi, err := os.Lstat(name)
 	if err != nil {
 		return 0
 	}

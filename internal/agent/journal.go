@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"kumo/internal/agentproto"
+	"kumo/internal/jobuser"
+	"kumo/internal/runner"
 )
 
 // journalPath is where a job's journal lives: beside the job's directory,
@@ -44,7 +46,7 @@ func (j *job) writeJournal() {
 	})
 	if err == nil {
 		tmp := journalPath(j.dir) + ".tmp"
-		if err = os.WriteFile(tmp, b, 0o644); err == nil {
+		if err = os.WriteFile(tmp, b, 0o600); err == nil {
 			err = os.Rename(tmp, journalPath(j.dir))
 		}
 	}
@@ -69,7 +71,11 @@ func (a *agent) restore() error {
 		dir := filepath.Join(a.jobsDir, e.Name())
 		b, err := os.ReadFile(journalPath(dir))
 		if errors.Is(err, os.ErrNotExist) {
-			continue // acknowledged
+			// Acknowledged; the agent stopped before it removed the directory.
+			if err := os.RemoveAll(dir); err != nil {
+				a.log.Warn("agent: removing job directory", "runId", e.Name(), "err", err)
+			}
+			continue
 		}
 		var rec record
 		if err == nil {
@@ -86,6 +92,14 @@ func (a *agent) restore() error {
 		if rec.State != agentproto.JobExited || rec.Result == nil {
 			if rec.PID > 0 && rec.PIDStart != 0 && procStart(rec.PID) == rec.PIDStart {
 				syscall.Kill(-rec.PID, syscall.SIGKILL)
+			}
+			if u := a.cfg.JobUser; u != nil {
+				if err := jobuser.KillAll(u.UID); err != nil {
+					a.log.Warn("agent: ending a lost job", "runId", e.Name(), "err", err)
+				}
+			}
+			if err := runner.Reclaim(dir, a.cfg.JobUser); err != nil {
+				a.log.Warn("agent: ending a lost job", "runId", e.Name(), "err", err)
 			}
 			j.res = &result{Reason: reasonError, Message: restartMessage, Time: fileTime(journalPath(dir))}
 			j.artifacts = hasFiles(filepath.Join(dir, "outputs")) || hasFiles(filepath.Join(dir, "logs"))

@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -13,11 +15,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"kumo/internal/agent"
+	"kumo/internal/jobuser"
 )
 
 // agentOptions are the flags of kumo agent.
 type agentOptions struct {
 	nodeID, workDir, url, caFile, credentialFile string
+	jobUID                                       string
 	heartbeat                                    time.Duration
 }
 
@@ -46,12 +50,31 @@ it by hand.`,
 			if err != nil {
 				return fmt.Errorf("read credential: %w", err)
 			}
+			var user *jobuser.User
+			if o.jobUID != "" {
+				uid, err := strconv.Atoi(o.jobUID)
+				if err != nil || uid < 1000 || uid > 1<<31-2 {
+					return fmt.Errorf("--job-uid %q: want a uid of at least 1000", o.jobUID)
+				}
+				if !jobuser.Enabled() {
+					return errors.New("--job-uid needs the agent to run as root")
+				}
+				user = &jobuser.User{UID: uid, GID: uid}
+			}
+			// What kumo adds to every job: the node's GPUs, when it has a
+			// say; nothing else of the agent's environment reaches jobs.
+			var jobEnv map[string]string
+			if v, ok := os.LookupEnv("CUDA_VISIBLE_DEVICES"); ok {
+				jobEnv = map[string]string{"CUDA_VISIBLE_DEVICES": v}
+			}
 			return agent.Run(ctx, agent.Config{
 				NodeID:            o.nodeID,
 				WorkDir:           o.workDir,
 				URL:               o.url,
 				CAFile:            o.caFile,
 				Credential:        strings.TrimSpace(string(cred)),
+				JobUser:           user,
+				JobEnv:            jobEnv,
 				HeartbeatInterval: o.heartbeat,
 				Log:               slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
 			})
@@ -63,6 +86,7 @@ it by hand.`,
 	f.StringVar(&o.url, "url", "", "control plane URL, e.g. https://10.0.0.1:8443 (required)")
 	f.StringVar(&o.caFile, "ca-file", "", "PEM certificates to trust for --url (default: the system's)")
 	f.StringVar(&o.credentialFile, "credential-file", "", "file holding the node credential (required)")
+	f.StringVar(&o.jobUID, "job-uid", "", "run jobs as this uid (and the gid of the same number), with no supplementary groups; needs root (default: the agent's own user)")
 	f.DurationVar(&o.heartbeat, "heartbeat-interval", 0, "heartbeat interval when the server does not set one (default 5s)")
 	for _, name := range []string{"node-id", "work-dir", "url", "credential-file"} {
 		_ = cmd.MarkFlagRequired(name)

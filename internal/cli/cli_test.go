@@ -88,6 +88,9 @@ func cluster(name string, state api.ProvisioningState, current, minNodes, maxNod
 func TestComputeCreateNoWait(t *testing.T) {
 	e := newTestEnv(t)
 	var got api.ComputeResource
+	e.mux.HandleFunc("GET "+testWS+"/computes/cpu-cluster", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, api.ErrorResponse{Error: &api.ErrorDetail{Code: api.CodeResourceNotFound, Message: "no cpu-cluster"}})
+	})
 	e.mux.HandleFunc("PUT "+testWS+"/computes/cpu-cluster", func(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewDecoder(r.Body).Decode(&got)
 		w.Header().Set("Azure-AsyncOperation", e.srv.URL+"/op/1")
@@ -115,7 +118,7 @@ func TestComputeCreateNoWait(t *testing.T) {
 		t.Errorf("PUT scale = %d..%d, want 1..4", *a.ScaleSettings.MinNodeCount, *a.ScaleSettings.MaxNodeCount)
 	}
 	want := "NAME         STATE     SIZE            PRIORITY   MIN  MAX  IDLE  NODES   CURRENT  TARGET  QUEUED  RUNNING  ALLOCATION\n" +
-		"cpu-cluster  Creating  STANDARD_D2_V2  Dedicated  1    4    PT2M  [....]  0        0       0       0        Steady\n"
+		"cpu-cluster  Creating  STANDARD_D2_V2  Dedicated  1    4    120s  [....]  0        0       0       0        Steady\n"
 	if got := e.out.String(); got != want {
 		t.Errorf("stdout:\n%s\nwant:\n%s", got, want)
 	}
@@ -130,7 +133,13 @@ func TestComputeCreateWaits(t *testing.T) {
 	e.mux.HandleFunc("GET /op/1", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, api.OperationStatus{Status: api.OperationSucceeded})
 	})
+	created := false
 	e.mux.HandleFunc("GET "+testWS+"/computes/c1", func(w http.ResponseWriter, r *http.Request) {
+		if !created {
+			created = true // the first GET asks whether c1 exists
+			writeJSON(w, http.StatusNotFound, api.ErrorResponse{Error: &api.ErrorDetail{Code: api.CodeResourceNotFound, Message: "no c1"}})
+			return
+		}
 		writeJSON(w, http.StatusOK, cluster("c1", api.ProvisioningSucceeded, 0, 0, 4))
 	})
 	if code := e.run("compute", "create", "-n", "c1", "-o", "json"); code != 0 {
@@ -167,8 +176,8 @@ func TestComputeListTable(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, e.errOut.String())
 	}
 	want := "NAME         STATE      SIZE            PRIORITY   MIN  MAX  IDLE  NODES   CURRENT  TARGET  QUEUED  RUNNING  ALLOCATION\n" +
-		"cpu-cluster  Succeeded  STANDARD_D2_V2  Dedicated  2    4    PT2M  [#o..]  2        2       0       1        Steady\n" +
-		"gpu          Creating   STANDARD_D2_V2  Dedicated  0    1    PT2M  [.]     0        0       0       0        Steady\n"
+		"cpu-cluster  Succeeded  STANDARD_D2_V2  Dedicated  2    4    120s  [#o..]  2        2       0       1        Steady\n" +
+		"gpu          Creating   STANDARD_D2_V2  Dedicated  0    1    120s  [.]     0        0       0       0        Steady\n"
 	if got := e.out.String(); got != want {
 		t.Errorf("stdout:\n%s\nwant:\n%s", got, want)
 	}
@@ -204,8 +213,10 @@ func TestErrorsExitNonZero(t *testing.T) {
 		wantErr string
 	}{
 		{"server error", []string{"compute", "show", "--name", "nope"}, "Error: ResourceNotFound: compute nope does not exist\n"},
-		{"bad output", []string{"compute", "list", "-o", "yaml"}, "Error: --output must be table or json, not \"yaml\"\n"},
-		{"missing flag", []string{"compute", "show"}, "Error: required flag(s) \"name\" not set\n"},
+		{"bad output", []string{"compute", "list", "-o", "xml"}, "Error: --output must be one of table, json, yaml, tsv, not \"xml\"\n"},
+		{"bad query", []string{"compute", "list", "--query", "[?"}, "--query \"[?\" is not a valid JMESPath expression"},
+		{"missing name", []string{"compute", "show"}, "Error: a compute name is required: kumo compute show NAME (or --name NAME)\n"},
+		{"unknown command", []string{"compute", "lst"}, "Error: unknown command \"lst\" for \"kumo compute\"\n\nDid you mean this?\n\tlist\n"},
 		{"bad tier", []string{"compute", "create", "-n", "x", "--tier", "spot"}, "Error: --tier must be dedicated or low_priority, not \"spot\"\n"},
 	}
 	for _, tt := range tests {
@@ -217,7 +228,7 @@ func TestErrorsExitNonZero(t *testing.T) {
 			if code := e.run(tt.args...); code != 1 {
 				t.Errorf("exit %d, want 1", code)
 			}
-			if got := e.errOut.String(); got != tt.wantErr {
+			if got := e.errOut.String(); !strings.Contains(got, tt.wantErr) {
 				t.Errorf("stderr = %q, want %q", got, tt.wantErr)
 			}
 		})
@@ -275,14 +286,26 @@ func TestLoginWritesConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := newTestEnv(t)
-	// The CA file is not PEM: login refuses it.
-	if code := e.run("login", "--endpoint", "https://127.0.0.1:8443", "--token", "T", "--ca-file", "ca.pem"); code != 1 {
-		t.Errorf("login with a non-PEM CA file: exit %d, want 1", code)
+	path := filepath.Join(dir, ".kumo", "config.json")
+	for _, bad := range [][]string{
+		{"--ca-file", "ca.pem"},                           // the CA file is not PEM
+		{"--token", "wrong"},                              // the server refuses the token
+		{"--endpoint", "http://192.0.2.1:8443"},           // plain http off loopback
+		{"--endpoint", "https://127.0.0.1:1", "-w", "ws"}, // nothing listens there
+	} {
+		args := append([]string{"login", "--endpoint", e.srv.URL, "--token", testToken, "--subscription", "s", "-g", "rg", "-w", "ws"}, bad...)
+		e.errOut.Reset()
+		if code := e.run(args...); code != 1 {
+			t.Errorf("login %v: exit %d, want 1", bad, code)
+		}
+		if _, err := os.Stat(path); err == nil {
+			t.Fatalf("login %v wrote %s", bad, path)
+		}
 	}
-	if code := e.run("login", "--endpoint", "https://127.0.0.1:8443", "--token", "T", "-w", "team"); code != 0 {
+	e.errOut.Reset()
+	if code := e.run("login", "--endpoint", e.srv.URL, "--token", testToken, "--subscription", "s", "-g", "rg", "-w", "ws"); code != 0 {
 		t.Fatalf("exit %d, stderr %q", code, e.errOut.String())
 	}
-	path := filepath.Join(dir, ".kumo", "config.json")
 	fi, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
@@ -294,18 +317,44 @@ func TestLoginWritesConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := client.Config{Endpoint: "https://127.0.0.1:8443", SubscriptionID: DefaultSubscriptionID,
-		ResourceGroup: DefaultResourceGroup, WorkspaceName: "team", Token: "T"}
+	want := client.Config{Endpoint: e.srv.URL, SubscriptionID: "s", ResourceGroup: "rg", WorkspaceName: "ws", Token: testToken}
 	if cfg != want {
 		t.Errorf("config = %+v, want %+v", cfg, want)
 	}
-	// The default Factory now finds it from a subdirectory.
+	// The default Factory now finds it from a subdirectory, and -w
+	// overrides its workspace.
 	if err := os.Mkdir("sub", 0o700); err != nil {
 		t.Fatal(err)
 	}
 	t.Chdir(filepath.Join(dir, "sub"))
 	ws, err := NewFactory().Workspace()
-	if err != nil || ws.Name() != "team" {
-		t.Errorf("NewFactory().Workspace() = %v, %v; want workspace team", ws, err)
+	if err != nil || ws.Name() != "ws" {
+		t.Errorf("NewFactory().Workspace() = %v, %v; want workspace ws", ws, err)
+	}
+	f := NewFactory()
+	f.WorkspaceName, f.ResourceGroup = "other", "rg2"
+	if ws, err := f.Workspace(); err != nil || ws.Name() != "other" || ws.ResourceGroup() != "rg2" {
+		t.Errorf("with -w other -g rg2: %v, %v", ws, err)
+	}
+}
+
+func TestCheckEndpoint(t *testing.T) {
+	tests := []struct {
+		endpoint string
+		ok       bool
+	}{
+		{"https://kumo.example:8443", true},
+		{"http://127.0.0.1:8443", true},
+		{"http://[::1]:8443", true},
+		{"http://localhost:8443", true},
+		{"http://10.0.0.5:8443", false},
+		{"http://kumo.example", false},
+		{"ftp://127.0.0.1", false},
+		{"127.0.0.1:8443", false},
+	}
+	for _, tt := range tests {
+		if err := checkEndpoint(tt.endpoint); (err == nil) != tt.ok {
+			t.Errorf("checkEndpoint(%q) = %v, want ok %v", tt.endpoint, err, tt.ok)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 
@@ -33,11 +34,27 @@ func NewCmdCompute(f *Factory) *cobra.Command {
 	return cmd
 }
 
-// computeNameFlag adds the required -n/--name, the compute cluster that
-// cmd acts on.
-func computeNameFlag(cmd *cobra.Command, name *string) {
-	cmd.Flags().StringVarP(name, "name", "n", "", "compute name (required)")
-	_ = cmd.MarkFlagRequired("name")
+// withComputeName makes cmd take the compute's name as its argument or by
+// -n/--name, as "az ml compute show -n NAME" and "kumo job show NAME" do,
+// and store it in *name before run runs.
+func withComputeName(cmd *cobra.Command, name *string, run func(*cobra.Command, []string) error) *cobra.Command {
+	var flag string
+	cmd.Args = cobra.MaximumNArgs(1)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		switch {
+		case len(args) == 1 && flag != "" && args[0] != flag:
+			return fmt.Errorf("compute name given twice: %q and --name %q", args[0], flag)
+		case len(args) == 1:
+			*name = args[0]
+		case flag != "":
+			*name = flag
+		default:
+			return fmt.Errorf("a compute name is required: %s NAME (or --name NAME)", cmd.CommandPath())
+		}
+		return run(cmd, args)
+	}
+	cmd.Flags().StringVarP(&flag, "name", "n", "", "compute name (instead of the argument)")
+	return cmd
 }
 
 // loadCompute returns the compute target called name in the workspace.
@@ -51,11 +68,15 @@ func (o *commonOptions) loadCompute(name string) (*client.ComputeTarget, error) 
 
 // printComputes writes computes as a table or JSON. single prints one JSON
 // object rather than an array. The NODES column is a node-state bar (see
-// nodeBar and barLegend).
+// nodeBar and barLegend); IDLE is in seconds, the unit the flags take;
+// ALLOCATION names what blocks a cluster that cannot grow.
 func printComputes(w io.Writer, output string, single bool, rs []api.ComputeResource) error {
-	if output == OutputJSON {
+	if output != OutputTable {
 		if single && len(rs) == 1 {
 			return printJSON(w, rs[0])
+		}
+		if rs == nil {
+			rs = []api.ComputeResource{}
 		}
 		return printJSON(w, rs)
 	}
@@ -70,7 +91,7 @@ func printComputes(w io.Writer, output string, single bool, rs []api.ComputeReso
 				size, prio = deref(a.VMSize), deref(a.VMPriority)
 				var maxNodes int32
 				if ss := a.ScaleSettings; ss != nil {
-					minN, maxN, idle = derefInt(ss.MinNodeCount), derefInt(ss.MaxNodeCount), deref(ss.NodeIdleTimeBeforeScaleDown)
+					minN, maxN, idle = derefInt(ss.MinNodeCount), derefInt(ss.MaxNodeCount), idleSeconds(ss.NodeIdleTimeBeforeScaleDown)
 					if ss.MaxNodeCount != nil {
 						maxNodes = *ss.MaxNodeCount
 					}
@@ -80,13 +101,51 @@ func printComputes(w io.Writer, output string, single bool, rs []api.ComputeReso
 					counts = *a.NodeStateCounts
 				}
 				bar = nodeBar(counts, int(maxNodes))
-				cur, target, alloc = a.CurrentNodeCount, a.TargetNodeCount, orDash(string(a.AllocationState))
+				cur, target, alloc = a.CurrentNodeCount, a.TargetNodeCount, allocation(a)
 				queued, running = a.QueuedJobCount, a.RunningJobCount
 			}
 		}
 		t.row(r.Name, state, size, prio, minN, maxN, idle, bar, cur, target, queued, running, alloc)
 	}
 	return t.flush()
+}
+
+// blockingCodes are the compute error codes the autoscaler writes while a
+// limit outside the cluster keeps it from growing.
+var blockingCodes = []string{api.PendingCapacityExhausted, api.PendingQuotaExceeded}
+
+// blocked returns the error that keeps the cluster from growing (host
+// capacity or quota), or nil.
+func blocked(a *api.AmlComputeProperties) *api.ErrorDetail {
+	for _, e := range a.Errors {
+		if e.Error != nil && slices.Contains(blockingCodes, e.Error.Code) {
+			return e.Error
+		}
+	}
+	return nil
+}
+
+// allocation is a cluster's allocation state, or "Blocked: CODE" when it
+// cannot reach its target because of host capacity or quota: "Resizing"
+// would promise nodes that are not coming.
+func allocation(a *api.AmlComputeProperties) string {
+	if e := blocked(a); e != nil {
+		return "Blocked: " + e.Code
+	}
+	return orDash(string(a.AllocationState))
+}
+
+// idleSeconds writes an ISO-8601 idle time ("PT40M") in seconds
+// ("2400s"), as --idle-time-before-scale-down takes it.
+func idleSeconds(d *string) string {
+	if d == nil || *d == "" {
+		return "-"
+	}
+	n, err := client.ParseISODuration(*d)
+	if err != nil {
+		return *d
+	}
+	return fmt.Sprintf("%ds", n)
 }
 
 // maxBarWidth is the most characters a node-state bar spends on nodes.

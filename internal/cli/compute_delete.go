@@ -20,13 +20,10 @@ type ComputeDeleteOptions struct {
 // NewCmdComputeDelete returns "kumo compute delete".
 func NewCmdComputeDelete(f *Factory, runF func(*ComputeDeleteOptions) error) *cobra.Command {
 	opts := &ComputeDeleteOptions{commonOptions: f.options()}
-	cmd := &cobra.Command{
-		Use:   "delete",
+	cmd := withComputeName(&cobra.Command{
+		Use:   "delete NAME",
 		Short: "Delete a compute cluster and its nodes, and wait until it is gone",
-		Args:  cobra.NoArgs,
-		RunE:  runE(f, opts, runF, computeDeleteRun),
-	}
-	computeNameFlag(cmd, &opts.Name)
+	}, &opts.Name, runE(f, opts, runF, computeDeleteRun))
 	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")
 	return cmd
 }
@@ -34,7 +31,7 @@ func NewCmdComputeDelete(f *Factory, runF func(*ComputeDeleteOptions) error) *co
 func computeDeleteRun(opts *ComputeDeleteOptions) error {
 	ct, err := opts.loadCompute(opts.Name)
 	if errors.Is(err, client.ErrComputeTargetNotFound) {
-		fmt.Fprintf(opts.IO.ErrOut, "Compute %s does not exist\n", opts.Name)
+		fmt.Fprintf(opts.IO.ErrOut, "Compute %s does not exist\n", escapeControl(opts.Name))
 		return nil
 	}
 	if err != nil {
@@ -48,6 +45,6 @@ func computeDeleteRun(opts *ComputeDeleteOptions) error {
 	if err := ct.Delete(opts.Ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "Deleted compute %s\n", opts.Name)
+	fmt.Fprintf(opts.IO.ErrOut, "Deleted compute %s\n", escapeControl(opts.Name))
 	return nil
 }

@@ -15,13 +15,10 @@ type ComputeEventsOptions struct {
 // NewCmdComputeEvents returns "kumo compute events".
 func NewCmdComputeEvents(f *Factory, runF func(*ComputeEventsOptions) error) *cobra.Command {
 	opts := &ComputeEventsOptions{commonOptions: f.options()}
-	cmd := &cobra.Command{
-		Use:   "events",
+	cmd := withComputeName(&cobra.Command{
+		Use:   "events NAME",
 		Short: "List a compute cluster's scaling decisions and incidents, oldest first",
-		Args:  cobra.NoArgs,
-		RunE:  runE(f, opts, runF, computeEventsRun),
-	}
-	computeNameFlag(cmd, &opts.Name)
+	}, &opts.Name, runE(f, opts, runF, computeEventsRun))
 	return cmd
 }
 

@@ -13,13 +13,10 @@ type ComputeListNodesOptions struct {
 // NewCmdComputeListNodes returns "kumo compute list-nodes".
 func NewCmdComputeListNodes(f *Factory, runF func(*ComputeListNodesOptions) error) *cobra.Command {
 	opts := &ComputeListNodesOptions{commonOptions: f.options()}
-	cmd := &cobra.Command{
-		Use:   "list-nodes",
+	cmd := withComputeName(&cobra.Command{
+		Use:   "list-nodes NAME",
 		Short: "List a compute cluster's nodes",
-		Args:  cobra.NoArgs,
-		RunE:  runE(f, opts, runF, computeListNodesRun),
-	}
-	computeNameFlag(cmd, &opts.Name)
+	}, &opts.Name, runE(f, opts, runF, computeListNodesRun))
 	return cmd
 }
 

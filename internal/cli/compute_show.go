@@ -19,13 +19,10 @@ type ComputeShowOptions struct {
 // NewCmdComputeShow returns "kumo compute show".
 func NewCmdComputeShow(f *Factory, runF func(*ComputeShowOptions) error) *cobra.Command {
 	opts := &ComputeShowOptions{commonOptions: f.options()}
-	cmd := &cobra.Command{
-		Use:   "show",
+	cmd := withComputeName(&cobra.Command{
+		Use:   "show NAME",
 		Short: "Show a compute cluster",
-		Args:  cobra.NoArgs,
-		RunE:  runE(f, opts, runF, computeShowRun),
-	}
-	computeNameFlag(cmd, &opts.Name)
+	}, &opts.Name, runE(f, opts, runF, computeShowRun))
 	return cmd
 }
 
@@ -34,7 +31,7 @@ func computeShowRun(opts *ComputeShowOptions) error {
 	if err != nil {
 		return err
 	}
-	if opts.Output == OutputJSON {
+	if opts.Output != OutputTable {
 		return printComputes(opts.IO.Out, opts.Output, true, []api.ComputeResource{ct.Resource()})
 	}
 	return printComputeDetail(opts.IO.Out, ct.Resource())
@@ -48,7 +45,7 @@ func printComputeDetail(w io.Writer, r api.ComputeResource) error {
 	line := func(key, format string, args ...any) {
 		fmt.Fprintf(tw, "%s:\t%s\n", key, fmt.Sprintf(format, args...))
 	}
-	line("Name", "%s", r.Name)
+	line("Name", "%s", escapeControl(r.Name))
 	p := r.Properties
 	if p == nil {
 		p = &api.ComputeProperties{}
@@ -62,7 +59,7 @@ func printComputeDetail(w io.Writer, r api.ComputeResource) error {
 	var maxNodes int32
 	if ss := a.ScaleSettings; ss != nil {
 		line("Scale", "min %s, max %s, idle time before scale down %s",
-			derefInt(ss.MinNodeCount), derefInt(ss.MaxNodeCount), deref(ss.NodeIdleTimeBeforeScaleDown))
+			derefInt(ss.MinNodeCount), derefInt(ss.MaxNodeCount), idleSeconds(ss.NodeIdleTimeBeforeScaleDown))
 		if ss.MaxNodeCount != nil {
 			maxNodes = *ss.MaxNodeCount
 		}
@@ -70,6 +67,9 @@ func printComputeDetail(w io.Writer, r api.ComputeResource) error {
 	alloc := orDash(string(a.AllocationState))
 	if a.AllocationStateTransitionTime != "" {
 		alloc += " since " + formatTime(a.AllocationStateTransitionTime)
+	}
+	if e := blocked(a); e != nil {
+		alloc += "; blocked by " + e.Code + ": " + escapeControl(e.Message)
 	}
 	line("Allocation", "%s", alloc)
 	var c api.NodeStateCounts
@@ -102,7 +102,7 @@ func printComputeDetail(w io.Writer, r api.ComputeResource) error {
 		fmt.Fprintln(w, "Errors:")
 		for _, e := range errs {
 			if e.Error != nil {
-				fmt.Fprintf(w, "  %s: %s\n", e.Error.Code, e.Error.Message)
+				fmt.Fprintf(w, "  %s: %s\n", escapeControl(e.Error.Code), escapeControl(e.Error.Message))
 			}
 		}
 	}

@@ -23,26 +23,23 @@ func NewCmdComputeUpdate(f *Factory, runF func(*ComputeUpdateOptions) error) *co
 	opts := &ComputeUpdateOptions{commonOptions: f.options()}
 	var minN, maxN, idle int
 	run := runE(f, opts, runF, computeUpdateRun)
-	cmd := &cobra.Command{
-		Use:     "update",
+	cmd := withComputeName(&cobra.Command{
+		Use:     "update NAME",
 		Short:   "Change a compute cluster's scale settings",
-		Example: "  kumo compute update --name cpu-cluster --min-instances 1 --max-instances 8",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			fl := cmd.Flags()
-			if fl.Changed("min-instances") {
-				opts.MinInstances = &minN
-			}
-			if fl.Changed("max-instances") {
-				opts.MaxInstances = &maxN
-			}
-			if fl.Changed("idle-time-before-scale-down") {
-				opts.IdleTimeBeforeScaleDown = &idle
-			}
-			return run(cmd, args)
-		},
-	}
-	computeNameFlag(cmd, &opts.Name)
+		Example: "  kumo compute update cpu-cluster --min-instances 1 --max-instances 8",
+	}, &opts.Name, func(cmd *cobra.Command, args []string) error {
+		fl := cmd.Flags()
+		if fl.Changed("min-instances") {
+			opts.MinInstances = &minN
+		}
+		if fl.Changed("max-instances") {
+			opts.MaxInstances = &maxN
+		}
+		if fl.Changed("idle-time-before-scale-down") {
+			opts.IdleTimeBeforeScaleDown = &idle
+		}
+		return run(cmd, args)
+	})
 	cmd.Flags().IntVar(&minN, "min-instances", 0, "minimum number of nodes")
 	cmd.Flags().IntVar(&maxN, "max-instances", 0, "maximum number of nodes")
 	cmd.Flags().IntVar(&idle, "idle-time-before-scale-down", 0, "seconds a node sits idle before it is removed")

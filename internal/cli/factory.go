@@ -28,8 +28,10 @@ func TestIO() (*IOStreams, *bytes.Buffer, *bytes.Buffer, *bytes.Buffer) {
 
 // Output formats for -o/--output.
 const (
-	OutputTable = "table"
-	OutputJSON  = "json"
+	OutputTable = "table" // the command's own columns, for people
+	OutputJSON  = "json"  // the API's ARM-shaped resources, indented
+	OutputYAML  = "yaml"  // the JSON output as YAML, keys in the same order
+	OutputTSV   = "tsv"   // tab-separated values, as az writes them
 )
 
 // Factory holds what every command needs: streams, the values of the global
@@ -39,22 +41,42 @@ type Factory struct {
 	// ConfigPath is the value of --config; "" searches from the current
 	// directory (client.FromConfig(".")).
 	ConfigPath string
-	// Output is the value of -o/--output: OutputTable or OutputJSON.
+	// Output is the value of -o/--output: OutputTable, OutputJSON,
+	// OutputYAML or OutputTSV.
 	Output string
-	// Workspace returns the workspace the configuration names. Tests
-	// replace it to point at an httptest server.
+	// Query is the value of --query, a JMESPath expression applied to the
+	// JSON output; "" applies none.
+	Query string
+	// WorkspaceName and ResourceGroup are the values of -w/--workspace-name
+	// and -g/--resource-group; "" keeps the configuration's.
+	WorkspaceName string
+	ResourceGroup string
+	// Workspace returns the workspace the configuration names, with the
+	// flags' overrides. Tests replace it to point at an httptest server.
 	Workspace func() (*client.Workspace, error)
 }
 
 // NewFactory returns a Factory on the standard streams whose Workspace
-// reads the configuration file named by --config, or found from ".".
+// reads the configuration file named by --config, or found from ".", and
+// applies -w and -g to it.
 func NewFactory() *Factory {
 	f := &Factory{IO: SystemIO(), Output: OutputTable}
 	f.Workspace = func() (*client.Workspace, error) {
-		if f.ConfigPath != "" {
-			return client.FromConfig(f.ConfigPath)
+		path, err := client.FindConfig(f.ConfigPath)
+		if err != nil {
+			return nil, err
 		}
-		return client.FromConfig(".")
+		cfg, err := client.LoadConfig(path)
+		if err != nil {
+			return nil, err
+		}
+		if f.WorkspaceName != "" {
+			cfg.WorkspaceName = f.WorkspaceName
+		}
+		if f.ResourceGroup != "" {
+			cfg.ResourceGroup = f.ResourceGroup
+		}
+		return client.New(cfg)
 	}
 	return f
 }

@@ -49,7 +49,7 @@ func printJobDetail(w io.Writer, j api.JobResource, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
 	line := func(key, value string) {
 		if value != "" {
-			fmt.Fprintf(tw, "%s:\t%s\n", key, value)
+			fmt.Fprintf(tw, "%s:\t%s\n", key, escapeControl(value))
 		}
 	}
 	line("Name", j.Name)

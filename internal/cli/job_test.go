@@ -353,7 +353,7 @@ func TestComputeShowAvailability(t *testing.T) {
 	want := "Name:        cpu-cluster\n" +
 		"State:       Succeeded\n" +
 		"Size:        STANDARD_D2_V2 (Dedicated)\n" +
-		"Scale:       min 0, max 4, idle time before scale down PT2M\n" +
+		"Scale:       min 0, max 4, idle time before scale down 120s\n" +
 		"Allocation:  Resizing\n" +
 		"Nodes:       [##+.] 3 current, 4 target\n" +
 		"Node states: 2 running, 0 idle, 1 preparing, 0 unusable, 0 preempted, 0 leaving\n" +

@@ -36,13 +36,15 @@ func toAny(s []string) []any {
 	return out
 }
 
-// row writes one row; each cell is formatted with %v.
+// row writes one row; each cell is formatted with %v and its control
+// characters escaped (see escapeControl), so a name cannot break the
+// table or reach the terminal as an escape sequence.
 func (t *table) row(cells ...any) {
 	for i, c := range cells {
 		if i > 0 {
 			fmt.Fprint(t.tw, "\t")
 		}
-		fmt.Fprint(t.tw, c)
+		fmt.Fprint(t.tw, escapeControl(fmt.Sprint(c)))
 	}
 	fmt.Fprint(t.tw, "\n")
 }

@@ -49,7 +49,7 @@ func tokenCreateRun(opts *TokenCreateOptions) error {
 	if opts.Output == OutputJSON {
 		return printJSON(opts.IO.Out, tok)
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "Created token %s (%s, role %s). Copy the secret now: it is not shown again.\n", tok.ID, tok.Name, tok.Role)
+	fmt.Fprintf(opts.IO.ErrOut, "Created token %s (%s, role %s). Copy the secret now: it is not shown again.\n", escapeControl(tok.ID), escapeControl(tok.Name), tok.Role)
 	fmt.Fprintln(opts.IO.Out, tok.Token)
 	return nil
 }

@@ -36,6 +36,6 @@ func tokenRevokeRun(opts *TokenRevokeOptions) error {
 	if err := ws.RevokeToken(opts.Ctx, opts.ID); err != nil {
 		return err
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "Revoked token %s\n", opts.ID)
+	fmt.Fprintf(opts.IO.ErrOut, "Revoked token %s\n", escapeControl(opts.ID))
 	return nil
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"kumo/internal/daemon"
+	"kumo/internal/jobuser"
 )
 
 // addServerCommands adds the commands that run kumo's own processes rather
@@ -22,8 +24,10 @@ func addServerCommands(root *cobra.Command) {
 // upOptions are the flags of kumo up.
 type upOptions struct {
 	daemon.Options
-	pollMS     int
-	cpuProfile string
+	pollMS       int
+	cpuProfile   string
+	jobUIDs      string
+	localCompute string
 }
 
 func newCmdUp() *cobra.Command {
@@ -44,6 +48,18 @@ kumo CLI and the Go SDK find the server.`,
 			defer stop()
 			o.Out = cmd.OutOrStdout()
 			o.PollInterval = time.Duration(o.pollMS) * time.Millisecond
+			switch o.localCompute {
+			case "on":
+			case "off":
+				o.LocalComputeOff = true
+			default:
+				return fmt.Errorf("--local-compute %q: want on or off", o.localCompute)
+			}
+			r, err := jobuser.ParseRange(o.jobUIDs)
+			if err != nil {
+				return fmt.Errorf("--job-uid-range: %w", err)
+			}
+			o.JobUIDs = r
 			if o.cpuProfile != "" {
 				f, err := os.Create(o.cpuProfile)
 				if err != nil {
@@ -61,6 +77,9 @@ kumo CLI and the Go SDK find the server.`,
 	f := cmd.Flags()
 	f.StringVar(&o.Addr, "addr", "127.0.0.1:8443", "address to listen on, HOST:PORT")
 	f.StringVar(&o.DataDir, "data-dir", ".kumo-data", "directory for the database and certificates")
+	f.StringVar(&o.WorkDir, "work-dir", "", `directory for the jobs' working directories, outside the data directory (default: the data directory's path with "-jobs" appended)`)
+	f.StringVar(&o.jobUIDs, "job-uid-range", jobuser.DefaultRange.String(), "uids jobs run as, START-END, when kumo runs as root: one per cluster node and one per running job of compute local")
+	f.StringVar(&o.localCompute, "local-compute", "on", `"off" refuses jobs on the built-in compute local, which runs them on this host`)
 	f.StringVar(&o.TLS, "tls", daemon.TLSAuto, `"auto" serves HTTPS with a self-signed certificate kept in the data directory; "off" serves plain HTTP (loopback only)`)
 	f.StringVar(&o.CertFile, "tls-cert", "", "PEM certificate to serve instead of the self-signed one")
 	f.StringVar(&o.KeyFile, "tls-key", "", "PEM private key of --tls-cert")
@@ -74,5 +93,8 @@ kumo CLI and the Go SDK find the server.`,
 	f.DurationVar(&o.BootTimeout, "boot-timeout", 2*time.Minute, "how long a new node may take to register")
 	f.Int64Var(&o.MaxJobLogBytes, "max-job-log-bytes", daemon.DefaultMaxJobLogBytes, "bytes of stdout and stderr together kept per job, on the control plane and on its node; later output is cut and the job warned (-1: no limit)")
 	f.DurationVar(&o.SnapshotGrace, "snapshot-grace", daemon.DefaultSnapshotGrace, "how long an uploaded code snapshot that no unfinished job uses is kept before it is removed")
+	f.Float64Var(&o.Limits.RateLimit, "rate-limit", 0, "requests per second each API token may make on average (0: 1000; negative: no limit)")
+	f.IntVar(&o.Limits.RateBurst, "rate-burst", 0, "requests an API token may make at once (0: 2000)")
+	f.IntVar(&o.Limits.MaxUnauthConnsPerAddr, "max-unauth-conns-per-addr", 0, "connections one client IP may hold before authenticating; past it the oldest is closed (0: 128)")
 	return cmd
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"io"
 
@@ -33,7 +34,9 @@ type commonOptions struct {
 	Workspace func() (*client.Workspace, error)
 	// Ctx is the command's context, set when the command runs.
 	Ctx context.Context
-	// Output is OutputTable or OutputJSON, set when the command runs.
+	// Output is OutputTable or OutputJSON, set when the command runs; with
+	// -o yaml, -o tsv or --query it is OutputJSON and runE renders the
+	// JSON the command prints.
 	Output string
 }
 
@@ -52,9 +55,24 @@ func runE[O interface{ common() *commonOptions }](f *Factory, opts O, runF, run 
 		c := opts.common()
 		c.Ctx, c.Output = cmd.Context(), f.Output
 		if runF != nil {
-			return runF(opts)
+			run = runF
 		}
-		return run(opts)
+		if !structured(f.Output, f.Query) {
+			return run(opts)
+		}
+		// The command prints its JSON output into a buffer; render turns
+		// it into the format asked for, after the query.
+		streams := c.IO
+		var buf bytes.Buffer
+		c.IO = &IOStreams{In: streams.In, Out: &buf, ErrOut: streams.ErrOut}
+		c.Output = OutputJSON
+		err := run(opts)
+		c.IO = streams
+		if err != nil {
+			_, _ = streams.Out.Write(buf.Bytes())
+			return err
+		}
+		return render(streams.Out, buf.Bytes(), f.Output, f.Query)
 	}
 }
 

@@ -42,6 +42,6 @@ func workspaceDeleteRun(opts *WorkspaceDeleteOptions) error {
 	if err := ws.DeleteWorkspace(opts.Ctx, opts.Name); err != nil {
 		return err
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "Deleted workspace %s\n", opts.Name)
+	fmt.Fprintf(opts.IO.ErrOut, "Deleted workspace %s\n", escapeControl(opts.Name))
 	return nil
 }

@@ -3,12 +3,21 @@
 // workspace and owner token on first start, prepares TLS, writes the client
 // config, serves the HTTP API, and runs the reconcile loops until its
 // context ends.
+//
+// The data directory (mode 0700, its files 0600) holds every secret: the
+// database, the CA key, node credentials. Jobs never run in it: their
+// working directories are under the work directory (Options.WorkDir, mode
+// 0711), nodes/<id>/ for cluster nodes and local/ for compute "local". When
+// kumo runs as root, jobs run as uids of their own (see package jobuser),
+// which cannot enter the data directory at all.
 package daemon
 
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -26,8 +35,10 @@ import (
 	"kumo/internal/controller/provision"
 	"kumo/internal/controller/snapshotgc"
 	"kumo/internal/jobfiles"
+	"kumo/internal/jobuser"
 	"kumo/internal/model"
 	"kumo/internal/server"
+	"kumo/internal/server/connlimit"
 	"kumo/internal/store/sqlite"
 )
 
@@ -49,6 +60,15 @@ const (
 type Options struct {
 	Addr    string // listen address, HOST:PORT; "" means 127.0.0.1:8443
 	DataDir string // holds the database and certificates; "" means ./.kumo-data
+	// WorkDir holds the jobs' working directories; "" means DataDir with
+	// "-jobs" appended. It must not be inside DataDir.
+	WorkDir string
+	// JobUIDs are the uids jobs run as when kumo runs as root; the zero
+	// Range means jobuser.DefaultRange. Ignored when kumo is not root.
+	JobUIDs jobuser.Range
+	// LocalComputeOff disables the built-in compute "local": jobs
+	// submitted to it are refused.
+	LocalComputeOff bool
 	// TLS is TLSAuto, TLSOff, or "" for TLSAuto. CertFile and KeyFile,
 	// when both set, are served instead of a self-signed certificate.
 	TLS      string
@@ -87,6 +107,9 @@ type Options struct {
 	Log *slog.Logger
 	// Ready, if not nil, is called with the base URL once the API serves.
 	Ready func(baseURL string)
+	// Limits bounds the API listener's connections and requests; zero
+	// fields take the defaults documented on Limits.
+	Limits Limits
 }
 
 // DefaultMaxJobLogBytes is the per-job log limit when Options leave it
@@ -123,6 +146,21 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("data directory %q: %w", o.DataDir, err)
 	}
 	o.DataDir = dataDir
+	if o.WorkDir == "" {
+		o.WorkDir = defaultWorkDir(dataDir)
+	}
+	if o.WorkDir, err = filepath.Abs(o.WorkDir); err != nil {
+		return fmt.Errorf("work directory: %w", err)
+	}
+	if rel, err := filepath.Rel(o.DataDir, o.WorkDir); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+		return fmt.Errorf("work directory %s is inside the data directory %s: jobs must not reach the data directory", o.WorkDir, o.DataDir)
+	}
+	if o.JobUIDs == (jobuser.Range{}) {
+		o.JobUIDs = jobuser.DefaultRange
+	}
+	if err := o.JobUIDs.Check(); err != nil {
+		return err
+	}
 	if o.TLS == "" {
 		o.TLS = TLSAuto
 	}
@@ -146,7 +184,23 @@ func Run(ctx context.Context, o Options) error {
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
-	reportDataDir(o.Out, o.DataDir)
+	lock, err := lockDataDir(o.DataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
+	lim := o.Limits.withDefaults(raiseNofile())
+	if err := makeWorkDir(o.WorkDir); err != nil {
+		return err
+	}
+	// SQLite gives its -wal and -shm files the database file's mode.
+	if f, err := os.OpenFile(filepath.Join(o.DataDir, "kumo.db"), os.O_RDONLY|os.O_CREATE, 0o600); err == nil {
+		f.Close()
+	}
+	if err := secureDataDir(o.DataDir); err != nil {
+		return err
+	}
+	reportDataDir(o.Out, o.DataDir, o.WorkDir)
 	st, err := sqlite.Open(ctx, filepath.Join(o.DataDir, "kumo.db"))
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
@@ -176,16 +230,24 @@ func Run(ctx context.Context, o Options) error {
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 
-	ln, err := net.Listen("tcp", o.Addr)
+	tcp, err := net.Listen("tcp", o.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	// The connection caps apply below TLS, so that a handshake never
+	// finished holds a place like any other unauthenticated connection.
+	var ln net.Listener = connlimit.Wrap(tcp, connlimit.Config{PerAddr: lim.MaxUnauthConnsPerAddr,
+		Unauthenticated: lim.MaxUnauthConns, Total: lim.MaxConns})
 	scheme := "http"
 	if tlsCfg != nil {
 		ln = tls.NewListener(ln, tlsCfg)
 		scheme = "https"
 	}
 	base := scheme + "://" + clientHost(ln.Addr().String(), host)
+	if err := lock.describe("serving on " + base); err != nil {
+		ln.Close()
+		return err
+	}
 
 	cpuOver := o.CPUOvercommit
 	if cpuOver <= 0 {
@@ -203,13 +265,16 @@ func Run(ctx context.Context, o Options) error {
 	}
 	prov := provision.New(provision.Config{Store: st, Finalizer: rt.scaler, Ready: rt.scaler.Notify, Log: o.Log})
 	srv := server.New(server.Config{Store: st, Regions: regions, Provisioner: prov, PollInterval: o.PollInterval, Log: o.Log,
-		Files: rt.files, Changed: rt.changed, Agents: rt.hub.Routes()})
+		Files: rt.files, Changed: rt.changed, Agents: rt.hub.Routes(), LocalDisabled: o.LocalComputeOff,
+		RateLimit: lim.RateLimit, RateBurst: lim.RateBurst, TransferTimeout: lim.TransferTimeout})
 	// Requests run under serveCtx, which ends when shutdown starts, so
 	// that long-lived ones (log followers) end instead of holding it up.
 	serveCtx, endRequests := context.WithCancel(context.WithoutCancel(ctx))
 	defer endRequests()
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
-		BaseContext: func(net.Listener) context.Context { return serveCtx }}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: lim.ReadHeaderTimeout, ReadTimeout: lim.ReadTimeout,
+		WriteTimeout: lim.WriteTimeout, IdleTimeout: lim.IdleTimeout, MaxHeaderBytes: lim.MaxHeaderBytes,
+		ErrorLog:    slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
+		BaseContext: func(net.Listener) context.Context { return serveCtx }, ConnContext: connlimit.ConnContext}
 
 	if owner != nil {
 		fmt.Fprintf(o.Out, "Created the owner API token (shown only once; kumo keeps only its hash):\n  %s\n", owner.Secret)
@@ -220,6 +285,12 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
+
+	if err := secureDataDir(o.DataDir); err != nil {
+		ln.Close()
+		return err
+	}
+	printIsolation(o)
 
 	prov.Start(ctx)
 	defer prov.Stop()
@@ -284,6 +355,83 @@ func writeClientConfig(ctx context.Context, o Options, st *sqlite.Store, base st
 	}
 	fmt.Fprintf(o.Out, "Wrote client config %s (mode 0600)\n", path)
 	return nil
+}
+
+// defaultWorkDir is the work directory used when none is given: beside
+// the data directory (its path plus "-jobs"), unless jobs run as users of
+// their own and cannot pass through the directories above it (a checkout
+// in root's home, say); then a directory of kumo's own under /var/lib,
+// named for the data directory so two control planes never share one.
+func defaultWorkDir(dataDir string) string {
+	dir := dataDir + "-jobs"
+	if !jobuser.Enabled() || jobuser.CheckReachable(filepath.Dir(dir)) == nil {
+		return dir
+	}
+	sum := sha256.Sum256([]byte(dataDir))
+	return filepath.Join("/var/lib/kumo", "jobs-"+hex.EncodeToString(sum[:6]))
+}
+
+// makeWorkDir creates the work directory, mode 0711: jobs pass through it
+// to their own directories but cannot list it. When jobs run as their own
+// users, every directory above it must let them pass.
+func makeWorkDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return fmt.Errorf("create work directory: %w", err)
+	}
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return fmt.Errorf("work directory: %w", err)
+	}
+	if jobuser.Enabled() {
+		if err := jobuser.CheckReachable(dir); err != nil {
+			return fmt.Errorf("work directory: %w (--work-dir)", err)
+		}
+	}
+	return nil
+}
+
+// secureDataDir makes the data directory mode 0700 and what it holds at
+// its top level 0600 (files) or 0700 (directories), for data directories
+// made before kumo set these modes.
+func secureDataDir(dir string) error {
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	for _, e := range ents {
+		mode := os.FileMode(0o600)
+		switch {
+		case e.IsDir():
+			mode = 0o700
+		case !e.Type().IsRegular():
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || fi.Mode().Perm() == mode {
+			continue
+		}
+		if err := os.Chmod(filepath.Join(dir, e.Name()), mode); err != nil {
+			return fmt.Errorf("data directory: %w", err)
+		}
+	}
+	return nil
+}
+
+// printIsolation tells the person who started kumo how jobs are kept from
+// kumo and each other, and what running a job on compute "local" means.
+func printIsolation(o Options) {
+	if jobuser.Enabled() {
+		fmt.Fprintf(o.Out, "Jobs run as unprivileged users of their own (uids %s, no supplementary groups) in %s, with a clean environment; they cannot read the data directory, credentials or other jobs' files\n", o.JobUIDs, o.WorkDir)
+	} else {
+		fmt.Fprintf(o.Out, "WARNING: kumo is not running as root, so jobs run as your user (uid %d) and can read every file you can, including the data directory %s and .kumo/config.json with its token. They get only a clean environment and their own directory in %s. Run kumo as root to give jobs users of their own.\n", os.Getuid(), o.DataDir, o.WorkDir)
+	}
+	if o.LocalComputeOff {
+		fmt.Fprintln(o.Out, `Compute "local" is disabled (--local-compute=off): jobs submitted to it are refused`)
+	} else {
+		fmt.Fprintln(o.Out, `Compute "local" is enabled: its jobs run on this host, the control plane's, isolated as above (turn it off with --local-compute=off)`)
+	}
 }
 
 func isLoopback(host string) bool {

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"kumo/internal/controller/autoscale"
@@ -10,6 +11,7 @@ import (
 	"kumo/internal/controller/snapshotgc"
 	"kumo/internal/hub"
 	"kumo/internal/jobfiles"
+	"kumo/internal/jobuser"
 	"kumo/internal/model"
 	"kumo/internal/provider"
 	"kumo/internal/provider/local"
@@ -39,10 +41,24 @@ func newRuntime(o Options, st store.Store, regions map[string]model.Region, base
 	}
 	rt := &nodeRuntime{files: files}
 	rt.gc = snapshotgc.New(snapshotgc.Config{Store: st, Snapshots: files, Grace: o.SnapshotGrace, Log: o.Log})
+	// Where jobs of compute "local" ran before they moved to the work
+	// directory; nothing runs there now.
+	if err := os.RemoveAll(filepath.Join(o.DataDir, "local-jobs")); err != nil {
+		return nil, err
+	}
 	rt.hub = hub.New(hub.Config{Store: st, Files: files, HeartbeatInterval: o.HeartbeatInterval, Changed: rt.changed, Log: o.Log})
+	// As root, nodes get uids of the first part of the range, one each, and
+	// local jobs the rest, one per running job.
+	var nodeUIDs, localUIDs *jobuser.Range
+	if jobuser.Enabled() {
+		n, l := o.JobUIDs.Split()
+		nodeUIDs, localUIDs = &n, &l
+	}
 	rt.dispatch = dispatch.New(dispatch.Config{Store: st, Sender: rt.hub, Run: rt.hub.RunMessage, Files: files,
-		LocalDir: filepath.Join(o.DataDir, "local-jobs"), Changed: rt.changed, Log: o.Log})
-	lp, err := local.New(local.Config{Dir: filepath.Join(o.DataDir, "nodes"), CPUOvercommit: o.CPUOvercommit, MemoryOvercommit: o.MemoryOvercommit})
+		LocalDir: filepath.Join(o.WorkDir, "local"), LocalUIDs: localUIDs, LocalDisabled: o.LocalComputeOff,
+		Changed: rt.changed, Log: o.Log})
+	lp, err := local.New(local.Config{Dir: filepath.Join(o.DataDir, "nodes"), WorkDir: filepath.Join(o.WorkDir, "nodes"),
+		JobUIDs: nodeUIDs, CPUOvercommit: o.CPUOvercommit, MemoryOvercommit: o.MemoryOvercommit})
 	if err != nil {
 		return nil, fmt.Errorf("start local node provider: %w", err)
 	}

@@ -8,15 +8,19 @@ import (
 	"syscall"
 )
 
-// reportDataDir writes one line saying where the data directory is and how
-// much disk it uses.
-func reportDataDir(w io.Writer, dir string) {
+// reportDataDir writes one line saying where the data directory and the
+// jobs' work directory are and how much disk each uses.
+func reportDataDir(w io.Writer, dataDir, workDir string) {
+	fmt.Fprintf(w, "Data directory %s uses %s; jobs' work directory %s uses %s\n",
+		dataDir, usage(dataDir), workDir, usage(workDir))
+}
+
+func usage(dir string) string {
 	n, err := diskUsage(dir)
 	if err != nil {
-		fmt.Fprintf(w, "Data directory %s (size unknown: %v)\n", dir, err)
-		return
+		return "an unknown amount (" + err.Error() + ")"
 	}
-	fmt.Fprintf(w, "Data directory %s uses %s\n", dir, humanBytes(n))
+	return humanBytes(n)
 }
 
 // diskUsage returns the bytes of disk that the files under dir occupy, as

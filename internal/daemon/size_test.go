@@ -35,11 +35,12 @@ func TestReportDataDir(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "files", "jobs", "log"), bytes.Repeat([]byte("x"), 3<<20), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	work := t.TempDir()
 	var out bytes.Buffer
-	reportDataDir(&out, dir)
+	reportDataDir(&out, dir, work)
 	got := out.String()
 	// Directories take a few blocks beside the 3 MiB file.
-	if !strings.HasPrefix(got, "Data directory "+dir+" uses 3.0 MiB") || strings.Count(got, "\n") != 1 {
-		t.Errorf("report = %q, want one line naming %s and about 3.0 MiB", got, dir)
+	if !strings.HasPrefix(got, "Data directory "+dir+" uses 3.0 MiB; jobs' work directory "+work+" uses ") || strings.Count(got, "\n") != 1 {
+		t.Errorf("report = %q, want one line naming %s with about 3.0 MiB and %s", got, dir, work)
 	}
 }

@@ -109,6 +109,7 @@ func startServer(t testing.TB, dir string, extra ...string) *server {
 	if dir == "" {
 		dir = t.TempDir()
 	}
+	reachable(t, dir)
 	args := append([]string{"up", "--addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--poll-interval-ms", "50"}, extra...)
 	cmd := exec.Command(kumo, args...)
 	cmd.Dir = dir
@@ -157,6 +158,21 @@ func startServer(t testing.TB, dir string, extra ...string) *server {
 	}
 	resp.Body.Close()
 	return s
+}
+
+// reachable lets jobs, which run as users of their own when kumo runs as
+// root, pass through dir and its parent (t.TempDir makes both 0700) to the
+// work directory kumo makes in dir.
+func reachable(t testing.TB, dir string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return
+	}
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func (s *server) caPool() *x509.CertPool {

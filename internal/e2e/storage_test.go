@@ -38,7 +38,14 @@ func TestJobLogLimit(t *testing.T) {
 	})
 	// While the job still runs, its files on the node hold the limit and
 	// the cut line, not the 20 MiB it printed.
-	logs := filepath.Join(s.dir, "data", "nodes", j.Properties.NodeID, "work", "jobs", j.Properties.RunID, "user_logs")
+	found, _ := filepath.Glob(filepath.Join(s.dir, "*", "nodes", j.Properties.NodeID, "*jobs", j.Properties.RunID, "user_logs"))
+	if len(found) != 1 {
+		found, _ = filepath.Glob(filepath.Join(s.dir, "*", "nodes", j.Properties.NodeID, "work", "jobs", j.Properties.RunID, "user_logs"))
+	}
+	if len(found) != 1 {
+		t.Fatalf("the job's log directory on node %s: found %q", j.Properties.NodeID, found)
+	}
+	logs := found[0]
 	for _, name := range []string{"stdout.txt", "stderr.txt", "std_log.txt"} {
 		fi, err := os.Stat(filepath.Join(logs, name))
 		if err != nil {
@@ -75,8 +82,8 @@ func TestJobLogLimit(t *testing.T) {
 	}
 	// Before the limit, 20 MiB of output took about 80 MiB (stdout and
 	// std_log on the node and on the control plane).
-	if n := dirBytes(t, filepath.Join(s.dir, "data")); n > 16<<20 {
-		t.Errorf("data directory holds %d bytes after the job, want a few MiB", n)
+	if n := dirBytes(t, s.dir); n > 16<<20 {
+		t.Errorf("data and work directories hold %d bytes after the job, want a few MiB", n)
 	}
 }
 

@@ -1,49 +1,156 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
-// TestReadmeTour runs the README's tour with the kumo CLI against a live
-// server, from a subdirectory (the config is found by walking up).
+// TestReadmeTour runs every shell command of the README's tour and job
+// sections, in order, on a fresh data directory, as a reader would in the
+// directory where kumo up runs: each sh block is one shell script run with
+// -e, so every command in it must succeed. A yaml block is written to the
+// file the text before it names (such as hello/job.yml). The test's
+// directory is not a clone, so a "go" on the PATH builds the README's two
+// Go programs from this module.
 func TestReadmeTour(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := readmeBlocks(t, string(readme), "## A five-minute tour", "## How kumo differs from AML")
+	s := startServer(t, "", fastNodes...)
+	dir := s.dir
+	shim := goShim(t)
+	ran := 0
+	var all strings.Builder
+	for _, b := range blocks {
+		switch b.lang {
+		case "yaml":
+			if b.file == "" {
+				t.Fatalf("README: a yaml block is not preceded by the name of its file:\n%s", b.body)
+			}
+			path := filepath.Join(dir, b.file)
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, []byte(b.body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		case "sh":
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			cmd := exec.CommandContext(ctx, "sh", "-e", "-x", "-c", b.body)
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), "PATH="+shim+string(os.PathListSeparator)+os.Getenv("PATH"))
+			out, err := cmd.CombinedOutput()
+			cancel()
+			if err != nil {
+				t.Fatalf("README block failed: %v\n--- block:\n%s\n--- output:\n%s", err, b.body, out)
+			}
+			all.Write(out)
+			ran++
+		}
+	}
+	if ran < 6 {
+		t.Fatalf("ran %d sh blocks of the README; the tour and job sections have more", ran)
+	}
+	wantContains(t, "README tour output", all.String(),
+		"Standard_D2_v2",
+		"Minimum number of nodes requested have been provisioned",
+		"already existed and was updated", "max_instances: 2 -> 3",
+		"hello",
+		"greeting=hello from=kumo",
+		"done",
+	)
+	if strings.Contains(all.String(), "cpu-cluster already existed") {
+		t.Errorf("the README's steps reconfigure cpu-cluster with create:\n%s", all.String())
+	}
+}
+
+// readmeBlock is one fenced code block of the README.
+type readmeBlock struct {
+	lang, body string
+	// file is the last `name.yml` the text before the block names.
+	file string
+}
+
+var ymlName = regexp.MustCompile("`([\\w./-]+\\.ya?ml)`")
+
+// readmeBlocks returns the fenced blocks between the headings from and to.
+func readmeBlocks(t *testing.T, readme, from, to string) []readmeBlock {
+	t.Helper()
+	i, j := strings.Index(readme, "\n"+from+"\n"), strings.Index(readme, "\n"+to+"\n")
+	if i < 0 || j < i {
+		t.Fatalf("README has no section %q before %q", from, to)
+	}
+	var out []readmeBlock
+	var text strings.Builder
+	var cur *readmeBlock
+	for _, line := range strings.Split(readme[i:j], "\n") {
+		switch {
+		case cur == nil && strings.HasPrefix(line, "```"):
+			cur = &readmeBlock{lang: strings.TrimPrefix(line, "```")}
+			if m := ymlName.FindAllStringSubmatch(text.String(), -1); len(m) > 0 {
+				cur.file = m[len(m)-1][1]
+			}
+			text.Reset()
+		case cur != nil && line == "```":
+			out = append(out, *cur)
+			cur = nil
+		case cur != nil:
+			cur.body += line + "\n"
+		default:
+			text.WriteString(line + "\n")
+		}
+	}
+	return out
+}
+
+// goShim returns a directory holding a "go" command that does what the
+// README's go commands do in a clone of this module: build the kumo CLI
+// into the current directory, and run the get-or-create example there.
+func goShim(t *testing.T) string {
+	t.Helper()
+	realGo, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	script := fmt.Sprintf(`#!/bin/sh
+case "$*" in
+"build -o kumo ./cmd/kumo") exec %[1]q -C %[2]q build -o "$PWD/kumo" ./cmd/kumo ;;
+"run ./examples/get-or-create") %[1]q -C %[2]q build -o %[3]q ./examples/get-or-create && exec %[3]q ;;
+esac
+echo "the README tour test does not know: go $*" >&2
+exit 2
+`, realGo, repo, filepath.Join(dir, "get-or-create"))
+	if err := os.WriteFile(filepath.Join(dir, "go"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestTourErrorsAndReader checks what the tour says about errors, and that
+// a reader token can look but not touch.
+func TestTourErrorsAndReader(t *testing.T) {
 	s := startServer(t, "")
 	dir := filepath.Join(s.dir, "project", "src")
 	if err := mkdirAll(dir); err != nil {
 		t.Fatal(err)
 	}
-	steps := []struct {
-		args []string
-		want []string
-	}{
-		{[]string{"compute", "list-sizes"}, []string{"Standard_D2_v2", "CPU", "0.146"}},
-		{[]string{"compute", "create", "--name", "cpu-cluster", "--size", "STANDARD_D2_V2", "--max-instances", "4", "--idle-time-before-scale-down", "2400"},
-			[]string{`Provisioning operation finished, operation "Succeeded"`, "Minimum number of nodes requested have been provisioned"}},
-		{[]string{"compute", "list"}, []string{"cpu-cluster", "Succeeded", "Standard_D2_v2", "PT40M"}},
-		{[]string{"compute", "show", "--name", "cpu-cluster", "-o", "json"}, []string{`"provisioningState": "Succeeded"`, `"maxNodeCount": 4`}},
-		{[]string{"compute", "update", "--name", "cpu-cluster", "--max-instances", "8"}, nil},
-		{[]string{"compute", "show", "--name", "cpu-cluster", "-o", "json"}, []string{`"maxNodeCount": 8`}},
-		{[]string{"compute", "list-usage"}, []string{"Standard Dv2 Family vCPUs", "100"}},
-		{[]string{"compute", "list-nodes", "--name", "cpu-cluster"}, nil},
-		{[]string{"compute", "delete", "--name", "cpu-cluster", "--yes"}, nil},
-	}
-	for _, st := range steps {
-		out, err := run(t, dir, st.args...)
-		if err != nil {
-			t.Fatalf("kumo %s: %v\n%s", strings.Join(st.args, " "), err, out)
-		}
-		for _, w := range st.want {
-			if !strings.Contains(out, w) {
-				t.Errorf("kumo %s: output lacks %q:\n%s", strings.Join(st.args, " "), w, out)
-			}
-		}
-	}
 	out, err := run(t, dir, "compute", "show", "--name", "cpu-cluster")
 	if err == nil || !strings.Contains(out, "ResourceNotFound") {
-		t.Errorf("show after delete: err %v, output %q; want a non-zero exit with ResourceNotFound", err, out)
+		t.Errorf("show of a missing cluster: err %v, output %q; want a non-zero exit with ResourceNotFound", err, out)
 	}
 	out, err = run(t, dir, "compute", "create", "--name", "x", "--size", "STANDARD_D2_V2", "--max-instances", "1")
 	if err == nil || !strings.Contains(out, "Error: InvalidComputeName:") {

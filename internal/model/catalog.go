@@ -74,6 +74,9 @@ type Region struct {
 	Name     string   // e.g. "local"
 	Provider string   // node provider name, e.g. "local"
 	Sizes    []VMSize // offered sizes, in catalog order
+	// Host is the capacity the provider offers for all nodes of the
+	// region together; zero when unknown (no limit is reported).
+	Host Host
 }
 
 // Size finds an offered size by name, case-insensitively.
@@ -88,7 +91,7 @@ func (r Region) Size(name string) (VMSize, bool) {
 
 // NewRegion returns a region offering the catalog sizes that fit host.
 func NewRegion(name, provider string, host Host) Region {
-	r := Region{Name: name, Provider: provider}
+	r := Region{Name: name, Provider: provider, Host: host}
 	for _, s := range Catalog {
 		if host.Fits(s) {
 			r.Sizes = append(r.Sizes, s)

@@ -8,12 +8,21 @@ import (
 	"time"
 )
 
+// MaxDurationLength bounds an ISO-8601 duration's text. The longest useful
+// one ("P3W6DT23H59M59.999999999S") has 26 characters; without a bound, a
+// megabyte of digits costs seconds of big-number arithmetic.
+const MaxDurationLength = 64
+
 // ParseDuration parses an ISO-8601 duration of weeks, days, hours, minutes
 // and seconds ("PT2M", "PT1800S", "P1DT2H", "PT0.5S", "P1W"), in any case.
 // Units must appear at most once each, largest first. Years and months are
 // refused: their length is not fixed. Fractions are exact to the nanosecond
 // (truncated below it); a total beyond time.Duration's range is refused.
+// A string longer than MaxDurationLength is refused before it is parsed.
 func ParseDuration(s string) (time.Duration, error) {
+	if len(s) > MaxDurationLength {
+		return 0, fmt.Errorf("is longer than %d characters", MaxDurationLength)
+	}
 	if len(s) < 2 || (s[0] != 'P' && s[0] != 'p') {
 		return 0, fmt.Errorf("must start with 'P'")
 	}

@@ -82,7 +82,7 @@ func TestParseDurationErrors(t *testing.T) {
 		{"PT9223372036.854775808S", "too long"},
 		{"PT99999999999999999999S", "too long"},
 		{"P106752D", "too long"},
-		{"P" + strings.Repeat("9", 400) + "W", "too long"},
+		{"P" + strings.Repeat("9", 400) + "W", "longer than 64 characters"},
 		{"P1DT2562047H", "too long"},
 	}
 	for _, tt := range tests {
@@ -159,5 +159,29 @@ func TestDurationRoundTrip(t *testing.T) {
 		if got != d {
 			t.Errorf("ParseDuration(FormatDuration(%d) = %q) = %d, want %d", int64(d), s, int64(got), int64(d))
 		}
+	}
+}
+
+// A megabyte of digits is refused by its length, before any arithmetic
+// (it used to cost seconds of CPU), and the error does not repeat it.
+func TestParseDurationRefusesHugeInputUnparsed(t *testing.T) {
+	huge := "PT" + strings.Repeat("9", 1<<20) + "S"
+	allocs := testing.AllocsPerRun(5, func() {
+		if _, err := ParseDuration(huge); err == nil {
+			t.Fatal("a 1 MB duration parsed")
+		}
+	})
+	if allocs > 2 {
+		t.Errorf("refusing a 1 MB duration made %v allocations; it must be refused before parsing", allocs)
+	}
+	_, err := ParseJobTimeout(huge)
+	if err == nil {
+		t.Fatal("ParseJobTimeout accepted a 1 MB duration")
+	}
+	if len(err.Error()) > 300 {
+		t.Errorf("error is %d bytes long; it must quote only a short prefix of the input: %.300s", len(err.Error()), err)
+	}
+	if !strings.Contains(err.Error(), "bytes)") {
+		t.Errorf("error = %q, want it to say the input's length", err)
 	}
 }

@@ -87,8 +87,12 @@ type Job struct {
 	CreatedAt       time.Time // UTC
 	StartedAt       time.Time // zero until Running
 	EndedAt         time.Time // zero until terminal
-	CreatedBy       string
-	Warnings        []string // e.g. an environment kumo cannot honour; nil means none
+	CreatedBy       string    // the submitting token's name (its ID when unnamed), for display
+	// CreatedByToken is the ID of the API token that submitted the job: it
+	// sees the job's secret environment values (see SecretEnvName); ""
+	// for jobs stored before kumo recorded it.
+	CreatedByToken string
+	Warnings       []string // e.g. an environment kumo cannot honour; nil means none
 }
 
 // Event is one recorded decision or incident on a compute: a scale-up, a

@@ -25,7 +25,7 @@ var (
 func ValidateJobName(name string) error {
 	if !jobNameRE.MatchString(name) {
 		return fieldErr("InvalidJobName", "name",
-			"job name %q is invalid: use 1 to 255 letters, digits, '_' and '-', starting with a letter or digit", name)
+			"job name %s is invalid: use 1 to 255 letters, digits, '_' and '-', starting with a letter or digit", Quote(name))
 	}
 	return nil
 }
@@ -44,15 +44,81 @@ func ComputeRef(ref string) (string, error) {
 	return name, nil
 }
 
-// ValidateEnv checks environment variable names.
+// Limits of a job's environment and labels.
+const (
+	MaxEnvVars   = 256      // variables per job
+	MaxEnvName   = 256      // bytes per variable name
+	MaxEnvValue  = 32 << 10 // bytes per variable value
+	MaxJobLabel  = 256      // bytes of a display or experiment name
+	envFieldName = "properties.environmentVariables"
+)
+
+// ValidateJobLabels checks a job's display and experiment names.
+func ValidateJobLabels(displayName, experimentName string) error {
+	if len(displayName) > MaxJobLabel {
+		return fieldErr(CodeInvalidParameter, "properties.displayName", "properties.displayName is longer than %d bytes", MaxJobLabel)
+	}
+	if len(experimentName) > MaxJobLabel {
+		return fieldErr(CodeInvalidParameter, "properties.experimentName", "properties.experimentName is longer than %d bytes", MaxJobLabel)
+	}
+	return nil
+}
+
+// ValidateEnv checks environment variable names and sizes.
 func ValidateEnv(env map[string]string) error {
-	for k := range env {
+	if len(env) > MaxEnvVars {
+		return fieldErr(CodeInvalidParameter, envFieldName, "%s has %d variables: at most %d are allowed", envFieldName, len(env), MaxEnvVars)
+	}
+	for k, v := range env {
+		if len(k) > MaxEnvName {
+			return fieldErr(CodeInvalidParameter, envFieldName, "%s has a name longer than %d bytes: %s", envFieldName, MaxEnvName, Quote(k))
+		}
+		if len(v) > MaxEnvValue {
+			return fieldErr(CodeInvalidParameter, envFieldName+"."+k, "%s.%s is longer than %d bytes", envFieldName, k, MaxEnvValue)
+		}
 		if !envNameRE.MatchString(k) {
 			return fieldErr(CodeInvalidParameter, "properties.environmentVariables",
-				"properties.environmentVariables has an invalid name %q: use letters, digits and '_', not starting with a digit", k)
+				"properties.environmentVariables has an invalid name %s: use letters, digits and '_', not starting with a digit", Quote(k))
 		}
 	}
 	return nil
+}
+
+// secretEnvWords mark an environment variable name as holding a secret.
+var secretEnvWords = []string{"PASSWORD", "SECRET", "TOKEN", "KEY", "CREDENTIAL"}
+
+// SecretEnvName reports whether a job environment variable holds a secret
+// by its name: the name contains PASSWORD, SECRET, TOKEN, KEY or
+// CREDENTIAL, in any case ("DB_PASSWORD", "hf_token", "AWS_SECRET_ACCESS_KEY").
+// The API shows such values only to owners and the token that submitted
+// the job; other readers see MaskedValue.
+func SecretEnvName(name string) bool {
+	up := strings.ToUpper(name)
+	for _, w := range secretEnvWords {
+		if strings.Contains(up, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// MaskedValue replaces a secret value shown to a reader who may not see it.
+const MaskedValue = "***"
+
+// MaskSecretEnv returns env with the values of secret names (see
+// SecretEnvName) replaced by MaskedValue; env itself is not changed.
+func MaskSecretEnv(env map[string]string) map[string]string {
+	if env == nil {
+		return nil
+	}
+	out := make(map[string]string, len(env))
+	for k, v := range env {
+		if SecretEnvName(k) {
+			v = MaskedValue
+		}
+		out[k] = v
+	}
+	return out
 }
 
 // SubstituteInputs replaces ${{inputs.NAME}} in command with the literal
@@ -97,7 +163,7 @@ func ParseJobTimeout(s string) (time.Duration, error) {
 	}
 	d, err := ParseDuration(s)
 	if err != nil {
-		return 0, fieldErr(CodeInvalidParameter, "properties.limits.timeout", "properties.limits.timeout %q is not an ISO-8601 duration such as \"PT1H\": %v", s, err)
+		return 0, fieldErr(CodeInvalidParameter, "properties.limits.timeout", "properties.limits.timeout %s is not an ISO-8601 duration such as \"PT1H\": %v", Quote(s), err)
 	}
 	if d <= 0 || d > MaxJobTimeout {
 		return 0, fieldErr(CodeInvalidParameter, "properties.limits.timeout", "properties.limits.timeout %q is out of range: it must be more than 0 and at most 21 days", s)

@@ -61,7 +61,7 @@ var computeNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{1,15}$`)
 func ValidateComputeName(name string) error {
 	if !computeNameRE.MatchString(name) {
 		return fieldErr(CodeInvalidName, "name",
-			"compute name %q is invalid: name must be 2 to 16 characters of letters, digits and '-', starting with a letter", name)
+			"compute name %s is invalid: name must be 2 to 16 characters of letters, digits and '-', starting with a letter", Quote(name))
 	}
 	if strings.EqualFold(name, LocalCompute) {
 		return fieldErr(CodeInvalidName, "name", "compute name %q is reserved for the built-in target that runs jobs on the control plane's host", name)
@@ -76,7 +76,7 @@ var workspaceNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{2,32}$`)
 func ValidateWorkspaceName(name string) error {
 	if !workspaceNameRE.MatchString(name) {
 		return fieldErr("InvalidWorkspaceName", "name",
-			"workspace name %q is invalid: name must be 3 to 33 characters of letters, digits, '_' and '-', starting with a letter or digit", name)
+			"workspace name %s is invalid: name must be 3 to 33 characters of letters, digits, '_' and '-', starting with a letter or digit", Quote(name))
 	}
 	return nil
 }
@@ -132,12 +132,12 @@ func ValidateCompute(req ComputeRequest, ws Workspace, region Region, existing *
 			return spec, fieldErr(CodeInvalidParameter, "properties.computeType", "properties.computeType is required and must be \"AmlCompute\"")
 		}
 		return spec, fieldErr(CodeUnsupportedType, "properties.computeType",
-			"properties.computeType %q is not supported: kumo serves \"AmlCompute\" clusters", req.ComputeType)
+			"properties.computeType %s is not supported: kumo serves \"AmlCompute\" clusters", Quote(req.ComputeType))
 	}
 	if req.Location != nil && *req.Location != "" && !SameLocation(*req.Location, ws.Location) {
 		return spec, fieldErr(CodeInvalidLocation, "location",
-			"location %q differs from the workspace's location %q: compute is always created in the workspace's region; omit location or use %q",
-			*req.Location, ws.Location, ws.Location)
+			"location %s differs from the workspace's location %q: compute is always created in the workspace's region; omit location or use %q",
+			Quote(*req.Location), ws.Location, ws.Location)
 	}
 	if req.Description != nil {
 		if len(*req.Description) > 1024 {
@@ -156,7 +156,7 @@ func ValidateCompute(req ComputeRequest, ws Workspace, region Region, existing *
 	size, ok := region.Size(*req.VMSize)
 	if !ok {
 		return spec, fieldErr(CodeUnsupportedVMSize, "properties.properties.vmSize",
-			"properties.properties.vmSize %q is not offered in region %q; list the sizes with 'kumo compute list-sizes'", *req.VMSize, region.Name)
+			"properties.properties.vmSize %s is not offered in region %q; list the sizes with 'kumo compute list-sizes'", Quote(*req.VMSize), region.Name)
 	}
 	spec.VMSize = size
 
@@ -170,7 +170,7 @@ func ValidateCompute(req ComputeRequest, ws Workspace, region Region, existing *
 		p, ok := ParsePriority(*req.VMPriority)
 		if !ok {
 			return spec, fieldErr(CodeInvalidParameter, "properties.properties.vmPriority",
-				"properties.properties.vmPriority %q is invalid: use \"Dedicated\" or \"LowPriority\"", *req.VMPriority)
+				"properties.properties.vmPriority %s is invalid: use \"Dedicated\" or \"LowPriority\"", Quote(*req.VMPriority))
 		}
 		spec.Priority = p
 	}
@@ -205,7 +205,7 @@ func ValidateCompute(req ComputeRequest, ws Workspace, region Region, existing *
 		case "notspecified":
 		default:
 			return spec, fieldErr(CodeInvalidParameter, "properties.properties.remoteLoginPortPublicAccess",
-				"properties.properties.remoteLoginPortPublicAccess %q is invalid: use \"Enabled\", \"Disabled\" or \"NotSpecified\"", *req.RemoteLogin)
+				"properties.properties.remoteLoginPortPublicAccess %s is invalid: use \"Enabled\", \"Disabled\" or \"NotSpecified\"", Quote(*req.RemoteLogin))
 		}
 	}
 	return spec, nil
@@ -252,7 +252,7 @@ func validateScale(min, max *int64, idle *string, field string) (ScaleSettings, 
 		d, err := ParseDuration(*idle)
 		if err != nil {
 			return s, fieldErr(CodeInvalidParameter, field+".nodeIdleTimeBeforeScaleDown",
-				"%s.nodeIdleTimeBeforeScaleDown %q is not an ISO-8601 duration such as \"PT2M\": %v", field, *idle, err)
+				"%s.nodeIdleTimeBeforeScaleDown %s is not an ISO-8601 duration such as \"PT2M\": %v", field, Quote(*idle), err)
 		}
 		if d < 0 || d > MaxIdleTime {
 			return s, fieldErr(CodeInvalidParameter, field+".nodeIdleTimeBeforeScaleDown",
@@ -269,7 +269,7 @@ func validateTags(tags map[string]string) error {
 	}
 	for k, v := range tags {
 		if k == "" || len(k) > 512 {
-			return fieldErr(CodeInvalidParameter, "tags", "tag name %q is invalid: it must be 1 to 512 characters", k)
+			return fieldErr(CodeInvalidParameter, "tags", "tag name %s is invalid: it must be 1 to 512 characters", Quote(k))
 		}
 		if len(v) > 256 {
 			return fieldErr(CodeInvalidParameter, "tags."+k, "tag %q has a value longer than 256 characters", k)
@@ -326,7 +326,7 @@ func validateCredentials(req ComputeRequest, spec *ComputeSpec) error {
 	}
 	if !adminUserRE.MatchString(user) || reservedUsers[user] {
 		return fieldErr(CodeInvalidParameter, field+".adminUserName",
-			"%s.adminUserName %q is invalid: use 1 to 32 lower-case letters, digits, '_', '.' or '-', starting with a letter or '_', and not a reserved name such as root or admin", field, user)
+			"%s.adminUserName %s is invalid: use 1 to 32 lower-case letters, digits, '_', '.' or '-', starting with a letter or '_', and not a reserved name such as root or admin", field, Quote(user))
 	}
 	if pw == "" && key == "" {
 		return fieldErr(CodeInvalidParameter, field,

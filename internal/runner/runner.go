@@ -41,6 +41,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"kumo/internal/jobuser"
 )
 
 // Defaults for [Spec] fields left zero.
@@ -89,9 +91,9 @@ type Limiter interface {
 
 // Spec describes one job run.
 type Spec struct {
-	Dir     string        // job directory; created if missing; the process's working directory
+	Dir     string        // job directory; created (mode 0700) if missing; the process's working directory
 	Command string        // run with /bin/sh -c
-	Env     []string      // KEY=VALUE entries added to (and overriding) this process's environment
+	Env     []string      // the process's whole environment, KEY=VALUE (nothing is inherited); see [JobEnv]
 	Code    io.Reader     // tar stream extracted into Dir before start; nil means none
 	Timeout time.Duration // run time limit; 0 means none
 	Grace   time.Duration // SIGTERM to SIGKILL; 0 means DefaultGrace
@@ -109,6 +111,14 @@ type Spec struct {
 	// Limiter, if set, is given the process's pid after start and before the
 	// command runs; its failure ends the process and fails Start.
 	Limiter Limiter
+
+	// User, if set, is who the process runs as (no supplementary groups).
+	// Dir and the extracted code are given to it, and the uid is taken to
+	// be the job's alone: when the job ends, every process still running
+	// as it is killed, in or out of the process group, and what it owns in
+	// /tmp, /var/tmp and /dev/shm is removed. Nil means this process's own
+	// user.
+	User *jobuser.User
 }
 
 // Reason says why a job ended other than by exiting with code 0.
@@ -142,6 +152,7 @@ type Job struct {
 	grace time.Duration
 	drain time.Duration
 	out   func(Chunk)
+	user  *jobuser.User
 	done  chan struct{}
 
 	mu       sync.Mutex
@@ -150,6 +161,7 @@ type Job struct {
 	hardKill bool        // SIGKILL was needed
 	reaped   bool        // leader reaped: the pgid may no longer be ours
 	killT    *time.Timer // SIGKILL after grace, once stopping
+	killErr  error       // processes of the job's uid outlived SIGKILL
 	timeoutT *time.Timer // Spec.Timeout; nil if none
 
 	outMu    sync.Mutex // serializes writes to files and Output
@@ -180,6 +192,12 @@ func Start(ctx context.Context, spec Spec) (*Job, error) {
 	if spec.Dir == "" {
 		return nil, errors.New("start job: empty directory")
 	}
+	if err := os.MkdirAll(spec.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("start job: %w", err)
+	}
+	if err := os.Chmod(spec.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("start job: %w", err)
+	}
 	for _, d := range []string{"outputs", "logs", "user_logs"} {
 		if err := os.MkdirAll(filepath.Join(spec.Dir, d), 0o755); err != nil {
 			return nil, fmt.Errorf("start job: %w", err)
@@ -190,7 +208,13 @@ func Start(ctx context.Context, spec Spec) (*Job, error) {
 			return nil, fmt.Errorf("start job: %w", err)
 		}
 	}
+	if spec.User != nil {
+		if err := jobuser.Chown(spec.Dir, *spec.User); err != nil {
+			return nil, fmt.Errorf("start job: %w", err)
+		}
+	}
 	j := &Job{
+		user:  spec.User,
 		grace: orDefault(spec.Grace, DefaultGrace),
 		drain: orDefault(spec.DrainLimit, DefaultDrainLimit),
 		out:   spec.Output,
@@ -253,19 +277,19 @@ func (j *Job) start(spec Spec) error {
 		gateW, extra = w, []*os.File{gateR}
 		args = []string{"/bin/sh", "-c", `read -r _ <&3; exec 3<&-; exec /bin/sh -c "$1"`, "kumo-job", spec.Command}
 	}
-	env := os.Environ()
-	if len(spec.Env) > 0 {
-		env = append(env, spec.Env...)
+	attr := &syscall.SysProcAttr{Setpgid: true}
+	if u := spec.User; u != nil {
+		attr.Credential = &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: []uint32{}}
 	}
 	j.cmd = &exec.Cmd{
 		Path:        "/bin/sh",
 		Args:        args,
 		Dir:         spec.Dir,
-		Env:         env,
+		Env:         append([]string{}, spec.Env...), // non-nil: nothing inherited
 		Stdout:      writers[0],
 		Stderr:      writers[1],
 		ExtraFiles:  extra,
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+		SysProcAttr: attr,
 	}
 	if err := j.cmd.Start(); err != nil {
 		return err
@@ -373,6 +397,17 @@ func (j *Job) supervise(unwatch func() bool) {
 		}
 	}
 	j.cmd.Wait()
+	if j.user != nil {
+		// The uid is the job's alone: whatever still runs as it escaped
+		// the group (setsid, double fork) and would see the next job.
+		// Nor may its files in /tmp and the like.
+		err := errors.Join(jobuser.KillAll(j.user.UID), jobuser.RemoveTemp(j.user.UID))
+		if err != nil {
+			j.mu.Lock()
+			j.killErr = err
+			j.mu.Unlock()
+		}
+	}
 
 	drain := time.NewTimer(j.drain)
 	for range 2 {
@@ -449,6 +484,9 @@ func (j *Job) finish() {
 		}
 	case r.ExitCode != 0:
 		r.Reason, r.Message = ReasonExitCode, "exit code "+strconv.Itoa(r.ExitCode)
+	}
+	if j.killErr != nil {
+		r.Message = strings.TrimPrefix(r.Message+"; ", "; ") + j.killErr.Error()
 	}
 	if j.writeErr != nil {
 		r.Message = strings.TrimPrefix(r.Message+"; ", "; ") + "writing logs: " + j.writeErr.Error()

@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"kumo/api"
 	"kumo/internal/model"
 	"kumo/internal/secret"
+	"kumo/internal/server/connlimit"
 	"kumo/internal/store"
 )
 
@@ -32,8 +35,10 @@ func callerName(ctx context.Context) string {
 }
 
 // authorize checks the bearer token and that its role allows at least min.
-// A missing, unknown or revoked token gets 401; too small a role gets 403.
-// Neither changes anything.
+// A missing, unknown or revoked token gets 401 and the connection is
+// closed; a token past its rate limit gets 429 with Retry-After; too small
+// a role gets 403. None changes anything. A valid token marks the
+// connection authenticated (see connlimit).
 func (s *Server) authorize(min model.Role, h handlerFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		authz := r.Header.Get("Authorization")
@@ -48,6 +53,13 @@ func (s *Server) authorize(min model.Role, h handlerFunc) handlerFunc {
 		}
 		if err != nil {
 			return err
+		}
+		connlimit.Authenticated(r.Context())
+		if ok, wait := s.limiter.allow(t.ID, s.now()); !ok {
+			secs := int(math.Ceil(wait.Seconds()))
+			w.Header().Set("Retry-After", strconv.Itoa(max(1, secs)))
+			return errorf(http.StatusTooManyRequests, api.CodeTooManyRequests,
+				"token %q made more than %g requests per second (bursts of %g); retry after %d s", t.ID, s.limiter.rate, s.limiter.burst, max(1, secs))
 		}
 		if !t.Role.Allows(min) {
 			return errorf(http.StatusForbidden, api.CodeAuthorizationFailed,

@@ -139,7 +139,7 @@ func computeLocationMismatch(body api.ComputeResource) error {
 	cl, l := *body.Properties.ComputeLocation, *body.Location
 	if cl != "" && l != "" && !model.SameLocation(cl, l) {
 		return badRequest(api.CodeInvalidLocation, "properties.computeLocation",
-			"properties.computeLocation %q differs from location %q: compute is always created in the workspace's region", cl, l)
+			"properties.computeLocation %s differs from location %s: compute is always created in the workspace's region", model.Quote(cl), model.Quote(l))
 	}
 	return nil
 }
@@ -331,7 +331,7 @@ func (s *Server) computeDelete(w http.ResponseWriter, r *http.Request) error {
 	}
 	if a := r.URL.Query().Get("underlyingResourceAction"); a != "" && !strings.EqualFold(a, "Delete") {
 		return badRequest(api.CodeInvalidParameter, "underlyingResourceAction",
-			"underlyingResourceAction %q is not supported for AmlCompute: detach is not supported, use Delete", a)
+			"underlyingResourceAction %s is not supported for AmlCompute: detach is not supported, use Delete", model.Quote(a))
 	}
 	match := ifMatch(r)
 	for attempt := 0; attempt < maxPutAttempts; attempt++ {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"unicode/utf8"
 
 	"kumo/api"
 	"kumo/internal/model"
@@ -50,6 +51,9 @@ func toAPIError(err error) *apiError {
 		return errorf(http.StatusNotFound, api.CodeResourceNotFound, "the resource was not found")
 	case errors.Is(err, store.ErrPreconditionFailed):
 		return errorf(http.StatusPreconditionFailed, api.CodePreconditionFailed, "the resource has changed: its ETag no longer matches If-Match")
+	case errors.Is(err, store.ErrLastOwner):
+		return errorf(http.StatusConflict, api.CodeLastOwnerToken,
+			"this is the last owner token: revoking it would leave nobody able to manage tokens; create another owner token first")
 	case errors.Is(err, store.ErrConflict):
 		return errorf(http.StatusConflict, api.CodeConflict, "the resource was changed by another request; retry")
 	}
@@ -74,14 +78,33 @@ func (s *Server) adapt(h handlerFunc) http.Handler {
 	})
 }
 
+// maxMessage bounds an error message: the last guard against repeating a
+// huge input (messages quote inputs with model.Quote).
+const maxMessage = 2048
+
 func writeError(w http.ResponseWriter, ae *apiError) {
-	detail := &api.ErrorDetail{Code: ae.Code, Message: ae.Message, Target: ae.Target}
+	msg := ae.Message
+	if len(msg) > maxMessage {
+		cut := maxMessage
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + "..."
+	}
+	target := ae.Target
+	if len(target) > model.MaxQuoted*2 {
+		target = target[:model.MaxQuoted*2]
+	}
+	detail := &api.ErrorDetail{Code: ae.Code, Message: msg, Target: target}
 	if ae.Info != nil {
 		detail.AdditionalInfo = []api.ErrorAdditionalInfo{{Type: ae.Code, Info: ae.Info}}
 	}
 	w.Header().Set("x-ms-error-code", ae.Code)
 	if ae.Status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="kumo"`)
+		// A client without a valid token gets no keep-alive connection to
+		// hold: it must connect again, under connlimit's caps.
+		w.Header().Set("Connection", "close")
 	}
 	writeJSON(w, ae.Status, api.ErrorResponse{Error: detail})
 }

@@ -95,12 +95,12 @@ func (s *Server) jobFromRequest(ctx context.Context, ws model.Workspace, name st
 		return model.Job{}, badRequest(api.CodeInvalidRequestContent, "properties", "properties is required")
 	}
 	if !strings.EqualFold(p.JobType, "Command") {
-		return model.Job{}, badRequest(api.CodeInvalidParameter, "properties.jobType", "properties.jobType %q is not supported: kumo runs \"Command\" jobs", p.JobType)
+		return model.Job{}, badRequest(api.CodeInvalidParameter, "properties.jobType", "properties.jobType %s is not supported: kumo runs \"Command\" jobs", model.Quote(p.JobType))
 	}
 	inputs := map[string]string{}
 	for k, in := range p.Inputs {
 		if in == nil || !strings.EqualFold(in.JobInputType, "literal") {
-			return model.Job{}, badRequest(api.CodeInvalidParameter, "properties.inputs."+k, "properties.inputs.%s: only literal inputs are supported", k)
+			return model.Job{}, badRequest(api.CodeInvalidParameter, "properties.inputs", "properties.inputs.%s: only literal inputs are supported", model.Quote(k))
 		}
 		inputs[k] = in.Value
 	}
@@ -112,6 +112,9 @@ func (s *Server) jobFromRequest(ctx context.Context, ws model.Workspace, name st
 		return model.Job{}, err
 	}
 	if err := model.ValidateEnv(p.EnvironmentVariables); err != nil {
+		return model.Job{}, err
+	}
+	if err := model.ValidateJobLabels(p.DisplayName, p.ExperimentName); err != nil {
 		return model.Job{}, err
 	}
 	count := 1
@@ -132,11 +135,15 @@ func (s *Server) jobFromRequest(ctx context.Context, ws model.Workspace, name st
 		return model.Job{}, err
 	}
 	computeID := model.JobCompute(ws.ID, model.LocalCompute)
+	if strings.EqualFold(computeName, model.LocalCompute) && s.noLocal {
+		return model.Job{}, badRequest("LocalComputeDisabled", "properties.computeId",
+			"compute \"local\" is disabled on this control plane (kumo up --local-compute=off); submit the job to a compute cluster")
+	}
 	if !strings.EqualFold(computeName, model.LocalCompute) {
 		c, err := s.store.ComputeGet(ctx, model.JobCompute(ws.ID, computeName))
 		if errors.Is(err, store.ErrNotFound) {
 			return model.Job{}, badRequest(api.CodeInvalidParameter, "properties.computeId",
-				"properties.computeId names compute %q, which does not exist in workspace %q (use \"local\" to run on the control plane's host)", computeName, ws.Name)
+				"properties.computeId names compute %s, which does not exist in workspace %q (use \"local\" to run on the control plane's host)", model.Quote(computeName), ws.Name)
 		}
 		if err != nil {
 			return model.Job{}, err
@@ -151,15 +158,15 @@ func (s *Server) jobFromRequest(ctx context.Context, ws model.Workspace, name st
 	}
 	var warnings []string
 	if p.EnvironmentID != "" {
-		warnings = append(warnings, fmt.Sprintf("environment %q is not honoured: kumo runs the command in the node's own environment", p.EnvironmentID))
+		warnings = append(warnings, fmt.Sprintf("environment %s is not honoured: kumo runs the command in the node's own environment", model.Quote(p.EnvironmentID)))
 	}
 	if p.Distribution != nil && p.Distribution.DistributionType != "" {
-		warnings = append(warnings, fmt.Sprintf("distribution %q is not set up: kumo starts the command once on one node", p.Distribution.DistributionType))
+		warnings = append(warnings, fmt.Sprintf("distribution %s is not set up: kumo starts the command once on one node", model.Quote(p.Distribution.DistributionType)))
 	}
 	if p.CodeID != "" {
 		f, err := s.files.OpenSnapshot(p.CodeID)
 		if err != nil {
-			return model.Job{}, badRequest(api.CodeInvalidParameter, "properties.codeId", "properties.codeId %q names no uploaded code snapshot", p.CodeID)
+			return model.Job{}, badRequest(api.CodeInvalidParameter, "properties.codeId", "properties.codeId %s names no uploaded code snapshot", model.Quote(p.CodeID))
 		}
 		f.Close()
 	}
@@ -175,7 +182,7 @@ func (s *Server) jobFromRequest(ctx context.Context, ws model.Workspace, name st
 		ID: ws.ID + "/jobs/" + name, Name: name, RunID: secret.RandomID(12), WorkspaceID: ws.ID, ComputeID: computeID,
 		DisplayName: p.DisplayName, ExperimentName: p.ExperimentName, Command: command, Env: env, SnapshotID: p.CodeID,
 		Timeout: timeout, InstanceCount: count, Status: model.JobQueued, Seq: seq, CreatedAt: s.now().UTC(),
-		CreatedBy: callerName(ctx), Warnings: warnings,
+		CreatedBy: callerName(ctx), CreatedByToken: caller(ctx).ID, Warnings: warnings,
 	}, nil
 }
 
@@ -272,7 +279,7 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request) error {
 		stream = jobfiles.StdLog
 	}
 	if stream != jobfiles.StdLog && stream != jobfiles.Stdout && stream != jobfiles.Stderr {
-		return badRequest(api.CodeInvalidParameter, "stream", "stream %q is invalid: use std_log, stdout or stderr", stream)
+		return badRequest(api.CodeInvalidParameter, "stream", "stream %s is invalid: use std_log, stdout or stderr", model.Quote(stream))
 	}
 	follow := r.URL.Query().Get("follow") == "true"
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -340,6 +347,9 @@ func (s *Server) computeEvents(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) jobResource(ctx context.Context, j model.Job, views map[string]*computeView, withReason bool) api.JobResource {
 	computeName := j.ComputeID[strings.LastIndex(j.ComputeID, "/")+1:]
 	env := j.Env
+	if c := caller(ctx); c.Role != model.RoleOwner && (c.ID == "" || c.ID != j.CreatedByToken) {
+		env = model.MaskSecretEnv(env)
+	}
 	p := &api.JobProperties{
 		JobType: "Command", Command: j.Command, CodeID: j.SnapshotID, ComputeID: computeName, EnvironmentVariables: env,
 		Resources: &api.JobResourceConfig{InstanceCount: j.InstanceCount}, DisplayName: j.DisplayName, ExperimentName: j.ExperimentName,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 
@@ -140,8 +141,74 @@ func (s *Server) usages(w http.ResponseWriter, r *http.Request) error {
 			})
 		}
 	}
+	host, err := s.hostUsages(ctx, r, reg, all)
+	if err != nil {
+		return err
+	}
+	out.Value = append(out.Value, host...)
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// Usage names of the host capacity entries of a region's usages, which
+// kumo lists after the workspace quotas: what the node provider can hold
+// for all nodes of the region together, whatever the quotas allow.
+const (
+	UsageHostVCPUs    = "hostVCPUs"
+	UsageHostMemoryGB = "hostMemoryGB"
+	UsageHostGPUs     = "hostGPUs"
+)
+
+// hostUsages reports the region's host capacity (after overcommit) and
+// what the nodes of the listed workspaces hold of it; none when the
+// region's host is unknown.
+func (s *Server) hostUsages(ctx context.Context, r *http.Request, reg model.Region, all []workspaceQuotas) ([]api.Usage, error) {
+	h := reg.Host
+	if h.VCPUs <= 0 {
+		return nil, nil
+	}
+	nodes, err := s.store.NodeList(ctx)
+	if err != nil {
+		return nil, err
+	}
+	held := map[string]int64{} // nodes holding capacity, by folded compute ID
+	for _, n := range nodes {
+		if n.State.HoldsQuota() {
+			held[strings.ToLower(n.ComputeID)]++
+		}
+	}
+	var vcpus, gpus int64
+	var memGB float64
+	for _, wq := range all {
+		cs, err := s.store.ComputeList(ctx, wq.ws.ID, store.Page{})
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range cs {
+			size, ok := reg.Size(c.VMSize)
+			if !ok {
+				continue
+			}
+			n := held[strings.ToLower(c.ID)]
+			vcpus += n * int64(size.VCPUs)
+			memGB += float64(n) * size.MemoryGB
+			gpus += n * int64(size.GPUs)
+		}
+	}
+	id := "/subscriptions/" + r.PathValue("sub") + "/providers/" + api.ProviderNamespace + "/locations/" + reg.Name + "/usages/"
+	usage := func(name, label, unit string, cur, limit int64) api.Usage {
+		return api.Usage{ID: id + name, AMLWorkspaceLocation: reg.Name, Type: api.ProviderNamespace + "/locations/usages",
+			Unit: unit, CurrentValue: cur, Limit: limit,
+			Name: api.UsageName{Value: name, LocalizedValue: fmt.Sprintf("Host %s (region %s)", label, reg.Name)}}
+	}
+	out := []api.Usage{
+		usage(UsageHostVCPUs, "vCPUs", "Count", vcpus, int64(h.VCPUs)),
+		usage(UsageHostMemoryGB, "memory GB", "GB", int64(math.Ceil(memGB)), int64(h.MemoryGB)),
+	}
+	if h.GPUs > 0 {
+		out = append(out, usage(UsageHostGPUs, "GPUs", "Count", gpus, int64(h.GPUs)))
+	}
+	return out, nil
 }
 
 // effectiveQuotas lists, for every family the region offers and for
@@ -198,7 +265,7 @@ func (s *Server) updateQuotas(w http.ResponseWriter, r *http.Request) error {
 		target := fmt.Sprintf("value[%d]", i)
 		wsID, fam, ok := strings.Cut(v.ID, "/quotas/")
 		if !ok || !strings.HasPrefix(strings.ToLower(wsID), strings.ToLower("/subscriptions/"+r.PathValue("sub")+"/")) {
-			return badRequest(api.CodeInvalidParameter, target+".id", "%s.id %q must be a workspace quota ID ending in /workspaces/{workspace}/quotas/{vmFamily}", target, v.ID)
+			return badRequest(api.CodeInvalidParameter, target+".id", "%s.id %s must be a workspace quota ID ending in /workspaces/{workspace}/quotas/{vmFamily}", target, model.Quote(v.ID))
 		}
 		canon, ok := families[strings.ToLower(fam)]
 		if !ok {

@@ -42,6 +42,9 @@ type Config struct {
 	// the compute's scale settings changed, so that the dispatcher and
 	// autoscaler look again; nil means nobody.
 	Changed func(computeID string)
+	// LocalDisabled refuses jobs for the built-in compute "local"
+	// (kumo up --local-compute=off).
+	LocalDisabled bool
 	// Agents are extra routes (the node agents' protocol), mounted as is.
 	Agents map[string]http.HandlerFunc
 	// PollInterval is sent as Retry-After-Ms on long-running operations;
@@ -53,7 +56,23 @@ type Config struct {
 	Now func() time.Time
 	// Log receives errors; nil means slog.Default().
 	Log *slog.Logger
+	// RateLimit is how many requests per second each API token may make on
+	// average; zero means DefaultRateLimit, negative means no limit.
+	// Requests past it get 429 with Retry-After. Node agents are not
+	// limited by it.
+	RateLimit float64
+	// RateBurst is how many requests a token may make at once; zero means
+	// DefaultRateBurst.
+	RateBurst int
+	// TransferTimeout is how long a streaming route (code upload, artifact
+	// download, log follow, the agents' routes) may go without moving a
+	// byte; such routes are exempt from the http.Server's read and write
+	// timeouts. Zero means DefaultTransferTimeout.
+	TransferTimeout time.Duration
 }
+
+// DefaultTransferTimeout is the default Config.TransferTimeout.
+const DefaultTransferTimeout = time.Minute
 
 // Server serves kumo's HTTP API.
 type Server struct {
@@ -67,7 +86,10 @@ type Server struct {
 	mux       *http.ServeMux
 	files     *jobfiles.Files
 	tokens    tokenCache
+	limiter   *rateLimiter
+	transfer  time.Duration // see Config.TransferTimeout
 	changed   func(string)
+	noLocal   bool // compute "local" is off
 	seqMu     sync.Mutex
 	seq       int64 // last FIFO sequence number handed out
 	seqLoaded bool
@@ -76,7 +98,11 @@ type Server struct {
 // New returns a Server for cfg.
 func New(cfg Config) *Server {
 	s := &Server{store: cfg.Store, regions: cfg.Regions, prov: cfg.Provisioner, files: cfg.Files, changed: cfg.Changed, poll: cfg.PollInterval,
-		page: cfg.PageSize, now: cfg.Now, log: cfg.Log, mux: http.NewServeMux()}
+		page: cfg.PageSize, now: cfg.Now, log: cfg.Log, mux: http.NewServeMux(),
+		limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst), transfer: cfg.TransferTimeout, noLocal: cfg.LocalDisabled}
+	if s.transfer <= 0 {
+		s.transfer = DefaultTransferTimeout
+	}
 	if s.poll <= 0 {
 		s.poll = 500 * time.Millisecond
 	}
@@ -91,13 +117,27 @@ func New(cfg Config) *Server {
 	}
 	s.routes()
 	for pattern, h := range cfg.Agents {
-		s.mux.HandleFunc(pattern, h)
+		s.mux.Handle(pattern, s.streaming(agentAuthWatch(h)))
 	}
 	return s
 }
 
+// Limits on a request's URL, checked before routing.
+const (
+	maxPath  = 2048
+	maxQuery = 4096
+)
+
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if len(r.URL.Path) > maxPath || len(r.URL.RawQuery) > maxQuery {
+		w.Header().Set("Connection", "close")
+		writeError(w, errorf(http.StatusRequestURITooLong, api.CodeRequestURITooLong,
+			"the request URL is too long: the path may have at most %d bytes and the query %d", maxPath, maxQuery))
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 const (
 	sub  = "/subscriptions/{sub}"
@@ -115,6 +155,11 @@ func (s *Server) routes() {
 	})
 	r := func(pattern string, min model.Role, h handlerFunc) {
 		s.mux.Handle(pattern, s.adapt(s.authorize(min, h)))
+	}
+	// Streaming routes move many bytes or wait on a job: they are held to
+	// progress (TransferTimeout) rather than to the server's deadlines.
+	stream := func(pattern string, min model.Role, h handlerFunc) {
+		s.mux.Handle(pattern, s.streaming(s.adapt(s.authorize(min, h))))
 	}
 	r("GET "+sub+prov+"/workspaces", model.RoleReader, s.workspaceList)
 	r("GET "+rgp+"/workspaces", model.RoleReader, s.workspaceList)
@@ -137,13 +182,13 @@ func (s *Server) routes() {
 	r("GET "+locp+"/quotas", model.RoleReader, s.quotas)
 	r("POST "+locp+"/updateQuotas", model.RoleOwner, s.updateQuotas)
 
-	r("POST "+wsp+"/snapshots", model.RoleContributor, s.snapshotCreate)
+	stream("POST "+wsp+"/snapshots", model.RoleContributor, s.snapshotCreate)
 	r("GET "+wsp+"/jobs", model.RoleReader, s.jobList)
 	r("GET "+wsp+"/jobs/{job}", model.RoleReader, s.jobGet)
 	r("PUT "+wsp+"/jobs/{job}", model.RoleContributor, s.jobPut)
 	r("POST "+wsp+"/jobs/{job}/cancel", model.RoleContributor, s.jobCancel)
-	r("GET "+wsp+"/jobs/{job}/logs", model.RoleReader, s.jobLogs)
-	r("GET "+wsp+"/jobs/{job}/artifacts", model.RoleReader, s.jobArtifacts)
+	stream("GET "+wsp+"/jobs/{job}/logs", model.RoleReader, s.jobLogs)
+	stream("GET "+wsp+"/jobs/{job}/artifacts", model.RoleReader, s.jobArtifacts)
 	r("GET "+cp+"/events", model.RoleReader, s.computeEvents)
 
 	r("GET /kumo/v1/tokens", model.RoleOwner, s.tokenList)

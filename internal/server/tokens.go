@@ -37,7 +37,7 @@ func (s *Server) tokenCreate(w http.ResponseWriter, r *http.Request) error {
 	}
 	role := model.Role(strings.ToLower(string(body.Role)))
 	if !role.Allows(model.RoleReader) {
-		return badRequest(api.CodeInvalidParameter, "role", "role %q is invalid: use reader, contributor or owner", body.Role)
+		return badRequest(api.CodeInvalidParameter, "role", "role %s is invalid: use reader, contributor or owner", model.Quote(string(body.Role)))
 	}
 	name := strings.TrimSpace(body.Name)
 	if name == "" || len(name) > maxTokenName {

@@ -80,7 +80,7 @@ func (s *Server) workspacePut(w http.ResponseWriter, r *http.Request) error {
 	}
 	region, ok := s.region(body.Location)
 	if !ok {
-		return badRequest(api.CodeInvalidLocation, "location", "location %q is not a region this server serves; use one of: %s", body.Location, s.regionNames())
+		return badRequest(api.CodeInvalidLocation, "location", "location %s is not a region this server serves; use one of: %s", model.Quote(body.Location), s.regionNames())
 	}
 	if len(body.Tags) > 50 {
 		return badRequest(api.CodeInvalidParameter, "tags", "tags has %d entries: at most 50 are allowed", len(body.Tags))

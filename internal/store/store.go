@@ -24,6 +24,8 @@ var (
 	// ErrPreconditionFailed means an ETag given as a precondition did not
 	// match the stored row's.
 	ErrPreconditionFailed = errors.New("precondition failed")
+	// ErrLastOwner means the change would leave no unrevoked owner token.
+	ErrLastOwner = errors.New("last owner token")
 )
 
 // Page asks for one page of a list ordered by the rows' case-folded names.
@@ -90,7 +92,11 @@ type Store interface {
 	TokenGetByHash(ctx context.Context, hash string) (model.Token, error)
 	// TokenList returns every token, oldest first.
 	TokenList(ctx context.Context) ([]model.Token, error)
-	// TokenRevoke sets RevokedAt on the token with the given ID.
+	// TokenRevoke sets RevokedAt on the token with the given ID;
+	// ErrNotFound if there is none. It refuses, with ErrLastOwner and no
+	// change, to revoke the only unrevoked owner token: the check and the
+	// change are one atomic step, so two revokes at once cannot leave no
+	// owner.
 	TokenRevoke(ctx context.Context, id string, at time.Time) error
 
 	// QuotaSet creates or replaces one quota.

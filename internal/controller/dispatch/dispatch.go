@@ -16,6 +16,7 @@ import (
 
 	"kumo/internal/agentproto"
 	"kumo/internal/jobfiles"
+	"kumo/internal/jobuser"
 	"kumo/internal/model"
 	"kumo/internal/store"
 )
@@ -37,8 +38,16 @@ type Config struct {
 	Run func(model.Job) agentproto.Message
 	// Files stores the output of local jobs.
 	Files *jobfiles.Files
-	// LocalDir is where local jobs get their working directories.
+	// LocalDir is where local jobs get their working directories
+	// (LocalDir/<runID>, mode 0700); it is made mode 0711. It must not be
+	// inside the data directory: jobs cannot reach that.
 	LocalDir string
+	// LocalUIDs, if set, are the uids local jobs run as, one per running
+	// job (kumo runs as root); a queued job waits while every uid is in
+	// use. Nil means local jobs run as the control plane's user.
+	LocalUIDs *jobuser.Range
+	// LocalDisabled turns compute "local" off: its queued jobs stay queued.
+	LocalDisabled bool
 	// Resync is how often every compute is looked at; zero means 1s.
 	Resync time.Duration
 	// Changed is told after the dispatcher changed a compute's jobs.
@@ -77,7 +86,7 @@ func New(cfg Config) *Dispatcher {
 		cfg.Changed = func(string) {}
 	}
 	d := &Dispatcher{cfg: cfg, dirty: map[string]bool{}, kick: make(chan struct{}, 1)}
-	d.local = &localRunner{d: d, running: map[string]*localJob{}}
+	d.local = &localRunner{d: d, running: map[string]*localJob{}, uids: map[int]bool{}}
 	return d
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -18,6 +19,7 @@ import (
 
 	"kumo/internal/agentproto"
 	"kumo/internal/jobfiles"
+	"kumo/internal/jobuser"
 	"kumo/internal/model"
 	"kumo/internal/store/sqlite"
 )
@@ -480,5 +482,70 @@ func TestStopLeavesLocalJob(t *testing.T) {
 	}
 	if j.Status != model.JobRunning {
 		t.Errorf("after Stop the job is %s, want still Running", j.Status)
+	}
+}
+
+// TestLocalJobsOneUIDEach: as root, each running local job holds a uid of
+// LocalUIDs; with one uid, a second job waits queued until the first ends,
+// then runs as that uid.
+func TestLocalJobsOneUIDEach(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("job uids need root")
+	}
+	e := newEnv(t)
+	defer e.d.Stop()
+	r := jobuser.Range{First: 915000, Last: 915000}
+	e.d.cfg.LocalUIDs = &r
+	for _, d := range []string{filepath.Dir(e.d.cfg.LocalDir), filepath.Dir(filepath.Dir(e.d.cfg.LocalDir))} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.job(t, "a", localID, 1, func(j *model.Job) { j.Command = "id -u; exec sleep 30" })
+	e.job(t, "b", localID, 2, func(j *model.Job) { j.Command = "id -u" })
+	if err := e.d.Reconcile(t.Context(), localID); err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	log := func(runID string) string {
+		var buf bytes.Buffer
+		e.files.ReadLog(runID, jobfiles.Stdout, 0, &buf)
+		return buf.String()
+	}
+	eventually(t, "a to run as the range's uid", func() bool { return log("run-a") == "915000\n" })
+	if b, err := e.st.JobGetByRunID(t.Context(), "run-b"); err != nil || b.Status != model.JobQueued {
+		t.Fatalf("b while a holds the only uid: %s, %v; want Queued", b.Status, err)
+	}
+	a, err := e.st.JobGetByRunID(t.Context(), "run-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.CancelRequested = true
+	if err := e.st.JobUpdate(t.Context(), a, a.Status, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.d.Reconcile(t.Context(), localID); err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	e.waitTerminal(t, "run-a")
+	if err := e.d.Reconcile(t.Context(), localID); err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	if b := e.waitTerminal(t, "run-b"); b.Status != model.JobCompleted || log("run-b") != "915000\n" {
+		t.Errorf("b: %s printing %q, want Completed as 915000", b.Status, log("run-b"))
+	}
+}
+
+// TestLocalDisabled: with compute "local" off, its queued jobs are left
+// alone.
+func TestLocalDisabled(t *testing.T) {
+	e := newEnv(t)
+	defer e.d.Stop()
+	e.d.cfg.LocalDisabled = true
+	e.job(t, "a", localID, 1, nil)
+	if err := e.d.Reconcile(t.Context(), localID); err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	if a, err := e.st.JobGetByRunID(t.Context(), "run-a"); err != nil || a.Status != model.JobQueued || a.Attempts != 0 {
+		t.Errorf("job on a disabled local: %s, attempts %d, %v; want Queued, 0", a.Status, a.Attempts, err)
 	}
 }

@@ -10,18 +10,21 @@ import (
 	"sync"
 
 	"kumo/internal/jobfiles"
+	"kumo/internal/jobuser"
 	"kumo/internal/model"
 	"kumo/internal/runner"
 	"kumo/internal/store"
 )
 
 // localRunner runs the jobs of the built-in compute "local" as child
-// processes of the control plane, each in its own work directory.
+// processes of the control plane, each in its own work directory and, when
+// Config.LocalUIDs is set, as a uid of its own.
 type localRunner struct {
 	d *Dispatcher
 
 	mu       sync.Mutex
 	running  map[string]*localJob // by run ID
+	uids     map[int]bool         // uids of LocalUIDs held by running jobs
 	stopping bool                 // the control plane is stopping: leave jobs for recover
 	wg       sync.WaitGroup
 }
@@ -32,9 +35,18 @@ type localJob struct {
 
 // recover settles local jobs that a restart interrupted: their processes
 // were the old control plane's children, so they are requeued once (then
-// failed), like jobs of a lost node.
+// failed), like jobs of a lost node. Their directories go: a requeued job
+// starts afresh.
 func (l *localRunner) recover(ctx context.Context) error {
 	st := l.d.cfg.Store
+	if dir := l.d.cfg.LocalDir; dir != "" {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				l.d.cfg.Log.Warn("remove an interrupted local job's directory", "err", err)
+			}
+		}
+	}
 	jobs, err := st.JobListByStatus(ctx, model.JobPreparing, model.JobRunning, model.JobFinalizing)
 	if err != nil {
 		return err
@@ -58,6 +70,9 @@ func (l *localRunner) recover(ctx context.Context) error {
 // reconcile starts every queued local job and passes cancels on.
 func (l *localRunner) reconcile(ctx context.Context, computeID string) error {
 	st := l.d.cfg.Store
+	if l.d.cfg.LocalDisabled {
+		return nil
+	}
 	jobs, err := st.JobListByCompute(ctx, computeID, model.JobQueued, model.JobPreparing, model.JobRunning)
 	if err != nil {
 		return fmt.Errorf("list local jobs: %w", err)
@@ -74,37 +89,90 @@ func (l *localRunner) reconcile(ctx context.Context, computeID string) error {
 			}
 			continue
 		}
+		user, ok, err := l.takeUser()
+		if err != nil {
+			return fmt.Errorf("start local job %s: %w", j.Name, err)
+		}
+		if !ok {
+			return nil // every uid runs a job: the next one to end notifies
+		}
 		from := j.Status
 		j.Status, j.Attempts = model.JobPreparing, j.Attempts+1
-		err := st.JobUpdate(ctx, j, from, nil, "")
+		err = st.JobUpdate(ctx, j, from, nil, "")
+		if err != nil {
+			l.putUser(user)
+		}
 		if errors.Is(err, store.ErrPreconditionFailed) {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("start local job %s: %w", j.Name, err)
 		}
-		l.start(ctx, j)
+		l.start(ctx, j, user)
 	}
 	return nil
 }
 
-func (l *localRunner) start(ctx context.Context, j model.Job) {
+// takeUser picks a free uid for a local job, with nothing left running as
+// it; nil when local jobs run as the control plane's user, and ok false
+// when every uid is in use.
+func (l *localRunner) takeUser() (user *jobuser.User, ok bool, err error) {
+	r := l.d.cfg.LocalUIDs
+	if r == nil {
+		return nil, true, nil
+	}
+	l.mu.Lock()
+	uid, ok := r.Free(func(u int) bool { return l.uids[u] })
+	if ok {
+		l.uids[uid] = true
+	}
+	l.mu.Unlock()
+	if !ok {
+		return nil, false, nil
+	}
+	// A process of a job from before a restart may still run as it.
+	if err := jobuser.KillAll(uid); err != nil {
+		l.putUser(&jobuser.User{UID: uid})
+		return nil, false, err
+	}
+	return &jobuser.User{UID: uid, GID: uid}, true, nil
+}
+
+func (l *localRunner) putUser(u *jobuser.User) {
+	if u == nil {
+		return
+	}
+	l.mu.Lock()
+	delete(l.uids, u.UID)
+	l.mu.Unlock()
+}
+
+func (l *localRunner) start(ctx context.Context, j model.Job, user *jobuser.User) {
 	cfg := l.d.cfg
 	dir := filepath.Join(cfg.LocalDir, j.RunID)
+	fail := func(msg string) {
+		l.putUser(user)
+		l.finish(ctx, j, nil, "error", msg)
+		os.RemoveAll(dir)
+	}
+	if err := os.MkdirAll(cfg.LocalDir, 0o711); err != nil {
+		fail(fmt.Sprintf("create local job directory: %v", err))
+		return
+	}
 	var code io.ReadCloser
 	if j.SnapshotID != "" {
 		f, err := cfg.Files.OpenSnapshot(j.SnapshotID)
 		if err != nil {
-			l.finish(ctx, j, nil, "error", fmt.Sprintf("open code snapshot: %v", err))
+			fail(fmt.Sprintf("open code snapshot: %v", err))
 			return
 		}
 		code = f
 	}
-	env := []string{"KUMO_RUN_ID=" + j.RunID, "AZUREML_RUN_ID=" + j.RunID}
-	for k, v := range j.Env {
-		env = append(env, k+"="+v)
+	set := map[string]string{"KUMO_RUN_ID": j.RunID, "AZUREML_RUN_ID": j.RunID}
+	if v, ok := os.LookupEnv("CUDA_VISIBLE_DEVICES"); ok {
+		set["CUDA_VISIBLE_DEVICES"] = v
 	}
-	spec := runner.Spec{Dir: dir, Command: j.Command, Env: env, Timeout: j.Timeout,
+	spec := runner.Spec{Dir: dir, Command: j.Command, Env: runner.JobEnv(dir, j.Env, set), Timeout: j.Timeout, User: user,
 		Output: func(c runner.Chunk) {
 			err := cfg.Files.Append(j.RunID, string(c.Stream), c.Offset, c.Data)
 			if errors.Is(err, jobfiles.ErrLogCut) {
@@ -122,7 +190,7 @@ func (l *localRunner) start(ctx context.Context, j model.Job) {
 		code.Close()
 	}
 	if err != nil {
-		l.finish(ctx, j, nil, "error", err.Error())
+		fail(err.Error())
 		return
 	}
 	l.mu.Lock()
@@ -140,13 +208,18 @@ func (l *localRunner) start(ctx context.Context, j model.Job) {
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		res := rj.Wait()
+		res := rj.Wait() // nothing runs as user any more
+		if err := runner.Reclaim(dir, user); err != nil {
+			cfg.Log.Error("local job ended", "job", j.Name, "err", err)
+		}
+		l.putUser(user)
 		l.mu.Lock()
 		delete(l.running, j.RunID)
 		stopping := l.stopping
 		l.mu.Unlock()
 		if stopping {
 			// Recorded as interrupted; the next start requeues it.
+			os.RemoveAll(dir)
 			return
 		}
 		// Keep the job's artifacts with its logs.

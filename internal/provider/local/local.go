@@ -3,12 +3,24 @@
 // own work directory, session and process group, and, where the host allows
 // it, a cgroup enforcing its VM size's vCPUs and memory.
 //
-// Layout under [Config.Dir], one directory per instance:
+// Layout under [Config.Dir] (mode 0700), one directory per instance:
 //
-//	<id>/instance.json  the record: pid and start time, size, GPUs, cgroup, note
+//	<id>/instance.json  the record: pid and start time, size, GPUs, cgroup, job uid, note
 //	<id>/credential     the node credential (mode 0600), passed by file, not argv
 //	<id>/agent.log      the process's stdout and stderr
-//	<id>/work/          the node's work directory
+//
+// and the node's work directory, where its jobs run, under
+// [Config.WorkDir] (mode 0711: jobs pass through it but cannot list it):
+//
+//	<id>/               the node's work directory (<id>/work under Config.Dir when WorkDir is "")
+//
+// With [Config.JobUIDs] set (kumo runs as root), each node gets a uid of
+// that range that no other live instance holds, recorded in its record and
+// given to the agent (the {job_uid} placeholder): the node's jobs run as it,
+// so they cannot read Config.Dir, credentials or other nodes' files. The
+// node process gets a small environment (PATH, HOME, LANG, TZ, TMPDIR and
+// Go runtime settings of the provider's, plus its own variables listed at
+// [Local.Create]), never the rest of the control plane's.
 //
 // Processes are started through a short-lived /bin/sh that starts the node
 // process in the background and exits, so nodes are never children of the
@@ -47,6 +59,7 @@ import (
 	"time"
 
 	"kumo/internal/cgroup"
+	"kumo/internal/jobuser"
 	"kumo/internal/provider"
 )
 
@@ -64,11 +77,21 @@ const (
 
 // Config configures a [Local].
 type Config struct {
-	Dir string // base directory for instance directories and records; required
+	Dir string // base directory for instance directories and records; required; made mode 0700
+
+	// WorkDir is the base of the nodes' work directories (WorkDir/<id>,
+	// mode 0711); "" means <Dir>/<id>/work.
+	WorkDir string
+
+	// JobUIDs, if set, is the range of uids the nodes' jobs run as, one
+	// per node; nil means jobs run as the node process's user. Only root
+	// can use it.
+	JobUIDs *jobuser.Range
 
 	// Argv is the node process's command line. Placeholders in any element
 	// are replaced: {id}, {compute}, {dir} (instance directory), {work}
-	// (work directory), {url}, {ca_file}, {credential_file}. Nil means
+	// (work directory), {url}, {ca_file}, {credential_file}, {job_uid} (the
+	// uid the node's jobs run as; "" when JobUIDs is nil). Nil means
 	// [DefaultArgv]. The same values are also in the environment; see
 	// [Local.Create].
 	Argv []string
@@ -95,7 +118,7 @@ func DefaultArgv() []string {
 	if err != nil {
 		exe = "kumo"
 	}
-	return []string{exe, "agent", "--node-id={id}", "--work-dir={work}", "--url={url}", "--ca-file={ca_file}", "--credential-file={credential_file}"}
+	return []string{exe, "agent", "--node-id={id}", "--work-dir={work}", "--url={url}", "--ca-file={ca_file}", "--credential-file={credential_file}", "--job-uid={job_uid}"}
 }
 
 // Local runs instances as processes on this host. Its methods are safe for
@@ -116,8 +139,27 @@ func New(cfg Config) (*Local, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("local provider: no directory")
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("local provider: %w", err)
+	for _, d := range []struct {
+		path string
+		mode os.FileMode
+	}{{cfg.Dir, 0o700}, {cfg.WorkDir, 0o711}} {
+		if d.path == "" {
+			continue
+		}
+		if err := os.MkdirAll(d.path, d.mode); err != nil {
+			return nil, fmt.Errorf("local provider: %w", err)
+		}
+		if err := os.Chmod(d.path, d.mode); err != nil {
+			return nil, fmt.Errorf("local provider: %w", err)
+		}
+	}
+	if cfg.JobUIDs != nil {
+		if err := cfg.JobUIDs.Check(); err != nil {
+			return nil, fmt.Errorf("local provider: %w", err)
+		}
+		if !jobuser.Enabled() {
+			return nil, errors.New("local provider: job uids need root")
+		}
 	}
 	if cfg.Argv == nil {
 		cfg.Argv = DefaultArgv()
@@ -156,7 +198,8 @@ func cmpOr[T comparable](v, def T) T {
 
 // Factory builds a Local from params: DataDir is Config.Dir; settings are
 // "cpu_overcommit", "memory_overcommit", "grace" (a Go duration), "address",
-// "disable_limits" (true/false) and "argv" (a JSON array of strings).
+// "disable_limits" (true/false), "argv" (a JSON array of strings),
+// "work_dir" and "job_uid_range" (START-END).
 func Factory(p provider.Params) (provider.Provider, error) {
 	cfg := Config{Dir: p.DataDir}
 	for k, v := range p.Settings {
@@ -174,6 +217,13 @@ func Factory(p provider.Params) (provider.Provider, error) {
 			cfg.DisableLimits, err = strconv.ParseBool(v)
 		case "argv":
 			err = json.Unmarshal([]byte(v), &cfg.Argv)
+		case "work_dir":
+			cfg.WorkDir = v
+		case "job_uid_range":
+			var r jobuser.Range
+			if r, err = jobuser.ParseRange(v); err == nil {
+				cfg.JobUIDs = &r
+			}
 		default:
 			err = errors.New("unknown setting")
 		}
@@ -203,17 +253,48 @@ type record struct {
 	Cgroup    *cgroup.Group     `json:"cgroup,omitempty"`
 	Note      string            `json:"note,omitempty"`
 	Argv      []string          `json:"argv"`
+	JobUID    int               `json:"job_uid,omitempty"` // the uid the node's jobs run as; 0 means the node's own user
 }
 
 func (l *Local) dir(id string) string { return filepath.Join(l.cfg.Dir, id) }
+
+// workDir is an instance's work directory.
+func (l *Local) workDir(id string) string {
+	if l.cfg.WorkDir == "" {
+		return filepath.Join(l.dir(id), "work")
+	}
+	return filepath.Join(l.cfg.WorkDir, id)
+}
+
+// jobUID picks a uid for a new instance's jobs that no recorded instance
+// holds; 0 when jobs run as the node's own user.
+func (l *Local) jobUID(recs map[string]*record) (int, error) {
+	if l.cfg.JobUIDs == nil {
+		return 0, nil
+	}
+	used := map[int]bool{}
+	for _, r := range recs {
+		used[r.JobUID] = true
+	}
+	uid, ok := l.cfg.JobUIDs.Free(func(u int) bool { return used[u] })
+	if !ok {
+		return 0, fmt.Errorf("every job uid of %s is held by a node", l.cfg.JobUIDs)
+	}
+	// Nothing may be left running as it from an earlier node.
+	if err := jobuser.KillAll(uid); err != nil {
+		return 0, err
+	}
+	return uid, nil
+}
 
 // Create starts the instances that do not exist yet. The node process gets
 // the expanded Argv, stdin from /dev/null, stdout and stderr to agent.log,
 // working directory work/, and this environment on top of the provider's
 // own: Agent.Env, KUMO_NODE_ID, KUMO_COMPUTE, KUMO_CONTROL_PLANE_URL,
 // KUMO_CA_FILE, KUMO_CREDENTIAL_FILE, KUMO_WORK_DIR, KUMO_VM_SIZE,
-// KUMO_VCPUS, KUMO_MEMORY_MB, KUMO_LIMITS_NOTE and CUDA_VISIBLE_DEVICES
-// (empty for sizes without GPUs, hiding the host's).
+// KUMO_VCPUS, KUMO_MEMORY_MB, KUMO_LIMITS_NOTE, KUMO_JOB_UID and
+// CUDA_VISIBLE_DEVICES (empty for sizes without GPUs, hiding the host's).
+// Of the provider's own environment only what [agentEnv] keeps is passed.
 func (l *Local) Create(ctx context.Context, instances []provider.Instance) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -239,9 +320,13 @@ func (l *Local) Create(ctx context.Context, instances []provider.Instance) error
 			continue // created by a concurrent process on the same directory
 		}
 		gpus, err := l.fit(use, in.Size)
+		var uid int
+		if err == nil {
+			uid, err = l.jobUID(recs)
+		}
 		if err == nil {
 			var rec *record
-			rec, err = l.start(in, gpus)
+			rec, err = l.start(in, gpus, uid)
 			if err == nil {
 				recs[in.ID] = rec
 				use.add(in.Size, gpus)
@@ -328,10 +413,16 @@ func (l *Local) Capacity(ctx context.Context, size provider.Size) (int, error) {
 // exits, so the node is not our child.
 const launchScript = `read -r _ || exit 1; "$@" </dev/null 1>&2 & echo $!`
 
-func (l *Local) start(in provider.Instance, gpus []string) (rec *record, err error) {
+func (l *Local) start(in provider.Instance, gpus []string, uid int) (rec *record, err error) {
 	dir := l.dir(in.ID)
-	work := filepath.Join(dir, "work")
-	if err := os.MkdirAll(work, 0o755); err != nil {
+	work := l.workDir(in.ID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(work, 0o711); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(work, 0o711); err != nil {
 		return nil, err
 	}
 	var g *cgroup.Group
@@ -341,6 +432,7 @@ func (l *Local) start(in provider.Instance, gpus []string) (rec *record, err err
 				g.Remove()
 			}
 			os.RemoveAll(dir)
+			os.RemoveAll(work)
 		}
 	}()
 	credFile := filepath.Join(dir, "credential")
@@ -354,13 +446,17 @@ func (l *Local) start(in provider.Instance, gpus []string) (rec *record, err err
 			return nil, err
 		}
 	}
+	uidText := ""
+	if uid != 0 {
+		uidText = strconv.Itoa(uid)
+	}
 	repl := strings.NewReplacer("{id}", in.ID, "{compute}", in.Compute, "{dir}", dir, "{work}", work,
-		"{url}", in.Agent.URL, "{ca_file}", in.Agent.CAFile, "{credential_file}", credFile)
+		"{url}", in.Agent.URL, "{ca_file}", in.Agent.CAFile, "{credential_file}", credFile, "{job_uid}", uidText)
 	argv := make([]string, len(l.cfg.Argv))
 	for i, a := range l.cfg.Argv {
 		argv[i] = repl.Replace(a)
 	}
-	env := os.Environ()
+	env := agentEnv(os.Environ())
 	for k, v := range in.Agent.Env {
 		env = append(env, k+"="+v)
 	}
@@ -369,9 +465,9 @@ func (l *Local) start(in provider.Instance, gpus []string) (rec *record, err err
 		"KUMO_CA_FILE="+in.Agent.CAFile, "KUMO_CREDENTIAL_FILE="+credFile, "KUMO_WORK_DIR="+work,
 		"KUMO_VM_SIZE="+in.Size.Name, "KUMO_VCPUS="+strconv.Itoa(in.Size.VCPUs),
 		"KUMO_MEMORY_MB="+strconv.FormatInt(in.Size.MemoryMB, 10), "KUMO_LIMITS_NOTE="+note,
-		"CUDA_VISIBLE_DEVICES="+strings.Join(gpus, ","))
+		"KUMO_JOB_UID="+uidText, "CUDA_VISIBLE_DEVICES="+strings.Join(gpus, ","))
 
-	logf, err := os.OpenFile(filepath.Join(dir, "agent.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	logf, err := os.OpenFile(filepath.Join(dir, "agent.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -422,7 +518,7 @@ func (l *Local) start(in provider.Instance, gpus []string) (rec *record, err err
 	safe.Agent.Credential = ""
 	rec = &record{
 		Instance: safe, PID: pid, StartTime: st.startTime, Session: sid, SessStart: sh.startTime,
-		Created: time.Now().UTC(), GPUs: gpus, Cgroup: g, Note: note, Argv: argv,
+		Created: time.Now().UTC(), GPUs: gpus, Cgroup: g, Note: note, Argv: argv, JobUID: uid,
 	}
 	if err := writeRecord(dir, rec); err != nil {
 		killAll(l.members(rec), syscall.SIGKILL)
@@ -431,13 +527,28 @@ func (l *Local) start(in provider.Instance, gpus []string) (rec *record, err err
 	return rec, nil
 }
 
+// agentEnv keeps of env (the provider's environment) what a node process
+// needs to run: the rest (tokens, the control plane's settings) stays out
+// of nodes and their jobs.
+func agentEnv(env []string) []string {
+	keep := []string{"PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "GOMAXPROCS", "GOMEMLIMIT", "GOGC", "GODEBUG", "GOTRACEBACK", "GOCOVERDIR"}
+	var out []string
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if slices.Contains(keep, k) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
 func writeRecord(dir string, rec *record) error {
 	b, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return err
 	}
 	tmp := filepath.Join(dir, "instance.json.tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return err
 	}
 	return os.Rename(tmp, filepath.Join(dir, "instance.json"))
@@ -549,6 +660,17 @@ func (l *Local) Delete(ctx context.Context, ids []string) error {
 		// Remove the record first, so a failure half-way leaves no record of a
 		// gone instance.
 		if err := os.Remove(filepath.Join(l.dir(id), "instance.json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, &provider.InstanceError{ID: id, Err: err})
+			continue
+		}
+		if r.JobUID != 0 {
+			// What a job daemonized outside the node's session and cgroup.
+			if err := jobuser.KillAll(r.JobUID); err != nil {
+				errs = append(errs, &provider.InstanceError{ID: id, Err: err})
+				continue
+			}
+		}
+		if err := os.RemoveAll(l.workDir(id)); err != nil {
 			errs = append(errs, &provider.InstanceError{ID: id, Err: err})
 			continue
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"kumo/internal/cgroup"
+	"kumo/internal/jobuser"
 	"kumo/internal/provider"
 	"kumo/internal/provider/providertest"
 )
@@ -119,6 +121,7 @@ func TestConformance(t *testing.T) {
 }
 
 func TestNodeEnvironmentAndFiles(t *testing.T) {
+	t.Setenv("KUMO_TEST_CONTROL_PLANE_SECRET", "cp-secret")
 	l := newLocal(t, Config{Argv: append(sleeper[:2:2], sleeper[2], "{id}", "{credential_file}")})
 	ctx := context.Background()
 	if err := l.Create(ctx, []provider.Instance{inst("n1", 1, 256, 0)}); err != nil {
@@ -138,8 +141,8 @@ func TestNodeEnvironmentAndFiles(t *testing.T) {
 		}
 	}
 	for k, v := range env {
-		if strings.Contains(v, "s3cret") {
-			t.Errorf("credential leaked into env %s", k)
+		if strings.Contains(v, "s3cret") || strings.Contains(v, "cp-secret") {
+			t.Errorf("credential or control plane variable leaked into env %s", k)
 		}
 	}
 	fi, err := os.Stat(filepath.Join(dir, "credential"))
@@ -407,5 +410,69 @@ func TestParseNvidiaSMI(t *testing.T) {
 		if got := parseNvidiaSMI(tt.out); !cmp.Equal(got, tt.want) {
 			t.Errorf("parseNvidiaSMI(%q) = %q, want %q", tt.out, got, tt.want)
 		}
+	}
+}
+
+// TestJobUIDsAndWorkDir: as root, each node gets a uid of the range that no
+// other node holds, passed to its command; its work directory is under
+// WorkDir (mode 0711); Delete kills what still runs as the uid and removes
+// the work directory.
+func TestJobUIDsAndWorkDir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("job uids need root")
+	}
+	work := filepath.Join(t.TempDir(), "work")
+	r := jobuser.Range{First: 910000, Last: 910001}
+	l := newLocal(t, Config{WorkDir: work, JobUIDs: &r, Argv: append(sleeper[:2:2], sleeper[2], "{job_uid}")})
+	ctx := context.Background()
+	if err := l.Create(ctx, []provider.Instance{inst("n1", 1, 64, 0), inst("n2", 1, 64, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	uids := map[int]string{}
+	for _, id := range []string{"n1", "n2"} {
+		rec := readRecord(t, l, id)
+		if !r.Contains(rec.JobUID) {
+			t.Errorf("%s: job uid %d, want one of %s", id, rec.JobUID, r)
+		}
+		if other, dup := uids[rec.JobUID]; dup {
+			t.Errorf("%s and %s share job uid %d", id, other, rec.JobUID)
+		}
+		uids[rec.JobUID] = id
+		if got := rec.Argv[3]; got != strconv.Itoa(rec.JobUID) {
+			t.Errorf("%s: {job_uid} expanded to %q, want %d", id, got, rec.JobUID)
+		}
+		fi, err := os.Stat(filepath.Join(work, id))
+		if err != nil || fi.Mode().Perm() != 0o711 {
+			t.Errorf("%s: work dir %v, mode %v; want 0711", id, err, fi.Mode())
+		}
+	}
+	err := l.Create(ctx, []provider.Instance{inst("n3", 1, 64, 0)})
+	if err == nil || !strings.Contains(err.Error(), "job uid") {
+		t.Errorf("third node with two uids: err %v, want every uid held", err)
+	}
+
+	// A job's process that left the node's session and cgroup.
+	uid := readRecord(t, l, "n1").JobUID
+	esc := exec.Command("sleep", "1000")
+	esc.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
+	if err := esc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan struct{})
+	go func() { esc.Wait(); close(waited) }()
+	if err := l.Delete(ctx, []string{"n1"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-waited:
+	case <-time.After(10 * time.Second):
+		esc.Process.Kill()
+		t.Error("a process of the node's job uid survived Delete")
+	}
+	if _, err := os.Stat(filepath.Join(work, "n1")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("work dir after Delete: %v, want gone", err)
+	}
+	if err := l.Create(ctx, []provider.Instance{inst("n3", 1, 64, 0)}); err != nil {
+		t.Errorf("a deleted node's uid is not reused: %v", err)
 	}
 }

@@ -14,15 +14,15 @@ import (
 
 const jobColumns = `id, workspace_id, name, run_id, compute_id, display_name, experiment_name, command, env,
 	snapshot_id, timeout_ns, instance_count, status, node_id, attempts, exit_code, error_code, error_message,
-	cancel_requested, seq, created_at, started_at, ended_at, created_by, warnings`
+	cancel_requested, seq, created_at, started_at, ended_at, created_by, warnings, created_by_token`
 
 const (
 	jobInsertSQL = `INSERT INTO jobs (
 		id_key, id, workspace_key, workspace_id, name, name_key, run_id, compute_id, compute_key,
 		display_name, experiment_name, command, env, snapshot_id, timeout_ns, instance_count, status, node_id,
 		attempts, exit_code, error_code, error_message, cancel_requested, seq, created_at, started_at, ended_at,
-		created_by, warnings
-	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		created_by, warnings, created_by_token
+	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 	// jobUpdateSQL replaces every field but the job's identity (ID,
 	// WorkspaceID, Name) when the stored status is the expected one.
@@ -30,7 +30,7 @@ const (
 		run_id = ?, compute_id = ?, compute_key = ?, display_name = ?, experiment_name = ?, command = ?,
 		env = ?, snapshot_id = ?, timeout_ns = ?, instance_count = ?, status = ?, node_id = ?, attempts = ?,
 		exit_code = ?, error_code = ?, error_message = ?, cancel_requested = ?, seq = ?, created_at = ?,
-		started_at = ?, ended_at = ?, created_by = ?, warnings = ?
+		started_at = ?, ended_at = ?, created_by = ?, warnings = ?, created_by_token = ?
 		WHERE id_key = ? AND status = ?`
 
 	jobGetSQL        = `SELECT ` + jobColumns + ` FROM jobs WHERE id_key = ?`
@@ -51,7 +51,7 @@ func scanJob(sc scanner) (model.Job, error) {
 	)
 	err := sc.Scan(&j.ID, &j.WorkspaceID, &j.Name, &j.RunID, &j.ComputeID, &j.DisplayName, &j.ExperimentName,
 		&j.Command, &env, &j.SnapshotID, &timeout, &j.InstanceCount, &j.Status, &j.NodeID, &j.Attempts,
-		&exit, &code, &msg, &j.CancelRequested, &j.Seq, &created, &started, &ended, &j.CreatedBy, &warnings)
+		&exit, &code, &msg, &j.CancelRequested, &j.Seq, &created, &started, &ended, &j.CreatedBy, &warnings, &j.CreatedByToken)
 	if err != nil {
 		return model.Job{}, err
 	}
@@ -73,7 +73,7 @@ func scanJob(sc scanner) (model.Job, error) {
 }
 
 // jobArgs encodes the columns that jobInsertSQL and jobUpdateSQL share,
-// run_id through warnings, in the order both list them.
+// run_id through created_by_token, in the order both list them.
 func jobArgs(j model.Job) ([]any, error) {
 	env, err := encTags(j.Env)
 	if err != nil {
@@ -92,7 +92,7 @@ func jobArgs(j model.Job) ([]any, error) {
 		j.RunID, j.ComputeID, fold(j.ComputeID), j.DisplayName, j.ExperimentName, j.Command,
 		env, j.SnapshotID, int64(j.Timeout), j.InstanceCount, string(j.Status), j.NodeID, j.Attempts,
 		exit, code, msg, j.CancelRequested, j.Seq, encTime(j.CreatedAt),
-		encOptTime(j.StartedAt), encOptTime(j.EndedAt), j.CreatedBy, warnings,
+		encOptTime(j.StartedAt), encOptTime(j.EndedAt), j.CreatedBy, warnings, j.CreatedByToken,
 	}, nil
 }
 

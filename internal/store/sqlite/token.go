@@ -3,10 +3,12 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
 	"kumo/internal/model"
+	"kumo/internal/store"
 )
 
 const tokenColumns = `id, name, role, hash, created_at, revoked_at`
@@ -59,9 +61,20 @@ func (s *Store) TokenList(ctx context.Context) ([]model.Token, error) {
 
 // TokenRevoke implements store.Store.
 func (s *Store) TokenRevoke(ctx context.Context, id string, at time.Time) error {
-	res, err := s.exec(ctx, `UPDATE tokens SET revoked_at = ? WHERE id = ?`, encOptTime(at), id)
+	res, err := s.exec(ctx, `UPDATE tokens SET revoked_at = ? WHERE id = ?
+		AND NOT (role = ? AND revoked_at IS NULL
+			AND (SELECT COUNT(*) FROM tokens WHERE role = ? AND revoked_at IS NULL) <= 1)`,
+		encOptTime(at), id, model.RoleOwner, model.RoleOwner)
 	if err == nil {
 		err = mustAffect(res)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		var n int
+		if qerr := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM tokens WHERE id = ?`, id).Scan(&n); qerr != nil {
+			err = qerr
+		} else if n > 0 {
+			err = store.ErrLastOwner
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("token revoke %s: %w", id, err)

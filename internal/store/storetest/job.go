@@ -53,6 +53,7 @@ func newJob(ws model.Workspace, name, compute string, seq int64) model.Job {
 		Seq:            seq,
 		CreatedAt:      at(10),
 		CreatedBy:      "alice",
+		CreatedByToken: "kt_alice",
 		Warnings:       []string{"environment ignored"},
 	}
 }

@@ -16,6 +16,7 @@ var tokenTests = []test{
 	{"CreateConflict", testTokenCreateConflict},
 	{"List", testTokenList},
 	{"Revoke", testTokenRevoke},
+	{"RevokeLastOwner", testTokenRevokeLastOwner},
 }
 
 // newToken returns a valid token created at at(n).
@@ -132,5 +133,33 @@ func testTokenRevoke(t *testing.T, s store.Store) {
 	}
 	if err := s.TokenRevoke(t.Context(), "nope", at(7)); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("TokenRevoke(missing) error = %v, want ErrNotFound", err)
+	}
+}
+
+func testTokenRevokeLastOwner(t *testing.T, s store.Store) {
+	owner1, owner2, old := newToken("kt_o1", 1), newToken("kt_o2", 2), newToken("kt_o0", 0)
+	for _, tok := range []*model.Token{&owner1, &owner2, &old} {
+		tok.Role = model.RoleOwner
+	}
+	old.RevokedAt = at(1)
+	for _, tok := range []model.Token{old, owner1, owner2} {
+		mustCreateToken(t, s, tok)
+	}
+	if err := s.TokenRevoke(t.Context(), owner1.ID, at(5)); err != nil {
+		t.Fatalf("TokenRevoke(one of two owners): %v", err)
+	}
+	if err := s.TokenRevoke(t.Context(), owner2.ID, at(6)); !errors.Is(err, store.ErrLastOwner) {
+		t.Fatalf("TokenRevoke(last owner) error = %v, want ErrLastOwner", err)
+	}
+	got, err := s.TokenGetByHash(t.Context(), owner2.Hash)
+	if err != nil {
+		t.Fatalf("TokenGetByHash: %v", err)
+	}
+	if diff := cmp.Diff(owner2, got); diff != "" {
+		t.Errorf("the last owner changed (-want +got):\n%s", diff)
+	}
+	// An already revoked owner is no owner: revoking it again is allowed.
+	if err := s.TokenRevoke(t.Context(), old.ID, at(7)); err != nil {
+		t.Errorf("TokenRevoke(revoked owner): %v", err)
 	}
 }
