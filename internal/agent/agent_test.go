@@ -617,3 +617,26 @@ func TestJobEnvironmentAndUser(t *testing.T) {
 		t.Errorf("job uid and directory mode = %q, want %s and 700", tail, wantUID)
 	}
 }
+
+// TestLogLimitFollowsNoLinks: a job that replaces its log files with links
+// to another file before passing the limit does not get that file cut.
+func TestLogLimitFollowsNoLinks(t *testing.T) {
+	fs := newFakeServer(t)
+	startAgent(t, fs, "")
+	c, _ := fs.welcome(agentproto.Message{})
+	victim := filepath.Join(t.TempDir(), "victim")
+	want := strings.Repeat("keep me\n", 1000)
+	if err := os.WriteFile(victim, []byte(want), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	spec := agentproto.JobSpec{RunID: "r-links", LogLimit: 1000, Command: "for f in stdout stderr std_log; do ln -sf " + victim +
+		" user_logs/$f.txt; done; head -c 100000 /dev/zero | tr '\\0' a"}
+	c.send(agentproto.Message{Type: agentproto.TypeRun, Job: &spec})
+	c.next(agentproto.TypeStarted)
+	if _, _, done := c.output(spec.RunID, agentproto.Offsets{}, agentproto.TypeDone); done.ExitCode == nil || *done.ExitCode != 0 {
+		t.Errorf("done = %+v, want exit code 0", done)
+	}
+	if got, err := os.ReadFile(victim); err != nil || string(got) != want {
+		t.Errorf("the linked file holds %d bytes (%v), want its %d bytes untouched", len(got), err, len(want))
+	}
+}

@@ -55,6 +55,7 @@ type job struct {
 	sent      [2]int64 // bytes of stdout and stderr sess has
 	seen      [2]int64 // bytes of stdout and stderr the runner produced
 	logCut    bool     // the log was cut at the spec's LogLimit
+	trimErr   bool     // trimming the log files failed once (logged once)
 	keep      [3]int64 // once logCut: sizes of the stdout, stderr and std_log files to keep
 	state     agentproto.JobState
 	pid       int
@@ -223,9 +224,10 @@ func (j *job) cut(st runner.Stream, i int, at int64) {
 }
 
 // cutFile truncates name to at most size bytes, appends line on a line of
-// its own and returns the new size.
+// its own and returns the new size. Like every path in the job's directory,
+// which the job owns, name is opened without following links.
 func cutFile(name string, size int64, line []byte) (int64, error) {
-	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	f, err := openFlagsNoFollow(name, os.O_RDWR)
 	if err != nil {
 		return size, err
 	}
@@ -253,13 +255,26 @@ func cutFile(name string, size int64, line []byte) (int64, error) {
 // while writing one, so nothing writes the files meanwhile.
 func (j *job) trimLogs() {
 	for k, name := range []string{runner.StdoutFile, runner.StderrFile, runner.StdLogFile} {
-		p := filepath.Join(j.dir, name)
-		if fileSize(p) > j.keep[k] {
-			if err := os.Truncate(p, j.keep[k]); err != nil {
-				j.a.log.Warn("agent: trimming job log", "runId", j.id, "file", name, "err", err)
-			}
+		if err := truncateNoFollow(filepath.Join(j.dir, name), j.keep[k]); err != nil && !j.trimErr {
+			j.trimErr = true
+			j.a.log.Warn("agent: trimming job log", "runId", j.id, "file", name, "err", err)
 		}
 	}
+}
+
+// truncateNoFollow truncates name to size if it is larger, without
+// following links.
+func truncateNoFollow(name string, size int64) error {
+	f, err := openFlagsNoFollow(name, os.O_RDWR)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.Size() <= size {
+		return err
+	}
+	return f.Truncate(size)
 }
 
 // ended records the result, writes the journal and sends Exited, or Done
@@ -444,9 +459,15 @@ func (j *job) forget() bool {
 // of the path: a job owns its directory and could replace its log files
 // with links to files only the agent may read.
 func openNoFollow(name string) (*os.File, error) {
-	fd, err := unix.Openat2(unix.AT_FDCWD, name, &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_SYMLINKS})
+	return openFlagsNoFollow(name, os.O_RDONLY)
+}
+
+// openFlagsNoFollow is openNoFollow with open flags (os.O_RDONLY,
+// os.O_RDWR).
+func openFlagsNoFollow(name string, flag int) (*os.File, error) {
+	fd, err := unix.Openat2(unix.AT_FDCWD, name, &unix.OpenHow{Flags: uint64(flag | unix.O_CLOEXEC), Resolve: unix.RESOLVE_NO_SYMLINKS})
 	if errors.Is(err, unix.ENOSYS) {
-		return os.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW, 0) // kernels before 5.6: the last element only
+		return os.OpenFile(name, flag|syscall.O_NOFOLLOW, 0) // kernels before 5.6: the last element only
 	}
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: name, Err: err}
