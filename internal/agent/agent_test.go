@@ -506,7 +506,7 @@ func TestLogLimit(t *testing.T) {
 	c, _ := fs.welcome(agentproto.Message{})
 	const limit = 1 << 20
 	spec := agentproto.JobSpec{RunID: "r-loud", LogLimit: limit,
-		Command: "echo start >&2; head -c 20971520 /dev/zero | tr '\\0' a; echo end >&2"}
+		Command: "echo start; head -c 20971520 /dev/zero | tr '\\0' a; echo end >&2"}
 	c.send(agentproto.Message{Type: agentproto.TypeRun, Job: &spec})
 	c.next(agentproto.TypeStarted)
 	stdout, stderr, done := c.output(spec.RunID, agentproto.Offsets{}, agentproto.TypeDone)
@@ -519,14 +519,15 @@ func TestLogLimit(t *testing.T) {
 		t.Errorf("sent %d bytes of output, want just over the limit %d", sent, limit)
 	}
 
-	line := jobfiles.CutLine("stdout", limit-int64(len("start\n")), limit)
+	// stderr's line comes once stdout has passed the limit: it is dropped.
+	line := jobfiles.CutLine("stdout", limit, limit)
 	for _, tt := range []struct {
 		file     string
 		wantSize int64
 	}{
-		{runner.StdoutFile, limit - int64(len("start\n")) + 1 + int64(len(line))}, // "\n" before the line
+		{runner.StdoutFile, limit + 1 + int64(len(line))}, // "\n" before the line
 		{runner.StdLogFile, limit + 1 + int64(len(line))},
-		{runner.StderrFile, int64(len("start\n"))},
+		{runner.StderrFile, 0},
 	} {
 		b, err := os.ReadFile(filepath.Join(ta.jobDir(spec.RunID), tt.file))
 		if err != nil {

@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"kumo/internal/agentproto"
-	"kumo/internal/jobfiles"
+	"kumo/internal/logcap"
 	"kumo/internal/runner"
 )
 
@@ -50,13 +50,13 @@ type job struct {
 	// Log messages never precede it.
 	startedCh chan struct{}
 
+	// logCap bounds the job's log files to the spec's LogLimit; output
+	// uses it under mu.
+	logCap *logcap.Cap
+
 	mu        sync.Mutex
 	sess      *session // where output goes; nil while detached
 	sent      [2]int64 // bytes of stdout and stderr sess has
-	seen      [2]int64 // bytes of stdout and stderr the runner produced
-	logCut    bool     // the log was cut at the spec's LogLimit
-	trimErr   bool     // trimming the log files failed once (logged once)
-	keep      [3]int64 // once logCut: sizes of the stdout, stderr and std_log files to keep
 	state     agentproto.JobState
 	pid       int
 	pidStart  uint64  // the process's start time in clock ticks after boot
@@ -76,6 +76,7 @@ func newJob(a *agent, spec agentproto.JobSpec) *job {
 		ctx:       ctx,
 		cancel:    cancel,
 		startedCh: make(chan struct{}),
+		logCap:    logcap.New(filepath.Join(a.jobsDir, spec.RunID), spec.LogLimit),
 		state:     agentproto.JobStarting,
 	}
 }
@@ -103,7 +104,7 @@ func (j *job) execute() result {
 		defer body.Close()
 		code = body
 	}
-	set := map[string]string{"KUMO_RUN_ID": j.id, "KUMO_NODE_ID": j.a.cfg.NodeID, "AZUREML_RUN_ID": j.id}
+	set := map[string]string{"KUMO_RUN_ID": j.id, "KUMO_NODE_ID": j.a.cfg.NodeID, "AZUREML_RUN_ID": j.amlRunID()}
 	maps.Copy(set, j.a.cfg.JobEnv)
 	p, err := runner.Start(j.ctx, runner.Spec{
 		Dir:     j.dir,
@@ -166,8 +167,8 @@ func (j *job) started(pid int) {
 
 // output is the runner's Output: it sends each chunk the session does not
 // have yet. While detached it drops chunks; attach resends them from the
-// log files. Past the spec's LogLimit it cuts the log files (see cut) and
-// sends nothing more.
+// log files. Past the spec's LogLimit the log files are cut (see logcap)
+// and nothing more is sent.
 func (j *job) output(c runner.Chunk) {
 	<-j.startedCh
 	i := 0
@@ -177,15 +178,12 @@ func (j *job) output(c runner.Chunk) {
 	end := c.Offset + int64(len(c.Data))
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.logCut {
-		j.trimLogs()
-		return
+	pass, err := j.logCap.Chunk(c)
+	if err != nil {
+		j.a.log.Warn("agent: bounding job log files", "runId", j.id, "err", err)
 	}
-	j.seen[i] = end
-	if limit := j.spec.LogLimit; limit > 0 && j.seen[0]+j.seen[1] > limit {
-		// The control plane cuts the chunk at the same byte; sending it
-		// whole tells it the output goes on past the limit.
-		defer j.cut(c.Stream, i, limit-j.seen[1-i])
+	if !pass {
+		return
 	}
 	s := j.sess
 	if s == nil || end <= j.sent[i] {
@@ -200,81 +198,6 @@ func (j *job) output(c runner.Chunk) {
 		return
 	}
 	j.sent[i] = end
-}
-
-// cut ends the job's log at the spec's LogLimit: stream st (index i) keeps
-// at bytes, the other stream what it has, std_log the limit; the cut
-// stream's file and std_log end with the cut line. From then on trimLogs
-// keeps the runner's files at those sizes, so the node's disk holds at most
-// the limit (plus one chunk while the runner writes it). j.mu must be held.
-func (j *job) cut(st runner.Stream, i int, at int64) {
-	line := []byte(jobfiles.CutLine(string(st), at, j.spec.LogLimit))
-	j.keep = [3]int64{j.seen[0], j.seen[1], j.spec.LogLimit}
-	j.keep[i] = at
-	for _, k := range []int{i, 2} {
-		name := []string{runner.StdoutFile, runner.StderrFile, runner.StdLogFile}[k]
-		n, err := cutFile(filepath.Join(j.dir, name), j.keep[k], line)
-		if err != nil {
-			j.a.log.Warn("agent: cutting job log", "runId", j.id, "file", name, "err", err)
-		}
-		j.keep[k] = n
-	}
-	j.logCut = true
-	j.trimLogs()
-}
-
-// cutFile truncates name to at most size bytes, appends line on a line of
-// its own and returns the new size. Like every path in the job's directory,
-// which the job owns, name is opened without following links.
-func cutFile(name string, size int64, line []byte) (int64, error) {
-	f, err := openFlagsNoFollow(name, os.O_RDWR)
-	if err != nil {
-		return size, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return size, err
-	}
-	size = min(size, fi.Size())
-	if err := f.Truncate(size); err != nil {
-		return size, err
-	}
-	b := make([]byte, 1)
-	if size > 0 {
-		if _, err := f.ReadAt(b, size-1); err == nil && b[0] != '\n' {
-			line = append([]byte{'\n'}, line...)
-		}
-	}
-	n, err := f.WriteAt(line, size)
-	return size + int64(n), err
-}
-
-// trimLogs truncates the job's log files back to the sizes cut kept; j.mu
-// must be held. The runner calls Output after writing each chunk and never
-// while writing one, so nothing writes the files meanwhile.
-func (j *job) trimLogs() {
-	for k, name := range []string{runner.StdoutFile, runner.StderrFile, runner.StdLogFile} {
-		if err := truncateNoFollow(filepath.Join(j.dir, name), j.keep[k]); err != nil && !j.trimErr {
-			j.trimErr = true
-			j.a.log.Warn("agent: trimming job log", "runId", j.id, "file", name, "err", err)
-		}
-	}
-}
-
-// truncateNoFollow truncates name to size if it is larger, without
-// following links.
-func truncateNoFollow(name string, size int64) error {
-	f, err := openFlagsNoFollow(name, os.O_RDWR)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil || fi.Size() <= size {
-		return err
-	}
-	return f.Truncate(size)
 }
 
 // ended records the result, writes the journal and sends Exited, or Done
@@ -355,8 +278,8 @@ func (j *job) report() agentproto.JobReport {
 	if j.res != nil {
 		r.ExitCode, r.Reason, r.Message = j.res.ExitCode, j.res.Reason, j.res.Message
 	}
-	r.Logs.Stdout = fileSize(filepath.Join(j.dir, runner.StdoutFile))
-	r.Logs.Stderr = fileSize(filepath.Join(j.dir, runner.StderrFile))
+	r.Logs.Stdout = fileSize(filepath.Join(j.dir, runner.Stdout.File()))
+	r.Logs.Stderr = fileSize(filepath.Join(j.dir, runner.Stderr.File()))
 	return r
 }
 
@@ -459,20 +382,24 @@ func (j *job) forget() bool {
 // of the path: a job owns its directory and could replace its log files
 // with links to files only the agent may read.
 func openNoFollow(name string) (*os.File, error) {
-	return openFlagsNoFollow(name, os.O_RDONLY)
-}
-
-// openFlagsNoFollow is openNoFollow with open flags (os.O_RDONLY,
-// os.O_RDWR).
-func openFlagsNoFollow(name string, flag int) (*os.File, error) {
-	fd, err := unix.Openat2(unix.AT_FDCWD, name, &unix.OpenHow{Flags: uint64(flag | unix.O_CLOEXEC), Resolve: unix.RESOLVE_NO_SYMLINKS})
+	fd, err := unix.Openat2(unix.AT_FDCWD, name, &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_SYMLINKS})
 	if errors.Is(err, unix.ENOSYS) {
-		return os.OpenFile(name, flag|syscall.O_NOFOLLOW, 0) // kernels before 5.6: the last element only
+		return os.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW, 0) // kernels before 5.6: the last element only
 	}
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: name, Err: err}
 	}
 	return os.NewFile(uintptr(fd), name), nil
+}
+
+// amlRunID is the job's run ID as AML gives it to a v2 job in
+// AZUREML_RUN_ID: its name (the run ID from a control plane that sent no
+// name).
+func (j *job) amlRunID() string {
+	if j.spec.Name != "" {
+		return j.spec.Name
+	}
+	return j.id
 }
 
 func fileSize(name string) int64 {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"os"
@@ -18,72 +19,90 @@ import (
 
 // TestJobLogLimit: a job printing 20 MiB under a 1 MiB log limit completes;
 // its stored log is the limit plus one cut line, the job shows a warning,
-// the node's log files stay within the limit while it runs, and the data
-// directory grows by a few MiB, not by several copies of 20 MiB.
+// the log files where it runs (a node, or the control plane's host for
+// compute local) stay within the limit while it runs, and the data and work
+// directories grow by a few MiB, not by several copies of 20 MiB.
 func TestJobLogLimit(t *testing.T) {
 	const limit = 1 << 20
-	s := startServer(t, "", append(fastNodes, "--max-job-log-bytes", "1048576")...)
-	if !strings.Contains(s.out.String(), "Data directory "+filepath.Join(s.dir, "data")+" uses ") {
-		t.Errorf("kumo up output lacks the data directory's size:\n%s", s.out)
-	}
-	createCluster(t, s, "loud", 0, 1, "PT30S")
-	gate := filepath.Join(t.TempDir(), "go")
-	submitJob(t, s, "loud", "loud", "echo start >&2; head -c 20971520 /dev/zero | tr '\\0' a; echo; "+
-		"while [ ! -e "+gate+" ]; do sleep 0.05; done; echo end >&2")
+	for _, compute := range []string{"loud", "local"} {
+		t.Run(compute, func(t *testing.T) {
+			s := startServer(t, "", append(fastNodes, "--max-job-log-bytes", "1048576")...)
+			if !strings.Contains(s.out.String(), "Data directory "+filepath.Join(s.dir, "data")+" uses ") {
+				t.Errorf("kumo up output lacks the data directory's size:\n%s", s.out)
+			}
+			if compute != "local" {
+				createCluster(t, s, compute, 0, 1, "PT30S")
+			}
+			gate := filepath.Join(s.dir, "go") // s.dir lets job users pass
+			submitJob(t, s, "loud", compute, "echo start; head -c 20971520 /dev/zero | tr '\\0' a; echo; "+
+				"while [ ! -e "+gate+" ]; do sleep 0.05; done; echo end >&2")
 
-	var j api.JobResource
-	waitFor(t, 60*time.Second, "the log to be cut", func() (bool, string) {
-		j = getJob(t, s, "loud")
-		return strings.Contains(jobLog(t, s, "loud"), "[kumo] log cut"), string(j.Properties.Status)
-	})
-	// While the job still runs, its files on the node hold the limit and
-	// the cut line, not the 20 MiB it printed.
-	found, _ := filepath.Glob(filepath.Join(s.dir, "*", "nodes", j.Properties.NodeID, "*jobs", j.Properties.RunID, "user_logs"))
-	if len(found) != 1 {
-		found, _ = filepath.Glob(filepath.Join(s.dir, "*", "nodes", j.Properties.NodeID, "work", "jobs", j.Properties.RunID, "user_logs"))
-	}
-	if len(found) != 1 {
-		t.Fatalf("the job's log directory on node %s: found %q", j.Properties.NodeID, found)
-	}
-	logs := found[0]
-	for _, name := range []string{"stdout.txt", "stderr.txt", "std_log.txt"} {
-		fi, err := os.Stat(filepath.Join(logs, name))
-		if err != nil {
-			t.Fatalf("node log file: %v", err)
-		}
-		if fi.Size() > limit+512 {
-			t.Errorf("node's %s holds %d bytes, want at most the limit %d and a cut line", name, fi.Size(), limit)
-		}
-	}
-	if err := os.WriteFile(gate, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
+			var j api.JobResource
+			waitFor(t, 60*time.Second, "the log to be cut", func() (bool, string) {
+				j = getJob(t, s, "loud")
+				return strings.Contains(jobLog(t, s, "loud"), "[kumo] log cut"), string(j.Properties.Status)
+			})
+			// While the job still runs, its log files where it runs hold the
+			// limit and the cut line, not the 20 MiB it printed.
+			var found []string
+			for _, pattern := range []string{
+				filepath.Join(s.dir, "*", "nodes", j.Properties.NodeID, "*jobs", j.Properties.RunID, "user_logs"),
+				filepath.Join(s.dir, "*", "nodes", j.Properties.NodeID, "work", "jobs", j.Properties.RunID, "user_logs"),
+				filepath.Join(s.dir, "*", "local*", j.Properties.RunID, "user_logs"),
+			} {
+				if m, _ := filepath.Glob(pattern); len(found) == 0 {
+					found = m
+				}
+			}
+			if len(found) != 1 {
+				t.Fatalf("the job's log directory where it runs: found %q", found)
+			}
+			// Until the job has printed everything, the file being written
+			// may hold one chunk more than that.
+			waitFor(t, 30*time.Second, "the log files where the job runs to hold the limit and a cut line", func() (bool, string) {
+				var sizes []int64
+				ok := true
+				for _, name := range []string{"stdout.txt", "stderr.txt", "std_log.txt"} {
+					fi, err := os.Stat(filepath.Join(found[0], name))
+					if err != nil {
+						t.Fatalf("log file where the job runs: %v", err)
+					}
+					sizes = append(sizes, fi.Size())
+					ok = ok && fi.Size() <= limit+512
+				}
+				return ok, fmt.Sprintf("stdout, stderr, std_log sizes %v", sizes)
+			})
+			if err := os.WriteFile(gate, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
 
-	j = waitJob(t, s, "loud", 60*time.Second)
-	if j.Properties.Status != api.JobCompleted {
-		t.Fatalf("loud: %s %+v", j.Properties.Status, j.Properties.Error)
-	}
-	warned := false
-	for _, w := range j.Properties.Warnings {
-		warned = warned || strings.Contains(w, "log limit of 1048576 bytes")
-	}
-	if !warned {
-		t.Errorf("warnings = %q, want one about the log limit", j.Properties.Warnings)
-	}
-	log := jobLog(t, s, "loud")
-	if len(log) > limit+512 {
-		t.Errorf("stored log holds %d bytes, want at most the limit %d and a cut line", len(log), limit)
-	}
-	if i := strings.Index(log, "[kumo] log cut"); i < 0 || strings.Count(log, "[kumo] log cut") != 1 || strings.Contains(log[i:], "end") {
-		t.Errorf("stored log ends %q, want one cut line at its end", log[max(0, len(log)-300):])
-	}
-	if !strings.HasPrefix(log, "start\n") {
-		t.Errorf("stored log starts %.20q, want the output before the cut", log)
-	}
-	// Before the limit, 20 MiB of output took about 80 MiB (stdout and
-	// std_log on the node and on the control plane).
-	if n := dirBytes(t, s.dir); n > 16<<20 {
-		t.Errorf("data and work directories hold %d bytes after the job, want a few MiB", n)
+			j = waitJob(t, s, "loud", 60*time.Second)
+			if j.Properties.Status != api.JobCompleted {
+				t.Fatalf("loud: %s %+v", j.Properties.Status, j.Properties.Error)
+			}
+			warned := false
+			for _, w := range j.Properties.Warnings {
+				warned = warned || strings.Contains(w, "log limit of 1048576 bytes")
+			}
+			if !warned {
+				t.Errorf("warnings = %q, want one about the log limit", j.Properties.Warnings)
+			}
+			log := jobLog(t, s, "loud")
+			if len(log) > limit+512 {
+				t.Errorf("stored log holds %d bytes, want at most the limit %d and a cut line", len(log), limit)
+			}
+			if i := strings.Index(log, "[kumo] log cut"); i < 0 || strings.Count(log, "[kumo] log cut") != 1 || strings.Contains(log[i:], "end") {
+				t.Errorf("stored log ends %q, want one cut line at its end", log[max(0, len(log)-300):])
+			}
+			if !strings.HasPrefix(log, "start\n") {
+				t.Errorf("stored log starts %.20q, want the output before the cut", log)
+			}
+			// Before the limit, 20 MiB of output took about 80 MiB (stdout
+			// and std_log where the job ran and on the control plane).
+			if n := dirBytes(t, s.dir); n > 16<<20 {
+				t.Errorf("data and work directories hold %d bytes after the job, want a few MiB", n)
+			}
+		})
 	}
 }
 
@@ -108,7 +127,7 @@ func dirBytes(t *testing.T, dir string) int64 {
 func TestSnapshotCollected(t *testing.T) {
 	s := startServer(t, "", "--snapshot-grace", "1s")
 	used, unused := uploadSnapshot(t, s), uploadSnapshot(t, s)
-	gate := filepath.Join(t.TempDir(), "go")
+	gate := filepath.Join(s.dir, "go") // s.dir lets job users pass
 	body := api.JobResource{Properties: &api.JobProperties{JobType: "Command", ComputeID: "local", CodeID: used,
 		Command: "cat train.py; while [ ! -e " + gate + " ]; do sleep 0.05; done"}}
 	if status, raw := s.request(context.Background(), "PUT", workspacePath+"/jobs/uses-code", body); status != 201 {

@@ -11,6 +11,7 @@ import (
 
 	"kumo/internal/jobfiles"
 	"kumo/internal/jobuser"
+	"kumo/internal/logcap"
 	"kumo/internal/model"
 	"kumo/internal/runner"
 	"kumo/internal/store"
@@ -172,9 +173,17 @@ func (l *localRunner) start(ctx context.Context, j model.Job, user *jobuser.User
 	if v, ok := os.LookupEnv("CUDA_VISIBLE_DEVICES"); ok {
 		set["CUDA_VISIBLE_DEVICES"] = v
 	}
+	logCap := logcap.New(dir, cfg.Files.LogLimit()) // the host's copy, bounded like a node's
 	spec := runner.Spec{Dir: dir, Command: j.Command, Env: runner.JobEnv(dir, j.Env, set), Timeout: j.Timeout, User: user,
 		Output: func(c runner.Chunk) {
-			err := cfg.Files.Append(j.RunID, string(c.Stream), c.Offset, c.Data)
+			pass, err := logCap.Chunk(c)
+			if err != nil {
+				cfg.Log.Warn("local job log files", "job", j.Name, "err", err)
+			}
+			if !pass {
+				return
+			}
+			err = cfg.Files.Append(j.RunID, string(c.Stream), c.Offset, c.Data)
 			if errors.Is(err, jobfiles.ErrLogCut) {
 				err = store.JobWarn(ctx, cfg.Store, j.RunID, jobfiles.CutWarning(cfg.Files.LogLimit()))
 			}
