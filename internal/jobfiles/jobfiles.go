@@ -135,7 +135,7 @@ func (f *Files) WriteArtifacts(runID string, w io.Writer) error {
 			return fmt.Errorf("tar %s: %w", sub, err)
 		}
 	}
-	if err := f.tarStdLog(tw, dir); err != nil {
+	if err := f.tarStdLog(tw, runID, dir); err != nil {
 		return fmt.Errorf("tar std_log: %w", err)
 	}
 	return tw.Close()

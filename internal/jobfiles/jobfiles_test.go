@@ -688,3 +688,37 @@ func TestStdLogLegacy(t *testing.T) {
 		t.Errorf("downloaded std_log.txt = %q, want %q", got, "e1o1o2")
 	}
 }
+
+// TestStdLogManySegments reads a log whose index spans several blocks,
+// from several offsets, while it is open and after it is closed.
+func TestStdLogManySegments(t *testing.T) {
+	f := newFiles(t)
+	var want strings.Builder
+	var offs [2]int64
+	for i := range 10001 {
+		stream, k, b := Stdout, 0, byte('a'+i%26)
+		if i%2 == 1 {
+			stream, k, b = Stderr, 1, byte('A'+i%26)
+		}
+		if err := f.Append("run1", stream, offs[k], []byte{b}); err != nil {
+			t.Fatal(err)
+		}
+		offs[k]++
+		want.WriteByte(b)
+	}
+	for _, closed := range []bool{false, true} {
+		if closed {
+			f.Close("run1")
+		}
+		for _, off := range []int64{0, 1, 4095, 4096, 4097, 9000, 10000, 10001} {
+			var buf bytes.Buffer
+			next, err := f.ReadLog("run1", StdLog, off, &buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := buf.String(); got != want.String()[off:] || next != 10001 {
+				t.Errorf("closed %v: ReadLog(std_log, %d) = %d, %.20q (%d bytes); want 10001, %.20q (%d bytes)", closed, off, next, got, len(got), want.String()[off:], 10001-off)
+			}
+		}
+	}
+}

@@ -136,14 +136,15 @@ func (l *jobLog) openFiles(dir string) error {
 		return err
 	}
 	l.idxSize -= l.idxSize % segmentSize // a torn last segment is rewritten
-	segs, err := readSegments(l.idx, l.idxSize)
-	if err != nil {
-		return err
-	}
 	// Bytes written to a stream file but not indexed (a crash in between)
 	// are indexed now, at the end.
+	idx := &records{f: l.idx, n: l.idxSize / segmentSize}
 	var indexed [2]int64
-	for _, s := range segs {
+	for k := range idx.n {
+		s, err := idx.at(k)
+		if err != nil {
+			return err
+		}
 		indexed[s.stream] += s.n
 		l.last, l.lastLen = s.stream, s.n
 	}
@@ -310,7 +311,9 @@ func (f *Files) Offsets(runID string) (stdout, stderr int64, err error) {
 }
 
 // ReadLog copies stream from offset to w, returning the new offset. A job
-// with no output yet reads as empty.
+// with no output yet reads as empty. std_log is read through the index;
+// finding offset costs a walk back over the index from its end, so a
+// follower near the end reads in time proportional to what is new.
 func (f *Files) ReadLog(runID, stream string, offset int64, w io.Writer) (int64, error) {
 	i, err := streamIndex(stream)
 	if err != nil {
@@ -321,12 +324,12 @@ func (f *Files) ReadLog(runID, stream string, offset int64, w io.Writer) (int64,
 		return offset, err
 	}
 	if i == 2 {
-		segs, err := f.segments(dir)
+		v, ok, err := f.stdLogView(runID, dir)
 		if err != nil {
 			return offset, err
 		}
-		if segs != nil {
-			n, err := copySegments(dir, segs, offset, w)
+		if ok {
+			n, err := v.copy(dir, offset, w)
 			return offset + n, err
 		}
 	}
@@ -351,51 +354,108 @@ type segment struct {
 	n      int64
 }
 
-// segments reads a job's std_log index; nil without error when the job has
-// none (no output yet, or a std_log.txt of its own). It holds f.mu so that
-// it never reads a segment being rewritten.
-func (f *Files) segments(dir string) ([]segment, error) {
+// records reads an index file's segments in blocks.
+type records struct {
+	f     *os.File
+	n     int64 // segments to read; a longer file's rest is ignored
+	last  *segment
+	block []byte
+	first int64 // index of block's first segment
+}
+
+const recordsPerBlock = 4096
+
+// at returns segment k (0 <= k < n); the last is r.last when set.
+func (r *records) at(k int64) (segment, error) {
+	if r.last != nil && k == r.n-1 {
+		return *r.last, nil
+	}
+	if r.block == nil || k < r.first || k >= r.first+int64(len(r.block))/segmentSize {
+		r.first = k / recordsPerBlock * recordsPerBlock
+		size := min(recordsPerBlock, r.n-r.first) * segmentSize
+		r.block = make([]byte, size)
+		if _, err := r.f.ReadAt(r.block, r.first*segmentSize); err != nil {
+			return segment{}, fmt.Errorf("read std_log index: %w", err)
+		}
+	}
+	v := binary.BigEndian.Uint64(r.block[(k-r.first)*segmentSize:])
+	s := segment{n: int64(v &^ stderrBit)}
+	if v&stderrBit != 0 {
+		s.stream = 1
+	}
+	return s, nil
+}
+
+// stdLogView is a consistent view of a job's std_log: the index's segments
+// as they were when it was taken, whatever is appended after.
+type stdLogView struct {
+	segments int64    // complete segments in the index
+	last     segment  // the last one, as the writer holds it (the file's may have grown since)
+	sizes    [2]int64 // bytes of each stream the segments cover
+}
+
+// stdLogView takes the view of a job's index under f.mu, opening the log
+// (which indexes what a crash left unindexed) if it is not open. ok is
+// false for a job without an index: no output yet, or a std_log.txt of its
+// own.
+func (f *Files) stdLogView(runID, dir string) (v stdLogView, ok bool, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	fh, err := os.Open(filepath.Join(dir, stdLogIndex))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+	if _, err := os.Stat(filepath.Join(dir, stdLogIndex)); errors.Is(err, fs.ErrNotExist) {
+		return v, false, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("open std_log index: %w", err)
-	}
-	defer fh.Close()
-	st, err := fh.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("open std_log index: %w", err)
-	}
-	segs, err := readSegments(fh, st.Size()-st.Size()%segmentSize)
-	if segs == nil && err == nil {
-		segs = []segment{}
-	}
-	return segs, err
-}
-
-func readSegments(fh *os.File, size int64) ([]segment, error) {
-	b := make([]byte, size)
-	if _, err := fh.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("read std_log index: %w", err)
-	}
-	segs := make([]segment, 0, size/segmentSize)
-	for off := 0; off+segmentSize <= len(b); off += segmentSize {
-		v := binary.BigEndian.Uint64(b[off:])
-		s := segment{n: int64(v &^ stderrBit)}
-		if v&stderrBit != 0 {
-			s.stream = 1
+	l, open := f.open[runID]
+	if !open {
+		if l, err = f.log(runID); err != nil {
+			return v, false, err
 		}
-		segs = append(segs, s)
+		defer func() {
+			l.close()
+			delete(f.open, runID)
+		}()
 	}
-	return segs, nil
+	if l.idx == nil {
+		return v, false, nil
+	}
+	v.segments, v.sizes = l.idxSize/segmentSize, l.sizes
+	if l.last >= 0 {
+		v.last = segment{stream: l.last, n: l.lastLen}
+	}
+	return v, true, nil
 }
 
-// copySegments writes std_log from offset to w, reading each segment from
-// its stream's file.
-func copySegments(dir string, segs []segment, offset int64, w io.Writer) (int64, error) {
+// size is the bytes of std_log the view holds.
+func (v stdLogView) size() int64 { return v.sizes[0] + v.sizes[1] }
+
+// copy writes the view's std_log from offset to w, reading each segment
+// from its stream's file.
+func (v stdLogView) copy(dir string, offset int64, w io.Writer) (int64, error) {
+	if offset >= v.size() || v.segments == 0 {
+		return 0, nil
+	}
+	idx, err := os.Open(filepath.Join(dir, stdLogIndex))
+	if err != nil {
+		return 0, fmt.Errorf("open std_log index: %w", err)
+	}
+	defer idx.Close()
+	r := &records{f: idx, n: v.segments, last: &v.last}
+	// Walk back from the end to the segment holding offset.
+	pos, streamPos := v.size(), v.sizes
+	k := v.segments - 1
+	for ; k > 0; k-- {
+		s, err := r.at(k)
+		if err != nil {
+			return 0, err
+		}
+		pos -= s.n
+		streamPos[s.stream] -= s.n
+		if pos <= offset {
+			break
+		}
+	}
+	if k == 0 {
+		pos, streamPos = 0, [2]int64{}
+	}
 	var files [2]*os.File
 	defer func() {
 		for _, fh := range files {
@@ -404,33 +464,29 @@ func copySegments(dir string, segs []segment, offset int64, w io.Writer) (int64,
 			}
 		}
 	}()
-	var pos, written int64
-	var streamPos [2]int64
-	for _, s := range segs {
-		start, end := pos, pos+s.n
-		from := streamPos[s.stream]
-		pos, streamPos[s.stream] = end, from+s.n
-		if end <= offset {
-			continue
-		}
-		if skip := offset - start; skip > 0 {
-			from += skip
-			start = offset
-		}
-		if files[s.stream] == nil {
-			fh, err := os.Open(filepath.Join(dir, streamFiles[s.stream]))
-			if err != nil {
-				return written, fmt.Errorf("open log: %w", err)
-			}
-			files[s.stream] = fh
-		}
-		n, err := io.Copy(w, io.NewSectionReader(files[s.stream], from, end-start))
-		written += n
+	var written int64
+	for ; k < v.segments; k++ {
+		s, err := r.at(k)
 		if err != nil {
 			return written, err
 		}
-		if n < end-start {
-			return written, nil // the stream file is shorter than indexed: stop at its end
+		from, n := streamPos[s.stream], s.n
+		pos, streamPos[s.stream] = pos+s.n, streamPos[s.stream]+s.n
+		if skip := offset - (pos - s.n); skip > 0 {
+			from, n = from+skip, n-skip
+		}
+		if files[s.stream] == nil {
+			if files[s.stream], err = os.Open(filepath.Join(dir, streamFiles[s.stream])); err != nil {
+				return written, fmt.Errorf("open log: %w", err)
+			}
+		}
+		m, err := io.Copy(w, io.NewSectionReader(files[s.stream], from, n))
+		written += m
+		if err != nil {
+			return written, err
+		}
+		if m < n {
+			return written, fmt.Errorf("std_log: %s holds less than its index says", streamFiles[s.stream])
 		}
 	}
 	return written, nil
@@ -438,25 +494,18 @@ func copySegments(dir string, segs []segment, offset int64, w io.Writer) (int64,
 
 // tarStdLog adds user_logs/std_log.txt, read through the index, to tw; it
 // adds nothing for a job without an index.
-func (f *Files) tarStdLog(tw *tar.Writer, dir string) error {
-	segs, err := f.segments(dir)
-	if err != nil || segs == nil {
+func (f *Files) tarStdLog(tw *tar.Writer, runID, dir string) error {
+	v, ok, err := f.stdLogView(runID, dir)
+	if err != nil || !ok {
 		return err
 	}
-	var size int64
-	for _, s := range segs {
-		size += s.n
-	}
-	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: runner.StdLogFile, Mode: 0o644, Size: size, ModTime: time.Now()}
+	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: runner.StdLogFile, Mode: 0o644, Size: v.size(), ModTime: time.Now()}
 	if fi, err := os.Stat(filepath.Join(dir, stdLogIndex)); err == nil {
 		hdr.ModTime = fi.ModTime()
 	}
 	if err := tw.WriteHeader(hdr); err != nil {
 		return err
 	}
-	n, err := copySegments(dir, segs, 0, tw)
-	if err == nil && n != size {
-		err = fmt.Errorf("std_log holds %d of %d indexed bytes", n, size)
-	}
+	_, err = v.copy(dir, 0, tw)
 	return err
 }
