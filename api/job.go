@@ -30,20 +30,21 @@ type JobResource struct {
 // JobProperties is a command job, shaped after AML's CommandJob. Fields
 // marked read-only are ignored in requests.
 type JobProperties struct {
-	JobType              string               `json:"jobType"` // "Command"
-	Command              string               `json:"command"`
-	CodeID               string               `json:"codeId,omitempty"` // a snapshot ID from POST .../snapshots
-	ComputeID            string               `json:"computeId"`        // compute name, "azureml:NAME", or its ARM ID; "local" runs on the control plane's host
-	EnvironmentID        string               `json:"environmentId,omitempty"`
-	EnvironmentVariables map[string]string    `json:"environmentVariables,omitempty"`
-	Inputs               map[string]*JobInput `json:"inputs,omitempty"`
-	Resources            *JobResourceConfig   `json:"resources,omitempty"`
-	Distribution         *Distribution        `json:"distribution,omitempty"`
-	Limits               *CommandJobLimits    `json:"limits,omitempty"`
-	DisplayName          string               `json:"displayName,omitempty"`
-	ExperimentName       string               `json:"experimentName,omitempty"`
-	Description          string               `json:"description,omitempty"`
-	Tags                 map[string]string    `json:"tags,omitempty"`
+	JobType              string                `json:"jobType"` // "Command"
+	Command              string                `json:"command"`
+	CodeID               string                `json:"codeId,omitempty"` // a snapshot ID from POST .../snapshots
+	ComputeID            string                `json:"computeId"`        // compute name, "azureml:NAME", or its ARM ID; "local" runs on the control plane's host
+	EnvironmentID        string                `json:"environmentId,omitempty"`
+	EnvironmentVariables map[string]string     `json:"environmentVariables,omitempty"`
+	Inputs               map[string]*JobInput  `json:"inputs,omitempty"`
+	Outputs              map[string]*JobOutput `json:"outputs,omitempty"`
+	Resources            *JobResourceConfig    `json:"resources,omitempty"`
+	Distribution         *Distribution         `json:"distribution,omitempty"`
+	Limits               *CommandJobLimits     `json:"limits,omitempty"`
+	DisplayName          string                `json:"displayName,omitempty"`
+	ExperimentName       string                `json:"experimentName,omitempty"`
+	Description          string                `json:"description,omitempty"`
+	Tags                 map[string]string     `json:"tags,omitempty"`
 
 	// Read-only.
 	Status        JobStatus      `json:"status,omitempty"`
@@ -52,6 +53,7 @@ type JobProperties struct {
 	ExitCode      *int           `json:"exitCode,omitempty"`
 	Error         *ErrorDetail   `json:"error,omitempty"`
 	PendingReason *PendingReason `json:"pendingReason,omitempty"` // set while Queued
+	QueuePosition int            `json:"queuePosition,omitempty"` // while Queued: 1 is next on its compute; 0 when not queued
 	Warnings      []string       `json:"warnings,omitempty"`      // e.g. an environment kumo cannot honour
 	CreatedOn     string         `json:"createdOn,omitempty"`
 	StartTime     string         `json:"startTime,omitempty"`
@@ -64,6 +66,19 @@ type JobProperties struct {
 type JobInput struct {
 	JobInputType string `json:"jobInputType"` // "literal"; others are refused
 	Value        string `json:"value"`
+}
+
+// JobOutput is one job output. kumo supports AML's default output type,
+// uri_folder: the command writes a folder, named to it where it says
+// ${{outputs.NAME}}, and kumo keeps the folder with the job's artifacts
+// (kumo job download). A nil output means the defaults.
+type JobOutput struct {
+	JobOutputType string `json:"jobOutputType,omitempty"` // "uri_folder" (the default); others are refused
+	Mode          string `json:"mode,omitempty"`          // "ReadWriteMount" (the default) or "Upload"; both mean the same here
+	// URI is read-only: where the folder is, relative to the job's working
+	// directory ("outputs/NAME"). A URI in a request (a datastore path) is
+	// refused.
+	URI string `json:"uri,omitempty"`
 }
 
 // JobResourceConfig says how many nodes a job needs.
@@ -110,7 +125,8 @@ type JobList struct {
 // Snapshot is the answer of a code snapshot upload.
 type Snapshot struct {
 	ID        string `json:"id"`
-	SizeBytes int64  `json:"sizeBytes"`
+	SizeBytes int64  `json:"sizeBytes"`           // bytes of the stored tar stream
+	FileCount int    `json:"fileCount,omitempty"` // regular files in it; 0 from servers that do not count
 }
 
 // ComputeEvent is one recorded scaling decision or incident on a compute.

@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,7 +45,8 @@ type JobError struct {
 }
 
 // Error returns, for example, "job quiet_apple_3kx9q2 Failed: UserError:
-// command exited with status 2 (exit code 2)".
+// the command exited with code 2". The exit code is added, as "(exit code
+// 2)", only when the server gave no detail, which would state it.
 func (e *JobError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "job %s %s", e.Name, e.Status)
@@ -59,8 +61,8 @@ func (e *JobError) Error() string {
 			b.WriteString(e.Detail.Code + ": " + e.Detail.Message)
 		}
 	}
-	if e.ExitCode != nil {
-		fmt.Fprintf(&b, " (exit code %d)", *e.ExitCode)
+	if e.ExitCode != nil && e.Detail == nil {
+		fmt.Fprintf(&b, " (exit code %d)", *e.ExitCode) // the server's detail states it
 	}
 	return b.String()
 }
@@ -95,6 +97,12 @@ type CommandJob struct {
 	Env map[string]string
 	// Inputs are literal inputs, substituted into Command.
 	Inputs map[string]string
+	// Outputs are the job's outputs by name. kumo supports uri_folder
+	// outputs (the zero JobOutput): ${{outputs.NAME}} in Command becomes
+	// the folder outputs/NAME, made before the command starts and kept
+	// with the job's artifacts. Mode may be spelt as in AML YAML
+	// ("rw_mount", "upload").
+	Outputs map[string]api.JobOutput
 	// InstanceCount is the number of nodes; 0 means 1.
 	InstanceCount int
 	// Distribution, when not nil, makes a distributed job. Its type may
@@ -140,6 +148,21 @@ func (j CommandJob) resource(codeID string) (*api.JobResource, error) {
 		p.Inputs = make(map[string]*api.JobInput, len(j.Inputs))
 		for k, v := range j.Inputs {
 			p.Inputs[k] = &api.JobInput{JobInputType: api.JobInputLiteral, Value: v}
+		}
+	}
+	if len(j.Outputs) > 0 {
+		p.Outputs = make(map[string]*api.JobOutput, len(j.Outputs))
+		for k, o := range j.Outputs {
+			if o.JobOutputType == "" {
+				o.JobOutputType = "uri_folder"
+			}
+			switch strings.ToLower(o.Mode) {
+			case "rw_mount":
+				o.Mode = "ReadWriteMount"
+			case "upload":
+				o.Mode = "Upload"
+			}
+			p.Outputs[k] = &o
 		}
 	}
 	if j.InstanceCount > 0 {
@@ -193,9 +216,10 @@ func (w *Workspace) SubmitJob(ctx context.Context, name string, spec CommandJob)
 		return nil, err // refuse a bad spec before uploading anything
 	}
 	codeID := ""
+	var snap *api.Snapshot
 	if spec.CodeDir != "" {
-		snap, err := w.UploadSnapshot(ctx, spec.CodeDir)
-		if err != nil {
+		var err error
+		if snap, err = w.UploadSnapshot(ctx, spec.CodeDir); err != nil {
 			return nil, err
 		}
 		codeID = snap.ID
@@ -204,7 +228,7 @@ func (w *Workspace) SubmitJob(ctx context.Context, name string, spec CommandJob)
 	if err != nil {
 		return nil, err
 	}
-	j := &Job{ws: w, name: name}
+	j := &Job{ws: w, name: name, snap: snap}
 	if _, err := w.do(ctx, http.MethodPut, w.jobPath(name), body, &j.res); err != nil {
 		var e *Error
 		if errors.As(err, &e) && e.StatusCode == http.StatusConflict {
@@ -225,19 +249,63 @@ func (w *Workspace) Job(ctx context.Context, name string) (*Job, error) {
 	return j, nil
 }
 
-// Jobs returns every job of the workspace, following nextLink, in the
-// order the server lists them.
+// Jobs returns every job of the workspace, newest first, following
+// nextLink. It is ListJobs with no filter.
 func (w *Workspace) Jobs(ctx context.Context) ([]*Job, error) {
+	return w.ListJobs(ctx, JobListOptions{})
+}
+
+// JobListOptions filter ListJobs. Zero fields filter nothing.
+type JobListOptions struct {
+	// Compute keeps the jobs of one compute target: a cluster's name,
+	// "azureml:NAME", or "local".
+	Compute string
+	// Statuses keeps the jobs in one of these statuses.
+	Statuses []api.JobStatus
+	// Max stops the list after this many jobs; 0 means all.
+	Max int
+}
+
+// ListJobs returns the workspace's jobs that match opts, newest first,
+// following nextLink until it has opts.Max of them or there are no more.
+func (w *Workspace) ListJobs(ctx context.Context, opts JobListOptions) ([]*Job, error) {
+	if opts.Max < 0 {
+		return nil, fmt.Errorf("list jobs: max %d is negative", opts.Max)
+	}
+	q := url.Values{}
+	if opts.Compute != "" {
+		q.Set("compute", opts.Compute)
+	}
+	if len(opts.Statuses) > 0 {
+		ss := make([]string, len(opts.Statuses))
+		for i, st := range opts.Statuses {
+			ss[i] = string(st)
+		}
+		q.Set("status", strings.Join(ss, ","))
+	}
+	if opts.Max > 0 {
+		q.Set("$top", strconv.Itoa(opts.Max))
+	}
+	next := w.workspacePath(w.cfg.WorkspaceName) + "/jobs"
+	if len(q) > 0 {
+		next += "?" + q.Encode()
+	}
 	var all []*Job
-	for next := w.workspacePath(w.cfg.WorkspaceName) + "/jobs"; next != ""; {
+	for next != "" {
 		var page api.JobList
 		if _, err := w.do(ctx, http.MethodGet, next, nil, &page); err != nil {
 			return nil, err
 		}
 		for _, r := range page.Value {
+			if opts.Max > 0 && len(all) == opts.Max {
+				return all, nil
+			}
 			all = append(all, &Job{ws: w, name: r.Name, res: r})
 		}
 		next = page.NextLink
+		if opts.Max > 0 && len(all) == opts.Max {
+			break
+		}
 	}
 	return all, nil
 }
@@ -248,10 +316,15 @@ type Job struct {
 	ws   *Workspace
 	name string
 	res  api.JobResource
+	snap *api.Snapshot // the code uploaded by SubmitJob; nil for none
 }
 
 // Name returns the job's name.
 func (j *Job) Name() string { return j.name }
+
+// Snapshot returns the code snapshot SubmitJob uploaded for the job (its
+// size and file count), or nil when it uploaded none.
+func (j *Job) Snapshot() *api.Snapshot { return j.snap }
 
 // Resource returns the job resource as last fetched.
 func (j *Job) Resource() api.JobResource { return j.res }

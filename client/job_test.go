@@ -161,6 +161,7 @@ func TestSubmitJobBody(t *testing.T) {
 		Environment:    "azureml:AzureML-pytorch:6",
 		Env:            map[string]string{"SEED": "1"},
 		Inputs:         map[string]string{"epochs": "3", "lr": "0.01"},
+		Outputs:        map[string]api.JobOutput{"model": {}, "ckpt": {Mode: "upload"}, "logs": {JobOutputType: "uri_folder", Mode: "rw_mount"}},
 		InstanceCount:  2,
 		Distribution:   &api.Distribution{DistributionType: "pytorch", ProcessCountPerInstance: 2},
 		Timeout:        90*time.Minute + 500*time.Millisecond,
@@ -180,6 +181,11 @@ func TestSubmitJobBody(t *testing.T) {
 		Inputs: map[string]*api.JobInput{
 			"epochs": {JobInputType: "literal", Value: "3"},
 			"lr":     {JobInputType: "literal", Value: "0.01"},
+		},
+		Outputs: map[string]*api.JobOutput{
+			"model": {JobOutputType: "uri_folder"},
+			"ckpt":  {JobOutputType: "uri_folder", Mode: "Upload"},
+			"logs":  {JobOutputType: "uri_folder", Mode: "ReadWriteMount"},
 		},
 		Resources:      &api.JobResourceConfig{InstanceCount: 2},
 		Distribution:   &api.Distribution{DistributionType: "PyTorch", ProcessCountPerInstance: 2},
@@ -267,6 +273,58 @@ func TestJobsFollowsNextLink(t *testing.T) {
 	}
 }
 
+func TestListJobs(t *testing.T) {
+	tests := []struct {
+		name      string
+		opts      JobListOptions
+		wantQuery string // of the first request, without api-version
+		wantNames []string
+		wantPages int
+	}{
+		{name: "no filter", wantNames: []string{"a", "b", "c", "d"}, wantPages: 2},
+		{name: "filters", opts: JobListOptions{Compute: "azureml:gpu", Statuses: []api.JobStatus{api.JobQueued, api.JobRunning}},
+			wantQuery: "compute=azureml%3Agpu&status=Queued%2CRunning", wantNames: []string{"a", "b", "c", "d"}, wantPages: 2},
+		{name: "max within the first page", opts: JobListOptions{Max: 1}, wantQuery: "%24top=1", wantNames: []string{"a"}, wantPages: 1},
+		{name: "max across pages", opts: JobListOptions{Max: 3}, wantQuery: "%24top=3", wantNames: []string{"a", "b", "c"}, wantPages: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeARM(t)
+			var queries []string
+			f.mux.HandleFunc("GET "+testWS+"/jobs", func(w http.ResponseWriter, r *http.Request) {
+				q := r.URL.Query()
+				q.Del("api-version")
+				queries = append(queries, q.Encode())
+				if q.Get("page") == "" {
+					writeJSON(w, http.StatusOK, api.JobList{
+						Value:    []api.JobResource{{Name: "a"}, {Name: "b"}},
+						NextLink: f.srv.URL + testWS + "/jobs?page=2",
+					})
+					return
+				}
+				writeJSON(w, http.StatusOK, api.JobList{Value: []api.JobResource{{Name: "c"}, {Name: "d"}}})
+			})
+			jobs, err := f.workspace().ListJobs(context.Background(), tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, j := range jobs {
+				got = append(got, j.Name())
+			}
+			if diff := cmp.Diff(tt.wantNames, got); diff != "" {
+				t.Errorf("ListJobs (-want +got):\n%s", diff)
+			}
+			if len(queries) != tt.wantPages || queries[0] != tt.wantQuery {
+				t.Errorf("requests %q, want %d starting with %q", queries, tt.wantPages, tt.wantQuery)
+			}
+		})
+	}
+	if _, err := newFakeARM(t).workspace().ListJobs(context.Background(), JobListOptions{Max: -1}); err == nil {
+		t.Error("ListJobs with a negative Max: nil error")
+	}
+}
+
 func jobIn(status api.JobStatus, exit *int, e *api.ErrorDetail) api.JobResource {
 	return api.JobResource{Name: "j", Properties: &api.JobProperties{Status: status, ExitCode: exit, Error: e}}
 }
@@ -280,8 +338,9 @@ func TestWaitOutcomes(t *testing.T) {
 		wantGets int
 	}{
 		{"completed", []api.JobResource{jobIn(api.JobQueued, nil, nil), jobIn(api.JobRunning, nil, nil), jobIn(api.JobCompleted, ptr(0), nil)}, nil, "", 3},
-		{"failed", []api.JobResource{jobIn(api.JobRunning, nil, nil), jobIn(api.JobFailed, ptr(2), &api.ErrorDetail{Code: "UserError", Message: "command exited with status 2"})},
-			ErrJobFailed, "job j Failed: UserError: command exited with status 2 (exit code 2)", 2},
+		{"failed", []api.JobResource{jobIn(api.JobRunning, nil, nil), jobIn(api.JobFailed, ptr(2), &api.ErrorDetail{Code: "UserError", Message: "the command exited with code 2"})},
+			ErrJobFailed, "job j Failed: UserError: the command exited with code 2", 2},
+		{"failed without detail", []api.JobResource{jobIn(api.JobFailed, ptr(2), nil)}, ErrJobFailed, "job j Failed (exit code 2)", 1},
 		{"canceled", []api.JobResource{jobIn(api.JobCanceled, nil, &api.ErrorDetail{Code: "Canceled", Message: "canceled by user"})},
 			ErrJobCanceled, "job j Canceled: Canceled: canceled by user", 1},
 	}

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -16,9 +17,20 @@ import (
 	"kumo/api"
 )
 
-// MaxSnapshotBytes is the largest code snapshot the server accepts, as an
-// uncompressed tar stream: 100 MiB.
+// MaxSnapshotBytes is the largest code snapshot the server accepts by
+// default, as an uncompressed tar stream: 100 MiB.
 const MaxSnapshotBytes = 100 << 20
+
+// MaxSnapshotEntries is the most files and directories a code snapshot may
+// hold by default on the server.
+const MaxSnapshotEntries = 20_000
+
+// maxSnapshotName is the longest path a code snapshot may hold, in bytes.
+const maxSnapshotName = 1024
+
+// excludedNames are left out of every snapshot, at any depth: kumo's
+// configuration (with the CLI's token), its data directory, and git's.
+var excludedNames = map[string]bool{".kumo": true, ".kumo-data": true, ".git": true}
 
 // snapshotEntry is one file or directory to put in a snapshot.
 type snapshotEntry struct {
@@ -43,19 +55,29 @@ func (e snapshotEntry) tarSize() int64 {
 
 // UploadSnapshot uploads the directory dir as a code snapshot and returns
 // the snapshot, whose ID goes in a job's codeId. The snapshot holds dir's
-// regular files and directories under their paths relative to dir. It
-// leaves out .git directories, sockets, devices and the like, and
-// symbolic links that point outside dir or to a directory; a link to a
-// file inside dir is stored as a copy of that file. A directory whose tar
-// stream would exceed MaxSnapshotBytes is refused before anything is sent.
+// regular files and directories under their paths relative to dir.
+//
+// It never holds kumo's own files or a repository's: .kumo/ (which holds
+// the CLI's token), .kumo-data/ and .git/ are left out wherever they are.
+// As in AML, dir's .amlignore, or else its .gitignore, names more to leave
+// out, in gitignore syntax. Sockets, devices and the like are left out,
+// and so are symbolic links that point outside dir, to a directory, or to
+// something left out; a link to a file inside dir is stored as a copy of
+// that file. A directory whose tar stream would exceed MaxSnapshotBytes or
+// hold more than MaxSnapshotEntries entries is refused before anything is
+// sent.
 func (w *Workspace) UploadSnapshot(ctx context.Context, dir string) (*api.Snapshot, error) {
 	entries, size, err := snapshotEntries(dir)
 	if err != nil {
 		return nil, err
 	}
 	if size > MaxSnapshotBytes {
-		return nil, fmt.Errorf("snapshot %s: the directory holds more than the %d MiB a code snapshot may hold; move data out of the code directory",
+		return nil, fmt.Errorf("snapshot %s: the directory holds more than the %d MiB a code snapshot may hold; move data out of the code directory or list it in .amlignore",
 			dir, MaxSnapshotBytes>>20)
+	}
+	if len(entries) > MaxSnapshotEntries {
+		return nil, fmt.Errorf("snapshot %s: the directory holds more than the %d files and directories a code snapshot may hold; move data out of the code directory or list it in .amlignore",
+			dir, MaxSnapshotEntries)
 	}
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
@@ -108,6 +130,10 @@ func snapshotEntries(dir string) ([]snapshotEntry, int64, error) {
 	if root, err = filepath.EvalSymlinks(root); err != nil {
 		return nil, 0, fmt.Errorf("snapshot %s: %w", dir, err)
 	}
+	rules, err := readIgnore(root)
+	if err != nil {
+		return nil, 0, fmt.Errorf("snapshot %s: %w", dir, err)
+	}
 	var entries []snapshotEntry
 	var size int64 = 1024 // the two zero blocks that end a tar stream
 	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
@@ -122,11 +148,14 @@ func snapshotEntries(dir string) ([]snapshotEntry, int64, error) {
 			return err
 		}
 		name := filepath.ToSlash(rel)
-		if d.Name() == ".git" {
+		if excluded(rules, name, d.IsDir()) {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
 			return nil
+		}
+		if len(name) > maxSnapshotName {
+			return fmt.Errorf("%s: path longer than %d bytes", name, maxSnapshotName)
 		}
 		var e snapshotEntry
 		switch t := d.Type(); {
@@ -147,12 +176,16 @@ func snapshotEntries(dir string) ([]snapshotEntry, int64, error) {
 			if err != nil {
 				return nil // dangling
 			}
-			if r, err := filepath.Rel(root, target); err != nil || !filepath.IsLocal(r) {
+			r, err := filepath.Rel(root, target)
+			if err != nil || !filepath.IsLocal(r) {
 				return nil // points outside dir
 			}
 			info, err := os.Stat(target)
 			if err != nil || !info.Mode().IsRegular() {
 				return nil // a directory (could loop) or something odd
+			}
+			if excludedPath(rules, filepath.ToSlash(r)) {
+				return nil // points to something left out, such as .kumo/config.json
 			}
 			e = snapshotEntry{name: name, path: target, info: info}
 		default:
@@ -160,19 +193,54 @@ func snapshotEntries(dir string) ([]snapshotEntry, int64, error) {
 		}
 		entries = append(entries, e)
 		size += e.tarSize()
-		if size > MaxSnapshotBytes {
+		if size > MaxSnapshotBytes || len(entries) > MaxSnapshotEntries {
 			return errSnapshotTooBig
 		}
 		return nil
 	})
 	if errors.Is(err, errSnapshotTooBig) {
-		return nil, size, nil
+		return entries, size, nil
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("snapshot %s: %w", dir, err)
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].name < entries[j].name })
 	return entries, size, nil
+}
+
+// readIgnore reads root's .amlignore, or else its .gitignore, as AML does;
+// no file means no rules.
+func readIgnore(root string) (ignoreRules, error) {
+	for _, name := range []string{".amlignore", ".gitignore"} {
+		b, err := os.ReadFile(filepath.Join(root, name))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return parseIgnore(string(b)), nil
+	}
+	return nil, nil
+}
+
+// excluded reports whether the entry name (slash-separated, relative to
+// the snapshot's root) is left out: one of excludedNames, or ignored by
+// rules. The walk does not enter a left-out directory.
+func excluded(rules ignoreRules, name string, isDir bool) bool {
+	return excludedNames[path.Base(name)] || rules.ignored(name, isDir)
+}
+
+// excludedPath reports whether the file name, or any directory above it,
+// is left out.
+func excludedPath(rules ignoreRules, name string) bool {
+	parts := strings.Split(name, "/")
+	for i := range parts {
+		if excluded(rules, strings.Join(parts[:i+1], "/"), i < len(parts)-1) {
+			return true
+		}
+	}
+	return false
 }
 
 // errUploadEnded stops the tar writer of an upload whose request is over.

@@ -27,6 +27,16 @@
 // reported as ended with reason "error": its process cannot be supervised
 // any more, so it is killed if it still runs.
 //
+// Every request carries a proof signed by a key pair the process makes in
+// memory when it starts ([agentproto.Key]); the connect request is dialed by
+// the agent itself so that the proof also signs the TLS connection. The
+// control plane binds the node to the process of its first accepted
+// connect, so a restarted agent has a new key and is refused: Run stops with
+// [ErrKeyMismatch] (after killing the job processes the journal shows it
+// can no longer supervise), and the control plane replaces the node and
+// requeues its job. A reconnect of the same process, say after the control
+// plane restarted, keeps its key and is accepted.
+//
 // Goroutines: Run owns all of them. Per connection, one reads messages (Run's
 // own goroutine) and one sends heartbeats; per job, one goroutine runs it
 // from start to Done, plus the runner's own and, during an upload, one that
@@ -34,6 +44,7 @@
 package agent
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -45,6 +56,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,17 +80,33 @@ const (
 // Run does not retry.
 var ErrProtocolVersion = errors.New("protocol version not accepted by the server")
 
+// ErrKeyMismatch is wrapped by [Run]'s error when the control plane binds
+// the node to another agent process's key (it answered 401 with
+// agentproto.KeyMismatchCode): this process was restarted, or another one
+// took the node first. It is permanent: Run stops, and the control plane
+// replaces the node.
+var ErrKeyMismatch = errors.New("the control plane binds this node to another agent process")
+
+// ErrNodeRemoved is wrapped by [Run]'s error when the control plane
+// answers that the node is unusable or leaving (403 with
+// agentproto.NodeRemovedCode). It is permanent: Run stops.
+var ErrNodeRemoved = errors.New("the control plane removed this node")
+
 // errShutdown ends a session when the server sent Shutdown.
 var errShutdown = errors.New("server sent shutdown")
 
 // handshakeTimeout bounds the wait for Welcome after Hello.
 const handshakeTimeout = 15 * time.Second
 
+// connectTimeout bounds dialing the control plane and the wait for the
+// answer to the connect request.
+const connectTimeout = time.Minute
+
 // Config configures [Run].
 type Config struct {
 	NodeID     string // this node's ID, sent in X-Kumo-Node and Hello; required
 	WorkDir    string // directory for job directories (WorkDir/jobs/<runID>); required, created (mode 0711) if missing
-	URL        string // control plane base URL, e.g. "https://10.0.0.1:8443"; required
+	URL        string // control plane base URL, e.g. "https://10.0.0.1:8443" (http or https, dialed directly: no proxy); required
 	CAFile     string // PEM certificates to trust for URL; "" means the system's roots
 	Credential string // the node credential, sent as a bearer token; required
 
@@ -104,9 +132,10 @@ type Config struct {
 	// and its spec names none; 0 means runner.DefaultGrace.
 	Grace time.Duration
 
-	// HTTPClient makes all requests; it must speak HTTP/1.1 to URL (the
-	// connection is an HTTP Upgrade) and have no overall Timeout. Nil means a
-	// client that trusts CAFile and never uses HTTP/2.
+	// HTTPClient makes the snapshot and artifact requests; it must have no
+	// overall Timeout. Nil means a client that trusts CAFile. The connect
+	// request does not use it: the agent dials that connection itself, so
+	// that its proof signs the connection's TLS keying material.
 	HTTPClient *http.Client
 
 	// Log receives operational logs; nil means slog.Default().
@@ -118,7 +147,9 @@ type Config struct {
 // before it returns nil. Jobs ended by a canceled ctx stay in the journal,
 // and are reported at the next start. Run returns an error for an invalid
 // Config, an unusable work directory or CA file, a protocol version the
-// server refuses (wrapping [ErrProtocolVersion]), and a work directory
+// server refuses (wrapping [ErrProtocolVersion]), a node the server binds
+// to another agent process (wrapping [ErrKeyMismatch]), a node the server
+// removed (wrapping [ErrNodeRemoved]), and a work directory
 // removed while it was disconnected (the node was deleted, and nobody is
 // left to stop the agent); it retries everything else (refused credentials
 // included: the node's record may not exist yet).
@@ -134,6 +165,9 @@ func Run(ctx context.Context, cfg Config) error {
 type agent struct {
 	cfg     Config
 	base    string // URL without a trailing slash
+	connURL *url.URL
+	key     *agentproto.Key // this process's key, made at start, never stored
+	tls     *tls.Config     // for the connect connection; RootCAs nil means the system's
 	client  *http.Client
 	own     *http.Transport // the transport Run built, closed at the end; nil if cfg.HTTPClient
 	log     *slog.Logger
@@ -179,11 +213,19 @@ func newAgent(cfg Config) (*agent, error) {
 	if a.log == nil {
 		a.log = slog.Default()
 	}
+	u, err := url.Parse(a.base + agentproto.ConnectPath)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("agent: control plane URL %q is not an http or https URL", cfg.URL)
+	}
+	a.connURL = u
+	if a.key, err = agentproto.NewKey(); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if a.tls, err = tlsConfig(cfg.CAFile); err != nil {
+		return nil, err
+	}
 	if a.client == nil {
-		tr, err := newTransport(cfg.CAFile)
-		if err != nil {
-			return nil, err
-		}
+		tr := newTransport(a.tls)
 		a.client, a.own = &http.Client{Transport: tr}, tr
 	}
 	// Jobs may pass through the work directories (to reach their own) but
@@ -209,12 +251,10 @@ func orDefault(d, def time.Duration) time.Duration {
 	return def
 }
 
-// newTransport returns an HTTP/1.1-only transport trusting caFile.
-func newTransport(caFile string) (*http.Transport, error) {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.ForceAttemptHTTP2 = false
-	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
-	tr.ResponseHeaderTimeout = time.Minute
+// tlsConfig returns the TLS configuration trusting caFile ("" means the
+// system's roots).
+func tlsConfig(caFile string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {
@@ -227,9 +267,19 @@ func newTransport(caFile string) (*http.Transport, error) {
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("agent: CA file %s: no PEM certificates", caFile)
 		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		cfg.RootCAs = pool
 	}
-	return tr, nil
+	return cfg, nil
+}
+
+// newTransport returns an HTTP/1.1-only transport using tlsCfg.
+func newTransport(tlsCfg *tls.Config) *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.ForceAttemptHTTP2 = false
+	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	tr.ResponseHeaderTimeout = time.Minute
+	tr.TLSClientConfig = tlsCfg.Clone()
+	return tr
 }
 
 // hostAddress returns the first non-loopback IPv4 address, or "127.0.0.1".
@@ -265,7 +315,7 @@ func (a *agent) run(ctx context.Context) error {
 		if errors.Is(serr, errShutdown) {
 			break
 		}
-		if errors.Is(serr, ErrProtocolVersion) {
+		if errors.Is(serr, ErrProtocolVersion) || errors.Is(serr, ErrKeyMismatch) || errors.Is(serr, ErrNodeRemoved) {
 			a.log.Error("agent: stopping", "err", serr)
 			err = serr
 			break
@@ -433,49 +483,131 @@ func (a *agent) heartbeat(ctx context.Context, s *session, interval time.Duratio
 	}
 }
 
-// connect opens the upgraded connection.
+// connect opens the upgraded connection. It dials the control plane
+// itself, rather than through the HTTP client, so that the request's proof
+// signs the keying material of the very TLS connection it is sent on: a
+// captured proof is useless on any other connection.
 func (a *agent) connect(ctx context.Context) (io.ReadWriteCloser, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+agentproto.ConnectPath, nil)
+	dctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	conn, ekm, err := a.dial(dctx)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	a.authorize(req)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.connURL.String(), nil)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	a.authorize(req, ekm)
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", agentproto.Upgrade)
-	resp, err := a.client.Do(req)
+	// The deadline also bounds reading a refusal's body, after unwatch.
+	conn.SetDeadline(time.Now().Add(connectTimeout))
+	unwatch := context.AfterFunc(dctx, func() { conn.Close() })
+	err = req.Write(conn)
+	br := bufio.NewReader(conn)
+	var resp *http.Response
+	if err == nil {
+		resp, err = http.ReadResponse(br, req)
+	}
+	if !unwatch() && err == nil {
+		err = dctx.Err() // the connection was closed under the answer
+	}
 	if err != nil {
+		conn.Close()
+		if dctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", err, dctx.Err())
+		}
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
-			return rwc, nil
-		}
-		resp.Body.Close()
-		return nil, errors.New("connect: the HTTP client cannot write to an upgraded connection")
+		conn.SetDeadline(time.Time{})
+		return &upgraded{r: br, Conn: conn}, nil
 	}
-	detail := errorDetail(resp)
-	switch resp.StatusCode {
-	case http.StatusUpgradeRequired:
+	code, detail := readError(resp)
+	conn.Close()
+	switch {
+	case resp.StatusCode == http.StatusUpgradeRequired:
 		if up := resp.Header.Get("Upgrade"); up != "" {
 			detail = "server speaks " + up + ": " + detail
 		}
 		return nil, fmt.Errorf("%w: this agent speaks %s (protocol %d); %s", ErrProtocolVersion, agentproto.Upgrade, agentproto.Version, detail)
-	case http.StatusUnauthorized, http.StatusForbidden:
+	case resp.StatusCode == http.StatusUnauthorized && code == agentproto.KeyMismatchCode:
+		return nil, fmt.Errorf("connect: %w (key %s): %s", ErrKeyMismatch, agentproto.KeyID(a.key.Public()), detail)
+	case resp.StatusCode == http.StatusForbidden && code == agentproto.NodeRemovedCode:
+		return nil, fmt.Errorf("connect: %w: %s", ErrNodeRemoved, detail)
+	case resp.StatusCode == http.StatusUnauthorized, resp.StatusCode == http.StatusForbidden:
 		return nil, fmt.Errorf("connect: node credential refused (%s): %s", resp.Status, detail)
 	default:
 		return nil, fmt.Errorf("connect: unexpected %s: %s", resp.Status, detail)
 	}
 }
 
-// authorize adds the node's credentials to req.
-func (a *agent) authorize(req *http.Request) {
+// dial opens a connection to the control plane and returns, over TLS, its
+// keying material for the connect proof.
+func (a *agent) dial(ctx context.Context) (net.Conn, []byte, error) {
+	u := a.connURL
+	d := &net.Dialer{KeepAlive: 30 * time.Second}
+	if u.Scheme == "http" {
+		conn, err := d.DialContext(ctx, "tcp", hostPort(u, "80"))
+		return conn, nil, err
+	}
+	cfg := a.tls.Clone()
+	cfg.ServerName = u.Hostname()
+	conn, err := (&tls.Dialer{NetDialer: d, Config: cfg}).DialContext(ctx, "tcp", hostPort(u, "443"))
+	if err != nil {
+		return nil, nil, err
+	}
+	cs := conn.(*tls.Conn).ConnectionState()
+	ekm, err := agentproto.Exporter(&cs)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return conn, ekm, nil
+}
+
+// hostPort returns u's host and port, with port def when u names none.
+func hostPort(u *url.URL, def string) string {
+	if p := u.Port(); p != "" {
+		return u.Host
+	}
+	return net.JoinHostPort(u.Hostname(), def)
+}
+
+// upgraded is a connection after 101 Switching Protocols: reads go through
+// the buffer that read the response, which may hold the first messages.
+type upgraded struct {
+	r *bufio.Reader
+	net.Conn
+}
+
+func (u *upgraded) Read(p []byte) (int, error) { return u.r.Read(p) }
+
+// authorize adds the node's credentials to req, and this process's proof
+// of it; ekm is the connection's TLS keying material for a connect, nil
+// otherwise.
+func (a *agent) authorize(req *http.Request, ekm []byte) {
 	req.Header.Set("Authorization", "Bearer "+a.cfg.Credential)
 	req.Header.Set(agentproto.NodeHeader, a.cfg.NodeID)
+	a.key.Sign(req.Header, agentproto.Request{Method: req.Method, URI: req.URL.RequestURI(), NodeID: a.cfg.NodeID, Exporter: ekm}, time.Now())
 }
 
 // errorDetail reads and closes resp's body and returns its message: the ARM
-// error body's message when it is one, else the body's text.
+// error body's code and message when it is one, else the body's text.
 func errorDetail(resp *http.Response) string {
+	code, msg := readError(resp)
+	if code != "" {
+		return code + ": " + msg
+	}
+	return msg
+}
+
+// readError reads and closes resp's body and returns its ARM error code
+// ("" when it is not an ARM error body) and message (the body's text when
+// it is not one).
+func readError(resp *http.Response) (code, message string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 	var arm struct {
@@ -485,12 +617,12 @@ func errorDetail(resp *http.Response) string {
 		} `json:"error"`
 	}
 	if json.Unmarshal(b, &arm) == nil && arm.Error.Message != "" {
-		return arm.Error.Code + ": " + arm.Error.Message
+		return arm.Error.Code, arm.Error.Message
 	}
 	if s := strings.TrimSpace(string(b)); s != "" {
-		return s
+		return "", s
 	}
-	return "no detail"
+	return "", "no detail"
 }
 
 // hello returns the Hello message and the state reported for each job.

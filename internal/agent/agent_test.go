@@ -148,12 +148,12 @@ func TestRunJob(t *testing.T) {
 		{
 			name:       "exit code",
 			spec:       agentproto.JobSpec{Command: "printf out; printf err >&2; exit 3"},
-			wantStdout: "out", wantStderr: "err", wantCode: intp(3), wantReason: reasonExited,
+			wantStdout: "outerr", wantCode: intp(3), wantReason: reasonExited,
 		},
 		{
 			name:       "environment",
-			spec:       agentproto.JobSpec{Command: `printf '%s %s %s %s' "$KUMO_RUN_ID" "$AZUREML_RUN_ID" "$KUMO_NODE_ID" "$FOO"`, Env: map[string]string{"FOO": "bar"}},
-			wantStdout: "r-environment r-environment node-1 bar", wantCode: intp(0), wantReason: reasonExited,
+			spec:       agentproto.JobSpec{Name: "env-job", Command: `printf '%s %s %s %s' "$KUMO_RUN_ID" "$AZUREML_RUN_ID" "$KUMO_NODE_ID" "$FOO"`, Env: map[string]string{"FOO": "bar"}},
+			wantStdout: "r-environment env-job node-1 bar", wantCode: intp(0), wantReason: reasonExited,
 		},
 		{
 			name:       "large output",
@@ -200,7 +200,7 @@ func TestSnapshotAndArtifacts(t *testing.T) {
 	ta := startAgent(t, fs, "")
 	c, _ := fs.welcome(agentproto.Message{})
 
-	c.send(agentproto.Message{Type: agentproto.TypeRun, Job: &agentproto.JobSpec{RunID: "r1", Command: "sh run.sh", SnapshotID: "snap-1"}})
+	c.send(agentproto.Message{Type: agentproto.TypeRun, Job: &agentproto.JobSpec{RunID: "r1", Attempt: 3, Command: "sh run.sh", SnapshotID: "snap-1"}})
 	c.next(agentproto.TypeStarted)
 	stdout, _, exited := c.output("r1", agentproto.Offsets{}, agentproto.TypeExited)
 	if stdout != "ran" || exited.ExitCode == nil || *exited.ExitCode != 0 {
@@ -213,8 +213,8 @@ func TestSnapshotAndArtifacts(t *testing.T) {
 	select {
 	case u := <-fs.uploads:
 		want := map[string]string{"outputs/": "", "outputs/x.txt": "data", "outputs/sub/": "", "outputs/sub/y.txt": "nested", "logs/": ""}
-		if u.runID != "r1" {
-			t.Errorf("upload for %q, want r1", u.runID)
+		if u.runID != "r1" || u.attempt != "3" {
+			t.Errorf("upload for %q attempt %q, want r1 attempt 3", u.runID, u.attempt)
 		}
 		if diff := cmp.Diff(want, u.files); diff != "" {
 			t.Errorf("artifacts (-want +got):\n%s", diff)
@@ -269,8 +269,8 @@ func TestReconnect(t *testing.T) {
 	fs.setRefuseAll(http.StatusServiceUnavailable)
 	c.Close()
 	open(t, gate1)
-	eventually(t, "second in stdout.txt", func() bool {
-		b, _ := os.ReadFile(filepath.Join(ta.jobDir("r1"), "user_logs/stdout.txt"))
+	eventually(t, "second in std_log.txt", func() bool {
+		b, _ := os.ReadFile(filepath.Join(ta.jobDir("r1"), runner.StdLogFile))
 		return string(b) == "firstsecond"
 	})
 	fs.setRefuseAll(0)
@@ -315,7 +315,7 @@ func TestDoneAfterReconnect(t *testing.T) {
 	fs.setRefuseAll(0)
 
 	c, hello := fs.welcome(agentproto.Message{LogOffsets: map[string]agentproto.Offsets{"r1": {Stdout: 3}}})
-	want := []agentproto.JobReport{{RunID: "r1", State: agentproto.JobExited, ExitCode: intp(4), Reason: reasonExited, Message: "exit code 4", Logs: agentproto.Offsets{Stdout: 3}}}
+	want := []agentproto.JobReport{{RunID: "r1", State: agentproto.JobExited, ExitCode: intp(4), Reason: reasonExited, Logs: agentproto.Offsets{Stdout: 3}}}
 	if diff := cmp.Diff(want, hello.Jobs); diff != "" {
 		t.Errorf("hello jobs (-want +got):\n%s", diff)
 	}
@@ -455,6 +455,33 @@ func TestConnectRefused(t *testing.T) {
 			t.Errorf("Run = %v, want an error saying the work directory was removed", err)
 		}
 	})
+	// A restarted agent makes a new key; the control plane binds the node
+	// to the key of its first connect and refuses it. The agent stops (its
+	// node is replaced) rather than retry forever.
+	t.Run("restarted agent's new key", func(t *testing.T) {
+		fs := newFakeServer(t)
+		work := t.TempDir()
+		first := startAgent(t, fs, work)
+		fs.welcome(agentproto.Message{})
+		first.cancel()
+		if err := first.wait(t); err != nil {
+			t.Fatalf("first Run = %v", err)
+		}
+		err := startAgent(t, fs, work).wait(t)
+		if !errors.Is(err, ErrKeyMismatch) {
+			t.Fatalf("restarted Run = %v, want ErrKeyMismatch", err)
+		}
+		if !strings.Contains(err.Error(), "another agent process") {
+			t.Errorf("error %q does not say why", err)
+		}
+	})
+	t.Run("node removed", func(t *testing.T) {
+		fs := newFakeServer(t)
+		fs.refuseAll, fs.refuseCode = http.StatusForbidden, agentproto.NodeRemovedCode
+		if err := startAgent(t, fs, "").wait(t); !errors.Is(err, ErrNodeRemoved) {
+			t.Fatalf("Run = %v, want ErrNodeRemoved", err)
+		}
+	})
 	t.Run("credential refused then accepted", func(t *testing.T) {
 		fs := newFakeServer(t)
 		fs.refuse = []int{http.StatusUnauthorized, http.StatusForbidden}
@@ -498,8 +525,8 @@ func BenchmarkRunTrivial(b *testing.B) {
 }
 
 // TestLogLimit runs a job that prints far past its LogLimit: it completes,
-// the agent sends little more than the limit, and the node's log files stay
-// within the limit and end with the cut line.
+// the agent sends little more than the limit, and the node's log file stays
+// within the limit and ends with the cut line.
 func TestLogLimit(t *testing.T) {
 	fs := newFakeServer(t)
 	ta := startAgent(t, fs, "")
@@ -518,27 +545,13 @@ func TestLogLimit(t *testing.T) {
 	if sent := len(stdout) + len(stderr); sent <= limit || sent > limit+64<<10 {
 		t.Errorf("sent %d bytes of output, want just over the limit %d", sent, limit)
 	}
-
-	// stderr's line comes once stdout has passed the limit: it is dropped.
 	line := jobfiles.CutLine("stdout", limit, limit)
-	for _, tt := range []struct {
-		file     string
-		wantSize int64
-	}{
-		{runner.StdoutFile, limit + 1 + int64(len(line))}, // "\n" before the line
-		{runner.StdLogFile, limit + 1 + int64(len(line))},
-		{runner.StderrFile, 0},
-	} {
-		b, err := os.ReadFile(filepath.Join(ta.jobDir(spec.RunID), tt.file))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if int64(len(b)) != tt.wantSize {
-			t.Errorf("%s holds %d bytes, want %d", tt.file, len(b), tt.wantSize)
-		}
-		if tt.file != runner.StderrFile && !strings.HasSuffix(string(b), "\n"+line) {
-			t.Errorf("%s ends %q, want the cut line %q", tt.file, b[max(0, len(b)-200):], line)
-		}
+	b, err := os.ReadFile(filepath.Join(ta.jobDir(spec.RunID), runner.StdLogFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := limit + 1 + len(line); len(b) != want || !strings.HasPrefix(string(b), "start\n") || !strings.HasSuffix(string(b), "\n"+line) {
+		t.Errorf("node's std_log holds %d bytes ending %q, want %d ending with the cut line %q", len(b), b[max(0, len(b)-200):], want, line)
 	}
 
 	// The control plane, cutting at the same limit (which there counts a
@@ -549,9 +562,6 @@ func TestLogLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	files.SetLogLimit(limit)
-	if err := files.Append(spec.RunID, "stderr", 0, []byte(stderr)); err != nil {
-		t.Fatal(err)
-	}
 	if err := files.Append(spec.RunID, "stdout", 0, []byte(stdout)); !errors.Is(err, jobfiles.ErrLogCut) {
 		t.Fatalf("Append = %v, want ErrLogCut", err)
 	}

@@ -35,14 +35,23 @@ type fakeServer struct {
 	mu        sync.Mutex
 	refuse    []int // statuses to answer the next connects with, in order
 	refuseAll int   // status to answer every connect with while non-zero
-	attempts  int   // connect requests seen
-	snapshots map[string][]byte
+	// refuseCode, when set, is the ARM error code of refusals' bodies
+	// (plain text otherwise).
+	refuseCode string
+	attempts   int // connect requests seen
+	snapshots  map[string][]byte
+	// boundKey is the agent key of the first accepted connect; like the
+	// control plane, the fake then refuses every other key with
+	// agentproto.KeyMismatchCode.
+	boundKey string
 }
 
 // upload is one artifacts upload: run ID and the tar's files.
 type upload struct {
-	runID string
-	files map[string]string
+	runID    string
+	attempt  string // the attempt query parameter
+	files    map[string]string
+	warnings []string // the agentproto.WarningsTrailer
 }
 
 func newFakeServer(t testing.TB) *fakeServer {
@@ -67,9 +76,37 @@ func newFakeServer(t testing.TB) *fakeServer {
 	return fs
 }
 
+// authorized checks the credential and the agent key proof, which must
+// sign the TLS connection for a connect, and binds the first connect's key.
 func (fs *fakeServer) authorized(w http.ResponseWriter, r *http.Request) bool {
 	if r.Header.Get("Authorization") != "Bearer "+testCredential || r.Header.Get(agentproto.NodeHeader) != "node-1" {
 		http.Error(w, "bad credential", http.StatusUnauthorized)
+		return false
+	}
+	req := agentproto.Request{Method: r.Method, URI: r.URL.RequestURI(), NodeID: "node-1"}
+	connect := r.URL.Path == agentproto.ConnectPath
+	if connect {
+		ekm, err := agentproto.Exporter(r.TLS)
+		if err != nil {
+			fs.t.Errorf("exporter: %v", err)
+		}
+		req.Exporter = ekm
+	}
+	key, err := agentproto.Verify(r.Header, req, time.Now())
+	if err != nil {
+		fs.t.Errorf("agent request %s %s: %v", r.Method, r.URL, err)
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+		return false
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.boundKey == "" && connect {
+		fs.boundKey = key
+	}
+	if key != fs.boundKey {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprintf(w, `{"error":{"code":%q,"message":"node-1 is bound to another agent process"}}`, agentproto.KeyMismatchCode)
 		return false
 	}
 	return true
@@ -78,6 +115,7 @@ func (fs *fakeServer) authorized(w http.ResponseWriter, r *http.Request) bool {
 func (fs *fakeServer) connect(w http.ResponseWriter, r *http.Request) {
 	fs.mu.Lock()
 	fs.attempts++
+	code := fs.refuseCode
 	status := fs.refuseAll
 	if status == 0 && len(fs.refuse) > 0 {
 		status, fs.refuse = fs.refuse[0], fs.refuse[1:]
@@ -89,6 +127,11 @@ func (fs *fakeServer) connect(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
 		fmt.Fprint(w, `{"error":{"code":"UnsupportedProtocol","message":"this server speaks kumo-agent/7"}}`)
+		return
+	case status != 0 && code != "":
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		fmt.Fprintf(w, `{"error":{"code":%q,"message":"refused by test"}}`, code)
 		return
 	case status != 0:
 		http.Error(w, "refused by test", status)
@@ -159,7 +202,9 @@ func (fs *fakeServer) artifacts(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(tr)
 		files[h.Name] = string(b)
 	}
-	fs.uploads <- upload{runID: r.PathValue("runId"), files: files}
+	io.Copy(io.Discard, r.Body) // the trailer comes with the body's end
+	fs.uploads <- upload{runID: r.PathValue("runId"), attempt: r.URL.Query().Get(agentproto.AttemptQuery), files: files,
+		warnings: r.Trailer.Values(agentproto.WarningsTrailer)}
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
@@ -11,9 +10,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"kumo/internal/agentproto"
+	"kumo/internal/archive"
 )
 
 // artifactDirs are the job directory's subdirectories uploaded as artifacts.
@@ -31,7 +32,7 @@ func (a *agent) fetchSnapshot(ctx context.Context, id string) (io.ReadCloser, er
 	if err != nil {
 		return nil, fmt.Errorf("download code snapshot: %w", err)
 	}
-	a.authorize(req)
+	a.authorize(req, nil)
 	resp, err := a.client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("download code snapshot: %w", err)
@@ -65,25 +66,36 @@ func (a *agent) uploadArtifacts(j *job) error {
 	}
 }
 
-// putArtifacts makes one upload: a tar of outputs/ and logs/, streamed.
+// putArtifacts makes one upload: a tar of outputs/ and logs/, streamed,
+// written with kumo's one archive writer. What the writer leaves out (a
+// link pointing outside the job's directory) goes in the request's
+// agentproto.WarningsTrailer, for the server to record on the job.
 func (a *agent) putArtifacts(j *job) error {
 	pr, pw := io.Pipe()
+	trailer := http.Header{agentproto.WarningsTrailer: nil}
 	wrote := make(chan error, 1)
 	go func() {
-		err := writeArtifacts(pw, j.dir)
+		warnings, err := archive.Write(pw, j.dir, artifactDirs...)
+		if len(warnings) > 0 {
+			a.log.Warn("agent: artifacts left out", "runId", j.id, "warnings", warnings)
+		}
+		// Set before the body ends, as net/http asks.
+		trailer[agentproto.WarningsTrailer] = warnings
 		pw.CloseWithError(err)
 		wrote <- err
 	}()
 	// Uploads go on while the agent stops after Shutdown, and end with
 	// Run's context.
-	req, err := http.NewRequestWithContext(a.runCtx, http.MethodPut, a.base+agentproto.ArtifactsPath+j.id+"/artifacts", pr)
+	target := a.base + agentproto.ArtifactsPath + j.id + "/artifacts?" + agentproto.AttemptQuery + "=" + strconv.Itoa(j.spec.Attempt)
+	req, err := http.NewRequestWithContext(a.runCtx, http.MethodPut, target, pr)
 	if err != nil {
 		pr.Close()
 		<-wrote
 		return &permanentError{fmt.Errorf("upload artifacts: %w", err)}
 	}
 	req.Header.Set("Content-Type", "application/x-tar")
-	a.authorize(req)
+	req.Trailer = trailer
+	a.authorize(req, nil)
 	resp, err := a.client.Do(req)
 	pr.CloseWithError(errors.New("upload ended"))
 	werr := <-wrote
@@ -101,75 +113,6 @@ func (a *agent) putArtifacts(j *job) error {
 	if resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests {
 		return &permanentError{err}
 	}
-	return err
-}
-
-// writeArtifacts writes a tar of dir's artifact directories to w, with
-// names relative to dir (outputs/x.txt). It includes directories, regular
-// files and symbolic links, and skips anything else.
-func writeArtifacts(w io.Writer, dir string) error {
-	tw := tar.NewWriter(w)
-	for _, sub := range artifactDirs {
-		err := filepath.WalkDir(filepath.Join(dir, sub), func(name string, d fs.DirEntry, err error) error {
-			if errors.Is(err, fs.ErrNotExist) && name == filepath.Join(dir, sub) {
-				return fs.SkipDir
-			}
-			if err != nil {
-				return err
-			}
-			rel, err := filepath.Rel(dir, name)
-			if err != nil {
-				return err
-			}
-			return addTarEntry(tw, name, filepath.ToSlash(rel), d)
-		})
-		if err != nil {
-			return fmt.Errorf("tar artifacts: %w", err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return fmt.Errorf("tar artifacts: %w", err)
-	}
-	return nil
-}
-
-func addTarEntry(tw *tar.Writer, name, rel string, d fs.DirEntry) error {
-	info, err := d.Info()
-	if err != nil {
-		return err
-	}
-	link := ""
-	switch {
-	case info.Mode().IsRegular(), info.IsDir():
-	case info.Mode()&fs.ModeSymlink != 0:
-		if link, err = os.Readlink(name); err != nil {
-			return err
-		}
-	default:
-		return nil
-	}
-	h, err := tar.FileInfoHeader(info, link)
-	if err != nil {
-		return err
-	}
-	h.Name = rel
-	if info.IsDir() {
-		h.Name += "/"
-	}
-	h.Uname, h.Gname = "", ""
-	if err := tw.WriteHeader(h); err != nil {
-		return err
-	}
-	if !info.Mode().IsRegular() {
-		return nil
-	}
-	f, err := os.Open(name)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	// A file still growing is cut at its size in the header.
-	_, err = io.Copy(tw, io.LimitReader(f, h.Size))
 	return err
 }
 

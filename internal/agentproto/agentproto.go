@@ -6,6 +6,7 @@
 //	GET /agent/v1/connect
 //	Authorization: Bearer <node credential>
 //	X-Kumo-Node: <node ID>
+//	X-Kumo-Agent-Key, X-Kumo-Agent-Time, X-Kumo-Agent-Signature: <proof>
 //	Connection: Upgrade
 //	Upgrade: kumo-agent/<Version>
 //
@@ -16,13 +17,28 @@
 // ARM error body naming the versions the server speaks.
 //
 // Besides the connection, the agent uses two plain HTTPS routes with the
-// same two headers: GET /agent/v1/snapshots/{id} downloads a job's code
-// snapshot (a tar stream), and PUT /agent/v1/jobs/{runId}/artifacts uploads
-// the job's outputs/ and logs/ as a tar stream before the agent sends Done.
+// same headers: GET /agent/v1/snapshots/{id} downloads a job's code
+// snapshot (a tar stream), and PUT /agent/v1/jobs/{runId}/artifacts?attempt=N
+// uploads the job's outputs/ and logs/ as a tar stream before the agent
+// sends Done; N is the attempt the Run message named.
+//
+// Every request also proves that it comes from the agent process the
+// node's record is bound to (see [Key]): the process makes an ed25519 key
+// pair in memory when it starts and signs each request's method, path,
+// node ID and time, and, for the connect request over TLS, the
+// connection's TLS exporter keying material ([Exporter]), sending the
+// result in KeyHeader, TimeHeader and SignatureHeader. The control plane
+// binds the node to the key of its first accepted connect and refuses
+// every later request signed by another key with 401 and error code
+// KeyMismatchCode, so a node credential read by someone else is useless,
+// and so is a restarted agent: its node is replaced.
 //
 // Version history:
 //
 //	1: first version.
+//	2: requests carry an agent key proof (KeyHeader, TimeHeader,
+//	   SignatureHeader); Run's JobSpec carries the job's Attempt, and the
+//	   artifacts upload names it in its attempt query parameter.
 package agentproto
 
 import (
@@ -35,7 +51,7 @@ import (
 )
 
 // Version is the protocol version this build speaks.
-const Version = 1
+const Version = 2
 
 // Upgrade is the value of the Upgrade header for Version.
 var Upgrade = fmt.Sprintf("kumo-agent/%d", Version)
@@ -46,7 +62,24 @@ const (
 	SnapshotPath  = "/agent/v1/snapshots/" // + snapshot ID
 	ArtifactsPath = "/agent/v1/jobs/"      // + run ID + "/artifacts"
 	NodeHeader    = "X-Kumo-Node"
+	AttemptQuery  = "attempt" // the artifacts upload's query parameter naming JobSpec.Attempt
+	// WarningsTrailer is the HTTP trailer of an artifacts upload that
+	// carries, one per value, what the agent left out of the tar (a link
+	// pointing outside the job's directory); the server records them on
+	// the job. Values are ASCII.
+	WarningsTrailer = "Kumo-Artifact-Warnings"
 )
+
+// KeyMismatchCode is the error code of the 401 answer to a request signed
+// by a key other than the one its node is bound to. An agent that gets it
+// stops: the node belongs to another process (or to an earlier run of this
+// one), and the control plane replaces it.
+const KeyMismatchCode = "AgentKeyMismatch"
+
+// NodeRemovedCode is the error code of the 403 answer to a request for a
+// node that is unusable or leaving. An agent that gets it on connect stops:
+// the node will not be used again.
+const NodeRemovedCode = "NodeRemoved"
 
 // Type names a message.
 type Type string
@@ -136,6 +169,7 @@ type JobReport struct {
 // JobSpec is what a node needs to run a job.
 type JobSpec struct {
 	RunID      string            `json:"runId"`
+	Attempt    int               `json:"attempt,omitempty"` // the job's attempt (1 for its first run); sent back with its artifacts
 	Name       string            `json:"name"`
 	Command    string            `json:"command"`
 	Env        map[string]string `json:"env,omitempty"`

@@ -30,7 +30,7 @@ func TestRoundTrip(t *testing.T) {
 		{Type: TypeDone, RunID: "r1", ExitCode: intp(137), Reason: "timeout", Message: "killed", Time: at},
 		{Type: TypeWelcome, Protocol: Version, HeartbeatInterval: 5 * time.Second,
 			LogOffsets: map[string]Offsets{"r1": {Stdout: 5, Stderr: 6}}},
-		{Type: TypeRun, Job: &JobSpec{RunID: "r1", Name: "job", Command: "echo hi", Env: map[string]string{"A": "1"},
+		{Type: TypeRun, Job: &JobSpec{RunID: "r1", Attempt: 2, Name: "job", Command: "echo hi", Env: map[string]string{"A": "1"},
 			SnapshotID: "snap", Timeout: time.Minute, Grace: time.Second}},
 		{Type: TypeCancel, RunID: "r1"},
 		{Type: TypeAck, RunID: "r1"},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -25,6 +26,7 @@ func NewCmdJob(f *Factory) *cobra.Command {
 		NewCmdJobList(f, nil),
 		NewCmdJobShow(f, nil),
 		NewCmdJobLogs(f, nil),
+		NewCmdJobStream(f, nil),
 		NewCmdJobCancel(f, nil),
 		NewCmdJobDownload(f, nil),
 	)
@@ -82,8 +84,7 @@ type submitOptions struct {
 
 // submitAndReport submits spec and prints what create and submit print:
 // the job's name alone on stdout (its JSON with -o json); with Stream,
-// the name on stderr, the job's output on stdout until it ends, and an
-// error unless it Completed. The server's warnings go to stderr.
+// what streamJob prints. The server's warnings go to stderr.
 func submitAndReport(opts *submitOptions, spec client.CommandJob) error {
 	ws, err := opts.Workspace()
 	if err != nil {
@@ -92,6 +93,9 @@ func submitAndReport(opts *submitOptions, spec client.CommandJob) error {
 	job, err := ws.SubmitJob(opts.Ctx, opts.Name, spec)
 	if err != nil {
 		return err
+	}
+	if snap := job.Snapshot(); snap != nil {
+		fmt.Fprintf(opts.IO.ErrOut, "Uploaded code snapshot: %d files, %d KiB\n", snap.FileCount, (snap.SizeBytes+1023)/1024)
 	}
 	if p := job.Resource().Properties; p != nil {
 		for _, w := range p.Warnings {
@@ -105,19 +109,93 @@ func submitAndReport(opts *submitOptions, spec client.CommandJob) error {
 		fmt.Fprintln(opts.IO.Out, job.Name())
 		return nil
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "RunId: %s\nStreaming user_logs/std_log.txt\n%s\n", job.Name(), "===============================")
+	return streamJob(&opts.commonOptions, job)
+}
+
+// streamNote is the help text on what --stream and job stream print.
+const streamNote = `While it streams, the job's name ("RunId: NAME"), its place in the queue
+and why it waits, and at the end its status go to stderr; stdout gets the
+job's output alone (user_logs/std_log.txt: its stdout and stderr in the
+order written). The exit status is 0 only when the job Completed.`
+
+// queuePoll is how often streamJob asks about a job waiting in the queue;
+// a variable so that tests can shorten it.
+var queuePoll = time.Second
+
+// streamJob follows job as "az ml job stream" does: the job's name, and
+// while it is queued its position and pending reason whenever they change,
+// on stderr; its output on stdout until it ends; then a summary on stderr.
+// It returns nil only when the job Completed.
+func streamJob(opts *commonOptions, job *client.Job) error {
+	errOut := opts.IO.ErrOut
+	fmt.Fprintf(errOut, "RunId: %s\n", job.Name())
+	if p := job.Resource().Properties; p != nil && p.Status == api.JobQueued && p.PendingReason == nil {
+		// A submit's answer leaves out where the job stands; ask.
+		if err := job.Refresh(opts.Ctx); err != nil {
+			return err
+		}
+	}
+	last := ""
+	for {
+		p := job.Resource().Properties
+		if p == nil || (p.Status != api.JobQueued && p.Status != api.JobNotStarted) {
+			break
+		}
+		if line := queueLine(p); line != last {
+			fmt.Fprintln(errOut, line)
+			last = line
+		}
+		select {
+		case <-opts.Ctx.Done():
+			return stoppedStreaming(job, opts.Ctx.Err())
+		case <-time.After(queuePoll):
+		}
+		if err := job.Refresh(opts.Ctx); err != nil {
+			if opts.Ctx.Err() != nil {
+				return stoppedStreaming(job, err)
+			}
+			return err
+		}
+	}
+	fmt.Fprintf(errOut, "Streaming user_logs/std_log.txt\n%s\n\n", "===============================")
 	if err := job.StreamLogs(opts.Ctx, opts.IO.Out, true); err != nil {
 		if opts.Ctx.Err() != nil {
-			return fmt.Errorf("stopped streaming; job %s goes on (kumo job cancel %s stops it): %w", job.Name(), job.Name(), err)
+			return stoppedStreaming(job, err)
 		}
 		return err
 	}
-	err = job.Wait(opts.Ctx)
-	fmt.Fprintf(opts.IO.ErrOut, "\nExecution Summary\n=================\nRunId: %s\nStatus: %s\n", job.Name(), job.Status())
+	err := job.Wait(opts.Ctx)
+	if err != nil && opts.Ctx.Err() != nil {
+		return stoppedStreaming(job, err)
+	}
+	fmt.Fprintf(errOut, "\nExecution Summary\n=================\nRunId: %s\nStatus: %s\n", job.Name(), job.Status())
 	return err
 }
 
-// printJobs writes jobs as a table or, with -o json, as a JSON array.
+// stoppedStreaming is streamJob's error when the user stops it (Ctrl-C).
+func stoppedStreaming(job *client.Job, err error) error {
+	return fmt.Errorf("stopped streaming; job %s goes on (kumo job cancel %s stops it): %w", job.Name(), job.Name(), err)
+}
+
+// queueLine says where a waiting job stands: "Queued: position 2 on
+// cpu-cluster: MaxNodesReached: all 2 nodes ... are busy".
+func queueLine(p *api.JobProperties) string {
+	var b strings.Builder
+	b.WriteString(string(p.Status))
+	if p.QueuePosition > 0 {
+		fmt.Fprintf(&b, ": position %d", p.QueuePosition)
+		if p.ComputeID != "" {
+			fmt.Fprintf(&b, " on %s", p.ComputeID)
+		}
+	}
+	if r := p.PendingReason; r != nil {
+		fmt.Fprintf(&b, ": %s", strings.TrimSuffix(r.Code+": "+r.Message, ": "))
+	}
+	return b.String()
+}
+
+// printJobs writes jobs, in the order given, as a table or, with -o json,
+// as a JSON array.
 func printJobs(w io.Writer, output string, jobs []api.JobResource, now time.Time) error {
 	if output == OutputJSON {
 		if jobs == nil {
@@ -125,13 +203,13 @@ func printJobs(w io.Writer, output string, jobs []api.JobResource, now time.Time
 		}
 		return printJSON(w, jobs)
 	}
-	t := newTable(w, "NAME", "STATUS", "COMPUTE", "NODE", "CREATED", "DURATION")
+	t := newTable(w, "NAME", "DISPLAY NAME", "STATUS", "COMPUTE", "NODE", "CREATED", "DURATION")
 	for _, j := range jobs {
 		p := j.Properties
 		if p == nil {
 			p = &api.JobProperties{}
 		}
-		t.row(j.Name, orDash(string(p.Status)), orDash(p.ComputeID), orDash(p.NodeID), formatTime(p.CreatedOn), jobDuration(p, now))
+		t.row(j.Name, orDash(p.DisplayName), orDash(string(p.Status)), orDash(p.ComputeID), orDash(p.NodeID), formatTime(p.CreatedOn), jobDuration(p, now))
 	}
 	return t.flush()
 }

@@ -56,6 +56,9 @@ func printJobDetail(w io.Writer, j api.JobResource, now time.Time) error {
 	line("Display name", p.DisplayName)
 	line("Experiment", p.ExperimentName)
 	line("Status", string(p.Status))
+	if p.Status == api.JobQueued && p.QueuePosition > 0 {
+		line("Position", fmt.Sprintf("%d in the queue of %s", p.QueuePosition, p.ComputeID))
+	}
 	if r := p.PendingReason; r != nil && p.Status == api.JobQueued {
 		line("Pending", strings.TrimSuffix(r.Code+": "+r.Message, ": "))
 	}

@@ -33,7 +33,9 @@ func NewCmdJobSubmit(f *Factory, runF func(*JobSubmitOptions) error) *cobra.Comm
 		Short: "Submit a command job given by flags",
 		Long: `Submit a command job given by flags, without a YAML file, and print its name:
 
-  kumo job submit --compute cpu-cluster --code ./src --command "python train.py" --env SEED=1`,
+  kumo job submit --compute cpu-cluster --code ./src --command "python train.py" --env SEED=1
+
+--stream follows the job until it ends. ` + streamNote,
 		Args: cobra.NoArgs,
 		RunE: runE(f, opts, runF, jobSubmitRun),
 	}
@@ -47,7 +49,7 @@ func NewCmdJobSubmit(f *Factory, runF func(*JobSubmitOptions) error) *cobra.Comm
 	fl.StringVar(&opts.DisplayName, "display-name", "", "display name")
 	fl.StringVar(&opts.ExperimentName, "experiment-name", "", "experiment name")
 	fl.StringVarP(&opts.Name, "name", "n", "", "job name (default: a generated one)")
-	fl.BoolVar(&opts.Stream, "stream", false, "wait for the job, streaming its output; fail unless it completes")
+	fl.BoolVar(&opts.Stream, "stream", false, "follow the job until it ends: queue position and name on stderr, output on stdout; fail unless it completes")
 	_ = cmd.MarkFlagRequired("compute")
 	_ = cmd.MarkFlagRequired("command")
 	return cmd

@@ -23,6 +23,7 @@ func TestParseJobYAML(t *testing.T) {
 	tests := []struct {
 		name         string
 		yaml         string
+		sets         []string // --set overrides
 		want         *jobFile // nil when an error is expected
 		wantErr      string
 		wantWarnings []string
@@ -74,9 +75,9 @@ name: cifar-1
 		},
 		{
 			name:         "unknown keys warn",
-			yaml:         "command: 'true'\ncompute: c\noutputs: {model: {type: uri_folder}}\nservices: {}\nresources: {instance_count: 1, shm_size: 2g}\n",
+			yaml:         "command: 'true'\ncompute: c\nservices: {}\nresources: {instance_count: 1, shm_size: 2g}\n",
 			want:         &jobFile{Spec: client.CommandJob{Command: "true", Compute: "c", InstanceCount: 1}},
-			wantWarnings: []string{path + ": ignoring keys kumo does not support: outputs, resources.shm_size, services"},
+			wantWarnings: []string{path + ": ignoring keys kumo does not support: resources.shm_size, services"},
 		},
 		{
 			name:         "inline environment warns",
@@ -94,6 +95,42 @@ name: cifar-1
 			yaml:    "command: x\ncompute: c\ninputs:\n  data:\n    type: uri_folder\n    path: ./data\n",
 			wantErr: "input data: only literal inputs are supported",
 		},
+		{
+			name: "uri_folder outputs",
+			yaml: "command: python train.py --out ${{outputs.model}}\ncompute: c\noutputs:\n  model: {type: uri_folder, mode: rw_mount}\n  logs:\n  up: {mode: upload}\n",
+			want: &jobFile{Spec: client.CommandJob{Command: "python train.py --out ${{outputs.model}}", Compute: "c", Outputs: map[string]api.JobOutput{
+				"model": {JobOutputType: "uri_folder", Mode: "rw_mount"}, "logs": {JobOutputType: "uri_folder"}, "up": {JobOutputType: "uri_folder", Mode: "upload"}}}},
+		},
+		{
+			name:         "registered output warns",
+			yaml:         "command: x\ncompute: c\noutputs: {model: {type: uri_folder, name: my-model, version: 1}}\n",
+			want:         &jobFile{Spec: client.CommandJob{Command: "x", Compute: "c", Outputs: map[string]api.JobOutput{"model": {JobOutputType: "uri_folder"}}}},
+			wantWarnings: []string{path + ": output model: name and version are ignored: kumo does not register outputs as data assets"},
+		},
+		{name: "mlflow output", yaml: "command: x\ncompute: c\noutputs: {m: {type: mlflow_model}}\n", wantErr: `output m: type "mlflow_model" is not supported: kumo supports uri_folder outputs`},
+		{name: "uri_file output", yaml: "command: x\ncompute: c\noutputs: {m: {type: uri_file}}\n", wantErr: `output m: type "uri_file" is not supported`},
+		{name: "download mode", yaml: "command: x\ncompute: c\noutputs: {m: {mode: direct}}\n", wantErr: `output m: mode "direct" is not supported: use rw_mount or upload`},
+		{name: "output path", yaml: "command: x\ncompute: c\noutputs: {m: {path: azureml://datastores/x/paths/y}}\n", wantErr: `output m: path "azureml://datastores/x/paths/y" is not supported`},
+		{name: "scalar output", yaml: "command: x\ncompute: c\noutputs: {m: uri_folder}\n", wantErr: "output m: want a mapping"},
+		{
+			name: "--set overrides and adds fields",
+			yaml: "command: echo $FOO\ncompute: azureml:cpu-cluster\ndisplay_name: old\nenvironment_variables: {KEEP: 1}\n",
+			sets: []string{"compute=azureml:gpu", "display_name=new name", "environment_variables.FOO=bar=baz", "tags.team=vision",
+				"limits.timeout=60", "name=run-2", "inputs={lr: 0.1}"},
+			want: &jobFile{Name: "run-2", Spec: client.CommandJob{Command: "echo $FOO", Compute: "gpu", DisplayName: "new name",
+				Env: map[string]string{"KEEP": "1", "FOO": "bar=baz"}, Tags: map[string]string{"team": "vision"}, Timeout: time.Minute,
+				Inputs: map[string]string{"lr": "0.1"}}},
+		},
+		{
+			name: "--set on an empty file",
+			yaml: "",
+			sets: []string{"command=true", "compute=local"},
+			want: &jobFile{Spec: client.CommandJob{Command: "true", Compute: "local"}},
+		},
+		{name: "--set without =", yaml: "command: x\ncompute: c\n", sets: []string{"compute"}, wantErr: `--set "compute" is not PATH=VALUE`},
+		{name: "--set empty key", yaml: "command: x\ncompute: c\n", sets: []string{"tags..a=1"}, wantErr: "the path has an empty key"},
+		{name: "--set through a scalar", yaml: "command: x\ncompute: c\n", sets: []string{"compute.name=y"}, wantErr: `--set "compute.name=y": compute is not a mapping`},
+		{name: "--set a bad type", yaml: "command: x\ncompute: c\n", sets: []string{"resources.instance_count=two"}, wantErr: "cannot unmarshal"},
 		{name: "no command", yaml: "compute: c\n", wantErr: "command is required"},
 		{name: "no compute", yaml: "command: x\n", wantErr: "compute is required"},
 		{name: "sweep job", yaml: "type: sweep\ncommand: x\ncompute: c\n", wantErr: `type "sweep": kumo runs only command jobs`},
@@ -102,7 +139,7 @@ name: cifar-1
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseJobYAML(path, []byte(tt.yaml))
+			got, err := parseJobYAML(path, []byte(tt.yaml), tt.sets...)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("parseJobYAML error = %v, want one containing %q", err, tt.wantErr)
@@ -179,8 +216,8 @@ func TestJobCreateStream(t *testing.T) {
 		wantErr  string
 	}{
 		{"completed", api.JobProperties{Status: api.JobCompleted, ExitCode: ptr(0)}, 0, ""},
-		{"failed", api.JobProperties{Status: api.JobFailed, ExitCode: ptr(3), Error: &api.ErrorDetail{Code: "UserError", Message: "command exited with status 3"}},
-			1, "Error: job cifar-1 Failed: UserError: command exited with status 3 (exit code 3)\n"},
+		{"failed", api.JobProperties{Status: api.JobFailed, ExitCode: ptr(3), Error: &api.ErrorDetail{Code: "UserError", Message: "the command exited with code 3"}},
+			1, "Error: job cifar-1 Failed: UserError: the command exited with code 3\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -206,7 +243,7 @@ func TestJobCreateStream(t *testing.T) {
 					}
 					snapshot = append(snapshot, hdr.Name)
 				}
-				writeJSON(w, http.StatusCreated, api.Snapshot{ID: "snap-1", SizeBytes: 1024})
+				writeJSON(w, http.StatusCreated, api.Snapshot{ID: "snap-1", SizeBytes: 1024, FileCount: 1})
 			})
 			got := e.jobServer(t)
 			e.mux.HandleFunc("GET "+testWS+"/jobs/cifar-1/logs", func(w http.ResponseWriter, r *http.Request) {
@@ -230,6 +267,9 @@ func TestJobCreateStream(t *testing.T) {
 			if !strings.Contains(stderr, "RunId: cifar-1\n") || !strings.Contains(stderr, "ignoring keys kumo does not support: services") {
 				t.Errorf("stderr = %q, want the name and a warning about services", stderr)
 			}
+			if !strings.Contains(stderr, "Uploaded code snapshot: 1 files, 1 KiB\n") {
+				t.Errorf("stderr = %q, want the snapshot's file count and size", stderr)
+			}
 			if tt.wantErr != "" && !strings.HasSuffix(stderr, tt.wantErr) {
 				t.Errorf("stderr = %q, want it to end with %q", stderr, tt.wantErr)
 			}
@@ -243,23 +283,66 @@ func TestJobCreateStream(t *testing.T) {
 	}
 }
 
-func TestJobListTable(t *testing.T) {
-	e := newTestEnv(t)
-	e.mux.HandleFunc("GET "+testWS+"/jobs", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, api.JobList{Value: []api.JobResource{
-			{Name: "quiet_apple_3kx9q2", Properties: &api.JobProperties{Status: api.JobCompleted, ComputeID: "cpu-cluster", NodeID: "node-1",
-				StartTime: "2025-01-01T10:00:00Z", EndTime: "2025-01-01T10:01:05Z"}},
-			{Name: "bold_kiwi_000001", Properties: &api.JobProperties{Status: api.JobQueued, ComputeID: "gpu"}},
-		}})
-	})
-	if code := e.run("job", "list"); code != 0 {
-		t.Fatalf("exit %d, stderr %q", code, e.errOut.String())
+func TestJobList(t *testing.T) {
+	jobs := []api.JobResource{
+		{Name: "quiet_apple_3kx9q2", Properties: &api.JobProperties{Status: api.JobCompleted, ComputeID: "cpu-cluster", NodeID: "node-1",
+			DisplayName: "train-resnet", StartTime: "2025-01-01T10:00:00Z", EndTime: "2025-01-01T10:01:05Z"}},
+		{Name: "bold_kiwi_000001", Properties: &api.JobProperties{Status: api.JobQueued, ComputeID: "gpu", DisplayName: "bold_kiwi_000001"}},
 	}
-	want := "NAME                STATUS     COMPUTE      NODE    CREATED  DURATION\n" +
-		"quiet_apple_3kx9q2  Completed  cpu-cluster  node-1  -        1m5s\n" +
-		"bold_kiwi_000001    Queued     gpu          -       -        -\n"
-	if got := e.out.String(); got != want {
-		t.Errorf("stdout:\n%s\nwant:\n%s", got, want)
+	tests := []struct {
+		name      string
+		args      []string
+		wantQuery string
+		wantOut   string
+		wantErr   string
+	}{
+		{
+			name: "all, in the server's order",
+			args: []string{"job", "list"},
+			wantOut: "NAME                DISPLAY NAME      STATUS     COMPUTE      NODE    CREATED  DURATION\n" +
+				"quiet_apple_3kx9q2  train-resnet      Completed  cpu-cluster  node-1  -        1m5s\n" +
+				"bold_kiwi_000001    bold_kiwi_000001  Queued     gpu          -       -        -\n",
+		},
+		{
+			name:      "filters become query parameters",
+			args:      []string{"job", "list", "--compute", "azureml:cpu-cluster", "--status", "Queued,Running", "--max-results", "1"},
+			wantQuery: "%24top=1&compute=azureml%3Acpu-cluster&status=Queued%2CRunning",
+			wantOut: "NAME                DISPLAY NAME  STATUS     COMPUTE      NODE    CREATED  DURATION\n" +
+				"quiet_apple_3kx9q2  train-resnet  Completed  cpu-cluster  node-1  -        1m5s\n",
+		},
+		{
+			name:    "negative max",
+			args:    []string{"job", "list", "-r", "-1"},
+			wantErr: "--max-results -1 is negative",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			var query string
+			e.mux.HandleFunc("GET "+testWS+"/jobs", func(w http.ResponseWriter, r *http.Request) {
+				q := r.URL.Query()
+				q.Del("api-version")
+				query = q.Encode()
+				writeJSON(w, http.StatusOK, api.JobList{Value: jobs})
+			})
+			code := e.run(tt.args...)
+			if tt.wantErr != "" {
+				if code == 0 || !strings.Contains(e.errOut.String(), tt.wantErr) {
+					t.Fatalf("exit %d, stderr %q; want non-zero and %q", code, e.errOut.String(), tt.wantErr)
+				}
+				return
+			}
+			if code != 0 {
+				t.Fatalf("exit %d, stderr %q", code, e.errOut.String())
+			}
+			if query != tt.wantQuery {
+				t.Errorf("query = %q, want %q", query, tt.wantQuery)
+			}
+			if got := e.out.String(); got != tt.wantOut {
+				t.Errorf("stdout:\n%s\nwant:\n%s", got, tt.wantOut)
+			}
+		})
 	}
 }
 
@@ -383,5 +466,45 @@ func TestComputeEvents(t *testing.T) {
 	want := "TIME        KIND     MESSAGE\nnot a time  ScaleUp  0 -> 2 nodes for 2 queued jobs\n"
 	if got := e.out.String(); got != want {
 		t.Errorf("stdout:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestJobStreamShowsQueue(t *testing.T) {
+	defer func(d time.Duration) { queuePoll = d }(queuePoll)
+	queuePoll = time.Millisecond
+	e := newTestEnv(t)
+	maxNodes := &api.PendingReason{Code: api.PendingMaxNodesReached, Message: "all 1 nodes are busy"}
+	states := []api.JobProperties{
+		{Status: api.JobQueued, ComputeID: "one", QueuePosition: 2, PendingReason: maxNodes},
+		{Status: api.JobQueued, ComputeID: "one", QueuePosition: 2, PendingReason: maxNodes},
+		{Status: api.JobQueued, ComputeID: "one", QueuePosition: 1, PendingReason: maxNodes},
+		{Status: api.JobRunning, ComputeID: "one"},
+		{Status: api.JobFailed, ComputeID: "one", ExitCode: ptr(3), Error: &api.ErrorDetail{Code: "UserError", Message: "the command exited with code 3"}},
+	}
+	var gets int
+	e.mux.HandleFunc("GET "+testWS+"/jobs/j1", func(w http.ResponseWriter, r *http.Request) {
+		p := states[min(gets, len(states)-1)]
+		gets++
+		writeJSON(w, http.StatusOK, api.JobResource{Name: "j1", Properties: &p})
+	})
+	e.mux.HandleFunc("GET "+testWS+"/jobs/j1/logs", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("offset") == "0" {
+			io.WriteString(w, "A\nB\n")
+		}
+	})
+	if code := e.run("job", "stream", "j1"); code != 1 {
+		t.Errorf("exit %d, want 1 for a failed job", code)
+	}
+	if got := e.out.String(); got != "A\nB\n" {
+		t.Errorf("stdout = %q, want the job's output alone", got)
+	}
+	want := "RunId: j1\n" +
+		"Queued: position 2 on one: MaxNodesReached: all 1 nodes are busy\n" +
+		"Queued: position 1 on one: MaxNodesReached: all 1 nodes are busy\n" +
+		"Streaming user_logs/std_log.txt\n===============================\n\n" +
+		"\nExecution Summary\n=================\nRunId: j1\nStatus: Failed\n" +
+		"Error: job j1 Failed: UserError: the command exited with code 3\n"
+	if diff := cmp.Diff(want, e.errOut.String()); diff != "" {
+		t.Errorf("stderr (-want +got):\n%s", diff)
 	}
 }

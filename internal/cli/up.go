@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"kumo/internal/archive"
 	"kumo/internal/daemon"
 	"kumo/internal/jobuser"
 )
@@ -28,6 +29,9 @@ type upOptions struct {
 	cpuProfile   string
 	jobUIDs      string
 	localCompute string
+	// Limits of uploads, in MiB and entries.
+	snapshotMiB, artifactMiB int64
+	snapshotFiles            int
 }
 
 func newCmdUp() *cobra.Command {
@@ -60,6 +64,8 @@ kumo CLI and the Go SDK find the server.`,
 				return fmt.Errorf("--job-uid-range: %w", err)
 			}
 			o.JobUIDs = r
+			o.SnapshotLimits = archive.Limits{MaxBytes: o.snapshotMiB << 20, MaxEntries: o.snapshotFiles}
+			o.ArtifactLimits = archive.Limits{MaxBytes: o.artifactMiB << 20}
 			if o.cpuProfile != "" {
 				f, err := os.Create(o.cpuProfile)
 				if err != nil {
@@ -96,5 +102,8 @@ kumo CLI and the Go SDK find the server.`,
 	f.Float64Var(&o.Limits.RateLimit, "rate-limit", 0, "requests per second each API token may make on average (0: 1000; negative: no limit)")
 	f.IntVar(&o.Limits.RateBurst, "rate-burst", 0, "requests an API token may make at once (0: 2000)")
 	f.IntVar(&o.Limits.MaxUnauthConnsPerAddr, "max-unauth-conns-per-addr", 0, "connections one client IP may hold before authenticating; past it the oldest is closed (0: 128)")
+	f.Int64Var(&o.snapshotMiB, "snapshot-limit-mib", archive.DefaultLimits.MaxBytes>>20, "largest code snapshot accepted, in MiB of file content")
+	f.IntVar(&o.snapshotFiles, "snapshot-limit-files", archive.DefaultLimits.MaxEntries, "most files and directories a code snapshot may hold")
+	f.Int64Var(&o.artifactMiB, "artifact-limit-mib", archive.ArtifactLimits.MaxBytes>>20, "largest artifacts (outputs/ and logs/) of one job accepted, in MiB")
 	return cmd
 }

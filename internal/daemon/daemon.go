@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"kumo/client"
+	"kumo/internal/archive"
 	"kumo/internal/controller/provision"
 	"kumo/internal/controller/snapshotgc"
 	"kumo/internal/jobfiles"
@@ -101,6 +102,12 @@ type Options struct {
 	// SnapshotGrace is how long an uploaded code snapshot that no
 	// unfinished job uses is kept; zero means DefaultSnapshotGrace.
 	SnapshotGrace time.Duration
+	// SnapshotLimits bound an uploaded code snapshot; zero fields mean
+	// archive.DefaultLimits'. A snapshot over them is refused with 413.
+	SnapshotLimits archive.Limits
+	// ArtifactLimits bound the artifacts of one job; zero fields mean
+	// archive.ArtifactLimits'.
+	ArtifactLimits archive.Limits
 	// Out receives the messages meant for the person who started kumo.
 	Out io.Writer
 	// Log receives operational logs; nil means slog.Default().

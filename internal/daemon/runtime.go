@@ -33,6 +33,7 @@ func newRuntime(o Options, st store.Store, regions map[string]model.Region, base
 	if err != nil {
 		return nil, err
 	}
+	files.SetLimits(o.SnapshotLimits, o.ArtifactLimits)
 	switch {
 	case o.MaxJobLogBytes > 0:
 		files.SetLogLimit(o.MaxJobLogBytes)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -62,15 +63,18 @@ func TestJobLogLimit(t *testing.T) {
 			waitFor(t, 30*time.Second, "the log files where the job runs to hold the limit and a cut line", func() (bool, string) {
 				var sizes []int64
 				ok := true
-				for _, name := range []string{"stdout.txt", "stderr.txt", "std_log.txt"} {
+				for _, name := range []string{"std_log.txt", "stdout.txt", "stderr.txt"} {
 					fi, err := os.Stat(filepath.Join(found[0], name))
+					if errors.Is(err, fs.ErrNotExist) && name != "std_log.txt" {
+						continue // the runner writes one file for its one pipe
+					}
 					if err != nil {
 						t.Fatalf("log file where the job runs: %v", err)
 					}
 					sizes = append(sizes, fi.Size())
 					ok = ok && fi.Size() <= limit+512
 				}
-				return ok, fmt.Sprintf("stdout, stderr, std_log sizes %v", sizes)
+				return ok, fmt.Sprintf("log file sizes %v", sizes)
 			})
 			if err := os.WriteFile(gate, nil, 0o644); err != nil {
 				t.Fatal(err)

@@ -1,9 +1,11 @@
 // Package hub is the control plane's side of the node agent protocol
 // (package agentproto). It authenticates agents by their per-node
-// credential, holds one upgraded connection per node, records what agents
-// report (registration, job starts, output, exits) in the store and the job
-// files, and sends agents their work. It also serves the agents' snapshot
-// download and artifact upload routes.
+// credential and by a proof that the request comes from the agent process
+// the node is bound to (agentproto.Key: the node is bound to the key of
+// its first accepted connect), holds one upgraded connection per node,
+// records what agents report (registration, job starts, output, exits) in
+// the store and the job files, and sends agents their work. It also serves
+// the agents' snapshot download and artifact upload routes.
 //
 // Connections are served on the goroutines of the HTTP server that hands
 // them over; Close ends them all.
@@ -17,11 +19,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"kumo/internal/agentproto"
+	"kumo/internal/archive"
 	"kumo/internal/jobfiles"
 	"kumo/internal/model"
 	"kumo/internal/secret"
@@ -59,9 +63,6 @@ type conn struct {
 	computeID string
 	enc       *agentproto.Encoder
 	rwc       io.Closer
-	// owns caches, by run ID, whether a job is this node's, so that a node
-	// writes only its own jobs' logs. Only the connection's reader uses it.
-	owns map[string]bool
 }
 
 // New returns a Hub.
@@ -127,6 +128,14 @@ func (h *Hub) Close() {
 	}
 }
 
+// current reports whether c is its node's current connection; reports on
+// a replaced one are dropped.
+func (h *Hub) current(c *conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.conns[c.nodeID] == c
+}
+
 func (h *Hub) seen(nodeID string) {
 	now := h.cfg.Now()
 	h.mu.Lock()
@@ -150,8 +159,8 @@ func httpError(w http.ResponseWriter, status int, code, msg string) {
 	fmt.Fprintf(w, "{\"error\":{\"code\":%q,\"message\":%q}}\n", code, msg)
 }
 
-// authNode checks the node credential; it returns the node or writes the
-// error.
+// authNode checks the node credential and the node's state; it returns the
+// node or writes the error.
 func (h *Hub) authNode(w http.ResponseWriter, r *http.Request) (model.Node, bool) {
 	id := r.Header.Get(agentproto.NodeHeader)
 	scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
@@ -168,15 +177,78 @@ func (h *Hub) authNode(w http.ResponseWriter, r *http.Request) (model.Node, bool
 		return model.Node{}, false
 	}
 	if n.State == model.NodeLeaving || n.State == model.NodeUnusable {
-		httpError(w, http.StatusForbidden, "NodeRemoved", "node "+id+" is "+string(n.State)+": "+n.Reason)
+		httpError(w, http.StatusForbidden, agentproto.NodeRemovedCode, "node "+id+" is "+string(n.State)+": "+n.Reason)
 		return model.Node{}, false
 	}
 	return n, true
 }
 
+// authKey checks that r is signed by the agent key n is bound to; for a
+// connect (bind), the proof must also cover the TLS connection, and an
+// unbound node is bound to r's key. It writes the error when it returns
+// false. A refusal is logged with the node, the caller's address and key
+// IDs, never the credential.
+func (h *Hub) authKey(w http.ResponseWriter, r *http.Request, n model.Node, bind bool) bool {
+	req := agentproto.Request{Method: r.Method, URI: r.URL.RequestURI(), NodeID: n.ID}
+	if bind && r.TLS != nil {
+		ekm, err := agentproto.Exporter(r.TLS)
+		if err != nil {
+			h.cfg.Log.Warn("agent refused", "node", n.ID, "remote", r.RemoteAddr, "err", err)
+			httpError(w, http.StatusUnauthorized, "AuthenticationFailed", "this TLS connection has no keying material for an agent key proof")
+			return false
+		}
+		req.Exporter = ekm
+	}
+	key, err := agentproto.Verify(r.Header, req, h.cfg.Now())
+	if err != nil {
+		h.cfg.Log.Warn("agent refused", "node", n.ID, "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
+		httpError(w, http.StatusUnauthorized, "AuthenticationFailed", err.Error())
+		return false
+	}
+	bound := n.AgentKey
+	if bound == "" && bind {
+		err := h.cfg.Store.NodeBindAgentKey(r.Context(), n.ID, key)
+		if err == nil {
+			h.cfg.Log.Info("node bound to its agent key", "node", n.ID, "key", agentproto.KeyID(key), "remote", r.RemoteAddr)
+			return true
+		}
+		if !errors.Is(err, store.ErrPreconditionFailed) {
+			h.cfg.Log.Error("agent auth", "node", n.ID, "err", err)
+			httpError(w, http.StatusInternalServerError, "InternalServerError", "cannot record the node's agent key")
+			return false
+		}
+		// Another connect bound it first.
+		if n, err = h.cfg.Store.NodeGet(r.Context(), n.ID); err != nil {
+			httpError(w, http.StatusUnauthorized, "AuthenticationFailed", "unknown node or wrong node credential")
+			return false
+		}
+		bound = n.AgentKey
+	}
+	switch {
+	case bound == "":
+		h.cfg.Log.Warn("agent refused: node not connected yet", "node", n.ID, "remote", r.RemoteAddr, "path", r.URL.Path)
+		httpError(w, http.StatusUnauthorized, "AuthenticationFailed", "node "+n.ID+" has not connected yet")
+		return false
+	case bound != key:
+		h.cfg.Log.Warn("agent refused: key mismatch", "node", n.ID, "remote", r.RemoteAddr, "path", r.URL.Path,
+			"key", agentproto.KeyID(key), "bound", agentproto.KeyID(bound))
+		httpError(w, http.StatusUnauthorized, agentproto.KeyMismatchCode, "node "+n.ID+" is bound to the agent process that "+
+			"first connected as it, and this request is not signed by that process's key; a node credential works only "+
+			"in its own agent process, and a restarted agent's node is replaced")
+		return false
+	}
+	return true
+}
+
+// active reports whether a job in status s runs on its node: it may be
+// reported on, and its snapshot and artifacts moved.
+func active(s model.JobStatus) bool {
+	return s == model.JobPreparing || s == model.JobRunning || s == model.JobFinalizing
+}
+
 func (h *Hub) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 	n, ok := h.authNode(w, r)
-	if !ok {
+	if !ok || !h.authKey(w, r, n, false) {
 		return
 	}
 	id := r.PathValue("id")
@@ -185,7 +257,7 @@ func (h *Hub) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	j, err := h.cfg.Store.JobGet(r.Context(), n.JobID)
-	if err != nil || j.SnapshotID != id {
+	if err != nil || j.SnapshotID != id || j.NodeID != n.ID || !active(j.Status) {
 		httpError(w, http.StatusForbidden, "AuthorizationFailed", "snapshot "+id+" is not for this node's job")
 		return
 	}
@@ -201,20 +273,64 @@ func (h *Hub) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 
 func (h *Hub) serveArtifacts(w http.ResponseWriter, r *http.Request) {
 	n, ok := h.authNode(w, r)
-	if !ok {
+	if !ok || !h.authKey(w, r, n, false) {
 		return
 	}
 	run := r.PathValue("run")
-	j, err := h.cfg.Store.JobGetByRunID(r.Context(), run)
-	if err != nil || j.NodeID != n.ID {
-		httpError(w, http.StatusForbidden, "AuthorizationFailed", "job "+run+" is not this node's")
+	attempt, err := strconv.Atoi(r.URL.Query().Get(agentproto.AttemptQuery))
+	if err != nil || attempt < 1 {
+		httpError(w, http.StatusBadRequest, "InvalidRequestContent", "the "+agentproto.AttemptQuery+" query parameter must name the job's attempt")
 		return
 	}
-	if err := h.cfg.Files.SaveArtifacts(run, http.MaxBytesReader(w, r.Body, 1<<30)); err != nil {
+	j, err := h.cfg.Store.JobGetByRunID(r.Context(), run)
+	if err != nil || j.NodeID != n.ID || !active(j.Status) {
+		httpError(w, http.StatusForbidden, "AuthorizationFailed", "job "+run+" is not running on this node")
+		return
+	}
+	if j.Attempts != attempt {
+		httpError(w, http.StatusForbidden, "AuthorizationFailed",
+			fmt.Sprintf("attempt %d of job %s is over; the job is on attempt %d", attempt, run, j.Attempts))
+		return
+	}
+	body := http.MaxBytesReader(w, r.Body, h.cfg.Files.ArtifactLimits().StreamBytes())
+	err = h.cfg.Files.SaveArtifacts(run, body)
+	switch archive.HTTPStatus(err) {
+	case 0:
+	case http.StatusRequestEntityTooLarge:
+		httpError(w, http.StatusRequestEntityTooLarge, "ArtifactsTooLarge", err.Error())
+		return
+	default:
 		httpError(w, http.StatusBadRequest, "InvalidArtifacts", err.Error())
 		return
 	}
+	if err != nil {
+		h.cfg.Log.Error("hub: store artifacts", "runId", run, "err", err)
+		httpError(w, http.StatusInternalServerError, "InternalServerError", "the artifacts could not be stored")
+		return
+	}
+	// The agent's warnings (what it left out) come in a trailer, which
+	// is read with the body's end.
+	if _, err := io.Copy(io.Discard, io.LimitReader(body, 1<<20)); err == nil {
+		h.recordWarnings(r.Context(), run, r.Trailer.Values(agentproto.WarningsTrailer))
+	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// recordWarnings adds an artifacts upload's warnings to the job.
+func (h *Hub) recordWarnings(ctx context.Context, runID string, warnings []string) {
+	if len(warnings) == 0 {
+		return
+	}
+	for i, w := range warnings {
+		if len(w) > 512 {
+			warnings[i] = w[:512] + "..."
+		}
+		warnings[i] = "artifacts: " + warnings[i]
+	}
+	err := store.JobChange(ctx, h.cfg.Store, runID, func(j *model.Job) bool { return j.AddWarnings(warnings...) })
+	if err != nil {
+		h.cfg.Log.Error("hub: record artifact warnings", "runId", runID, "err", err)
+	}
 }
 
 func (h *Hub) serveConnect(w http.ResponseWriter, r *http.Request) {
@@ -222,10 +338,15 @@ func (h *Hub) serveConnect(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// The version comes before the key proof, so that an older agent,
+	// which sends none, learns why it is refused.
 	if up := r.Header.Get("Upgrade"); up != agentproto.Upgrade {
 		w.Header().Set("Upgrade", agentproto.Upgrade)
 		httpError(w, http.StatusUpgradeRequired, "UnsupportedProtocol",
 			fmt.Sprintf("agent protocol %q is not spoken here; this control plane speaks %s", up, agentproto.Upgrade))
+		return
+	}
+	if !h.authKey(w, r, n, true) {
 		return
 	}
 	rc := http.NewResponseController(w)
@@ -239,7 +360,7 @@ func (h *Hub) serveConnect(w http.ResponseWriter, r *http.Request) {
 	if err := brw.Flush(); err != nil {
 		return
 	}
-	c := &conn{nodeID: n.ID, computeID: n.ComputeID, enc: agentproto.NewEncoder(netConn), rwc: netConn, owns: map[string]bool{}}
+	c := &conn{nodeID: n.ID, computeID: n.ComputeID, enc: agentproto.NewEncoder(netConn), rwc: netConn}
 	dec := agentproto.NewDecoder(brw.Reader)
 	first, err := dec.Next()
 	if err != nil || first.Type != agentproto.TypeHello {

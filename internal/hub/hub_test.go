@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -42,6 +43,7 @@ type env struct {
 	files *jobfiles.Files
 	hub   *Hub
 	srv   *httptest.Server
+	keys  map[string]*agentproto.Key // by node ID: each node's agent process key
 }
 
 func newEnv(t *testing.T) *env {
@@ -62,13 +64,46 @@ func newEnv(t *testing.T) *env {
 	for pattern, handler := range h.Routes() {
 		mux.HandleFunc(pattern, handler)
 	}
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewTLSServer(mux)
 	t.Cleanup(srv.Close)
 	t.Cleanup(h.Close) // runs first: ends the upgraded connections
-	return &env{st: st, files: files, hub: h, srv: srv}
+	return &env{st: st, files: files, hub: h, srv: srv, keys: map[string]*agentproto.Key{}}
 }
 
 func cred(nodeID string) string { return "cred-of-" + nodeID }
+
+// newKey returns a fresh agent key, as another agent process would make.
+func newKey(t *testing.T) *agentproto.Key {
+	t.Helper()
+	k, err := agentproto.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// key returns the key of nodeID's own agent process.
+func (e *env) key(t *testing.T, nodeID string) *agentproto.Key {
+	t.Helper()
+	if e.keys[nodeID] == nil {
+		e.keys[nodeID] = newKey(t)
+	}
+	return e.keys[nodeID]
+}
+
+// signer signs a request's headers; exporter is the TLS connection's
+// keying material for a connect, nil otherwise.
+type signer func(h http.Header, method, uri, nodeID string, exporter []byte)
+
+// signedBy signs as key does now.
+func signedBy(key *agentproto.Key) signer {
+	return func(h http.Header, method, uri, nodeID string, exporter []byte) {
+		key.Sign(h, agentproto.Request{Method: method, URI: uri, NodeID: nodeID, Exporter: exporter}, time.Now())
+	}
+}
+
+// unsigned adds no proof, as an agent of protocol 1 did.
+func unsigned(http.Header, string, string, string, []byte) {}
 
 func (e *env) node(t *testing.T, id string, state model.NodeState, jobID string) {
 	t.Helper()
@@ -76,6 +111,12 @@ func (e *env) node(t *testing.T, id string, state model.NodeState, jobID string)
 		CreatedAt: t0, StateSince: t0, JobID: jobID}
 	if err := e.st.NodeCreate(t.Context(), n); err != nil {
 		t.Fatalf("NodeCreate(%s): %v", id, err)
+	}
+	// A node past preparing has connected: it is bound to its agent's key.
+	if state != model.NodePreparing {
+		if err := e.st.NodeBindAgentKey(t.Context(), id, e.key(t, id).Public()); err != nil {
+			t.Fatalf("NodeBindAgentKey(%s): %v", id, err)
+		}
 	}
 }
 
@@ -120,25 +161,41 @@ type agent struct {
 	sync int
 }
 
-// dial connects as an agent does, writing the request by hand. It returns
-// the response, and an agent when the server switched protocols.
-func (e *env) dial(t *testing.T, nodeID, credential, upgrade string) (*http.Response, *agent) {
+// dial connects as an agent does, over TLS, writing the request by hand
+// and signing it with sign. It returns the response, and an agent when the
+// server switched protocols.
+func (e *env) dial(t *testing.T, nodeID, credential, upgrade string, sign signer) (*http.Response, *agent) {
 	t.Helper()
-	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
+	pool := e.srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	conn, err := tls.Dial("tcp", e.srv.Listener.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "example.com"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
 	conn.SetDeadline(time.Now().Add(10 * time.Second)) // no test hangs on a lost message
-	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: kumo\r\nAuthorization: Bearer %s\r\n%s: %s\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n",
-		agentproto.ConnectPath, credential, agentproto.NodeHeader, nodeID, upgrade)
+	cs := conn.ConnectionState()
+	ekm, err := agentproto.Exporter(&cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{}
+	h.Set("Authorization", "Bearer "+credential)
+	h.Set(agentproto.NodeHeader, nodeID)
+	h.Set("Connection", "Upgrade")
+	h.Set("Upgrade", upgrade)
+	sign(h, http.MethodGet, agentproto.ConnectPath, nodeID, ekm)
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: kumo\r\n", agentproto.ConnectPath)
+	h.Write(conn)
+	fmt.Fprint(conn, "\r\n")
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatalf("read connect response: %v", err)
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
+		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		resp.Body = io.NopCloser(bytes.NewReader(b))
 		return resp, nil
 	}
 	return resp, &agent{t: t, conn: conn, enc: agentproto.NewEncoder(conn), dec: agentproto.NewDecoder(br)}
@@ -148,7 +205,7 @@ func (e *env) dial(t *testing.T, nodeID, credential, upgrade string) (*http.Resp
 // agent and the server's Welcome.
 func (e *env) connect(t *testing.T, nodeID string, hello agentproto.Message) (*agent, agentproto.Message) {
 	t.Helper()
-	resp, a := e.dial(t, nodeID, cred(nodeID), agentproto.Upgrade)
+	resp, a := e.dial(t, nodeID, cred(nodeID), agentproto.Upgrade, signedBy(e.key(t, nodeID)))
 	if a == nil {
 		t.Fatalf("connect: %s, want 101", resp.Status)
 	}
@@ -198,19 +255,29 @@ func TestConnectRefused(t *testing.T) {
 	e := newEnv(t)
 	e.node(t, "n1", model.NodePreparing, "")
 	e.node(t, "gone", model.NodeLeaving, "")
+	signed := signedBy(newKey(t))
+	expired := func(h http.Header, method, uri, nodeID string, ekm []byte) {
+		newKey(t).Sign(h, agentproto.Request{Method: method, URI: uri, NodeID: nodeID, Exporter: ekm}, time.Now().Add(-time.Hour))
+	}
+	noExporter := func(h http.Header, method, uri, nodeID string, _ []byte) { signed(h, method, uri, nodeID, nil) }
 	tests := []struct {
 		name, node, cred, upgrade string
+		sign                      signer
 		want                      int
 	}{
-		{name: "wrong credential", node: "n1", cred: "wrong", upgrade: agentproto.Upgrade, want: http.StatusUnauthorized},
-		{name: "another node's credential", node: "n1", cred: cred("gone"), upgrade: agentproto.Upgrade, want: http.StatusUnauthorized},
-		{name: "unknown node", node: "n9", cred: cred("n9"), upgrade: agentproto.Upgrade, want: http.StatusUnauthorized},
-		{name: "leaving node", node: "gone", cred: cred("gone"), upgrade: agentproto.Upgrade, want: http.StatusForbidden},
-		{name: "wrong version", node: "n1", cred: cred("n1"), upgrade: "kumo-agent/99", want: http.StatusUpgradeRequired},
+		{name: "wrong credential", node: "n1", cred: "wrong", upgrade: agentproto.Upgrade, sign: signed, want: http.StatusUnauthorized},
+		{name: "another node's credential", node: "n1", cred: cred("gone"), upgrade: agentproto.Upgrade, sign: signed, want: http.StatusUnauthorized},
+		{name: "unknown node", node: "n9", cred: cred("n9"), upgrade: agentproto.Upgrade, sign: signed, want: http.StatusUnauthorized},
+		{name: "leaving node", node: "gone", cred: cred("gone"), upgrade: agentproto.Upgrade, sign: signed, want: http.StatusForbidden},
+		{name: "wrong version", node: "n1", cred: cred("n1"), upgrade: "kumo-agent/99", sign: signed, want: http.StatusUpgradeRequired},
+		{name: "protocol 1 agent", node: "n1", cred: cred("n1"), upgrade: "kumo-agent/1", sign: unsigned, want: http.StatusUpgradeRequired},
+		{name: "no key proof", node: "n1", cred: cred("n1"), upgrade: agentproto.Upgrade, sign: unsigned, want: http.StatusUnauthorized},
+		{name: "expired proof", node: "n1", cred: cred("n1"), upgrade: agentproto.Upgrade, sign: expired, want: http.StatusUnauthorized},
+		{name: "proof without the connection", node: "n1", cred: cred("n1"), upgrade: agentproto.Upgrade, sign: noExporter, want: http.StatusUnauthorized},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, a := e.dial(t, tt.node, tt.cred, tt.upgrade)
+			resp, a := e.dial(t, tt.node, tt.cred, tt.upgrade, tt.sign)
 			if a != nil || resp.StatusCode != tt.want {
 				t.Fatalf("connect: %s, want %d", resp.Status, tt.want)
 			}
@@ -224,8 +291,8 @@ func TestConnectRefused(t *testing.T) {
 	if e.hub.Connected("n1") {
 		t.Error("a refused node is connected")
 	}
-	if got := e.getNode(t, "n1").State; got != model.NodePreparing {
-		t.Errorf("refused node is %s, want still preparing", got)
+	if n := e.getNode(t, "n1"); n.State != model.NodePreparing || n.AgentKey != "" {
+		t.Errorf("refused node is %s bound to %q, want still preparing and unbound", n.State, n.AgentKey)
 	}
 }
 
@@ -320,6 +387,18 @@ func TestJobLifecycle(t *testing.T) {
 		t.Errorf("a node wrote another node's job log: %q, %v", forged.String(), err)
 	}
 
+	// Exited and Done for another node's job change nothing.
+	a.send(agentproto.Message{Type: agentproto.TypeExited, RunID: other.RunID})
+	forgedCode := 0
+	a.send(agentproto.Message{Type: agentproto.TypeDone, RunID: other.RunID, ExitCode: &forgedCode, Reason: "exited"})
+	a.barrier()
+	if got := e.getJob(t, other.RunID); got.Status != model.JobPreparing || got.ExitCode != nil || !got.EndedAt.IsZero() {
+		t.Errorf("another node's job after this node's Exited and Done: %s exit %v ended %v, want Preparing", got.Status, got.ExitCode, got.EndedAt)
+	}
+	if n := e.getNode(t, "n2"); n.State != model.NodeRunning || n.JobID != other.ID {
+		t.Errorf("the other node after forged reports: %s with job %q, want running %s", n.State, n.JobID, other.ID)
+	}
+
 	a.send(agentproto.Message{Type: agentproto.TypeExited, RunID: j.RunID})
 	a.barrier()
 	if got := e.getJob(t, j.RunID).Status; got != model.JobFinalizing {
@@ -407,8 +486,15 @@ func makeTar(t *testing.T, files map[string]string) []byte {
 	return buf.Bytes()
 }
 
-// do sends an agent's plain HTTP request and returns the status and body.
+// do sends an agent's plain HTTP request signed by nodeID's own agent key
+// and returns the status and body.
 func (e *env) do(t *testing.T, method, path, nodeID, credential string, body []byte) (int, string) {
+	t.Helper()
+	return e.doSigned(t, method, path, nodeID, credential, signedBy(e.key(t, nodeID)), body)
+}
+
+// doSigned is do with the proof that sign makes.
+func (e *env) doSigned(t *testing.T, method, path, nodeID, credential string, sign signer, body []byte) (int, string) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, e.srv.URL+path, bytes.NewReader(body))
 	if err != nil {
@@ -416,6 +502,7 @@ func (e *env) do(t *testing.T, method, path, nodeID, credential string, body []b
 	}
 	req.Header.Set("Authorization", "Bearer "+credential)
 	req.Header.Set(agentproto.NodeHeader, nodeID)
+	sign(req.Header, method, req.URL.RequestURI(), nodeID, nil)
 	resp, err := e.srv.Client().Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
@@ -430,28 +517,43 @@ func (e *env) do(t *testing.T, method, path, nodeID, credential string, body []b
 
 func TestArtifacts(t *testing.T) {
 	e := newEnv(t)
-	mine := e.job(t, "mine", "n1", model.JobFinalizing, nil)
+	mine := e.job(t, "mine", "n1", model.JobFinalizing, func(j *model.Job) { j.Attempts = 2 })
 	theirs := e.job(t, "theirs", "n2", model.JobFinalizing, func(j *model.Job) { j.Seq = 2 })
+	requeued := e.job(t, "requeued", "", model.JobQueued, func(j *model.Job) { j.Seq = 3 })
 	e.node(t, "n1", model.NodeRunning, mine.ID)
 	e.node(t, "n2", model.NodeRunning, theirs.ID)
 	art := makeTar(t, map[string]string{"outputs/model.bin": "weights", "logs/train.log": "step 1"})
+	forged := makeTar(t, map[string]string{"outputs/model.bin": "forged"})
 	unsafe := makeTar(t, map[string]string{"../../escape": "x"})
-	path := func(runID string) string { return agentproto.ArtifactsPath + runID + "/artifacts" }
+	path := func(runID, attempt string) string {
+		return agentproto.ArtifactsPath + runID + "/artifacts?" + agentproto.AttemptQuery + "=" + attempt
+	}
 
 	tests := []struct {
-		name, node, cred, runID string
-		body                    []byte
-		want                    int
+		name, node, cred, path string
+		sign                   signer // nil: the node's own agent key
+		body                   []byte
+		want                   int
 	}{
-		{name: "another node's job", node: "n1", cred: cred("n1"), runID: theirs.RunID, body: art, want: http.StatusForbidden},
-		{name: "unknown job", node: "n1", cred: cred("n1"), runID: "run-nope", body: art, want: http.StatusForbidden},
-		{name: "wrong credential", node: "n1", cred: "wrong", runID: mine.RunID, body: art, want: http.StatusUnauthorized},
-		{name: "unsafe tar", node: "n1", cred: cred("n1"), runID: mine.RunID, body: unsafe, want: http.StatusBadRequest},
-		{name: "own job", node: "n1", cred: cred("n1"), runID: mine.RunID, body: art, want: http.StatusNoContent},
+		{name: "another node's job", node: "n1", cred: cred("n1"), path: path(theirs.RunID, "1"), body: forged, want: http.StatusForbidden},
+		{name: "unknown job", node: "n1", cred: cred("n1"), path: path("run-nope", "1"), body: forged, want: http.StatusForbidden},
+		{name: "requeued job", node: "n1", cred: cred("n1"), path: path(requeued.RunID, "1"), body: forged, want: http.StatusForbidden},
+		{name: "old attempt", node: "n1", cred: cred("n1"), path: path(mine.RunID, "1"), body: forged, want: http.StatusForbidden},
+		{name: "no attempt", node: "n1", cred: cred("n1"), path: agentproto.ArtifactsPath + mine.RunID + "/artifacts", body: forged, want: http.StatusBadRequest},
+		{name: "wrong credential", node: "n1", cred: "wrong", path: path(mine.RunID, "2"), body: forged, want: http.StatusUnauthorized},
+		{name: "credential without proof", node: "n1", cred: cred("n1"), path: path(mine.RunID, "2"), sign: unsigned, body: forged, want: http.StatusUnauthorized},
+		{name: "credential from another process", node: "n1", cred: cred("n1"), path: path(mine.RunID, "2"), sign: signedBy(newKey(t)), body: forged, want: http.StatusUnauthorized},
+		{name: "another node's process", node: "n1", cred: cred("n1"), path: path(mine.RunID, "2"), sign: signedBy(e.key(t, "n2")), body: forged, want: http.StatusUnauthorized},
+		{name: "unsafe tar", node: "n1", cred: cred("n1"), path: path(mine.RunID, "2"), body: unsafe, want: http.StatusBadRequest},
+		{name: "own job", node: "n1", cred: cred("n1"), path: path(mine.RunID, "2"), body: art, want: http.StatusNoContent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got, body := e.do(t, http.MethodPut, path(tt.runID), tt.node, tt.cred, tt.body); got != tt.want {
+			sign := tt.sign
+			if sign == nil {
+				sign = signedBy(e.key(t, tt.node))
+			}
+			if got, body := e.doSigned(t, http.MethodPut, tt.path, tt.node, tt.cred, sign, tt.body); got != tt.want {
 				t.Errorf("PUT artifacts = %d %s, want %d", got, body, tt.want)
 			}
 		})
@@ -467,12 +569,14 @@ func TestArtifacts(t *testing.T) {
 			t.Errorf("stored %s = %q (err %v), want %q", name, got, err, want)
 		}
 	}
-	theirDir, err := e.files.JobDir(theirs.RunID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(theirDir); err == nil {
-		t.Error("a refused upload created the other job's directory")
+	for _, j := range []model.Job{theirs, requeued} {
+		dir, err := e.files.JobDir(j.RunID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(dir); err == nil {
+			t.Errorf("a refused upload created job %s's directory", j.Name)
+		}
 	}
 }
 
@@ -515,5 +619,141 @@ func TestSnapshot(t *testing.T) {
 				t.Error("a refused request got the snapshot")
 			}
 		})
+	}
+}
+
+// TestKeyBinding: a node is bound to the agent key of its first accepted
+// connect; another process holding the node's credential is refused on
+// every route, and the bound agent keeps working, reconnections included.
+func TestKeyBinding(t *testing.T) {
+	e := newEnv(t)
+	snap := makeTar(t, map[string]string{"train.py": "print(1)"})
+	if _, err := e.files.SaveSnapshot("snap-1", bytes.NewReader(snap)); err != nil {
+		t.Fatal(err)
+	}
+	j := e.job(t, "train", "n1", model.JobPreparing, func(j *model.Job) { j.SnapshotID = "snap-1" })
+	e.node(t, "n1", model.NodePreparing, j.ID)
+
+	// The first connect binds the node to its key; a replayed proof of it
+	// is refused on another connection before and after.
+	own := e.key(t, "n1")
+	var captured http.Header
+	recording := func(h http.Header, method, uri, nodeID string, ekm []byte) {
+		signedBy(own)(h, method, uri, nodeID, ekm)
+		captured = h.Clone()
+	}
+	resp, a := e.dial(t, "n1", cred("n1"), agentproto.Upgrade, recording)
+	if a == nil {
+		t.Fatalf("first connect: %s, want 101", resp.Status)
+	}
+	a.send(agentproto.Message{Type: agentproto.TypeHello, Protocol: agentproto.Version, NodeID: "n1"})
+	if m := a.recv(); m.Type != agentproto.TypeWelcome {
+		t.Fatalf("first message %s, want Welcome", m.Type)
+	}
+	if got := a.barrier(); len(got) != 1 || got[0].Type != agentproto.TypeRun || got[0].Job.Attempt != 1 {
+		t.Fatalf("after Welcome the server sent %+v, want Run of attempt 1", got)
+	}
+	if got := e.getNode(t, "n1").AgentKey; got != own.Public() {
+		t.Fatalf("node bound to %q, want the first agent's key %q", got, own.Public())
+	}
+	replay := func(h http.Header, _, _, _ string, _ []byte) {
+		for _, k := range []string{agentproto.KeyHeader, agentproto.TimeHeader, agentproto.SignatureHeader} {
+			h.Set(k, captured.Get(k))
+		}
+	}
+	if resp, b := e.dial(t, "n1", cred("n1"), agentproto.Upgrade, replay); b != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("replayed connect proof on another connection: %s, want 401", resp.Status)
+	}
+
+	// Another process with the node's credential and its own key.
+	thief := signedBy(newKey(t))
+	resp, b := e.dial(t, "n1", cred("n1"), agentproto.Upgrade, thief)
+	if b != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("connect with the credential from another process: %s, want 401", resp.Status)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), agentproto.KeyMismatchCode) || strings.Contains(string(body), cred("n1")) {
+		t.Errorf("refusal body = %s, want code %s and no credential", body, agentproto.KeyMismatchCode)
+	}
+	if got, body := e.doSigned(t, http.MethodGet, agentproto.SnapshotPath+"snap-1", "n1", cred("n1"), thief, nil); got != http.StatusUnauthorized {
+		t.Errorf("snapshot from another process = %d %s, want 401", got, body)
+	}
+	artPath := agentproto.ArtifactsPath + j.RunID + "/artifacts?" + agentproto.AttemptQuery + "=1"
+	forged := makeTar(t, map[string]string{"outputs/forged.txt": "forged"})
+	if got, body := e.doSigned(t, http.MethodPut, artPath, "n1", cred("n1"), thief, forged); got != http.StatusUnauthorized {
+		t.Errorf("artifacts from another process = %d %s, want 401", got, body)
+	}
+
+	// The bound agent is still connected and served.
+	if !e.hub.Connected("n1") {
+		t.Error("the bound agent lost its connection to a refused one")
+	}
+	a.send(agentproto.Message{Type: agentproto.TypeStarted, RunID: j.RunID})
+	a.barrier()
+	if got := e.getJob(t, j.RunID).Status; got != model.JobRunning {
+		t.Errorf("job after the bound agent's Started is %s, want Running", got)
+	}
+	if got, body := e.do(t, http.MethodGet, agentproto.SnapshotPath+"snap-1", "n1", cred("n1"), nil); got != http.StatusOK || body != string(snap) {
+		t.Errorf("snapshot for the bound agent = %d (%d bytes), want 200 with the snapshot", got, len(body))
+	}
+	if got, body := e.do(t, http.MethodPut, artPath, "n1", cred("n1"), makeTar(t, map[string]string{"outputs/real.txt": "real"})); got != http.StatusNoContent {
+		t.Errorf("artifacts from the bound agent = %d %s, want 204", got, body)
+	}
+	dir, err := e.files.JobDir(j.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "outputs", "forged.txt")); err == nil {
+		t.Error("the refused upload's file is stored")
+	}
+	if got := e.getNode(t, "n1").AgentKey; got != own.Public() {
+		t.Errorf("node bound to %q after the refusals, want %q", got, own.Public())
+	}
+
+	// The same process reconnects (say, after the control plane restarted)
+	// with its key: accepted.
+	a2, welcome := e.connect(t, "n1", agentproto.Message{Jobs: []agentproto.JobReport{{RunID: j.RunID, State: agentproto.JobRunning}}})
+	if welcome.Type != agentproto.TypeWelcome {
+		t.Fatalf("reconnect: first message %s, want Welcome", welcome.Type)
+	}
+	a2.barrier()
+}
+
+// TestReportsAfterRequeue: once a job runs on another node, its old node's
+// reports and uploads change nothing, even over a connection that was
+// accepted while the job was its own.
+func TestReportsAfterRequeue(t *testing.T) {
+	e := newEnv(t)
+	j := e.job(t, "train", "n1", model.JobRunning, nil)
+	e.node(t, "n1", model.NodeRunning, j.ID)
+	e.node(t, "n2", model.NodeIdle, "")
+	a, _ := e.connect(t, "n1", agentproto.Message{Jobs: []agentproto.JobReport{{RunID: j.RunID, State: agentproto.JobRunning}}})
+	a.send(agentproto.Message{Type: agentproto.TypeLog, RunID: j.RunID, Stream: "stdout", Data: []byte("first\n")})
+	a.barrier()
+
+	// The job is requeued and runs as attempt 2 on n2.
+	moved := e.getJob(t, j.RunID)
+	moved.NodeID, moved.Attempts = "n2", 2
+	if err := e.st.JobUpdate(t.Context(), moved, model.JobRunning, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	a.send(agentproto.Message{Type: agentproto.TypeLog, RunID: j.RunID, Stream: "stdout", Offset: 6, Data: []byte("stale\n")})
+	a.send(agentproto.Message{Type: agentproto.TypeExited, RunID: j.RunID})
+	zero := 0
+	a.send(agentproto.Message{Type: agentproto.TypeDone, RunID: j.RunID, ExitCode: &zero, Reason: "exited"})
+	a.barrier()
+	if got := e.getJob(t, j.RunID); got.Status != model.JobRunning || got.NodeID != "n2" || got.ExitCode != nil {
+		t.Errorf("job after its old node's reports: %s on %s exit %v, want Running on n2", got.Status, got.NodeID, got.ExitCode)
+	}
+	var out bytes.Buffer
+	if _, err := e.files.ReadLog(j.RunID, jobfiles.Stdout, 0, &out); err != nil || out.String() != "first\n" {
+		t.Errorf("stdout = %q (%v), want only what n1 sent while the job was its own", out.String(), err)
+	}
+	art := makeTar(t, map[string]string{"outputs/stale.txt": "stale"})
+	for _, attempt := range []string{"1", "2"} {
+		p := agentproto.ArtifactsPath + j.RunID + "/artifacts?" + agentproto.AttemptQuery + "=" + attempt
+		if got, body := e.do(t, http.MethodPut, p, "n1", cred("n1"), art); got != http.StatusForbidden {
+			t.Errorf("old node's upload for attempt %s = %d %s, want 403", attempt, got, body)
+		}
 	}
 }

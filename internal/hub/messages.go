@@ -111,7 +111,7 @@ func (h *Hub) hello(ctx context.Context, c *conn, m agentproto.Message) error {
 // files' log limit.
 func (h *Hub) RunMessage(j model.Job) agentproto.Message {
 	return agentproto.Message{Type: agentproto.TypeRun, Job: &agentproto.JobSpec{
-		RunID: j.RunID, Name: j.Name, Command: j.Command, Env: j.Env, SnapshotID: j.SnapshotID, Timeout: j.Timeout,
+		RunID: j.RunID, Attempt: j.Attempts, Name: j.Name, Command: j.Command, Env: j.Env, SnapshotID: j.SnapshotID, Timeout: j.Timeout,
 		LogLimit: max(h.cfg.Files.LogLimit(), 0),
 	}}
 }
@@ -135,7 +135,13 @@ func (h *Hub) lost(ctx context.Context, j model.Job, n model.Node, reason string
 	return err
 }
 
+// handle records one message after Hello. Job reports count only from the
+// node the job's current attempt is assigned to, over that node's current
+// connection; others are dropped.
 func (h *Hub) handle(ctx context.Context, c *conn, m agentproto.Message) error {
+	if m.Type != agentproto.TypeHeartbeat && !h.current(c) {
+		return nil
+	}
 	switch m.Type {
 	case agentproto.TypeHeartbeat:
 		return nil
@@ -172,14 +178,11 @@ func (h *Hub) handle(ctx context.Context, c *conn, m agentproto.Message) error {
 	return fmt.Errorf("unexpected message %q", m.Type)
 }
 
-// markRunning records that a job of nodeID started; a job of another node
-// is left alone.
-// owns reports whether a job is the connected node's (looked up once per
-// job and connection); another node's job's output is dropped.
+// owns reports whether a job runs on the connected node now (assigned to
+// it, not queued again or ended); another job's output is dropped. It is
+// looked up for every message, so that a job requeued to another node
+// takes no more output from its old one.
 func (h *Hub) owns(ctx context.Context, c *conn, runID string) (bool, error) {
-	if mine, ok := c.owns[runID]; ok {
-		return mine, nil
-	}
 	j, err := h.cfg.Store.JobGetByRunID(ctx, runID)
 	if errors.Is(err, store.ErrNotFound) {
 		return false, nil
@@ -187,13 +190,11 @@ func (h *Hub) owns(ctx context.Context, c *conn, runID string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if len(c.owns) > 1024 {
-		clear(c.owns)
-	}
-	c.owns[runID] = j.NodeID == c.nodeID
-	return c.owns[runID], nil
+	return j.NodeID == c.nodeID && active(j.Status), nil
 }
 
+// markRunning records that a job of nodeID started; a job of another node
+// is left alone.
 func (h *Hub) markRunning(ctx context.Context, runID, nodeID string, at time.Time) error {
 	return store.JobChange(ctx, h.cfg.Store, runID, func(j *model.Job) bool {
 		if j.NodeID != nodeID || j.Status != model.JobPreparing {
@@ -204,7 +205,19 @@ func (h *Hub) markRunning(ctx context.Context, runID, nodeID string, at time.Tim
 	})
 }
 
-// finish records a job's end and frees its node.
+// endTime is when a job ended: the time its agent recorded, which stays
+// true when Done arrives late (the control plane was down, the node was
+// cut off), or now when the agent sent none or one outside
+// [started, now] (a skewed clock).
+func endTime(agent, started, now time.Time) time.Time {
+	if agent.IsZero() || agent.After(now) || agent.Before(started) {
+		return now
+	}
+	return agent.UTC()
+}
+
+// finish records a job's end, at the time its agent recorded, and frees
+// its node.
 func (h *Hub) finish(ctx context.Context, c *conn, m agentproto.Message) error {
 	st := h.cfg.Store
 	now := h.cfg.Now().UTC()
@@ -220,7 +233,7 @@ func (h *Hub) finish(ctx context.Context, c *conn, m agentproto.Message) error {
 			return nil
 		}
 		from := j.Status
-		j.Finish(m.ExitCode, m.Reason, m.Message, now)
+		j.Finish(m.ExitCode, m.Reason, m.Message, endTime(m.Time, j.StartedAt, now))
 		n, err := st.NodeGet(ctx, c.nodeID)
 		if err != nil {
 			return err

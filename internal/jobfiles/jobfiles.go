@@ -30,7 +30,7 @@ import (
 	"regexp"
 	"sync"
 
-	"kumo/internal/runner"
+	"kumo/internal/archive"
 )
 
 // Streams a job writes.
@@ -47,6 +47,9 @@ type Files struct {
 	root  string
 	limit int64 // bytes of stdout and stderr together per job; <= 0 means none
 
+	snapLim archive.Limits // limits of an uploaded snapshot
+	artLim  archive.Limits // limits of a job's artifacts
+
 	mu      sync.Mutex
 	open    map[string]*jobLog // runID -> open log files of jobs being written
 	changed map[string]chan struct{}
@@ -59,7 +62,8 @@ func New(dir string) (*Files, error) {
 			return nil, fmt.Errorf("create %s: %w", d, err)
 		}
 	}
-	return &Files{root: dir, limit: DefaultLogLimit, open: map[string]*jobLog{}, changed: map[string]chan struct{}{}}, nil
+	return &Files{root: dir, limit: DefaultLogLimit, snapLim: archive.DefaultLimits, artLim: archive.ArtifactLimits,
+		open: map[string]*jobLog{}, changed: map[string]chan struct{}{}}, nil
 }
 
 // JobDir returns the directory of a job's files.
@@ -102,8 +106,46 @@ func (f *Files) Changed(runID string) <-chan struct{} {
 	return ch
 }
 
-// SaveArtifacts extracts an artifacts tar into the job's directory,
-// refusing entries that would escape it.
+// artifactDirs are the top-level directories of a job's artifacts; an
+// artifacts tar's other entries are dropped.
+var artifactDirs = []string{"outputs", "logs"}
+
+// SetLimits sets the limits of uploaded snapshots and of artifacts; a zero
+// field means archive.DefaultLimits' for snapshots and
+// archive.ArtifactLimits' for artifacts. Call it before the store is used.
+func (f *Files) SetLimits(snapshots, artifacts archive.Limits) {
+	f.snapLim = orLimits(snapshots, archive.DefaultLimits)
+	f.artLim = orLimits(artifacts, archive.ArtifactLimits)
+}
+
+// SnapshotLimits returns the limits of an uploaded snapshot.
+func (f *Files) SnapshotLimits() archive.Limits { return f.snapLim }
+
+// ArtifactLimits returns the limits of a job's artifacts.
+func (f *Files) ArtifactLimits() archive.Limits { return f.artLim }
+
+func orLimits(l, def archive.Limits) archive.Limits {
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = def.MaxBytes
+	}
+	if l.MaxEntries <= 0 {
+		l.MaxEntries = def.MaxEntries
+	}
+	if l.MaxEntryBytes <= 0 {
+		l.MaxEntryBytes = l.MaxBytes // one file may take it all
+	}
+	if l.MaxNameBytes <= 0 {
+		l.MaxNameBytes = def.MaxNameBytes
+	}
+	return l
+}
+
+// SaveArtifacts stores an artifacts tar as the job's outputs/ and logs/,
+// replacing what an earlier upload of the same job stored; other entries
+// are dropped. The tar is read with kumo's one archive reader under the
+// artifact limits: an error wrapping archive.ErrUnsafe or
+// archive.ErrMalformed, or an *archive.LimitError, means the tar was
+// refused, and then nothing is stored or changed.
 func (f *Files) SaveArtifacts(runID string, r io.Reader) error {
 	dir, err := f.JobDir(runID)
 	if err != nil {
@@ -112,108 +154,149 @@ func (f *Files) SaveArtifacts(runID string, r io.Reader) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create job dir: %w", err)
 	}
-	if err := runner.ExtractTar(dir, r); err != nil {
+	// Extract aside, then move into place: a refused or broken upload
+	// leaves the job's files as they were.
+	stage, err := os.MkdirTemp(dir, ".artifacts-*")
+	if err != nil {
 		return fmt.Errorf("save artifacts: %w", err)
+	}
+	defer os.RemoveAll(stage)
+	if _, err := archive.Extract(stage, r, f.artLim); err != nil {
+		return fmt.Errorf("save artifacts: %w", err)
+	}
+	for _, sub := range artifactDirs {
+		from := filepath.Join(stage, sub)
+		fi, err := os.Lstat(from)
+		if errors.Is(err, fs.ErrNotExist) || (err == nil && !fi.IsDir()) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("save artifacts: %w", err)
+		}
+		to := filepath.Join(dir, sub)
+		if err := os.RemoveAll(to); err != nil {
+			return fmt.Errorf("save artifacts: %w", err)
+		}
+		if err := os.Rename(from, to); err != nil {
+			return fmt.Errorf("save artifacts: %w", err)
+		}
 	}
 	return nil
 }
 
 // WriteArtifacts writes a tar of the job's outputs/, logs/ and user_logs/
-// to w.
+// to w, with kumo's one archive writer.
 func (f *Files) WriteArtifacts(runID string, w io.Writer) error {
 	dir, err := f.JobDir(runID)
 	if err != nil {
 		return err
 	}
-	tw := tar.NewWriter(w)
-	for _, sub := range []string{"outputs", "logs", "user_logs"} {
-		base := filepath.Join(dir, sub)
-		if _, err := os.Stat(base); errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err := tw.AddFS(subFS{os.DirFS(dir), sub}); err != nil {
-			return fmt.Errorf("tar %s: %w", sub, err)
-		}
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return tar.NewWriter(w).Close()
 	}
-	if err := f.tarStdLog(tw, runID, dir); err != nil {
-		return fmt.Errorf("tar std_log: %w", err)
+	// std_log.txt is not on disk: it follows user_logs/, read through the
+	// index, in a second tar written where the first one's end marker was.
+	tw := &trailerWriter{w: w}
+	if _, err := archive.Write(tw, dir, "outputs", "logs", "user_logs"); err != nil {
+		return fmt.Errorf("write artifacts: %w", err)
 	}
-	return tw.Close()
+	if err := tw.dropTrailer(); err != nil {
+		return fmt.Errorf("write artifacts: %w", err)
+	}
+	t := tar.NewWriter(w)
+	if err := f.tarStdLog(t, runID, dir); err != nil {
+		return fmt.Errorf("write artifacts: std_log: %w", err)
+	}
+	return t.Close()
 }
 
-// subFS limits an fs.FS walk to one top-level directory while keeping paths
-// relative to the parent.
-type subFS struct {
-	fs.FS
-	sub string
+// maxTrailing bounds what a snapshot upload may carry after the tar's end
+// marker (tar tools pad to whole records of 10 KiB).
+const maxTrailing = 1 << 20
+
+// SnapshotInfo describes a stored snapshot.
+type SnapshotInfo struct {
+	Size  int64 // bytes of the stored tar stream
+	Files int   // regular files in it
+	Bytes int64 // bytes of the files' contents
 }
 
-// ReadLink and Lstat pass through to the wrapped FS, so that tar.Writer.AddFS
-// can add the symlinks that SaveArtifacts accepts (an embedded fs.FS hides
-// them, and AddFS then fails on the first link).
-func (s subFS) ReadLink(name string) (string, error) { return fs.ReadLink(s.FS, name) }
-
-// Lstat is fs.Lstat of the wrapped FS.
-func (s subFS) Lstat(name string) (fs.FileInfo, error) { return fs.Lstat(s.FS, name) }
-
-// ReadDir lists only the chosen subdirectory at the top level.
-func (s subFS) ReadDir(name string) ([]fs.DirEntry, error) {
-	entries, err := fs.ReadDir(s.FS, name)
-	if err != nil || name != "." {
-		return entries, err
-	}
-	for _, e := range entries {
-		if e.Name() == s.sub {
-			return []fs.DirEntry{e}, nil
-		}
-	}
-	return nil, nil
-}
-
-// MaxSnapshot bounds an uploaded code snapshot.
-const MaxSnapshot = 100 << 20
-
-// ErrTooLarge is returned for a snapshot over MaxSnapshot.
-var ErrTooLarge = errors.New("snapshot is larger than 100 MiB")
-
-// SaveSnapshot stores an uploaded tar under id after checking that every
-// entry is safe to extract; an unsafe or malformed tar stores nothing.
-func (f *Files) SaveSnapshot(id string, r io.Reader) (int64, error) {
+// SaveSnapshot stores an uploaded tar under id. It checks the tar with
+// kumo's one archive reader as it arrives, under the snapshot limits, and
+// stops at the first problem: an error wrapping archive.ErrUnsafe or
+// archive.ErrMalformed, or an *archive.LimitError (for the stream too:
+// see archive.Limits.StreamBytes). A refused tar stores nothing,
+// and only the stored tar is ever written: nothing is extracted.
+func (f *Files) SaveSnapshot(id string, r io.Reader) (SnapshotInfo, error) {
 	if !idRE.MatchString(id) {
-		return 0, fmt.Errorf("invalid snapshot ID %q", id)
+		return SnapshotInfo{}, fmt.Errorf("invalid snapshot ID %q", id)
 	}
 	final := filepath.Join(f.root, "snapshots", id+".tar")
 	tmp, err := os.CreateTemp(filepath.Join(f.root, "snapshots"), ".upload-*")
 	if err != nil {
-		return 0, fmt.Errorf("store snapshot: %w", err)
+		return SnapshotInfo{}, fmt.Errorf("store snapshot: %w", err)
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	n, err := io.Copy(tmp, io.LimitReader(r, MaxSnapshot+1))
+	streamMax := f.snapLim.StreamBytes()
+	cr := &copyReader{r: r, w: tmp, left: streamMax, max: streamMax}
+	st, err := archive.Check(cr, f.snapLim)
+	if cr.werr != nil {
+		return SnapshotInfo{}, fmt.Errorf("store snapshot: %w", cr.werr)
+	}
 	if err != nil {
-		return 0, fmt.Errorf("receive snapshot: %w", err)
+		return SnapshotInfo{}, err
 	}
-	if n > MaxSnapshot {
-		return 0, ErrTooLarge
-	}
-	check, err := os.MkdirTemp(f.root, ".check-*")
-	if err != nil {
-		return 0, fmt.Errorf("check snapshot: %w", err)
-	}
-	defer os.RemoveAll(check)
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return 0, fmt.Errorf("check snapshot: %w", err)
-	}
-	if err := runner.ExtractTar(check, tmp); err != nil {
-		return 0, err
+	// Take what follows the end marker, without storing it.
+	cr.w, cr.left = io.Discard, min(cr.left, maxTrailing)
+	if _, err := io.Copy(io.Discard, cr); err != nil {
+		return SnapshotInfo{}, err
 	}
 	if err := tmp.Close(); err != nil {
-		return 0, fmt.Errorf("store snapshot: %w", err)
+		return SnapshotInfo{}, fmt.Errorf("store snapshot: %w", err)
 	}
 	if err := os.Rename(tmp.Name(), final); err != nil {
-		return 0, fmt.Errorf("store snapshot: %w", err)
+		return SnapshotInfo{}, fmt.Errorf("store snapshot: %w", err)
 	}
-	return n, nil
+	return SnapshotInfo{Size: cr.n - cr.trailing, Files: st.Files, Bytes: st.Bytes}, nil
+}
+
+// copyReader reads at most left bytes of r, copying them to w, and fails
+// with an *archive.LimitError when r holds more.
+type copyReader struct {
+	r        io.Reader
+	w        io.Writer
+	left     int64
+	max      int64
+	n        int64 // bytes read
+	trailing int64 // bytes read once w is io.Discard
+	werr     error // w's error
+}
+
+func (c *copyReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		// One more byte tells a stream that ends here from a longer one.
+		var b [1]byte
+		if n, _ := io.ReadFull(c.r, b[:]); n == 0 {
+			return 0, io.EOF
+		}
+		return 0, &archive.LimitError{Limit: archive.LimitBytes, Max: c.max}
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	c.n += int64(n)
+	if c.w == io.Discard {
+		c.trailing += int64(n)
+	} else if n > 0 {
+		if _, werr := c.w.Write(p[:n]); werr != nil {
+			c.werr = werr
+			return n, werr
+		}
+	}
+	return n, err
 }
 
 // OpenSnapshot opens a stored snapshot; an error wrapping fs.ErrNotExist

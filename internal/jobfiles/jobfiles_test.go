@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"kumo/internal/archive"
 	"kumo/internal/runner"
 )
 
@@ -397,15 +398,28 @@ func TestSaveSnapshot(t *testing.T) {
 		})), wantErr: runner.ErrUnsafeEntry},
 		{name: "absolute", id: "snap-3", in: bytes.NewReader(makeTar(t, []entry{{name: "/etc/x", typeflag: tar.TypeReg, body: "x"}})),
 			wantErr: runner.ErrUnsafeEntry},
-		{name: "too large", id: "snap-4", in: io.LimitReader(zeros{}, MaxSnapshot+1), wantErr: ErrTooLarge},
+		{name: "too large", id: "snap-4", in: bytes.NewReader(makeTar(t, []entry{{name: "big", typeflag: tar.TypeReg, body: strings.Repeat("x", 5000)}})),
+			wantErr: &archive.LimitError{Limit: archive.LimitEntryBytes}},
+		{name: "too many files", id: "snap-6", in: bytes.NewReader(makeTar(t, []entry{
+			{name: "a", typeflag: tar.TypeReg}, {name: "b", typeflag: tar.TypeReg}, {name: "c", typeflag: tar.TypeReg},
+		})), wantErr: &archive.LimitError{Limit: archive.LimitEntries}},
+		{name: "endless zeros after the end", id: "snap-7", in: io.MultiReader(bytes.NewReader(good), io.LimitReader(zeros{}, 3<<20)),
+			wantErr: &archive.LimitError{Limit: archive.LimitBytes}},
 		{name: "malformed", id: "snap-5", in: strings.NewReader("this is not a tar file, but it is long enough to be read as a header block" + strings.Repeat("!", 600)), wantErr: errAny},
 		{name: "invalid ID", id: "../snap", in: bytes.NewReader(good), wantErr: errAny},
 	}
 	f := newFiles(t)
+	f.SetLimits(archive.Limits{MaxBytes: 4096, MaxEntries: 2}, archive.Limits{})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			n, err := f.SaveSnapshot(tt.id, tt.in)
+			info, err := f.SaveSnapshot(tt.id, tt.in)
+			n := info.Size
+			var le, wle *archive.LimitError
 			switch {
+			case errors.As(tt.wantErr, &wle):
+				if !errors.As(err, &le) || le.Limit != wle.Limit {
+					t.Fatalf("SaveSnapshot error = %v, want the %s limit", err, wle.Limit)
+				}
 			case tt.wantErr == nil && err != nil:
 				t.Fatalf("SaveSnapshot error = %v, want nil", err)
 			case tt.wantErr == errAny && err == nil:

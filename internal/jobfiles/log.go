@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"kumo/internal/runner"
@@ -508,4 +509,33 @@ func (f *Files) tarStdLog(tw *tar.Writer, runID, dir string) error {
 	}
 	_, err = v.copy(dir, 0, tw)
 	return err
+}
+
+// tarTrailer is the end marker tar.Writer.Close writes: two zero blocks.
+const tarTrailer = 2 * 512
+
+// trailerWriter passes on all but the last tarTrailer bytes written to it,
+// so that more entries can follow a closed tar.
+type trailerWriter struct {
+	w    io.Writer
+	held []byte
+}
+
+func (t *trailerWriter) Write(p []byte) (int, error) {
+	t.held = append(t.held, p...)
+	if out := len(t.held) - tarTrailer; out > 0 {
+		if _, err := t.w.Write(t.held[:out]); err != nil {
+			return 0, err
+		}
+		t.held = append(t.held[:0], t.held[out:]...)
+	}
+	return len(p), nil
+}
+
+// dropTrailer checks that what it held back is the end marker.
+func (t *trailerWriter) dropTrailer() error {
+	if len(t.held) != tarTrailer || strings.Trim(string(t.held), "\x00") != "" {
+		return errors.New("tar does not end with its end marker")
+	}
+	return nil
 }

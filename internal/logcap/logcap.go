@@ -1,14 +1,16 @@
 // Package logcap bounds the log files a job process writes on the host
 // that runs it (a node, or the control plane for compute "local").
 //
-// The runner ([runner.Start]) appends every chunk of a job's output to its
-// stdout, stderr and std_log files before it hands the chunk to its Output
-// callback. A [Cap] sees each chunk there: once stdout and stderr together
-// pass the limit it cuts the files (the cut stream at the limit, std_log at
-// the limit, each ending with the cut line that the control plane's log
-// ends with too) and from then on truncates them back after every chunk,
-// so the host's disk holds at most the limit plus one chunk. The callback
-// runs while the runner writes nothing, so no write is lost or torn.
+// The runner ([runner.Start]) appends every chunk of a job's output to the
+// stream's file ([runner.Stream.File]; today one std_log.txt for the one
+// pipe that carries stdout and stderr) before it hands the chunk to its
+// Output callback. A [Cap] sees each chunk there: once the output passes
+// the limit it cuts the file at the limit, ending it with the cut line that
+// the control plane's log ends with too, and from then on truncates it back
+// after every chunk, so the host's disk holds at most the limit plus one
+// chunk. The callback runs while the runner writes nothing, so no write is
+// lost or torn. A runner that writes a stream's file and a separate
+// std_log.txt gets both cut the same way.
 //
 // Files are opened without following symbolic links: the job owns its
 // directory and could replace a log file with a link to a file of kumo's.
@@ -19,6 +21,7 @@ package logcap
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -35,17 +38,18 @@ type Cap struct {
 	dir   string // the job directory
 	limit int64  // <= 0 means none
 
-	seen   [2]int64 // bytes of stdout and stderr produced
-	cut    bool
-	keep   [3]int64 // once cut: sizes of the stdout, stderr and std_log files
-	err    error    // the first error cutting or trimming the files
-	failed bool     // err was returned
+	seen    [2]int64 // bytes of stdout and stderr produced
+	cut     bool
+	keep    map[string]int64 // once cut: the size of each log file, by name in dir
+	cutDone map[string]bool  // files that got the cut line
+	err     error            // the first error cutting or trimming the files
+	failed  bool             // err was returned
 }
 
 // New returns the Cap of the job whose directory is dir; limit is how many
 // bytes of stdout and stderr together its files keep, <= 0 for no limit.
 func New(dir string, limit int64) *Cap {
-	return &Cap{dir: dir, limit: limit}
+	return &Cap{dir: dir, limit: limit, cutDone: map[string]bool{}}
 }
 
 // Chunk is called from the runner's Output with each chunk, after the
@@ -75,19 +79,25 @@ func (c *Cap) Chunk(ch runner.Chunk) (pass bool, err error) {
 	return pass, nil
 }
 
-var files = [3]string{runner.StdoutFile, runner.StderrFile, runner.StdLogFile}
-
 // cutAt ends the log: stream st (index i) keeps at bytes, the other stream
-// what it has, std_log the limit; the cut stream and std_log end with the
-// cut line.
+// what it has, std_log (when it is a file of its own) the limit; the cut
+// stream's file and std_log end with the cut line.
 func (c *Cap) cutAt(st runner.Stream, i int, at int64) {
 	line := []byte(jobfiles.CutLine(string(st), at, c.limit))
-	c.keep = [3]int64{c.seen[0], c.seen[1], c.limit}
-	c.keep[i] = at
-	for _, k := range []int{i, 2} {
-		n, err := cutFile(filepath.Join(c.dir, files[k]), c.keep[k], line)
+	c.keep = map[string]int64{}
+	for k, s := range []runner.Stream{runner.Stdout, runner.Stderr} {
+		c.keep[s.File()] = c.seen[k]
+	}
+	c.keep[runner.StdLogFile] = c.limit
+	c.keep[st.File()] = at
+	for _, name := range []string{st.File(), runner.StdLogFile} {
+		if _, done := c.cutDone[name]; done {
+			continue
+		}
+		n, err := cutFile(filepath.Join(c.dir, name), c.keep[name], line)
 		c.fail(err)
-		c.keep[k] = n
+		c.keep[name] = n
+		c.cutDone[name] = true
 	}
 	c.cut = true
 	c.trim()
@@ -95,13 +105,13 @@ func (c *Cap) cutAt(st runner.Stream, i int, at int64) {
 
 // trim truncates the files back to the sizes cutAt kept.
 func (c *Cap) trim() {
-	for k, name := range files {
-		c.fail(truncate(filepath.Join(c.dir, name), c.keep[k]))
+	for name, size := range c.keep {
+		c.fail(truncate(filepath.Join(c.dir, name), size))
 	}
 }
 
 func (c *Cap) fail(err error) {
-	if c.err == nil && err != nil {
+	if c.err == nil && err != nil && !errors.Is(err, fs.ErrNotExist) {
 		c.err = err
 	}
 }

@@ -33,47 +33,32 @@ func run(t *testing.T, limit int64, command string) (dir string, passed int64) {
 
 func TestCap(t *testing.T) {
 	const limit = 64 << 10
+	line := jobfiles.CutLine("stdout", limit, limit)
 	tests := []struct {
 		name       string
 		command    string
-		wantCut    bool
-		wantStdout string // "" to skip; else the file's content before any cut line
-		wantStderr string
+		wantLog    string // std_log.txt
+		wantPassed int64  // -1: just over the limit (the passing chunk whole, nothing after)
 	}{
-		{name: "under the limit", command: "printf out; printf err >&2", wantStdout: "out", wantStderr: "err"},
-		// stderr comes once stdout has passed the limit: it is dropped.
-		{name: "far past the limit", command: "head -c 5000000 /dev/zero | tr '\\0' a; printf late >&2", wantCut: true},
+		{name: "under the limit", command: "printf out; printf err >&2", wantLog: "outerr", wantPassed: 6},
+		{name: "exactly the limit", command: "head -c 65536 /dev/zero | tr '\\0' a", wantLog: strings.Repeat("a", limit), wantPassed: limit},
+		{name: "far past the limit", command: "head -c 5000000 /dev/zero | tr '\\0' a; echo late >&2",
+			wantLog: strings.Repeat("a", limit) + "\n" + line, wantPassed: -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir, passed := run(t, limit, tt.command)
-			read := func(name string) string {
-				b, err := os.ReadFile(filepath.Join(dir, name))
-				if err != nil {
-					t.Fatal(err)
-				}
-				return string(b)
+			b, err := os.ReadFile(filepath.Join(dir, runner.StdLogFile))
+			if err != nil {
+				t.Fatal(err)
 			}
-			stdout, stderr, stdLog := read(runner.StdoutFile), read(runner.StderrFile), read(runner.StdLogFile)
-			if tt.wantStderr != stderr {
-				t.Errorf("stderr = %q, want %q", stderr, tt.wantStderr)
+			if got := string(b); got != tt.wantLog {
+				t.Errorf("std_log holds %d bytes ending %q, want %d ending %q", len(got), got[max(0, len(got)-40):], len(tt.wantLog), tt.wantLog[max(0, len(tt.wantLog)-40):])
 			}
-			if !tt.wantCut {
-				if stdout != tt.wantStdout || passed != int64(len(stdout)+len(stderr)) {
-					t.Errorf("stdout = %q, passed %d; want %q, all passed", stdout, passed, tt.wantStdout)
-				}
-				return
-			}
-			line := jobfiles.CutLine("stdout", limit, limit)
-			if want := strings.Repeat("a", limit) + "\n" + line; stdout != want {
-				t.Errorf("stdout holds %d bytes ending %q, want %d ending with the cut line", len(stdout), stdout[max(0, len(stdout)-40):], len(want))
-			}
-			if !strings.HasSuffix(stdLog, "\n"+line) || len(stdLog) != limit+1+len(line) {
-				t.Errorf("std_log holds %d bytes ending %q, want %d ending with the cut line", len(stdLog), stdLog[max(0, len(stdLog)-40):], limit+1+len(line))
-			}
-			// The chunk that passes the limit is passed on whole, nothing
-			// after it.
-			if passed <= limit || passed > limit+64<<10 {
+			switch {
+			case tt.wantPassed >= 0 && passed != tt.wantPassed:
+				t.Errorf("passed on %d bytes, want %d", passed, tt.wantPassed)
+			case tt.wantPassed < 0 && (passed <= limit || passed > limit+64<<10):
 				t.Errorf("passed on %d bytes, want just over the limit %d", passed, limit)
 			}
 		})

@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -25,14 +26,19 @@ type Node struct {
 	ComputeID      string    // the cluster's ARM ID
 	State          NodeState // see NodeState
 	CredentialHash string    // hex SHA-256 of the node's agent credential
-	Address        string    // where the node is reached; "" until known
-	SSHPort        int       // the node's SSH port (reserved); 0 means none
-	JobID          string    // the job it runs; "" when none
-	Reason         string    // why it is unusable or leaving; "" otherwise
-	Note           string    // e.g. that its limits are recorded only; "" means none
-	CreatedAt      time.Time // when it was asked of the provider
-	StateSince     time.Time // when State last changed (idle since, for scale-down)
-	Attempts       int       // provider create attempts for this node slot (backoff)
+	// AgentKey is the public key (agentproto.Key.Public) of the agent
+	// process whose first connect was accepted; every later request for the
+	// node must be signed by it. "" until then. Set only by
+	// store.Store.NodeBindAgentKey: NodeUpdate leaves it as stored.
+	AgentKey   string
+	Address    string    // where the node is reached; "" until known
+	SSHPort    int       // the node's SSH port (reserved); 0 means none
+	JobID      string    // the job it runs; "" when none
+	Reason     string    // why it is unusable or leaving; "" otherwise
+	Note       string    // e.g. that its limits are recorded only; "" means none
+	CreatedAt  time.Time // when it was asked of the provider
+	StateSince time.Time // when State last changed (idle since, for scale-down)
+	Attempts   int       // provider create attempts for this node slot (backoff)
 }
 
 // HoldsQuota reports whether a node in state s counts against its
@@ -162,4 +168,23 @@ func (j *Job) Finish(exitCode *int, reason, message string, now time.Time) {
 		}
 		j.Error = &Error{Code: "UserError", Message: msg}
 	}
+}
+
+// MaxWarnings bounds the warnings a job keeps.
+const MaxWarnings = 50
+
+// AddWarnings adds the warnings j does not hold yet, keeping at most
+// MaxWarnings, and reports whether j changed.
+func (j *Job) AddWarnings(warnings ...string) bool {
+	changed := false
+	for _, w := range warnings {
+		if len(j.Warnings) >= MaxWarnings {
+			break
+		}
+		if !slices.Contains(j.Warnings, w) {
+			j.Warnings = append(j.Warnings, w)
+			changed = true
+		}
+	}
+	return changed
 }

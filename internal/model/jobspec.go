@@ -15,9 +15,11 @@ const (
 )
 
 var (
-	jobNameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$`)
-	envNameRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	inputRefRE = regexp.MustCompile(`\$\{\{\s*inputs\.([A-Za-z0-9_]+)\s*\}\}`)
+	jobNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$`)
+	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// bindingRE matches ${{inputs.NAME}} and ${{outputs.NAME}}.
+	bindingRE     = regexp.MustCompile(`\$\{\{\s*(inputs|outputs)\.([A-Za-z0-9_]+)\s*\}\}`)
+	bindingNameRE = regexp.MustCompile(`^[A-Za-z0-9_]{1,255}$`)
 )
 
 // ValidateJobName checks AML's job naming rule: 1 to 255 letters, digits,
@@ -102,6 +104,56 @@ func SecretEnvName(name string) bool {
 	return false
 }
 
+// Job outputs. kumo supports AML's default output, a uri_folder: a folder
+// the command writes and kumo keeps with the job's artifacts.
+const (
+	// OutputsDir is the folder of the job's working directory that holds
+	// its outputs; it is collected with the job's artifacts.
+	OutputsDir = "outputs"
+	// OutputEnvPrefix starts the environment variable that, as in AML,
+	// gives the command each output's path: AZURE_ML_OUTPUT_<NAME>. The
+	// node creates the folder such a variable names before the command
+	// starts.
+	OutputEnvPrefix = "AZURE_ML_OUTPUT_"
+)
+
+// OutputPath is where output name lives, relative to the job's working
+// directory: "outputs/NAME".
+func OutputPath(name string) string { return OutputsDir + "/" + name }
+
+// Output types and modes kumo accepts, in AML's REST and YAML spellings.
+var (
+	outputTypes = []string{"uri_folder", "UriFolder"}
+	outputModes = []string{"rw_mount", "upload", "ReadWriteMount", "Upload"}
+)
+
+// ValidateOutput checks output name of type typ and mode mode (either
+// empty for the default: uri_folder, rw_mount).
+func ValidateOutput(name, typ, mode string) error {
+	field := "properties.outputs." + name
+	if !bindingNameRE.MatchString(name) {
+		return fieldErr(CodeInvalidParameter, field, "output name %q is invalid: use letters, digits and '_'", name)
+	}
+	if typ != "" && !foldIn(typ, outputTypes) {
+		return fieldErr(CodeInvalidParameter, field+".jobOutputType",
+			"output %s has type %q: kumo supports only uri_folder outputs (a folder under outputs/ kept with the job)", name, typ)
+	}
+	if mode != "" && !foldIn(mode, outputModes) {
+		return fieldErr(CodeInvalidParameter, field+".mode",
+			"output %s has mode %q: kumo supports rw_mount and upload (both write a folder kept with the job)", name, mode)
+	}
+	return nil
+}
+
+func foldIn(s string, set []string) bool {
+	for _, v := range set {
+		if strings.EqualFold(s, v) {
+			return true
+		}
+	}
+	return false
+}
+
 // MaskedValue replaces a secret value shown to a reader who may not see it.
 const MaskedValue = "***"
 
@@ -121,23 +173,38 @@ func MaskSecretEnv(env map[string]string) map[string]string {
 	return out
 }
 
-// SubstituteInputs replaces ${{inputs.NAME}} in command with the literal
-// inputs' values; a reference to an input that was not given is an error.
-func SubstituteInputs(command string, inputs map[string]string) (string, error) {
-	var missing []string
-	out := inputRefRE.ReplaceAllStringFunc(command, func(m string) string {
-		name := inputRefRE.FindStringSubmatch(m)[1]
+// SubstituteBindings replaces ${{inputs.NAME}} in command with the literal
+// inputs' values and ${{outputs.NAME}} with OutputPath(NAME) for each name
+// in outputs. A reference to an input or output that was not given is an
+// error.
+func SubstituteBindings(command string, inputs map[string]string, outputs map[string]bool) (string, error) {
+	var missingIn, missingOut []string
+	out := bindingRE.ReplaceAllStringFunc(command, func(m string) string {
+		sub := bindingRE.FindStringSubmatch(m)
+		kind, name := sub[1], sub[2]
+		if kind == "outputs" {
+			if !outputs[name] {
+				missingOut = append(missingOut, name)
+				return m
+			}
+			return OutputPath(name)
+		}
 		v, ok := inputs[name]
 		if !ok {
-			missing = append(missing, name)
+			missingIn = append(missingIn, name)
 			return m
 		}
 		return v
 	})
-	if len(missing) > 0 {
-		sort.Strings(missing)
+	if len(missingIn) > 0 {
+		sort.Strings(missingIn)
 		return "", fieldErr(CodeInvalidParameter, "properties.inputs",
-			"properties.command refers to inputs that properties.inputs does not give: %s", strings.Join(missing, ", "))
+			"properties.command refers to inputs that properties.inputs does not give: %s", strings.Join(missingIn, ", "))
+	}
+	if len(missingOut) > 0 {
+		sort.Strings(missingOut)
+		return "", fieldErr(CodeInvalidParameter, "properties.outputs",
+			"properties.command refers to outputs that properties.outputs does not declare: %s", strings.Join(missingOut, ", "))
 	}
 	return out, nil
 }
@@ -186,4 +253,30 @@ func ValidateInstanceCount(n int) error {
 // JobCompute is the ARM ID of the compute a job of workspace wsID names.
 func JobCompute(wsID, name string) string {
 	return fmt.Sprintf("%s/computes/%s", wsID, name)
+}
+
+// jobStatuses are the job statuses in the order a job goes through them.
+var jobStatuses = []JobStatus{JobNotStarted, JobQueued, JobPreparing, JobRunning, JobFinalizing, JobCompleted, JobFailed, JobCanceled}
+
+// ParseJobStatus returns the status named s, matched case-insensitively;
+// false when s names none. "Cancelled" is accepted for Canceled.
+func ParseJobStatus(s string) (JobStatus, bool) {
+	if strings.EqualFold(s, "Cancelled") {
+		return JobCanceled, true
+	}
+	for _, st := range jobStatuses {
+		if strings.EqualFold(s, string(st)) {
+			return st, true
+		}
+	}
+	return "", false
+}
+
+// JobStatusNames lists the job statuses for messages: "NotStarted, Queued, ...".
+func JobStatusNames() string {
+	names := make([]string, len(jobStatuses))
+	for i, st := range jobStatuses {
+		names[i] = string(st)
+	}
+	return strings.Join(names, ", ")
 }

@@ -1,18 +1,26 @@
 // Package runner runs one job process on a node.
 //
 // [Start] prepares the job directory (creating outputs/, logs/ and
-// user_logs/, and extracting an optional code snapshot), starts the command
+// user_logs/, a folder outputs/NAME for each AZURE_ML_OUTPUT_NAME variable
+// that names one, and extracting an optional code snapshot), starts the command
 // with /bin/sh -c in its own process group with the job directory as working
-// directory, and streams its stdout and stderr live to a callback while also
-// appending them to files in the job directory:
+// directory, and streams its output live to a callback while also appending
+// it to user_logs/std_log.txt in the job directory (AML's name).
 //
-//	user_logs/stdout.txt   the job's stdout, byte for byte
-//	user_logs/stderr.txt   the job's stderr, byte for byte
-//	user_logs/std_log.txt  both, interleaved in the order they were read (AML's name)
+// The command's stdout and stderr are one pipe, as in a terminal or AML's
+// std_log.txt, so its output keeps the order in which it was written: after
+// "echo A; echo B >&2" the log reads A then B. Two pipes cannot give that:
+// lines written close together sit in two kernel buffers with nothing that
+// says which came first. What stays unordered is what the command itself
+// buffers (a program whose stdout is not a terminal usually buffers it, so
+// flush it, or run Python with -u), and a single write larger than the
+// pipe's atomic size (4 KiB) may interleave with another process's writes.
+// The price is that stdout and stderr are not told apart: every [Chunk] is
+// of stream [Stdout].
 //
-// Every [Chunk] carries its stream and the offset of its first byte in that
-// stream, which is also its offset in the stream's file, so a consumer that
-// has seen offset N can resume from the file at N without loss or duplication.
+// Every [Chunk] carries the offset of its first byte in the output, which is
+// also its offset in std_log.txt, so a consumer that has seen offset N can
+// resume from the file at N without loss or duplication.
 //
 // Cancel (by [Job.Cancel] or the context) and timeout send SIGTERM to the
 // whole process group, wait a grace period for the group to end, then send
@@ -22,8 +30,8 @@
 // that hold the job's stdout or stderr), so no process of a finished job
 // lingers.
 //
-// Each job uses three goroutines (one waiting for the process, one reader per
-// stream); all end before [Job.Wait] returns.
+// Each job uses two goroutines (one waiting for the process, one reading its
+// output); both end before [Job.Wait] returns.
 package runner
 
 import (
@@ -43,6 +51,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"kumo/internal/jobuser"
+	"kumo/internal/model"
 )
 
 // Defaults for [Spec] fields left zero.
@@ -53,9 +62,9 @@ const (
 
 // Log file names, relative to the job directory.
 const (
-	StdoutFile = "user_logs/stdout.txt"  // stdout, byte offsets as in [Chunk.Offset]
-	StderrFile = "user_logs/stderr.txt"  // stderr, byte offsets as in [Chunk.Offset]
-	StdLogFile = "user_logs/std_log.txt" // stdout and stderr interleaved
+	StdoutFile = "user_logs/stdout.txt"  // written by the control plane, from chunks of stream stdout
+	StderrFile = "user_logs/stderr.txt"  // written by the control plane, from chunks of stream stderr
+	StdLogFile = "user_logs/std_log.txt" // the job's stdout and stderr in write order; offsets as in [Chunk.Offset]
 )
 
 // Stream names one of a job's output streams.
@@ -63,16 +72,22 @@ type Stream string
 
 // Streams.
 const (
-	Stdout Stream = "stdout" // the job's standard output
-	Stderr Stream = "stderr" // the job's standard error
+	// Stdout is the job's output: its stdout and stderr, which share one
+	// pipe, in the order written. It is the only stream the runner emits.
+	Stdout Stream = "stdout"
+	// Stderr is a separate standard error. The runner no longer emits it;
+	// it stays for the wire protocol and jobs journaled by older agents.
+	Stderr Stream = "stderr"
 )
 
-// File returns the stream's log file name relative to the job directory.
+// File returns the file in the job directory that holds the stream, at
+// the offsets its chunks carry. Stderr's file is never written by this
+// runner, so it reads as absent.
 func (s Stream) File() string {
 	if s == Stderr {
 		return StderrFile
 	}
-	return StdoutFile
+	return StdLogFile
 }
 
 // Chunk is a piece of a job's output as it was read. Chunks are not aligned
@@ -138,11 +153,11 @@ type Result struct {
 	ExitCode int            // exit code; 128+n when killed by signal n, as shells report it
 	Signal   syscall.Signal // the signal that killed the process; 0 if it exited
 	Reason   Reason         // ReasonNone on success
-	Message  string         // human-readable failure reason; empty on success
+	Message  string         // human-readable failure reason; empty on success and for ReasonExitCode, which ExitCode explains
 	Started  time.Time      // when the process started
 	Ended    time.Time      // when the process group ended and output was drained
-	Stdout   int64          // bytes of stdout
-	Stderr   int64          // bytes of stderr
+	Stdout   int64          // bytes of output (stdout and stderr together)
+	Stderr   int64          // always 0: stderr is part of Stdout
 }
 
 // Job is a running job. Its methods are safe for concurrent use.
@@ -164,10 +179,10 @@ type Job struct {
 	killErr  error       // processes of the job's uid outlived SIGKILL
 	timeoutT *time.Timer // Spec.Timeout; nil if none
 
-	outMu    sync.Mutex // serializes writes to files and Output
-	files    [3]*os.File
-	readers  [2]*os.File
-	offsets  [2]int64
+	outMu    sync.Mutex // serializes writes to the log and Output
+	log      *os.File   // StdLogFile
+	reader   *os.File   // the read end of the output pipe
+	offset   int64      // bytes of output read
 	writeErr error
 
 	result Result
@@ -198,7 +213,7 @@ func Start(ctx context.Context, spec Spec) (*Job, error) {
 	if err := os.Chmod(spec.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("start job: %w", err)
 	}
-	for _, d := range []string{"outputs", "logs", "user_logs"} {
+	for _, d := range append([]string{model.OutputsDir, "logs", "user_logs"}, outputDirs(spec.Env)...) {
 		if err := os.MkdirAll(filepath.Join(spec.Dir, d), 0o755); err != nil {
 			return nil, fmt.Errorf("start job: %w", err)
 		}
@@ -232,6 +247,20 @@ func Start(ctx context.Context, spec Spec) (*Job, error) {
 	return j, nil
 }
 
+// outputDirs are the folders of the job's outputs, named by the
+// AZURE_ML_OUTPUT_NAME=outputs/NAME entries of env; other values of such
+// variables are left alone.
+func outputDirs(env []string) []string {
+	var dirs []string
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		if name, ok := strings.CutPrefix(k, model.OutputEnvPrefix); ok && name != "" && v == model.OutputPath(name) && filepath.IsLocal(v) {
+			dirs = append(dirs, v)
+		}
+	}
+	return dirs
+}
+
 func orDefault(d, def time.Duration) time.Duration {
 	if d > 0 {
 		return d
@@ -240,28 +269,18 @@ func orDefault(d, def time.Duration) time.Duration {
 }
 
 func (j *Job) start(spec Spec) error {
-	for i, name := range []string{StdoutFile, StderrFile, StdLogFile} {
-		f, err := os.OpenFile(filepath.Join(spec.Dir, name), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o644)
-		if err != nil {
-			return err
-		}
-		j.files[i] = f
+	f, err := os.OpenFile(filepath.Join(spec.Dir, StdLogFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
 	}
-	var writers [2]*os.File
-	defer func() {
-		for _, w := range writers {
-			if w != nil {
-				w.Close()
-			}
-		}
-	}()
-	for i := range writers {
-		r, w, err := os.Pipe()
-		if err != nil {
-			return err
-		}
-		j.readers[i], writers[i] = r, w
+	j.log = f
+	// One pipe for stdout and stderr keeps their lines in write order.
+	r, writer, err := os.Pipe()
+	if err != nil {
+		return err
 	}
+	defer writer.Close()
+	j.reader = r
 	args := []string{"/bin/sh", "-c", spec.Command}
 	var gateW *os.File
 	var extra []*os.File
@@ -286,8 +305,8 @@ func (j *Job) start(spec Spec) error {
 		Args:        args,
 		Dir:         spec.Dir,
 		Env:         append([]string{}, spec.Env...), // non-nil: nothing inherited
-		Stdout:      writers[0],
-		Stderr:      writers[1],
+		Stdout:      writer,
+		Stderr:      writer,
 		ExtraFiles:  extra,
 		SysProcAttr: attr,
 	}
@@ -351,10 +370,8 @@ func (j *Job) stop(reason Reason) {
 // supervise waits for the main process, ends the rest of its group, drains
 // output and records the result.
 func (j *Job) supervise(unwatch func() bool) {
-	readDone := make(chan struct{}, 2)
-	for i, s := range []Stream{Stdout, Stderr} {
-		go func() { j.read(i, s); readDone <- struct{}{} }()
-	}
+	readDone := make(chan struct{}, 1)
+	go func() { j.read(); readDone <- struct{}{} }()
 
 	// Learn that the leader exited without reaping it, so its pid keeps the
 	// process group ID ours while we signal the group.
@@ -410,15 +427,11 @@ func (j *Job) supervise(unwatch func() bool) {
 	}
 
 	drain := time.NewTimer(j.drain)
-	for range 2 {
-		select {
-		case <-readDone:
-		case <-drain.C:
-			for _, r := range j.readers {
-				r.Close() // a process outside the group holds the pipe; unblock the readers
-			}
-			<-readDone
-		}
+	select {
+	case <-readDone:
+	case <-drain.C:
+		j.reader.Close() // a process outside the group holds the pipe; unblock the reader
+		<-readDone
 	}
 	drain.Stop()
 	j.finish()
@@ -426,19 +439,20 @@ func (j *Job) supervise(unwatch func() bool) {
 	close(j.done)
 }
 
-// read copies one stream to its files and to Output.
-func (j *Job) read(i int, s Stream) {
+// read copies the output to the log and to Output.
+func (j *Job) read() {
 	buf := make([]byte, 32<<10)
 	for {
-		n, err := j.readers[i].Read(buf)
+		n, err := j.reader.Read(buf)
 		if n > 0 {
 			j.outMu.Lock()
-			off := j.offsets[i]
-			j.offsets[i] += int64(n)
-			j.write(j.files[i], buf[:n])
-			j.write(j.files[2], buf[:n])
+			off := j.offset
+			j.offset += int64(n)
+			if _, err := j.log.Write(buf[:n]); err != nil && j.writeErr == nil {
+				j.writeErr = err
+			}
 			if j.out != nil {
-				j.out(Chunk{Stream: s, Offset: off, Data: buf[:n]})
+				j.out(Chunk{Stream: Stdout, Offset: off, Data: buf[:n]})
 			}
 			j.outMu.Unlock()
 		}
@@ -448,16 +462,10 @@ func (j *Job) read(i int, s Stream) {
 	}
 }
 
-func (j *Job) write(f *os.File, b []byte) {
-	if _, err := f.Write(b); err != nil && j.writeErr == nil {
-		j.writeErr = err
-	}
-}
-
 func (j *Job) finish() {
 	r := &j.result
 	r.Ended = time.Now()
-	r.Stdout, r.Stderr = j.offsets[0], j.offsets[1]
+	r.Stdout = j.offset
 	ws, _ := j.cmd.ProcessState.Sys().(syscall.WaitStatus)
 	switch {
 	case ws.Signaled():
@@ -483,7 +491,7 @@ func (j *Job) finish() {
 			r.Message += "; the memory limit may have been reached"
 		}
 	case r.ExitCode != 0:
-		r.Reason, r.Message = ReasonExitCode, "exit code "+strconv.Itoa(r.ExitCode)
+		r.Reason = ReasonExitCode // ExitCode says it all; no message repeats it
 	}
 	if j.killErr != nil {
 		r.Message = strings.TrimPrefix(r.Message+"; ", "; ") + j.killErr.Error()
@@ -494,14 +502,9 @@ func (j *Job) finish() {
 }
 
 func (j *Job) closeAll() {
-	for _, f := range j.files {
+	for _, f := range []*os.File{j.log, j.reader} {
 		if f != nil {
 			f.Close()
-		}
-	}
-	for _, r := range j.readers {
-		if r != nil {
-			r.Close()
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,15 +79,18 @@ func TestRunResults(t *testing.T) {
 		wantCode   int
 		wantSignal syscall.Signal
 		wantReason Reason
-		wantOut    string
-		wantErr    string
+		wantOut    string // the output, stdout and stderr together
 	}{
 		{name: "true", command: "true"},
 		{name: "exit code", command: "exit 3", wantCode: 3, wantReason: ReasonExitCode},
 		{name: "signal", command: "kill -9 $$", wantCode: 137, wantSignal: syscall.SIGKILL, wantReason: ReasonSignal},
-		{name: "streams", command: "echo out; echo err >&2", wantOut: "out\n", wantErr: "err\n"},
+		{name: "stdout then stderr", command: "echo A; echo B >&2", wantOut: "A\nB\n"},
+		{name: "stderr then stdout", command: "echo B >&2; echo A", wantOut: "B\nA\n"},
 		{name: "env", command: `printf %s "$KUMO_T"`, env: []string{"KUMO_T=a b"}, wantOut: "a b"},
 		{name: "cwd and dirs", command: `test -d outputs && test -d logs && pwd`, wantOut: "DIR\n"},
+		{name: "output folders", command: `test -d outputs/model && test -d outputs/ckpt_2 && test ! -e outputs/other && test ! -e elsewhere && echo made`,
+			env:     []string{"AZURE_ML_OUTPUT_model=outputs/model", "AZURE_ML_OUTPUT_ckpt_2=outputs/ckpt_2", "AZURE_ML_OUTPUT_x=outputs/other", "AZURE_ML_OUTPUT_y=elsewhere", "AZURE_ML_OUTPUT_z=../z"},
+			wantOut: "made\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -100,21 +104,18 @@ func TestRunResults(t *testing.T) {
 				t.Errorf("got code %d signal %v reason %q (%s), want %d %v %q",
 					res.ExitCode, res.Signal, res.Reason, res.Message, tt.wantCode, tt.wantSignal, tt.wantReason)
 			}
-			if (res.Message == "") != (tt.wantReason == ReasonNone) {
+			if (res.Message == "") != (tt.wantReason == ReasonNone || tt.wantReason == ReasonExitCode) {
 				t.Errorf("message %q with reason %q", res.Message, res.Reason)
 			}
 			wantOut := strings.ReplaceAll(tt.wantOut, "DIR", dir)
 			if got := c.String(Stdout); got != wantOut {
 				t.Errorf("stdout = %q, want %q", got, wantOut)
 			}
-			if got := c.String(Stderr); got != tt.wantErr {
-				t.Errorf("stderr = %q, want %q", got, tt.wantErr)
+			if got := c.String(Stderr); got != "" {
+				t.Errorf("chunks of stream stderr = %q, want none", got)
 			}
-			for _, f := range []struct{ name, want string }{{StdoutFile, wantOut}, {StderrFile, tt.wantErr}} {
-				b, err := os.ReadFile(filepath.Join(dir, f.name))
-				if err != nil || string(b) != f.want {
-					t.Errorf("%s = %q, %v; want %q", f.name, b, err, f.want)
-				}
+			if b, err := os.ReadFile(filepath.Join(dir, StdLogFile)); err != nil || string(b) != wantOut {
+				t.Errorf("%s = %q, %v; want %q", StdLogFile, b, err, wantOut)
 			}
 		})
 	}
@@ -129,24 +130,48 @@ func TestOutputOffsets(t *testing.T) {
 	if err != nil || res.Reason != ReasonNone {
 		t.Fatalf("Run: %v %+v", err, res)
 	}
-	for _, s := range []Stream{Stdout, Stderr} {
-		b, _ := os.ReadFile(filepath.Join(dir, s.File()))
-		if diff := cmp.Diff(string(b), c.String(s)); diff != "" {
-			t.Errorf("%s: file and chunks differ (-file +chunks):\n%s", s, diff)
-		}
-		// Resuming from any chunk's offset in the file gives the rest exactly.
-		for _, ch := range c.chunks {
-			if ch.Stream == s && !bytes.HasPrefix(b[ch.Offset:], ch.Data) {
-				t.Fatalf("%s: chunk at %d not found at that offset of the file", s, ch.Offset)
-			}
+	b, _ := os.ReadFile(filepath.Join(dir, Stdout.File()))
+	if diff := cmp.Diff(string(b), c.String(Stdout)); diff != "" {
+		t.Errorf("file and chunks differ (-file +chunks):\n%s", diff)
+	}
+	// Resuming from any chunk's offset in the file gives the rest exactly.
+	for _, ch := range c.chunks {
+		if ch.Stream != Stdout || !bytes.HasPrefix(b[ch.Offset:], ch.Data) {
+			t.Fatalf("chunk of %s at %d not found at that offset of the file", ch.Stream, ch.Offset)
 		}
 	}
-	if res.Stdout != int64(len(c.String(Stdout))) || res.Stderr != int64(len(c.String(Stderr))) {
-		t.Errorf("result counts %d/%d, collected %d/%d", res.Stdout, res.Stderr, len(c.String(Stdout)), len(c.String(Stderr)))
+	if res.Stdout != int64(len(b)) || res.Stderr != 0 {
+		t.Errorf("result counts %d/%d, want %d/0", res.Stdout, res.Stderr, len(b))
 	}
-	all, _ := os.ReadFile(filepath.Join(dir, StdLogFile))
-	if got, want := len(all), len(c.String(Stdout))+len(c.String(Stderr)); got != want {
-		t.Errorf("%s has %d bytes, want %d", StdLogFile, got, want)
+}
+
+// TestOutputOrder writes lines to stdout and stderr in turn, each flushed
+// at once, and checks that std_log.txt and the chunks keep that order.
+func TestOutputOrder(t *testing.T) {
+	const n = 1000
+	var want strings.Builder
+	for i := range n {
+		fmt.Fprintf(&want, "out %d\nerr %d\n", i, i)
+	}
+	// The shell's echo is a builtin: one write(2) per line, nothing buffered.
+	cmd := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done`, n)
+	for round := range 3 {
+		dir := t.TempDir()
+		c := newCollector("")
+		res, err := Run(context.Background(), Spec{Dir: dir, Command: cmd, Output: c.output})
+		if err != nil || res.Reason != ReasonNone {
+			t.Fatalf("Run: %v %+v", err, res)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, StdLogFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want.String(), string(b)); diff != "" {
+			t.Fatalf("round %d: %s out of order (-want +got):\n%s", round, StdLogFile, diff)
+		}
+		if got := c.String(Stdout); got != want.String() {
+			t.Fatalf("round %d: chunks out of order", round)
+		}
 	}
 }
 

@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"kumo/api"
+	"kumo/internal/archive"
 	"kumo/internal/jobfiles"
 	"kumo/internal/model"
 	"kumo/internal/secret"
@@ -39,14 +43,17 @@ func (s *Server) snapshotCreate(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	id := secret.RandomID(16)
-	n, err := s.files.SaveSnapshot(id, r.Body)
-	if errors.Is(err, jobfiles.ErrTooLarge) {
-		return errorf(http.StatusRequestEntityTooLarge, "SnapshotTooLarge", "the code snapshot is larger than 100 MiB; leave data out of the code directory")
-	}
-	if err != nil {
+	info, err := s.files.SaveSnapshot(id, r.Body)
+	switch archive.HTTPStatus(err) {
+	case http.StatusRequestEntityTooLarge:
+		return errorf(http.StatusRequestEntityTooLarge, "SnapshotTooLarge", "the code snapshot is too large: %v; leave data out of the code directory", err)
+	case http.StatusBadRequest:
 		return badRequest("InvalidSnapshot", "body", "the code snapshot is not a safe tar stream: %v", err)
 	}
-	writeJSON(w, http.StatusCreated, api.Snapshot{ID: id, SizeBytes: n})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, api.Snapshot{ID: id, SizeBytes: info.Size, FileCount: info.Files})
 	return nil
 }
 
@@ -104,7 +111,21 @@ func (s *Server) jobFromRequest(ctx context.Context, ws model.Workspace, name st
 		}
 		inputs[k] = in.Value
 	}
-	command, err := model.SubstituteInputs(p.Command, inputs)
+	outputs := map[string]bool{}
+	for k, o := range p.Outputs {
+		if o == nil {
+			o = &api.JobOutput{}
+		}
+		if err := model.ValidateOutput(k, o.JobOutputType, o.Mode); err != nil {
+			return model.Job{}, err
+		}
+		if o.URI != "" {
+			return model.Job{}, badRequest(api.CodeInvalidParameter, "properties.outputs."+k+".uri",
+				"properties.outputs.%s.uri: kumo keeps outputs with the job (under %s); it cannot write to %q", k, model.OutputPath(k), o.URI)
+		}
+		outputs[k] = true
+	}
+	command, err := model.SubstituteBindings(p.Command, inputs, outputs)
 	if err != nil {
 		return model.Job{}, err
 	}
@@ -175,6 +196,17 @@ func (s *Server) jobFromRequest(ctx context.Context, ws model.Workspace, name st
 		return model.Job{}, err
 	}
 	env := p.EnvironmentVariables
+	if len(outputs) > 0 {
+		// As in AML, AZURE_ML_OUTPUT_NAME gives each output's path; the
+		// node makes the folders it names before the command starts.
+		env = maps.Clone(env)
+		if env == nil {
+			env = map[string]string{}
+		}
+		for k := range outputs {
+			env[model.OutputEnvPrefix+k] = model.OutputPath(k)
+		}
+	}
 	if len(env) == 0 {
 		env = nil
 	}
@@ -206,24 +238,146 @@ func (s *Server) jobGet(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// jobList lists a workspace's jobs newest first. Query parameters filter
+// it: compute=NAME (a compute's name or azureml:NAME), status=S[,S...]
+// (case-insensitive) and $top=N (at most N jobs on this page). $skipToken
+// is the nextLink's cursor: the creation order of the last job sent, so
+// jobs submitted meanwhile do not shift the pages.
 func (s *Server) jobList(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	ws, err := s.loadWorkspace(ctx, r)
 	if err != nil {
 		return err
 	}
-	jobs, err := s.store.JobList(ctx, ws.ID, store.Page{After: r.URL.Query().Get("$skipToken"), Limit: s.page + 1})
+	q := r.URL.Query()
+	var f jobFilter
+	if c := q.Get("compute"); c != "" {
+		name, err := model.ComputeRef(c)
+		if err != nil {
+			return badRequest(api.CodeInvalidParameter, "compute", "compute %q is not a compute name", c)
+		}
+		f.computeID = model.JobCompute(ws.ID, name)
+	}
+	if st := q.Get("status"); st != "" {
+		f.statuses = map[model.JobStatus]bool{}
+		for _, v := range strings.Split(st, ",") {
+			status, ok := model.ParseJobStatus(strings.TrimSpace(v))
+			if !ok {
+				return badRequest(api.CodeInvalidParameter, "status", "status %q is not a job status: use %s", v, model.JobStatusNames())
+			}
+			f.statuses[status] = true
+		}
+	}
+	page := s.page
+	if top := q.Get("$top"); top != "" {
+		n, err := strconv.Atoi(top)
+		if err != nil || n < 1 {
+			return badRequest(api.CodeInvalidParameter, "$top", "$top %q is not a positive whole number", top)
+		}
+		page = min(n, s.page)
+	}
+	var after jobCursor
+	if tok := q.Get("$skipToken"); tok != "" {
+		if after, err = parseJobCursor(tok); err != nil {
+			return badRequest(api.CodeInvalidParameter, "$skipToken", "$skipToken %q is not a cursor this server gave", tok)
+		}
+	}
+	jobs, err := s.jobsNewestFirst(ctx, ws.ID, f, after, page+1)
 	if err != nil {
 		return err
 	}
 	out := api.JobList{Value: []api.JobResource{}}
-	jobs, out.NextLink = pageOf(r, jobs, s.page, func(j model.Job) string { return j.Name })
+	if len(jobs) > page {
+		jobs = jobs[:page]
+		next := url.Values{}
+		for k, v := range q {
+			next[k] = v
+		}
+		next.Set("$skipToken", cursorOf(jobs[len(jobs)-1]).String())
+		out.NextLink = baseURL(r) + r.URL.Path + "?" + next.Encode()
+	}
 	views := map[string]*computeView{}
 	for _, j := range jobs {
 		out.Value = append(out.Value, s.jobResource(ctx, j, views, true))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// jobFilter selects jobs for a list; zero fields select all.
+type jobFilter struct {
+	computeID string                   // "" means any compute
+	statuses  map[model.JobStatus]bool // nil means any status
+}
+
+func (f jobFilter) match(j model.Job) bool {
+	if f.computeID != "" && !strings.EqualFold(j.ComputeID, f.computeID) {
+		return false
+	}
+	return f.statuses == nil || f.statuses[j.Status]
+}
+
+// jobCursor is a job's place in the newest-first order: by creation time,
+// then by submission sequence. The zero cursor is before the newest job.
+type jobCursor struct {
+	created int64 // UnixNano
+	seq     int64
+}
+
+func cursorOf(j model.Job) jobCursor { return jobCursor{j.CreatedAt.UnixNano(), j.Seq} }
+
+// before reports whether c comes before d in newest-first order.
+func (c jobCursor) before(d jobCursor) bool {
+	if c.created != d.created {
+		return c.created > d.created
+	}
+	return c.seq > d.seq
+}
+
+func (c jobCursor) String() string { return fmt.Sprintf("%d.%d", c.created, c.seq) }
+
+func parseJobCursor(s string) (jobCursor, error) {
+	a, b, ok := strings.Cut(s, ".")
+	if !ok {
+		return jobCursor{}, errors.New("no '.'")
+	}
+	created, err := strconv.ParseInt(a, 10, 64)
+	if err != nil {
+		return jobCursor{}, err
+	}
+	seq, err := strconv.ParseInt(b, 10, 64)
+	if err != nil {
+		return jobCursor{}, err
+	}
+	return jobCursor{created, seq}, nil
+}
+
+// jobsNewestFirst returns up to limit of a workspace's jobs that match f
+// and come after the cursor after (all when it is zero), newest first.
+// The store lists by name, so it reads the workspace's jobs whole.
+func (s *Server) jobsNewestFirst(ctx context.Context, wsID string, f jobFilter, after jobCursor, limit int) ([]model.Job, error) {
+	const batch = 1000
+	var all []model.Job
+	for p := (store.Page{Limit: batch}); ; {
+		jobs, err := s.store.JobList(ctx, wsID, p)
+		if err != nil {
+			return nil, err
+		}
+		for _, j := range jobs {
+			if f.match(j) && (after == jobCursor{} || after.before(cursorOf(j))) {
+				all = append(all, j)
+			}
+		}
+		if len(jobs) < batch {
+			break
+		}
+		p.After = jobs[len(jobs)-1].Name
+	}
+	sort.Slice(all, func(a, b int) bool { return cursorOf(all[a]).before(cursorOf(all[b])) })
+	if len(all) > limit {
+		all = all[:limit]
+	}
+	return all, nil
 }
 
 func (s *Server) jobCancel(w http.ResponseWriter, r *http.Request) error {
@@ -359,6 +513,14 @@ func (s *Server) jobResource(ctx context.Context, j model.Job, views map[string]
 	if p.DisplayName == "" {
 		p.DisplayName = j.Name
 	}
+	for k, v := range j.Env {
+		if name, ok := strings.CutPrefix(k, model.OutputEnvPrefix); ok && v == model.OutputPath(name) {
+			if p.Outputs == nil {
+				p.Outputs = map[string]*api.JobOutput{}
+			}
+			p.Outputs[name] = &api.JobOutput{JobOutputType: "uri_folder", Mode: "ReadWriteMount", URI: v}
+		}
+	}
 	if j.Timeout > 0 {
 		p.Limits = &api.CommandJobLimits{JobLimitsType: "Command", Timeout: model.FormatDuration(j.Timeout)}
 	}
@@ -374,8 +536,9 @@ func (s *Server) jobResource(ctx context.Context, j model.Job, views map[string]
 			v, _ = s.loadComputeView(ctx, j.ComputeID)
 			views[j.ComputeID] = v
 		}
-		if v != nil {
-			if pos, err := s.store.JobCountAhead(ctx, j.ComputeID, model.JobQueued, j.Seq); err == nil {
+		if pos, err := s.store.JobCountAhead(ctx, j.ComputeID, model.JobQueued, j.Seq); err == nil {
+			p.QueuePosition = pos + 1
+			if v != nil {
 				p.PendingReason = v.pendingReason(pos)
 			}
 		}

@@ -148,8 +148,13 @@ type Store interface {
 	// NodeGet returns the node with the given ID.
 	NodeGet(ctx context.Context, id string) (model.Node, error)
 	// NodeUpdate replaces the node with n.ID if its stored state is from,
-	// else ErrPreconditionFailed.
+	// else ErrPreconditionFailed. It leaves the stored AgentKey as it is.
 	NodeUpdate(ctx context.Context, n model.Node, from model.NodeState) error
+	// NodeBindAgentKey sets the AgentKey of the node with id if it has
+	// none. It returns nil if the node is bound to key (now or before),
+	// ErrPreconditionFailed if it is bound to another key, and ErrNotFound
+	// if there is no such node. A bound key never changes.
+	NodeBindAgentKey(ctx context.Context, id, key string) error
 	// NodeListByCompute returns a compute's nodes ordered by CreatedAt, ID.
 	NodeListByCompute(ctx context.Context, computeID string) ([]model.Node, error)
 	// NodeList returns every node ordered by CreatedAt, ID.

@@ -169,7 +169,7 @@ func (l *localRunner) start(ctx context.Context, j model.Job, user *jobuser.User
 		}
 		code = f
 	}
-	set := map[string]string{"KUMO_RUN_ID": j.RunID, "AZUREML_RUN_ID": j.RunID}
+	set := map[string]string{"KUMO_RUN_ID": j.RunID, "AZUREML_RUN_ID": j.Name} // AML's run ID of a v2 job is its name
 	if v, ok := os.LookupEnv("CUDA_VISIBLE_DEVICES"); ok {
 		set["CUDA_VISIBLE_DEVICES"] = v
 	}
@@ -232,12 +232,7 @@ func (l *localRunner) start(ctx context.Context, j model.Job, user *jobuser.User
 			return
 		}
 		// Keep the job's artifacts with its logs.
-		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(tarArtifacts(dir, pw)) }()
-		if err := cfg.Files.SaveArtifacts(j.RunID, pr); err != nil {
-			cfg.Log.Error("local job artifacts", "job", j.Name, "err", err)
-		}
-		pr.Close()
+		l.saveArtifacts(context.Background(), j, dir)
 		reason := map[runner.Reason]string{runner.ReasonCanceled: "canceled", runner.ReasonTimeout: "timeout"}[res.Reason]
 		code := res.ExitCode
 		l.finish(context.Background(), j, &code, reason, res.Message)

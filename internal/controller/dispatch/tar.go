@@ -1,59 +1,39 @@
 package dispatch
 
 import (
-	"archive/tar"
-	"errors"
+	"context"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
+
+	"kumo/internal/archive"
+	"kumo/internal/model"
+	"kumo/internal/store"
 )
 
-// tarArtifacts writes a tar of dir's outputs/ and logs/ to w.
-func tarArtifacts(dir string, w io.Writer) error {
-	tw := tar.NewWriter(w)
-	for _, sub := range []string{"outputs", "logs"} {
-		root := filepath.Join(dir, sub)
-		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if !d.IsDir() && !d.Type().IsRegular() {
-				return nil // links and devices are not artifacts
-			}
-			info, err := d.Info()
-			if err != nil {
-				return err
-			}
-			rel, err := filepath.Rel(dir, path)
-			if err != nil {
-				return err
-			}
-			hdr, err := tar.FileInfoHeader(info, "")
-			if err != nil {
-				return err
-			}
-			hdr.Name = filepath.ToSlash(rel)
-			if d.IsDir() {
-				hdr.Name += "/"
-			}
-			if err := tw.WriteHeader(hdr); err != nil {
-				return err
-			}
-			if d.IsDir() {
-				return nil
-			}
-			f, err := os.Open(path)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			_, err = io.Copy(tw, f)
-			return err
-		})
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
+// saveArtifacts stores the outputs/ and logs/ of a local job's directory
+// dir, written with kumo's one archive writer and read back with its one
+// reader, and records on the job what the writer left out (a link
+// pointing outside dir).
+func (l *localRunner) saveArtifacts(ctx context.Context, j model.Job, dir string) {
+	cfg := l.d.cfg
+	pr, pw := io.Pipe()
+	warned := make(chan []string, 1)
+	go func() {
+		warnings, err := archive.Write(pw, dir, "outputs", "logs")
+		pw.CloseWithError(err)
+		warned <- warnings
+	}()
+	if err := cfg.Files.SaveArtifacts(j.RunID, pr); err != nil {
+		cfg.Log.Error("local job artifacts", "job", j.Name, "err", err)
 	}
-	return tw.Close()
+	pr.Close()
+	warnings := <-warned
+	if len(warnings) == 0 {
+		return
+	}
+	for i, w := range warnings {
+		warnings[i] = "artifacts: " + w
+	}
+	if err := store.JobChange(ctx, cfg.Store, j.RunID, func(x *model.Job) bool { return x.AddWarnings(warnings...) }); err != nil {
+		cfg.Log.Error("local job artifact warnings", "job", j.Name, "err", err)
+	}
 }

@@ -6,23 +6,27 @@ import (
 	"fmt"
 
 	"kumo/internal/model"
+	"kumo/internal/store"
 )
 
 const nodeColumns = `id, compute_id, state, credential_hash, address, ssh_port, job_id, reason, note,
-	created_at, state_since, attempts`
+	created_at, state_since, attempts, agent_key`
 
 const (
 	nodeInsertSQL = `INSERT INTO nodes (
 		id, compute_id, compute_key, state, credential_hash, address, ssh_port, job_id, reason, note,
-		created_at, state_since, attempts
-	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		created_at, state_since, attempts, agent_key
+	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 	// nodeUpdateSQL replaces every field but the node's identity (ID,
-	// ComputeID) when the stored state is the expected one; see nodeArgs.
+	// ComputeID) and its agent key when the stored state is the expected one; see nodeArgs.
 	nodeUpdateSQL = `UPDATE nodes SET
 		state = ?, credential_hash = ?, address = ?, ssh_port = ?, job_id = ?, reason = ?, note = ?,
 		created_at = ?, state_since = ?, attempts = ?
 		WHERE id = ? AND state = ?`
+
+	// nodeBindAgentKeySQL sets an unbound node's agent key.
+	nodeBindAgentKeySQL = `UPDATE nodes SET agent_key = ? WHERE id = ? AND agent_key = ''`
 
 	nodeExistsSQL        = `SELECT 1 FROM nodes WHERE id = ?`
 	nodeGetSQL           = `SELECT ` + nodeColumns + ` FROM nodes WHERE id = ?`
@@ -37,7 +41,7 @@ func scanNode(sc scanner) (model.Node, error) {
 		created, since string
 	)
 	err := sc.Scan(&n.ID, &n.ComputeID, &n.State, &n.CredentialHash, &n.Address, &n.SSHPort, &n.JobID,
-		&n.Reason, &n.Note, &created, &since, &n.Attempts)
+		&n.Reason, &n.Note, &created, &since, &n.Attempts, &n.AgentKey)
 	if err != nil {
 		return model.Node{}, err
 	}
@@ -62,7 +66,7 @@ func nodeArgs(n model.Node, from model.NodeState) []any {
 func (s *Store) NodeCreate(ctx context.Context, n model.Node) error {
 	_, err := s.exec(ctx, nodeInsertSQL,
 		n.ID, n.ComputeID, fold(n.ComputeID), string(n.State), n.CredentialHash, n.Address, n.SSHPort, n.JobID,
-		n.Reason, n.Note, encTime(n.CreatedAt), encTime(n.StateSince), n.Attempts)
+		n.Reason, n.Note, encTime(n.CreatedAt), encTime(n.StateSince), n.Attempts, n.AgentKey)
 	if err != nil {
 		return fmt.Errorf("node create %s: %w", n.ID, storeErr(err))
 	}
@@ -79,7 +83,7 @@ func (s *Store) NodeGet(ctx context.Context, id string) (model.Node, error) {
 }
 
 // NodeUpdate implements store.Store. It replaces every field but the
-// node's identity (ID, ComputeID).
+// node's identity (ID, ComputeID) and its AgentKey.
 func (s *Store) NodeUpdate(ctx context.Context, n model.Node, from model.NodeState) error {
 	res, err := s.exec(ctx, nodeUpdateSQL, nodeArgs(n, from)...)
 	if err == nil {
@@ -87,6 +91,29 @@ func (s *Store) NodeUpdate(ctx context.Context, n model.Node, from model.NodeSta
 	}
 	if err != nil {
 		return fmt.Errorf("node update %s: %w", n.ID, err)
+	}
+	return nil
+}
+
+// NodeBindAgentKey implements store.Store.
+func (s *Store) NodeBindAgentKey(ctx context.Context, id, key string) error {
+	if key == "" {
+		return fmt.Errorf("node bind agent key %s: empty key", id)
+	}
+	res, err := s.exec(ctx, nodeBindAgentKeySQL, key, id)
+	if err != nil {
+		return fmt.Errorf("node bind agent key %s: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 1 {
+		return nil
+	}
+	// Already bound (or gone): the same key is not a conflict.
+	n, err := s.NodeGet(ctx, id)
+	if err != nil {
+		return fmt.Errorf("node bind agent key: %w", err)
+	}
+	if n.AgentKey != key {
+		return fmt.Errorf("node bind agent key %s: bound to another key: %w", id, store.ErrPreconditionFailed)
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ var nodeTests = []test{
 	{"Update", testNodeUpdate},
 	{"List", testNodeList},
 	{"Delete", testNodeDelete},
+	{"BindAgentKey", testNodeBindAgentKey},
 }
 
 // newNode returns a node of the compute with computeID, with every field
@@ -80,6 +81,7 @@ func testNodeCreateGet(t *testing.T, s store.Store) {
 	running.JobID = c + "/jobs/train"
 	unusable := newNode("node-3", c, model.NodeUnusable)
 	unusable.Reason = "heartbeat lost"
+	unusable.AgentKey = "bound-key"
 	tests := []struct {
 		name string
 		n    model.Node
@@ -228,4 +230,44 @@ func testNodeDelete(t *testing.T, s store.Store) {
 	}
 	// The ID is free again.
 	mustCreateNode(t, s, n)
+}
+
+func testNodeBindAgentKey(t *testing.T, s store.Store) {
+	n := newNode("node-1", stubCompute.ID, model.NodePreparing)
+	mustCreateNode(t, s, n)
+	if err := s.NodeBindAgentKey(t.Context(), n.ID, "key-a"); err != nil {
+		t.Fatalf("NodeBindAgentKey(unbound): %v", err)
+	}
+	n.AgentKey = "key-a"
+	wantNode(t, s, n.ID, n)
+
+	// Binding the same key again is harmless; another key is refused and
+	// changes nothing.
+	if err := s.NodeBindAgentKey(t.Context(), n.ID, "key-a"); err != nil {
+		t.Errorf("NodeBindAgentKey(same key) = %v, want nil", err)
+	}
+	if err := s.NodeBindAgentKey(t.Context(), n.ID, "key-b"); !errors.Is(err, store.ErrPreconditionFailed) {
+		t.Errorf("NodeBindAgentKey(other key) = %v, want ErrPreconditionFailed", err)
+	}
+	wantNode(t, s, n.ID, n)
+
+	// NodeUpdate, with a stale or changed AgentKey, leaves the bound key.
+	idle := n
+	idle.State, idle.AgentKey = model.NodeIdle, ""
+	if err := s.NodeUpdate(t.Context(), idle, model.NodePreparing); err != nil {
+		t.Fatalf("NodeUpdate: %v", err)
+	}
+	idle.AgentKey = "key-a"
+	wantNode(t, s, n.ID, idle)
+	running := idle
+	running.State, running.AgentKey = model.NodeRunning, "key-c"
+	if err := s.NodeUpdate(t.Context(), running, model.NodeIdle); err != nil {
+		t.Fatalf("NodeUpdate: %v", err)
+	}
+	running.AgentKey = "key-a"
+	wantNode(t, s, n.ID, running)
+
+	if err := s.NodeBindAgentKey(t.Context(), "nope", "key-a"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("NodeBindAgentKey(missing) = %v, want ErrNotFound", err)
+	}
 }
