@@ -228,9 +228,9 @@ func TestStudioInBrowser(t *testing.T) {
 	chromium := chromiumPath(t)
 	axe := axeSource(t)
 	s := startServer(t, "", append([]string{"--tls", "off"}, fastNodes...)...)
-	if !strings.Contains(s.out.String(), "Studio (web UI): "+s.base+"/studio/") {
-		t.Errorf("kumo up does not print the studio's address:\n%s", s.out)
-	}
+	waitFor(t, 10*time.Second, "kumo up prints the studio's address", func() (bool, string) {
+		return strings.Contains(s.out.String(), "Studio (web UI): "+s.base+"/studio/"), s.out.String()
+	})
 	if out, err := run(t, s.dir, "studio", "--no-browser"); err != nil || strings.TrimSpace(out) != s.base+"/studio/" {
 		t.Errorf("kumo studio --no-browser printed %q (%v), want %s/studio/", out, err, s.base)
 	}
@@ -295,7 +295,7 @@ func TestStudioInBrowser(t *testing.T) {
 	// The compute page follows a job without a reload: a node comes up,
 	// runs the job and goes idle.
 	b.open("/studio/computes", `#computes tr[data-compute="web1"]`)
-	evalJS[bool](b, `window.studioMarker = "no reload"; true`)
+	evalJS[bool](b, `window.studioMarker = "no reload"; document.querySelector('#computes a[href="/studio/computes/web1"]').focus(); true`)
 	bar := `#computes tr[data-compute="web1"] .nodebar`
 	if got := b.attr(bar, "data-label"); got != "no nodes" {
 		t.Errorf("web1's bar before any job reads %q, want no nodes", got)
@@ -313,6 +313,9 @@ func TestStudioInBrowser(t *testing.T) {
 	})
 	if got := evalJS[string](b, `window.studioMarker || "reloaded"`); got != "no reload" {
 		t.Errorf("the compute page reloaded to show the change (marker %q)", got)
+	}
+	if got := evalJS[string](b, `document.activeElement.getAttribute("href") || document.activeElement.tagName`); got != "/studio/computes/web1" {
+		t.Errorf("live updates moved keyboard focus from web1's link to %s", got)
 	}
 
 	// Edit max nodes in place on the compute's page.

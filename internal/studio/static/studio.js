@@ -10,8 +10,19 @@
     var es = new EventSource(liveURL);
     es.addEventListener('update', function (e) {
       var region = document.getElementById('live');
-      if (region) { region.innerHTML = e.data; }
-      document.body.setAttribute('data-updated', String(Date.now()));
+      if (!region) { return; }
+      // Keep keyboard focus on the same control across the update.
+      var active = document.activeElement;
+      var again = null;
+      if (active && region.contains(active)) {
+        if (active.id) { again = '#' + CSS.escape(active.id); }
+        else if (active.getAttribute('href')) { again = 'a[href="' + CSS.escape(active.getAttribute('href')) + '"]'; }
+      }
+      region.innerHTML = e.data;
+      if (again) {
+        var el = region.querySelector(again);
+        if (el) { el.focus(); }
+      }
     });
     es.addEventListener('log', function (e) {
       var pre = document.getElementById('log');
