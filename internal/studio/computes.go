@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -386,6 +387,9 @@ func (s *Studio) checkName(w http.ResponseWriter, r *http.Request, u *user) erro
 	return writeJSON(w, out)
 }
 
+// maxEventsShown bounds the events a compute's page lists.
+const maxEventsShown = 50
+
 // nodeRow is one node on the detail page.
 type nodeRow struct {
 	ID, State, Job, SSH, Note, Reason string
@@ -470,10 +474,11 @@ func (s *Studio) loadCompute(r *http.Request, u *user, q url.Values) (*view, err
 	if err := s.call(r, u, "GET", cp+"/events", nil, nil, &evs); err != nil {
 		return nil, err
 	}
-	d.Events = evs.Value
-	if len(d.Events) > 50 {
-		d.Events = d.Events[len(d.Events)-50:]
+	d.Events = evs.Value // oldest first
+	if len(d.Events) > maxEventsShown {
+		d.Events = d.Events[len(d.Events)-maxEventsShown:]
 	}
+	slices.Reverse(d.Events) // newest first
 	d.Scale = scaleForm{MinNodes: strconv.Itoa(int(d.Row.Min)), MaxNodes: strconv.Itoa(int(d.Row.Max)), IdleSeconds: idleSeconds(d.Row.Idle)}
 	return &view{Title: "Compute " + name, Nav: "computes", Data: d}, nil
 }

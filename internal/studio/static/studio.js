@@ -33,7 +33,17 @@
       pre.textContent = text;
       if (atEnd) { pre.scrollTop = pre.scrollHeight; }
     });
-    es.addEventListener('gone', function () { es.close(); });
+    es.addEventListener('gone', function (e) {
+      es.close();
+      var region = document.getElementById('live');
+      if (region) {
+        var p = document.createElement('p');
+        p.className = 'note';
+        p.setAttribute('role', 'status');
+        p.textContent = 'This is gone: ' + e.data;
+        region.replaceChildren(p);
+      }
+    });
     es.addEventListener('signedout', function () { es.close(); window.location.assign('/studio/signin'); });
     window.addEventListener('pagehide', function () { es.close(); });
   }
