@@ -188,6 +188,21 @@ func (b *tab) checkPage(name string) {
 	}
 }
 
+// apiState describes a compute's nodes and a job as the API sees them,
+// for failure messages.
+func apiState(t *testing.T, s *server, compute, job string) string {
+	c := getCompute(t, s, compute).Properties
+	j := getJob(t, s, job).Properties
+	reason := ""
+	if j.PendingReason != nil {
+		reason = j.PendingReason.Code + ": " + j.PendingReason.Message
+	}
+	if j.Error != nil {
+		reason = j.Error.Code + ": " + j.Error.Message
+	}
+	return fmt.Sprintf("compute %s, %+v, allocation %s; job %s %s", c.ProvisioningState, *c.Properties.NodeStateCounts, c.Properties.AllocationState, j.Status, reason)
+}
+
 // colorScheme makes the page see prefers-color-scheme: scheme.
 func colorScheme(scheme string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
@@ -293,24 +308,40 @@ func TestStudioInBrowser(t *testing.T) {
 	b.waitText("provisioning ends", "#provisioning", "ready", 60*time.Second)
 
 	// The compute page follows a job without a reload: a node comes up,
-	// runs the job and goes idle.
+	// runs the job, and the bar shows it finished. The page records every
+	// label its bar shows.
 	b.open("/studio/computes", `#computes tr[data-compute="web1"]`)
-	evalJS[bool](b, `window.studioMarker = "no reload"; document.querySelector('#computes a[href="/studio/computes/web1"]').focus(); true`)
 	bar := `#computes tr[data-compute="web1"] .nodebar`
+	evalJS[bool](b, fmt.Sprintf(`(() => {
+		window.studioMarker = "no reload";
+		window.studioLabels = [];
+		const note = () => { const e = document.querySelector(%s); const l = e ? e.dataset.label : "";
+			if (window.studioLabels[window.studioLabels.length - 1] !== l) { window.studioLabels.push(l); } };
+		note();
+		new MutationObserver(note).observe(document.getElementById("live"), {childList: true, subtree: true});
+		document.querySelector('#computes a[href="/studio/computes/web1"]').focus();
+		return true })()`, jsString(bar)))
 	if got := b.attr(bar, "data-label"); got != "no nodes" {
 		t.Errorf("web1's bar before any job reads %q, want no nodes", got)
 	}
 	submitJob(t, s, "studio-job1", "web1", "echo hello-from-studio; sleep 5")
-	waitFor(t, 90*time.Second, "web1's bar shows a node running the job", func() (bool, string) {
-		got := b.attr(bar, "data-label")
-		return strings.Contains(got, "running"), got
+	waitFor(t, 90*time.Second, "web1's bar shows a node come up for the job", func() (bool, string) {
+		seen := evalJS[[]string](b, `window.studioLabels`)
+		up := slices.ContainsFunc(seen, func(l string) bool { return strings.Contains(l, "running") || strings.Contains(l, "preparing") })
+		return up, fmt.Sprintf("bar showed %q; API: %s", seen, apiState(t, s, "web1", "studio-job1"))
 	})
 	b.screenshot("computes.png")
 	b.checkPage("compute page")
-	waitFor(t, 60*time.Second, "web1's bar shows the node idle after the job", func() (bool, string) {
+	job := waitJob(t, s, "studio-job1", 90*time.Second)
+	waitFor(t, 30*time.Second, "web1's bar shows the job finished", func() (bool, string) {
 		got := b.attr(bar, "data-label")
-		return strings.Contains(got, "idle"), got
+		return !strings.Contains(got, "running") && !strings.Contains(got, "preparing"), fmt.Sprintf("bar %q; API: %s", got, apiState(t, s, "web1", "studio-job1"))
 	})
+	labels := evalJS[[]string](b, `window.studioLabels`)
+	if job.Properties.Status == api.JobCompleted && !slices.Contains(labels, "1 running") {
+		t.Errorf("the bar never showed the node running the job: it showed %q", labels)
+	}
+	t.Logf("web1's bar showed %q; the job ended %s", labels, job.Properties.Status)
 	if got := evalJS[string](b, `window.studioMarker || "reloaded"`); got != "no reload" {
 		t.Errorf("the compute page reloaded to show the change (marker %q)", got)
 	}
