@@ -63,6 +63,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/yamux"
+
+	"kumo/internal/agent/sshd"
 	"kumo/internal/agentproto"
 	"kumo/internal/cgroup"
 	"kumo/internal/jobuser"
@@ -138,6 +141,16 @@ type Config struct {
 	// that its proof signs the connection's TLS keying material.
 	HTTPClient *http.Client
 
+	// SSHHelper is the argv of the helper that serves sftp and dials port
+	// forwards as JobUser (sshd.Config.Helper), e.g. the kumo binary and
+	// "ssh-helper"; nil means no sftp, and no port forwards when JobUser
+	// is set.
+	SSHHelper []string
+
+	// SSHLimits bound refused SSH logins per source; zero fields take
+	// sshd.DefaultLimits'.
+	SSHLimits sshd.Limits
+
 	// Log receives operational logs; nil means slog.Default().
 	Log *slog.Logger
 }
@@ -182,9 +195,14 @@ type agent struct {
 	stopOnce   sync.Once
 	wg         sync.WaitGroup // job goroutines
 
-	mu   sync.Mutex
-	jobs map[string]*job // by run ID: every job not yet acknowledged
-	sess *session        // the welcomed connection; nil while disconnected
+	ssh     *sshd.Server // the node's SSH server; logins accepted once Welcome carries credentials
+	hostKey string       // its public key, authorized_keys form
+	sshWG   sync.WaitGroup
+
+	mu     sync.Mutex
+	jobs   map[string]*job // by run ID: every job not yet acknowledged
+	sess   *session        // the welcomed connection; nil while disconnected
+	public net.Listener    // the SSH port, when the cluster opens it; nil otherwise
 }
 
 func newAgent(cfg Config) (*agent, error) {
@@ -240,6 +258,9 @@ func newAgent(cfg Config) (*agent, error) {
 	}
 	a.address = hostAddress()
 	a.note = cgroup.Detect().Note()
+	if err := a.newSSH(); err != nil {
+		return nil, err
+	}
 	a.jobsCtx, a.cancelJobs = context.WithCancel(context.Background())
 	return a, nil
 }
@@ -364,6 +385,13 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 func (a *agent) stop() {
 	a.stopOnce.Do(func() {
 		close(a.stopping)
+		a.mu.Lock()
+		if a.public != nil {
+			a.public.Close()
+		}
+		a.mu.Unlock()
+		a.ssh.Close()
+		a.sshWG.Wait()
 		a.cancelJobs()
 		a.wg.Wait()
 	})
@@ -390,18 +418,27 @@ func (s *session) send(m agentproto.Message) error {
 func (a *agent) session(ctx context.Context) (welcomed bool, err error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	conn, err := a.connect(sctx)
+	raw, err := a.connect(sctx)
 	if err != nil {
 		return false, err
 	}
-	unwatch := context.AfterFunc(sctx, func() { conn.Close() })
+	mux, err := yamux.Client(raw, agentproto.MuxConfig())
+	if err != nil {
+		raw.Close()
+		return false, fmt.Errorf("connect: %w", err)
+	}
+	unwatch := context.AfterFunc(sctx, func() { mux.Close() })
 	defer func() {
 		unwatch()
-		conn.Close()
+		mux.Close()
 	}()
-	s := &session{conn: conn, enc: agentproto.NewEncoder(conn)}
+	conn, err := mux.OpenStream()
+	if err != nil {
+		return false, fmt.Errorf("connect: open message stream: %w", err)
+	}
+	s := &session{conn: mux, enc: agentproto.NewEncoder(conn)}
 	hello, reported := a.hello()
-	handshake := time.AfterFunc(handshakeTimeout, func() { conn.Close() })
+	handshake := time.AfterFunc(handshakeTimeout, func() { mux.Close() })
 	if err := s.enc.Send(hello); err != nil {
 		handshake.Stop()
 		return false, err
@@ -416,6 +453,7 @@ func (a *agent) session(ctx context.Context) (welcomed bool, err error) {
 		return false, fmt.Errorf("first server message is %q, not welcome", m.Type)
 	}
 	a.log.Info("agent: connected", "url", a.base, "jobs", len(hello.Jobs))
+	a.welcomeSSH(m.SSH)
 
 	a.mu.Lock()
 	a.sess = s
@@ -442,6 +480,9 @@ func (a *agent) session(ctx context.Context) (welcomed bool, err error) {
 	defer cancel()
 	interval := orDefault(m.HeartbeatInterval, a.cfg.HeartbeatInterval)
 	hb.Go(func() { a.heartbeat(sctx, s, interval) })
+	hb.Go(func() { a.acceptStreams(mux) }) // ends when cancel closes mux
+	open := a.ssh.Open()
+	s.send(agentproto.Message{Type: agentproto.TypeHeartbeat, Sessions: &open})
 
 	for {
 		m, err := dec.Next()
@@ -636,6 +677,7 @@ func (a *agent) hello() (agentproto.Message, map[string]agentproto.JobState) {
 		NodeID:   a.cfg.NodeID,
 		Address:  a.address,
 		Note:     a.note,
+		HostKey:  a.hostKey,
 	}
 	reported := make(map[string]agentproto.JobState, len(jobs))
 	for _, j := range jobs {
