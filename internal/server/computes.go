@@ -389,7 +389,8 @@ func (s *Server) computeListNodes(w http.ResponseWriter, r *http.Request) error 
 	}
 	nodes := []api.NodeInformation{}
 	for _, n := range ns {
-		info := api.NodeInformation{NodeID: n.ID, PrivateIPAddress: n.Address, PublicIPAddress: n.Address, Port: int32(n.SSHPort), NodeState: api.NodeState(n.State), Note: n.Note, Reason: n.Reason}
+		info := api.NodeInformation{NodeID: n.ID, PrivateIPAddress: n.Address, PublicIPAddress: n.Address, Port: int32(n.SSHPort), NodeState: api.NodeState(n.State), Note: n.Note, Reason: n.Reason,
+			SSHHostKey: n.HostKey, SSHHostKeyFingerprint: fingerprint(n.HostKey)}
 		if n.JobID != "" {
 			if j, err := s.store.JobGet(ctx, n.JobID); err == nil {
 				info.RunID = strp(j.Name) // a v2 job's run ID, as AML shows it, is its name
