@@ -36,7 +36,7 @@ type sshEnv struct {
 }
 
 // needSSH skips when the OpenSSH client is missing (.ci/run installs it).
-func needSSH(t *testing.T) {
+func needSSH(t testing.TB) {
 	t.Helper()
 	for _, p := range []string{"ssh", "scp", "ssh-keygen"} {
 		if _, err := exec.LookPath(p); err != nil {
@@ -50,7 +50,7 @@ func needSSH(t *testing.T) {
 	}
 }
 
-func keygen(t *testing.T, path string) {
+func keygen(t testing.TB, path string) {
 	t.Helper()
 	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "e2e", "-f", path).CombinedOutput(); err != nil {
 		t.Fatalf("ssh-keygen: %v\n%s", err, out)
@@ -58,7 +58,7 @@ func keygen(t *testing.T, path string) {
 }
 
 // createSSHCluster creates a cluster with the admin account of sshEnv.
-func createSSHCluster(t *testing.T, s *server, name string, min, max int, idle, pubKey string) {
+func createSSHCluster(t testing.TB, s *server, name string, min, max int, idle, pubKey string) {
 	t.Helper()
 	props := map[string]any{
 		"vmSize": "Standard_D2_v2", "scaleSettings": map[string]any{"minNodeCount": min, "maxNodeCount": max, "nodeIdleTimeBeforeScaleDown": idle},
@@ -72,7 +72,7 @@ func createSSHCluster(t *testing.T, s *server, name string, min, max int, idle, 
 	}
 }
 
-func listNodes(t *testing.T, s *server, name string) []api.NodeInformation {
+func listNodes(t testing.TB, s *server, name string) []api.NodeInformation {
 	t.Helper()
 	status, raw := s.request(context.Background(), "POST", workspacePath+"/computes/"+name+"/listNodes", nil)
 	if status != 200 {
@@ -86,7 +86,7 @@ func listNodes(t *testing.T, s *server, name string) []api.NodeInformation {
 }
 
 // waitSSHNode waits until a node of the cluster publishes its host key.
-func waitSSHNode(t *testing.T, s *server, name string) api.NodeInformation {
+func waitSSHNode(t testing.TB, s *server, name string) api.NodeInformation {
 	t.Helper()
 	var node api.NodeInformation
 	waitFor(t, 60*time.Second, "a node of "+name+" serving SSH", func() (bool, string) {
@@ -101,7 +101,7 @@ func waitSSHNode(t *testing.T, s *server, name string) api.NodeInformation {
 	return node
 }
 
-func newSSHEnv(t *testing.T, compute string, min, max int, idle string) *sshEnv {
+func newSSHEnv(t testing.TB, compute string, min, max int, idle string) *sshEnv {
 	t.Helper()
 	needSSH(t)
 	s := startServer(t, "", fastNodes...)
@@ -118,7 +118,7 @@ func newSSHEnv(t *testing.T, compute string, min, max int, idle string) *sshEnv 
 }
 
 // writeSSHConfig runs kumo compute ssh-config and keeps its output.
-func (e *sshEnv) writeSSHConfig(t *testing.T, compute string) {
+func (e *sshEnv) writeSSHConfig(t testing.TB, compute string) {
 	t.Helper()
 	out, stderr, code := e.kumo(t, nil, "compute", "ssh-config", compute, "--known-hosts-file", filepath.Join(e.dir, "known_hosts"))
 	if code != 0 {
@@ -132,12 +132,12 @@ func (e *sshEnv) writeSSHConfig(t *testing.T, compute string) {
 
 // kumo runs the kumo CLI with the env's config; it returns stdout,
 // stderr and the exit status.
-func (e *sshEnv) kumo(t *testing.T, env []string, args ...string) (string, string, int) {
+func (e *sshEnv) kumo(t testing.TB, env []string, args ...string) (string, string, int) {
 	t.Helper()
 	return e.run(t, env, kumo, append([]string{"--config", e.cfgPath}, args...)...)
 }
 
-func (e *sshEnv) run(t *testing.T, env []string, prog string, args ...string) (string, string, int) {
+func (e *sshEnv) run(t testing.TB, env []string, prog string, args ...string) (string, string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -158,7 +158,7 @@ func (e *sshEnv) run(t *testing.T, env []string, prog string, args ...string) (s
 }
 
 // ssh runs the OpenSSH client with the ssh-config entries and args.
-func (e *sshEnv) ssh(t *testing.T, env []string, args ...string) (string, string, int) {
+func (e *sshEnv) ssh(t testing.TB, env []string, args ...string) (string, string, int) {
 	t.Helper()
 	return e.run(t, env, "ssh", append([]string{"-F", e.sshCfg, "-o", "ConnectTimeout=30"}, args...)...)
 }
@@ -170,7 +170,7 @@ func (e *sshEnv) withKey(key string) []string {
 
 // askpass returns the environment and options that make ssh log in with
 // password pw, non-interactively.
-func (e *sshEnv) askpass(t *testing.T, pw string) ([]string, []string) {
+func (e *sshEnv) askpass(t testing.TB, pw string) ([]string, []string) {
 	t.Helper()
 	script := filepath.Join(e.dir, "askpass-"+strconv.Itoa(len(pw))+"-"+randHex(4))
 	if err := os.WriteFile(script, []byte("#!/bin/sh\nprintf '%s\\n' '"+pw+"'\n"), 0o700); err != nil {
@@ -396,7 +396,7 @@ func TestSSHLogin(t *testing.T) {
 	})
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -406,7 +406,7 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-func computeEvents(t *testing.T, s *server, name string) []api.ComputeEvent {
+func computeEvents(t testing.TB, s *server, name string) []api.ComputeEvent {
 	t.Helper()
 	status, raw := s.request(context.Background(), "GET", workspacePath+"/computes/"+name+"/events", nil)
 	if status != 200 {
