@@ -27,6 +27,15 @@
 // reported as ended with reason "error": its process cannot be supervised
 // any more, so it is killed if it still runs.
 //
+// The agent also serves SSH for the cluster's admin account (package
+// [sshd]): the control plane opens a stream of the agent's connection per
+// tunnelled SSH connection, and, with remoteLoginPortPublicAccess Enabled,
+// the node's SSH port listens too. Welcome carries the logins accepted
+// (never the password, only its hash); Hello carries the host key, made
+// in memory like the agent key; the agent reports refused logins
+// (AuthFailed) and the count of open sessions (a Heartbeat at once when it
+// changes), so that the autoscaler keeps a node someone is logged in to.
+//
 // Every request carries a proof signed by a key pair the process makes in
 // memory when it starts ([agentproto.Key]); the connect request is dialed by
 // the agent itself so that the proof also signs the TLS connection. The

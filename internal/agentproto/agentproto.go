@@ -10,9 +10,12 @@
 //	Connection: Upgrade
 //	Upgrade: kumo-agent/<Version>
 //
-// and the server answers 101 Switching Protocols. From then on both sides
-// write Messages as JSON, one per line, on the upgraded connection, each
-// side reading with a Decoder and writing with an Encoder. The agent's first
+// and the server answers 101 Switching Protocols. From then on the
+// connection is a yamux session (see [MuxConfig] and [Accept]): the agent
+// opens its first stream, on which both sides write Messages as JSON, one
+// per line, each side reading with a Decoder and writing with an Encoder;
+// every later stream is opened by the control plane and carries an SSH
+// connection to the node's SSH server, after one [StreamHeader] line. The agent's first
 // message is Hello; the server's is Welcome. A wrong version gets 426 with an
 // ARM error body naming the versions the server speaks.
 //
