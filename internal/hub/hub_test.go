@@ -157,8 +157,8 @@ func (e *env) getNode(t *testing.T, id string) model.Node {
 // agent is a test agent's side of an upgraded connection.
 type agent struct {
 	t      *testing.T
-	conn   io.Closer // the connection's streams
-	stream net.Conn  // the message stream
+	conn   *yamux.Session // the connection's streams
+	stream net.Conn       // the message stream
 	enc    *agentproto.Encoder
 	dec    *agentproto.Decoder
 	sync   int
@@ -292,6 +292,7 @@ func TestConnectRefused(t *testing.T) {
 		{name: "leaving node", node: "gone", cred: cred("gone"), upgrade: agentproto.Upgrade, sign: signed, want: http.StatusForbidden},
 		{name: "wrong version", node: "n1", cred: cred("n1"), upgrade: "kumo-agent/99", sign: signed, want: http.StatusUpgradeRequired},
 		{name: "protocol 1 agent", node: "n1", cred: cred("n1"), upgrade: "kumo-agent/1", sign: unsigned, want: http.StatusUpgradeRequired},
+		{name: "protocol 2 agent", node: "n1", cred: cred("n1"), upgrade: "kumo-agent/2", sign: signed, want: http.StatusUpgradeRequired},
 		{name: "no key proof", node: "n1", cred: cred("n1"), upgrade: agentproto.Upgrade, sign: unsigned, want: http.StatusUnauthorized},
 		{name: "expired proof", node: "n1", cred: cred("n1"), upgrade: agentproto.Upgrade, sign: expired, want: http.StatusUnauthorized},
 		{name: "proof without the connection", node: "n1", cred: cred("n1"), upgrade: agentproto.Upgrade, sign: noExporter, want: http.StatusUnauthorized},
