@@ -91,7 +91,7 @@ func sshTargets(o *commonOptions, ct *client.ComputeTarget, configPath string) (
 	}
 	var out []sshTarget
 	for _, n := range nodes {
-		if n.SSHHostKey == "" {
+		if n.SSHHostKey == "" || n.NodeState == api.NodeLeaving || n.NodeState == api.NodeUnusable || n.NodeState == api.NodePreempted {
 			continue
 		}
 		argv := append(append([]string{}, base...), "ssh-proxy", "-w", ws.Name(), "-g", ws.ResourceGroup(),
