@@ -401,6 +401,32 @@ func TestSSHLogin(t *testing.T) {
 			t.Fatalf("through ssh -L: %q", got)
 		}
 	})
+
+	t.Run("a session outlives the job it was opened during", func(t *testing.T) {
+		waitFor(t, 30*time.Second, "the node idle", func() (bool, string) {
+			n := listNodes(t, e.s, "sshc")
+			return len(n) == 1 && n[0].NodeState == api.NodeIdle, fmt.Sprint(n)
+		})
+		submitJob(t, e.s, "short", "sshc", "sleep 2")
+		waitFor(t, 60*time.Second, "job short running", func() (bool, string) {
+			st := getJob(t, e.s, "short").Properties.Status
+			return st == api.JobRunning, string(st)
+		})
+		done := make(chan struct{})
+		var out, stderr string
+		var code int
+		go func() {
+			defer close(done)
+			out, stderr, code = e.ssh(t, nil, append(e.withKey(e.key), "sshc-0", "sleep 5; echo still-here")...)
+		}()
+		if j := waitJob(t, e.s, "short", 60*time.Second); j.Properties.Status != api.JobCompleted {
+			t.Fatalf("job short ended %s", j.Properties.Status)
+		}
+		<-done
+		if code != 0 || out != "still-here\n" {
+			t.Fatalf("session across the job's end: exit %d, stdout %q, stderr %s", code, out, stderr)
+		}
+	})
 }
 
 func freePort(t testing.TB) int {

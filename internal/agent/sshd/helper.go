@@ -39,22 +39,25 @@ func (s *Server) dial(addr string) (io.ReadWriteCloser, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
+	untrack := s.started(cmd.Process.Pid)
 	// The helper writes one byte once connected, or exits.
 	br := bufio.NewReader(stdout)
 	if b, err := br.ReadByte(); err != nil || b != 0 {
 		cmd.Process.Kill()
 		cmd.Wait()
+		untrack()
 		return nil, fmt.Errorf("dial %s: refused", addr)
 	}
-	return &helperConn{cmd: cmd, r: br, w: stdin}, nil
+	return &helperConn{cmd: cmd, r: br, w: stdin, untrack: untrack}, nil
 }
 
 // helperConn is a connection through a dial helper's stdin and stdout.
 type helperConn struct {
-	cmd  *exec.Cmd
-	r    io.Reader
-	w    io.WriteCloser
-	once sync.Once
+	cmd     *exec.Cmd
+	r       io.Reader
+	w       io.WriteCloser
+	untrack func()
+	once    sync.Once
 }
 
 func (h *helperConn) Read(p []byte) (int, error)  { return h.r.Read(p) }
@@ -68,6 +71,7 @@ func (h *helperConn) Close() error {
 		h.w.Close()
 		h.cmd.Process.Kill()
 		h.cmd.Wait()
+		h.untrack()
 	})
 	return nil
 }

@@ -218,8 +218,10 @@ func (s *Server) start(ch ssh.Channel, argv []string, env map[string]string, pr 
 			stdin.Close()
 		}()
 	}
+	untrack := s.started(cmd.Process.Pid)
 	go func() {
 		err := cmd.Wait()
+		untrack()
 		p.code = exitCode(cmd, err)
 		if p.tty != nil {
 			// Output still buffered in the PTY is read before the end;

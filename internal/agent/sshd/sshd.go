@@ -85,6 +85,7 @@ type Server struct {
 	hashes atomic.Int64
 
 	mu     sync.Mutex
+	sids   map[int]bool          // session IDs of the processes sessions run (each is started with setsid)
 	open   int                   // authenticated connections
 	conns  map[net.Conn]struct{} // every connection served
 	closed bool
@@ -112,7 +113,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Sessions == nil {
 		cfg.Sessions = func(int) {}
 	}
-	return &Server{cfg: cfg, lim: newLimiter(cfg.Limits.withDefaults(), time.Now), conns: map[net.Conn]struct{}{}}, nil
+	return &Server{cfg: cfg, lim: newLimiter(cfg.Limits.withDefaults(), time.Now), conns: map[net.Conn]struct{}{}, sids: map[int]bool{}}, nil
 }
 
 // SetLogin sets the accepted credentials; nil refuses every login.
@@ -131,6 +132,32 @@ func (s *Server) SetLogin(st *agentproto.SSHSettings) error {
 	}
 	s.login.Store(l)
 	return nil
+}
+
+// Holds reports whether process pid belongs to a session of this server
+// (a shell, command, sftp server or dial helper, or what they started
+// without leaving their session): a job's end spares it (runner.Spec.Spare).
+func (s *Server) Holds(pid int) bool {
+	sid, ok := jobuser.Session(pid)
+	if !ok {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sids[sid]
+}
+
+// started records a session process's session ID (its pid: it was
+// started with setsid) until done.
+func (s *Server) started(pid int) (done func()) {
+	s.mu.Lock()
+	s.sids[pid] = true
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		delete(s.sids, pid)
+		s.mu.Unlock()
+	}
 }
 
 // Open returns the number of logged-in connections.
