@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"kumo/internal/agentproto"
+	"kumo/internal/logcap"
 	"kumo/internal/runner"
 )
 
@@ -49,6 +50,10 @@ type job struct {
 	// Log messages never precede it.
 	startedCh chan struct{}
 
+	// logCap bounds the job's log files to the spec's LogLimit; output
+	// uses it under mu.
+	logCap *logcap.Cap
+
 	mu        sync.Mutex
 	sess      *session // where output goes; nil while detached
 	sent      [2]int64 // bytes of stdout and stderr sess has
@@ -71,6 +76,7 @@ func newJob(a *agent, spec agentproto.JobSpec) *job {
 		ctx:       ctx,
 		cancel:    cancel,
 		startedCh: make(chan struct{}),
+		logCap:    logcap.New(filepath.Join(a.jobsDir, spec.RunID), spec.LogLimit),
 		state:     agentproto.JobStarting,
 	}
 }
@@ -162,7 +168,8 @@ func (j *job) started(pid int) {
 
 // output is the runner's Output: it sends each chunk the session does not
 // have yet. While detached it drops chunks; attach resends them from the
-// log files.
+// log files. Past the spec's LogLimit the log files are cut (see logcap)
+// and nothing more is sent.
 func (j *job) output(c runner.Chunk) {
 	<-j.startedCh
 	i := 0
@@ -172,6 +179,13 @@ func (j *job) output(c runner.Chunk) {
 	end := c.Offset + int64(len(c.Data))
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	pass, err := j.logCap.Chunk(c)
+	if err != nil {
+		j.a.log.Warn("agent: bounding job log files", "runId", j.id, "err", err)
+	}
+	if !pass {
+		return
+	}
 	s := j.sess
 	if s == nil || end <= j.sent[i] {
 		return

@@ -238,6 +238,10 @@ type JobSpec struct {
 	SnapshotID string            `json:"snapshotId,omitempty"` // "" means no code to download
 	Timeout    time.Duration     `json:"timeout,omitempty"`    // 0 means none
 	Grace      time.Duration     `json:"grace,omitempty"`      // SIGTERM→SIGKILL; 0 means the agent's default
+	// LogLimit is how many bytes of stdout and stderr together the node
+	// keeps and sends; past it the agent cuts its log files and stops
+	// sending (the control plane cuts at the same byte). 0 means no limit.
+	LogLimit int64 `json:"logLimit,omitempty"`
 }
 
 // Encoder writes messages; it is safe for concurrent use.

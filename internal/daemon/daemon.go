@@ -34,6 +34,8 @@ import (
 	"kumo/client"
 	"kumo/internal/archive"
 	"kumo/internal/controller/provision"
+	"kumo/internal/controller/snapshotgc"
+	"kumo/internal/jobfiles"
 	"kumo/internal/jobuser"
 	"kumo/internal/model"
 	"kumo/internal/server"
@@ -92,6 +94,14 @@ type Options struct {
 	// BootTimeout is how long a new node may take to register; zero means
 	// 2m.
 	BootTimeout time.Duration
+	// MaxJobLogBytes is how many bytes of stdout and stderr together a
+	// job's log keeps, on the control plane and on its node; the rest is
+	// cut and the job warned. Zero means DefaultMaxJobLogBytes; negative
+	// means no limit.
+	MaxJobLogBytes int64
+	// SnapshotGrace is how long an uploaded code snapshot that no
+	// unfinished job uses is kept; zero means DefaultSnapshotGrace.
+	SnapshotGrace time.Duration
 	// SnapshotLimits bound an uploaded code snapshot; zero fields mean
 	// archive.DefaultLimits'. A snapshot over them is refused with 413.
 	SnapshotLimits archive.Limits
@@ -108,6 +118,14 @@ type Options struct {
 	// fields take the defaults documented on Limits.
 	Limits Limits
 }
+
+// DefaultMaxJobLogBytes is the per-job log limit when Options leave it
+// zero: 256 MiB of stdout and stderr together.
+const DefaultMaxJobLogBytes = jobfiles.DefaultLogLimit
+
+// DefaultSnapshotGrace is how long an unused code snapshot is kept when
+// Options leave it zero.
+const DefaultSnapshotGrace = snapshotgc.DefaultGrace
 
 // DefaultCPUOvercommit is how many vCPUs of node sizes region local offers
 // per host core: nodes share cores, as jobs rarely keep every vCPU busy.
@@ -189,6 +207,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := secureDataDir(o.DataDir); err != nil {
 		return err
 	}
+	reportDataDir(o.Out, o.DataDir, o.WorkDir)
 	st, err := sqlite.Open(ctx, filepath.Join(o.DataDir, "kumo.db"))
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)

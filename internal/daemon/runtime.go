@@ -8,6 +8,7 @@ import (
 
 	"kumo/internal/controller/autoscale"
 	"kumo/internal/controller/dispatch"
+	"kumo/internal/controller/snapshotgc"
 	"kumo/internal/hub"
 	"kumo/internal/jobfiles"
 	"kumo/internal/jobuser"
@@ -24,6 +25,7 @@ type nodeRuntime struct {
 	hub      *hub.Hub
 	dispatch *dispatch.Dispatcher
 	scaler   *autoscale.Autoscaler
+	gc       *snapshotgc.Collector
 }
 
 func newRuntime(o Options, st store.Store, regions map[string]model.Region, base string) (*nodeRuntime, error) {
@@ -32,7 +34,14 @@ func newRuntime(o Options, st store.Store, regions map[string]model.Region, base
 		return nil, err
 	}
 	files.SetLimits(o.SnapshotLimits, o.ArtifactLimits)
+	switch {
+	case o.MaxJobLogBytes > 0:
+		files.SetLogLimit(o.MaxJobLogBytes)
+	case o.MaxJobLogBytes < 0:
+		files.SetLogLimit(0)
+	}
 	rt := &nodeRuntime{files: files}
+	rt.gc = snapshotgc.New(snapshotgc.Config{Store: st, Snapshots: files, Grace: o.SnapshotGrace, Log: o.Log})
 	// Where jobs of compute "local" ran before they moved to the work
 	// directory; nothing runs there now.
 	if err := os.RemoveAll(filepath.Join(o.DataDir, "local-jobs")); err != nil {
@@ -46,7 +55,7 @@ func newRuntime(o Options, st store.Store, regions map[string]model.Region, base
 		n, l := o.JobUIDs.Split()
 		nodeUIDs, localUIDs = &n, &l
 	}
-	rt.dispatch = dispatch.New(dispatch.Config{Store: st, Sender: rt.hub, Run: hub.RunMessage, Files: files,
+	rt.dispatch = dispatch.New(dispatch.Config{Store: st, Sender: rt.hub, Run: rt.hub.RunMessage, Files: files,
 		LocalDir: filepath.Join(o.WorkDir, "local"), LocalUIDs: localUIDs, LocalDisabled: o.LocalComputeOff,
 		Changed: rt.changed, Log: o.Log})
 	lp, err := local.New(local.Config{Dir: filepath.Join(o.DataDir, "nodes"), WorkDir: filepath.Join(o.WorkDir, "nodes"),
@@ -81,12 +90,14 @@ func (rt *nodeRuntime) changed(computeID string) {
 func (rt *nodeRuntime) start(ctx context.Context) {
 	rt.dispatch.Start(ctx)
 	rt.scaler.Start(ctx)
+	rt.gc.Start(ctx)
 }
 
 // stop ends agent connections and the loops. Nodes keep running: they
 // reconnect when the control plane is back.
 func (rt *nodeRuntime) stop() {
 	rt.hub.Close()
+	rt.gc.Stop()
 	rt.scaler.Stop()
 	rt.dispatch.Stop()
 }

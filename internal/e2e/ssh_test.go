@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -105,13 +104,7 @@ func waitSSHNode(t testing.TB, s *server, name string) api.NodeInformation {
 func newSSHEnv(t testing.TB, compute string, min, max int, idle string) *sshEnv {
 	t.Helper()
 	needSSH(t)
-	// A uid range of this test's own: other kumo processes on the host
-	// (tests run in parallel elsewhere) hand out uids from the default
-	// range's start, and each kills its uids' processes when a job ends.
-	var b [2]byte
-	rand.Read(b[:])
-	first := 1_100_000 + (int(b[0])<<8|int(b[1]))*16
-	s := startServer(t, "", append(slices.Clone(fastNodes), "--job-uid-range", fmt.Sprintf("%d-%d", first, first+15))...)
+	s := startServer(t, "", fastNodes...)
 	e := &sshEnv{s: s, dir: s.dir, cfgPath: filepath.Join(s.dir, ".kumo", "config.json"),
 		key: filepath.Join(s.dir, "id"), other: filepath.Join(s.dir, "other")}
 	keygen(t, e.key)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"kumo/internal/agentproto"
+	"kumo/internal/jobfiles"
 	"kumo/internal/model"
 	"kumo/internal/store"
 )
@@ -64,7 +65,7 @@ func (h *Hub) hello(ctx context.Context, c *conn, m agentproto.Message) error {
 			case err != nil || j.Status.Terminal():
 				n.JobID = ""
 			case !reported[j.RunID] && j.Status == model.JobPreparing:
-				resend = append(resend, RunMessage(j))
+				resend = append(resend, h.RunMessage(j))
 			case !reported[j.RunID]:
 				// The agent lost a job it had started (it was restarted
 				// without its journal): requeue it once.
@@ -111,11 +112,18 @@ func (h *Hub) hello(ctx context.Context, c *conn, m agentproto.Message) error {
 	return nil
 }
 
-// RunMessage is the Run message that starts j on a node.
-func RunMessage(j model.Job) agentproto.Message {
+// RunMessage is the Run message that starts j on a node, with the job
+// files' log limit.
+func (h *Hub) RunMessage(j model.Job) agentproto.Message {
 	return agentproto.Message{Type: agentproto.TypeRun, Job: &agentproto.JobSpec{
 		RunID: j.RunID, Attempt: j.Attempts, Name: j.Name, Command: j.Command, Env: j.Env, SnapshotID: j.SnapshotID, Timeout: j.Timeout,
+		LogLimit: max(h.cfg.Files.LogLimit(), 0),
 	}}
+}
+
+// logCut records on a job that its log was cut at the log limit.
+func (h *Hub) logCut(ctx context.Context, runID string) error {
+	return store.JobWarn(ctx, h.cfg.Store, runID, jobfiles.CutWarning(h.cfg.Files.LogLimit()))
 }
 
 // lost requeues a job whose node lost it (once), or fails it, and frees the
@@ -152,7 +160,11 @@ func (h *Hub) handle(ctx context.Context, c *conn, m agentproto.Message) error {
 		if err != nil || !mine {
 			return err
 		}
-		return h.cfg.Files.Append(m.RunID, m.Stream, m.Offset, m.Data)
+		err = h.cfg.Files.Append(m.RunID, m.Stream, m.Offset, m.Data)
+		if errors.Is(err, jobfiles.ErrLogCut) {
+			return h.logCut(ctx, m.RunID)
+		}
+		return err
 	case agentproto.TypeStarted:
 		t := m.Time
 		if t.IsZero() {

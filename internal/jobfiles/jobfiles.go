@@ -7,9 +7,16 @@
 //
 //	jobs/<runID>/user_logs/stdout.txt   stdout, byte for byte
 //	jobs/<runID>/user_logs/stderr.txt   stderr, byte for byte
-//	jobs/<runID>/user_logs/std_log.txt  both, in the order they arrived
+//	jobs/<runID>/std_log.idx            the order in which they arrived: std_log
+//	                                    (AML's user_logs/std_log.txt) is read
+//	                                    through it, so output is stored once
 //	jobs/<runID>/outputs/, logs/        artifacts uploaded at the job's end
 //	snapshots/<id>.tar                  uploaded code
+//
+// A job's output is bounded: once its log reaches the log limit
+// ([Files.SetLogLimit]), the chunk that passes it is cut there, one line
+// saying where and why ends the cut stream and std_log, and later output is
+// dropped.
 package jobfiles
 
 import (
@@ -24,7 +31,6 @@ import (
 	"sync"
 
 	"kumo/internal/archive"
-	"kumo/internal/runner"
 )
 
 // Streams a job writes.
@@ -38,7 +44,8 @@ var idRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 
 // Files is the job file store. Its methods are safe for concurrent use.
 type Files struct {
-	root string
+	root  string
+	limit int64 // bytes of stdout and stderr together per job; <= 0 means none
 
 	snapLim archive.Limits // limits of an uploaded snapshot
 	artLim  archive.Limits // limits of a job's artifacts
@@ -48,11 +55,6 @@ type Files struct {
 	changed map[string]chan struct{}
 }
 
-type jobLog struct {
-	files [3]*os.File // stdout, stderr, std_log
-	sizes [3]int64
-}
-
 // New returns the file store rooted at dir, creating it.
 func New(dir string) (*Files, error) {
 	for _, d := range []string{dir, filepath.Join(dir, "jobs"), filepath.Join(dir, "snapshots")} {
@@ -60,7 +62,7 @@ func New(dir string) (*Files, error) {
 			return nil, fmt.Errorf("create %s: %w", d, err)
 		}
 	}
-	return &Files{root: dir, snapLim: archive.DefaultLimits, artLim: archive.ArtifactLimits,
+	return &Files{root: dir, limit: DefaultLogLimit, snapLim: archive.DefaultLimits, artLim: archive.ArtifactLimits,
 		open: map[string]*jobLog{}, changed: map[string]chan struct{}{}}, nil
 }
 
@@ -70,104 +72,6 @@ func (f *Files) JobDir(runID string) (string, error) {
 		return "", fmt.Errorf("invalid run ID %q", runID)
 	}
 	return filepath.Join(f.root, "jobs", runID), nil
-}
-
-func streamIndex(stream string) (int, error) {
-	switch stream {
-	case Stdout:
-		return 0, nil
-	case Stderr:
-		return 1, nil
-	case StdLog:
-		return 2, nil
-	}
-	return 0, fmt.Errorf("unknown stream %q", stream)
-}
-
-func (f *Files) log(runID string) (*jobLog, error) {
-	if l, ok := f.open[runID]; ok {
-		return l, nil
-	}
-	dir, err := f.JobDir(runID)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Join(dir, "user_logs"), 0o700); err != nil {
-		return nil, fmt.Errorf("create job log dir: %w", err)
-	}
-	l := &jobLog{}
-	for i, name := range []string{runner.StdoutFile, runner.StderrFile, runner.StdLogFile} {
-		fh, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o600)
-		if err != nil {
-			l.close()
-			return nil, fmt.Errorf("open job log: %w", err)
-		}
-		st, err := fh.Stat()
-		if err != nil {
-			fh.Close()
-			l.close()
-			return nil, fmt.Errorf("stat job log: %w", err)
-		}
-		l.files[i], l.sizes[i] = fh, st.Size()
-	}
-	f.open[runID] = l
-	return l, nil
-}
-
-func (l *jobLog) close() {
-	for _, fh := range l.files {
-		if fh != nil {
-			fh.Close()
-		}
-	}
-}
-
-// Append writes a chunk of stream (Stdout or Stderr) at offset. Bytes the
-// store already holds are skipped, so a resent chunk is written once; a
-// chunk that would leave a gap is refused with an error (the sender resends
-// from Offsets after reconnecting). New bytes are also appended to the
-// interleaved log.
-func (f *Files) Append(runID, stream string, offset int64, data []byte) error {
-	i, err := streamIndex(stream)
-	if err != nil || i == 2 {
-		return fmt.Errorf("append to %q: not an output stream", stream)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	l, err := f.log(runID)
-	if err != nil {
-		return err
-	}
-	size := l.sizes[i]
-	if offset > size {
-		return fmt.Errorf("append to %s of %s: gap at offset %d, have %d bytes", stream, runID, offset, size)
-	}
-	skip := size - offset
-	if skip >= int64(len(data)) {
-		return nil
-	}
-	data = data[skip:]
-	if _, err := l.files[i].Write(data); err != nil {
-		return fmt.Errorf("append to %s of %s: %w", stream, runID, err)
-	}
-	l.sizes[i] += int64(len(data))
-	if _, err := l.files[2].Write(data); err != nil {
-		return fmt.Errorf("append to std_log of %s: %w", runID, err)
-	}
-	l.sizes[2] += int64(len(data))
-	f.wakeLocked(runID)
-	return nil
-}
-
-// Offsets returns how many bytes of stdout and stderr a job has.
-func (f *Files) Offsets(runID string) (stdout, stderr int64, err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	l, err := f.log(runID)
-	if err != nil {
-		return 0, 0, err
-	}
-	return l.sizes[0], l.sizes[1], nil
 }
 
 // Close closes a job's open log files (once it is finished) and wakes its
@@ -200,33 +104,6 @@ func (f *Files) Changed(runID string) <-chan struct{} {
 		f.changed[runID] = ch
 	}
 	return ch
-}
-
-// ReadLog copies stream from offset to w, returning the new offset. A job
-// with no output yet reads as empty.
-func (f *Files) ReadLog(runID, stream string, offset int64, w io.Writer) (int64, error) {
-	i, err := streamIndex(stream)
-	if err != nil {
-		return offset, err
-	}
-	dir, err := f.JobDir(runID)
-	if err != nil {
-		return offset, err
-	}
-	name := []string{runner.StdoutFile, runner.StderrFile, runner.StdLogFile}[i]
-	fh, err := os.Open(filepath.Join(dir, name))
-	if errors.Is(err, fs.ErrNotExist) {
-		return offset, nil
-	}
-	if err != nil {
-		return offset, fmt.Errorf("open log: %w", err)
-	}
-	defer fh.Close()
-	if _, err := fh.Seek(offset, io.SeekStart); err != nil {
-		return offset, fmt.Errorf("seek log: %w", err)
-	}
-	n, err := io.Copy(w, fh)
-	return offset + n, err
 }
 
 // artifactDirs are the top-level directories of a job's artifacts; an
@@ -317,10 +194,20 @@ func (f *Files) WriteArtifacts(runID string, w io.Writer) error {
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		return tar.NewWriter(w).Close()
 	}
-	if _, err := archive.Write(w, dir, "outputs", "logs", "user_logs"); err != nil {
+	// std_log.txt is not on disk: it follows user_logs/, read through the
+	// index, in a second tar written where the first one's end marker was.
+	tw := &trailerWriter{w: w}
+	if _, err := archive.Write(tw, dir, "outputs", "logs", "user_logs"); err != nil {
 		return fmt.Errorf("write artifacts: %w", err)
 	}
-	return nil
+	if err := tw.dropTrailer(); err != nil {
+		return fmt.Errorf("write artifacts: %w", err)
+	}
+	t := tar.NewWriter(w)
+	if err := f.tarStdLog(t, runID, dir); err != nil {
+		return fmt.Errorf("write artifacts: std_log: %w", err)
+	}
+	return t.Close()
 }
 
 // maxTrailing bounds what a snapshot upload may carry after the tar's end

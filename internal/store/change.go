@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"kumo/internal/model"
 )
@@ -31,4 +32,15 @@ func JobChange(ctx context.Context, st Store, runID string, change func(*model.J
 		}
 	}
 	return fmt.Errorf("job %s: too many concurrent changes", runID)
+}
+
+// JobWarn adds warning to the job's warnings unless it is there already.
+func JobWarn(ctx context.Context, st Store, runID, warning string) error {
+	return JobChange(ctx, st, runID, func(j *model.Job) bool {
+		if slices.Contains(j.Warnings, warning) {
+			return false
+		}
+		j.Warnings = append(j.Warnings, warning)
+		return true
+	})
 }

@@ -276,15 +276,9 @@ func (l *Local) jobUID(recs map[string]*record) (int, error) {
 	for _, r := range recs {
 		used[r.JobUID] = true
 	}
-	uid, ok := l.cfg.JobUIDs.Free(func(u int) bool { return used[u] })
-	if !ok {
-		return 0, fmt.Errorf("every job uid of %s is held by a node", l.cfg.JobUIDs)
-	}
-	// Nothing may be left running as it from an earlier node.
-	if err := jobuser.KillAll(uid); err != nil {
-		return 0, err
-	}
-	return uid, nil
+	// Claimed host-wide: another control plane's nodes may use the range
+	// too. Nothing is left running as it from an earlier node.
+	return jobuser.Claim(*l.cfg.JobUIDs, l.cfg.Dir, func(u int) bool { return used[u] })
 }
 
 // Create starts the instances that do not exist yet. The node process gets
@@ -665,7 +659,7 @@ func (l *Local) Delete(ctx context.Context, ids []string) error {
 		}
 		if r.JobUID != 0 {
 			// What a job daemonized outside the node's session and cgroup.
-			if err := jobuser.KillAll(r.JobUID); err != nil {
+			if err := errors.Join(jobuser.KillAll(r.JobUID), jobuser.Release(r.JobUID, l.cfg.Dir)); err != nil {
 				errs = append(errs, &provider.InstanceError{ID: id, Err: err})
 				continue
 			}
