@@ -3,6 +3,8 @@ package server_test
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"kumo/api"
 	"kumo/internal/model"
@@ -62,6 +66,20 @@ func newEchoTunnel(t *testing.T, connected ...string) *echoTunnel {
 	return e
 }
 
+var testHostKey = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(mustHostKey())))
+
+func mustHostKey() ssh.PublicKey {
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	k, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
 // TestComputeNodeSSH checks who may open an SSH tunnel to which node, and
 // that an accepted one carries bytes both ways.
 func TestComputeNodeSSH(t *testing.T) {
@@ -81,6 +99,30 @@ func TestComputeNodeSSH(t *testing.T) {
 	} {
 		if err := h.st.NodeCreate(context.Background(), n); err != nil {
 			t.Fatal(err)
+		}
+	}
+	// listNodes publishes host keys of nodes of clusters with an admin
+	// account only.
+	for _, id := range []string{"n1", "n2"} {
+		n, err := h.st.NodeGet(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.HostKey = testHostKey
+		if err := h.st.NodeUpdate(context.Background(), n, n.State); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for compute, want := range map[string]string{"ssh1": testHostKey, "plain": ""} {
+		var l api.NodeList
+		h.mustDo("POST", wsBase+"/computes/"+compute+"/listNodes", nil, model.RoleReader, 200, &l)
+		for _, n := range l.Nodes {
+			if n.NodeID != "n1" && n.NodeID != "n2" {
+				continue
+			}
+			if n.SSHHostKey != want || (want != "" && !strings.HasPrefix(n.SSHHostKeyFingerprint, "SHA256:")) {
+				t.Errorf("listNodes %s: node %s host key %q fingerprint %q, want %q", compute, n.NodeID, n.SSHHostKey, n.SSHHostKeyFingerprint, want)
+			}
 		}
 	}
 	path := func(compute, node string) string {
