@@ -47,7 +47,9 @@
 // plane restarted, keeps its key and is accepted.
 //
 // Goroutines: Run owns all of them. Per connection, one reads messages (Run's
-// own goroutine) and one sends heartbeats; per job, one goroutine runs it
+// own goroutine), one sends heartbeats and one accepts the control plane's
+// SSH streams (one goroutine per stream, ended by the SSH server's Close
+// when Run stops, like the public SSH port's accept loop); per job, one goroutine runs it
 // from start to Done, plus the runner's own and, during an upload, one that
 // writes the tar. All end before Run returns.
 package agent
