@@ -225,6 +225,9 @@ func TestSSHLogin(t *testing.T) {
 		if code != 0 || !strings.HasPrefix(out, "set-by-client\n") {
 			t.Fatalf("ssh sshc-0: exit %d, stdout %q, stderr %s", code, out, stderr)
 		}
+		if _, stderr, code := e.ssh(t, nil, append(e.withKey(e.key), "sshc-0", "exit 5")...); code != 5 {
+			t.Errorf("ssh sshc-0 'exit 5': exit %d, want 5 (%s)", code, stderr)
+		}
 		// The agent's own environment never reaches a session.
 		out, _, _ = e.ssh(t, nil, append(e.withKey(e.key), "sshc-"+node.NodeID, "env")...)
 		for _, leak := range []string{"KUMO_TOKEN", "credential", "GOMAXPROCS"} {
