@@ -17,3 +17,7 @@ run -bench 'BenchmarkQueuedToCreate$' -benchtime 1000x ./internal/controller/aut
 run -bench 'BenchmarkThroughput8Nodes$' -benchtime 3000x ./internal/e2e
 # This host's ceiling: bare process spawns, and one job through the runner.
 run -bench 'BenchmarkSpawnShell$|BenchmarkRunTrivial$' -benchtime 2000x ./internal/runner
+# SSH through the control plane's tunnel beside a direct connection (needs
+# Debian's openssh-client): 100 `ssh node true`, and scp of 100 MB.
+run -bench 'BenchmarkSSHRoundTrip$' -benchtime 100x ./internal/e2e
+run -bench 'BenchmarkSCPThroughput$' -benchtime 3x ./internal/e2e

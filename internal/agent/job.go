@@ -111,6 +111,7 @@ func (j *job) execute() result {
 		Command: j.spec.Command,
 		Env:     runner.JobEnv(j.dir, j.spec.Env, set),
 		User:    j.a.cfg.JobUser,
+		Spare:   j.a.ssh.Holds, // logged-in admins outlive the job
 		Code:    code,
 		Timeout: j.spec.Timeout,
 		Grace:   orDefault(j.spec.Grace, j.a.cfg.Grace),

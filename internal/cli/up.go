@@ -20,6 +20,7 @@ import (
 func addServerCommands(root *cobra.Command) {
 	root.AddCommand(newCmdUp())
 	root.AddCommand(newCmdAgent())
+	root.AddCommand(newCmdSSHHelper())
 }
 
 // upOptions are the flags of kumo up.

@@ -73,7 +73,7 @@ func newRuntime(o Options, st store.Store, regions map[string]model.Region, base
 	rt.scaler = autoscale.New(autoscale.Config{
 		Store: st, Providers: map[string]provider.Provider{"local": lp}, Regions: regions,
 		AgentURL: base, AgentCAFile: caFile, HeartbeatTimeout: o.HeartbeatTimeout, BootTimeout: o.BootTimeout,
-		Liveness: rt.hub, Changed: rt.dispatch.Notify, Log: o.Log,
+		Liveness: rt.hub, Sessions: rt.hub, Changed: rt.dispatch.Notify, Log: o.Log,
 	})
 	return rt, nil
 }

@@ -55,7 +55,7 @@ func (h *Hub) hello(ctx context.Context, c *conn, m agentproto.Message) error {
 			return err
 		}
 		from := n.State
-		n.Address, n.Note = m.Address, m.Note
+		n.Address, n.Note, n.HostKey = m.Address, m.Note, m.HostKey
 		if n.JobID != "" {
 			j, err := st.JobGet(ctx, n.JobID)
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -95,6 +95,11 @@ func (h *Hub) hello(ctx context.Context, c *conn, m agentproto.Message) error {
 	}
 	welcome := agentproto.Message{Type: agentproto.TypeWelcome, Protocol: agentproto.Version,
 		HeartbeatInterval: h.cfg.HeartbeatInterval, LogOffsets: offsets}
+	if n, err := st.NodeGet(ctx, c.nodeID); err == nil {
+		if comp, err := st.ComputeGet(ctx, c.computeID); err == nil {
+			welcome.SSH = sshSettings(comp, n)
+		}
+	}
 	if err := c.enc.Send(welcome); err != nil {
 		return err
 	}
@@ -144,7 +149,12 @@ func (h *Hub) handle(ctx context.Context, c *conn, m agentproto.Message) error {
 	}
 	switch m.Type {
 	case agentproto.TypeHeartbeat:
+		if m.Sessions != nil && h.current(c) {
+			h.setSessions(c, *m.Sessions)
+		}
 		return nil
+	case agentproto.TypeAuthFailed:
+		return h.loginRefused(ctx, c, m)
 	case agentproto.TypeLog:
 		mine, err := h.owns(ctx, c, m.RunID)
 		if err != nil || !mine {

@@ -47,6 +47,9 @@ type Config struct {
 	LocalDisabled bool
 	// Agents are extra routes (the node agents' protocol), mounted as is.
 	Agents map[string]http.HandlerFunc
+	// Tunnel opens streams to nodes' SSH servers; nil means the SSH
+	// route answers that no node is connected.
+	Tunnel Tunnel
 	// PollInterval is sent as Retry-After-Ms on long-running operations;
 	// zero means 500 ms.
 	PollInterval time.Duration
@@ -89,7 +92,8 @@ type Server struct {
 	limiter   *rateLimiter
 	transfer  time.Duration // see Config.TransferTimeout
 	changed   func(string)
-	noLocal   bool // compute "local" is off
+	noLocal   bool   // compute "local" is off
+	tunnel    Tunnel // nil means none
 	seqMu     sync.Mutex
 	seq       int64 // last FIFO sequence number handed out
 	seqLoaded bool
@@ -99,7 +103,7 @@ type Server struct {
 func New(cfg Config) *Server {
 	s := &Server{store: cfg.Store, regions: cfg.Regions, prov: cfg.Provisioner, files: cfg.Files, changed: cfg.Changed, poll: cfg.PollInterval,
 		page: cfg.PageSize, now: cfg.Now, log: cfg.Log, mux: http.NewServeMux(),
-		limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst), transfer: cfg.TransferTimeout, noLocal: cfg.LocalDisabled}
+		limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst), transfer: cfg.TransferTimeout, noLocal: cfg.LocalDisabled, tunnel: cfg.Tunnel}
 	if s.transfer <= 0 {
 		s.transfer = DefaultTransferTimeout
 	}
@@ -175,6 +179,7 @@ func (s *Server) routes() {
 	r("POST "+cp+"/listNodes", model.RoleReader, s.computeListNodes)
 	r("GET "+cp+"/listNodes", model.RoleReader, s.computeListNodes)
 	r("POST "+cp+"/listKeys", model.RoleContributor, s.computeListKeys)
+	stream("GET "+cp+"/nodes/{node}/ssh", model.RoleContributor, s.computeNodeSSH)
 
 	r("GET "+locp+"/computeOperationsStatus/{op}", model.RoleReader, s.operationGet)
 	r("GET "+locp+"/vmSizes", model.RoleReader, s.vmSizes)

@@ -74,6 +74,13 @@ type Liveness interface {
 	LastSeen(nodeID string) (t time.Time, ok bool)
 }
 
+// Sessions reports the SSH logins open on a node and when the last one
+// closed (zero if none has). The agent hub implements it; it must be safe
+// for concurrent use and must not block.
+type Sessions interface {
+	Sessions(nodeID string) (open int, lastClosed time.Time)
+}
+
 // Result is what a scaling pass asks of the loop.
 type Result struct {
 	// RequeueAfter asks for another pass of the same cluster after this
@@ -113,6 +120,9 @@ type Config struct {
 	// Liveness reports agents' heartbeats; nil means heartbeats are not
 	// checked.
 	Liveness Liveness
+	// Sessions reports SSH logins open on nodes; an idle node with one is
+	// not removed. Nil means none are counted.
+	Sessions Sessions
 	// Now returns the current time; nil means time.Now. Timers of the loop
 	// itself always run on the real clock.
 	Now func() time.Time
