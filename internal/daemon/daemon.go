@@ -84,6 +84,11 @@ type Options struct {
 	// MemoryOvercommit multiplies the host's memory likewise; zero means
 	// DefaultMemoryOvercommit.
 	MemoryOvercommit float64
+	// RegionsFile is a regions document (see LoadRegions) naming the
+	// regions served and their providers; "" means region local only.
+	// Region local is served in any case, with the settings above, unless
+	// the file defines it.
+	RegionsFile string
 	// PollInterval is the Retry-After-Ms sent on long-running operations.
 	PollInterval time.Duration
 	// HeartbeatInterval is how often node agents report; zero means 5s.
@@ -264,14 +269,13 @@ func Run(ctx context.Context, o Options) error {
 		o.MemoryOvercommit = DefaultMemoryOvercommit
 	}
 	o.CPUOvercommit = cpuOver
-	regions := map[string]model.Region{DefaultRegion: model.NewRegion(DefaultRegion, "local", hostCapacity(cpuOver, o.MemoryOvercommit))}
-	rt, err := newRuntime(o, st, regions, base)
+	rt, err := newRuntime(o, st, base)
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	prov := provision.New(provision.Config{Store: st, Finalizer: rt.scaler, Ready: rt.scaler.Notify, Log: o.Log})
-	srv := server.New(server.Config{Store: st, Regions: regions, Provisioner: prov, PollInterval: o.PollInterval, Log: o.Log,
+	srv := server.New(server.Config{Store: st, Regions: rt.regions, Provisioner: prov, PollInterval: o.PollInterval, Log: o.Log,
 		Files: rt.files, Changed: rt.changed, Agents: rt.hub.Routes(), LocalDisabled: o.LocalComputeOff,
 		RateLimit: lim.RateLimit, RateBurst: lim.RateBurst, TransferTimeout: lim.TransferTimeout})
 	// Requests run under serveCtx, which ends when shutdown starts, so

@@ -5,7 +5,7 @@
 // the control plane picks instance IDs, so repeating a call is harmless.
 //
 // Extra capabilities are optional interfaces a provider may also implement:
-// [CapacityReporter] and [PreemptionNotifier]. Built-in providers are listed
+// [CapacityReporter], [Offerer] and [PreemptionNotifier]. Built-in providers are listed
 // in package builtin; docs/providers.md is the guide for writing one.
 package provider
 
@@ -57,6 +57,19 @@ type CapacityReporter interface {
 	// Capacity returns how many more instances of size could be created
 	// now, given what the provider already holds. It may be 0.
 	Capacity(ctx context.Context, size Size) (int, error)
+}
+
+// Offerer is implemented by providers whose capacity is fixed by their
+// configuration (a list of hosts), so the control plane can offer exactly
+// the sizes that fit and report the region's total.
+type Offerer interface {
+	// Offers reports whether one instance of size fits on the empty
+	// provider (on at least one of its hosts, and among the sizes a host
+	// offers). It must not block.
+	Offers(size Size) bool
+	// Total returns the provider's whole capacity: vCPUs, MiB and GPUs
+	// summed over its hosts (Name is empty).
+	Total() Size
 }
 
 // PreemptionNotifier is implemented by providers whose instances can be
