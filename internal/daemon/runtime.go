@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -12,6 +13,7 @@ import (
 	"kumo/internal/jobfiles"
 	"kumo/internal/jobuser"
 	"kumo/internal/model"
+	"kumo/internal/provider"
 	"kumo/internal/store"
 )
 
@@ -24,6 +26,8 @@ type nodeRuntime struct {
 	scaler   *autoscale.Autoscaler
 	gc       *snapshotgc.Collector
 	regions  map[string]model.Region // keyed by name; what the server and the autoscaler serve
+	// providers are the regions' providers, keyed by region name.
+	providers map[string]provider.Provider
 }
 
 func newRuntime(o Options, st store.Store, base string) (*nodeRuntime, error) {
@@ -60,7 +64,7 @@ func newRuntime(o Options, st store.Store, base string) (*nodeRuntime, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt.regions = regions
+	rt.regions, rt.providers = regions, provs
 	caFile := ""
 	if base[:5] == "https" {
 		caFile, err = filepath.Abs(filepath.Join(o.DataDir, caCertFile))
@@ -98,4 +102,10 @@ func (rt *nodeRuntime) stop() {
 	rt.gc.Stop()
 	rt.scaler.Stop()
 	rt.dispatch.Stop()
+	// Providers that hold connections (sshhosts) let them go.
+	for _, p := range rt.providers {
+		if c, ok := p.(io.Closer); ok {
+			c.Close()
+		}
+	}
 }

@@ -1,0 +1,184 @@
+package sshhosts
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"kumo/internal/provider"
+	"kumo/internal/provider/providertest"
+	"kumo/internal/provider/sshhosts/sshdtest"
+)
+
+// TestMain lets this test binary stand in for kumo on the hosts: copied
+// there and run as `kumo agent ...`, it records its arguments and waits.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "agent" {
+		cred := ""
+		for _, a := range os.Args[2:] {
+			if f, ok := strings.CutPrefix(a, "--credential-file="); ok {
+				b, _ := os.ReadFile(f)
+				cred = string(b)
+			}
+		}
+		os.WriteFile("args.txt", []byte(strings.Join(os.Args[1:], "\n")+"\ncredential="+cred+"\n"), 0o600)
+		time.Sleep(time.Hour)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// newProvider starts an sshd of its own on 127.0.0.1 and returns a
+// provider for it, its host directory and the sshd.
+func newProvider(t *testing.T, edit func(*Host)) (*Provider, string, *sshdtest.SSHD) {
+	t.Helper()
+	user, home := sshdtest.NewUser(t)
+	s := sshdtest.Start(t, sshdtest.Options{Listen: "127.0.0.1:0", User: user})
+	remote := filepath.Join(home, ".kumo-agent")
+	h := Host{Name: "h1", Address: s.Addr, User: s.User, KeyFile: s.KeyFile, HostKey: s.HostKey, Dir: remote, VCPUs: 8, MemoryGB: 4}
+	if edit != nil {
+		edit(&h)
+	}
+	p, err := New(Config{Dir: t.TempDir(), Hosts: []Host{h}, Grace: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		got, _ := p.List(context.Background())
+		var ids []string
+		for _, st := range got {
+			ids = append(ids, st.ID)
+		}
+		p.Delete(context.Background(), ids)
+		p.Close()
+	})
+	return p, remote, s
+}
+
+func TestConformance(t *testing.T) {
+	providertest.Run(t, func(t *testing.T) provider.Provider {
+		p, _, _ := newProvider(t, nil)
+		return p
+	})
+}
+
+func TestAgentFilesAndRelease(t *testing.T) {
+	p, remote, _ := newProvider(t, nil)
+	ctx := context.Background()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(ca, []byte("CA PEM"), 0o644)
+	in := provider.Instance{ID: "n1", Compute: "c", Size: provider.Size{Name: "S", VCPUs: 2, MemoryMB: 1024},
+		Agent: provider.AgentConfig{URL: "https://10.0.0.1:8443", CAFile: ca, Credential: "top-secret"}}
+	if err := p.Create(ctx, []provider.Instance{in}); err != nil {
+		t.Fatal(err)
+	}
+	node := filepath.Join(remote, "nodes", "n1")
+	var args string
+	deadline := time.Now().Add(10 * time.Second)
+	for args == "" && time.Now().Before(deadline) {
+		b, _ := os.ReadFile(filepath.Join(node, "work", "args.txt"))
+		args = string(b)
+		time.Sleep(10 * time.Millisecond) // the agent writes it when it starts
+	}
+	for _, want := range []string{"--node-id=n1", "--url=https://10.0.0.1:8443", "--ca-file=", "credential=top-secret"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("agent args %q lack %q", args, want)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(node, "credential")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("credential file: %v %v, want mode 0600", fi, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(node, "ca.pem")); string(b) != "CA PEM" {
+		t.Errorf("ca.pem = %q, want the CA file's content", b)
+	}
+	rec, _ := os.ReadFile(filepath.Join(p.cfg.Dir, "n1.json"))
+	if strings.Contains(string(rec), "top-secret") {
+		t.Errorf("local record holds the credential: %s", rec)
+	}
+	// The executable is copied once and checked by hash.
+	exe, _ := os.ReadFile(p.cfg.Executable)
+	if got, _ := os.ReadFile(filepath.Join(remote, "bin", "kumo")); string(got) != string(exe) {
+		t.Errorf("bin/kumo differs from the executable (%d vs %d bytes)", len(got), len(exe))
+	}
+	// The host has 4 GiB; 1 GiB is held.
+	big := in
+	big.ID, big.Size.MemoryMB = "n2", 3*1024+1
+	err := p.Create(ctx, []provider.Instance{big})
+	var ce *provider.CapacityError
+	if !errors.As(err, &ce) {
+		t.Errorf("Create over the host's memory = %v, want a *CapacityError", err)
+	}
+	if n, _ := p.Capacity(ctx, in.Size); n != 3 {
+		t.Errorf("Capacity = %d, want 3 (8 vCPUs, 4 GiB; one node of 2 vCPUs, 1 GiB held)", n)
+	}
+	pid, _ := os.ReadFile(filepath.Join(node, "pid"))
+	if err := p.Delete(ctx, []string{"n1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(node); !os.IsNotExist(err) {
+		t.Errorf("node directory after Delete: %v, want it removed", err)
+	}
+	// A zombie (nothing may reap it here) has no command line.
+	if b, _ := os.ReadFile("/proc/" + strings.TrimSpace(string(pid)) + "/cmdline"); len(b) > 0 {
+		t.Errorf("agent %s still runs after Delete", pid)
+	}
+}
+
+func TestHostDownMakesNodesStopped(t *testing.T) {
+	p, _, s := newProvider(t, nil)
+	ctx := context.Background()
+	in := provider.Instance{ID: "n1", Compute: "c", Size: providertest.Size, Agent: provider.AgentConfig{URL: "https://127.0.0.1:1", Credential: "x"}}
+	if err := p.Create(ctx, []provider.Instance{in}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := p.List(ctx); len(got) != 1 || got[0].State != provider.StateRunning || got[0].Address != "127.0.0.1" {
+		t.Fatalf("List = %+v, want n1 Running at 127.0.0.1", got)
+	}
+	s.Stop()
+	got, err := p.List(ctx)
+	if err != nil || len(got) != 1 || got[0].State != provider.StateStopped || !strings.Contains(got[0].Reason, "host h1") {
+		t.Fatalf("List with sshd down = %+v, %v; want n1 Stopped, naming host h1", got, err)
+	}
+	// Backing off: no dial, no room.
+	if n, _ := p.Capacity(ctx, in.Size); n != 0 {
+		t.Errorf("Capacity with the host down = %d, want 0", n)
+	}
+	if err := p.Delete(ctx, []string{"n1"}); err == nil {
+		t.Errorf("Delete with the host down succeeded; want an error and n1 kept")
+	}
+	if got, _ := p.List(ctx); len(got) != 1 {
+		t.Errorf("after a failed Delete, List = %+v, want n1 still listed", got)
+	}
+}
+
+func TestFactorySettings(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "key")
+	os.WriteFile(key, []byte("not a key"), 0o600)
+	hosts := func(h map[string]any) string { b, _ := json.Marshal([]any{h}); return string(b) }
+	tests := []struct {
+		name     string
+		settings map[string]string
+		want     string
+	}{
+		{"no hosts", map[string]string{}, "hosts: at least one"},
+		{"unknown setting", map[string]string{"colour": "x"}, "setting colour"},
+		{"unknown host field", map[string]string{"hosts": hosts(map[string]any{"adress": "x"})}, "unknown field"},
+		{"no address", map[string]string{"hosts": hosts(map[string]any{"user": "u"})}, "hosts[0].address: required"},
+		{"no host key", map[string]string{"hosts": hosts(map[string]any{"address": "h", "user": "u", "key_file": key})}, "hosts[0].host_key: required"},
+		{"no capacity", map[string]string{"hosts": hosts(map[string]any{"address": "h", "user": "u", "key_file": key, "host_key": "x"})}, "hosts[0].vcpus"},
+		{"bad key", map[string]string{"hosts": hosts(map[string]any{"address": "h", "user": "u", "key_file": key, "host_key": "x", "vcpus": 1, "memory_gb": 1})}, "hosts[0].key_file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Factory(provider.Params{DataDir: t.TempDir(), Settings: tt.settings})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Factory = %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
