@@ -28,8 +28,9 @@
 // command failure) has its nodes listed as Stopped with the reason, which
 // makes them unusable to the control plane; it is tried again after a
 // backoff (1s doubling to 1m), and until then calls do not wait on it.
-// Deleting a node of such a host fails (the node stays listed) until the
-// host answers again, when its agent is stopped and its files removed.
+// Deleting a node of such a host forgets it at once, but it keeps its share
+// of the host until the host answers again, when its agent is stopped and
+// its files removed.
 //
 // The agent runs as the SSH user, and so do its jobs: give each host a
 // user of its own for kumo.
@@ -272,6 +273,10 @@ type record struct {
 	Host     string            `json:"host"`     // Host.Name
 	GPUs     []int             `json:"gpus,omitempty"`
 	Created  time.Time         `json:"created"`
+	// Deleting marks a node deleted while its host did not answer: it is
+	// no longer listed, still holds its share of the host, and is stopped
+	// and forgotten once the host answers.
+	Deleting bool `json:"deleting,omitempty"`
 }
 
 func (p *Provider) load() (map[string]*record, error) {
@@ -787,7 +792,8 @@ for d in */; do
 done`
 
 // List reports every recorded instance: Running while its agent process
-// lives, Stopped once it has gone or while its host does not answer.
+// lives, Stopped once it has gone or while its host does not answer. On
+// hosts that answer, it first finishes deletes that waited for them.
 func (p *Provider) List(ctx context.Context) ([]provider.InstanceStatus, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -801,9 +807,12 @@ func (p *Provider) List(ctx context.Context) ([]provider.InstanceStatus, error) 
 		state, hostErr := map[string]string{}, error(nil)
 		if h == nil {
 			hostErr = fmt.Errorf("host %s is no longer configured", name)
-		} else if text, err := p.run(ctx, h, p.cfg.ConnectTimeout*2, `sh -c `+shq(statusScript)+` sh `+h.base(), nil); err != nil {
-			hostErr = err
 		} else {
+			hostErr = p.finishDeletes(ctx, h, held)
+		}
+		if hostErr == nil {
+			text, err := p.run(ctx, h, p.cfg.ConnectTimeout*2, `sh -c `+shq(statusScript)+` sh `+h.base(), nil)
+			hostErr = err
 			for line := range strings.Lines(text) {
 				if id, s, ok := strings.Cut(strings.TrimSpace(line), " "); ok {
 					state[id] = s
@@ -811,6 +820,9 @@ func (p *Provider) List(ctx context.Context) ([]provider.InstanceStatus, error) 
 			}
 		}
 		for _, r := range held {
+			if r.Deleting {
+				continue
+			}
 			st := provider.InstanceStatus{ID: r.Instance.ID, Compute: r.Instance.Compute, Size: r.Instance.Size,
 				State: provider.StateRunning, Created: r.Created, Note: "on host " + name}
 			if h != nil {
@@ -827,6 +839,27 @@ func (p *Provider) List(ctx context.Context) ([]provider.InstanceStatus, error) 
 	}
 	slices.SortFunc(out, func(a, b provider.InstanceStatus) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
+}
+
+// finishDeletes stops and forgets the nodes of h deleted while h did not
+// answer. It returns h's error if h still does not answer.
+func (p *Provider) finishDeletes(ctx context.Context, h *host, held []*record) error {
+	var ids []string
+	for _, r := range held {
+		if r.Deleting {
+			ids = append(ids, r.Instance.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	if err := p.stop(ctx, h, ids); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		os.Remove(filepath.Join(p.cfg.Dir, id+".json"))
+	}
+	return nil
 }
 
 // stopScript stops the agents of the node IDs given as arguments (SIGTERM
@@ -854,8 +887,10 @@ func (p *Provider) stop(ctx context.Context, h *host, ids []string) error {
 }
 
 // Delete stops the instances' agents and removes their files on their
-// hosts, then their records. Instances of a host that does not answer stay
-// recorded, and the error names them.
+// hosts, then their records. Instances of a host that does not answer are
+// forgotten at once (the control plane has no use for them) but keep their
+// share of the host until it answers again, when their agents are stopped
+// and their files removed.
 func (p *Provider) Delete(ctx context.Context, ids []string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -863,18 +898,25 @@ func (p *Provider) Delete(ctx context.Context, ids []string) error {
 	if err != nil {
 		return err
 	}
-	doomed := map[string][]string{}
+	doomed := map[string][]*record{}
 	for _, id := range ids {
-		if r, ok := recs[id]; ok && !slices.Contains(doomed[r.Host], id) {
-			doomed[r.Host] = append(doomed[r.Host], id)
+		if r, ok := recs[id]; ok && !slices.Contains(doomed[r.Host], r) {
+			doomed[r.Host] = append(doomed[r.Host], r)
 		}
 	}
 	var errs []error
-	for name, hostIDs := range doomed {
+	for name, rs := range doomed {
+		var hostIDs []string
+		for _, r := range rs {
+			hostIDs = append(hostIDs, r.Instance.ID)
+		}
 		if h := p.host(name); h != nil {
 			if err := p.stop(ctx, h, hostIDs); err != nil {
-				for _, id := range hostIDs {
-					errs = append(errs, &provider.InstanceError{ID: id, Err: err})
+				for _, r := range rs {
+					r.Deleting = true
+					if err := p.save(r); err != nil {
+						errs = append(errs, &provider.InstanceError{ID: r.Instance.ID, Err: err})
+					}
 				}
 				continue
 			}

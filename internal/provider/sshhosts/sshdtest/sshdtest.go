@@ -30,6 +30,7 @@ type SSHD struct {
 	User    string // the user it lets in
 	KeyFile string // the user's private key (OpenSSH format, 0600)
 	HostKey string // its host key as an authorized_keys line, to pin
+	dir     string // holds its keys and configuration
 	cmd     *exec.Cmd
 	done    chan struct{}
 }
@@ -39,6 +40,9 @@ type Options struct {
 	Listen string // HOST:PORT; port 0 picks a free one (not with NetNS)
 	User   string // the one user allowed in; "" means the current user
 	NetNS  string // run inside this network namespace (ip netns exec); "" means the current one
+	// HostKeyFrom, if set, is an earlier SSHD whose host key and user key
+	// this one keeps (a host's sshd restarted); nil means new keys.
+	HostKeyFrom *SSHD
 }
 
 // Start starts sshd, waits until it accepts connections (checked with the
@@ -52,16 +56,27 @@ func Start(t testing.TB, o Options) *SSHD {
 	if o.User == "" {
 		o.User = currentUser(t)
 	}
-	dir, err := os.MkdirTemp("", "kumo-sshd-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755) // sshd's children run as the user
-	hostPub := writeKey(t, filepath.Join(dir, "host_key"))
-	userPub := writeKey(t, filepath.Join(dir, "user_key"))
-	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), ssh.MarshalAuthorizedKey(userPub), 0o644); err != nil {
-		t.Fatal(err)
+	var dir string
+	var hostPub ssh.PublicKey
+	if o.HostKeyFrom != nil {
+		dir = o.HostKeyFrom.dir
+		k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(o.HostKeyFrom.HostKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hostPub = k
+	} else {
+		var err error
+		if dir, err = os.MkdirTemp("", "kumo-sshd-"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		os.Chmod(dir, 0o755) // sshd's children run as the user
+		hostPub = writeKey(t, filepath.Join(dir, "host_key"))
+		userPub := writeKey(t, filepath.Join(dir, "user_key"))
+		if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), ssh.MarshalAuthorizedKey(userPub), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if os.Geteuid() == 0 {
 		// sshd's privilege separation directory.
@@ -96,7 +111,7 @@ LogLevel QUIET
 	if o.NetNS != "" {
 		args = append([]string{"ip", "netns", "exec", o.NetNS}, args...)
 	}
-	s := &SSHD{Addr: o.Listen, User: o.User, KeyFile: filepath.Join(dir, "user_key"),
+	s := &SSHD{dir: dir, Addr: o.Listen, User: o.User, KeyFile: filepath.Join(dir, "user_key"),
 		HostKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(hostPub))), done: make(chan struct{})}
 	s.cmd = exec.Command(args[0], args[1:]...)
 	s.cmd.Stderr = os.Stderr

@@ -1,0 +1,248 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"kumo/api"
+	"kumo/internal/provider/sshhosts/sshdtest"
+)
+
+// netHost is a "machine" for the SSH-hosts provider: a network namespace
+// joined to this one by a veth pair, with an sshd of its own.
+type netHost struct {
+	ns, addr, gateway string // namespace; its address; the host side's address
+	sshd              *sshdtest.SSHD
+}
+
+// newNetHost makes namespace ns with address 10.213.<octet>.2, reached
+// through a veth pair whose host side is 10.213.<octet>.1, and removes
+// both (and every process left in the namespace) at cleanup. Addresses of
+// 10.213.0.0/16 exist only on these links, for the test's own traffic.
+func newNetHost(t *testing.T, ns string, octet int) *netHost {
+	t.Helper()
+	h := &netHost{ns: ns, addr: fmt.Sprintf("10.213.%d.2", octet), gateway: fmt.Sprintf("10.213.%d.1", octet)}
+	outer := "kv" + ns[5:6] + ns[len(ns)-8:] // at most 15 bytes
+	inner := outer + "i"
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	ip("netns", "add", ns)
+	t.Cleanup(func() {
+		killNetNS(ns)
+		exec.Command("ip", "link", "del", outer).Run()
+		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", ns, err, out)
+		}
+	})
+	ip("link", "add", outer, "type", "veth", "peer", "name", inner)
+	ip("link", "set", inner, "netns", ns)
+	ip("addr", "add", h.gateway+"/24", "dev", outer)
+	ip("link", "set", outer, "up")
+	ip("-n", ns, "addr", "add", h.addr+"/24", "dev", inner)
+	ip("-n", ns, "link", "set", inner, "up")
+	ip("-n", ns, "link", "set", "lo", "up")
+	ip("-n", ns, "route", "add", "default", "via", h.gateway)
+	return h
+}
+
+// killNetNS kills every process in network namespace ns: its sshd, the
+// sessions it serves and the agents they started.
+func killNetNS(ns string) {
+	var st syscall.Stat_t
+	if syscall.Stat("/run/netns/"+ns, &st) != nil {
+		return
+	}
+	want := fmt.Sprintf("net:[%d]", st.Ino)
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if link, _ := os.Readlink("/proc/" + e.Name() + "/ns/net"); link == want {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// TestSSHHostsRegion: a region of two SSH hosts (network namespaces with
+// their own addresses, each running a real sshd) scales a cluster 0 → 2
+// across both as jobs queue, runs the jobs there, returns to 0; a host
+// whose sshd and agent stop mid-job has its node made unusable and the job
+// runs again on the other host.
+func TestSSHHostsRegion(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: makes network namespaces, veth links and a user for sshd")
+	}
+	if _, err := os.Stat(sshdtest.Path); err != nil {
+		t.Skipf("needs sshd (%s): install openssh-server", sshdtest.Path)
+	}
+	n, _ := rand.Int(rand.Reader, big.NewInt(120))
+	octet := 2 + 2*int(n.Int64()) // two /24s of 10.213.0.0/16 that parallel runs are unlikely to share
+	tag := fmt.Sprintf("%08x", time.Now().UnixNano()&0xffffffff)
+	user, home := sshdtest.NewUser(t)
+	hosts := []*netHost{newNetHost(t, "kumo-a"+tag, octet), newNetHost(t, "kumo-b"+tag, octet+1)}
+	var cfgHosts []map[string]any
+	for i, h := range hosts {
+		h.sshd = sshdtest.Start(t, sshdtest.Options{Listen: h.addr + ":22", User: user, NetNS: h.ns})
+		cfgHosts = append(cfgHosts, map[string]any{"name": "host-" + "ab"[i:i+1], "address": h.addr, "user": user,
+			"key_file": h.sshd.KeyFile, "host_key": h.sshd.HostKey, "dir": ".kumo-agent-" + "ab"[i:i+1],
+			"vcpus": 2, "memory_gb": 8})
+	}
+	hostsJSON, _ := json.Marshal(cfgHosts)
+	dir := t.TempDir()
+	regions := filepath.Join(dir, "regions.yaml")
+	// JSON is YAML.
+	doc := fmt.Sprintf(`regions:
+  - name: onprem
+    provider: sshhosts
+    settings:
+      connect_timeout: 2s
+      grace: 1s
+      hosts: %s
+`, hostsJSON)
+	if err := os.WriteFile(regions, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The control plane listens on host a's gateway; host b reaches it
+	// through its own gateway, this namespace's routing.
+	s := startServer(t, dir, append([]string{"--addr", hosts[0].gateway + ":0", "--regions", regions}, fastNodes...)...)
+
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		out := s.out.String()
+		t.Logf("kumo up output (last 4 KiB):\n%s", out[max(0, len(out)-4096):])
+		logs, _ := filepath.Glob(filepath.Join(home, ".kumo-agent-*", "nodes", "*", "agent.log"))
+		for _, l := range logs {
+			b, _ := os.ReadFile(l)
+			t.Logf("%s:\n%s", l, b[max(0, len(b)-2048):])
+		}
+	})
+	ws := strings.TrimSuffix(workspacePath, "default") + "onprem"
+	if status, raw := s.request(context.Background(), "PUT", ws, map[string]any{"location": "onprem"}); status/100 != 2 {
+		t.Fatalf("create workspace in region onprem: %d %s", status, raw)
+	}
+	body := map[string]any{"properties": map[string]any{"computeType": "AmlCompute", "properties": map[string]any{
+		"vmSize": "Standard_D2_v2", "scaleSettings": map[string]any{"minNodeCount": 0, "maxNodeCount": 2, "nodeIdleTimeBeforeScaleDown": "PT1S"}}}}
+	if status, raw := s.request(context.Background(), "PUT", ws+"/computes/fleet", body); status != 201 {
+		t.Fatalf("create cluster: %d %s", status, raw)
+	}
+	compute := func() api.ComputeResource {
+		status, raw := s.request(context.Background(), "GET", ws+"/computes/fleet", nil)
+		var c api.ComputeResource
+		if status != 200 || json.Unmarshal(raw, &c) != nil {
+			t.Fatalf("get cluster: %d %s", status, raw)
+		}
+		return c
+	}
+	job := func(name string) api.JobResource {
+		status, raw := s.request(context.Background(), "GET", ws+"/jobs/"+name, nil)
+		var j api.JobResource
+		if status != 200 || json.Unmarshal(raw, &j) != nil {
+			t.Fatalf("get job %s: %d %s", name, status, raw)
+		}
+		return j
+	}
+	logOf := func(name string) string {
+		_, raw := s.request(context.Background(), "GET", ws+"/jobs/"+name+"/logs", nil)
+		return string(raw)
+	}
+	submit := func(name, command string) {
+		body := api.JobResource{Properties: &api.JobProperties{JobType: "Command", Command: command, ComputeID: "fleet"}}
+		if status, raw := s.request(context.Background(), "PUT", ws+"/jobs/"+name, body); status != 201 {
+			t.Fatalf("submit %s: %d %s", name, status, raw)
+		}
+	}
+	waitDone := func(names ...string) {
+		t.Helper()
+		waitFor(t, 60*time.Second, "jobs "+strings.Join(names, ", "), func() (bool, string) {
+			for _, name := range names {
+				switch j := job(name); j.Properties.Status {
+				case api.JobCompleted:
+				case api.JobFailed, api.JobCanceled:
+					t.Fatalf("job %s ended %s: %+v\n%s", name, j.Properties.Status, j.Properties.Error, logOf(name))
+				default:
+					return false, name + " " + string(j.Properties.Status)
+				}
+			}
+			return true, ""
+		})
+	}
+
+	// 0 → 2: a D2_v2 takes all of a host's 2 vCPUs, so the two queued jobs
+	// get a node on each host.
+	// Each job waits (up to 30 s) until both have started, so they run at
+	// once, on two nodes.
+	show := fmt.Sprintf(`echo "addr: $(hostname -I)"; touch %[1]s/$AZUREML_RUN_ID.started; n=0; until [ $(ls %[1]s | grep -c started) = 2 ] || [ $n = 300 ]; do sleep 0.1; n=$((n+1)); done`, home)
+	submit("j1", show)
+	submit("j2", show)
+	waitDone("j1", "j2")
+	seen := map[string]bool{}
+	for _, name := range []string{"j1", "j2"} {
+		for _, h := range hosts {
+			if strings.Contains(logOf(name), "addr: "+h.addr) {
+				seen[h.addr] = true
+			}
+		}
+	}
+	if len(seen) != 2 {
+		t.Errorf("jobs ran on %v, want one on each host (%s, %s); logs:\n%s\n%s", seen, hosts[0].addr, hosts[1].addr, logOf("j1"), logOf("j2"))
+	}
+	waitFor(t, 30*time.Second, "scale down to 0", func() (bool, string) {
+		n := compute().Properties.Properties.CurrentNodeCount
+		return n == 0, fmt.Sprint(n)
+	})
+	for i, h := range hosts {
+		if ents, _ := os.ReadDir(filepath.Join(home, ".kumo-agent-"+"ab"[i:i+1], "nodes")); len(ents) != 0 {
+			t.Errorf("host %s keeps node files after scale-down: %v", h.addr, ents)
+		}
+	}
+
+	// A host that stops answering mid-job: its node is unusable and the
+	// job runs again on the other host.
+	// Each attempt also notes where it ran in a file of the test's.
+	ran := filepath.Join(home, "j3.ran")
+	submit("j3", fmt.Sprintf(`echo "addr: $(hostname -I)"; echo "$(hostname -I)" >> %s; sleep 4; echo finished`, ran))
+	var first *netHost
+	waitFor(t, 60*time.Second, "j3 to start", func() (bool, string) {
+		l := logOf("j3")
+		for _, h := range hosts {
+			if strings.Contains(l, "addr: "+h.addr) {
+				first = h
+			}
+		}
+		return first != nil, string(job("j3").Properties.Status)
+	})
+	killNetNS(first.ns) // its sshd, and the agent and job with it
+	first.sshd.Stop()
+	other := hosts[0]
+	if first == hosts[0] {
+		other = hosts[1]
+	}
+	waitDone("j3")
+	b, _ := os.ReadFile(ran)
+	attempts := strings.Fields(string(b))
+	if len(attempts) != 2 || attempts[0] != first.addr || attempts[1] != other.addr || !strings.Contains(logOf("j3"), "finished") {
+		t.Errorf("j3 ran on %v (log %q); want it started on %s, then run again to the end on %s", attempts, logOf("j3"), first.addr, other.addr)
+	}
+	if n := compute().Properties.Properties.NodeStateCounts.UnusableNodeCount; n > 1 {
+		t.Errorf("%d unusable nodes, want at most the one of the stopped host", n)
+	}
+}
