@@ -89,6 +89,9 @@ func TestSSHHostsRegion(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: makes network namespaces, veth links and a user for sshd")
 	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs ip (iproute2) to make network namespaces")
+	}
 	if _, err := os.Stat(sshdtest.Path); err != nil {
 		t.Skipf("needs sshd (%s): install openssh-server", sshdtest.Path)
 	}

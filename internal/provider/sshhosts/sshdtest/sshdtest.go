@@ -177,6 +177,32 @@ func (s *SSHD) Stop() {
 	<-s.done
 }
 
+// killUID sends SIGKILL to every live process of uid and returns how many
+// there were.
+func killUID(uid int) int {
+	n := 0
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/status")
+		if err != nil {
+			continue
+		}
+		for line := range strings.Lines(string(b)) {
+			if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
+				if f := strings.Fields(rest); len(f) > 0 && f[0] == strconv.Itoa(uid) && !strings.Contains(string(b), "State:\tZ") {
+					syscall.Kill(pid, syscall.SIGKILL)
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
 // descendants returns the processes below pid whose command is sshd.
 func descendants(pid int) []int {
 	parent := map[int]int{}
@@ -259,12 +285,11 @@ func NewUser(t testing.TB) (name, home string) {
 		t.Fatalf("useradd: %v: %s", err, out)
 	}
 	t.Cleanup(func() {
-		exec.Command("pkill", "-KILL", "-u", name).Run()
-		for i := 0; i < 50; i++ {
-			if exec.Command("pgrep", "-u", name).Run() != nil {
-				break
+		if out, err := exec.Command("id", "-u", name).Output(); err == nil {
+			uid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+			for i := 0; i < 100 && killUID(uid) > 0; i++ {
+				time.Sleep(20 * time.Millisecond) // SIGKILL is delivered asynchronously
 			}
-			time.Sleep(20 * time.Millisecond) // SIGKILL is delivered asynchronously
 		}
 		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
 			t.Errorf("userdel %s: %v: %s", name, err, out)
