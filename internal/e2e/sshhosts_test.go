@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,7 +31,7 @@ type netHost struct {
 // through a veth pair whose host side is 10.213.<octet>.1, and removes
 // both (and every process left in the namespace) at cleanup. Addresses of
 // 10.213.0.0/16 exist only on these links, for the test's own traffic.
-func newNetHost(t *testing.T, ns string, octet int) *netHost {
+func newNetHost(t testing.TB, ns string, octet int) *netHost {
 	t.Helper()
 	h := &netHost{ns: ns, addr: fmt.Sprintf("10.213.%d.2", octet), gateway: fmt.Sprintf("10.213.%d.1", octet)}
 	outer := "kv" + ns[5:6] + ns[len(ns)-8:] // at most 15 bytes
@@ -80,12 +81,23 @@ func killNetNS(ns string) {
 	}
 }
 
-// TestSSHHostsRegion: a region of two SSH hosts (network namespaces with
-// their own addresses, each running a real sshd) scales a cluster 0 → 2
-// across both as jobs queue, runs the jobs there, returns to 0; a host
-// whose sshd and agent stop mid-job has its node made unusable and the job
-// runs again on the other host.
-func TestSSHHostsRegion(t *testing.T) {
+// sshRegion is a control plane serving region onprem: two SSH hosts, a
+// workspace in it and a cluster "fleet" (Standard_D2_v2, 0 to 2 nodes, 1 s
+// idle time) there.
+type sshRegion struct {
+	t     testing.TB
+	s     *server
+	ws    string // the workspace's path
+	hosts []*netHost
+	home  string // the hosts' SSH user's home, shared by both
+}
+
+// startSSHRegion makes two hosts as network namespaces, each with a real
+// sshd letting in one test user, and a control plane on host a's gateway
+// address serving them as region onprem. It skips unless root, with ip and
+// sshd.
+func startSSHRegion(t testing.TB) *sshRegion {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: makes network namespaces, veth links and a user for sshd")
 	}
@@ -125,7 +137,6 @@ func TestSSHHostsRegion(t *testing.T) {
 	// The control plane listens on host a's gateway; host b reaches it
 	// through its own gateway, this namespace's routing.
 	s := startServer(t, dir, append([]string{"--addr", hosts[0].gateway + ":0", "--regions", regions}, fastNodes...)...)
-
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
@@ -138,56 +149,82 @@ func TestSSHHostsRegion(t *testing.T) {
 			t.Logf("%s:\n%s", l, b[max(0, len(b)-2048):])
 		}
 	})
-	ws := strings.TrimSuffix(workspacePath, "default") + "onprem"
-	if status, raw := s.request(context.Background(), "PUT", ws, map[string]any{"location": "onprem"}); status/100 != 2 {
+	r := &sshRegion{t: t, s: s, ws: strings.TrimSuffix(workspacePath, "default") + "onprem", hosts: hosts, home: home}
+	if status, raw := s.request(context.Background(), "PUT", r.ws, map[string]any{"location": "onprem"}); status/100 != 2 {
 		t.Fatalf("create workspace in region onprem: %d %s", status, raw)
 	}
 	body := map[string]any{"properties": map[string]any{"computeType": "AmlCompute", "properties": map[string]any{
 		"vmSize": "Standard_D2_v2", "scaleSettings": map[string]any{"minNodeCount": 0, "maxNodeCount": 2, "nodeIdleTimeBeforeScaleDown": "PT1S"}}}}
-	if status, raw := s.request(context.Background(), "PUT", ws+"/computes/fleet", body); status != 201 {
+	if status, raw := s.request(context.Background(), "PUT", r.ws+"/computes/fleet", body); status != 201 {
 		t.Fatalf("create cluster: %d %s", status, raw)
 	}
-	compute := func() api.ComputeResource {
-		status, raw := s.request(context.Background(), "GET", ws+"/computes/fleet", nil)
-		var c api.ComputeResource
-		if status != 200 || json.Unmarshal(raw, &c) != nil {
-			t.Fatalf("get cluster: %d %s", status, raw)
-		}
-		return c
+	return r
+}
+
+func (r *sshRegion) compute() api.ComputeResource {
+	status, raw := r.s.request(context.Background(), "GET", r.ws+"/computes/fleet", nil)
+	var c api.ComputeResource
+	if status != 200 || json.Unmarshal(raw, &c) != nil {
+		r.t.Fatalf("get cluster: %d %s", status, raw)
 	}
-	job := func(name string) api.JobResource {
-		status, raw := s.request(context.Background(), "GET", ws+"/jobs/"+name, nil)
-		var j api.JobResource
-		if status != 200 || json.Unmarshal(raw, &j) != nil {
-			t.Fatalf("get job %s: %d %s", name, status, raw)
-		}
-		return j
+	return c
+}
+
+func (r *sshRegion) job(name string) api.JobResource {
+	status, raw := r.s.request(context.Background(), "GET", r.ws+"/jobs/"+name, nil)
+	var j api.JobResource
+	if status != 200 || json.Unmarshal(raw, &j) != nil {
+		r.t.Fatalf("get job %s: %d %s", name, status, raw)
 	}
-	logOf := func(name string) string {
-		_, raw := s.request(context.Background(), "GET", ws+"/jobs/"+name+"/logs", nil)
-		return string(raw)
+	return j
+}
+
+func (r *sshRegion) log(name string) string {
+	_, raw := r.s.request(context.Background(), "GET", r.ws+"/jobs/"+name+"/logs", nil)
+	return string(raw)
+}
+
+func (r *sshRegion) submit(name, command string) {
+	body := api.JobResource{Properties: &api.JobProperties{JobType: "Command", Command: command, ComputeID: "fleet"}}
+	if status, raw := r.s.request(context.Background(), "PUT", r.ws+"/jobs/"+name, body); status != 201 {
+		r.t.Fatalf("submit %s: %d %s", name, status, raw)
 	}
-	submit := func(name, command string) {
-		body := api.JobResource{Properties: &api.JobProperties{JobType: "Command", Command: command, ComputeID: "fleet"}}
-		if status, raw := s.request(context.Background(), "PUT", ws+"/jobs/"+name, body); status != 201 {
-			t.Fatalf("submit %s: %d %s", name, status, raw)
-		}
-	}
-	waitDone := func(names ...string) {
-		t.Helper()
-		waitFor(t, 60*time.Second, "jobs "+strings.Join(names, ", "), func() (bool, string) {
-			for _, name := range names {
-				switch j := job(name); j.Properties.Status {
-				case api.JobCompleted:
-				case api.JobFailed, api.JobCanceled:
-					t.Fatalf("job %s ended %s: %+v\n%s", name, j.Properties.Status, j.Properties.Error, logOf(name))
-				default:
-					return false, name + " " + string(j.Properties.Status)
-				}
+}
+
+// waitDone waits until the jobs completed, failing if one did not.
+func (r *sshRegion) waitDone(names ...string) {
+	r.t.Helper()
+	waitFor(r.t, 60*time.Second, "jobs "+strings.Join(names, ", "), func() (bool, string) {
+		for _, name := range names {
+			switch j := r.job(name); j.Properties.Status {
+			case api.JobCompleted:
+			case api.JobFailed, api.JobCanceled:
+				r.t.Fatalf("job %s ended %s: %+v\n%s", name, j.Properties.Status, j.Properties.Error, r.log(name))
+			default:
+				return false, name + " " + string(j.Properties.Status)
 			}
-			return true, ""
-		})
-	}
+		}
+		return true, ""
+	})
+}
+
+// waitEmpty waits until the cluster has no nodes.
+func (r *sshRegion) waitEmpty() {
+	r.t.Helper()
+	waitFor(r.t, 30*time.Second, "scale down to 0", func() (bool, string) {
+		n := r.compute().Properties.Properties.CurrentNodeCount
+		return n == 0, fmt.Sprint(n)
+	})
+}
+
+// TestSSHHostsRegion: a region of two SSH hosts (network namespaces with
+// their own addresses, each running a real sshd) scales a cluster 0 → 2
+// across both as jobs queue, runs the jobs there, returns to 0; a host
+// whose sshd and agent stop mid-job has its node made unusable and the job
+// runs again on the other host.
+func TestSSHHostsRegion(t *testing.T) {
+	r := startSSHRegion(t)
+	hosts, home, submit, logOf, job := r.hosts, r.home, r.submit, r.log, r.job
 
 	// 0 → 2: a D2_v2 takes all of a host's 2 vCPUs, so the two queued jobs
 	// get a node on each host.
@@ -196,7 +233,7 @@ func TestSSHHostsRegion(t *testing.T) {
 	show := fmt.Sprintf(`echo "addr: $(hostname -I)"; touch %[1]s/$AZUREML_RUN_ID.started; n=0; until [ $(ls %[1]s | grep -c started) = 2 ] || [ $n = 300 ]; do sleep 0.1; n=$((n+1)); done`, home)
 	submit("j1", show)
 	submit("j2", show)
-	waitDone("j1", "j2")
+	r.waitDone("j1", "j2")
 	seen := map[string]bool{}
 	for _, name := range []string{"j1", "j2"} {
 		for _, h := range hosts {
@@ -208,10 +245,7 @@ func TestSSHHostsRegion(t *testing.T) {
 	if len(seen) != 2 {
 		t.Errorf("jobs ran on %v, want one on each host (%s, %s); logs:\n%s\n%s", seen, hosts[0].addr, hosts[1].addr, logOf("j1"), logOf("j2"))
 	}
-	waitFor(t, 30*time.Second, "scale down to 0", func() (bool, string) {
-		n := compute().Properties.Properties.CurrentNodeCount
-		return n == 0, fmt.Sprint(n)
-	})
+	r.waitEmpty()
 	for i, h := range hosts {
 		if ents, _ := os.ReadDir(filepath.Join(home, ".kumo-agent-"+"ab"[i:i+1], "nodes")); len(ents) != 0 {
 			t.Errorf("host %s keeps node files after scale-down: %v", h.addr, ents)
@@ -239,13 +273,47 @@ func TestSSHHostsRegion(t *testing.T) {
 	if first == hosts[0] {
 		other = hosts[1]
 	}
-	waitDone("j3")
+	r.waitDone("j3")
 	b, _ := os.ReadFile(ran)
 	attempts := strings.Fields(string(b))
 	if len(attempts) != 2 || attempts[0] != first.addr || attempts[1] != other.addr || !strings.Contains(logOf("j3"), "finished") {
 		t.Errorf("j3 ran on %v (log %q); want it started on %s, then run again to the end on %s", attempts, logOf("j3"), first.addr, other.addr)
 	}
-	if n := compute().Properties.Properties.NodeStateCounts.UnusableNodeCount; n > 1 {
+	if n := r.compute().Properties.Properties.NodeStateCounts.UnusableNodeCount; n > 1 {
 		t.Errorf("%d unusable nodes, want at most the one of the stopped host", n)
 	}
+}
+
+// BenchmarkSSHHostsNodeReady measures, on region onprem of two SSH hosts
+// (see startSSHRegion), the time from submitting a trivial job to a cluster
+// scaled to 0 until the job's process starts on the new node: the node's
+// creation over SSH (executable already on the hosts after the warm-up),
+// its agent's start and registration, and the dispatch. After each job the
+// cluster returns to 0. Run with -benchtime=20x for BENCHMARKS.md.
+func BenchmarkSSHHostsNodeReady(b *testing.B) {
+	r := startSSHRegion(b)
+	r.submit("warm", "true") // copies kumo to a host
+	r.waitDone("warm")
+	r.waitEmpty()
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		name := fmt.Sprintf("b%04d", i)
+		t0 := time.Now()
+		r.submit(name, "true")
+		r.waitDone(name)
+		started, err := time.Parse(api.TimeFormat, r.job(name).Properties.StartTime)
+		if err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, started.Sub(t0))
+		b.StopTimer()
+		r.waitEmpty()
+		b.StartTimer()
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(ms(percentile(lat, 50)), "p50-ms")
+	b.ReportMetric(ms(percentile(lat, 99)), "p99-ms")
+	b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
 }
