@@ -317,3 +317,31 @@ func BenchmarkSSHHostsNodeReady(b *testing.B) {
 	b.ReportMetric(ms(percentile(lat, 99)), "p99-ms")
 	b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
 }
+
+// BenchmarkLocalNodeReady is BenchmarkSSHHostsNodeReady on region local:
+// each trivial job goes to a cluster at 0 nodes, and the figure runs from
+// its submission until its process started on the new node.
+func BenchmarkLocalNodeReady(b *testing.B) {
+	s := startServer(b, "", fastNodes...)
+	createCluster(b, s, "cold", 0, 1, "PT1S")
+	var lat []time.Duration
+	for i := 0; i < b.N; i++ {
+		name := fmt.Sprintf("c%04d", i)
+		t0 := time.Now()
+		submitJob(b, s, name, "cold", "true")
+		j := waitJob(b, s, name, 60*time.Second)
+		started, err := time.Parse(api.TimeFormat, j.Properties.StartTime)
+		if j.Properties.Status != api.JobCompleted || err != nil {
+			b.Fatalf("job %s: %s %v", name, j.Properties.Status, err)
+		}
+		lat = append(lat, started.Sub(t0))
+		b.StopTimer()
+		waitFor(b, 30*time.Second, "scale down to 0", func() (bool, string) { return nodeCount(getCompute(b, s, "cold")) == 0, "" })
+		b.StartTimer()
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(ms(percentile(lat, 50)), "p50-ms")
+	b.ReportMetric(ms(percentile(lat, 99)), "p99-ms")
+	b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
+}
