@@ -275,7 +275,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	prov := provision.New(provision.Config{Store: st, Finalizer: rt.scaler, Ready: rt.scaler.Notify, Log: o.Log})
-	srv := server.New(server.Config{Store: st, Regions: rt.regions, Provisioner: prov, PollInterval: o.PollInterval, Log: o.Log,
+	srv := server.New(server.Config{Store: st, Regions: rt.regions, Hosts: rt.hostReporters(), Provisioner: prov, PollInterval: o.PollInterval, Log: o.Log,
 		Files: rt.files, Changed: rt.changed, Agents: rt.hub.Routes(), LocalDisabled: o.LocalComputeOff,
 		RateLimit: lim.RateLimit, RateBurst: lim.RateBurst, TransferTimeout: lim.TransferTimeout})
 	// Requests run under serveCtx, which ends when shutdown starts, so

@@ -109,3 +109,15 @@ func (rt *nodeRuntime) stop() {
 		}
 	}
 }
+
+// hostReporters returns the regions' providers that report per-host
+// capacity, by region name.
+func (rt *nodeRuntime) hostReporters() map[string]provider.HostReporter {
+	out := map[string]provider.HostReporter{}
+	for name, p := range rt.providers {
+		if hr, ok := p.(provider.HostReporter); ok {
+			out[name] = hr
+		}
+	}
+	return out
+}

@@ -279,6 +279,17 @@ func TestSSHHostsRegion(t *testing.T) {
 	if len(attempts) != 2 || attempts[0] != first.addr || attempts[1] != other.addr || !strings.Contains(logOf("j3"), "finished") {
 		t.Errorf("j3 ran on %v (log %q); want it started on %s, then run again to the end on %s", attempts, logOf("j3"), first.addr, other.addr)
 	}
+	// kumo compute list-usage shows each host's capacity, and which one is
+	// not answering.
+	usage := mustCLI(t, r.s.dir, "compute", "list-usage", "-w", "onprem").stdout
+	for _, want := range []string{
+		fmt.Sprintf("Host host-%s vCPUs (region onprem, not answering)", map[bool]string{true: "a", false: "b"}[first == hosts[0]]),
+		fmt.Sprintf("Host host-%s vCPUs (region onprem)", map[bool]string{true: "b", false: "a"}[first == hosts[0]]),
+	} {
+		if !strings.Contains(usage, want) {
+			t.Errorf("kumo compute list-usage lacks %q:\n%s", want, usage)
+		}
+	}
 	if n := r.compute().Properties.Properties.NodeStateCounts.UnusableNodeCount; n > 1 {
 		t.Errorf("%d unusable nodes, want at most the one of the stopped host", n)
 	}

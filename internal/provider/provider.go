@@ -5,7 +5,7 @@
 // the control plane picks instance IDs, so repeating a call is harmless.
 //
 // Extra capabilities are optional interfaces a provider may also implement:
-// [CapacityReporter], [Offerer] and [PreemptionNotifier]. Built-in providers are listed
+// [CapacityReporter], [Offerer], [HostReporter] and [PreemptionNotifier]. Built-in providers are listed
 // in package builtin; docs/providers.md is the guide for writing one.
 package provider
 
@@ -70,6 +70,27 @@ type Offerer interface {
 	// Total returns the provider's whole capacity: vCPUs, MiB and GPUs
 	// summed over its hosts (Name is empty).
 	Total() Size
+}
+
+// HostReporter is implemented by providers whose capacity is a set of
+// hosts, to report each host's capacity and use.
+type HostReporter interface {
+	// Hosts returns every configured host, in configuration order. It
+	// reads the provider's records and must not wait on the hosts.
+	Hosts(ctx context.Context) ([]HostUsage, error)
+}
+
+// HostUsage is one host's capacity and what the provider's instances hold
+// of it.
+type HostUsage struct {
+	Name     string // the host's name in the provider's configuration
+	Address  string // HOST:PORT
+	VCPUs    int    // vCPUs nodes may take together; 0 means one node at a time
+	MemoryMB int64  // MiB nodes may take together
+	GPUs     int
+	Used     Size   // what instances hold (Name is empty)
+	Nodes    int    // instances on the host
+	Error    string // why the host last failed to answer; "" when it answered or was not tried
 }
 
 // PreemptionNotifier is implemented by providers whose instances can be

@@ -63,6 +63,7 @@ var (
 	_ provider.Provider         = (*Provider)(nil)
 	_ provider.CapacityReporter = (*Provider)(nil)
 	_ provider.Offerer          = (*Provider)(nil)
+	_ provider.HostReporter     = (*Provider)(nil)
 )
 
 // Defaults for zero fields of [Config] and [Host].
@@ -429,22 +430,9 @@ func (p *Provider) Capacity(ctx context.Context, size provider.Size) (int, error
 	return n, nil
 }
 
-// HostUsage is one host's capacity and use, as [Provider.Hosts] reports it.
-type HostUsage struct {
-	Name      string
-	Address   string
-	VCPUs     int // configured; 0 means one node at a time
-	UsedVCPUs int
-	MemoryMB  int64
-	UsedMB    int64
-	GPUs      int
-	UsedGPUs  int
-	Nodes     int
-	Error     string // why the host is not answering; "" when it is, or was not tried
-}
-
-// Hosts reports each host's capacity and what nodes hold of it.
-func (p *Provider) Hosts() ([]HostUsage, error) {
+// Hosts reports each host's capacity, what nodes hold of it (nodes being
+// deleted included) and why it last failed to answer.
+func (p *Provider) Hosts(ctx context.Context) ([]provider.HostUsage, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	recs, err := p.load()
@@ -452,13 +440,13 @@ func (p *Provider) Hosts() ([]HostUsage, error) {
 		return nil, err
 	}
 	held := byHost(recs)
-	var out []HostUsage
+	out := make([]provider.HostUsage, 0, len(p.hosts))
 	for _, h := range p.hosts {
-		u := HostUsage{Name: h.Name, Address: h.addr, VCPUs: h.VCPUs, MemoryMB: h.memMB(), GPUs: h.GPUs, Nodes: len(held[h.Name])}
+		u := provider.HostUsage{Name: h.Name, Address: h.addr, VCPUs: h.VCPUs, MemoryMB: h.memMB(), GPUs: h.GPUs, Nodes: len(held[h.Name])}
 		for _, r := range held[h.Name] {
-			u.UsedVCPUs += r.Instance.Size.VCPUs
-			u.UsedMB += r.Instance.Size.MemoryMB
-			u.UsedGPUs += len(r.GPUs)
+			u.Used.VCPUs += r.Instance.Size.VCPUs
+			u.Used.MemoryMB += r.Instance.Size.MemoryMB
+			u.Used.GPUs += len(r.GPUs)
 		}
 		if h.lastErr != nil {
 			u.Error = h.lastErr.Error()
