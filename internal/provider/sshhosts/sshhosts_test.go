@@ -60,6 +60,20 @@ func newProvider(t *testing.T, edit func(*Host)) (*Provider, string, *sshdtest.S
 	return p, remote, s
 }
 
+// agentArgs waits for the stand-in agent of node id to have started and
+// returns what it recorded.
+func agentArgs(t *testing.T, remote, id string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(filepath.Join(remote, "nodes", id, "work", "args.txt"))
+		if len(b) > 0 || time.Now().After(deadline) {
+			return string(b)
+		}
+		time.Sleep(10 * time.Millisecond) // the agent writes it when it starts
+	}
+}
+
 func TestConformance(t *testing.T) {
 	providertest.Run(t, func(t *testing.T) provider.Provider {
 		p, _, _ := newProvider(t, nil)
@@ -78,13 +92,7 @@ func TestAgentFilesAndRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	node := filepath.Join(remote, "nodes", "n1")
-	var args string
-	deadline := time.Now().Add(10 * time.Second)
-	for args == "" && time.Now().Before(deadline) {
-		b, _ := os.ReadFile(filepath.Join(node, "work", "args.txt"))
-		args = string(b)
-		time.Sleep(10 * time.Millisecond) // the agent writes it when it starts
-	}
+	args := agentArgs(t, remote, "n1")
 	for _, want := range []string{"--node-id=n1", "--url=https://10.0.0.1:8443", "--ca-file=", "credential=top-secret"} {
 		if !strings.Contains(args, want) {
 			t.Errorf("agent args %q lack %q", args, want)
@@ -193,5 +201,63 @@ func TestFactorySettings(t *testing.T) {
 				t.Errorf("Factory = %v, want an error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestRestartAndOutdatedExecutable: a new provider value on the same
+// directory lists and deletes what an old one created, and replaces an
+// outdated kumo on the host before starting the next node.
+func TestRestartAndOutdatedExecutable(t *testing.T) {
+	p1, remote, _ := newProvider(t, nil)
+	ctx := context.Background()
+	in := provider.Instance{ID: "n1", Compute: "c", Size: providertest.Size, Agent: provider.AgentConfig{URL: "https://127.0.0.1:1", Credential: "x"}}
+	if err := p1.Create(ctx, []provider.Instance{in}); err != nil {
+		t.Fatal(err)
+	}
+	p1.Close()
+	agentArgs(t, remote, "n1")
+	bin := filepath.Join(remote, "bin", "kumo")
+	if err := os.WriteFile(bin+".old", []byte("#!/bin/sh\necho outdated\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(bin+".old", bin); err != nil { // as an older kumo copied there would be
+		t.Fatal(err)
+	}
+	p2, err := New(p1.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p2.Close()
+	if got, _ := p2.List(ctx); len(got) != 1 || got[0].ID != "n1" || got[0].State != provider.StateRunning {
+		t.Fatalf("new provider's List = %+v, want n1 Running", got)
+	}
+	in.ID = "n2"
+	if err := p2.Create(ctx, []provider.Instance{in}); err != nil {
+		t.Fatal(err)
+	}
+	exe, _ := os.ReadFile(p2.cfg.Executable)
+	if got, _ := os.ReadFile(bin); string(got) != string(exe) {
+		t.Errorf("outdated bin/kumo was not replaced (%d bytes, want %d)", len(got), len(exe))
+	}
+	if err := p2.Delete(ctx, []string{"n1", "n2"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := p2.List(ctx); len(got) != 0 {
+		t.Errorf("after Delete, List = %+v", got)
+	}
+}
+
+// TestHostKeyPinned: a host presenting another key than the pinned one is
+// refused, and its node is not created.
+func TestHostKeyPinned(t *testing.T) {
+	other := sshdtest.Start(t, sshdtest.Options{Listen: "127.0.0.1:0"})
+	p, _, _ := newProvider(t, func(h *Host) { h.HostKey = other.HostKey })
+	in := provider.Instance{ID: "n1", Compute: "c", Size: providertest.Size, Agent: provider.AgentConfig{URL: "https://127.0.0.1:1", Credential: "x"}}
+	err := p.Create(context.Background(), []provider.Instance{in})
+	if err == nil || !strings.Contains(err.Error(), "host key mismatch") {
+		t.Errorf("Create against a host with another key = %v, want a host key mismatch", err)
+	}
+	if got, _ := p.List(context.Background()); len(got) != 0 {
+		t.Errorf("List = %+v, want none", got)
 	}
 }
