@@ -12,6 +12,7 @@
 //
 //	bin/kumo              the agent executable, replaced atomically when outdated
 //	nodes/<id>/credential the node credential (0600)
+//	nodes/<id>/env        the agent's environment (NAME='value' lines, 0600)
 //	nodes/<id>/ca.pem     the CA the agent trusts for the control plane's certificate
 //	nodes/<id>/pid        the agent's pid; it leads its own session
 //	nodes/<id>/agent.log  the agent's output
@@ -526,8 +527,8 @@ func (p *Provider) answered(h *host) { h.failures, h.lastErr = 0, nil }
 // run runs script on h with stdin, returning its stdout; it gives up after
 // limit. A failure to reach the host (not the script's own exit status)
 // counts against the host. A connection found broken is replaced once.
-func (p *Provider) run(ctx context.Context, h *host, limit time.Duration, script string, stdin io.Reader) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, limit)
+func (p *Provider) run(outer context.Context, h *host, limit time.Duration, script string, stdin io.Reader) (string, error) {
+	ctx, cancel := context.WithTimeout(outer, limit)
 	defer cancel()
 	fresh := h.conn == nil
 	c, err := p.dial(ctx, h)
@@ -538,7 +539,7 @@ func (p *Provider) run(ctx context.Context, h *host, limit time.Duration, script
 	if err != nil {
 		h.drop()
 		if !fresh {
-			return p.run(ctx, h, limit, script, stdin)
+			return p.run(outer, h, limit, script, stdin)
 		}
 		return "", p.failed(h, err)
 	}
@@ -552,7 +553,10 @@ func (p *Provider) run(ctx context.Context, h *host, limit time.Duration, script
 	case <-ctx.Done():
 		h.drop()
 		<-done
-		return "", p.failed(h, ctx.Err())
+		if outer.Err() != nil {
+			return "", outer.Err() // the caller gave up: not the host's fault
+		}
+		return "", p.failed(h, fmt.Errorf("no answer in %s", limit))
 	}
 	var exit *ssh.ExitError
 	switch {
@@ -717,28 +721,31 @@ func (p *Provider) start(ctx context.Context, h *host, in provider.Instance, gpu
 		"CUDA_VISIBLE_DEVICES": strings.Join(gpuText, ",")} {
 		env[k] = v
 	}
-	var sb strings.Builder
-	sb.WriteString(`set -e; umask 077; b=` + h.base() + `; d="$b"/nodes/` + shq(in.ID) + `; rm -rf "$d"; mkdir -p "$d"/work; ` +
-		`cat > "$d"/credential; ` +
-		`printf %s ` + shq(string(ca)) + ` > "$d"/ca.pem; cd "$d"/work; `)
+	// The credential and the environment travel on stdin, never on a
+	// command line: the first len(credential) bytes go to credential, the
+	// rest (NAME='value' lines) to env.
 	keys := make([]string, 0, len(env))
 	for k := range env {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
+	var envFile strings.Builder
 	for _, k := range keys {
 		if !validEnvName(k) {
 			return nil, fmt.Errorf("agent environment: invalid name %q", k)
 		}
-		sb.WriteString("export " + k + "=" + shq(env[k]) + "; ")
+		envFile.WriteString(k + "=" + shq(env[k]) + "\n")
 	}
 	caFlag := ""
 	if ca != nil {
 		caFlag = ` --ca-file="$d"/ca.pem`
 	}
-	sb.WriteString(`setsid "$b"/bin/kumo agent --node-id=` + shq(in.ID) + ` --work-dir="$d"/work --url=` + shq(url) + caFlag +
-		` --credential-file="$d"/credential </dev/null >>"$d"/agent.log 2>&1 & echo $! > "$d"/pid`)
-	if _, err := p.run(ctx, h, p.cfg.ConnectTimeout*2, sb.String(), strings.NewReader(in.Agent.Credential)); err != nil {
+	script := `set -e; umask 077; b=` + h.base() + `; d="$b"/nodes/` + shq(in.ID) + `; rm -rf "$d"; mkdir -p "$d"/work; ` +
+		`head -c ` + strconv.Itoa(len(in.Agent.Credential)) + ` > "$d"/credential; cat > "$d"/env; ` +
+		`printf %s ` + shq(string(ca)) + ` > "$d"/ca.pem; cd "$d"/work; set -a; . "$d"/env; set +a; ` +
+		`setsid "$b"/bin/kumo agent --node-id=` + shq(in.ID) + ` --work-dir="$d"/work --url=` + shq(url) + caFlag +
+		` --credential-file="$d"/credential </dev/null >>"$d"/agent.log 2>&1 & echo $! > "$d"/pid`
+	if _, err := p.run(ctx, h, p.cfg.ConnectTimeout*2, script, strings.NewReader(in.Agent.Credential+envFile.String())); err != nil {
 		return nil, fmt.Errorf("start agent: %w", err)
 	}
 	safe := in

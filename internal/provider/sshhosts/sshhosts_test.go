@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 				cred = string(b)
 			}
 		}
-		os.WriteFile("args.txt", []byte(strings.Join(os.Args[1:], "\n")+"\ncredential="+cred+"\n"), 0o600)
+		os.WriteFile("args.txt", []byte(strings.Join(os.Args[1:], "\n")+"\ncredential="+cred+"\nEXTRA="+os.Getenv("EXTRA")+"\nKUMO_NODE_ID="+os.Getenv("KUMO_NODE_ID")+"\n"), 0o600)
 		time.Sleep(time.Hour)
 		os.Exit(0)
 	}
@@ -87,13 +87,13 @@ func TestAgentFilesAndRelease(t *testing.T) {
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	os.WriteFile(ca, []byte("CA PEM"), 0o644)
 	in := provider.Instance{ID: "n1", Compute: "c", Size: provider.Size{Name: "S", VCPUs: 2, MemoryMB: 1024},
-		Agent: provider.AgentConfig{URL: "https://10.0.0.1:8443", CAFile: ca, Credential: "top-secret"}}
+		Agent: provider.AgentConfig{URL: "https://10.0.0.1:8443", CAFile: ca, Credential: "top-secret", Env: map[string]string{"EXTRA": "it's here"}}}
 	if err := p.Create(ctx, []provider.Instance{in}); err != nil {
 		t.Fatal(err)
 	}
 	node := filepath.Join(remote, "nodes", "n1")
 	args := agentArgs(t, remote, "n1")
-	for _, want := range []string{"--node-id=n1", "--url=https://10.0.0.1:8443", "--ca-file=", "credential=top-secret"} {
+	for _, want := range []string{"--node-id=n1", "--url=https://10.0.0.1:8443", "--ca-file=", "credential=top-secret\n", "EXTRA=it's here\n", "KUMO_NODE_ID=n1\n"} {
 		if !strings.Contains(args, want) {
 			t.Errorf("agent args %q lack %q", args, want)
 		}
