@@ -290,8 +290,11 @@ func TestSSHHostsRegion(t *testing.T) {
 			t.Errorf("kumo compute list-usage lacks %q:\n%s", want, usage)
 		}
 	}
-	if n := r.compute().Properties.Properties.NodeStateCounts.UnusableNodeCount; n > 1 {
-		t.Errorf("%d unusable nodes, want at most the one of the stopped host", n)
+	// The node of the stopped host was made unusable, saying why.
+	firstName := "host-" + map[bool]string{true: "a", false: "b"}[first == hosts[0]]
+	status, raw := r.s.request(context.Background(), "GET", r.ws+"/computes/fleet/events", nil)
+	if status != 200 || !strings.Contains(string(raw), "NodeUnusable") || !strings.Contains(string(raw), firstName) {
+		t.Errorf("cluster events: %d %s; want a NodeUnusable event naming %s", status, raw, firstName)
 	}
 }
 
