@@ -193,6 +193,12 @@ func Run(ctx context.Context, o Options) error {
 	if !useTLS && !isLoopback(host) {
 		return fmt.Errorf("refusing to serve plain HTTP on %s: bearer tokens would cross the network unencrypted; use TLS (--tls auto, or --tls-cert and --tls-key) or listen on 127.0.0.1", o.Addr)
 	}
+	if o.RegionsFile != "" {
+		// A bad file stops kumo before it touches anything.
+		if _, err := LoadRegions(o.RegionsFile); err != nil {
+			return err
+		}
+	}
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
@@ -302,6 +308,9 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	printIsolation(o)
+	if o.RegionsFile != "" {
+		printRegions(o.Out, rt.regions)
+	}
 
 	prov.Start(ctx)
 	defer prov.Stop()

@@ -231,3 +231,18 @@ func (o Options) buildRegions(nodeUIDs *jobuser.Range) (map[string]model.Region,
 	}
 	return regions, provs, nil
 }
+
+// printRegions tells the person who started kumo which regions it serves,
+// with each one's provider and sizes.
+func printRegions(w io.Writer, regions map[string]model.Region) {
+	names := make([]string, 0, len(regions))
+	for n := range regions {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		r := regions[n]
+		fmt.Fprintf(w, "Region %q: provider %s, %d sizes (%.0f vCPUs, %.0f GB, %d GPUs in all)\n",
+			n, r.Provider, len(r.Sizes), r.Host.VCPUs, r.Host.MemoryGB, r.Host.GPUs)
+	}
+}
