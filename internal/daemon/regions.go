@@ -41,6 +41,17 @@ type RegionConfig struct {
 	// Sizes, if set, restricts the catalog sizes the region offers to
 	// these names; nil means every size that fits.
 	Sizes []string `yaml:"sizes"`
+	// Prices override the catalog's hourly prices (USD) of the named
+	// sizes in this region, e.g. 0 for machines already paid for; nil
+	// means the catalog's.
+	Prices map[string]PriceConfig `yaml:"prices"`
+}
+
+// PriceConfig is a size's hourly price per priority; a nil field keeps the
+// catalog's.
+type PriceConfig struct {
+	Dedicated   *float64 `yaml:"dedicated"`
+	LowPriority *float64 `yaml:"low_priority"`
 }
 
 // CapacityConfig is a region's capacity when its provider cannot tell it.
@@ -96,6 +107,14 @@ func ParseRegions(b []byte) (*RegionsFile, error) {
 		for j, name := range r.Sizes {
 			if _, ok := (model.Region{Sizes: model.Catalog}).Size(name); !ok {
 				return nil, fmt.Errorf("%s.sizes[%d]: %q is not a size kumo knows", field, j, name)
+			}
+		}
+		for name, pr := range r.Prices {
+			if _, ok := (model.Region{Sizes: model.Catalog}).Size(name); !ok {
+				return nil, fmt.Errorf("%s.prices.%s: not a size kumo knows", field, name)
+			}
+			if pr.Dedicated != nil && *pr.Dedicated < 0 || pr.LowPriority != nil && *pr.LowPriority < 0 {
+				return nil, fmt.Errorf("%s.prices.%s: prices must not be negative", field, name)
 			}
 		}
 		if _, err := r.settings(); err != nil {
@@ -184,6 +203,18 @@ func buildRegion(r RegionConfig, dir string, defaults map[string]string, localHo
 		reg.Sizes = slices.DeleteFunc(reg.Sizes, func(s model.VMSize) bool {
 			return !slices.ContainsFunc(r.Sizes, func(n string) bool { return strings.EqualFold(n, s.Name) })
 		})
+	}
+	for i, sz := range reg.Sizes {
+		for name, pr := range r.Prices {
+			if strings.EqualFold(name, sz.Name) {
+				if pr.Dedicated != nil {
+					reg.Sizes[i].PriceDedicated = *pr.Dedicated
+				}
+				if pr.LowPriority != nil {
+					reg.Sizes[i].PriceLowPriority = *pr.LowPriority
+				}
+			}
+		}
 	}
 	if len(reg.Sizes) == 0 {
 		return builtRegion{}, fmt.Errorf("%s: offers no size: none of kumo's sizes fits its capacity", field)

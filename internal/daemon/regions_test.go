@@ -24,6 +24,8 @@ func TestParseRegionsErrorsNameTheField(t *testing.T) {
 		{"unknown field", "regions:\n- {name: a, provider: fake, colour: blue}", "field colour not found"},
 		{"bad capacity", "regions:\n- {name: a, provider: fake, capacity: {vcpus: 0, memory_gb: 1}}", "regions[0].capacity"},
 		{"unknown size", "regions:\n- {name: a, provider: fake, sizes: [Standard_Nope]}", "regions[0].sizes[0]"},
+		{"price of unknown size", "regions:\n- {name: a, provider: fake, prices: {Standard_Nope: {dedicated: 1}}}", "regions[0].prices.Standard_Nope"},
+		{"negative price", "regions:\n- {name: a, provider: fake, prices: {Standard_D2_v2: {dedicated: -1}}}", "regions[0].prices.Standard_D2_v2: prices must not be negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -43,6 +45,7 @@ regions:
     settings: {capacity: 3, boot_delay: 10ms}
     capacity: {vcpus: 4, memory_gb: 16}
     sizes: [standard_d2_v2, Standard_D3_v2]
+    prices: {standard_d2_v2: {dedicated: 0}}
   - name: nocap
     provider: fake
 `))
@@ -59,6 +62,9 @@ regions:
 	}
 	if got := strings.Join(names, ","); got != "Standard_D2_v2,Standard_D3_v2" || b.region.Provider != "fake" || b.region.Host.VCPUs != 4 {
 		t.Errorf("region lab = %+v (sizes %s), want provider fake, 4 vCPUs, sizes D2_v2 and D3_v2", b.region, got)
+	}
+	if d2, _ := b.region.Size("Standard_D2_v2"); d2.PriceDedicated != 0 || d2.PriceLowPriority == 0 {
+		t.Errorf("Standard_D2_v2 prices = %v dedicated, %v low priority; want 0 (set) and the catalog's", d2.PriceDedicated, d2.PriceLowPriority)
 	}
 	if _, err := buildRegion(f.Regions[1], t.TempDir(), nil, hostCapacity(1, 1)); err == nil || !strings.Contains(err.Error(), "capacity: required") {
 		t.Errorf("region without capacity on provider fake: %v, want capacity required", err)
