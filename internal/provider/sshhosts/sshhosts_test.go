@@ -261,3 +261,36 @@ func TestHostKeyPinned(t *testing.T) {
 		t.Errorf("List = %+v, want none", got)
 	}
 }
+
+func TestHostRoom(t *testing.T) {
+	cpu := provider.Size{Name: "Standard_D2_v2", VCPUs: 2, MemoryMB: 7 * 1024}
+	gpu := provider.Size{Name: "Standard_NC6", VCPUs: 6, MemoryMB: 56 * 1024, GPUs: 1}
+	held := func(s provider.Size, gpus ...int) *record { return &record{Instance: provider.Instance{Size: s}, GPUs: gpus} }
+	tests := []struct {
+		name     string
+		host     Host
+		size     provider.Size
+		held     []*record
+		want     int
+		wantGPUs []int
+	}{
+		{"cpu bound", Host{VCPUs: 5, MemoryGB: 64}, cpu, nil, 2, []int{}},
+		{"memory bound", Host{VCPUs: 64, MemoryGB: 15}, cpu, nil, 2, []int{}},
+		{"held counts", Host{VCPUs: 4, MemoryGB: 64}, cpu, []*record{held(cpu)}, 1, []int{}},
+		{"full", Host{VCPUs: 4, MemoryGB: 64}, cpu, []*record{held(cpu), held(cpu)}, 0, nil},
+		{"gpus handed out whole", Host{VCPUs: 24, MemoryGB: 256, GPUs: 2}, gpu, []*record{held(gpu, 0)}, 1, []int{1}},
+		{"no gpu left", Host{VCPUs: 24, MemoryGB: 256, GPUs: 1}, gpu, []*record{held(gpu, 0)}, 0, nil},
+		{"size not offered", Host{VCPUs: 24, MemoryGB: 256, Sizes: []string{"Standard_D4_v2"}}, cpu, nil, 0, nil},
+		{"sizes only: one at a time", Host{Sizes: []string{"standard_d2_v2"}}, cpu, nil, 1, []int{}},
+		{"sizes only: busy", Host{Sizes: []string{"Standard_D2_v2"}}, cpu, []*record{held(cpu)}, 0, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := &host{Host: tt.host}
+			n, gpus := h.room(tt.size, tt.held)
+			if n != tt.want || len(gpus) != len(tt.wantGPUs) || (len(gpus) > 0 && gpus[0] != tt.wantGPUs[0]) {
+				t.Errorf("room = %d, GPUs %v; want %d, GPUs %v", n, gpus, tt.want, tt.wantGPUs)
+			}
+		})
+	}
+}
