@@ -265,7 +265,9 @@ func TestHostKeyPinned(t *testing.T) {
 func TestHostRoom(t *testing.T) {
 	cpu := provider.Size{Name: "Standard_D2_v2", VCPUs: 2, MemoryMB: 7 * 1024}
 	gpu := provider.Size{Name: "Standard_NC6", VCPUs: 6, MemoryMB: 56 * 1024, GPUs: 1}
-	held := func(s provider.Size, gpus ...int) *record { return &record{Instance: provider.Instance{Size: s}, GPUs: gpus} }
+	held := func(s provider.Size, gpus ...int) *record {
+		return &record{Instance: provider.Instance{Size: s}, GPUs: gpus}
+	}
 	tests := []struct {
 		name     string
 		host     Host
