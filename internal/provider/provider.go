@@ -5,8 +5,9 @@
 // the control plane picks instance IDs, so repeating a call is harmless.
 //
 // Extra capabilities are optional interfaces a provider may also implement:
-// [CapacityReporter], [Offerer], [HostReporter] and [PreemptionNotifier]. Built-in providers are listed
-// in package builtin; docs/providers.md is the guide for writing one.
+// [CapacityReporter], [Offerer], [HostReporter] and [PreemptionNotifier].
+// Built-in providers are listed in package builtin; docs/providers.md is the
+// guide for writing one.
 package provider
 
 import (
