@@ -90,6 +90,7 @@ kumo CLI and the Go SDK find the server.`,
 	f.StringVar(&o.TLS, "tls", daemon.TLSAuto, `"auto" serves HTTPS with a self-signed certificate kept in the data directory; "off" serves plain HTTP (loopback only)`)
 	f.StringVar(&o.CertFile, "tls-cert", "", "PEM certificate to serve instead of the self-signed one")
 	f.StringVar(&o.KeyFile, "tls-key", "", "PEM private key of --tls-cert")
+	f.StringVar(&o.RegionsFile, "regions", "", "YAML file of the regions served and their node providers (see docs/providers.md); region local is served unless the file defines it")
 	f.Float64Var(&o.CPUOvercommit, "cpu-overcommit", daemon.DefaultCPUOvercommit, "node vCPUs offered per host core in region local")
 	f.Float64Var(&o.MemoryOvercommit, "memory-overcommit", daemon.DefaultMemoryOvercommit, "node memory offered per byte of host memory in region local")
 	f.IntVar(&o.pollMS, "poll-interval-ms", 500, "Retry-After-Ms sent to clients polling long-running operations")

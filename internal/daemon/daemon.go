@@ -85,6 +85,11 @@ type Options struct {
 	// MemoryOvercommit multiplies the host's memory likewise; zero means
 	// DefaultMemoryOvercommit.
 	MemoryOvercommit float64
+	// RegionsFile is a regions document (see LoadRegions) naming the
+	// regions served and their providers; "" means region local only.
+	// Region local is served in any case, with the settings above, unless
+	// the file defines it.
+	RegionsFile string
 	// PollInterval is the Retry-After-Ms sent on long-running operations.
 	PollInterval time.Duration
 	// HeartbeatInterval is how often node agents report; zero means 5s.
@@ -189,6 +194,12 @@ func Run(ctx context.Context, o Options) error {
 	if !useTLS && !isLoopback(host) {
 		return fmt.Errorf("refusing to serve plain HTTP on %s: bearer tokens would cross the network unencrypted; use TLS (--tls auto, or --tls-cert and --tls-key) or listen on 127.0.0.1", o.Addr)
 	}
+	if o.RegionsFile != "" {
+		// A bad file stops kumo before it touches anything.
+		if _, err := LoadRegions(o.RegionsFile); err != nil {
+			return err
+		}
+	}
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
@@ -265,14 +276,13 @@ func Run(ctx context.Context, o Options) error {
 		o.MemoryOvercommit = DefaultMemoryOvercommit
 	}
 	o.CPUOvercommit = cpuOver
-	regions := map[string]model.Region{DefaultRegion: model.NewRegion(DefaultRegion, "local", hostCapacity(cpuOver, o.MemoryOvercommit))}
-	rt, err := newRuntime(o, st, regions, base)
+	rt, err := newRuntime(o, st, base)
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	prov := provision.New(provision.Config{Store: st, Finalizer: rt.scaler, Ready: rt.scaler.Notify, Log: o.Log})
-	srv := server.New(server.Config{Store: st, Regions: regions, Provisioner: prov, PollInterval: o.PollInterval, Log: o.Log,
+	srv := server.New(server.Config{Store: st, Regions: rt.regions, Hosts: rt.hostReporters(), Provisioner: prov, PollInterval: o.PollInterval, Log: o.Log,
 		Files: rt.files, Changed: rt.changed, Agents: rt.hub.Routes(), Tunnel: rt.hub, LocalDisabled: o.LocalComputeOff,
 		RateLimit: lim.RateLimit, RateBurst: lim.RateBurst, TransferTimeout: lim.TransferTimeout})
 	pages := studio.New(studio.Config{API: srv, Subscription: DefaultSubscription, ResourceGroup: DefaultResourceGroup,
@@ -303,6 +313,9 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	printIsolation(o)
+	if o.RegionsFile != "" {
+		printRegions(o.Out, rt.regions)
+	}
 
 	prov.Start(ctx)
 	defer prov.Stop()

@@ -2,7 +2,7 @@ package daemon
 
 import (
 	"context"
-	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -14,7 +14,6 @@ import (
 	"kumo/internal/jobuser"
 	"kumo/internal/model"
 	"kumo/internal/provider"
-	"kumo/internal/provider/local"
 	"kumo/internal/store"
 )
 
@@ -26,9 +25,12 @@ type nodeRuntime struct {
 	dispatch *dispatch.Dispatcher
 	scaler   *autoscale.Autoscaler
 	gc       *snapshotgc.Collector
+	regions  map[string]model.Region // keyed by name; what the server and the autoscaler serve
+	// providers are the regions' providers, keyed by region name.
+	providers map[string]provider.Provider
 }
 
-func newRuntime(o Options, st store.Store, regions map[string]model.Region, base string) (*nodeRuntime, error) {
+func newRuntime(o Options, st store.Store, base string) (*nodeRuntime, error) {
 	files, err := jobfiles.New(filepath.Join(o.DataDir, "files"))
 	if err != nil {
 		return nil, err
@@ -58,11 +60,11 @@ func newRuntime(o Options, st store.Store, regions map[string]model.Region, base
 	rt.dispatch = dispatch.New(dispatch.Config{Store: st, Sender: rt.hub, Run: rt.hub.RunMessage, Files: files,
 		LocalDir: filepath.Join(o.WorkDir, "local"), LocalUIDs: localUIDs, LocalDisabled: o.LocalComputeOff,
 		Changed: rt.changed, Log: o.Log})
-	lp, err := local.New(local.Config{Dir: filepath.Join(o.DataDir, "nodes"), WorkDir: filepath.Join(o.WorkDir, "nodes"),
-		JobUIDs: nodeUIDs, CPUOvercommit: o.CPUOvercommit, MemoryOvercommit: o.MemoryOvercommit})
+	regions, provs, err := o.buildRegions(nodeUIDs)
 	if err != nil {
-		return nil, fmt.Errorf("start local node provider: %w", err)
+		return nil, err
 	}
+	rt.regions, rt.providers = regions, provs
 	caFile := ""
 	if base[:5] == "https" {
 		caFile, err = filepath.Abs(filepath.Join(o.DataDir, caCertFile))
@@ -71,7 +73,7 @@ func newRuntime(o Options, st store.Store, regions map[string]model.Region, base
 		}
 	}
 	rt.scaler = autoscale.New(autoscale.Config{
-		Store: st, Providers: map[string]provider.Provider{"local": lp}, Regions: regions,
+		Store: st, Providers: provs, Regions: regions,
 		AgentURL: base, AgentCAFile: caFile, HeartbeatTimeout: o.HeartbeatTimeout, BootTimeout: o.BootTimeout,
 		Liveness: rt.hub, Sessions: rt.hub, Changed: rt.dispatch.Notify, Log: o.Log,
 	})
@@ -100,4 +102,22 @@ func (rt *nodeRuntime) stop() {
 	rt.gc.Stop()
 	rt.scaler.Stop()
 	rt.dispatch.Stop()
+	// Providers that hold connections (sshhosts) let them go.
+	for _, p := range rt.providers {
+		if c, ok := p.(io.Closer); ok {
+			c.Close()
+		}
+	}
+}
+
+// hostReporters returns the regions' providers that report per-host
+// capacity, by region name.
+func (rt *nodeRuntime) hostReporters() map[string]provider.HostReporter {
+	out := map[string]provider.HostReporter{}
+	for name, p := range rt.providers {
+		if hr, ok := p.(provider.HostReporter); ok {
+			out[name] = hr
+		}
+	}
+	return out
 }

@@ -20,6 +20,7 @@ import (
 	"kumo/api"
 	"kumo/internal/jobfiles"
 	"kumo/internal/model"
+	"kumo/internal/provider"
 	"kumo/internal/store"
 )
 
@@ -45,6 +46,10 @@ type Config struct {
 	// LocalDisabled refuses jobs for the built-in compute "local"
 	// (kumo up --local-compute=off).
 	LocalDisabled bool
+	// Hosts report per-host capacity for regions whose provider is a set
+	// of hosts, keyed by lower-case region name; nil means none. Their
+	// rows follow the region's in the usages.
+	Hosts map[string]provider.HostReporter
 	// Agents are extra routes (the node agents' protocol), mounted as is.
 	Agents map[string]http.HandlerFunc
 	// Tunnel opens streams to nodes' SSH servers; nil means the SSH
@@ -94,6 +99,7 @@ type Server struct {
 	changed   func(string)
 	noLocal   bool   // compute "local" is off
 	tunnel    Tunnel // nil means none
+	hosts     map[string]provider.HostReporter
 	seqMu     sync.Mutex
 	seq       int64 // last FIFO sequence number handed out
 	seqLoaded bool
@@ -103,7 +109,8 @@ type Server struct {
 func New(cfg Config) *Server {
 	s := &Server{store: cfg.Store, regions: cfg.Regions, prov: cfg.Provisioner, files: cfg.Files, changed: cfg.Changed, poll: cfg.PollInterval,
 		page: cfg.PageSize, now: cfg.Now, log: cfg.Log, mux: http.NewServeMux(),
-		limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst), transfer: cfg.TransferTimeout, noLocal: cfg.LocalDisabled, tunnel: cfg.Tunnel}
+		limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst), transfer: cfg.TransferTimeout, noLocal: cfg.LocalDisabled, tunnel: cfg.Tunnel,
+		hosts: cfg.Hosts}
 	if s.transfer <= 0 {
 		s.transfer = DefaultTransferTimeout
 	}
