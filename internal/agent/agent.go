@@ -196,6 +196,9 @@ type agent struct {
 	own     *http.Transport // the transport Run built, closed at the end; nil if cfg.HTTPClient
 	log     *slog.Logger
 	address string // Hello's Address
+	// interval is the heartbeat interval the last Welcome gave; 0 before
+	// one. Only Run's goroutine touches it.
+	interval time.Duration
 	note    string // Hello's Note
 	jobsDir string
 
@@ -374,10 +377,21 @@ func (a *agent) run(ctx context.Context) error {
 		if !sleepCtx(ctx, wait) {
 			break
 		}
-		backoff = min(2*backoff, a.cfg.ReconnectMax)
+		backoff = min(2*backoff, a.reconnectMax())
 	}
 	a.stop()
 	return err
+}
+
+// reconnectMax caps the backoff between connection attempts: ReconnectMax,
+// or five heartbeat intervals of the control plane that welcomed this agent
+// if that is less, so that a node whose control plane restarted reconnects
+// well within the heartbeat timeout instead of being declared lost.
+func (a *agent) reconnectMax() time.Duration {
+	if a.interval > 0 {
+		return max(min(a.cfg.ReconnectMax, 5*a.interval), a.cfg.ReconnectMin)
+	}
+	return a.cfg.ReconnectMax
 }
 
 // sleepCtx waits d or until ctx ends; it reports whether d passed.
@@ -490,6 +504,7 @@ func (a *agent) session(ctx context.Context) (welcomed bool, err error) {
 	defer hb.Wait()
 	defer cancel()
 	interval := orDefault(m.HeartbeatInterval, a.cfg.HeartbeatInterval)
+	a.interval = interval
 	hb.Go(func() { a.heartbeat(sctx, s, interval) })
 	hb.Go(func() { a.acceptStreams(mux) }) // ends when cancel closes mux
 	open := a.ssh.Open()
