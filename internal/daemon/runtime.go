@@ -8,6 +8,7 @@ import (
 
 	"kumo/internal/controller/autoscale"
 	"kumo/internal/controller/dispatch"
+	"kumo/internal/controller/nodehealth"
 	"kumo/internal/hub"
 	"kumo/internal/jobfiles"
 	"kumo/internal/jobuser"
@@ -24,6 +25,7 @@ type nodeRuntime struct {
 	hub      *hub.Hub
 	dispatch *dispatch.Dispatcher
 	scaler   *autoscale.Autoscaler
+	health   *nodehealth.Checker
 }
 
 func newRuntime(o Options, st store.Store, regions map[string]model.Region, base string) (*nodeRuntime, error) {
@@ -61,10 +63,15 @@ func newRuntime(o Options, st store.Store, regions map[string]model.Region, base
 			return nil, err
 		}
 	}
+	providers := map[string]provider.Provider{"local": lp}
 	rt.scaler = autoscale.New(autoscale.Config{
-		Store: st, Providers: map[string]provider.Provider{"local": lp}, Regions: regions,
-		AgentURL: base, AgentCAFile: caFile, HeartbeatTimeout: o.HeartbeatTimeout, BootTimeout: o.BootTimeout,
-		Liveness: rt.hub, Changed: rt.dispatch.Notify, Log: o.Log,
+		Store: st, Providers: providers, Regions: regions,
+		AgentURL: base, AgentCAFile: caFile, Changed: rt.dispatch.Notify, Log: o.Log,
+	})
+	rt.health = nodehealth.New(nodehealth.Config{
+		Store: st, Providers: providers, Regions: regions,
+		HeartbeatTimeout: o.HeartbeatTimeout, BootTimeout: o.BootTimeout,
+		Liveness: rt.hub, Changed: rt.changed, Log: o.Log,
 	})
 	return rt, nil
 }
@@ -81,12 +88,14 @@ func (rt *nodeRuntime) changed(computeID string) {
 func (rt *nodeRuntime) start(ctx context.Context) {
 	rt.dispatch.Start(ctx)
 	rt.scaler.Start(ctx)
+	rt.health.Start(ctx)
 }
 
 // stop ends agent connections and the loops. Nodes keep running: they
 // reconnect when the control plane is back.
 func (rt *nodeRuntime) stop() {
 	rt.hub.Close()
+	rt.health.Stop()
 	rt.scaler.Stop()
 	rt.dispatch.Stop()
 }

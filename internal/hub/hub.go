@@ -176,7 +176,7 @@ func (h *Hub) authNode(w http.ResponseWriter, r *http.Request) (model.Node, bool
 		httpError(w, http.StatusUnauthorized, "AuthenticationFailed", "unknown node or wrong node credential")
 		return model.Node{}, false
 	}
-	if n.State == model.NodeLeaving || n.State == model.NodeUnusable {
+	if n.State == model.NodeLeaving || n.State == model.NodeUnusable || n.State == model.NodePreempted {
 		httpError(w, http.StatusForbidden, agentproto.NodeRemovedCode, "node "+id+" is "+string(n.State)+": "+n.Reason)
 		return model.Node{}, false
 	}

@@ -68,7 +68,7 @@ func (h *Hub) hello(ctx context.Context, c *conn, m agentproto.Message) error {
 			case !reported[j.RunID]:
 				// The agent lost a job it had started (it was restarted
 				// without its journal): requeue it once.
-				if err := h.lost(ctx, j, n, "the node's agent restarted and lost the job"); err != nil {
+				if err := h.lost(ctx, j, n, "node "+n.ID+": the node's agent restarted and lost the job"); err != nil {
 					return err
 				}
 				continue
@@ -113,13 +113,13 @@ func RunMessage(j model.Job) agentproto.Message {
 	}}
 }
 
-// lost requeues a job whose node lost it (once), or fails it, and frees the
-// node.
+// lost requeues a job whose node's agent lost it (within the
+// infrastructure retry cap), or fails it, and frees the node.
 func (h *Hub) lost(ctx context.Context, j model.Job, n model.Node, reason string) error {
-	from := j.Status
-	j.Requeue(reason)
-	nodeFrom := n.State
-	n.JobID, n.State, n.StateSince = "", model.NodeIdle, h.cfg.Now()
+	from, nodeFrom := j.Status, n.State
+	now := h.cfg.Now().UTC()
+	j.Lose(model.ReasonAgentLostJob, reason, now)
+	n.JobID, n.State, n.StateSince = "", model.NodeIdle, now
 	err := h.cfg.Store.JobUpdate(ctx, j, from, &n, nodeFrom)
 	if errors.Is(err, store.ErrPreconditionFailed) {
 		return nil // the caller re-reads
@@ -151,11 +151,7 @@ func (h *Hub) handle(ctx context.Context, c *conn, m agentproto.Message) error {
 		return h.markRunning(ctx, m.RunID, c.nodeID, t)
 	case agentproto.TypeExited:
 		return store.JobChange(ctx, h.cfg.Store, m.RunID, func(j *model.Job) bool {
-			if j.NodeID != c.nodeID || (j.Status != model.JobRunning && j.Status != model.JobPreparing) {
-				return false
-			}
-			j.Status = model.JobFinalizing
-			return true
+			return j.Finalize(c.nodeID)
 		})
 	case agentproto.TypeDone:
 		if err := h.finish(ctx, c, m); err != nil {
@@ -185,11 +181,7 @@ func (h *Hub) owns(ctx context.Context, c *conn, runID string) (bool, error) {
 // is left alone.
 func (h *Hub) markRunning(ctx context.Context, runID, nodeID string, at time.Time) error {
 	return store.JobChange(ctx, h.cfg.Store, runID, func(j *model.Job) bool {
-		if j.NodeID != nodeID || j.Status != model.JobPreparing {
-			return false
-		}
-		j.Status, j.StartedAt = model.JobRunning, at.UTC()
-		return true
+		return j.Start(nodeID, at.UTC())
 	})
 }
 
@@ -228,8 +220,7 @@ func (h *Hub) finish(ctx context.Context, c *conn, m agentproto.Message) error {
 		}
 		var np *model.Node
 		nodeFrom := n.State
-		if n.JobID == j.ID && n.State == model.NodeRunning {
-			n.JobID, n.State, n.StateSince = "", model.NodeIdle, now
+		if n.Free(j.ID, now) {
 			np = &n
 		}
 		err = st.JobUpdate(ctx, j, from, np, nodeFrom)
@@ -239,7 +230,9 @@ func (h *Hub) finish(ctx context.Context, c *conn, m agentproto.Message) error {
 		if err != nil {
 			return err
 		}
-		h.cfg.Files.Close(j.RunID)
+		if j.Status.Terminal() {
+			h.cfg.Files.Close(j.RunID)
+		}
 		h.cfg.Changed(c.computeID)
 		return nil
 	}

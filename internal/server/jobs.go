@@ -392,11 +392,7 @@ func (s *Server) jobCancel(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 		from := j.Status
-		if j.Status == model.JobQueued || j.Status == model.JobNotStarted {
-			j.Status, j.EndedAt = model.JobCanceled, s.now().UTC()
-			j.Error = &model.Error{Code: "Canceled", Message: "the job was canceled before it started"}
-		}
-		j.CancelRequested = true
+		j.Cancel(s.now().UTC())
 		err = s.store.JobUpdate(ctx, j, from, nil, "")
 		if errors.Is(err, store.ErrPreconditionFailed) {
 			continue

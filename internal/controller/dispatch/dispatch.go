@@ -219,8 +219,9 @@ func (d *Dispatcher) Reconcile(ctx context.Context, computeID string) error {
 		j, n := queued[0], idle[0]
 		queued, idle = queued[1:], idle[1:]
 		now := d.cfg.Now().UTC()
-		j.Status, j.NodeID, j.Attempts = model.JobPreparing, n.ID, j.Attempts+1
-		n.State, n.JobID, n.StateSince = model.NodeRunning, j.ID, now
+		if err := j.Assign(&n, now); err != nil {
+			return err
+		}
 		err := st.JobUpdate(ctx, j, model.JobQueued, &n, model.NodeIdle)
 		if errors.Is(err, store.ErrPreconditionFailed) {
 			// The job was canceled or the node taken meanwhile. Stop here

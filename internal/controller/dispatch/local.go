@@ -55,10 +55,7 @@ func (l *localRunner) recover(ctx context.Context) error {
 			continue
 		}
 		from := j.Status
-		j.Requeue("the control plane restarted while the job ran")
-		if j.Status.Terminal() {
-			j.EndedAt = l.d.cfg.Now().UTC()
-		}
+		j.Lose(model.ReasonControlPlaneRestarted, "the control plane restarted while the job ran", l.d.cfg.Now().UTC())
 		if err := st.JobUpdate(ctx, j, from, nil, ""); err != nil && !errors.Is(err, store.ErrPreconditionFailed) {
 			return err
 		}
@@ -96,7 +93,10 @@ func (l *localRunner) reconcile(ctx context.Context, computeID string) error {
 			return nil // every uid runs a job: the next one to end notifies
 		}
 		from := j.Status
-		j.Status, j.Attempts = model.JobPreparing, j.Attempts+1
+		if err := j.Assign(nil, l.d.cfg.Now().UTC()); err != nil {
+			l.putUser(user)
+			return fmt.Errorf("start local job %s: %w", j.Name, err)
+		}
 		err = st.JobUpdate(ctx, j, from, nil, "")
 		if err != nil {
 			l.putUser(user)
@@ -192,11 +192,7 @@ func (l *localRunner) start(ctx context.Context, j model.Job, user *jobuser.User
 	l.running[j.RunID] = &localJob{job: rj}
 	l.mu.Unlock()
 	if err := store.JobChange(ctx, l.d.cfg.Store, j.RunID, func(x *model.Job) bool {
-		if x.Status != model.JobPreparing {
-			return false
-		}
-		x.Status, x.StartedAt = model.JobRunning, cfg.Now().UTC()
-		return true
+		return x.Attempts == j.Attempts && x.Start("", cfg.Now().UTC())
 	}); err != nil {
 		cfg.Log.Error("local job started", "job", j.Name, "err", err)
 	}
@@ -229,7 +225,7 @@ func (l *localRunner) start(ctx context.Context, j model.Job, user *jobuser.User
 func (l *localRunner) finish(ctx context.Context, j model.Job, exitCode *int, reason, msg string) {
 	cfg := l.d.cfg
 	err := store.JobChange(ctx, l.d.cfg.Store, j.RunID, func(x *model.Job) bool {
-		if x.Status.Terminal() {
+		if x.Status.Terminal() || x.Attempts != j.Attempts || x.Status == model.JobQueued {
 			return false
 		}
 		x.Finish(exitCode, reason, msg, cfg.Now().UTC())
