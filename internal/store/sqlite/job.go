@@ -201,12 +201,22 @@ func (s *Store) JobMaxSeq(ctx context.Context) (int64, error) {
 // identity (ID, WorkspaceID, Name), and the node's as NodeUpdate does.
 // Without a node it is one statement; with one, one transaction of two.
 func (s *Store) JobUpdate(ctx context.Context, j model.Job, from model.JobStatus, node *model.Node, nodeFrom model.NodeState) error {
+	var nodes []store.NodeChange
+	if node != nil {
+		nodes = []store.NodeChange{{Node: *node, From: nodeFrom}}
+	}
+	return s.JobUpdateNodes(ctx, j, from, nodes)
+}
+
+// JobUpdateNodes implements store.Store: one transaction of 1+len(nodes)
+// statements.
+func (s *Store) JobUpdateNodes(ctx context.Context, j model.Job, from model.JobStatus, nodes []store.NodeChange) error {
 	args, err := jobArgs(j)
 	if err != nil {
 		return fmt.Errorf("job update %s: %w", j.ID, err)
 	}
 	args = append(args, fold(j.ID), string(from))
-	if node == nil {
+	if len(nodes) == 0 {
 		res, err := s.exec(ctx, jobUpdateSQL, args...)
 		if err == nil {
 			err = s.changed(ctx, res, jobExistsSQL, fold(j.ID))
@@ -233,12 +243,14 @@ func (s *Store) JobUpdate(ctx context.Context, j model.Job, from model.JobStatus
 		if err != nil {
 			return storeErr(err)
 		}
-		res, err = tx.StmtContext(ctx, nodeSt).ExecContext(ctx, nodeArgs(*node, nodeFrom)...)
-		if err == nil {
-			err = txChanged(ctx, tx, res, nodeExistsSQL, node.ID)
-		}
-		if err != nil {
-			return fmt.Errorf("node %s: %w", node.ID, err)
+		for _, c := range nodes {
+			res, err = tx.StmtContext(ctx, nodeSt).ExecContext(ctx, nodeArgs(c.Node, c.From)...)
+			if err == nil {
+				err = txChanged(ctx, tx, res, nodeExistsSQL, c.Node.ID)
+			}
+			if err != nil {
+				return fmt.Errorf("node %s: %w", c.Node.ID, err)
+			}
 		}
 		return nil
 	})
