@@ -59,6 +59,25 @@ type JobProperties struct {
 	StartTime     string         `json:"startTime,omitempty"`
 	EndTime       string         `json:"endTime,omitempty"`
 	Attempts      int            `json:"attempts,omitempty"`
+	// AttemptHistory lists the job's attempts, oldest first: where each
+	// ran, when, and why it ended. A job that was evicted or lost its node
+	// has several; empty until the job is first assigned.
+	AttemptHistory []JobAttempt `json:"attemptHistory,omitempty"`
+}
+
+// JobAttempt is one attempt of a job (read-only).
+type JobAttempt struct {
+	Number    int    `json:"number"`
+	NodeID    string `json:"nodeId,omitempty"`    // "" on the local compute
+	StartTime string `json:"startTime,omitempty"` // when it was assigned
+	EndTime   string `json:"endTime,omitempty"`   // "" while it runs
+	// FailureClass is "user", "infrastructure" or "preemption" for an
+	// attempt that failed; "" while it runs, or when it succeeded or was
+	// canceled. Only user failures count against a job's retries.
+	FailureClass string `json:"failureClass,omitempty"`
+	Reason       string `json:"reason,omitempty"` // e.g. Exited, Timeout, NodeLost, Preempted
+	Message      string `json:"message,omitempty"`
+	ExitCode     *int   `json:"exitCode,omitempty"`
 }
 
 // JobInput is one job input. Literal inputs (jobInputType "literal") are

@@ -367,6 +367,33 @@ func TestJobShowPendingReason(t *testing.T) {
 	}
 }
 
+func TestJobShowAttemptHistory(t *testing.T) {
+	e := newTestEnv(t)
+	t1, t2, t3 := "2026-03-01T12:00:00Z", "2026-03-01T12:05:00Z", "2026-03-01T12:06:00Z"
+	e.mux.HandleFunc("GET "+testWS+"/jobs/j1", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, api.JobResource{Name: "j1", Properties: &api.JobProperties{
+			Status: api.JobRunning, ComputeID: "lowpri", NodeID: "n2", Attempts: 2,
+			AttemptHistory: []api.JobAttempt{
+				{Number: 1, NodeID: "n1", StartTime: t1, EndTime: t2, FailureClass: "preemption", Reason: "Preempted", Message: "node n1: preempted by the provider"},
+				{Number: 2, NodeID: "n2", StartTime: t3},
+			},
+		}})
+	})
+	if code := e.run("job", "show", "j1"); code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, e.errOut.String())
+	}
+	want := []string{
+		"Attempts:  2\n",
+		"Attempt 1: node n1, " + formatTime(t1) + " – " + formatTime(t2) + ", preemption: Preempted: node n1: preempted by the provider\n",
+		"Attempt 2: node n2, " + formatTime(t3) + " – running\n",
+	}
+	for _, w := range want {
+		if !strings.Contains(e.out.String(), w) {
+			t.Errorf("stdout:\n%s\nwant a line %q", e.out.String(), w)
+		}
+	}
+}
+
 func TestJobDownloadDefaultPath(t *testing.T) {
 	t.Chdir(t.TempDir())
 	e := newTestEnv(t)

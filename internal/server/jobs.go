@@ -509,6 +509,11 @@ func (s *Server) jobResource(ctx context.Context, j model.Job, views map[string]
 	if p.DisplayName == "" {
 		p.DisplayName = j.Name
 	}
+	for _, a := range j.History {
+		p.AttemptHistory = append(p.AttemptHistory, api.JobAttempt{Number: a.Number, NodeID: a.NodeID,
+			StartTime: s.timestamp(a.StartedAt), EndTime: s.timestamp(a.EndedAt), FailureClass: string(a.Class),
+			Reason: string(a.Reason), Message: a.Message, ExitCode: a.ExitCode})
+	}
 	for k, v := range j.Env {
 		if name, ok := strings.CutPrefix(k, model.OutputEnvPrefix); ok && v == model.OutputPath(name) {
 			if p.Outputs == nil {
