@@ -374,7 +374,8 @@ func (a *Autoscaler) scaleUp(ctx context.Context, comp model.Compute, prov provi
 		nodes[node.ID] = node
 		insts = append(insts, provider.Instance{
 			ID: node.ID, Compute: comp.ID, Size: size,
-			Agent: provider.AgentConfig{URL: a.cfg.AgentURL, CAFile: a.cfg.AgentCAFile, Credential: cred},
+			Agent:       provider.AgentConfig{URL: a.cfg.AgentURL, CAFile: a.cfg.AgentCAFile, Credential: cred},
+			Preemptible: comp.Priority == model.PriorityLowPriority,
 		})
 	}
 	if len(insts) == 0 {
