@@ -39,6 +39,11 @@
 //	2: requests carry an agent key proof (KeyHeader, TimeHeader,
 //	   SignatureHeader); Run's JobSpec carries the job's Attempt, and the
 //	   artifacts upload names it in its attempt query parameter.
+//	   Extended without a version bump: the server may send Evict (the
+//	   node is being taken away at Deadline: notice file, SIGTERM, SIGKILL
+//	   at Deadline), and Exited and Done may carry reason "preempted". An
+//	   agent that does not know Evict ignores it; its job is killed when
+//	   its node is removed.
 package agentproto
 
 import (
@@ -81,11 +86,15 @@ const KeyMismatchCode = "AgentKeyMismatch"
 // the node will not be used again.
 const NodeRemovedCode = "NodeRemoved"
 
+// ReasonPreempted is the Reason of Exited and Done for a job that ended
+// because its node was evicted (see TypeEvict).
+const ReasonPreempted = "preempted"
+
 // Type names a message.
 type Type string
 
 // Message types. Agent → server: Hello, Heartbeat, Started, Log, Exited,
-// Done. Server → agent: Welcome, Run, Cancel, Ack, Shutdown.
+// Done. Server → agent: Welcome, Run, Cancel, Ack, Shutdown, Evict.
 const (
 	TypeHello     Type = "hello"     // first agent message: who it is and what it holds
 	TypeHeartbeat Type = "heartbeat" // the agent is alive
@@ -98,6 +107,7 @@ const (
 	TypeCancel    Type = "cancel"    // cancel a job
 	TypeAck       Type = "ack"       // the server recorded a job's Done; the agent may forget it
 	TypeShutdown  Type = "shutdown"  // the node is being removed: stop jobs and exit
+	TypeEvict     Type = "evict"     // the node is taken away at Deadline: give RunID's job notice, SIGTERM now, SIGKILL then
 )
 
 // Message is one protocol message. Only the fields of its Type are set.
@@ -133,11 +143,14 @@ type Message struct {
 
 	// Exited and Done.
 	ExitCode *int   `json:"exitCode,omitempty"`
-	Reason   string `json:"reason,omitempty"`  // "exited", "canceled", "timeout", "error"; Shutdown: why
+	Reason   string `json:"reason,omitempty"`  // "exited", "canceled", "timeout", "error", "preempted"; Shutdown: why
 	Message  string `json:"message,omitempty"` // human-readable failure detail
 
 	// Time is when the event happened on the sender (Started, Exited, Done).
 	Time time.Time `json:"time,omitzero"`
+
+	// Deadline is when the node is taken away (Evict).
+	Deadline time.Time `json:"deadline,omitzero"`
 }
 
 // Offsets are byte counts of a job's two output streams.

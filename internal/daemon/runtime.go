@@ -71,7 +71,7 @@ func newRuntime(o Options, st store.Store, regions map[string]model.Region, base
 	rt.health = nodehealth.New(nodehealth.Config{
 		Store: st, Providers: providers, Regions: regions,
 		HeartbeatTimeout: o.HeartbeatTimeout, BootTimeout: o.BootTimeout,
-		Liveness: rt.hub, Changed: rt.changed, Log: o.Log,
+		Liveness: rt.hub, Sender: rt.hub, Changed: rt.changed, Log: o.Log,
 	})
 	return rt, nil
 }

@@ -213,14 +213,28 @@ func (h *Hub) finish(ctx context.Context, c *conn, m agentproto.Message) error {
 			return nil
 		}
 		from := j.Status
-		j.Finish(m.ExitCode, m.Reason, m.Message, endTime(m.Time, j.StartedAt, now))
+		ended := endTime(m.Time, j.StartedAt, now)
+		preempted := m.Reason == agentproto.ReasonPreempted
+		if preempted {
+			j.Lose(model.ReasonPreempted, "node "+c.nodeID+": "+m.Message, ended)
+		} else {
+			j.Finish(m.ExitCode, m.Reason, m.Message, ended)
+		}
 		n, err := st.NodeGet(ctx, c.nodeID)
 		if err != nil {
 			return err
 		}
 		var np *model.Node
 		nodeFrom := n.State
-		if n.Free(j.ID, now) {
+		switch {
+		case preempted && n.JobID == j.ID:
+			// The node is taken away: it leaves, and the autoscaler
+			// replaces it.
+			if err := n.Remove(model.NodePreempted, "evicted by the provider", now); err != nil {
+				return err
+			}
+			np = &n
+		case n.Free(j.ID, now):
 			np = &n
 		}
 		err = st.JobUpdate(ctx, j, from, np, nodeFrom)

@@ -256,6 +256,20 @@ func TestCancelEndsProcessTree(t *testing.T) {
 			timeout: 50 * time.Millisecond,
 			reason:  ReasonTimeout,
 		},
+		{
+			name:    "evicted, leader exits on TERM",
+			command: `trap 'echo got-term; exit 0' TERM; sh -c 'echo ready; exec sleep 1000' & wait`,
+			stop:    func(j *Job, _ context.CancelFunc) { j.Evict(time.Minute) },
+			reason:  ReasonEvicted,
+		},
+		{
+			// The eviction's lead time, not the job's grace, bounds it.
+			name:     "evicted, TERM ignored until the lead time",
+			command:  `trap 'echo got-term' TERM; sh -c 'echo ready; exec sleep 1000' & while :; do wait; done`,
+			stop:     func(j *Job, _ context.CancelFunc) { j.Evict(200 * time.Millisecond) },
+			reason:   ReasonEvicted,
+			hardKill: true,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,8 @@
 package autoscale
 
 import (
+	"io"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -9,6 +11,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"kumo/internal/agentproto"
+	"kumo/internal/controller/nodehealth"
 	"kumo/internal/model"
 	"kumo/internal/provider"
 	"kumo/internal/provider/fake"
@@ -405,5 +409,64 @@ func TestPreemptionNotice(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// sentMessages records what a health pass sends to agents.
+type sentMessages struct{ msgs []agentproto.Message }
+
+func (s *sentMessages) Send(nodeID string, m agentproto.Message) error {
+	s.msgs = append(s.msgs, m)
+	return nil
+}
+
+// A LowPriority node running a job gets notice: its agent is sent Evict
+// with the deadline on each pass and the node stays running, so the agent
+// can report the job; once the deadline and the report grace have passed
+// without a report, the node is preempted and the job requeued.
+func TestEvictionNotice(t *testing.T) {
+	e := newEnv(t, fake.Config{})
+	var sent sentMessages
+	h := nodehealth.New(nodehealth.Config{
+		Store: e.st, Providers: map[string]provider.Provider{"local": e.prov},
+		Regions:  map[string]model.Region{"local": model.NewRegion("local", "fake", model.Host{VCPUs: 64, MemoryGB: 256})},
+		Liveness: e.live, Sender: &sent, Now: e.clock.Now, ReportGrace: 10 * time.Second,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	c := e.compute("cpu", model.ScaleSettings{MaxNodes: 1})
+	c.Priority = model.PriorityLowPriority
+	c = e.patch(c, c.Scale)
+	j := e.jobs(c, 1)[0]
+	e.reconcile(c)
+	n := e.registerAll(c)[0]
+	e.live.now = e.clock.Now
+	j, _ = e.dispatch(j, n)
+	e.prov.Preempt(n.ID) // taken now: the deadline is now
+	deadline := e.clock.Now()
+	for range 2 {
+		if err := h.Check(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Advance(4 * time.Second)
+	}
+	want := agentproto.Message{Type: agentproto.TypeEvict, RunID: j.RunID, Deadline: deadline}
+	if len(sent.msgs) != 2 || !cmp.Equal(sent.msgs[0], want) {
+		t.Fatalf("sent %+v, want Evict %+v on each pass", sent.msgs, want)
+	}
+	if got := e.node(n.ID); got.State != model.NodeRunning {
+		t.Fatalf("node during the notice = %s, want running", got.State)
+	}
+	if evs := e.events(c); !slices.ContainsFunc(evs, func(s string) bool { return strings.HasPrefix(s, nodehealth.EventEvictionNotice) }) {
+		t.Errorf("events = %q, want the notice recorded", evs)
+	}
+	e.clock.Advance(3 * time.Second) // deadline + 11s: past the grace, no report came
+	if err := h.Check(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.node(n.ID); got.State != model.NodePreempted {
+		t.Errorf("node after the grace = %s, want preempted", got.State)
+	}
+	if got := e.job(j.ID); got.Status != model.JobQueued || got.History[0].Class != model.ClassPreemption {
+		t.Errorf("job = %s, history %+v; want Queued after a preemption", got.Status, got.History)
 	}
 }

@@ -6,11 +6,15 @@
 // preemption notices of providers that give them
 // ([provider.PreemptionNotifier]), and every node record, and:
 //
-//   - a node of a LowPriority cluster whose instance is being or was taken
-//     away becomes preempted; its job's attempt ends with class preemption
-//     and the job is requeued, within [model.MaxPreemptionRetries]. A
-//     Dedicated cluster's nodes are never preempted, whatever a provider
-//     says: they are judged as below.
+//   - a node of a LowPriority cluster whose instance is to be taken away
+//     gets notice: while it runs a job, its agent is sent Evict with the
+//     deadline (notice file, SIGTERM, SIGKILL at the deadline; the agent
+//     then reports the job preempted, and the hub requeues it and marks the
+//     node preempted). An idle node, or one whose agent has not reported
+//     ReportGrace after the deadline, becomes preempted here, its job's
+//     attempt ending with class preemption; the job is requeued within
+//     [model.MaxPreemptionRetries]. A Dedicated cluster's nodes are never
+//     preempted, whatever a provider says: they are judged as below.
 //   - a node whose agent stopped heartbeating, never registered, or whose
 //     instance failed, stopped or vanished becomes unusable; its job's
 //     attempt ends with class infrastructure and the job is requeued within
@@ -36,6 +40,7 @@ import (
 	"sync"
 	"time"
 
+	"kumo/internal/agentproto"
 	"kumo/internal/model"
 	"kumo/internal/provider"
 	"kumo/internal/store"
@@ -53,10 +58,21 @@ const (
 // record is written just before the provider's Create call.
 const createGrace = 10 * time.Second
 
+// DefaultReportGrace is the zero value of Config.ReportGrace.
+const DefaultReportGrace = 15 * time.Second
+
+// Sender sends a message to a node's agent; the agent hub implements it.
+// Send must not block for long; an error means the agent is not connected
+// (the next pass sends again).
+type Sender interface {
+	Send(nodeID string, m agentproto.Message) error
+}
+
 // Event kinds the checker records on a node's compute.
 const (
-	EventNodeUnusable  = "NodeUnusable"  // a node failed; says why and what became of its job
-	EventNodePreempted = "NodePreempted" // a low-priority node was taken away; says what became of its job
+	EventNodeUnusable   = "NodeUnusable"   // a node failed; says why and what became of its job
+	EventNodePreempted  = "NodePreempted"  // a low-priority node was taken away; says what became of its job
+	EventEvictionNotice = "EvictionNotice" // a low-priority node running a job is to be taken; its job has notice
 )
 
 // Liveness reports when a node's agent was last heard from. The server's
@@ -87,6 +103,13 @@ type Config struct {
 	// Liveness reports agents' heartbeats; nil means heartbeats are not
 	// checked.
 	Liveness Liveness
+	// Sender reaches nodes' agents with eviction notices; nil means
+	// evicted nodes are taken without notice to their jobs.
+	Sender Sender
+	// ReportGrace is how long after an eviction's deadline the agent has
+	// to report its job (and upload its outputs) before the node is
+	// declared preempted without it; zero means DefaultReportGrace.
+	ReportGrace time.Duration
 	// Changed is called (it must not block for long) for each compute
 	// whose node the pass removed from service or whose job it requeued or
 	// ended, so that the autoscaler replaces the node and the dispatcher
@@ -106,9 +129,10 @@ type Checker struct {
 	cfg     Config
 	started time.Time // when New ran: heartbeats and boots are counted from here at the latest
 
-	pass   sync.Mutex // serializes passes
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	pass    sync.Mutex      // serializes passes
+	noticed map[string]bool // nodes whose eviction notice was recorded as an event; guarded by pass
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 // New returns a Checker for cfg.
@@ -122,13 +146,16 @@ func New(cfg Config) *Checker {
 	if cfg.Resync <= 0 {
 		cfg.Resync = DefaultResync
 	}
+	if cfg.ReportGrace <= 0 {
+		cfg.ReportGrace = DefaultReportGrace
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Checker{cfg: cfg, started: cfg.Now().UTC()}
+	return &Checker{cfg: cfg, started: cfg.Now().UTC(), noticed: map[string]bool{}}
 }
 
 // Start runs a pass at once and then each Resync, in one goroutine, until
@@ -218,6 +245,11 @@ func (c *Checker) checkNodes(ctx context.Context) (map[string][]string, error) {
 		for _, n := range nodes {
 			known[n.ID] = true
 		}
+		for id := range c.noticed {
+			if !known[id] {
+				delete(c.noticed, id)
+			}
+		}
 		byID := map[string]provider.InstanceStatus{}
 		for _, in := range insts {
 			byID[in.ID] = in
@@ -250,6 +282,9 @@ func (c *Checker) checkNodes(ctx context.Context) (map[string][]string, error) {
 			}
 			to, reason := model.NodeUnusable, ""
 			if p, ok := preempted[n.ID]; ok && comp.Priority == model.PriorityLowPriority {
+				if c.notice(ctx, n, p, now) {
+					continue // its agent has the job's notice; it reports the job preempted
+				}
 				to, reason = model.NodePreempted, preemptionReason(p, now)
 			} else {
 				in, listed := byID[n.ID]
@@ -269,6 +304,39 @@ func (c *Checker) checkNodes(ctx context.Context) (map[string][]string, error) {
 		c.changed(id)
 	}
 	return orphans, errors.Join(errs...)
+}
+
+// notice handles a LowPriority node whose instance is to be taken at p.At.
+// While the node runs a job and the deadline (plus ReportGrace) has not
+// passed, its agent is sent Evict (again on each pass: the agent ignores
+// repeats) and notice reports true: the node stays as it is. Otherwise it
+// reports false and the node is to be preempted now.
+func (c *Checker) notice(ctx context.Context, n model.Node, p provider.Preemption, now time.Time) bool {
+	if n.State != model.NodeRunning || n.JobID == "" || c.cfg.Sender == nil {
+		return false
+	}
+	deadline := p.At
+	if deadline.IsZero() || deadline.Before(n.StateSince) {
+		deadline = now
+	}
+	if !now.Before(deadline.Add(c.cfg.ReportGrace)) {
+		return false
+	}
+	j, ok, err := store.NodeJob(ctx, c.cfg.Store, n)
+	if err != nil || !ok {
+		return false
+	}
+	if err := c.cfg.Sender.Send(n.ID, agentproto.Message{Type: agentproto.TypeEvict, RunID: j.RunID, Deadline: deadline}); err != nil {
+		c.cfg.Log.Warn("send eviction notice", "node", n.ID, "err", err)
+	}
+	if !c.noticed[n.ID] {
+		c.noticed[n.ID] = true
+		msg := fmt.Sprintf("node %s is evicted at %s; job %s has notice", n.ID, deadline.UTC().Format(time.RFC3339), j.ID)
+		if err := c.cfg.Store.EventAppend(ctx, model.Event{ComputeID: n.ComputeID, Time: now, Kind: EventEvictionNotice, Message: msg}); err != nil {
+			c.cfg.Log.Error("record event", "compute", n.ComputeID, "kind", EventEvictionNotice, "err", err)
+		}
+	}
+	return true
 }
 
 func preemptionReason(p provider.Preemption, now time.Time) string {
