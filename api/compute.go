@@ -233,3 +233,12 @@ const (
 	OperationFailed     = "Failed"
 	OperationCanceled   = "Canceled"
 )
+
+// SimulateEvictionResult is the answer of POST
+// .../computes/{name}/simulateEviction[?nodeId=ID]: the nodes that were
+// given notice. Each is taken away after its region's eviction lead time:
+// the job on it gets SIGTERM with a notice file now, SIGKILL then, and is
+// requeued.
+type SimulateEvictionResult struct {
+	NodeIDs []string `json:"nodeIds"`
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"reflect"
 	"strings"
 	"testing"
@@ -331,5 +332,24 @@ func TestTokens(t *testing.T) {
 	}
 	if err := ws.RevokeToken(ctx, "nope"); err == nil {
 		t.Errorf("RevokeToken(nope): got nil error")
+	}
+}
+
+func TestSimulateEviction(t *testing.T) {
+	f := newFakeARM(t)
+	var got []string
+	f.mux.HandleFunc("POST "+testWS+"/computes/c1/simulateEviction", func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.URL.Query().Get("nodeId"))
+		writeJSON(w, http.StatusAccepted, api.SimulateEvictionResult{NodeIDs: []string{"n1"}})
+	})
+	ct := &ComputeTarget{ws: f.workspace(), name: "c1"}
+	for _, node := range []string{"", "n 1"} {
+		ids, err := ct.SimulateEviction(context.Background(), node)
+		if err != nil || len(ids) != 1 || ids[0] != "n1" {
+			t.Fatalf("SimulateEviction(%q) = %v, %v; want [n1]", node, ids, err)
+		}
+	}
+	if want := []string{"", "n 1"}; !slices.Equal(got, want) {
+		t.Errorf("nodeId sent = %q, want %q", got, want)
 	}
 }

@@ -358,3 +358,41 @@ func TestCheckEndpoint(t *testing.T) {
 		}
 	}
 }
+
+func TestComputeSimulateEviction(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		status   int
+		body     any
+		wantCode int
+		wantOut  string
+		wantErr  string
+		wantNode string
+	}{
+		{"all nodes", []string{"--name", "c1"}, 202, api.SimulateEvictionResult{NodeIDs: []string{"n1", "n2"}}, 0, "evicting n1, n2\n", "", ""},
+		{"one node", []string{"c1", "--node-id", "n2"}, 202, api.SimulateEvictionResult{NodeIDs: []string{"n2"}}, 0, "evicting n2\n", "", "n2"},
+		{"dedicated", []string{"--name", "c1"}, 409, api.ErrorResponse{Error: &api.ErrorDetail{Code: api.CodeOperationNotAllowed,
+			Message: `compute "c1" is Dedicated: only the nodes of a LowPriority cluster can be evicted`}}, 1, "", "only the nodes of a LowPriority cluster can be evicted", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.mux.HandleFunc("GET "+testWS+"/computes/c1", func(w http.ResponseWriter, r *http.Request) {
+				writeJSON(w, http.StatusOK, cluster("c1", api.ProvisioningSucceeded, 0, 0, 2))
+			})
+			var node string
+			e.mux.HandleFunc("POST "+testWS+"/computes/c1/simulateEviction", func(w http.ResponseWriter, r *http.Request) {
+				node = r.URL.Query().Get("nodeId")
+				writeJSON(w, tt.status, tt.body)
+			})
+			code := e.run(append([]string{"compute", "simulate-eviction"}, tt.args...)...)
+			if (code != 0) != (tt.wantCode != 0) || !strings.Contains(e.errOut.String(), tt.wantErr) {
+				t.Fatalf("exit %d, stderr %q; want exit %d and %q", code, e.errOut.String(), tt.wantCode, tt.wantErr)
+			}
+			if got := e.out.String(); got != tt.wantOut || node != tt.wantNode {
+				t.Errorf("stdout %q, nodeId %q; want %q, %q", got, node, tt.wantOut, tt.wantNode)
+			}
+		})
+	}
+}

@@ -30,6 +30,7 @@ func NewCmdCompute(f *Factory) *cobra.Command {
 		NewCmdComputeListSizes(f, nil),
 		NewCmdComputeListUsage(f, nil),
 		NewCmdComputeEvents(f, nil),
+		NewCmdComputeSimulateEviction(f, nil),
 	)
 	return cmd
 }

@@ -97,6 +97,8 @@ kumo CLI and the Go SDK find the server.`,
 	f.DurationVar(&o.HeartbeatInterval, "heartbeat-interval", 5*time.Second, "how often node agents report")
 	f.DurationVar(&o.HeartbeatTimeout, "heartbeat-timeout", 30*time.Second, "how long a silent node stays usable before it is replaced")
 	f.DurationVar(&o.BootTimeout, "boot-timeout", 2*time.Minute, "how long a new node may take to register")
+	f.DurationVar(&o.EvictionLead, "eviction-lead-time", 30*time.Second, "how long before an evicted LowPriority node of region local is taken its job gets notice (SIGTERM and $KUMO_EVICTION_NOTICE_FILE)")
+	f.DurationVar(&o.MeanTimeBetweenEvictions, "eviction-mean-interval", 0, "evict a random LowPriority node of region local this often on average, to rehearse (0: only with kumo compute simulate-eviction)")
 	f.Float64Var(&o.Limits.RateLimit, "rate-limit", 0, "requests per second each API token may make on average (0: 1000; negative: no limit)")
 	f.IntVar(&o.Limits.RateBurst, "rate-burst", 0, "requests an API token may make at once (0: 2000)")
 	f.IntVar(&o.Limits.MaxUnauthConnsPerAddr, "max-unauth-conns-per-addr", 0, "connections one client IP may hold before authenticating; past it the oldest is closed (0: 128)")

@@ -92,6 +92,14 @@ type Options struct {
 	// BootTimeout is how long a new node may take to register; zero means
 	// 2m.
 	BootTimeout time.Duration
+	// EvictionLead is how long before an evicted LowPriority node of
+	// region local is taken its job gets notice (SIGTERM and the notice
+	// file); zero means 30s.
+	EvictionLead time.Duration
+	// MeanTimeBetweenEvictions, if set, makes region local evict a random
+	// LowPriority node this long apart on average; zero means only on
+	// request (kumo compute simulate-eviction).
+	MeanTimeBetweenEvictions time.Duration
 	// SnapshotLimits bound an uploaded code snapshot; zero fields mean
 	// archive.DefaultLimits'. A snapshot over them is refused with 413.
 	SnapshotLimits archive.Limits
@@ -254,7 +262,7 @@ func Run(ctx context.Context, o Options) error {
 	prov := provision.New(provision.Config{Store: st, Finalizer: rt.scaler, Ready: rt.scaler.Notify, Log: o.Log})
 	srv := server.New(server.Config{Store: st, Regions: regions, Provisioner: prov, PollInterval: o.PollInterval, Log: o.Log,
 		Files: rt.files, Changed: rt.changed, Agents: rt.hub.Routes(), LocalDisabled: o.LocalComputeOff,
-		RateLimit: lim.RateLimit, RateBurst: lim.RateBurst, TransferTimeout: lim.TransferTimeout})
+		RateLimit: lim.RateLimit, RateBurst: lim.RateBurst, TransferTimeout: lim.TransferTimeout, Evicter: rt})
 	// Requests run under serveCtx, which ends when shutdown starts, so
 	// that long-lived ones (log followers) end instead of holding it up.
 	serveCtx, endRequests := context.WithCancel(context.WithoutCancel(ctx))

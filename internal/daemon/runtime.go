@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"kumo/internal/controller/autoscale"
 	"kumo/internal/controller/dispatch"
@@ -15,6 +16,7 @@ import (
 	"kumo/internal/model"
 	"kumo/internal/provider"
 	"kumo/internal/provider/local"
+	"kumo/internal/server"
 	"kumo/internal/store"
 )
 
@@ -26,6 +28,9 @@ type nodeRuntime struct {
 	dispatch *dispatch.Dispatcher
 	scaler   *autoscale.Autoscaler
 	health   *nodehealth.Checker
+
+	providers map[string]provider.Provider // by lower-case region (or provider) name
+	regions   map[string]model.Region
 }
 
 func newRuntime(o Options, st store.Store, regions map[string]model.Region, base string) (*nodeRuntime, error) {
@@ -52,7 +57,8 @@ func newRuntime(o Options, st store.Store, regions map[string]model.Region, base
 		LocalDir: filepath.Join(o.WorkDir, "local"), LocalUIDs: localUIDs, LocalDisabled: o.LocalComputeOff,
 		Changed: rt.changed, Log: o.Log})
 	lp, err := local.New(local.Config{Dir: filepath.Join(o.DataDir, "nodes"), WorkDir: filepath.Join(o.WorkDir, "nodes"),
-		JobUIDs: nodeUIDs, CPUOvercommit: o.CPUOvercommit, MemoryOvercommit: o.MemoryOvercommit})
+		JobUIDs: nodeUIDs, CPUOvercommit: o.CPUOvercommit, MemoryOvercommit: o.MemoryOvercommit,
+		EvictionLead: o.EvictionLead, MeanTimeBetweenEvictions: o.MeanTimeBetweenEvictions})
 	if err != nil {
 		return nil, fmt.Errorf("start local node provider: %w", err)
 	}
@@ -64,6 +70,7 @@ func newRuntime(o Options, st store.Store, regions map[string]model.Region, base
 		}
 	}
 	providers := map[string]provider.Provider{"local": lp}
+	rt.providers, rt.regions = providers, regions
 	rt.scaler = autoscale.New(autoscale.Config{
 		Store: st, Providers: providers, Regions: regions,
 		AgentURL: base, AgentCAFile: caFile, Changed: rt.dispatch.Notify, Log: o.Log,
@@ -98,4 +105,23 @@ func (rt *nodeRuntime) stop() {
 	rt.health.Stop()
 	rt.scaler.Stop()
 	rt.dispatch.Stop()
+}
+
+// SimulateEviction implements server.Evicter over the provider of the
+// compute's region.
+func (rt *nodeRuntime) SimulateEviction(ctx context.Context, location string, nodeIDs []string) error {
+	key := strings.ToLower(strings.ReplaceAll(location, " ", ""))
+	prov, ok := rt.providers[key]
+	if !ok {
+		prov, ok = rt.providers[rt.regions[key].Provider]
+	}
+	ev, can := prov.(provider.Evicter)
+	if !ok || !can {
+		return fmt.Errorf("region %s: %w", location, server.ErrEvictionUnsupported)
+	}
+	if err := ev.Evict(ctx, nodeIDs); err != nil {
+		return err
+	}
+	rt.health.Kick()
+	return nil
 }

@@ -45,6 +45,9 @@ type Config struct {
 	// LocalDisabled refuses jobs for the built-in compute "local"
 	// (kumo up --local-compute=off).
 	LocalDisabled bool
+	// Evicter takes LowPriority nodes away on request (simulateEviction);
+	// nil means the route answers that evictions cannot be simulated.
+	Evicter Evicter
 	// Agents are extra routes (the node agents' protocol), mounted as is.
 	Agents map[string]http.HandlerFunc
 	// PollInterval is sent as Retry-After-Ms on long-running operations;
@@ -90,6 +93,7 @@ type Server struct {
 	transfer  time.Duration // see Config.TransferTimeout
 	changed   func(string)
 	noLocal   bool // compute "local" is off
+	evicter   Evicter
 	seqMu     sync.Mutex
 	seq       int64 // last FIFO sequence number handed out
 	seqLoaded bool
@@ -99,7 +103,7 @@ type Server struct {
 func New(cfg Config) *Server {
 	s := &Server{store: cfg.Store, regions: cfg.Regions, prov: cfg.Provisioner, files: cfg.Files, changed: cfg.Changed, poll: cfg.PollInterval,
 		page: cfg.PageSize, now: cfg.Now, log: cfg.Log, mux: http.NewServeMux(),
-		limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst), transfer: cfg.TransferTimeout, noLocal: cfg.LocalDisabled}
+		limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst), transfer: cfg.TransferTimeout, noLocal: cfg.LocalDisabled, evicter: cfg.Evicter}
 	if s.transfer <= 0 {
 		s.transfer = DefaultTransferTimeout
 	}
@@ -175,6 +179,7 @@ func (s *Server) routes() {
 	r("POST "+cp+"/listNodes", model.RoleReader, s.computeListNodes)
 	r("GET "+cp+"/listNodes", model.RoleReader, s.computeListNodes)
 	r("POST "+cp+"/listKeys", model.RoleContributor, s.computeListKeys)
+	r("POST "+cp+"/simulateEviction", model.RoleContributor, s.computeSimulateEviction)
 
 	r("GET "+locp+"/computeOperationsStatus/{op}", model.RoleReader, s.operationGet)
 	r("GET "+locp+"/vmSizes", model.RoleReader, s.vmSizes)

@@ -131,6 +131,7 @@ type Checker struct {
 
 	pass    sync.Mutex      // serializes passes
 	noticed map[string]bool // nodes whose eviction notice was recorded as an event; guarded by pass
+	kick    chan struct{}   // Kick's request for a pass
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 }
@@ -155,7 +156,7 @@ func New(cfg Config) *Checker {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Checker{cfg: cfg, started: cfg.Now().UTC(), noticed: map[string]bool{}}
+	return &Checker{cfg: cfg, started: cfg.Now().UTC(), noticed: map[string]bool{}, kick: make(chan struct{}, 1)}
 }
 
 // Start runs a pass at once and then each Resync, in one goroutine, until
@@ -175,9 +176,19 @@ func (c *Checker) Start(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+			case <-c.kick:
 			}
 		}
 	}()
+}
+
+// Kick asks the loop for a pass soon (an eviction was just asked for). It
+// never blocks; kicks while one waits are merged.
+func (c *Checker) Kick() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Stop ends the loop and waits for a pass under way to finish.
@@ -316,7 +327,7 @@ func (c *Checker) notice(ctx context.Context, n model.Node, p provider.Preemptio
 		return false
 	}
 	deadline := p.At
-	if deadline.IsZero() || deadline.Before(n.StateSince) {
+	if deadline.IsZero() {
 		deadline = now
 	}
 	if !now.Before(deadline.Add(c.cfg.ReportGrace)) {

@@ -1,0 +1,95 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"kumo/api"
+	"kumo/internal/model"
+	"kumo/internal/provider"
+)
+
+// fakeEvicter records simulateEviction's calls; notPreemptible IDs are
+// refused as a provider refuses instances created Dedicated.
+type fakeEvicter struct {
+	mu             sync.Mutex
+	calls          [][]string
+	notPreemptible map[string]bool
+}
+
+func (f *fakeEvicter) SimulateEviction(ctx context.Context, location string, ids []string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, ids)
+	for _, id := range ids {
+		if f.notPreemptible[id] {
+			return fmt.Errorf("local provider: %s: %w", id, provider.ErrNotPreemptible)
+		}
+	}
+	return nil
+}
+
+func TestSimulateEviction(t *testing.T) {
+	h := newHarness(t)
+	for name, prio := range map[string]string{"low": "LowPriority", "ded": "Dedicated"} {
+		body := computeBody("Standard_D2_v2", 0, 2)
+		body["properties"].(map[string]any)["properties"].(map[string]any)["vmPriority"] = prio
+		h.mustDo("PUT", wsBase+"/computes/"+name, body, model.RoleContributor, 201, nil)
+	}
+	h.reconcile()
+	now := time.Now().UTC()
+	for _, n := range []struct {
+		id, compute string
+		state       model.NodeState
+	}{{"low-1", "low", model.NodeRunning}, {"low-2", "low", model.NodeIdle}, {"low-3", "low", model.NodePreempted}, {"ded-1", "ded", model.NodeIdle}} {
+		if err := h.st.NodeCreate(context.Background(), model.Node{ID: n.id, ComputeID: wsBase + "/computes/" + n.compute,
+			State: n.state, CreatedAt: now, StateSince: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name      string
+		path      string
+		role      model.Role
+		want      int
+		wantCode  string
+		wantNodes []string // asked of the evicter
+	}{
+		{"every live node", "/computes/low/simulateEviction", model.RoleContributor, 202, "", []string{"low-1", "low-2"}},
+		{"one node", "/computes/low/simulateEviction?nodeId=low-2", model.RoleContributor, 202, "", []string{"low-2"}},
+		{"reader", "/computes/low/simulateEviction", model.RoleReader, 403, api.CodeAuthorizationFailed, nil},
+		{"dedicated", "/computes/ded/simulateEviction", model.RoleContributor, 409, api.CodeOperationNotAllowed, nil},
+		{"dedicated node", "/computes/ded/simulateEviction?nodeId=ded-1", model.RoleContributor, 409, api.CodeOperationNotAllowed, nil},
+		{"unknown node", "/computes/low/simulateEviction?nodeId=nope", model.RoleContributor, 404, api.CodeResourceNotFound, nil},
+		{"gone node", "/computes/low/simulateEviction?nodeId=low-3", model.RoleContributor, 404, api.CodeResourceNotFound, nil},
+		{"unknown compute", "/computes/nope/simulateEviction", model.RoleContributor, 404, api.CodeResourceNotFound, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h.ev.calls = nil
+			status, body, _ := h.do("POST", wsBase+tt.path, nil, tt.role)
+			if status != tt.want || (tt.wantCode != "" && !strings.Contains(string(body), `"code":"`+tt.wantCode+`"`)) {
+				t.Fatalf("status %d %s, want %d %s", status, body, tt.want, tt.wantCode)
+			}
+			var want [][]string
+			if tt.wantNodes != nil {
+				want = [][]string{tt.wantNodes}
+			}
+			if diff := cmp.Diff(want, h.ev.calls); diff != "" {
+				t.Errorf("evicter calls (-want +got):\n%s", diff)
+			}
+		})
+	}
+	h.ev.notPreemptible = map[string]bool{"low-1": true}
+	if status, body, _ := h.do("POST", wsBase+"/computes/low/simulateEviction", nil, model.RoleContributor); status != http.StatusConflict ||
+		!strings.Contains(string(body), api.CodeOperationNotAllowed) {
+		t.Errorf("a node made before the cluster was LowPriority: status %d %s, want 409", status, body)
+	}
+}
