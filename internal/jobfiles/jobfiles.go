@@ -9,6 +9,7 @@
 //	jobs/<runID>/user_logs/stderr.txt   stderr, byte for byte
 //	jobs/<runID>/user_logs/std_log.txt  both, in the order they arrived
 //	jobs/<runID>/outputs/, logs/        artifacts uploaded at the job's end
+//	jobs/<runID>/attempts/<N>/          user_logs/, outputs/, logs/ of an earlier attempt N
 //	snapshots/<id>.tar                  uploaded code
 package jobfiles
 
@@ -21,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"sync"
 
 	"kumo/internal/archive"
@@ -307,8 +309,52 @@ func (f *Files) SaveArtifacts(runID string, r io.Reader) error {
 	return nil
 }
 
-// WriteArtifacts writes a tar of the job's outputs/, logs/ and user_logs/
-// to w, with kumo's one archive writer.
+// StartAttempt makes room for attempt n (2 or more) of a job: the output
+// streams, outputs/ and logs/ of attempt n-1 move to attempts/<n-1>/, where
+// they stay readable, and the streams start again from offset 0. It is
+// idempotent: when attempts/<n-1> exists, nothing moves. Attempt 1 needs
+// nothing.
+func (f *Files) StartAttempt(runID string, n int) error {
+	if n <= 1 {
+		return nil
+	}
+	dir, err := f.JobDir(runID)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	to := filepath.Join(dir, "attempts", strconv.Itoa(n-1))
+	if _, err := os.Lstat(to); err == nil {
+		return nil
+	}
+	if l, ok := f.open[runID]; ok {
+		l.close()
+		delete(f.open, runID)
+	}
+	stage := to + ".tmp"
+	if err := os.RemoveAll(stage); err != nil {
+		return fmt.Errorf("start attempt %d: %w", n, err)
+	}
+	if err := os.MkdirAll(stage, 0o700); err != nil {
+		return fmt.Errorf("start attempt %d: %w", n, err)
+	}
+	for _, sub := range []string{"user_logs", "outputs", "logs"} {
+		err := os.Rename(filepath.Join(dir, sub), filepath.Join(stage, sub))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("start attempt %d: %w", n, err)
+		}
+	}
+	if err := os.Rename(stage, to); err != nil {
+		return fmt.Errorf("start attempt %d: %w", n, err)
+	}
+	f.wakeLocked(runID)
+	return nil
+}
+
+// WriteArtifacts writes a tar of the job's outputs/, logs/ and user_logs/,
+// and those of earlier attempts (attempts/), to w, with kumo's one archive
+// writer.
 func (f *Files) WriteArtifacts(runID string, w io.Writer) error {
 	dir, err := f.JobDir(runID)
 	if err != nil {
@@ -317,7 +363,7 @@ func (f *Files) WriteArtifacts(runID string, w io.Writer) error {
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		return tar.NewWriter(w).Close()
 	}
-	if _, err := archive.Write(w, dir, "outputs", "logs", "user_logs"); err != nil {
+	if _, err := archive.Write(w, dir, "outputs", "logs", "user_logs", "attempts"); err != nil {
 		return fmt.Errorf("write artifacts: %w", err)
 	}
 	return nil

@@ -107,6 +107,9 @@ func (l *localRunner) reconcile(ctx context.Context, computeID string) error {
 		if err != nil {
 			return fmt.Errorf("start local job %s: %w", j.Name, err)
 		}
+		if err := l.d.cfg.Files.StartAttempt(j.RunID, j.Attempts); err != nil {
+			l.d.cfg.Log.Error("keep the logs of the job's earlier attempt", "job", j.Name, "err", err)
+		}
 		l.start(ctx, j, user)
 	}
 	return nil
