@@ -1,0 +1,100 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"kumo/api"
+)
+
+// createPriorityCluster is createCluster with a VM priority.
+func createPriorityCluster(t testing.TB, s *server, name, priority string, max int) {
+	t.Helper()
+	body := map[string]any{"properties": map[string]any{"computeType": "AmlCompute", "properties": map[string]any{
+		"vmSize": "Standard_D2_v2", "vmPriority": priority,
+		"scaleSettings": map[string]any{"minNodeCount": 0, "maxNodeCount": max, "nodeIdleTimeBeforeScaleDown": "PT30S"}}}}
+	if status, raw := s.request(context.Background(), "PUT", workspacePath+"/computes/"+name, body); status != 201 {
+		t.Fatalf("create cluster: %d %s", status, raw)
+	}
+	waitFor(t, 30*time.Second, "cluster "+name+" provisioned", func() (bool, string) {
+		c := getCompute(t, s, name)
+		return c.Properties.ProvisioningState == api.ProvisioningSucceeded, string(c.Properties.ProvisioningState)
+	})
+}
+
+// evictable is a job that says when it runs, prints its eviction notice
+// on SIGTERM and exits, and otherwise finishes after a few seconds.
+const evictable = `trap 'echo got-term; cat "$KUMO_EVICTION_NOTICE_FILE"; exit 3' TERM; echo started; sleep 6 & wait; echo finished`
+
+// waitRunning waits until the job's attempt runs and has printed
+// "started" (its trap is set), and returns its node.
+func waitRunning(t *testing.T, s *server, name string, attempt int) string {
+	t.Helper()
+	var node string
+	waitFor(t, 60*time.Second, name+" attempt to run", func() (bool, string) {
+		j := getJob(t, s, name)
+		node = j.Properties.NodeID
+		return j.Properties.Status == api.JobRunning && j.Properties.Attempts == attempt && strings.Contains(jobLog(t, s, name), "started"),
+			string(j.Properties.Status)
+	})
+	return node
+}
+
+// An evicted LowPriority job gets SIGTERM with the lead time in its notice
+// file, is requeued with its history and completes on a replacement node;
+// the evicted attempt's log stays readable. A Dedicated cluster refuses.
+func TestSimulateEvictionRequeues(t *testing.T) {
+	s := startServer(t, "", append(fastNodes, "--eviction-lead-time", "5s")...)
+	createPriorityCluster(t, s, "spot", "LowPriority", 1)
+	createPriorityCluster(t, s, "ded", "Dedicated", 1)
+	submitJob(t, s, "evictee", "spot", evictable)
+	submitJob(t, s, "safe", "ded", evictable)
+	first := waitRunning(t, s, "evictee", 1)
+	waitRunning(t, s, "safe", 1)
+
+	out, err := run(t, s.dir, "compute", "simulate-eviction", "--name", "ded")
+	if err == nil || !strings.Contains(out, "only the nodes of a LowPriority cluster can be evicted") {
+		t.Errorf("simulate-eviction of a Dedicated cluster: err %v, output %q; want a refusal", err, out)
+	}
+	if out, err := run(t, s.dir, "compute", "simulate-eviction", "--name", "spot", "--node-id", first); err != nil {
+		t.Fatalf("simulate-eviction: %v %s", err, out)
+	}
+	j := waitJob(t, s, "evictee", 120*time.Second)
+	p := j.Properties
+	if p.Status != api.JobCompleted || p.Attempts != 2 || len(p.AttemptHistory) != 2 {
+		t.Fatalf("evictee = %s, %d attempts, history %+v; want Completed after 2", p.Status, p.Attempts, p.AttemptHistory)
+	}
+	a1, a2 := p.AttemptHistory[0], p.AttemptHistory[1]
+	if a1.FailureClass != "preemption" || a1.Reason != "Preempted" || a1.NodeID != first || a2.NodeID == first || a2.FailureClass != "" {
+		t.Errorf("history = %+v, want a preemption on %s, then a success elsewhere", p.AttemptHistory, first)
+	}
+	if log := jobLog(t, s, "evictee"); !strings.Contains(log, "finished") || strings.Contains(log, "got-term") {
+		t.Errorf("current log %q, want the second attempt's only", log)
+	}
+	dl := t.TempDir()
+	if out, err := run(t, s.dir, "job", "download", "evictee", "--download-path", dl); err != nil {
+		t.Fatalf("download: %v %s", err, out)
+	}
+	old, err := os.ReadFile(filepath.Join(dl, "attempts", "1", "user_logs", "std_log.txt"))
+	if err != nil || !strings.Contains(string(old), "got-term") || !strings.Contains(string(old), `"eventType":"Preempt"`) {
+		t.Errorf("attempt 1's log = %q, %v; want the notice printed on SIGTERM", old, err)
+	}
+	for _, lead := range []string{`"leadTimeSeconds":5`, `"leadTimeSeconds":4`} {
+		if strings.Contains(string(old), lead) {
+			break
+		}
+		if lead == `"leadTimeSeconds":4` {
+			t.Errorf("attempt 1's notice %q does not give the 5s lead time", old)
+		}
+	}
+	if out, err := run(t, s.dir, "job", "show", "evictee"); err != nil || !strings.Contains(out, "preemption: Preempted") {
+		t.Errorf("job show (err %v) lacks the history:\n%s", err, out)
+	}
+	if safe := waitJob(t, s, "safe", 60*time.Second); safe.Properties.Status != api.JobCompleted || safe.Properties.Attempts != 1 {
+		t.Errorf("Dedicated job = %s after %d attempts, want Completed after 1", safe.Properties.Status, safe.Properties.Attempts)
+	}
+}
