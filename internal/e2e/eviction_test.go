@@ -98,3 +98,35 @@ func TestSimulateEvictionRequeues(t *testing.T) {
 		t.Errorf("Dedicated job = %s after %d attempts, want Completed after 1", safe.Properties.Status, safe.Properties.Attempts)
 	}
 }
+
+// With random evictions, a LowPriority job is evicted again and again until
+// the preemption cap fails it with PreemptionError and the whole history,
+// while a Dedicated job next to it is never touched.
+func TestRandomEvictionsReachTheCap(t *testing.T) {
+	s := startServer(t, "", append(fastNodes, "--eviction-lead-time", "1s", "--eviction-mean-interval", "300ms")...)
+	createPriorityCluster(t, s, "spot", "LowPriority", 1)
+	createPriorityCluster(t, s, "ded", "Dedicated", 1)
+	submitJob(t, s, "safe", "ded", "echo started; sleep 1000")
+	submitJob(t, s, "doomed", "spot", "echo started; sleep 1000")
+	j := waitJob(t, s, "doomed", 180*time.Second)
+	p := j.Properties
+	if p.Status != api.JobFailed || p.Error == nil || p.Error.Code != "PreemptionError" {
+		t.Fatalf("doomed = %s %+v, want Failed with PreemptionError", p.Status, p.Error)
+	}
+	if len(p.AttemptHistory) != 6 || p.Attempts != 6 {
+		t.Fatalf("doomed has %d attempts (%d in history), want 6: %+v", p.Attempts, len(p.AttemptHistory), p.AttemptHistory)
+	}
+	for _, a := range p.AttemptHistory {
+		if a.FailureClass != "preemption" || a.NodeID == "" || a.EndTime == "" {
+			t.Errorf("attempt %+v, want an ended preemption", a)
+		}
+	}
+	safe := getJob(t, s, "safe")
+	if safe.Properties.Status != api.JobRunning || safe.Properties.Attempts != 1 {
+		t.Errorf("Dedicated job = %s after %d attempts, want still Running on its first", safe.Properties.Status, safe.Properties.Attempts)
+	}
+	status, raw := s.request(context.Background(), "GET", workspacePath+"/computes/ded/events", nil)
+	if status != 200 || strings.Contains(string(raw), "Preempt") || strings.Contains(string(raw), "Eviction") {
+		t.Errorf("Dedicated cluster's events mention an eviction: %s", raw)
+	}
+}
