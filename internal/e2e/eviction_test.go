@@ -48,7 +48,7 @@ func waitRunning(t *testing.T, s *server, name string, attempt int) string {
 // file, is requeued with its history and completes on a replacement node;
 // the evicted attempt's log stays readable. A Dedicated cluster refuses.
 func TestSimulateEvictionRequeues(t *testing.T) {
-	s := startServer(t, "", append(fastNodes, "--eviction-lead-time", "5s")...)
+	s := startServer(t, "", append(append(fastNodes, ownUIDs()...), "--eviction-lead-time", "5s")...)
 	createPriorityCluster(t, s, "spot", "LowPriority", 1)
 	createPriorityCluster(t, s, "ded", "Dedicated", 1)
 	submitJob(t, s, "evictee", "spot", evictable)
@@ -103,7 +103,7 @@ func TestSimulateEvictionRequeues(t *testing.T) {
 // the preemption cap fails it with PreemptionError and the whole history,
 // while a Dedicated job next to it is never touched.
 func TestRandomEvictionsReachTheCap(t *testing.T) {
-	s := startServer(t, "", append(fastNodes, "--eviction-lead-time", "1s", "--eviction-mean-interval", "300ms")...)
+	s := startServer(t, "", append(append(fastNodes, ownUIDs()...), "--eviction-lead-time", "1s", "--eviction-mean-interval", "300ms")...)
 	createPriorityCluster(t, s, "spot", "LowPriority", 1)
 	createPriorityCluster(t, s, "ded", "Dedicated", 1)
 	submitJob(t, s, "safe", "ded", "echo started; sleep 1000")
