@@ -401,7 +401,10 @@ func (j *Job) supervise(unwatch func() bool) {
 	stopping, deadline := j.reason != "", j.stopAt.Add(j.grace)
 	j.mu.Unlock()
 	if stopping {
-		// Give the rest of the group what is left of the grace period.
+		// A process forked while the first SIGTERM was being delivered
+		// missed it: tell the group again, then give the rest of it what
+		// is left of the grace period.
+		syscall.Kill(-j.pid, syscall.SIGTERM)
 		for groupAlive(j.pid) && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond) // no event tells when a process group empties
 		}
