@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"kumo/internal/agentproto"
+	"kumo/internal/model"
 	"kumo/internal/runner"
 )
 
@@ -115,8 +116,17 @@ func (j *job) execute() result {
 		defer body.Close()
 		code = body
 	}
+	if err := os.MkdirAll(j.dir, 0o700); err != nil {
+		return j.failed(err)
+	}
+	if err := j.a.restoreCheckpoint(j.ctx, j); err != nil {
+		return j.failed(err)
+	}
 	set := map[string]string{"KUMO_RUN_ID": j.id, "KUMO_NODE_ID": j.a.cfg.NodeID, "AZUREML_RUN_ID": j.amlRunID(),
 		"KUMO_EVICTION_NOTICE_FILE": filepath.Join(j.dir, NoticeFile)}
+	if c := j.checkpoint(); c != "" {
+		set[model.CheckpointEnv] = filepath.Join(j.dir, c)
+	}
 	maps.Copy(set, j.a.cfg.JobEnv)
 	p, err := runner.Start(j.ctx, runner.Spec{
 		Dir:     j.dir,
@@ -224,7 +234,10 @@ func (j *job) output(c runner.Chunk) {
 // when there are no artifacts. It reports whether artifacts must be uploaded.
 func (j *job) ended(res result) bool {
 	j.seal()
-	artifacts := hasFiles(filepath.Join(j.dir, "outputs")) || hasFiles(filepath.Join(j.dir, "logs"))
+	artifacts := false
+	for _, d := range j.uploadDirs() {
+		artifacts = artifacts || hasFiles(filepath.Join(j.dir, d))
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.state, j.res, j.artifacts, j.final = agentproto.JobExited, &res, artifacts, !artifacts

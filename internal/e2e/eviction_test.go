@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -128,5 +129,51 @@ func TestRandomEvictionsReachTheCap(t *testing.T) {
 	status, raw := s.request(context.Background(), "GET", workspacePath+"/computes/ded/events", nil)
 	if status != 200 || strings.Contains(string(raw), "Preempt") || strings.Contains(string(raw), "Eviction") {
 		t.Errorf("Dedicated cluster's events mention an eviction: %s", raw)
+	}
+}
+
+// A job's checkpoint directory is saved when its attempt is evicted (after
+// the job wrote it on SIGTERM) and restored before the retry: the retry
+// resumes where the evicted attempt stopped.
+func TestCheckpointRestoredAfterEviction(t *testing.T) {
+	s := startServer(t, "", append(append(fastNodes, ownUIDs()...), "--eviction-lead-time", "5s")...)
+	createPriorityCluster(t, s, "spot", "LowPriority", 1)
+	const command = `n=$(cat "$KUMO_CHECKPOINT_DIR/step" 2>/dev/null || echo 0); echo "resumed at $n"; ` +
+		`trap 'echo $n > "$KUMO_CHECKPOINT_DIR/step"; echo saved $n; exit 0' TERM; ` +
+		`while [ $n -lt 40 ]; do n=$((n+1)); echo $n > "$KUMO_CHECKPOINT_DIR/step"; sleep 0.2; done; echo "done at $n"`
+	body := api.JobResource{Properties: &api.JobProperties{JobType: "Command", Command: command, ComputeID: "spot",
+		EnvironmentVariables: map[string]string{"KUMO_CHECKPOINT_DIR": "ckpt"}}}
+	if status, raw := s.request(context.Background(), "PUT", workspacePath+"/jobs/resumer", body); status != 201 {
+		t.Fatalf("submit: %d %s", status, raw)
+	}
+	var node string
+	waitFor(t, 60*time.Second, "the first attempt to run", func() (bool, string) {
+		j := getJob(t, s, "resumer")
+		node = j.Properties.NodeID
+		return j.Properties.Status == api.JobRunning && strings.Contains(jobLog(t, s, "resumer"), "resumed at 0"), string(j.Properties.Status)
+	})
+	time.Sleep(2 * time.Second) // about 10 steps: what is tested is that the retry resumes after them
+	if out, err := run(t, s.dir, "compute", "simulate-eviction", "--name", "spot"); err != nil {
+		t.Fatalf("simulate-eviction: %v %s", err, out)
+	}
+	j := waitJob(t, s, "resumer", 120*time.Second)
+	if j.Properties.Status != api.JobCompleted || j.Properties.Attempts != 2 || j.Properties.AttemptHistory[0].NodeID != node {
+		t.Fatalf("resumer = %s after %d attempts %+v", j.Properties.Status, j.Properties.Attempts, j.Properties.AttemptHistory)
+	}
+	log := jobLog(t, s, "resumer")
+	var resumed int
+	if _, err := fmt.Sscanf(log[strings.Index(log, "resumed at "):], "resumed at %d", &resumed); err != nil || resumed < 3 {
+		t.Errorf("retry's log %q: want it resumed from the evicted attempt's checkpoint (step ≥ 3)", log)
+	}
+	if !strings.Contains(log, "done at 40") {
+		t.Errorf("retry's log %q: want it done at 40", log)
+	}
+	dl := t.TempDir()
+	if out, err := run(t, s.dir, "job", "download", "resumer", "--download-path", dl); err != nil {
+		t.Fatalf("download: %v %s", err, out)
+	}
+	old, _ := os.ReadFile(filepath.Join(dl, "attempts", "1", "user_logs", "std_log.txt"))
+	if !strings.Contains(string(old), fmt.Sprintf("saved %d", resumed)) {
+		t.Errorf("attempt 1's log %q: want it saved step %d on SIGTERM", old, resumed)
 	}
 }

@@ -10,6 +10,7 @@
 //	jobs/<runID>/user_logs/std_log.txt  both, in the order they arrived
 //	jobs/<runID>/outputs/, logs/        artifacts uploaded at the job's end
 //	jobs/<runID>/attempts/<N>/          user_logs/, outputs/, logs/ of an earlier attempt N
+//	jobs/<runID>/checkpoint/<dir>/      the job's checkpoint directory, as the latest attempt left it
 //	snapshots/<id>.tar                  uploaded code
 package jobfiles
 
@@ -271,7 +272,11 @@ func orLimits(l, def archive.Limits) archive.Limits {
 // artifact limits: an error wrapping archive.ErrUnsafe or
 // archive.ErrMalformed, or an *archive.LimitError, means the tar was
 // refused, and then nothing is stored or changed.
-func (f *Files) SaveArtifacts(runID string, r io.Reader) error {
+//
+// checkpoint, when not "", is the job's checkpoint directory (see
+// model.CheckpointDir): the tar's entries under it are kept apart, under
+// checkpoint/, replacing the previous attempt's, and outlive attempts.
+func (f *Files) SaveArtifacts(runID string, r io.Reader, checkpoint string) error {
 	dir, err := f.JobDir(runID)
 	if err != nil {
 		return err
@@ -306,7 +311,49 @@ func (f *Files) SaveArtifacts(runID string, r io.Reader) error {
 			return fmt.Errorf("save artifacts: %w", err)
 		}
 	}
+	if checkpoint == "" || !filepath.IsLocal(checkpoint) {
+		return nil
+	}
+	from := filepath.Join(stage, checkpoint)
+	if fi, err := os.Lstat(from); err != nil || !fi.IsDir() {
+		return nil // the job left no checkpoint this time: keep the last one
+	}
+	ck := filepath.Join(dir, checkpointDir)
+	if err := os.RemoveAll(ck); err != nil {
+		return fmt.Errorf("save checkpoint: %w", err)
+	}
+	to := filepath.Join(ck, checkpoint)
+	if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
+		return fmt.Errorf("save checkpoint: %w", err)
+	}
+	if err := os.Rename(from, to); err != nil {
+		return fmt.Errorf("save checkpoint: %w", err)
+	}
 	return nil
+}
+
+// checkpointDir is where, in a job's directory, its checkpoint is kept.
+const checkpointDir = "checkpoint"
+
+// WriteCheckpoint writes a tar of the job's saved checkpoint directory
+// (named checkpoint, as in SaveArtifacts; entries under that name) to w,
+// and reports false, writing nothing, when none was saved.
+func (f *Files) WriteCheckpoint(runID, checkpoint string, w io.Writer) (bool, error) {
+	dir, err := f.JobDir(runID)
+	if err != nil {
+		return false, err
+	}
+	if !filepath.IsLocal(checkpoint) {
+		return false, fmt.Errorf("checkpoint %q is not a local path", checkpoint)
+	}
+	ck := filepath.Join(dir, checkpointDir)
+	if fi, err := os.Lstat(filepath.Join(ck, checkpoint)); err != nil || !fi.IsDir() {
+		return false, nil
+	}
+	if _, err := archive.Write(w, ck, checkpoint); err != nil {
+		return true, fmt.Errorf("write checkpoint: %w", err)
+	}
+	return true, nil
 }
 
 // StartAttempt makes room for attempt n (2 or more) of a job: the output

@@ -293,7 +293,7 @@ func TestSaveArtifactsRefusesEscape(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = f.SaveArtifacts("run1", bytes.NewReader(makeTar(t, tt.entries)))
+			err = f.SaveArtifacts("run1", bytes.NewReader(makeTar(t, tt.entries)), "")
 			if !errors.Is(err, runner.ErrUnsafeEntry) {
 				t.Errorf("SaveArtifacts error = %v, want ErrUnsafeEntry", err)
 			}
@@ -322,7 +322,7 @@ func TestWriteArtifacts(t *testing.T) {
 		{name: "scratch/tmp", typeflag: tar.TypeReg, body: "not an artifact"},
 		{name: "top.txt", typeflag: tar.TypeReg, body: "not an artifact"},
 	})
-	if err := f.SaveArtifacts("run1", bytes.NewReader(art)); err != nil {
+	if err := f.SaveArtifacts("run1", bytes.NewReader(art), ""); err != nil {
 		t.Fatalf("SaveArtifacts: %v", err)
 	}
 	var buf bytes.Buffer
