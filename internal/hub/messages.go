@@ -83,6 +83,9 @@ func (h *Hub) hello(ctx context.Context, c *conn, m agentproto.Message) error {
 		if n.State != from {
 			n.StateSince = h.cfg.Now()
 		}
+		if from == model.NodePreparing && n.ReadyAt.IsZero() {
+			n.ReadyAt = h.cfg.Now().UTC()
+		}
 		err = st.NodeUpdate(ctx, n, from)
 		if errors.Is(err, store.ErrPreconditionFailed) {
 			continue

@@ -38,6 +38,7 @@ type Node struct {
 	CreatedAt  time.Time // when it was asked of the provider
 	StateSince time.Time // when State last changed (idle since, for scale-down)
 	Attempts   int       // provider create attempts for this node slot (backoff)
+	ReadyAt    time.Time // when its agent first registered (its boot ended); zero while preparing
 }
 
 // HoldsQuota reports whether a node in state s counts against its

@@ -10,19 +10,19 @@ import (
 )
 
 const nodeColumns = `id, compute_id, state, credential_hash, address, ssh_port, job_id, reason, note,
-	created_at, state_since, attempts, agent_key`
+	created_at, state_since, attempts, agent_key, ready_at`
 
 const (
 	nodeInsertSQL = `INSERT INTO nodes (
 		id, compute_id, compute_key, state, credential_hash, address, ssh_port, job_id, reason, note,
-		created_at, state_since, attempts, agent_key
-	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		created_at, state_since, attempts, agent_key, ready_at
+	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 	// nodeUpdateSQL replaces every field but the node's identity (ID,
 	// ComputeID) and its agent key when the stored state is the expected one; see nodeArgs.
 	nodeUpdateSQL = `UPDATE nodes SET
 		state = ?, credential_hash = ?, address = ?, ssh_port = ?, job_id = ?, reason = ?, note = ?,
-		created_at = ?, state_since = ?, attempts = ?
+		created_at = ?, state_since = ?, attempts = ?, ready_at = ?
 		WHERE id = ? AND state = ?`
 
 	// nodeBindAgentKeySQL sets an unbound node's agent key.
@@ -39,15 +39,17 @@ func scanNode(sc scanner) (model.Node, error) {
 	var (
 		n              model.Node
 		created, since string
+		ready          sql.NullString
 	)
 	err := sc.Scan(&n.ID, &n.ComputeID, &n.State, &n.CredentialHash, &n.Address, &n.SSHPort, &n.JobID,
-		&n.Reason, &n.Note, &created, &since, &n.Attempts, &n.AgentKey)
+		&n.Reason, &n.Note, &created, &since, &n.Attempts, &n.AgentKey, &ready)
 	if err != nil {
 		return model.Node{}, err
 	}
 	var d decoder
 	n.CreatedAt = d.time("created_at", created)
 	n.StateSince = d.time("state_since", since)
+	n.ReadyAt = d.optTime("ready_at", ready)
 	return n, d.err
 }
 
@@ -56,7 +58,7 @@ func scanNode(sc scanner) (model.Node, error) {
 func nodeArgs(n model.Node, from model.NodeState) []any {
 	return []any{
 		string(n.State), n.CredentialHash, n.Address, n.SSHPort, n.JobID, n.Reason, n.Note,
-		encTime(n.CreatedAt), encTime(n.StateSince), n.Attempts,
+		encTime(n.CreatedAt), encTime(n.StateSince), n.Attempts, encOptTime(n.ReadyAt),
 		n.ID, string(from),
 	}
 }
@@ -66,7 +68,7 @@ func nodeArgs(n model.Node, from model.NodeState) []any {
 func (s *Store) NodeCreate(ctx context.Context, n model.Node) error {
 	_, err := s.exec(ctx, nodeInsertSQL,
 		n.ID, n.ComputeID, fold(n.ComputeID), string(n.State), n.CredentialHash, n.Address, n.SSHPort, n.JobID,
-		n.Reason, n.Note, encTime(n.CreatedAt), encTime(n.StateSince), n.Attempts, n.AgentKey)
+		n.Reason, n.Note, encTime(n.CreatedAt), encTime(n.StateSince), n.Attempts, n.AgentKey, encOptTime(n.ReadyAt))
 	if err != nil {
 		return fmt.Errorf("node create %s: %w", n.ID, storeErr(err))
 	}

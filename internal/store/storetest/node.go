@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -24,7 +25,12 @@ var nodeTests = []test{
 // newNode returns a node of the compute with computeID, with every field
 // set.
 func newNode(id, computeID string, state model.NodeState) model.Node {
+	var ready time.Time
+	if state != model.NodePreparing {
+		ready = at(21) // its agent registered
+	}
 	return model.Node{
+		ReadyAt:        ready,
 		ID:             id,
 		ComputeID:      computeID,
 		State:          state,
@@ -136,6 +142,7 @@ func testNodeUpdate(t *testing.T, s store.Store) {
 	idle.SSHPort = 50001
 	idle.Note = ""
 	idle.StateSince = at(30)
+	idle.ReadyAt = at(30) // its agent registered
 	idle.Attempts = 2
 	if err := s.NodeUpdate(t.Context(), idle, model.NodePreparing); err != nil {
 		t.Fatalf("NodeUpdate(preparing→idle): %v", err)
