@@ -54,11 +54,16 @@ type JobProperties struct {
 	Error         *ErrorDetail   `json:"error,omitempty"`
 	PendingReason *PendingReason `json:"pendingReason,omitempty"` // set while Queued
 	QueuePosition int            `json:"queuePosition,omitempty"` // while Queued: 1 is next on its compute; 0 when not queued
-	Warnings      []string       `json:"warnings,omitempty"`      // e.g. an environment kumo cannot honour
-	CreatedOn     string         `json:"createdOn,omitempty"`
-	StartTime     string         `json:"startTime,omitempty"`
-	EndTime       string         `json:"endTime,omitempty"`
-	Attempts      int            `json:"attempts,omitempty"`
+	// EstimatedStartTime is, while Queued, when the job is expected to
+	// start, from its place in the queue, idle and booting nodes and the
+	// cluster's recent node boot times; "" when it waits for running jobs
+	// to end (which kumo cannot foresee) or is not queued.
+	EstimatedStartTime string   `json:"estimatedStartTime,omitempty"`
+	Warnings           []string `json:"warnings,omitempty"` // e.g. an environment kumo cannot honour
+	CreatedOn          string   `json:"createdOn,omitempty"`
+	StartTime          string   `json:"startTime,omitempty"`
+	EndTime            string   `json:"endTime,omitempty"`
+	Attempts           int      `json:"attempts,omitempty"`
 	// AttemptHistory lists the job's attempts, oldest first: where each
 	// ran, when, and why it ended. A job that was evicted or lost its node
 	// has several; empty until the job is first assigned.
@@ -133,6 +138,10 @@ const (
 	PendingQuotaExceeded     = "QuotaExceeded"
 	PendingCapacityExhausted = "CapacityExhausted"
 	PendingComputeFailed     = "ComputeFailed"
+	// PendingEvictedWaitingToRetry: the job's last attempt was evicted
+	// (its LowPriority node was taken); details name the node, the
+	// attempt and what the retry waits for (waitingFor: another code).
+	PendingEvictedWaitingToRetry = "EvictedWaitingToRetry"
 )
 
 // JobList is one page of jobs.

@@ -62,6 +62,9 @@ func printJobDetail(w io.Writer, j api.JobResource, now time.Time) error {
 	if r := p.PendingReason; r != nil && p.Status == api.JobQueued {
 		line("Pending", strings.TrimSuffix(r.Code+": "+r.Message, ": "))
 	}
+	if p.Status == api.JobQueued && p.EstimatedStartTime != "" {
+		line("Estimated start", formatTime(p.EstimatedStartTime))
+	}
 	line("Compute", p.ComputeID)
 	line("Node", p.NodeID)
 	if p.Resources != nil && p.Resources.InstanceCount > 1 {

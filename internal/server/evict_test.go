@@ -93,3 +93,44 @@ func TestSimulateEviction(t *testing.T) {
 		t.Errorf("a node made before the cluster was LowPriority: status %d %s, want 409", status, body)
 	}
 }
+
+// A queued job whose last attempt was evicted says so, with what the retry
+// waits for, and gets an estimated start from the cluster's boot times.
+func TestEvictedWaitingToRetry(t *testing.T) {
+	h := newHarness(t)
+	body := computeBody("Standard_D2_v2", 0, 2)
+	body["properties"].(map[string]any)["properties"].(map[string]any)["vmPriority"] = "LowPriority"
+	h.mustDo("PUT", wsBase+"/computes/spot", body, model.RoleContributor, 201, nil)
+	h.reconcile()
+	putJob(h, "j1", &api.JobProperties{Command: "train", ComputeID: "spot"})
+	ctx := context.Background()
+	j, err := h.st.JobGet(ctx, wsBase+"/jobs/j1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Attempt 1 ran on n1 (booted in 8s) and was evicted; n1 is gone.
+	start := time.Now().UTC().Add(-time.Minute)
+	if err := h.st.NodeCreate(ctx, model.Node{ID: "n2", ComputeID: j.ComputeID, State: model.NodeRunning, JobID: "other",
+		CreatedAt: start, ReadyAt: start.Add(8 * time.Second), StateSince: start}); err != nil {
+		t.Fatal(err)
+	}
+	from := j.Status
+	if err := j.Assign(&model.Node{ID: "n1", State: model.NodeIdle}, start); err != nil {
+		t.Fatal(err)
+	}
+	j.Lose(model.ReasonPreempted, "node n1: preempted", start.Add(time.Second))
+	if err := h.st.JobUpdate(ctx, j, from, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	var got api.JobResource
+	h.mustDo("GET", wsBase+"/jobs/j1", nil, model.RoleReader, 200, &got)
+	p := got.Properties
+	if r := p.PendingReason; r == nil || r.Code != api.PendingEvictedWaitingToRetry || r.Details["waitingFor"] != api.PendingWaitingForNodes ||
+		!strings.Contains(r.Message, "evicted from node n1") {
+		t.Errorf("pending reason = %+v, want EvictedWaitingToRetry waiting for nodes", r)
+	}
+	est, err := time.Parse(api.TimeFormat, p.EstimatedStartTime)
+	if d := time.Until(est); err != nil || d < 5*time.Second || d > 9*time.Second {
+		t.Errorf("estimated start %q (in %v), want about one boot (8s) from now", p.EstimatedStartTime, d)
+	}
+}

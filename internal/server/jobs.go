@@ -541,6 +541,10 @@ func (s *Server) jobResource(ctx context.Context, j model.Job, views map[string]
 			p.QueuePosition = pos + 1
 			if v != nil {
 				p.PendingReason = v.pendingReason(pos)
+				p.PendingReason = evictedReason(j, p.PendingReason, s)
+				if at, ok := v.estimateStart(s.now().UTC(), pos); ok {
+					p.EstimatedStartTime = s.timestamp(at)
+				}
 			}
 		}
 	}
