@@ -45,6 +45,9 @@ type JobProperties struct {
 	ExperimentName       string                `json:"experimentName,omitempty"`
 	Description          string                `json:"description,omitempty"`
 	Tags                 map[string]string     `json:"tags,omitempty"`
+	// Kumo holds kumo's own job settings, which AML does not have; nil
+	// means the defaults.
+	Kumo *KumoJobSettings `json:"kumo,omitempty"`
 
 	// Read-only.
 	Status        JobStatus      `json:"status,omitempty"`
@@ -68,6 +71,14 @@ type JobProperties struct {
 	// ran, when, and why it ended. A job that was evicted or lost its node
 	// has several; empty until the job is first assigned.
 	AttemptHistory []JobAttempt `json:"attemptHistory,omitempty"`
+}
+
+// KumoJobSettings are a job's kumo extensions (YAML key kumo:).
+type KumoJobSettings struct {
+	// MaxRetries is how often a failure of the job's own (a non-zero
+	// exit, a timeout) is retried, 0 to 10; 0 means never. Lost nodes
+	// and evictions have their own caps.
+	MaxRetries int `json:"maxRetries,omitempty"`
 }
 
 // JobAttempt is one attempt of a job (read-only).

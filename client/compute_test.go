@@ -6,8 +6,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"slices"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 

@@ -80,6 +80,16 @@ name: cifar-1
 			wantWarnings: []string{path + ": ignoring keys kumo does not support: resources.shm_size, services"},
 		},
 		{
+			name: "kumo extensions, reported as such",
+			yaml: "command: 'true'\ncompute: c\nkumo: {checkpoint_dir: ckpt, max_retries: 2, spot: yes}\n",
+			want: &jobFile{Spec: client.CommandJob{Command: "true", Compute: "c", Env: map[string]string{"KUMO_CHECKPOINT_DIR": "ckpt"}, MaxRetries: 2}},
+			wantWarnings: []string{
+				path + ": ignoring keys kumo does not support: kumo.spot",
+				path + ": kumo.checkpoint_dir is a kumo extension (AML ignores it): sets KUMO_CHECKPOINT_DIR=ckpt",
+				path + ": kumo.max_retries is a kumo extension (AML ignores it): a failing job is retried up to 2 times",
+			},
+		},
+		{
 			name:         "inline environment warns",
 			yaml:         "command: 'true'\ncompute: c\nenvironment: {image: python:3.11}\n",
 			want:         &jobFile{Spec: client.CommandJob{Command: "true", Compute: "c"}},

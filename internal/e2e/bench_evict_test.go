@@ -46,8 +46,14 @@ func BenchmarkEviction(b *testing.B) {
 		poll("requeue", func(p api.JobProperties) bool { return p.Attempts > attempt || p.Status == api.JobQueued })
 		requeued = append(requeued, time.Since(t0))
 		if attempt == 5 {
-			attempt++ // the next eviction would reach the cap: start a new job
+			// The next eviction would reach the cap: cancel the job and
+			// start a new one.
 			b.StopTimer()
+			if status, raw := s.request(context.Background(), "POST", workspacePath+"/jobs/"+job+"/cancel", nil); status != 202 {
+				b.Fatalf("cancel: %d %s", status, raw)
+			}
+			waitJob(b, s, job, 60*time.Second)
+			attempt++
 			continue
 		}
 		attempt++

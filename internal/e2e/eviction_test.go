@@ -177,3 +177,31 @@ func TestCheckpointRestoredAfterEviction(t *testing.T) {
 		t.Errorf("attempt 1's log %q: want it saved step %d on SIGTERM", old, resumed)
 	}
 }
+
+// A job's own failures are retried up to its max_retries (the kumo: YAML
+// extension), each attempt with its own log, and then it fails.
+func TestUserRetries(t *testing.T) {
+	s := startServer(t, "", ownUIDs()...)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "job.yml")
+	yml := "command: echo try; exit 3\ncompute: local\nkumo: {max_retries: 2}\n"
+	if err := os.WriteFile(file, []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, s.dir, "job", "create", "--file", file, "--name", "flaky"); err != nil || !strings.Contains(out, "kumo.max_retries is a kumo extension") {
+		t.Fatalf("job create: %v %s", err, out)
+	}
+	j := waitJob(t, s, "flaky", 60*time.Second)
+	p := j.Properties
+	if p.Status != api.JobFailed || p.Attempts != 3 || len(p.AttemptHistory) != 3 || p.Error == nil || p.Error.Code != "UserError" {
+		t.Fatalf("flaky = %s after %d attempts, error %+v; want Failed (UserError) after 3", p.Status, p.Attempts, p.Error)
+	}
+	for _, a := range p.AttemptHistory {
+		if a.FailureClass != "user" || a.ExitCode == nil || *a.ExitCode != 3 {
+			t.Errorf("attempt %+v, want a user failure with exit code 3", a)
+		}
+	}
+	if log := jobLog(t, s, "flaky"); log != "try\n" {
+		t.Errorf("current log = %q, want the last attempt's only", log)
+	}
+}

@@ -51,6 +51,17 @@ const (
 	MaxPreemptionRetries = 5
 )
 
+// MaxUserRetries bounds Job.MaxRetries.
+const MaxUserRetries = 10
+
+// ValidateMaxRetries checks a job's user retry budget.
+func ValidateMaxRetries(n int) error {
+	if n < 0 || n > MaxUserRetries {
+		return fieldErr(CodeInvalidParameter, "properties.kumo.maxRetries", "properties.kumo.maxRetries must be 0 to %d; got %d", MaxUserRetries, n)
+	}
+	return nil
+}
+
 // Error codes a job fails with when a retry cap is reached.
 const (
 	ErrorCodeNodeFailure = "NodeFailure"     // infrastructure retries used up

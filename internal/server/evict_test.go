@@ -134,3 +134,23 @@ func TestEvictedWaitingToRetry(t *testing.T) {
 		t.Errorf("estimated start %q (in %v), want about one boot (8s) from now", p.EstimatedStartTime, d)
 	}
 }
+
+func TestJobMaxRetries(t *testing.T) {
+	h := newHarness(t)
+	putJob(h, "retried", &api.JobProperties{Command: "true", Kumo: &api.KumoJobSettings{MaxRetries: 3}})
+	var got api.JobResource
+	h.mustDo("GET", wsBase+"/jobs/retried", nil, model.RoleReader, 200, &got)
+	if k := got.Properties.Kumo; k == nil || k.MaxRetries != 3 {
+		t.Errorf("kumo settings = %+v, want maxRetries 3", k)
+	}
+	if j, err := h.st.JobGet(context.Background(), wsBase+"/jobs/retried"); err != nil || j.MaxRetries != 3 {
+		t.Errorf("stored MaxRetries = %d, %v; want 3", j.MaxRetries, err)
+	}
+	for _, n := range []int{-1, model.MaxUserRetries + 1} {
+		status, body, _ := h.do("PUT", wsBase+"/jobs/bad", api.JobResource{Properties: &api.JobProperties{JobType: "Command",
+			Command: "true", ComputeID: "local", Kumo: &api.KumoJobSettings{MaxRetries: n}}}, model.RoleContributor)
+		if status != http.StatusBadRequest || !strings.Contains(string(body), "maxRetries") {
+			t.Errorf("maxRetries %d: status %d %s, want 400", n, status, body)
+		}
+	}
+}

@@ -145,6 +145,13 @@ func (s *Server) jobFromRequest(ctx context.Context, ws model.Workspace, name st
 	if err := model.ValidateInstanceCount(count); err != nil {
 		return model.Job{}, err
 	}
+	maxRetries := 0
+	if p.Kumo != nil {
+		maxRetries = p.Kumo.MaxRetries
+	}
+	if err := model.ValidateMaxRetries(maxRetries); err != nil {
+		return model.Job{}, err
+	}
 	var timeout time.Duration
 	if p.Limits != nil {
 		if timeout, err = model.ParseJobTimeout(p.Limits.Timeout); err != nil {
@@ -213,7 +220,7 @@ func (s *Server) jobFromRequest(ctx context.Context, ws model.Workspace, name st
 	return model.Job{
 		ID: ws.ID + "/jobs/" + name, Name: name, RunID: secret.RandomID(12), WorkspaceID: ws.ID, ComputeID: computeID,
 		DisplayName: p.DisplayName, ExperimentName: p.ExperimentName, Command: command, Env: env, SnapshotID: p.CodeID,
-		Timeout: timeout, InstanceCount: count, Status: model.JobQueued, Seq: seq, CreatedAt: s.now().UTC(),
+		Timeout: timeout, InstanceCount: count, MaxRetries: maxRetries, Status: model.JobQueued, Seq: seq, CreatedAt: s.now().UTC(),
 		CreatedBy: callerName(ctx), CreatedByToken: caller(ctx).ID, Warnings: warnings,
 	}, nil
 }
@@ -508,6 +515,9 @@ func (s *Server) jobResource(ctx context.Context, j model.Job, views map[string]
 	}
 	if p.DisplayName == "" {
 		p.DisplayName = j.Name
+	}
+	if j.MaxRetries > 0 {
+		p.Kumo = &api.KumoJobSettings{MaxRetries: j.MaxRetries}
 	}
 	for _, a := range j.History {
 		p.AttemptHistory = append(p.AttemptHistory, api.JobAttempt{Number: a.Number, NodeID: a.NodeID,
