@@ -170,8 +170,17 @@ type Store interface {
 	NodeListByCompute(ctx context.Context, computeID string) ([]model.Node, error)
 	// NodeList returns every node ordered by CreatedAt, ID.
 	NodeList(ctx context.Context) ([]model.Node, error)
-	// NodeDelete removes the node with the given ID.
+	// NodeDelete removes the node with the given ID. Its usage record, if
+	// it has one, ends at the node's StateSince (when it left service).
 	NodeDelete(ctx context.Context, id string) error
+	// NodeCreateUsage inserts n and its usage record u (u.NodeID is n.ID)
+	// in one transaction; ErrConflict if n's ID exists.
+	NodeCreateUsage(ctx context.Context, n model.Node, u model.NodeUsage) error
+	// UsageList returns the usage records of a workspace's nodes, of one
+	// compute when computeID is not "", that accrued within [from, to):
+	// started before to and not ended by from; ordered by StartedAt,
+	// NodeID. Records outlive their nodes and computes.
+	UsageList(ctx context.Context, workspaceID, computeID string, from, to time.Time) ([]model.NodeUsage, error)
 
 	// EventAppend records e.
 	EventAppend(ctx context.Context, e model.Event) error

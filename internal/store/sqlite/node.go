@@ -139,11 +139,20 @@ func (s *Store) NodeList(ctx context.Context) ([]model.Node, error) {
 }
 
 // NodeDelete implements store.Store.
+// Its usage record, if any, ends at the node's state_since (when it left
+// service), in the same transaction.
 func (s *Store) NodeDelete(ctx context.Context, id string) error {
-	res, err := s.exec(ctx, nodeDeleteSQL, id)
-	if err == nil {
-		err = mustAffect(res)
-	}
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE node_usage SET ended_at = (SELECT state_since FROM nodes WHERE id = ?)
+			WHERE node_id = ? AND ended_at IS NULL`, id, id); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, nodeDeleteSQL, id)
+		if err == nil {
+			err = mustAffect(res)
+		}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("node delete %s: %w", id, err)
 	}
