@@ -7,7 +7,7 @@ import (
 
 // Costs of a known run match the catalog prices to the cent.
 func TestCostToTheCent(t *testing.T) {
-	d2, _ := Region{Sizes: Catalog}.Size("Standard_D2_v2")   // 0.146 $/h dedicated, 0.0292 low priority
+	d2, _ := Region{Sizes: Catalog}.Size("Standard_D2_v2")    // 0.146 $/h dedicated, 0.0292 low priority
 	nc6, _ := Region{Sizes: Catalog}.Size("Standard_NC6s_v3") // a GPU size
 	start := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	usages := []NodeUsage{
