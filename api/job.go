@@ -71,6 +71,11 @@ type JobProperties struct {
 	// ran, when, and why it ended. A job that was evicted or lost its node
 	// has several; empty until the job is first assigned.
 	AttemptHistory []JobAttempt `json:"attemptHistory,omitempty"`
+	// NodeHours and Cost are what the job's attempts used of their nodes
+	// so far (cost in USD at the nodes' catalog prices, to the cent);
+	// zero on compute local and before it first runs.
+	NodeHours float64 `json:"nodeHours,omitempty"`
+	Cost      float64 `json:"cost,omitempty"`
 }
 
 // KumoJobSettings are a job's kumo extensions (YAML key kumo:).

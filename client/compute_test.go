@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"kumo/api"
 )
@@ -351,5 +352,22 @@ func TestSimulateEviction(t *testing.T) {
 	}
 	if want := []string{"", "n 1"}; !slices.Equal(got, want) {
 		t.Errorf("nodeId sent = %q, want %q", got, want)
+	}
+}
+
+func TestCosts(t *testing.T) {
+	f := newFakeARM(t)
+	var query string
+	f.mux.HandleFunc("GET "+testWS+"/costs", func(w http.ResponseWriter, r *http.Request) {
+		query = r.URL.Query().Get("from") + " " + r.URL.Query().Get("to")
+		writeJSON(w, http.StatusOK, api.CostReport{Currency: "USD", Total: 1.5})
+	})
+	from := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	rep, err := f.workspace().Costs(context.Background(), from, from.Add(24*time.Hour))
+	if err != nil || rep.Total != 1.5 {
+		t.Fatalf("Costs = %+v, %v", rep, err)
+	}
+	if query != "2026-03-01T00:00:00Z 2026-03-02T00:00:00Z" {
+		t.Errorf("from/to sent = %q", query)
 	}
 }

@@ -396,3 +396,31 @@ func TestComputeSimulateEviction(t *testing.T) {
 		})
 	}
 }
+
+func TestComputeListUsageCost(t *testing.T) {
+	e := newTestEnv(t)
+	var query string
+	e.mux.HandleFunc("GET "+testWS+"/costs", func(w http.ResponseWriter, r *http.Request) {
+		query = r.URL.RawQuery
+		writeJSON(w, http.StatusOK, api.CostReport{Currency: "USD", From: "2026-03-01T00:00:00Z", To: "2026-03-02T00:00:00Z", Total: 0.51,
+			Computes: []api.ComputeCostLine{{Name: "ded", NodeHours: 3, Cost: 0.44}, {Name: "spot", NodeHours: 2.5, Cost: 0.07}},
+			Jobs:     []api.JobCostLine{{Name: "train", Compute: "spot", NodeHours: 1.5, Cost: 0.04}}})
+	})
+	if code := e.run("compute", "list-usage", "--cost", "--from", "2026-03-01T00:00:00Z", "--to", "2026-03-02T00:00:00Z"); code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, e.errOut.String())
+	}
+	if !strings.Contains(query, "from=2026-03-01T00%3A00%3A00Z") || !strings.Contains(query, "to=2026-03-02") {
+		t.Errorf("query = %q", query)
+	}
+	for _, want := range []string{": $0.51 (USD, catalog prices)\n", "ded      3.00        $0.44\n", "train  spot     1.50        $0.04\n"} {
+		if !strings.Contains(e.out.String(), want) {
+			t.Errorf("stdout:\n%s\nwant %q", e.out.String(), want)
+		}
+	}
+	if code := e.run("compute", "list-usage", "--from", "2026-03-01T00:00:00Z"); code == 0 {
+		t.Errorf("--from without --cost: exit 0")
+	}
+	if code := e.run("compute", "list-usage", "--cost", "--from", "yesterday"); code == 0 || !strings.Contains(e.errOut.String(), "RFC 3339") {
+		t.Errorf("bad --from: exit %d, stderr %q", code, e.errOut.String())
+	}
+}

@@ -108,6 +108,9 @@ func printJobDetail(w io.Writer, j api.JobResource, now time.Time) error {
 	if p.ExitCode != nil {
 		line("Exit code", fmt.Sprint(*p.ExitCode))
 	}
+	if p.NodeHours > 0 {
+		line("Usage", fmt.Sprintf("%.2f node-hours, %s", p.NodeHours, money(p.Cost)))
+	}
 	if e := p.Error; e != nil {
 		line("Error", strings.TrimSuffix(e.Code+": "+e.Message, ": "))
 	}

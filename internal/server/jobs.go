@@ -519,6 +519,9 @@ func (s *Server) jobResource(ctx context.Context, j model.Job, views map[string]
 	if j.MaxRetries > 0 {
 		p.Kumo = &api.KumoJobSettings{MaxRetries: j.MaxRetries}
 	}
+	if err := s.jobCost(ctx, j, p); err != nil {
+		s.log.Error("job cost", "job", j.ID, "err", err)
+	}
 	for _, a := range j.History {
 		p.AttemptHistory = append(p.AttemptHistory, api.JobAttempt{Number: a.Number, NodeID: a.NodeID,
 			StartTime: s.timestamp(a.StartedAt), EndTime: s.timestamp(a.EndedAt), FailureClass: string(a.Class),

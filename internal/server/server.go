@@ -192,6 +192,7 @@ func (s *Server) routes() {
 	r("GET "+wsp+"/jobs/{job}", model.RoleReader, s.jobGet)
 	r("PUT "+wsp+"/jobs/{job}", model.RoleContributor, s.jobPut)
 	r("POST "+wsp+"/jobs/{job}/cancel", model.RoleContributor, s.jobCancel)
+	r("GET "+wsp+"/costs", model.RoleReader, s.costReport)
 	stream("GET "+wsp+"/jobs/{job}/logs", model.RoleReader, s.jobLogs)
 	stream("GET "+wsp+"/jobs/{job}/artifacts", model.RoleReader, s.jobArtifacts)
 	r("GET "+cp+"/events", model.RoleReader, s.computeEvents)
