@@ -29,7 +29,6 @@ func (s *sent) Send(nodeID string, m agentproto.Message) error {
 
 type seen map[string]time.Time
 
-
 const ws = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
 
 // env is a checker over a real SQLite store and the fake provider, with
