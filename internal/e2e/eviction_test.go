@@ -49,7 +49,7 @@ func waitRunning(t *testing.T, s *server, name string, attempt int) string {
 // file, is requeued with its history and completes on a replacement node;
 // the evicted attempt's log stays readable. A Dedicated cluster refuses.
 func TestSimulateEvictionRequeues(t *testing.T) {
-	s := startServer(t, "", append(append(fastNodes, ownUIDs()...), "--eviction-lead-time", "5s")...)
+	s := startServer(t, "", append(fastNodes, "--eviction-lead-time", "5s")...)
 	createPriorityCluster(t, s, "spot", "LowPriority", 1)
 	createPriorityCluster(t, s, "ded", "Dedicated", 1)
 	submitJob(t, s, "evictee", "spot", evictable)
@@ -104,7 +104,7 @@ func TestSimulateEvictionRequeues(t *testing.T) {
 // the preemption cap fails it with PreemptionError and the whole history,
 // while a Dedicated job next to it is never touched.
 func TestRandomEvictionsReachTheCap(t *testing.T) {
-	s := startServer(t, "", append(append(fastNodes, ownUIDs()...), "--eviction-lead-time", "1s", "--eviction-mean-interval", "300ms")...)
+	s := startServer(t, "", append(fastNodes, "--eviction-lead-time", "1s", "--eviction-mean-interval", "300ms")...)
 	createPriorityCluster(t, s, "spot", "LowPriority", 1)
 	createPriorityCluster(t, s, "ded", "Dedicated", 1)
 	submitJob(t, s, "safe", "ded", "echo started; sleep 1000")
@@ -136,7 +136,7 @@ func TestRandomEvictionsReachTheCap(t *testing.T) {
 // the job wrote it on SIGTERM) and restored before the retry: the retry
 // resumes where the evicted attempt stopped.
 func TestCheckpointRestoredAfterEviction(t *testing.T) {
-	s := startServer(t, "", append(append(fastNodes, ownUIDs()...), "--eviction-lead-time", "5s")...)
+	s := startServer(t, "", append(fastNodes, "--eviction-lead-time", "5s")...)
 	createPriorityCluster(t, s, "spot", "LowPriority", 1)
 	const command = `n=$(cat "$KUMO_CHECKPOINT_DIR/step" 2>/dev/null || echo 0); echo "resumed at $n"; ` +
 		`trap 'echo $n > "$KUMO_CHECKPOINT_DIR/step"; echo saved $n; exit 0' TERM; ` +
@@ -181,7 +181,7 @@ func TestCheckpointRestoredAfterEviction(t *testing.T) {
 // A job's own failures are retried up to its max_retries (the kumo: YAML
 // extension), each attempt with its own log, and then it fails.
 func TestUserRetries(t *testing.T) {
-	s := startServer(t, "", ownUIDs()...)
+	s := startServer(t, "")
 	dir := t.TempDir()
 	file := filepath.Join(dir, "job.yml")
 	yml := "command: echo try; exit 3\ncompute: local\nkumo: {max_retries: 2}\n"

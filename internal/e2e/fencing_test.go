@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,14 +29,6 @@ func agentPIDs(t *testing.T, node string) []int {
 	return pids
 }
 
-// ownUIDs are kumo up flags giving this test's jobs uids no other kumo on
-// the machine uses by default: a job's end kills every process of its uid,
-// so tests run at once by others must not share them.
-func ownUIDs() []string {
-	start := 1_000_000 + rand.IntN(1000)*100
-	return []string{"--job-uid-range", fmt.Sprintf("%d-%d", start, start+99)}
-}
-
 func signalAll(pids []int, sig syscall.Signal) {
 	for _, pid := range pids {
 		_ = syscall.Kill(pid, sig)
@@ -51,7 +41,7 @@ func signalAll(pids []int, sig syscall.Signal) {
 // the old attempt is accepted when it resumes: the job's output shows
 // exactly one completed run.
 func TestStoppedAgentIsFenced(t *testing.T) {
-	s := startServer(t, "", append(fastNodes, ownUIDs()...)...) // heartbeat timeout 3s
+	s := startServer(t, "", fastNodes...) // heartbeat timeout 3s
 	createCluster(t, s, "c1", 0, 1, "PT30S")
 	const command = `echo started; sleep 4; echo completed-run`
 
