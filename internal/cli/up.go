@@ -98,6 +98,7 @@ kumo CLI and the Go SDK find the server.`,
 	f.DurationVar(&o.HeartbeatTimeout, "heartbeat-timeout", 30*time.Second, "how long a silent node stays usable before it is replaced")
 	f.DurationVar(&o.BootTimeout, "boot-timeout", 2*time.Minute, "how long a new node may take to register")
 	f.DurationVar(&o.EvictionLead, "eviction-lead-time", 30*time.Second, "how long before an evicted LowPriority node of region local is taken its job gets notice (SIGTERM and $KUMO_EVICTION_NOTICE_FILE)")
+	f.Float64Var(&o.LowPriorityPriceShare, "low-priority-price-share", 0, "low-priority price as a share of the dedicated price in region local, for costs (0: the catalog's 0.2)")
 	f.DurationVar(&o.MeanTimeBetweenEvictions, "eviction-mean-interval", 0, "evict a random LowPriority node of region local this often on average, to rehearse (0: only with kumo compute simulate-eviction)")
 	f.Float64Var(&o.Limits.RateLimit, "rate-limit", 0, "requests per second each API token may make on average (0: 1000; negative: no limit)")
 	f.IntVar(&o.Limits.RateBurst, "rate-burst", 0, "requests an API token may make at once (0: 2000)")

@@ -100,6 +100,10 @@ type Options struct {
 	// LowPriority node this long apart on average; zero means only on
 	// request (kumo compute simulate-eviction).
 	MeanTimeBetweenEvictions time.Duration
+	// LowPriorityPriceShare is the share of a size's dedicated price its
+	// low-priority price is in region local (costs, vmSizes); zero means
+	// the catalog's (0.2).
+	LowPriorityPriceShare float64
 	// SnapshotLimits bound an uploaded code snapshot; zero fields mean
 	// archive.DefaultLimits'. A snapshot over them is refused with 413.
 	SnapshotLimits archive.Limits
@@ -174,6 +178,12 @@ func Run(ctx context.Context, o Options) error {
 	useTLS := o.TLS != TLSOff || (o.CertFile != "" && o.KeyFile != "")
 	if o.TLS != TLSOff && o.TLS != TLSAuto {
 		return fmt.Errorf("--tls %q is invalid: use %q or %q", o.TLS, TLSAuto, TLSOff)
+	}
+	if o.LowPriorityPriceShare < 0 || o.LowPriorityPriceShare > 1 {
+		return fmt.Errorf("--low-priority-price-share %v is invalid: use a share of the dedicated price, above 0 and at most 1", o.LowPriorityPriceShare)
+	}
+	if o.EvictionLead < 0 || o.MeanTimeBetweenEvictions < 0 {
+		return fmt.Errorf("--eviction-lead-time and --eviction-mean-interval must not be negative")
 	}
 	if !useTLS && !isLoopback(host) {
 		return fmt.Errorf("refusing to serve plain HTTP on %s: bearer tokens would cross the network unencrypted; use TLS (--tls auto, or --tls-cert and --tls-key) or listen on 127.0.0.1", o.Addr)
@@ -253,7 +263,8 @@ func Run(ctx context.Context, o Options) error {
 		o.MemoryOvercommit = DefaultMemoryOvercommit
 	}
 	o.CPUOvercommit = cpuOver
-	regions := map[string]model.Region{DefaultRegion: model.NewRegion(DefaultRegion, "local", hostCapacity(cpuOver, o.MemoryOvercommit))}
+	regions := map[string]model.Region{DefaultRegion: model.NewRegion(DefaultRegion, "local", hostCapacity(cpuOver, o.MemoryOvercommit)).
+		WithLowPriorityShare(o.LowPriorityPriceShare)}
 	rt, err := newRuntime(o, st, regions, base)
 	if err != nil {
 		ln.Close()
