@@ -401,10 +401,18 @@ func (j *Job) supervise(unwatch func() bool) {
 	stopping, deadline := j.reason != "", j.stopAt.Add(j.grace)
 	j.mu.Unlock()
 	if stopping {
-		// A process forked while the first SIGTERM was being delivered
-		// missed it: tell the group again, then give the rest of it what
-		// is left of the grace period.
-		syscall.Kill(-j.pid, syscall.SIGTERM)
+		// A child the shell was starting when SIGTERM came can lose it: it
+		// still runs the shell's code, with the shell's handler, until it
+		// execs, and the exec forgets the signal. Tell the group again a
+		// few times while such a child may be in that window, then give the
+		// rest of it what is left of the grace period.
+		for _, wait := range []time.Duration{0, 20 * time.Millisecond, 100 * time.Millisecond} {
+			time.Sleep(wait)
+			if !groupAlive(j.pid) {
+				break
+			}
+			syscall.Kill(-j.pid, syscall.SIGTERM)
+		}
 		for groupAlive(j.pid) && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond) // no event tells when a process group empties
 		}
