@@ -444,3 +444,20 @@ func BenchmarkForkExecTrue(b *testing.B) {
 		}
 	}
 }
+
+// A job evicted while its shell is starting a background child ends on
+// SIGTERM: the child that was between fork and exec when the first SIGTERM
+// came (and lost it with the shell's handler) gets another once the shell
+// exits. Repeated, as the window is narrow.
+func TestEvictDuringFork(t *testing.T) {
+	for i := range 60 {
+		j, err := Start(context.Background(), Spec{Dir: t.TempDir(), Command: `trap 'exit 0' TERM; sleep 1000 & wait`, Grace: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		j.Evict(20 * time.Second)
+		if r := j.Wait(); strings.Contains(r.Message, "SIGKILL") {
+			t.Fatalf("eviction %d: %s; want the group ended on SIGTERM", i, r.Message)
+		}
+	}
+}
