@@ -231,7 +231,19 @@ type NodeInformation struct {
 	// kumo's additions (ignored by Azure SDKs).
 	Note   string `json:"note,omitempty"`   // e.g. that the size's limits are recorded only
 	Reason string `json:"reason,omitempty"` // why the node is unusable or leaving
+	// SSHHostKey is the node's SSH host public key in authorized_keys
+	// form ("ssh-ed25519 AAAA..."), and SSHHostKeyFingerprint its SHA256
+	// fingerprint as ssh-keygen -l shows it; empty until the node's agent
+	// reported it, or when the cluster has no admin account.
+	SSHHostKey            string `json:"sshHostKey,omitempty"`
+	SSHHostKeyFingerprint string `json:"sshHostKeyFingerprint,omitempty"`
 }
+
+// SSHUpgrade is the Upgrade header value of a request for an SSH tunnel
+// (GET .../computes/{name}/nodes/{nodeId}/ssh): once the server answers
+// 101 Switching Protocols, the connection carries the bytes of an SSH
+// connection to the node's SSH server.
+const SSHUpgrade = "kumo-ssh/1"
 
 // NodeList is one page of listNodes. NextLink is omitted on the last page.
 type NodeList struct {

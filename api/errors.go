@@ -45,4 +45,6 @@ const (
 	CodeTooManyRequests       = "TooManyRequests"          // the token is past its rate limit; see Retry-After
 	CodeLastOwnerToken        = "LastOwnerToken"           // revoking the token would leave no owner
 	CodeRequestURITooLong     = "RequestUriTooLong"        // the URL's path or query is too long
+	CodeSSHNotEnabled         = "RemoteLoginNotEnabled"    // the compute has no admin account to log in with
+	CodeNodeNotConnected      = "NodeNotConnected"         // the node's agent is not connected now
 )

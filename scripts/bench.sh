@@ -13,7 +13,14 @@ run() {
 run -bench 'BenchmarkSubmitToStart$' -benchtime 1000x ./internal/e2e
 # Queued job → the node provider's Create call (1,000 jobs).
 run -bench 'BenchmarkQueuedToCreate$' -benchtime 1000x ./internal/controller/autoscale
+# Queued job → process started on a new node: local provider, and (as root,
+# with ip and sshd) the SSH-hosts provider.
+run -bench 'BenchmarkLocalNodeReady$|BenchmarkSSHHostsNodeReady$' -benchtime 20x ./internal/e2e
 # Trivial jobs completed per second through an 8-node local cluster.
 run -bench 'BenchmarkThroughput8Nodes$' -benchtime 3000x ./internal/e2e
 # This host's ceiling: bare process spawns, and one job through the runner.
 run -bench 'BenchmarkSpawnShell$|BenchmarkRunTrivial$' -benchtime 2000x ./internal/runner
+# SSH through the control plane's tunnel beside a direct connection (needs
+# Debian's openssh-client): 100 `ssh node true`, and scp of 100 MB.
+run -bench 'BenchmarkSSHRoundTrip$' -benchtime 100x ./internal/e2e
+run -bench 'BenchmarkSCPThroughput$' -benchtime 3x ./internal/e2e

@@ -27,6 +27,15 @@
 // reported as ended with reason "error": its process cannot be supervised
 // any more, so it is killed if it still runs.
 //
+// The agent also serves SSH for the cluster's admin account (package
+// [sshd]): the control plane opens a stream of the agent's connection per
+// tunnelled SSH connection, and, with remoteLoginPortPublicAccess Enabled,
+// the node's SSH port listens too. Welcome carries the logins accepted
+// (never the password, only its hash); Hello carries the host key, made
+// in memory like the agent key; the agent reports refused logins
+// (AuthFailed) and the count of open sessions (a Heartbeat at once when it
+// changes), so that the autoscaler keeps a node someone is logged in to.
+//
 // Every request carries a proof signed by a key pair the process makes in
 // memory when it starts ([agentproto.Key]); the connect request is dialed by
 // the agent itself so that the proof also signs the TLS connection. The
@@ -38,7 +47,9 @@
 // plane restarted, keeps its key and is accepted.
 //
 // Goroutines: Run owns all of them. Per connection, one reads messages (Run's
-// own goroutine) and one sends heartbeats; per job, one goroutine runs it
+// own goroutine), one sends heartbeats and one accepts the control plane's
+// SSH streams (one goroutine per stream, ended by the SSH server's Close
+// when Run stops, like the public SSH port's accept loop); per job, one goroutine runs it
 // from start to Done, plus the runner's own and, during an upload, one that
 // writes the tar. All end before Run returns.
 package agent
@@ -63,6 +74,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/yamux"
+
+	"kumo/internal/agent/sshd"
 	"kumo/internal/agentproto"
 	"kumo/internal/cgroup"
 	"kumo/internal/jobuser"
@@ -138,6 +152,16 @@ type Config struct {
 	// that its proof signs the connection's TLS keying material.
 	HTTPClient *http.Client
 
+	// SSHHelper is the argv of the helper that serves sftp and dials port
+	// forwards as JobUser (sshd.Config.Helper), e.g. the kumo binary and
+	// "ssh-helper"; nil means no sftp, and no port forwards when JobUser
+	// is set.
+	SSHHelper []string
+
+	// SSHLimits bound refused SSH logins per source; zero fields take
+	// sshd.DefaultLimits'.
+	SSHLimits sshd.Limits
+
 	// Log receives operational logs; nil means slog.Default().
 	Log *slog.Logger
 }
@@ -182,9 +206,14 @@ type agent struct {
 	stopOnce   sync.Once
 	wg         sync.WaitGroup // job goroutines
 
-	mu   sync.Mutex
-	jobs map[string]*job // by run ID: every job not yet acknowledged
-	sess *session        // the welcomed connection; nil while disconnected
+	ssh     *sshd.Server // the node's SSH server; logins accepted once Welcome carries credentials
+	hostKey string       // its public key, authorized_keys form
+	sshWG   sync.WaitGroup
+
+	mu     sync.Mutex
+	jobs   map[string]*job // by run ID: every job not yet acknowledged
+	sess   *session        // the welcomed connection; nil while disconnected
+	public net.Listener    // the SSH port, when the cluster opens it; nil otherwise
 }
 
 func newAgent(cfg Config) (*agent, error) {
@@ -240,6 +269,9 @@ func newAgent(cfg Config) (*agent, error) {
 	}
 	a.address = hostAddress()
 	a.note = cgroup.Detect().Note()
+	if err := a.newSSH(); err != nil {
+		return nil, err
+	}
 	a.jobsCtx, a.cancelJobs = context.WithCancel(context.Background())
 	return a, nil
 }
@@ -364,6 +396,13 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 func (a *agent) stop() {
 	a.stopOnce.Do(func() {
 		close(a.stopping)
+		a.mu.Lock()
+		if a.public != nil {
+			a.public.Close()
+		}
+		a.mu.Unlock()
+		a.ssh.Close()
+		a.sshWG.Wait()
 		a.cancelJobs()
 		a.wg.Wait()
 	})
@@ -390,18 +429,27 @@ func (s *session) send(m agentproto.Message) error {
 func (a *agent) session(ctx context.Context) (welcomed bool, err error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	conn, err := a.connect(sctx)
+	raw, err := a.connect(sctx)
 	if err != nil {
 		return false, err
 	}
-	unwatch := context.AfterFunc(sctx, func() { conn.Close() })
+	mux, err := yamux.Client(raw, agentproto.MuxConfig())
+	if err != nil {
+		raw.Close()
+		return false, fmt.Errorf("connect: %w", err)
+	}
+	unwatch := context.AfterFunc(sctx, func() { mux.Close() })
 	defer func() {
 		unwatch()
-		conn.Close()
+		mux.Close()
 	}()
-	s := &session{conn: conn, enc: agentproto.NewEncoder(conn)}
+	conn, err := mux.OpenStream()
+	if err != nil {
+		return false, fmt.Errorf("connect: open message stream: %w", err)
+	}
+	s := &session{conn: mux, enc: agentproto.NewEncoder(conn)}
 	hello, reported := a.hello()
-	handshake := time.AfterFunc(handshakeTimeout, func() { conn.Close() })
+	handshake := time.AfterFunc(handshakeTimeout, func() { mux.Close() })
 	if err := s.enc.Send(hello); err != nil {
 		handshake.Stop()
 		return false, err
@@ -416,6 +464,7 @@ func (a *agent) session(ctx context.Context) (welcomed bool, err error) {
 		return false, fmt.Errorf("first server message is %q, not welcome", m.Type)
 	}
 	a.log.Info("agent: connected", "url", a.base, "jobs", len(hello.Jobs))
+	a.welcomeSSH(m.SSH)
 
 	a.mu.Lock()
 	a.sess = s
@@ -442,6 +491,9 @@ func (a *agent) session(ctx context.Context) (welcomed bool, err error) {
 	defer cancel()
 	interval := orDefault(m.HeartbeatInterval, a.cfg.HeartbeatInterval)
 	hb.Go(func() { a.heartbeat(sctx, s, interval) })
+	hb.Go(func() { a.acceptStreams(mux) }) // ends when cancel closes mux
+	open := a.ssh.Open()
+	s.send(agentproto.Message{Type: agentproto.TypeHeartbeat, Sessions: &open})
 
 	for {
 		m, err := dec.Next()
@@ -638,6 +690,7 @@ func (a *agent) hello() (agentproto.Message, map[string]agentproto.JobState) {
 		NodeID:   a.cfg.NodeID,
 		Address:  a.address,
 		Note:     a.note,
+		HostKey:  a.hostKey,
 	}
 	reported := make(map[string]agentproto.JobState, len(jobs))
 	for _, j := range jobs {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"kumo/internal/agentproto"
+	"kumo/internal/jobfiles"
 	"kumo/internal/jobuser"
 	"kumo/internal/runner"
 )
@@ -568,6 +570,56 @@ func BenchmarkRunTrivial(b *testing.B) {
 	}
 }
 
+// TestLogLimit runs a job that prints far past its LogLimit: it completes,
+// the agent sends little more than the limit, and the node's log file stays
+// within the limit and ends with the cut line.
+func TestLogLimit(t *testing.T) {
+	fs := newFakeServer(t)
+	ta := startAgent(t, fs, "")
+	c, _ := fs.welcome(agentproto.Message{})
+	const limit = 1 << 20
+	spec := agentproto.JobSpec{RunID: "r-loud", LogLimit: limit,
+		Command: "echo start; head -c 20971520 /dev/zero | tr '\\0' a; echo end >&2"}
+	c.send(agentproto.Message{Type: agentproto.TypeRun, Job: &spec})
+	c.next(agentproto.TypeStarted)
+	stdout, stderr, done := c.output(spec.RunID, agentproto.Offsets{}, agentproto.TypeDone)
+	if done.ExitCode == nil || *done.ExitCode != 0 {
+		t.Errorf("done = %+v, want exit code 0", done)
+	}
+	// The chunk that passes the limit is sent whole (the control plane cuts
+	// it); nothing after it.
+	if sent := len(stdout) + len(stderr); sent <= limit || sent > limit+64<<10 {
+		t.Errorf("sent %d bytes of output, want just over the limit %d", sent, limit)
+	}
+	line := jobfiles.CutLine("stdout", limit, limit)
+	b, err := os.ReadFile(filepath.Join(ta.jobDir(spec.RunID), runner.StdLogFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := limit + 1 + len(line); len(b) != want || !strings.HasPrefix(string(b), "start\n") || !strings.HasSuffix(string(b), "\n"+line) {
+		t.Errorf("node's std_log holds %d bytes ending %q, want %d ending with the cut line %q", len(b), b[max(0, len(b)-200):], want, line)
+	}
+
+	// The control plane, cutting at the same limit (which there counts a
+	// few bytes of index too), stores at most the limit and its own cut
+	// line.
+	files, err := jobfiles.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	files.SetLogLimit(limit)
+	if err := files.Append(spec.RunID, "stdout", 0, []byte(stdout)); !errors.Is(err, jobfiles.ErrLogCut) {
+		t.Fatalf("Append = %v, want ErrLogCut", err)
+	}
+	var stored bytes.Buffer
+	if _, err := files.ReadLog(spec.RunID, jobfiles.StdLog, 0, &stored); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored.String(); len(got) > limit+1+len(line) || !strings.HasPrefix(got, "start\n") || !strings.Contains(got[len(got)-len(line):], "[kumo] log cut: stdout") {
+		t.Errorf("stored std_log holds %d bytes ending %q, want at most %d ending with the cut line", len(got), got[max(0, len(got)-len(line)):], limit+1+len(line))
+	}
+}
+
 // TestJobEnvironmentAndUser: a job sees only the documented variables
 // (none of the agent's own), kumo's win over the job's, and, as root with
 // Config.JobUser, it runs as that uid in a 0700 directory of its own, and
@@ -621,5 +673,28 @@ func TestJobEnvironmentAndUser(t *testing.T) {
 	}
 	if tail[0] != wantUID || tail[1] != "700" {
 		t.Errorf("job uid and directory mode = %q, want %s and 700", tail, wantUID)
+	}
+}
+
+// TestLogLimitFollowsNoLinks: a job that replaces its log files with links
+// to another file before passing the limit does not get that file cut.
+func TestLogLimitFollowsNoLinks(t *testing.T) {
+	fs := newFakeServer(t)
+	startAgent(t, fs, "")
+	c, _ := fs.welcome(agentproto.Message{})
+	victim := filepath.Join(t.TempDir(), "victim")
+	want := strings.Repeat("keep me\n", 1000)
+	if err := os.WriteFile(victim, []byte(want), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	spec := agentproto.JobSpec{RunID: "r-links", LogLimit: 1000, Command: "for f in stdout stderr std_log; do ln -sf " + victim +
+		" user_logs/$f.txt; done; head -c 100000 /dev/zero | tr '\\0' a"}
+	c.send(agentproto.Message{Type: agentproto.TypeRun, Job: &spec})
+	c.next(agentproto.TypeStarted)
+	if _, _, done := c.output(spec.RunID, agentproto.Offsets{}, agentproto.TypeDone); done.ExitCode == nil || *done.ExitCode != 0 {
+		t.Errorf("done = %+v, want exit code 0", done)
+	}
+	if got, err := os.ReadFile(victim); err != nil || string(got) != want {
+		t.Errorf("the linked file holds %d bytes (%v), want its %d bytes untouched", len(got), err, len(want))
 	}
 }

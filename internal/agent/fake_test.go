@@ -154,8 +154,13 @@ func (fs *fakeServer) connect(w http.ResponseWriter, r *http.Request) {
 		conn.Close()
 		return
 	}
-	fc := &fakeConn{t: fs.t, conn: conn, enc: agentproto.NewEncoder(conn), msgs: make(chan agentproto.Message, 1024)}
-	dec := agentproto.NewDecoder(rw.Reader)
+	mux, st, err := agentproto.Accept(conn, rw.Reader, 10*time.Second)
+	if err != nil {
+		conn.Close()
+		return
+	}
+	fc := &fakeConn{t: fs.t, conn: st, mux: mux, enc: agentproto.NewEncoder(st), msgs: make(chan agentproto.Message, 1024)}
+	dec := agentproto.NewDecoder(st)
 	fc.wg.Go(func() {
 		defer close(fc.msgs)
 		for {
@@ -242,6 +247,7 @@ func (fs *fakeServer) welcome(w agentproto.Message) (*fakeConn, agentproto.Messa
 type fakeConn struct {
 	t    testing.TB
 	conn net.Conn
+	mux  io.Closer // the connection's streams; closing it ends the connection
 	enc  *agentproto.Encoder
 	msgs chan agentproto.Message // closed when the connection ends
 	wg   sync.WaitGroup
@@ -251,7 +257,7 @@ type fakeConn struct {
 // Close closes the connection and waits for its reader.
 func (c *fakeConn) Close() {
 	c.once.Do(func() {
-		c.conn.Close()
+		c.mux.Close()
 		c.wg.Wait()
 	})
 }

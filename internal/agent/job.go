@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"kumo/internal/agentproto"
+	"kumo/internal/logcap"
 	"kumo/internal/model"
 	"kumo/internal/runner"
 )
@@ -65,6 +66,10 @@ type job struct {
 	// Log messages never precede it.
 	startedCh chan struct{}
 
+	// logCap bounds the job's log files to the spec's LogLimit; output
+	// uses it under mu.
+	logCap *logcap.Cap
+
 	mu        sync.Mutex
 	sess      *session // where output goes; nil while detached
 	sent      [2]int64 // bytes of stdout and stderr sess has
@@ -89,6 +94,7 @@ func newJob(a *agent, spec agentproto.JobSpec) *job {
 		ctx:       ctx,
 		cancel:    cancel,
 		startedCh: make(chan struct{}),
+		logCap:    logcap.New(filepath.Join(a.jobsDir, spec.RunID), spec.LogLimit),
 		state:     agentproto.JobStarting,
 	}
 }
@@ -133,6 +139,7 @@ func (j *job) execute() result {
 		Command: j.spec.Command,
 		Env:     runner.JobEnv(j.dir, j.spec.Env, set),
 		User:    j.a.cfg.JobUser,
+		Spare:   j.a.ssh.Holds, // logged-in admins outlive the job
 		Code:    code,
 		Timeout: j.spec.Timeout,
 		Grace:   orDefault(j.spec.Grace, j.a.cfg.Grace),
@@ -205,7 +212,8 @@ func (j *job) started(pid int) {
 
 // output is the runner's Output: it sends each chunk the session does not
 // have yet. While detached it drops chunks; attach resends them from the
-// log files.
+// log files. Past the spec's LogLimit the log files are cut (see logcap)
+// and nothing more is sent.
 func (j *job) output(c runner.Chunk) {
 	<-j.startedCh
 	i := 0
@@ -215,6 +223,13 @@ func (j *job) output(c runner.Chunk) {
 	end := c.Offset + int64(len(c.Data))
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	pass, err := j.logCap.Chunk(c)
+	if err != nil {
+		j.a.log.Warn("agent: bounding job log files", "runId", j.id, "err", err)
+	}
+	if !pass {
+		return
+	}
 	s := j.sess
 	if s == nil || end <= j.sent[i] {
 		return

@@ -10,9 +10,12 @@
 //	Connection: Upgrade
 //	Upgrade: kumo-agent/<Version>
 //
-// and the server answers 101 Switching Protocols. From then on both sides
-// write Messages as JSON, one per line, on the upgraded connection, each
-// side reading with a Decoder and writing with an Encoder. The agent's first
+// and the server answers 101 Switching Protocols. From then on the
+// connection is a yamux session (see [MuxConfig] and [Accept]): the agent
+// opens its first stream, on which both sides write Messages as JSON, one
+// per line, each side reading with a Decoder and writing with an Encoder;
+// every later stream is opened by the control plane and carries an SSH
+// connection to the node's SSH server, after one [StreamHeader] line. The agent's first
 // message is Hello; the server's is Welcome. A wrong version gets 426 with an
 // ARM error body naming the versions the server speaks.
 //
@@ -39,11 +42,18 @@
 //	2: requests carry an agent key proof (KeyHeader, TimeHeader,
 //	   SignatureHeader); Run's JobSpec carries the job's Attempt, and the
 //	   artifacts upload names it in its attempt query parameter.
-//	   Extended without a version bump: the server may send Evict (the
-//	   node is being taken away at Deadline: notice file, SIGTERM, SIGKILL
-//	   at Deadline), and Exited and Done may carry reason "preempted". An
-//	   agent that does not know Evict ignores it; its job is killed when
-//	   its node is removed.
+//	3: the upgraded connection is a yamux session (see [MuxConfig]): the
+//	   agent opens the first stream, which carries the messages as in
+//	   version 2; every later stream is opened by the control plane and is
+//	   a byte stream to the node's SSH server, preceded by one JSON line
+//	   ([StreamHeader]). Hello carries the node's SSH HostKey, Welcome the
+//	   cluster's SSH settings, Heartbeat the count of open SSH Sessions, and
+//	   AuthFailed reports a refused SSH login.
+//	   Extended without a version bump (an agent that does not know them
+//	   ignores them, and its job is killed when its node is removed): the
+//	   server may send Evict (the node is taken away at Deadline: notice
+//	   file, SIGTERM, SIGKILL at Deadline), and Exited and Done may carry
+//	   reason "preempted".
 package agentproto
 
 import (
@@ -53,10 +63,12 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/yamux"
 )
 
 // Version is the protocol version this build speaks.
-const Version = 2
+const Version = 3
 
 // Upgrade is the value of the Upgrade header for Version.
 var Upgrade = fmt.Sprintf("kumo-agent/%d", Version)
@@ -94,7 +106,7 @@ const ReasonPreempted = "preempted"
 type Type string
 
 // Message types. Agent → server: Hello, Heartbeat, Started, Log, Exited,
-// Done. Server → agent: Welcome, Run, Cancel, Ack, Shutdown, Evict.
+// Done, AuthFailed. Server → agent: Welcome, Run, Cancel, Ack, Shutdown, Evict.
 const (
 	TypeHello     Type = "hello"     // first agent message: who it is and what it holds
 	TypeHeartbeat Type = "heartbeat" // the agent is alive
@@ -107,7 +119,10 @@ const (
 	TypeCancel    Type = "cancel"    // cancel a job
 	TypeAck       Type = "ack"       // the server recorded a job's Done; the agent may forget it
 	TypeShutdown  Type = "shutdown"  // the node is being removed: stop jobs and exit
-	TypeEvict     Type = "evict"     // the node is taken away at Deadline: give RunID's job notice, SIGTERM now, SIGKILL then
+	// TypeAuthFailed reports a refused SSH login (Source, User, Message),
+	// or a source refused for a while after many (Message says so).
+	TypeAuthFailed Type = "authFailed"
+	TypeEvict      Type = "evict" // the node is taken away at Deadline: give RunID's job notice, SIGTERM now, SIGKILL then
 )
 
 // Message is one protocol message. Only the fields of its Type are set.
@@ -120,12 +135,27 @@ type Message struct {
 	Address  string      `json:"address,omitempty"` // where the node can be reached; "" unknown
 	Note     string      `json:"note,omitempty"`    // e.g. limits recorded only
 	Jobs     []JobReport `json:"jobs,omitempty"`    // Hello: jobs the agent holds
+	// HostKey is the node's SSH host public key in authorized_keys form
+	// ("ssh-ed25519 AAAA..."); "" when the agent serves no SSH.
+	HostKey string `json:"hostKey,omitempty"`
 
 	// Welcome.
 	HeartbeatInterval time.Duration `json:"heartbeatInterval,omitempty"` // how often to send Heartbeat
 	// LogOffsets maps a RunID to the bytes of each stream the server
 	// holds; the agent resends from there.
 	LogOffsets map[string]Offsets `json:"logOffsets,omitempty"`
+	// SSH is the cluster's SSH login; nil means the node serves no SSH
+	// (the cluster has no admin credentials).
+	SSH *SSHSettings `json:"ssh,omitempty"`
+
+	// Heartbeat: the SSH sessions open on the node; nil means not
+	// reported (unchanged). The agent also sends a Heartbeat at once when
+	// the count changes.
+	Sessions *int `json:"sessions,omitempty"`
+
+	// AuthFailed.
+	Source string `json:"source,omitempty"` // who tried: an address, or the API token's name when tunnelled
+	User   string `json:"user,omitempty"`   // the user name tried, truncated
 
 	// Run.
 	Job *JobSpec `json:"job,omitempty"`
@@ -151,6 +181,38 @@ type Message struct {
 
 	// Deadline is when the node is taken away (Evict).
 	Deadline time.Time `json:"deadline,omitzero"`
+}
+
+// SSHSettings are a cluster's SSH login, as the node's SSH server needs
+// them: never the password itself.
+type SSHSettings struct {
+	User         string `json:"user"`                   // the admin user name
+	PasswordHash string `json:"passwordHash,omitempty"` // argon2id PHC hash (package secret); "" means no password login
+	PublicKey    string `json:"publicKey,omitempty"`    // authorized_keys line; "" means no key login
+	// Port, when not zero, is the port the node's SSH server also listens
+	// on directly (remoteLoginPortPublicAccess Enabled); zero means only
+	// the tunnel.
+	Port int `json:"port,omitempty"`
+}
+
+// StreamHeader is the JSON line the control plane writes first on every
+// stream it opens to a node.
+type StreamHeader struct {
+	// Source names who the stream is for, for the node's records of
+	// refused logins: the API token's name and the client's address.
+	Source string `json:"source"`
+}
+
+// MuxConfig is the yamux configuration both sides of version 3 use.
+// Keepalives stay off: heartbeats already watch the connection.
+func MuxConfig() *yamux.Config {
+	c := yamux.DefaultConfig()
+	c.EnableKeepAlive = false
+	c.LogOutput = io.Discard
+	c.MaxStreamWindowSize = 1 << 20
+	c.StreamOpenTimeout = 30 * time.Second
+	c.StreamCloseTimeout = 30 * time.Second
+	return c
 }
 
 // Offsets are byte counts of a job's two output streams.
@@ -189,6 +251,10 @@ type JobSpec struct {
 	SnapshotID string            `json:"snapshotId,omitempty"` // "" means no code to download
 	Timeout    time.Duration     `json:"timeout,omitempty"`    // 0 means none
 	Grace      time.Duration     `json:"grace,omitempty"`      // SIGTERM→SIGKILL; 0 means the agent's default
+	// LogLimit is how many bytes of stdout and stderr together the node
+	// keeps and sends; past it the agent cuts its log files and stops
+	// sending (the control plane cuts at the same byte). 0 means no limit.
+	LogLimit int64 `json:"logLimit,omitempty"`
 }
 
 // Encoder writes messages; it is safe for concurrent use.

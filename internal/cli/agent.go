@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"kumo/internal/agent"
+	"kumo/internal/agent/sshd"
 	"kumo/internal/jobuser"
 )
 
@@ -67,7 +68,12 @@ it by hand.`,
 			if v, ok := os.LookupEnv("CUDA_VISIBLE_DEVICES"); ok {
 				jobEnv = map[string]string{"CUDA_VISIBLE_DEVICES": v}
 			}
+			var helper []string
+			if exe, err := os.Executable(); err == nil {
+				helper = []string{exe, "ssh-helper"}
+			}
 			return agent.Run(ctx, agent.Config{
+				SSHHelper:         helper,
 				NodeID:            o.nodeID,
 				WorkDir:           o.workDir,
 				URL:               o.url,
@@ -92,4 +98,18 @@ it by hand.`,
 		_ = cmd.MarkFlagRequired(name)
 	}
 	return cmd
+}
+
+// newCmdSSHHelper returns "kumo ssh-helper", which the agent's SSH server
+// runs as the node's job user to serve sftp or dial a port forward.
+func newCmdSSHHelper() *cobra.Command {
+	return &cobra.Command{
+		Use:    "ssh-helper sftp | dial HOST:PORT",
+		Short:  "Serve sftp or a port forward for a node's SSH session (the agent runs it)",
+		Hidden: true,
+		Args:   cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return sshd.RunHelper(args, os.Stdin, os.Stdout)
+		},
+	}
 }

@@ -30,6 +30,8 @@ func NewCmdCompute(f *Factory) *cobra.Command {
 		NewCmdComputeListSizes(f, nil),
 		NewCmdComputeListUsage(f, nil),
 		NewCmdComputeEvents(f, nil),
+		NewCmdComputeConnectSSH(f, nil),
+		NewCmdComputeSSHConfig(f, nil),
 		NewCmdComputeSimulateEviction(f, nil),
 	)
 	return cmd

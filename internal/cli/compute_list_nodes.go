@@ -32,7 +32,7 @@ func computeListNodesRun(opts *ComputeListNodesOptions) error {
 	if opts.Output == OutputJSON {
 		return printJSON(opts.IO.Out, nodes)
 	}
-	t := newTable(opts.IO.Out, "NODE ID", "STATE", "PRIVATE IP", "PUBLIC IP", "PORT", "RUN ID", "NOTE")
+	t := newTable(opts.IO.Out, "NODE ID", "STATE", "PRIVATE IP", "PUBLIC IP", "PORT", "RUN ID", "SSH HOST KEY", "NOTE")
 	for _, n := range nodes {
 		run := "-"
 		if n.RunID != nil {
@@ -42,7 +42,7 @@ func computeListNodesRun(opts *ComputeListNodesOptions) error {
 		if note == "" {
 			note = n.Note
 		}
-		t.row(n.NodeID, n.NodeState, orDash(n.PrivateIPAddress), orDash(n.PublicIPAddress), n.Port, run, orDash(note))
+		t.row(n.NodeID, n.NodeState, orDash(n.PrivateIPAddress), orDash(n.PublicIPAddress), n.Port, run, orDash(n.SSHHostKeyFingerprint), orDash(note))
 	}
 	return t.flush()
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -40,6 +41,8 @@ func newRootCmd(f *Factory) *cobra.Command {
 	root.PersistentFlags().StringVarP(&f.Output, "output", "o", OutputTable, "output format: table, json, yaml or tsv")
 	root.PersistentFlags().StringVar(&f.Query, "query", "", "JMESPath query applied to the JSON output, as in az (see jmespath.org)")
 	root.AddCommand(NewCmdLogin(f, nil))
+	root.AddCommand(NewCmdStudio(f, nil))
+	root.AddCommand(NewCmdSSHProxy(f, nil))
 	for _, g := range []*cobra.Command{NewCmdWorkspace(f), NewCmdCompute(f), NewCmdJob(f), NewCmdToken(f)} {
 		root.AddCommand(asGroup(f, g))
 	}
@@ -88,7 +91,12 @@ func Execute() int {
 // run executes root with args and turns an error into exit status 1.
 func run(ctx context.Context, root *cobra.Command, args []string, errOut io.Writer) int {
 	root.SetArgs(args)
-	if err := root.ExecuteContext(ctx); err != nil {
+	err := root.ExecuteContext(ctx)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	if err != nil {
 		// *client.Error prints as "<Code>: <Message>". The message may
 		// echo what the user typed: escape it, keeping its line breaks.
 		fmt.Fprintf(errOut, "Error: %s\n", escapeText(explain(err).Error()))

@@ -20,6 +20,7 @@ import (
 func addServerCommands(root *cobra.Command) {
 	root.AddCommand(newCmdUp())
 	root.AddCommand(newCmdAgent())
+	root.AddCommand(newCmdSSHHelper())
 }
 
 // upOptions are the flags of kumo up.
@@ -89,6 +90,7 @@ kumo CLI and the Go SDK find the server.`,
 	f.StringVar(&o.TLS, "tls", daemon.TLSAuto, `"auto" serves HTTPS with a self-signed certificate kept in the data directory; "off" serves plain HTTP (loopback only)`)
 	f.StringVar(&o.CertFile, "tls-cert", "", "PEM certificate to serve instead of the self-signed one")
 	f.StringVar(&o.KeyFile, "tls-key", "", "PEM private key of --tls-cert")
+	f.StringVar(&o.RegionsFile, "regions", "", "YAML file of the regions served and their node providers (see docs/providers.md); region local is served unless the file defines it")
 	f.Float64Var(&o.CPUOvercommit, "cpu-overcommit", daemon.DefaultCPUOvercommit, "node vCPUs offered per host core in region local")
 	f.Float64Var(&o.MemoryOvercommit, "memory-overcommit", daemon.DefaultMemoryOvercommit, "node memory offered per byte of host memory in region local")
 	f.IntVar(&o.pollMS, "poll-interval-ms", 500, "Retry-After-Ms sent to clients polling long-running operations")
@@ -97,9 +99,10 @@ kumo CLI and the Go SDK find the server.`,
 	f.DurationVar(&o.HeartbeatInterval, "heartbeat-interval", 5*time.Second, "how often node agents report")
 	f.DurationVar(&o.HeartbeatTimeout, "heartbeat-timeout", 30*time.Second, "how long a silent node stays usable before it is replaced")
 	f.DurationVar(&o.BootTimeout, "boot-timeout", 2*time.Minute, "how long a new node may take to register")
-	f.DurationVar(&o.EvictionLead, "eviction-lead-time", 30*time.Second, "how long before an evicted LowPriority node of region local is taken its job gets notice (SIGTERM and $KUMO_EVICTION_NOTICE_FILE)")
-	f.Float64Var(&o.LowPriorityPriceShare, "low-priority-price-share", 0, "low-priority price as a share of the dedicated price in region local, for costs (0: the catalog's 0.2)")
-	f.DurationVar(&o.MeanTimeBetweenEvictions, "eviction-mean-interval", 0, "evict a random LowPriority node of region local this often on average, to rehearse (0: only with kumo compute simulate-eviction)")
+	f.Int64Var(&o.MaxJobLogBytes, "max-job-log-bytes", daemon.DefaultMaxJobLogBytes, "bytes of stdout and stderr together kept per job, on the control plane and on its node; later output is cut and the job warned (-1: no limit)")
+	f.DurationVar(&o.SnapshotGrace, "snapshot-grace", daemon.DefaultSnapshotGrace, "how long an uploaded code snapshot that no unfinished job uses is kept before it is removed")
+	f.DurationVar(&o.EvictionLead, "eviction-lead-time", 30*time.Second, "how long before an evicted LowPriority node of a local-provider region is taken its job gets notice (SIGTERM and $KUMO_EVICTION_NOTICE_FILE)")
+	f.DurationVar(&o.MeanTimeBetweenEvictions, "eviction-mean-interval", 0, "evict a random LowPriority node of each local-provider region this often on average, to rehearse (0: only with kumo compute simulate-eviction)")
 	f.Float64Var(&o.Limits.RateLimit, "rate-limit", 0, "requests per second each API token may make on average (0: 1000; negative: no limit)")
 	f.IntVar(&o.Limits.RateBurst, "rate-burst", 0, "requests an API token may make at once (0: 2000)")
 	f.IntVar(&o.Limits.MaxUnauthConnsPerAddr, "max-unauth-conns-per-addr", 0, "connections one client IP may hold before authenticating; past it the oldest is closed (0: 128)")

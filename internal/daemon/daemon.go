@@ -34,11 +34,14 @@ import (
 	"kumo/client"
 	"kumo/internal/archive"
 	"kumo/internal/controller/provision"
+	"kumo/internal/controller/snapshotgc"
+	"kumo/internal/jobfiles"
 	"kumo/internal/jobuser"
 	"kumo/internal/model"
 	"kumo/internal/server"
 	"kumo/internal/server/connlimit"
 	"kumo/internal/store/sqlite"
+	"kumo/internal/studio"
 )
 
 // The default workspace that a fresh control plane creates.
@@ -82,6 +85,11 @@ type Options struct {
 	// MemoryOvercommit multiplies the host's memory likewise; zero means
 	// DefaultMemoryOvercommit.
 	MemoryOvercommit float64
+	// RegionsFile is a regions document (see LoadRegions) naming the
+	// regions served and their providers; "" means region local only.
+	// Region local is served in any case, with the settings above, unless
+	// the file defines it.
+	RegionsFile string
 	// PollInterval is the Retry-After-Ms sent on long-running operations.
 	PollInterval time.Duration
 	// HeartbeatInterval is how often node agents report; zero means 5s.
@@ -92,18 +100,22 @@ type Options struct {
 	// BootTimeout is how long a new node may take to register; zero means
 	// 2m.
 	BootTimeout time.Duration
+	// MaxJobLogBytes is how many bytes of stdout and stderr together a
+	// job's log keeps, on the control plane and on its node; the rest is
+	// cut and the job warned. Zero means DefaultMaxJobLogBytes; negative
+	// means no limit.
+	MaxJobLogBytes int64
+	// SnapshotGrace is how long an uploaded code snapshot that no
+	// unfinished job uses is kept; zero means DefaultSnapshotGrace.
+	SnapshotGrace time.Duration
 	// EvictionLead is how long before an evicted LowPriority node of
-	// region local is taken its job gets notice (SIGTERM and the notice
+	// a local-provider region is taken its job gets notice (SIGTERM and the notice
 	// file); zero means 30s.
 	EvictionLead time.Duration
-	// MeanTimeBetweenEvictions, if set, makes region local evict a random
+	// MeanTimeBetweenEvictions, if set, makes each local-provider region evict a random
 	// LowPriority node this long apart on average; zero means only on
 	// request (kumo compute simulate-eviction).
 	MeanTimeBetweenEvictions time.Duration
-	// LowPriorityPriceShare is the share of a size's dedicated price its
-	// low-priority price is in region local (costs, vmSizes); zero means
-	// the catalog's (0.2).
-	LowPriorityPriceShare float64
 	// SnapshotLimits bound an uploaded code snapshot; zero fields mean
 	// archive.DefaultLimits'. A snapshot over them is refused with 413.
 	SnapshotLimits archive.Limits
@@ -120,6 +132,14 @@ type Options struct {
 	// fields take the defaults documented on Limits.
 	Limits Limits
 }
+
+// DefaultMaxJobLogBytes is the per-job log limit when Options leave it
+// zero: 256 MiB of stdout and stderr together.
+const DefaultMaxJobLogBytes = jobfiles.DefaultLogLimit
+
+// DefaultSnapshotGrace is how long an unused code snapshot is kept when
+// Options leave it zero.
+const DefaultSnapshotGrace = snapshotgc.DefaultGrace
 
 // DefaultCPUOvercommit is how many vCPUs of node sizes region local offers
 // per host core: nodes share cores, as jobs rarely keep every vCPU busy.
@@ -179,14 +199,17 @@ func Run(ctx context.Context, o Options) error {
 	if o.TLS != TLSOff && o.TLS != TLSAuto {
 		return fmt.Errorf("--tls %q is invalid: use %q or %q", o.TLS, TLSAuto, TLSOff)
 	}
-	if o.LowPriorityPriceShare < 0 || o.LowPriorityPriceShare > 1 {
-		return fmt.Errorf("--low-priority-price-share %v is invalid: use a share of the dedicated price, above 0 and at most 1", o.LowPriorityPriceShare)
-	}
 	if o.EvictionLead < 0 || o.MeanTimeBetweenEvictions < 0 {
 		return fmt.Errorf("--eviction-lead-time and --eviction-mean-interval must not be negative")
 	}
 	if !useTLS && !isLoopback(host) {
 		return fmt.Errorf("refusing to serve plain HTTP on %s: bearer tokens would cross the network unencrypted; use TLS (--tls auto, or --tls-cert and --tls-key) or listen on 127.0.0.1", o.Addr)
+	}
+	if o.RegionsFile != "" {
+		// A bad file stops kumo before it touches anything.
+		if _, err := LoadRegions(o.RegionsFile); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
@@ -207,6 +230,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := secureDataDir(o.DataDir); err != nil {
 		return err
 	}
+	reportDataDir(o.Out, o.DataDir, o.WorkDir)
 	st, err := sqlite.Open(ctx, filepath.Join(o.DataDir, "kumo.db"))
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
@@ -263,17 +287,19 @@ func Run(ctx context.Context, o Options) error {
 		o.MemoryOvercommit = DefaultMemoryOvercommit
 	}
 	o.CPUOvercommit = cpuOver
-	regions := map[string]model.Region{DefaultRegion: model.NewRegion(DefaultRegion, "local", hostCapacity(cpuOver, o.MemoryOvercommit)).
-		WithLowPriorityShare(o.LowPriorityPriceShare)}
-	rt, err := newRuntime(o, st, regions, base)
+	rt, err := newRuntime(o, st, base)
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	prov := provision.New(provision.Config{Store: st, Finalizer: rt.scaler, Ready: rt.scaler.Notify, Log: o.Log})
-	srv := server.New(server.Config{Store: st, Regions: regions, Provisioner: prov, PollInterval: o.PollInterval, Log: o.Log,
-		Files: rt.files, Changed: rt.changed, Agents: rt.hub.Routes(), LocalDisabled: o.LocalComputeOff,
+	srv := server.New(server.Config{Store: st, Regions: rt.regions, Hosts: rt.hostReporters(), Provisioner: prov, PollInterval: o.PollInterval, Log: o.Log,
+		Files: rt.files, Changed: rt.changed, Agents: rt.hub.Routes(), Tunnel: rt.hub, LocalDisabled: o.LocalComputeOff,
 		RateLimit: lim.RateLimit, RateBurst: lim.RateBurst, TransferTimeout: lim.TransferTimeout, Evicter: rt})
+	pages := studio.New(studio.Config{API: srv, Subscription: DefaultSubscription, ResourceGroup: DefaultResourceGroup,
+		Workspace: DefaultWorkspace, Location: DefaultRegion, Log: o.Log})
+	srv.Handle(studio.Prefix, pages)
+	srv.Handle(studio.Prefix+"/", pages)
 	// Requests run under serveCtx, which ends when shutdown starts, so
 	// that long-lived ones (log followers) end instead of holding it up.
 	serveCtx, endRequests := context.WithCancel(context.WithoutCancel(ctx))
@@ -298,6 +324,9 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	printIsolation(o)
+	if o.RegionsFile != "" {
+		printRegions(o.Out, rt.regions)
+	}
 
 	prov.Start(ctx)
 	defer prov.Stop()
@@ -306,6 +335,7 @@ func Run(ctx context.Context, o Options) error {
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	fmt.Fprintf(o.Out, "kumo control plane serving on %s (data in %s)\n", base, o.DataDir)
+	fmt.Fprintf(o.Out, "Studio (web UI): %s%s/ (sign in with an API token; 'kumo studio' opens it)\n", base, studio.Prefix)
 	if o.Ready != nil {
 		o.Ready(base)
 	}

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,12 +11,12 @@ import (
 	"kumo/internal/controller/autoscale"
 	"kumo/internal/controller/dispatch"
 	"kumo/internal/controller/nodehealth"
+	"kumo/internal/controller/snapshotgc"
 	"kumo/internal/hub"
 	"kumo/internal/jobfiles"
 	"kumo/internal/jobuser"
 	"kumo/internal/model"
 	"kumo/internal/provider"
-	"kumo/internal/provider/local"
 	"kumo/internal/server"
 	"kumo/internal/store"
 )
@@ -28,18 +29,26 @@ type nodeRuntime struct {
 	dispatch *dispatch.Dispatcher
 	scaler   *autoscale.Autoscaler
 	health   *nodehealth.Checker
-
-	providers map[string]provider.Provider // by lower-case region (or provider) name
-	regions   map[string]model.Region
+	gc       *snapshotgc.Collector
+	regions  map[string]model.Region // keyed by name; what the server and the autoscaler serve
+	// providers are the regions' providers, keyed by region name.
+	providers map[string]provider.Provider
 }
 
-func newRuntime(o Options, st store.Store, regions map[string]model.Region, base string) (*nodeRuntime, error) {
+func newRuntime(o Options, st store.Store, base string) (*nodeRuntime, error) {
 	files, err := jobfiles.New(filepath.Join(o.DataDir, "files"))
 	if err != nil {
 		return nil, err
 	}
 	files.SetLimits(o.SnapshotLimits, o.ArtifactLimits)
+	switch {
+	case o.MaxJobLogBytes > 0:
+		files.SetLogLimit(o.MaxJobLogBytes)
+	case o.MaxJobLogBytes < 0:
+		files.SetLogLimit(0)
+	}
 	rt := &nodeRuntime{files: files}
+	rt.gc = snapshotgc.New(snapshotgc.Config{Store: st, Snapshots: files, Grace: o.SnapshotGrace, Log: o.Log})
 	// Where jobs of compute "local" ran before they moved to the work
 	// directory; nothing runs there now.
 	if err := os.RemoveAll(filepath.Join(o.DataDir, "local-jobs")); err != nil {
@@ -53,15 +62,14 @@ func newRuntime(o Options, st store.Store, regions map[string]model.Region, base
 		n, l := o.JobUIDs.Split()
 		nodeUIDs, localUIDs = &n, &l
 	}
-	rt.dispatch = dispatch.New(dispatch.Config{Store: st, Sender: rt.hub, Run: hub.RunMessage, Files: files,
+	rt.dispatch = dispatch.New(dispatch.Config{Store: st, Sender: rt.hub, Run: rt.hub.RunMessage, Files: files,
 		LocalDir: filepath.Join(o.WorkDir, "local"), LocalUIDs: localUIDs, LocalDisabled: o.LocalComputeOff,
 		Changed: rt.changed, Log: o.Log})
-	lp, err := local.New(local.Config{Dir: filepath.Join(o.DataDir, "nodes"), WorkDir: filepath.Join(o.WorkDir, "nodes"),
-		JobUIDs: nodeUIDs, CPUOvercommit: o.CPUOvercommit, MemoryOvercommit: o.MemoryOvercommit,
-		EvictionLead: o.EvictionLead, MeanTimeBetweenEvictions: o.MeanTimeBetweenEvictions})
+	regions, provs, err := o.buildRegions(nodeUIDs)
 	if err != nil {
-		return nil, fmt.Errorf("start local node provider: %w", err)
+		return nil, err
 	}
+	rt.regions, rt.providers = regions, provs
 	caFile := ""
 	if base[:5] == "https" {
 		caFile, err = filepath.Abs(filepath.Join(o.DataDir, caCertFile))
@@ -69,14 +77,12 @@ func newRuntime(o Options, st store.Store, regions map[string]model.Region, base
 			return nil, err
 		}
 	}
-	providers := map[string]provider.Provider{"local": lp}
-	rt.providers, rt.regions = providers, regions
 	rt.scaler = autoscale.New(autoscale.Config{
-		Store: st, Providers: providers, Regions: regions,
-		AgentURL: base, AgentCAFile: caFile, Changed: rt.dispatch.Notify, Log: o.Log,
+		Store: st, Providers: provs, Regions: regions,
+		AgentURL: base, AgentCAFile: caFile, Sessions: rt.hub, Changed: rt.dispatch.Notify, Log: o.Log,
 	})
 	rt.health = nodehealth.New(nodehealth.Config{
-		Store: st, Providers: providers, Regions: regions,
+		Store: st, Providers: provs, Regions: regions,
 		HeartbeatTimeout: o.HeartbeatTimeout, BootTimeout: o.BootTimeout,
 		Liveness: rt.hub, Sender: rt.hub, Changed: rt.changed, Log: o.Log,
 	})
@@ -96,6 +102,7 @@ func (rt *nodeRuntime) start(ctx context.Context) {
 	rt.dispatch.Start(ctx)
 	rt.scaler.Start(ctx)
 	rt.health.Start(ctx)
+	rt.gc.Start(ctx)
 }
 
 // stop ends agent connections and the loops. Nodes keep running: they
@@ -103,8 +110,27 @@ func (rt *nodeRuntime) start(ctx context.Context) {
 func (rt *nodeRuntime) stop() {
 	rt.hub.Close()
 	rt.health.Stop()
+	rt.gc.Stop()
 	rt.scaler.Stop()
 	rt.dispatch.Stop()
+	// Providers that hold connections (sshhosts) let them go.
+	for _, p := range rt.providers {
+		if c, ok := p.(io.Closer); ok {
+			c.Close()
+		}
+	}
+}
+
+// hostReporters returns the regions' providers that report per-host
+// capacity, by region name.
+func (rt *nodeRuntime) hostReporters() map[string]provider.HostReporter {
+	out := map[string]provider.HostReporter{}
+	for name, p := range rt.providers {
+		if hr, ok := p.(provider.HostReporter); ok {
+			out[name] = hr
+		}
+	}
+	return out
 }
 
 // SimulateEviction implements server.Evicter over the provider of the

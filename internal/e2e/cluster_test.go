@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -239,7 +237,7 @@ func TestJobLogsFollowCancelAndDownload(t *testing.T) {
 	submitJob(t, s, "stuck", "c1", fmt.Sprintf("sh -c 'sleep 1000; echo %s' & sleep 1000 # %s", marker, marker))
 	waitFor(t, 30*time.Second, "stuck to run", func() (bool, string) {
 		st := getJob(t, s, "stuck").Properties.Status
-		return st == api.JobRunning && pgrep(marker) > 0, string(st)
+		return st == api.JobRunning && len(s.own.procsMatching(marker)) > 0, string(st)
 	})
 	if out, err := run(t, s.dir, "job", "cancel", "stuck"); err != nil {
 		t.Fatalf("cancel: %v %s", err, out)
@@ -248,16 +246,9 @@ func TestJobLogsFollowCancelAndDownload(t *testing.T) {
 		t.Errorf("stuck after cancel: %s", j.Properties.Status)
 	}
 	waitFor(t, 10*time.Second, "the job's processes to end", func() (bool, string) {
-		n := pgrep(marker)
-		return n == 0, fmt.Sprintf("%d processes left", n)
+		left := s.own.procsMatching(marker)
+		return len(left) == 0, fmt.Sprintf("processes %v left", left)
 	})
-}
-
-// pgrep counts live processes whose command line contains s.
-func pgrep(s string) int {
-	out, _ := exec.Command("pgrep", "-f", "-c", s).Output()
-	n, _ := strconv.Atoi(strings.TrimSpace(string(out)))
-	return n
 }
 
 // TestControlPlaneKillKeepsJobs: after kill -9 of the control plane and a
@@ -306,15 +297,11 @@ func TestAgentKillRequeuesOnce(t *testing.T) {
 			node = j.Properties.NodeID
 			return j.Properties.Status == api.JobRunning && j.Properties.Attempts == attempt, fmt.Sprintf("%s attempt %d", j.Properties.Status, j.Properties.Attempts)
 		})
-		out, _ := exec.Command("pgrep", "-f", "agent --node-id="+node).Output()
-		pids := strings.Fields(string(out))
-		if len(pids) == 0 {
-			t.Fatalf("no agent process for node %s", node)
+		rec, ok := s.own.node(node)
+		if !ok || !rec.agentAlive() {
+			t.Fatalf("no live agent process recorded for node %s", node)
 		}
-		for _, p := range pids {
-			pid, _ := strconv.Atoi(p)
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
+		_ = syscall.Kill(rec.PID, syscall.SIGKILL)
 		waitFor(t, 20*time.Second, "node "+node+" unusable or replaced", func() (bool, string) {
 			j := getJob(t, s, "victim")
 			return j.Properties.NodeID != node || j.Properties.Status != api.JobRunning, string(j.Properties.Status)
@@ -407,6 +394,15 @@ func TestDeleteClusterWithNodes(t *testing.T) {
 		st := getJob(t, s, "doomed").Properties.Status
 		return st == api.JobRunning, string(st)
 	})
+	var nodes []nodeRecord // read now: the delete removes them
+	for _, r := range s.own.nodes() {
+		if strings.HasPrefix(r.Instance.ID, "gone-") {
+			nodes = append(nodes, r)
+		}
+	}
+	if len(nodes) != 1 {
+		t.Fatalf("node records of cluster gone: %+v, want 1", nodes)
+	}
 	if out, err := run(t, s.dir, "compute", "delete", "--name", "gone", "--yes"); err != nil {
 		t.Fatalf("delete: %v\n%s", err, out)
 	}
@@ -418,7 +414,10 @@ func TestDeleteClusterWithNodes(t *testing.T) {
 		t.Errorf("job on a deleted cluster: %s, want Failed", j.Properties.Status)
 	}
 	waitFor(t, 20*time.Second, "the node's agent to stop", func() (bool, string) {
-		n := pgrep("agent --node-id=gone-")
-		return n == 0, fmt.Sprintf("%d agent processes left", n)
+		left := s.own.procsMatching("agent --node-id=gone-")
+		for _, r := range nodes {
+			left = append(left, r.members()...)
+		}
+		return len(left) == 0, fmt.Sprintf("node processes %v left", left)
 	})
 }

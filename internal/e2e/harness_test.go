@@ -43,6 +43,21 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	// Every test removes what it started; anything left is a leak.
+	if left := procsOf(kumo); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: kumo processes %v outlived the tests\n", left)
+		for _, pid := range left {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		code = 1
+	}
+	if left := leftCgroups(cgroupPrefix); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: cgroups %v outlived the tests\n", left)
+		for _, d := range left {
+			removeTree(d)
+		}
+		code = 1
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -67,6 +82,7 @@ type server struct {
 	done chan error
 	cfg  clientConfig
 	http *http.Client
+	own  *owner // what the test started
 }
 
 type syncBuffer struct {
@@ -102,21 +118,18 @@ func startServer(t testing.TB, dir string, extra ...string) *server {
 	args := append([]string{"up", "--addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--poll-interval-ms", "50"}, extra...)
 	cmd := exec.Command(kumo, args...)
 	cmd.Dir = dir
-	s := &server{t: t, dir: dir, cmd: cmd, out: &syncBuffer{}, done: make(chan error, 1)}
+	s := &server{t: t, dir: dir, cmd: cmd, out: &syncBuffer{}, done: make(chan error, 1), own: ownerOf(t)}
+	s.own.addDir(dir)
 	pr, pw := io.Pipe()
 	cmd.Stdout = io.MultiWriter(pw, s.out)
 	cmd.Stderr = s.out
-	if err := cmd.Start(); err != nil {
+	if err := s.own.start(cmd); err != nil {
 		t.Fatal(err)
 	}
 	go func() { s.done <- cmd.Wait(); pw.Close() }()
-	t.Cleanup(func() {
-		s.kill()
-		// Nodes run in their own sessions and outlive the control plane
-		// by design; stop this test's ones (their command lines name the
-		// test's directory).
-		_ = exec.Command("pkill", "-9", "-f", dir).Run()
-	})
+	// Nodes run in their own sessions and outlive the control plane by
+	// design; the test's owner stops them after this.
+	t.Cleanup(s.kill)
 	found := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 
 	"kumo/internal/agentproto"
@@ -23,7 +24,7 @@ func TestArtifactsRefusedAndWarned(t *testing.T) {
 	e.files.SetLimits(archive.Limits{}, archive.Limits{MaxBytes: 1024})
 	mine := e.job(t, "mine", "n1", model.JobFinalizing, nil)
 	e.node(t, "n1", model.NodeRunning, mine.ID)
-	path := agentproto.ArtifactsPath + mine.RunID + "/artifacts?" + agentproto.AttemptQuery + "=1"
+	path := agentproto.ArtifactsPath + mine.RunID + "/artifacts?" + agentproto.AttemptQuery + "=" + strconv.Itoa(mine.Attempts)
 	good := makeTar(t, map[string]string{"outputs/good.txt": "good"})
 
 	put := func(body []byte, warnings ...string) (int, string) {
@@ -34,7 +35,7 @@ func TestArtifactsRefusedAndWarned(t *testing.T) {
 		}
 		req.Header.Set("Authorization", "Bearer "+cred("n1"))
 		req.Header.Set(agentproto.NodeHeader, "n1")
-		signedBy(e.key(t, "n1"))(req.Header, req.Method, req.URL.RequestURI(), "n1", nil)
+		signedBy(e.key(t, "n1"))(req.Header, http.MethodPut, req.URL.RequestURI(), "n1", nil)
 		req.ContentLength = -1 // chunked, to carry a trailer
 		req.Trailer = http.Header{agentproto.WarningsTrailer: warnings}
 		resp, err := e.srv.Client().Do(req)

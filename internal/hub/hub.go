@@ -24,6 +24,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/yamux"
+
 	"kumo/internal/agentproto"
 	"kumo/internal/archive"
 	"kumo/internal/jobfiles"
@@ -55,6 +57,7 @@ type Hub struct {
 	mu       sync.Mutex
 	conns    map[string]*conn     // by node ID
 	lastSeen map[string]time.Time // by node ID
+	sessions map[string]sessions  // by node ID: SSH logins the agents report
 	closed   bool
 }
 
@@ -63,6 +66,7 @@ type conn struct {
 	computeID string
 	enc       *agentproto.Encoder
 	rwc       io.Closer
+	mux       *yamux.Session // opens streams to the node's SSH server
 }
 
 // New returns a Hub.
@@ -79,7 +83,7 @@ func New(cfg Config) *Hub {
 	if cfg.Changed == nil {
 		cfg.Changed = func(string) {}
 	}
-	return &Hub{cfg: cfg, conns: map[string]*conn{}, lastSeen: map[string]time.Time{}}
+	return &Hub{cfg: cfg, conns: map[string]*conn{}, lastSeen: map[string]time.Time{}, sessions: map[string]sessions{}}
 }
 
 // ErrNotConnected is returned by Send for a node without a connection.
@@ -394,12 +398,19 @@ func (h *Hub) serveConnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer netConn.Close()
+	netConn.SetDeadline(time.Time{})
 	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", agentproto.Upgrade)
 	if err := brw.Flush(); err != nil {
 		return
 	}
-	c := &conn{nodeID: n.ID, computeID: n.ComputeID, enc: agentproto.NewEncoder(netConn), rwc: netConn}
-	dec := agentproto.NewDecoder(brw.Reader)
+	mux, st, err := agentproto.Accept(netConn, brw.Reader, 15*time.Second)
+	if err != nil {
+		h.cfg.Log.Warn("agent connect", "node", n.ID, "err", err)
+		return
+	}
+	defer mux.Close()
+	c := &conn{nodeID: n.ID, computeID: n.ComputeID, enc: agentproto.NewEncoder(st), rwc: mux, mux: mux}
+	dec := agentproto.NewDecoder(st)
 	first, err := dec.Next()
 	if err != nil || first.Type != agentproto.TypeHello {
 		return

@@ -20,6 +20,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 
+	"github.com/hashicorp/yamux"
+
 	"kumo/internal/agentproto"
 	"kumo/internal/jobfiles"
 	"kumo/internal/model"
@@ -154,11 +156,12 @@ func (e *env) getNode(t *testing.T, id string) model.Node {
 
 // agent is a test agent's side of an upgraded connection.
 type agent struct {
-	t    *testing.T
-	conn net.Conn
-	enc  *agentproto.Encoder
-	dec  *agentproto.Decoder
-	sync int
+	t      *testing.T
+	conn   *yamux.Session // the connection's streams
+	stream net.Conn       // the message stream
+	enc    *agentproto.Encoder
+	dec    *agentproto.Decoder
+	sync   int
 }
 
 // dial connects as an agent does, over TLS, writing the request by hand
@@ -198,8 +201,26 @@ func (e *env) dial(t *testing.T, nodeID, credential, upgrade string, sign signer
 		resp.Body = io.NopCloser(bytes.NewReader(b))
 		return resp, nil
 	}
-	return resp, &agent{t: t, conn: conn, enc: agentproto.NewEncoder(conn), dec: agentproto.NewDecoder(br)}
+	mux, err := yamux.Client(&readerConn{r: br, Conn: conn}, agentproto.MuxConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mux.Close() })
+	st, err := mux.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.SetDeadline(time.Now().Add(10 * time.Second))
+	return resp, &agent{t: t, conn: mux, stream: st, enc: agentproto.NewEncoder(st), dec: agentproto.NewDecoder(st)}
 }
+
+// readerConn reads through r, which holds what was read of Conn ahead.
+type readerConn struct {
+	r io.Reader
+	net.Conn
+}
+
+func (c *readerConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // connect dials with the node's credential and says Hello; it returns the
 // agent and the server's Welcome.
@@ -271,6 +292,7 @@ func TestConnectRefused(t *testing.T) {
 		{name: "leaving node", node: "gone", cred: cred("gone"), upgrade: agentproto.Upgrade, sign: signed, want: http.StatusForbidden},
 		{name: "wrong version", node: "n1", cred: cred("n1"), upgrade: "kumo-agent/99", sign: signed, want: http.StatusUpgradeRequired},
 		{name: "protocol 1 agent", node: "n1", cred: cred("n1"), upgrade: "kumo-agent/1", sign: unsigned, want: http.StatusUpgradeRequired},
+		{name: "protocol 2 agent", node: "n1", cred: cred("n1"), upgrade: "kumo-agent/2", sign: signed, want: http.StatusUpgradeRequired},
 		{name: "no key proof", node: "n1", cred: cred("n1"), upgrade: agentproto.Upgrade, sign: unsigned, want: http.StatusUnauthorized},
 		{name: "expired proof", node: "n1", cred: cred("n1"), upgrade: agentproto.Upgrade, sign: expired, want: http.StatusUnauthorized},
 		{name: "proof without the connection", node: "n1", cred: cred("n1"), upgrade: agentproto.Upgrade, sign: noExporter, want: http.StatusUnauthorized},

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"kumo/internal/agentproto"
+	"kumo/internal/jobfiles"
 	"kumo/internal/model"
 	"kumo/internal/store"
 )
@@ -54,7 +55,7 @@ func (h *Hub) hello(ctx context.Context, c *conn, m agentproto.Message) error {
 			return err
 		}
 		from := n.State
-		n.Address, n.Note = m.Address, m.Note
+		n.Address, n.Note, n.HostKey = m.Address, m.Note, m.HostKey
 		if n.JobID != "" {
 			j, err := st.JobGet(ctx, n.JobID)
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -64,7 +65,7 @@ func (h *Hub) hello(ctx context.Context, c *conn, m agentproto.Message) error {
 			case err != nil || j.Status.Terminal():
 				n.JobID = ""
 			case !reported[j.RunID] && j.Status == model.JobPreparing:
-				resend = append(resend, RunMessage(j))
+				resend = append(resend, h.RunMessage(j))
 			case !reported[j.RunID]:
 				// The agent lost a job it had started (it was restarted
 				// without its journal): requeue it once.
@@ -97,6 +98,11 @@ func (h *Hub) hello(ctx context.Context, c *conn, m agentproto.Message) error {
 	}
 	welcome := agentproto.Message{Type: agentproto.TypeWelcome, Protocol: agentproto.Version,
 		HeartbeatInterval: h.cfg.HeartbeatInterval, LogOffsets: offsets}
+	if n, err := st.NodeGet(ctx, c.nodeID); err == nil {
+		if comp, err := st.ComputeGet(ctx, c.computeID); err == nil {
+			welcome.SSH = sshSettings(comp, n)
+		}
+	}
 	if err := c.enc.Send(welcome); err != nil {
 		return err
 	}
@@ -109,11 +115,18 @@ func (h *Hub) hello(ctx context.Context, c *conn, m agentproto.Message) error {
 	return nil
 }
 
-// RunMessage is the Run message that starts j on a node.
-func RunMessage(j model.Job) agentproto.Message {
+// RunMessage is the Run message that starts j on a node, with the job
+// files' log limit.
+func (h *Hub) RunMessage(j model.Job) agentproto.Message {
 	return agentproto.Message{Type: agentproto.TypeRun, Job: &agentproto.JobSpec{
 		RunID: j.RunID, Attempt: j.Attempts, Name: j.Name, Command: j.Command, Env: j.Env, SnapshotID: j.SnapshotID, Timeout: j.Timeout,
+		LogLimit: max(h.cfg.Files.LogLimit(), 0),
 	}}
+}
+
+// logCut records on a job that its log was cut at the log limit.
+func (h *Hub) logCut(ctx context.Context, runID string) error {
+	return store.JobWarn(ctx, h.cfg.Store, runID, jobfiles.CutWarning(h.cfg.Files.LogLimit()))
 }
 
 // lost requeues a job whose node's agent lost it (within the
@@ -139,13 +152,22 @@ func (h *Hub) handle(ctx context.Context, c *conn, m agentproto.Message) error {
 	}
 	switch m.Type {
 	case agentproto.TypeHeartbeat:
+		if m.Sessions != nil && h.current(c) {
+			h.setSessions(c, *m.Sessions)
+		}
 		return nil
+	case agentproto.TypeAuthFailed:
+		return h.loginRefused(ctx, c, m)
 	case agentproto.TypeLog:
 		mine, err := h.owns(ctx, c, m.RunID)
 		if err != nil || !mine {
 			return err
 		}
-		return h.cfg.Files.Append(m.RunID, m.Stream, m.Offset, m.Data)
+		err = h.cfg.Files.Append(m.RunID, m.Stream, m.Offset, m.Data)
+		if errors.Is(err, jobfiles.ErrLogCut) {
+			return h.logCut(ctx, m.RunID)
+		}
+		return err
 	case agentproto.TypeStarted:
 		t := m.Time
 		if t.IsZero() {

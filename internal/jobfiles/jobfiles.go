@@ -7,11 +7,18 @@
 //
 //	jobs/<runID>/user_logs/stdout.txt   stdout, byte for byte
 //	jobs/<runID>/user_logs/stderr.txt   stderr, byte for byte
-//	jobs/<runID>/user_logs/std_log.txt  both, in the order they arrived
+//	jobs/<runID>/std_log.idx            the order in which they arrived: std_log
+//	                                    (AML's user_logs/std_log.txt) is read
+//	                                    through it, so output is stored once
 //	jobs/<runID>/outputs/, logs/        artifacts uploaded at the job's end
 //	jobs/<runID>/attempts/<N>/          user_logs/, outputs/, logs/ of an earlier attempt N
 //	jobs/<runID>/checkpoint/<dir>/      the job's checkpoint directory, as the latest attempt left it
 //	snapshots/<id>.tar                  uploaded code
+//
+// A job's output is bounded: once its log reaches the log limit
+// ([Files.SetLogLimit]), the chunk that passes it is cut there, one line
+// saying where and why ends the cut stream and std_log, and later output is
+// dropped.
 package jobfiles
 
 import (
@@ -41,7 +48,8 @@ var idRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 
 // Files is the job file store. Its methods are safe for concurrent use.
 type Files struct {
-	root string
+	root  string
+	limit int64 // bytes of stdout and stderr together per job; <= 0 means none
 
 	snapLim archive.Limits // limits of an uploaded snapshot
 	artLim  archive.Limits // limits of a job's artifacts
@@ -51,11 +59,6 @@ type Files struct {
 	changed map[string]chan struct{}
 }
 
-type jobLog struct {
-	files [3]*os.File // stdout, stderr, std_log
-	sizes [3]int64
-}
-
 // New returns the file store rooted at dir, creating it.
 func New(dir string) (*Files, error) {
 	for _, d := range []string{dir, filepath.Join(dir, "jobs"), filepath.Join(dir, "snapshots")} {
@@ -63,7 +66,7 @@ func New(dir string) (*Files, error) {
 			return nil, fmt.Errorf("create %s: %w", d, err)
 		}
 	}
-	return &Files{root: dir, snapLim: archive.DefaultLimits, artLim: archive.ArtifactLimits,
+	return &Files{root: dir, limit: DefaultLogLimit, snapLim: archive.DefaultLimits, artLim: archive.ArtifactLimits,
 		open: map[string]*jobLog{}, changed: map[string]chan struct{}{}}, nil
 }
 
@@ -73,104 +76,6 @@ func (f *Files) JobDir(runID string) (string, error) {
 		return "", fmt.Errorf("invalid run ID %q", runID)
 	}
 	return filepath.Join(f.root, "jobs", runID), nil
-}
-
-func streamIndex(stream string) (int, error) {
-	switch stream {
-	case Stdout:
-		return 0, nil
-	case Stderr:
-		return 1, nil
-	case StdLog:
-		return 2, nil
-	}
-	return 0, fmt.Errorf("unknown stream %q", stream)
-}
-
-func (f *Files) log(runID string) (*jobLog, error) {
-	if l, ok := f.open[runID]; ok {
-		return l, nil
-	}
-	dir, err := f.JobDir(runID)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Join(dir, "user_logs"), 0o700); err != nil {
-		return nil, fmt.Errorf("create job log dir: %w", err)
-	}
-	l := &jobLog{}
-	for i, name := range []string{runner.StdoutFile, runner.StderrFile, runner.StdLogFile} {
-		fh, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o600)
-		if err != nil {
-			l.close()
-			return nil, fmt.Errorf("open job log: %w", err)
-		}
-		st, err := fh.Stat()
-		if err != nil {
-			fh.Close()
-			l.close()
-			return nil, fmt.Errorf("stat job log: %w", err)
-		}
-		l.files[i], l.sizes[i] = fh, st.Size()
-	}
-	f.open[runID] = l
-	return l, nil
-}
-
-func (l *jobLog) close() {
-	for _, fh := range l.files {
-		if fh != nil {
-			fh.Close()
-		}
-	}
-}
-
-// Append writes a chunk of stream (Stdout or Stderr) at offset. Bytes the
-// store already holds are skipped, so a resent chunk is written once; a
-// chunk that would leave a gap is refused with an error (the sender resends
-// from Offsets after reconnecting). New bytes are also appended to the
-// interleaved log.
-func (f *Files) Append(runID, stream string, offset int64, data []byte) error {
-	i, err := streamIndex(stream)
-	if err != nil || i == 2 {
-		return fmt.Errorf("append to %q: not an output stream", stream)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	l, err := f.log(runID)
-	if err != nil {
-		return err
-	}
-	size := l.sizes[i]
-	if offset > size {
-		return fmt.Errorf("append to %s of %s: gap at offset %d, have %d bytes", stream, runID, offset, size)
-	}
-	skip := size - offset
-	if skip >= int64(len(data)) {
-		return nil
-	}
-	data = data[skip:]
-	if _, err := l.files[i].Write(data); err != nil {
-		return fmt.Errorf("append to %s of %s: %w", stream, runID, err)
-	}
-	l.sizes[i] += int64(len(data))
-	if _, err := l.files[2].Write(data); err != nil {
-		return fmt.Errorf("append to std_log of %s: %w", runID, err)
-	}
-	l.sizes[2] += int64(len(data))
-	f.wakeLocked(runID)
-	return nil
-}
-
-// Offsets returns how many bytes of stdout and stderr a job has.
-func (f *Files) Offsets(runID string) (stdout, stderr int64, err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	l, err := f.log(runID)
-	if err != nil {
-		return 0, 0, err
-	}
-	return l.sizes[0], l.sizes[1], nil
 }
 
 // Close closes a job's open log files (once it is finished) and wakes its
@@ -203,33 +108,6 @@ func (f *Files) Changed(runID string) <-chan struct{} {
 		f.changed[runID] = ch
 	}
 	return ch
-}
-
-// ReadLog copies stream from offset to w, returning the new offset. A job
-// with no output yet reads as empty.
-func (f *Files) ReadLog(runID, stream string, offset int64, w io.Writer) (int64, error) {
-	i, err := streamIndex(stream)
-	if err != nil {
-		return offset, err
-	}
-	dir, err := f.JobDir(runID)
-	if err != nil {
-		return offset, err
-	}
-	name := []string{runner.StdoutFile, runner.StderrFile, runner.StdLogFile}[i]
-	fh, err := os.Open(filepath.Join(dir, name))
-	if errors.Is(err, fs.ErrNotExist) {
-		return offset, nil
-	}
-	if err != nil {
-		return offset, fmt.Errorf("open log: %w", err)
-	}
-	defer fh.Close()
-	if _, err := fh.Seek(offset, io.SeekStart); err != nil {
-		return offset, fmt.Errorf("seek log: %w", err)
-	}
-	n, err := io.Copy(w, fh)
-	return offset + n, err
 }
 
 // artifactDirs are the top-level directories of a job's artifacts; an
@@ -357,10 +235,10 @@ func (f *Files) WriteCheckpoint(runID, checkpoint string, w io.Writer) (bool, er
 }
 
 // StartAttempt makes room for attempt n (2 or more) of a job: the output
-// streams, outputs/ and logs/ of attempt n-1 move to attempts/<n-1>/, where
-// they stay readable, and the streams start again from offset 0. It is
-// idempotent: when attempts/<n-1> exists, nothing moves. Attempt 1 needs
-// nothing.
+// streams (with std_log written out in full), outputs/ and logs/ of attempt
+// n-1 move to attempts/<n-1>/, where they stay readable, and the streams
+// start again from offset 0. It is idempotent: when attempts/<n-1> exists,
+// nothing moves. Attempt 1 needs nothing.
 func (f *Files) StartAttempt(runID string, n int) error {
 	if n <= 1 {
 		return nil
@@ -369,15 +247,9 @@ func (f *Files) StartAttempt(runID string, n int) error {
 	if err != nil {
 		return err
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	to := filepath.Join(dir, "attempts", strconv.Itoa(n-1))
 	if _, err := os.Lstat(to); err == nil {
 		return nil
-	}
-	if l, ok := f.open[runID]; ok {
-		l.close()
-		delete(f.open, runID)
 	}
 	stage := to + ".tmp"
 	if err := os.RemoveAll(stage); err != nil {
@@ -386,11 +258,44 @@ func (f *Files) StartAttempt(runID string, n int) error {
 	if err := os.MkdirAll(stage, 0o700); err != nil {
 		return fmt.Errorf("start attempt %d: %w", n, err)
 	}
+	// std_log is read through the index, which stays with the new attempt's
+	// streams: write the old attempt's out while the index is in place. No
+	// output of it comes any more (the job is assigned anew).
+	stdLog := filepath.Join(stage, "std_log.txt")
+	if v, ok, err := f.stdLogView(runID, dir); err != nil {
+		return fmt.Errorf("start attempt %d: %w", n, err)
+	} else if ok {
+		fh, err := os.OpenFile(stdLog, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+		if err != nil {
+			return fmt.Errorf("start attempt %d: %w", n, err)
+		}
+		_, err = v.copy(dir, 0, fh)
+		if err = errors.Join(err, fh.Close()); err != nil {
+			return fmt.Errorf("start attempt %d: %w", n, err)
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if l, ok := f.open[runID]; ok {
+		l.close()
+		delete(f.open, runID)
+	}
 	for _, sub := range []string{"user_logs", "outputs", "logs"} {
 		err := os.Rename(filepath.Join(dir, sub), filepath.Join(stage, sub))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("start attempt %d: %w", n, err)
 		}
+	}
+	if _, err := os.Stat(stdLog); err == nil {
+		if err := os.MkdirAll(filepath.Join(stage, "user_logs"), 0o700); err != nil {
+			return fmt.Errorf("start attempt %d: %w", n, err)
+		}
+		if err := os.Rename(stdLog, filepath.Join(stage, runner.StdLogFile)); err != nil {
+			return fmt.Errorf("start attempt %d: %w", n, err)
+		}
+	}
+	if err := os.Remove(filepath.Join(dir, stdLogIndex)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("start attempt %d: %w", n, err)
 	}
 	if err := os.Rename(stage, to); err != nil {
 		return fmt.Errorf("start attempt %d: %w", n, err)
@@ -410,10 +315,20 @@ func (f *Files) WriteArtifacts(runID string, w io.Writer) error {
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		return tar.NewWriter(w).Close()
 	}
-	if _, err := archive.Write(w, dir, "outputs", "logs", "user_logs", "attempts"); err != nil {
+	// std_log.txt is not on disk: it follows user_logs/, read through the
+	// index, in a second tar written where the first one's end marker was.
+	tw := &trailerWriter{w: w}
+	if _, err := archive.Write(tw, dir, "outputs", "logs", "user_logs", "attempts"); err != nil {
 		return fmt.Errorf("write artifacts: %w", err)
 	}
-	return nil
+	if err := tw.dropTrailer(); err != nil {
+		return fmt.Errorf("write artifacts: %w", err)
+	}
+	t := tar.NewWriter(w)
+	if err := f.tarStdLog(t, runID, dir); err != nil {
+		return fmt.Errorf("write artifacts: std_log: %w", err)
+	}
+	return t.Close()
 }
 
 // maxTrailing bounds what a snapshot upload may carry after the tar's end

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -507,5 +508,276 @@ func TestStartAttempt(t *testing.T) {
 	}
 	if err := f.StartAttempt("r1", 1); err != nil {
 		t.Errorf("StartAttempt(1) = %v, want nil", err)
+	}
+}
+
+// TestAppendLogLimit: the limit counts what the log stores, the streams'
+// bytes and 8 index bytes per switch between stdout and stderr.
+func TestAppendLogLimit(t *testing.T) {
+	tests := []struct {
+		name       string
+		limit      int64
+		chunks     []chunk
+		wantCutAt  int // index of the chunk that gets ErrLogCut; -1 none
+		wantStdout string
+		wantStderr string
+		wantStdLog string
+	}{
+		{
+			name:       "under the limit",
+			limit:      100,
+			chunks:     []chunk{{Stdout, 0, "abc\n", false}, {Stderr, 0, "E\n", false}},
+			wantCutAt:  -1,
+			wantStdout: "abc\n", wantStderr: "E\n", wantStdLog: "abc\nE\n",
+		},
+		{
+			name:       "exactly the limit is not cut",
+			limit:      4 + 8 + 2 + 8,
+			chunks:     []chunk{{Stdout, 0, "abc\n", false}, {Stderr, 0, "E\n", false}},
+			wantCutAt:  -1,
+			wantStdout: "abc\n", wantStderr: "E\n", wantStdLog: "abc\nE\n",
+		},
+		{
+			name:       "cut inside a chunk",
+			limit:      4 + 8 + 2 + 8,
+			chunks:     []chunk{{Stdout, 0, "abc\n", false}, {Stderr, 0, "EFGH", false}, {Stderr, 4, "more", false}, {Stdout, 4, "late", false}},
+			wantCutAt:  1,
+			wantStdout: "abc\n",
+			wantStderr: "EF\n" + CutLine(Stderr, 2, 22),
+			wantStdLog: "abc\nEF\n" + CutLine(Stderr, 2, 22),
+		},
+		{
+			name:       "cut right after a full chunk",
+			limit:      4 + 8,
+			chunks:     []chunk{{Stdout, 0, "abc\n", false}, {Stdout, 4, "x", false}},
+			wantCutAt:  1,
+			wantStdout: "abc\n" + CutLine(Stdout, 4, 12),
+			wantStdLog: "abc\n" + CutLine(Stdout, 4, 12),
+		},
+		{
+			name:       "a resent chunk after the cut changes nothing",
+			limit:      3 + 8,
+			chunks:     []chunk{{Stdout, 0, "abcdef", false}, {Stdout, 0, "abcdef", false}},
+			wantCutAt:  0,
+			wantStdout: "abc\n" + CutLine(Stdout, 3, 11),
+			wantStdLog: "abc\n" + CutLine(Stdout, 3, 11),
+		},
+		{
+			name:       "no limit",
+			limit:      0,
+			chunks:     []chunk{{Stdout, 0, strings.Repeat("x", 100), false}},
+			wantCutAt:  -1,
+			wantStdout: strings.Repeat("x", 100), wantStdLog: strings.Repeat("x", 100),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFiles(t)
+			f.SetLogLimit(tt.limit)
+			for i, c := range tt.chunks {
+				err := f.Append("run1", c.stream, c.offset, []byte(c.data))
+				if gotCut := errors.Is(err, ErrLogCut); gotCut != (i == tt.wantCutAt) {
+					t.Errorf("Append chunk %d: err %v, want ErrLogCut %v", i, err, i == tt.wantCutAt)
+				} else if err != nil && !gotCut {
+					t.Errorf("Append chunk %d: %v", i, err)
+				}
+			}
+			for _, s := range []struct{ stream, want string }{{Stdout, tt.wantStdout}, {Stderr, tt.wantStderr}, {StdLog, tt.wantStdLog}} {
+				if got := readAll(t, f, "run1", s.stream); got != s.want {
+					t.Errorf("%s = %q, want %q", s.stream, got, s.want)
+				}
+			}
+		})
+	}
+}
+
+// TestLogLimitAfterReopen checks that a cut log stays cut when the store is
+// opened again (a control plane restart): resent output is not stored.
+func TestLogLimitAfterReopen(t *testing.T) {
+	dir := t.TempDir()
+	f, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.SetLogLimit(12)
+	if err := f.Append("run1", Stdout, 0, []byte("abcdefgh")); !errors.Is(err, ErrLogCut) {
+		t.Fatalf("Append: %v, want ErrLogCut", err)
+	}
+	f.Close("run1")
+	want := readAll(t, f, "run1", StdLog)
+
+	g, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.SetLogLimit(12)
+	out, _, err := g.Offsets("run1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Append("run1", Stdout, out, []byte("more")); err != nil {
+		t.Fatalf("Append after reopen: %v", err)
+	}
+	if got := readAll(t, g, "run1", StdLog); got != want {
+		t.Errorf("std_log after reopen = %q, want %q", got, want)
+	}
+}
+
+// TestStdLogStoredOnce: std_log is read through the index from the two
+// stream files, at every offset, and the output is on disk once.
+func TestStdLogStoredOnce(t *testing.T) {
+	f := newFiles(t)
+	var want strings.Builder
+	var offs [2]int64
+	for i := range 300 {
+		stream, k := Stdout, 0
+		if i%3 == 2 {
+			stream, k = Stderr, 1
+		}
+		data := fmt.Sprintf("%s line %d\n", stream, i)
+		if err := f.Append("run1", stream, offs[k], []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+		offs[k] += int64(len(data))
+		want.WriteString(data)
+	}
+	for _, off := range []int64{0, 1, 17, int64(want.Len()) / 2, int64(want.Len()) - 1, int64(want.Len())} {
+		var buf bytes.Buffer
+		next, err := f.ReadLog("run1", StdLog, off, &buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := buf.String(); got != want.String()[off:] || next != int64(want.Len()) {
+			t.Errorf("ReadLog(std_log, %d) = %d, %.30q...; want %d, %.30q...", off, next, got, want.Len(), want.String()[off:])
+		}
+	}
+	dir, _ := f.JobDir("run1")
+	if _, err := os.Stat(filepath.Join(dir, runner.StdLogFile)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a copy of the output in %s: stat %v", runner.StdLogFile, err)
+	}
+	// 200 switches between streams cost 8 bytes each.
+	if fi, err := os.Stat(filepath.Join(dir, stdLogIndex)); err != nil || fi.Size() != 200*segmentSize {
+		t.Errorf("index: %v, %v; want %d bytes", fi, err, 200*segmentSize)
+	}
+}
+
+// TestStdLogIndexOneStream: chunks of one stream lengthen one segment.
+func TestStdLogIndexOneStream(t *testing.T) {
+	f := newFiles(t)
+	for i := range 1000 {
+		if err := f.Append("run1", Stdout, int64(i), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir, _ := f.JobDir("run1")
+	if fi, err := os.Stat(filepath.Join(dir, stdLogIndex)); err != nil || fi.Size() != segmentSize {
+		t.Errorf("index after 1000 stdout chunks: %v, %v; want one segment", fi, err)
+	}
+	if got := readAll(t, f, "run1", StdLog); got != strings.Repeat("x", 1000) {
+		t.Errorf("std_log = %.20q... (%d bytes), want 1000 x", got, len(got))
+	}
+}
+
+// TestStdLogReopen: a log opened again (a control plane restart) goes on
+// where it was, and bytes a crash left in a stream file without an index
+// entry are indexed at the end.
+func TestStdLogReopen(t *testing.T) {
+	dir := t.TempDir()
+	f, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []chunk{{Stdout, 0, "a1 ", false}, {Stderr, 0, "b1 ", false}} {
+		if err := f.Append("run1", c.stream, c.offset, []byte(c.data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close("run1")
+	jobDir, _ := f.JobDir("run1")
+	out, err := os.OpenFile(filepath.Join(jobDir, runner.StdoutFile), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.WriteString("lost ")
+	out.Close()
+
+	g, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, err := g.Offsets("run1")
+	if err != nil || stdout != 8 || stderr != 3 {
+		t.Fatalf("Offsets = %d, %d, %v; want 8, 3", stdout, stderr, err)
+	}
+	if err := g.Append("run1", Stderr, 3, []byte("b2")); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := readAll(t, g, "run1", StdLog), "a1 b1 lost b2"; got != want {
+		t.Errorf("std_log = %q, want %q", got, want)
+	}
+}
+
+// TestStdLogLegacy: a job written before the index, with its own
+// std_log.txt, is read and appended to as before.
+func TestStdLogLegacy(t *testing.T) {
+	f := newFiles(t)
+	dir, _ := f.JobDir("old")
+	for name, body := range map[string]string{runner.StdoutFile: "o1", runner.StderrFile: "e1", runner.StdLogFile: "e1o1"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Append("old", Stdout, 2, []byte("o2")); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := readAll(t, f, "old", StdLog), "e1o1o2"; got != want {
+		t.Errorf("std_log = %q, want %q", got, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, stdLogIndex)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a legacy log got an index: %v", err)
+	}
+	var buf bytes.Buffer
+	if err := f.WriteArtifacts("old", &buf); err != nil {
+		t.Fatal(err)
+	}
+	if got := listTar(t, &buf)["user_logs/std_log.txt"]; got != "e1o1o2" {
+		t.Errorf("downloaded std_log.txt = %q, want %q", got, "e1o1o2")
+	}
+}
+
+// TestStdLogManySegments reads a log whose index spans several blocks,
+// from several offsets, while it is open and after it is closed.
+func TestStdLogManySegments(t *testing.T) {
+	f := newFiles(t)
+	var want strings.Builder
+	var offs [2]int64
+	for i := range 10001 {
+		stream, k, b := Stdout, 0, byte('a'+i%26)
+		if i%2 == 1 {
+			stream, k, b = Stderr, 1, byte('A'+i%26)
+		}
+		if err := f.Append("run1", stream, offs[k], []byte{b}); err != nil {
+			t.Fatal(err)
+		}
+		offs[k]++
+		want.WriteByte(b)
+	}
+	for _, closed := range []bool{false, true} {
+		if closed {
+			f.Close("run1")
+		}
+		for _, off := range []int64{0, 1, 4095, 4096, 4097, 9000, 10000, 10001} {
+			var buf bytes.Buffer
+			next, err := f.ReadLog("run1", StdLog, off, &buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := buf.String(); got != want.String()[off:] || next != 10001 {
+				t.Errorf("closed %v: ReadLog(std_log, %d) = %d, %.20q (%d bytes); want 10001, %.20q (%d bytes)", closed, off, next, got, len(got), want.String()[off:], 10001-off)
+			}
+		}
 	}
 }

@@ -121,6 +121,26 @@ func Chown(dir string, u User) error {
 	})
 }
 
+// Session returns the session ID of process pid (from /proc/<pid>/stat);
+// false when it cannot be read.
+func Session(pid int) (int, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// pid (comm) state ppid pgrp session ...; comm may hold spaces and ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 4 {
+		return 0, false
+	}
+	sid, err := strconv.Atoi(f[3])
+	return sid, err == nil
+}
+
 // Procs returns the processes whose real, effective or saved uid is uid.
 func Procs(uid int) []int {
 	ents, err := os.ReadDir("/proc")
@@ -174,16 +194,30 @@ var ErrSurvivors = errors.New("processes survived SIGKILL")
 // left (a process may fork while it is being killed), waiting at most 5s.
 // uid 0 and this process's own uid are refused.
 func KillAll(uid int) error {
+	_, err := KillAllExcept(uid, nil)
+	return err
+}
+
+// KillAllExcept is KillAll sparing the processes keep reports true for
+// (nil keeps none); spared reports whether it spared any.
+func KillAllExcept(uid int, keep func(pid int) bool) (spared bool, err error) {
 	if uid == 0 || uid == os.Getuid() || uid == os.Geteuid() {
-		return fmt.Errorf("kill processes of uid %d: not a job uid", uid)
+		return false, fmt.Errorf("kill processes of uid %d: not a job uid", uid)
 	}
 	for end := time.Now().Add(5 * time.Second); ; {
-		pids := Procs(uid)
+		var pids []int
+		for _, pid := range Procs(uid) {
+			if keep != nil && keep(pid) {
+				spared = true
+				continue
+			}
+			pids = append(pids, pid)
+		}
 		if len(pids) == 0 {
-			return nil
+			return spared, nil
 		}
 		if time.Now().After(end) {
-			return fmt.Errorf("uid %d: %w: %v", uid, ErrSurvivors, pids)
+			return spared, fmt.Errorf("uid %d: %w: %v", uid, ErrSurvivors, pids)
 		}
 		for _, pid := range pids {
 			syscall.Kill(pid, syscall.SIGKILL)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 )
 
 func TestParseRange(t *testing.T) {
@@ -238,5 +239,32 @@ func TestRemoveTemp(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"someone-else"}, left); diff != "" {
 		t.Errorf("left in the temporary directory (-want +got):\n%s", diff)
+	}
+}
+
+// TestSession reads a process's session ID: a child started with setsid
+// leads its own session, and this process's is the kernel's.
+func TestSession(t *testing.T) {
+	want, err := unix.Getsid(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := Session(os.Getpid()); !ok || got != want {
+		t.Errorf("Session(self) = %d, %v; want %d", got, ok, want)
+	}
+	cmd := exec.Command("sleep", "10")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	if got, ok := Session(cmd.Process.Pid); !ok || got != cmd.Process.Pid {
+		t.Errorf("Session(setsid child) = %d, %v; want its own pid %d", got, ok, cmd.Process.Pid)
+	}
+	if _, ok := Session(1 << 30); ok {
+		t.Error("Session of a pid that does not exist reported ok")
 	}
 }

@@ -20,22 +20,6 @@ type NodeUsage struct {
 	EndedAt time.Time
 }
 
-// WithLowPriorityShare returns r with each size's low-priority price set
-// to share (0 < share ≤ 1) of its dedicated price, rounded to 1/100 of a
-// cent; share 0 leaves the catalog's prices.
-func (r Region) WithLowPriorityShare(share float64) Region {
-	if share <= 0 {
-		return r
-	}
-	sizes := make([]VMSize, len(r.Sizes))
-	for i, s := range r.Sizes {
-		s.PriceLowPriority = math.Round(s.PriceDedicated*share*10000) / 10000
-		sizes[i] = s
-	}
-	r.Sizes = sizes
-	return r
-}
-
 // Price returns the size's hourly price (USD) for priority p.
 func (s VMSize) Price(p Priority) float64 {
 	if p == PriorityLowPriority {

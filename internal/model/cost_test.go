@@ -55,17 +55,3 @@ func TestCostToTheCent(t *testing.T) {
 		t.Errorf("job usage = %v node-hours, $%.4f; want 1.5, $0.16", hours, cost)
 	}
 }
-
-func TestWithLowPriorityShare(t *testing.T) {
-	r := Region{Sizes: Catalog}
-	if got := r.WithLowPriorityShare(0); got.Sizes[0].PriceLowPriority != Catalog[0].PriceLowPriority {
-		t.Errorf("share 0 changed the price to %v", got.Sizes[0].PriceLowPriority)
-	}
-	got, _ := r.WithLowPriorityShare(0.5).Size("Standard_D2_v2")
-	if got.Price(PriorityLowPriority) != 0.073 || got.Price(PriorityDedicated) != 0.146 {
-		t.Errorf("share 0.5: prices %v/%v, want 0.146/0.073", got.Price(PriorityDedicated), got.Price(PriorityLowPriority))
-	}
-	if Catalog[0].PriceLowPriority != 0.0292 {
-		t.Errorf("the catalog itself changed: %v", Catalog[0].PriceLowPriority)
-	}
-}

@@ -29,9 +29,12 @@ type Node struct {
 	// process whose first connect was accepted; every later request for the
 	// node must be signed by it. "" until then. Set only by
 	// store.Store.NodeBindAgentKey: NodeUpdate leaves it as stored.
-	AgentKey   string
-	Address    string    // where the node is reached; "" until known
-	SSHPort    int       // the node's SSH port (reserved); 0 means none
+	AgentKey string
+	Address  string // where the node is reached; "" until known
+	SSHPort  int    // the node's SSH port (reserved); 0 means none
+	// HostKey is the node's SSH host public key in authorized_keys form,
+	// as its agent reported it; "" until known or when it serves no SSH.
+	HostKey    string
 	JobID      string    // the job it runs; "" when none
 	Reason     string    // why it is unusable or leaving; "" otherwise
 	Note       string    // e.g. that its limits are recorded only; "" means none

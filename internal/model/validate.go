@@ -190,11 +190,12 @@ func ValidateCompute(req ComputeRequest, ws Workspace, region Region, existing *
 		return spec, err
 	}
 
+	// Left out, the nodes' SSH ports are reached only through the control
+	// plane's tunnel. NotSpecified behaves as AML documents for a cluster
+	// outside a virtual network: the port is open when credentials are set.
 	spec.RemoteLogin = "Disabled"
 	if existing != nil {
 		spec.RemoteLogin = existing.RemoteLogin
-	} else if spec.AdminUser != "" {
-		spec.RemoteLogin = "Enabled"
 	}
 	if req.RemoteLogin != nil && *req.RemoteLogin != "" {
 		switch strings.ToLower(*req.RemoteLogin) {
@@ -203,6 +204,9 @@ func ValidateCompute(req ComputeRequest, ws Workspace, region Region, existing *
 		case "disabled":
 			spec.RemoteLogin = "Disabled"
 		case "notspecified":
+			if spec.AdminUser != "" {
+				spec.RemoteLogin = "Enabled"
+			}
 		default:
 			return spec, fieldErr(CodeInvalidParameter, "properties.properties.remoteLoginPortPublicAccess",
 				"properties.properties.remoteLoginPortPublicAccess %s is invalid: use \"Enabled\", \"Disabled\" or \"NotSpecified\"", Quote(*req.RemoteLogin))

@@ -394,16 +394,19 @@ func TestValidateComputeCreate(t *testing.T) {
 		}, func(s *ComputeSpec) { s.Scale = ScaleSettings{MinNodes: 1, MaxNodes: 100, IdleTime: 30 * time.Minute} }},
 		{"idle zero", func(r *ComputeRequest) { r.IdleTime = ptr("PT0S") }, func(s *ComputeSpec) { s.Scale.IdleTime = 0 }},
 		{"idle max", func(r *ComputeRequest) { r.IdleTime = ptr("P7D") }, func(s *ComputeSpec) { s.Scale.IdleTime = MaxIdleTime }},
-		{"password enables remote login", func(r *ComputeRequest) {
+		{"password, public port closed by default", func(r *ComputeRequest) {
 			r.AdminUser, r.Password = ptr("azureuser"), ptr("Sup3rSecret!!")
-		}, func(s *ComputeSpec) { s.AdminUser, s.Password, s.RemoteLogin = "azureuser", "Sup3rSecret!!", "Enabled" }},
-		{"ssh key trimmed, enables remote login", func(r *ComputeRequest) {
+		}, func(s *ComputeSpec) { s.AdminUser, s.Password, s.RemoteLogin = "azureuser", "Sup3rSecret!!", "Disabled" }},
+		{"ssh key trimmed, public port closed by default", func(r *ComputeRequest) {
 			r.AdminUser, r.SSHKey = ptr("azureuser"), ptr("  "+key+"\n")
+		}, func(s *ComputeSpec) { s.AdminUser, s.SSHKey, s.RemoteLogin = "azureuser", key, "Disabled" }},
+		{"remote login enabled explicitly", func(r *ComputeRequest) {
+			r.AdminUser, r.SSHKey, r.RemoteLogin = ptr("azureuser"), ptr(key), ptr("Enabled")
 		}, func(s *ComputeSpec) { s.AdminUser, s.SSHKey, s.RemoteLogin = "azureuser", key, "Enabled" }},
 		{"remote login disabled explicitly", func(r *ComputeRequest) {
 			r.AdminUser, r.SSHKey, r.RemoteLogin = ptr("azureuser"), ptr(key), ptr("disabled")
 		}, func(s *ComputeSpec) { s.AdminUser, s.SSHKey, s.RemoteLogin = "azureuser", key, "Disabled" }},
-		{"remote login NotSpecified keeps the default", func(r *ComputeRequest) {
+		{"remote login NotSpecified opens the port, as AML outside a virtual network", func(r *ComputeRequest) {
 			r.AdminUser, r.SSHKey, r.RemoteLogin = ptr("azureuser"), ptr(key), ptr("NotSpecified")
 		}, func(s *ComputeSpec) { s.AdminUser, s.SSHKey, s.RemoteLogin = "azureuser", key, "Enabled" }},
 		{"remote login enabled without credentials", func(r *ComputeRequest) { r.RemoteLogin = ptr("ENABLED") }, func(s *ComputeSpec) { s.RemoteLogin = "Enabled" }},

@@ -5,8 +5,9 @@
 // the control plane picks instance IDs, so repeating a call is harmless.
 //
 // Extra capabilities are optional interfaces a provider may also implement:
-// [CapacityReporter] and [PreemptionNotifier]. Built-in providers are listed
-// in package builtin; docs/providers.md is the guide for writing one.
+// [CapacityReporter], [Offerer], [HostReporter] and [PreemptionNotifier].
+// Built-in providers are listed in package builtin; docs/providers.md is the
+// guide for writing one.
 package provider
 
 import (
@@ -58,6 +59,40 @@ type CapacityReporter interface {
 	// Capacity returns how many more instances of size could be created
 	// now, given what the provider already holds. It may be 0.
 	Capacity(ctx context.Context, size Size) (int, error)
+}
+
+// Offerer is implemented by providers whose capacity is fixed by their
+// configuration (a list of hosts), so the control plane can offer exactly
+// the sizes that fit and report the region's total.
+type Offerer interface {
+	// Offers reports whether one instance of size fits on the empty
+	// provider (on at least one of its hosts, and among the sizes a host
+	// offers). It must not block.
+	Offers(size Size) bool
+	// Total returns the provider's whole capacity: vCPUs, MiB and GPUs
+	// summed over its hosts (Name is empty).
+	Total() Size
+}
+
+// HostReporter is implemented by providers whose capacity is a set of
+// hosts, to report each host's capacity and use.
+type HostReporter interface {
+	// Hosts returns every configured host, in configuration order. It
+	// reads the provider's records and must not wait on the hosts.
+	Hosts(ctx context.Context) ([]HostUsage, error)
+}
+
+// HostUsage is one host's capacity and what the provider's instances hold
+// of it.
+type HostUsage struct {
+	Name     string // the host's name in the provider's configuration
+	Address  string // HOST:PORT
+	VCPUs    int    // vCPUs nodes may take together; 0 means one node at a time
+	MemoryMB int64  // MiB nodes may take together
+	GPUs     int
+	Used     Size   // what instances hold (Name is empty)
+	Nodes    int    // instances on the host
+	Error    string // why the host last failed to answer; "" when it answered or was not tried
 }
 
 // PreemptionNotifier is implemented by providers whose instances can be

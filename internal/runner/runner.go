@@ -134,6 +134,11 @@ type Spec struct {
 	// /tmp, /var/tmp and /dev/shm is removed. Nil means this process's own
 	// user.
 	User *jobuser.User
+
+	// Spare, if set, names processes of User that outlive the job's end
+	// (the node's SSH sessions: they run as the same user); while it
+	// spares any, User's temporary files stay too. Nil spares none.
+	Spare func(pid int) bool
 }
 
 // Reason says why a job ended other than by exiting with code 0.
@@ -169,6 +174,7 @@ type Job struct {
 	drain time.Duration
 	out   func(Chunk)
 	user  *jobuser.User
+	spare func(pid int) bool // see Spec.Spare; nil spares none
 	done  chan struct{}
 
 	mu       sync.Mutex
@@ -231,6 +237,7 @@ func Start(ctx context.Context, spec Spec) (*Job, error) {
 	}
 	j := &Job{
 		user:  spec.User,
+		spare: spec.Spare,
 		grace: orDefault(spec.Grace, DefaultGrace),
 		drain: orDefault(spec.DrainLimit, DefaultDrainLimit),
 		out:   spec.Output,
@@ -440,7 +447,10 @@ func (j *Job) supervise(unwatch func() bool) {
 		// The uid is the job's alone: whatever still runs as it escaped
 		// the group (setsid, double fork) and would see the next job.
 		// Nor may its files in /tmp and the like.
-		err := errors.Join(jobuser.KillAll(j.user.UID), jobuser.RemoveTemp(j.user.UID))
+		spared, err := jobuser.KillAllExcept(j.user.UID, j.spare)
+		if !spared {
+			err = errors.Join(err, jobuser.RemoveTemp(j.user.UID))
+		}
 		if err != nil {
 			j.mu.Lock()
 			j.killErr = err

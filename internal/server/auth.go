@@ -41,13 +41,19 @@ func callerName(ctx context.Context) string {
 // connection authenticated (see connlimit).
 func (s *Server) authorize(min model.Role, h handlerFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		authz := r.Header.Get("Authorization")
-		scheme, tok, ok := strings.Cut(authz, " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
-			return errorf(http.StatusUnauthorized, api.CodeAuthenticationFailed,
-				"a bearer token is required: send 'Authorization: Bearer <token>' (create one with 'kumo token create')")
+		// A request Serve made in process carries its caller's token hash
+		// in its context instead of a header.
+		hash, inProcess := r.Context().Value(inProcessKey{}).(string)
+		if !inProcess {
+			authz := r.Header.Get("Authorization")
+			scheme, tok, ok := strings.Cut(authz, " ")
+			if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+				return errorf(http.StatusUnauthorized, api.CodeAuthenticationFailed,
+					"a bearer token is required: send 'Authorization: Bearer <token>' (create one with 'kumo token create')")
+			}
+			hash = secret.HashToken(strings.TrimSpace(tok))
 		}
-		t, err := s.tokens.get(r.Context(), s.store, secret.HashToken(strings.TrimSpace(tok)), s.now())
+		t, err := s.tokens.get(r.Context(), s.store, hash, s.now())
 		if errors.Is(err, store.ErrNotFound) || (err == nil && !t.RevokedAt.IsZero()) {
 			return errorf(http.StatusUnauthorized, api.CodeAuthenticationFailed, "the bearer token is not valid or has been revoked")
 		}

@@ -390,6 +390,9 @@ func (s *Server) computeListNodes(w http.ResponseWriter, r *http.Request) error 
 	nodes := []api.NodeInformation{}
 	for _, n := range ns {
 		info := api.NodeInformation{NodeID: n.ID, PrivateIPAddress: n.Address, PublicIPAddress: n.Address, Port: int32(n.SSHPort), NodeState: api.NodeState(n.State), Note: n.Note, Reason: n.Reason}
+		if c.Credentials.AdminUser != "" { // a node of a cluster without an admin account serves no SSH
+			info.SSHHostKey, info.SSHHostKeyFingerprint = n.HostKey, fingerprint(n.HostKey)
+		}
 		if n.JobID != "" {
 			if j, err := s.store.JobGet(ctx, n.JobID); err == nil {
 				info.RunID = strp(j.Name) // a v2 job's run ID, as AML shows it, is its name

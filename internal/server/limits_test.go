@@ -26,6 +26,7 @@ type limited struct {
 	url   string
 	owner string
 	files *jobfiles.Files
+	dir   string // the files directory
 }
 
 func newLimited(t *testing.T, adjust func(*server.Config), hs *http.Server) *limited {
@@ -58,7 +59,7 @@ func newLimited(t *testing.T, adjust func(*server.Config), hs *http.Server) *lim
 	}
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &limited{url: srv.URL, owner: owner.Secret, files: files}
+	return &limited{url: srv.URL, owner: owner.Secret, files: files, dir: filepath.Join(dir, "files")}
 }
 
 func (l *limited) do(t *testing.T, method, path, token string, body any) (*http.Response, []byte) {

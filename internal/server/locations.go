@@ -146,6 +146,11 @@ func (s *Server) usages(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	out.Value = append(out.Value, host...)
+	perHost, err := s.perHostUsages(ctx, r, reg)
+	if err != nil {
+		return err
+	}
+	out.Value = append(out.Value, perHost...)
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
@@ -207,6 +212,43 @@ func (s *Server) hostUsages(ctx context.Context, r *http.Request, reg model.Regi
 	}
 	if h.GPUs > 0 {
 		out = append(out, usage(UsageHostGPUs, "GPUs", "Count", gpus, int64(h.GPUs)))
+	}
+	return out, nil
+}
+
+// perHostUsages reports, for a region of hosts, each host's vCPUs, memory
+// and GPUs and what the region's nodes hold of them, as usages named
+// hostVCPUs/<host> and so on; none for other regions.
+func (s *Server) perHostUsages(ctx context.Context, r *http.Request, reg model.Region) ([]api.Usage, error) {
+	hr := s.hosts[strings.ToLower(reg.Name)]
+	if hr == nil {
+		return nil, nil
+	}
+	hosts, err := hr.Hosts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id := "/subscriptions/" + r.PathValue("sub") + "/providers/" + api.ProviderNamespace + "/locations/" + reg.Name + "/usages/"
+	var out []api.Usage
+	for _, h := range hosts {
+		note := ""
+		if h.Error != "" {
+			note = ", not answering"
+		}
+		usage := func(name, what, unit string, cur, limit int64) api.Usage {
+			return api.Usage{ID: id + name + "/" + h.Name, AMLWorkspaceLocation: reg.Name, Type: api.ProviderNamespace + "/locations/usages",
+				Unit: unit, CurrentValue: cur, Limit: limit,
+				Name: api.UsageName{Value: name + "/" + h.Name, LocalizedValue: fmt.Sprintf("Host %s %s (region %s%s)", h.Name, what, reg.Name, note)}}
+		}
+		if h.VCPUs > 0 {
+			out = append(out, usage(UsageHostVCPUs, "vCPUs", "Count", int64(h.Used.VCPUs), int64(h.VCPUs)),
+				usage(UsageHostMemoryGB, "memory GB", "GB", int64(math.Ceil(float64(h.Used.MemoryMB)/1024)), h.MemoryMB/1024))
+		} else {
+			out = append(out, usage("hostNodes", "nodes", "Count", int64(h.Nodes), 1))
+		}
+		if h.GPUs > 0 {
+			out = append(out, usage(UsageHostGPUs, "GPUs", "Count", int64(h.Used.GPUs), int64(h.GPUs)))
+		}
 	}
 	return out, nil
 }

@@ -20,6 +20,7 @@ import (
 	"kumo/api"
 	"kumo/internal/jobfiles"
 	"kumo/internal/model"
+	"kumo/internal/provider"
 	"kumo/internal/store"
 )
 
@@ -48,8 +49,15 @@ type Config struct {
 	// Evicter takes LowPriority nodes away on request (simulateEviction);
 	// nil means the route answers that evictions cannot be simulated.
 	Evicter Evicter
+	// Hosts report per-host capacity for regions whose provider is a set
+	// of hosts, keyed by lower-case region name; nil means none. Their
+	// rows follow the region's in the usages.
+	Hosts map[string]provider.HostReporter
 	// Agents are extra routes (the node agents' protocol), mounted as is.
 	Agents map[string]http.HandlerFunc
+	// Tunnel opens streams to nodes' SSH servers; nil means the SSH
+	// route answers that no node is connected.
+	Tunnel Tunnel
 	// PollInterval is sent as Retry-After-Ms on long-running operations;
 	// zero means 500 ms.
 	PollInterval time.Duration
@@ -92,7 +100,9 @@ type Server struct {
 	limiter   *rateLimiter
 	transfer  time.Duration // see Config.TransferTimeout
 	changed   func(string)
-	noLocal   bool // compute "local" is off
+	noLocal   bool   // compute "local" is off
+	tunnel    Tunnel // nil means none
+	hosts     map[string]provider.HostReporter
 	evicter   Evicter
 	seqMu     sync.Mutex
 	seq       int64 // last FIFO sequence number handed out
@@ -103,7 +113,8 @@ type Server struct {
 func New(cfg Config) *Server {
 	s := &Server{store: cfg.Store, regions: cfg.Regions, prov: cfg.Provisioner, files: cfg.Files, changed: cfg.Changed, poll: cfg.PollInterval,
 		page: cfg.PageSize, now: cfg.Now, log: cfg.Log, mux: http.NewServeMux(),
-		limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst), transfer: cfg.TransferTimeout, noLocal: cfg.LocalDisabled, evicter: cfg.Evicter}
+		limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst), transfer: cfg.TransferTimeout, noLocal: cfg.LocalDisabled, tunnel: cfg.Tunnel,
+		hosts: cfg.Hosts, evicter: cfg.Evicter}
 	if s.transfer <= 0 {
 		s.transfer = DefaultTransferTimeout
 	}
@@ -180,6 +191,7 @@ func (s *Server) routes() {
 	r("GET "+cp+"/listNodes", model.RoleReader, s.computeListNodes)
 	r("POST "+cp+"/listKeys", model.RoleContributor, s.computeListKeys)
 	r("POST "+cp+"/simulateEviction", model.RoleContributor, s.computeSimulateEviction)
+	stream("GET "+cp+"/nodes/{node}/ssh", model.RoleContributor, s.computeNodeSSH)
 
 	r("GET "+locp+"/computeOperationsStatus/{op}", model.RoleReader, s.operationGet)
 	r("GET "+locp+"/vmSizes", model.RoleReader, s.vmSizes)

@@ -38,6 +38,13 @@ type harness struct {
 
 func newHarness(t testing.TB) *harness {
 	t.Helper()
+	return newHarnessWith(t, nil)
+}
+
+// newHarnessWith is newHarness with the server's Config changed by edit
+// (nil changes nothing).
+func newHarnessWith(t testing.TB, edit func(*server.Config)) *harness {
+	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "kumo.db"))
 	if err != nil {
@@ -55,7 +62,11 @@ func newHarness(t testing.TB) *harness {
 		"eastus": model.NewRegion("eastus", "fake", model.Host{VCPUs: 1000, MemoryGB: 10000, GPUs: 8}),
 	}
 	h := &harness{t: t, st: st, prov: prov, tokens: map[model.Role]string{model.RoleOwner: owner.Secret}, ev: &fakeEvicter{}}
-	h.srv = httptest.NewServer(server.New(server.Config{Store: st, Regions: regions, Provisioner: prov, PollInterval: 10 * time.Millisecond, PageSize: 3, Evicter: h.ev}))
+	cfg := server.Config{Store: st, Regions: regions, Provisioner: prov, PollInterval: 10 * time.Millisecond, PageSize: 3, Evicter: h.ev}
+	if edit != nil {
+		edit(&cfg)
+	}
+	h.srv = httptest.NewServer(server.New(cfg))
 	t.Cleanup(h.srv.Close)
 	for _, role := range []model.Role{model.RoleReader, model.RoleContributor} {
 		var got api.TokenCreated

@@ -3,50 +3,25 @@ package server_test
 import (
 	"archive/tar"
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"io/fs"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"kumo/api"
 	"kumo/internal/archive/archivetest"
-	"kumo/internal/jobfiles"
-	"kumo/internal/model"
-	"kumo/internal/server"
-	"kumo/internal/store/sqlite"
 )
 
 // TestSnapshotUploadRefusesHostileTars uploads the attack's tars through
 // the real API: each is refused with 413 or 400 and an ARM error naming
 // the problem, and nothing is left in the files directory.
 func TestSnapshotUploadRefusesHostileTars(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "kumo.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	ws := model.Workspace{ID: wsBase, Subscription: testSub, ResourceGroup: "rg1", Name: "ws1", Location: "local"}
-	owner, err := server.Bootstrap(ctx, st, ws, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	filesDir := filepath.Join(dir, "files")
-	files, err := jobfiles.New(filesDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(server.New(server.Config{Store: st, Files: files}))
-	t.Cleanup(srv.Close)
-
+	l := newLimited(t, nil, nil)
+	filesDir := l.dir
 	var good bytes.Buffer
 	tw := tar.NewWriter(&good)
 	tw.WriteHeader(&tar.Header{Name: "train.py", Typeflag: tar.TypeReg, Mode: 0o644, Size: 8})
@@ -77,13 +52,13 @@ func TestSnapshotUploadRefusesHostileTars(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			body := tt.body()
 			defer body.Close()
-			req, err := http.NewRequest("POST", srv.URL+wsBase+"/snapshots?api-version=2024-04-01", body)
+			req, err := http.NewRequest("POST", l.url+wsBase+"/snapshots?api-version=2024-04-01", body)
 			if err != nil {
 				t.Fatal(err)
 			}
-			req.Header.Set("Authorization", "Bearer "+owner.Secret)
+			req.Header.Set("Authorization", "Bearer "+l.owner)
 			req.Header.Set("Content-Type", "application/x-tar")
-			resp, err := srv.Client().Do(req)
+			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"kumo/internal/model"
 )
@@ -51,4 +52,15 @@ func NodeJob(ctx context.Context, st Store, n model.Node) (j model.Job, ok bool,
 		return model.Job{}, false, nil
 	}
 	return j, true, nil
+}
+
+// JobWarn adds warning to the job's warnings unless it is there already.
+func JobWarn(ctx context.Context, st Store, runID, warning string) error {
+	return JobChange(ctx, st, runID, func(j *model.Job) bool {
+		if slices.Contains(j.Warnings, warning) {
+			return false
+		}
+		j.Warnings = append(j.Warnings, warning)
+		return true
+	})
 }

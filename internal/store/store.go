@@ -136,6 +136,9 @@ type Store interface {
 	// JobComputeIDs returns the distinct compute IDs of jobs whose status
 	// is one of statuses, in no particular order.
 	JobComputeIDs(ctx context.Context, statuses ...model.JobStatus) ([]string, error)
+	// JobSnapshotIDs returns the distinct, non-empty snapshot IDs of jobs,
+	// in any workspace, whose status is one of statuses; none for none.
+	JobSnapshotIDs(ctx context.Context, statuses ...model.JobStatus) ([]string, error)
 	// JobListByStatus returns every job, in any workspace, whose status is
 	// one of statuses, in Seq order.
 	JobListByStatus(ctx context.Context, statuses ...model.JobStatus) ([]model.Job, error)

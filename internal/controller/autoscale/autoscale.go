@@ -55,6 +55,13 @@ const (
 
 var _ provision.Finalizer = (*Autoscaler)(nil)
 
+// Sessions reports the SSH logins open on a node and when the last one
+// closed (zero if none has). The agent hub implements it; it must be safe
+// for concurrent use and must not block.
+type Sessions interface {
+	Sessions(nodeID string) (open int, lastClosed time.Time)
+}
+
 // Result is what a scaling pass asks of the loop.
 type Result struct {
 	// RequeueAfter asks for another pass of the same cluster after this
@@ -84,6 +91,9 @@ type Config struct {
 	// requeued or ended a job, so that the dispatcher looks again; nil
 	// means nobody is told.
 	Changed func(computeID string)
+	// Sessions reports SSH logins open on nodes; an idle node with one is
+	// not removed. Nil means none are counted.
+	Sessions Sessions
 	// Now returns the current time; nil means time.Now. Timers of the loop
 	// itself always run on the real clock.
 	Now func() time.Time

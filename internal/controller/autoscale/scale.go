@@ -36,6 +36,7 @@ const (
 	EventNodeUnusable     = "NodeUnusable"     // a node failed; says why and what became of its job
 	EventNodePreempted    = "NodePreempted"    // a preempted node's job was requeued or failed
 	EventAllocationFailed = "AllocationFailed" // the provider could not create a node
+	EventNodeInUse        = "NodeInUse"        // an idle node kept: someone is logged in over SSH
 )
 
 // ErrorNodeUnusable is the code of ComputeStatus.Errors entries for nodes
@@ -46,11 +47,12 @@ const ErrorNodeUnusable = "NodeUnusable"
 // passes: the failure backoff and the errors of removed nodes. It is lost
 // on restart, which only resets the backoff.
 type computeState struct {
-	failures    int           // consecutive node failures
-	lastFailure time.Time     // when the last failed node was removed
-	retryAt     time.Time     // no new node before this while failures > 0
-	errors      []model.Error // NodeUnusable errors since a node made after them came up, oldest first
-	capacity    string        // why the last Create ran out of capacity; "" if it did not
+	failures    int             // consecutive node failures
+	lastFailure time.Time       // when the last failed node was removed
+	retryAt     time.Time       // no new node before this while failures > 0
+	errors      []model.Error   // NodeUnusable errors since a node made after them came up, oldest first
+	capacity    string          // why the last Create ran out of capacity; "" if it did not
+	inUse       map[string]bool // nodes kept for open SSH sessions, whose NodeInUse event is recorded
 }
 
 // state returns the compute's remembered state, seeding a new one with the
@@ -518,11 +520,35 @@ func (a *Autoscaler) scaleDown(ctx context.Context, comp model.Compute, prov pro
 	idleTime := comp.Scale.IdleTime
 	var leaving []model.Node
 	var reasons []string
+	inUse := map[string]bool{}
+	if cs := a.states[comp.ID]; cs != nil {
+		if cs.inUse == nil {
+			cs.inUse = map[string]bool{}
+		}
+		inUse = cs.inUse
+	}
 	for _, n := range idle {
 		if excess <= 0 {
 			break
 		}
-		idleFor := max(now.Sub(n.StateSince), 0)
+		since := n.StateSince
+		if a.cfg.Sessions != nil {
+			open, closed := a.cfg.Sessions.Sessions(n.ID)
+			if open > 0 {
+				// Idle means idle: a logged-in user keeps the node. The
+				// hub tells the loop when the last session closes.
+				if !inUse[n.ID] {
+					inUse[n.ID] = true
+					a.event(ctx, comp.ID, now, EventNodeInUse, fmt.Sprintf("node %s kept although idle: %s open", n.ID, plural(open, "SSH session")))
+				}
+				continue
+			}
+			delete(inUse, n.ID)
+			if closed.After(since) {
+				since = closed // the idle clock starts when the last session closed
+			}
+		}
+		idleFor := max(now.Sub(since), 0)
 		var why string
 		switch {
 		case overMax > 0:

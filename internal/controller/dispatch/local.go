@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"sync"
 
+	"kumo/internal/jobfiles"
 	"kumo/internal/jobuser"
+	"kumo/internal/logcap"
 	"kumo/internal/model"
 	"kumo/internal/runner"
 	"kumo/internal/store"
@@ -123,20 +125,19 @@ func (l *localRunner) takeUser() (user *jobuser.User, ok bool, err error) {
 	if r == nil {
 		return nil, true, nil
 	}
+	// Claimed host-wide, as another control plane may use the range too;
+	// a process of a job from before a restart that still runs as the uid
+	// is killed.
 	l.mu.Lock()
-	uid, ok := r.Free(func(u int) bool { return l.uids[u] })
-	if ok {
-		l.uids[uid] = true
-	}
-	l.mu.Unlock()
-	if !ok {
+	defer l.mu.Unlock()
+	uid, err := jobuser.Claim(*r, l.d.cfg.LocalDir, func(u int) bool { return l.uids[u] })
+	if errors.Is(err, jobuser.ErrNoUID) {
 		return nil, false, nil
 	}
-	// A process of a job from before a restart may still run as it.
-	if err := jobuser.KillAll(uid); err != nil {
-		l.putUser(&jobuser.User{UID: uid})
+	if err != nil {
 		return nil, false, err
 	}
+	l.uids[uid] = true
 	return &jobuser.User{UID: uid, GID: uid}, true, nil
 }
 
@@ -147,6 +148,9 @@ func (l *localRunner) putUser(u *jobuser.User) {
 	l.mu.Lock()
 	delete(l.uids, u.UID)
 	l.mu.Unlock()
+	if err := jobuser.Release(u.UID, l.d.cfg.LocalDir); err != nil {
+		l.d.cfg.Log.Error("release local job uid", "uid", u.UID, "err", err)
+	}
 }
 
 func (l *localRunner) start(ctx context.Context, j model.Job, user *jobuser.User) {
@@ -174,9 +178,21 @@ func (l *localRunner) start(ctx context.Context, j model.Job, user *jobuser.User
 	if v, ok := os.LookupEnv("CUDA_VISIBLE_DEVICES"); ok {
 		set["CUDA_VISIBLE_DEVICES"] = v
 	}
+	logCap := logcap.New(dir, cfg.Files.LogLimit()) // the host's copy, bounded like a node's
 	spec := runner.Spec{Dir: dir, Command: j.Command, Env: runner.JobEnv(dir, j.Env, set), Timeout: j.Timeout, User: user,
 		Output: func(c runner.Chunk) {
-			if err := cfg.Files.Append(j.RunID, string(c.Stream), c.Offset, c.Data); err != nil {
+			pass, err := logCap.Chunk(c)
+			if err != nil {
+				cfg.Log.Warn("local job log files", "job", j.Name, "err", err)
+			}
+			if !pass {
+				return
+			}
+			err = cfg.Files.Append(j.RunID, string(c.Stream), c.Offset, c.Data)
+			if errors.Is(err, jobfiles.ErrLogCut) {
+				err = store.JobWarn(ctx, cfg.Store, j.RunID, jobfiles.CutWarning(cfg.Files.LogLimit()))
+			}
+			if err != nil {
 				cfg.Log.Error("local job output", "job", j.Name, "err", err)
 			}
 		}}

@@ -7,11 +7,13 @@ import (
 	"kumo/internal/provider"
 	"kumo/internal/provider/fake"
 	"kumo/internal/provider/local"
+	"kumo/internal/provider/sshhosts"
 )
 
 // Providers maps a provider name to its constructor. Adding a provider means
 // adding a line here; there is no registration by init.
 var Providers = map[string]provider.Factory{
-	"fake":  fake.Factory,
-	"local": local.Factory,
+	"fake":     fake.Factory,
+	"local":    local.Factory,
+	"sshhosts": sshhosts.Factory,
 }

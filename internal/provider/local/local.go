@@ -221,7 +221,8 @@ func cmpOr[T comparable](v, def T) T {
 // Factory builds a Local from params: DataDir is Config.Dir; settings are
 // "cpu_overcommit", "memory_overcommit", "grace" (a Go duration), "address",
 // "disable_limits" (true/false), "argv" (a JSON array of strings),
-// "work_dir" and "job_uid_range" (START-END).
+// "work_dir", "job_uid_range" (START-END), "eviction_lead_time" and
+// "eviction_mean_interval" (Go durations; see Config).
 func Factory(p provider.Params) (provider.Provider, error) {
 	cfg := Config{Dir: p.DataDir}
 	for k, v := range p.Settings {
@@ -241,6 +242,10 @@ func Factory(p provider.Params) (provider.Provider, error) {
 			err = json.Unmarshal([]byte(v), &cfg.Argv)
 		case "work_dir":
 			cfg.WorkDir = v
+		case "eviction_lead_time":
+			cfg.EvictionLead, err = time.ParseDuration(v)
+		case "eviction_mean_interval":
+			cfg.MeanTimeBetweenEvictions, err = time.ParseDuration(v)
 		case "job_uid_range":
 			var r jobuser.Range
 			if r, err = jobuser.ParseRange(v); err == nil {
@@ -299,15 +304,9 @@ func (l *Local) jobUID(recs map[string]*record) (int, error) {
 	for _, r := range recs {
 		used[r.JobUID] = true
 	}
-	uid, ok := l.cfg.JobUIDs.Free(func(u int) bool { return used[u] })
-	if !ok {
-		return 0, fmt.Errorf("every job uid of %s is held by a node", l.cfg.JobUIDs)
-	}
-	// Nothing may be left running as it from an earlier node.
-	if err := jobuser.KillAll(uid); err != nil {
-		return 0, err
-	}
-	return uid, nil
+	// Claimed host-wide: another control plane's nodes may use the range
+	// too. Nothing is left running as it from an earlier node.
+	return jobuser.Claim(*l.cfg.JobUIDs, l.cfg.Dir, func(u int) bool { return used[u] })
 }
 
 // Create starts the instances that do not exist yet. The node process gets
@@ -688,7 +687,7 @@ func (l *Local) Delete(ctx context.Context, ids []string) error {
 		}
 		if r.JobUID != 0 {
 			// What a job daemonized outside the node's session and cgroup.
-			if err := jobuser.KillAll(r.JobUID); err != nil {
+			if err := errors.Join(jobuser.KillAll(r.JobUID), jobuser.Release(r.JobUID, l.cfg.Dir)); err != nil {
 				errs = append(errs, &provider.InstanceError{ID: id, Err: err})
 				continue
 			}

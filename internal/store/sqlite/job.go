@@ -345,17 +345,18 @@ func (s *Store) JobCountAhead(ctx context.Context, computeID string, status mode
 	return n, nil
 }
 
+// JobSnapshotIDs implements store.Store.
+func (s *Store) JobSnapshotIDs(ctx context.Context, statuses ...model.JobStatus) ([]string, error) {
+	ids, err := s.jobStrings(ctx, `SELECT DISTINCT snapshot_id FROM jobs WHERE status IN %s AND snapshot_id <> '' ORDER BY snapshot_id`, statuses)
+	if err != nil {
+		return nil, fmt.Errorf("job snapshot IDs %v: %w", statuses, err)
+	}
+	return ids, nil
+}
+
 // JobComputeIDs implements store.Store.
 func (s *Store) JobComputeIDs(ctx context.Context, statuses ...model.JobStatus) ([]string, error) {
-	if len(statuses) == 0 {
-		return nil, nil
-	}
-	in, args := inStatuses(statuses)
-	ids, err := query(ctx, s, func(sc scanner) (string, error) {
-		var id string
-		err := sc.Scan(&id)
-		return id, err
-	}, `SELECT min(compute_id) FROM jobs WHERE status IN `+in+` GROUP BY compute_key`, args...)
+	ids, err := s.jobStrings(ctx, `SELECT min(compute_id) FROM jobs WHERE status IN %s GROUP BY compute_key`, statuses)
 	if err != nil {
 		return nil, fmt.Errorf("job compute IDs %v: %w", statuses, err)
 	}
@@ -408,4 +409,18 @@ func decAttempts(d *decoder, s sql.NullString) []model.Attempt {
 		}
 	}
 	return as
+}
+
+// jobStrings runs a query of one string column over the jobs in statuses;
+// the query's %s is where the statuses' IN list goes.
+func (s *Store) jobStrings(ctx context.Context, q string, statuses []model.JobStatus) ([]string, error) {
+	if len(statuses) == 0 {
+		return nil, nil
+	}
+	in, args := inStatuses(statuses)
+	return query(ctx, s, func(sc scanner) (string, error) {
+		var v string
+		err := sc.Scan(&v)
+		return v, err
+	}, fmt.Sprintf(q, in), args...)
 }

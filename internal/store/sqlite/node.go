@@ -10,19 +10,19 @@ import (
 )
 
 const nodeColumns = `id, compute_id, state, credential_hash, address, ssh_port, job_id, reason, note,
-	created_at, state_since, attempts, agent_key, ready_at`
+	created_at, state_since, attempts, agent_key, host_key, ready_at`
 
 const (
 	nodeInsertSQL = `INSERT INTO nodes (
 		id, compute_id, compute_key, state, credential_hash, address, ssh_port, job_id, reason, note,
-		created_at, state_since, attempts, agent_key, ready_at
-	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		created_at, state_since, attempts, agent_key, host_key, ready_at
+	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 	// nodeUpdateSQL replaces every field but the node's identity (ID,
 	// ComputeID) and its agent key when the stored state is the expected one; see nodeArgs.
 	nodeUpdateSQL = `UPDATE nodes SET
 		state = ?, credential_hash = ?, address = ?, ssh_port = ?, job_id = ?, reason = ?, note = ?,
-		created_at = ?, state_since = ?, attempts = ?, ready_at = ?
+		created_at = ?, state_since = ?, attempts = ?, host_key = ?, ready_at = ?
 		WHERE id = ? AND state = ?`
 
 	// nodeBindAgentKeySQL sets an unbound node's agent key.
@@ -42,7 +42,7 @@ func scanNode(sc scanner) (model.Node, error) {
 		ready          sql.NullString
 	)
 	err := sc.Scan(&n.ID, &n.ComputeID, &n.State, &n.CredentialHash, &n.Address, &n.SSHPort, &n.JobID,
-		&n.Reason, &n.Note, &created, &since, &n.Attempts, &n.AgentKey, &ready)
+		&n.Reason, &n.Note, &created, &since, &n.Attempts, &n.AgentKey, &n.HostKey, &ready)
 	if err != nil {
 		return model.Node{}, err
 	}
@@ -58,7 +58,7 @@ func scanNode(sc scanner) (model.Node, error) {
 func nodeArgs(n model.Node, from model.NodeState) []any {
 	return []any{
 		string(n.State), n.CredentialHash, n.Address, n.SSHPort, n.JobID, n.Reason, n.Note,
-		encTime(n.CreatedAt), encTime(n.StateSince), n.Attempts, encOptTime(n.ReadyAt),
+		encTime(n.CreatedAt), encTime(n.StateSince), n.Attempts, n.HostKey, encOptTime(n.ReadyAt),
 		n.ID, string(from),
 	}
 }
@@ -68,7 +68,7 @@ func nodeArgs(n model.Node, from model.NodeState) []any {
 func (s *Store) NodeCreate(ctx context.Context, n model.Node) error {
 	_, err := s.exec(ctx, nodeInsertSQL,
 		n.ID, n.ComputeID, fold(n.ComputeID), string(n.State), n.CredentialHash, n.Address, n.SSHPort, n.JobID,
-		n.Reason, n.Note, encTime(n.CreatedAt), encTime(n.StateSince), n.Attempts, n.AgentKey, encOptTime(n.ReadyAt))
+		n.Reason, n.Note, encTime(n.CreatedAt), encTime(n.StateSince), n.Attempts, n.AgentKey, n.HostKey, encOptTime(n.ReadyAt))
 	if err != nil {
 		return fmt.Errorf("node create %s: %w", n.ID, storeErr(err))
 	}

@@ -32,7 +32,7 @@ func (s *Store) NodeCreateUsage(ctx context.Context, n model.Node, u model.NodeU
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, nodeInsertSQL,
 			n.ID, n.ComputeID, fold(n.ComputeID), string(n.State), n.CredentialHash, n.Address, n.SSHPort, n.JobID,
-			n.Reason, n.Note, encTime(n.CreatedAt), encTime(n.StateSince), n.Attempts, n.AgentKey, encOptTime(n.ReadyAt)); err != nil {
+			n.Reason, n.Note, encTime(n.CreatedAt), encTime(n.StateSince), n.Attempts, n.AgentKey, n.HostKey, encOptTime(n.ReadyAt)); err != nil {
 			return storeErr(err)
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO node_usage (node_id, compute_id, compute_key, workspace_key, workspace_id,

@@ -25,6 +25,7 @@ var jobTests = []test{
 	{"ListByStatus", testJobListByStatus},
 	{"MaxSeq", testJobMaxSeq},
 	{"QueueQueries", testJobQueueQueries},
+	{"SnapshotIDs", testJobSnapshotIDs},
 	{"Update", testJobUpdate},
 	{"UpdateRunIDConflict", testJobUpdateRunIDConflict},
 	{"UpdatePrecondition", testJobUpdatePrecondition},
@@ -603,6 +604,50 @@ func testJobQueueQueries(t *testing.T, s store.Store) {
 	if diff := cmp.Diff([]string{ws.ID + "/computes/cpu", ws.ID + "/computes/gpu"}, ids); diff != "" {
 		t.Errorf("JobComputeIDs (-want +got):\n%s", diff)
 	}
+}
+
+func testJobSnapshotIDs(t *testing.T, s store.Store) {
+	w := setupWorkspace(t, s, "ws")
+	w2 := setupWorkspace(t, s, "ws2")
+	running := newJob(w, "run", "cpu", 6)
+	running.Status = model.JobRunning
+	for _, j := range []model.Job{
+		withSnapshot(newJob(w, "q1", "cpu", 1), "snap-a"),
+		withSnapshot(newJob(w2, "q2", "cpu", 2), "snap-b"),
+		withSnapshot(newJob(w, "q3", "cpu", 3), "snap-a"),
+		withSnapshot(newJob(w, "nocode", "cpu", 4), ""),
+		withSnapshot(finished(newJob(w, "done", "cpu", 5), "node-1", 0), "snap-c"),
+		withSnapshot(running, "snap-d"),
+	} {
+		mustCreateJob(t, s, j)
+	}
+	tests := []struct {
+		name     string
+		statuses []model.JobStatus
+		want     []string
+	}{
+		{"none", nil, nil},
+		{"queued", []model.JobStatus{model.JobQueued}, []string{"snap-a", "snap-b"}},
+		{"active", []model.JobStatus{model.JobQueued, model.JobPreparing, model.JobRunning, model.JobFinalizing}, []string{"snap-a", "snap-b", "snap-d"}},
+		{"finished", []model.JobStatus{model.JobFailed}, []string{"snap-c"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.JobSnapshotIDs(t.Context(), tt.statuses...)
+			if err != nil {
+				t.Fatalf("JobSnapshotIDs: %v", err)
+			}
+			sort.Strings(got)
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("JobSnapshotIDs(%v) (-want +got):\n%s", tt.statuses, diff)
+			}
+		})
+	}
+}
+
+func withSnapshot(j model.Job, id string) model.Job {
+	j.SnapshotID = id
+	return j
 }
 
 func names(js []model.Job) []string {

@@ -141,6 +141,7 @@ func testNodeUpdate(t *testing.T, s store.Store) {
 	idle.CredentialHash = "new"
 	idle.Address = "10.0.0.9"
 	idle.SSHPort = 50001
+	idle.HostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPlaceholderHostKeyForTheConformanceSuite0"
 	idle.Note = ""
 	idle.StateSince = at(30)
 	idle.ReadyAt = at(30) // its agent registered

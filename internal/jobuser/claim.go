@@ -1,0 +1,103 @@
+package jobuser
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// ClaimsDir holds one file per uid that a kumo process on this host has
+// claimed for its jobs, named for the uid and holding its owner (an
+// absolute directory: a local provider's instance directory, a control
+// plane's local-jobs directory). It is under /run, so claims end with the
+// processes they guard when the host restarts.
+const ClaimsDir = "/run/kumo/job-uids"
+
+// ErrNoUID is returned by [Claim] when every uid of the range is held.
+var ErrNoUID = errors.New("every job uid of the range is held")
+
+// Claim takes a uid of r for owner's jobs and returns it: the lowest uid
+// that used (owner's own bookkeeping) does not hold and that no other
+// owner on this host has claimed, so that two control planes sharing a
+// host, or a range, never give one uid to two jobs and never kill each
+// other's processes. A claim of owner's that used does not hold is taken
+// again, and so is the claim of an owner whose directory no longer exists.
+// Whatever still runs as the uid is killed before it is returned.
+//
+// Claims are serialized host-wide with a lock file in [ClaimsDir]; Claim
+// may block while another process claims or kills.
+func Claim(r Range, owner string, used func(uid int) bool) (int, error) {
+	unlock, err := lockClaims()
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	for uid := r.First; uid <= r.Last; uid++ {
+		if used(uid) {
+			continue
+		}
+		path := filepath.Join(ClaimsDir, strconv.Itoa(uid))
+		b, err := os.ReadFile(path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist), err == nil && (string(b) == owner || ownerGone(string(b))):
+		case err != nil:
+			return 0, fmt.Errorf("claim job uid: %w", err)
+		default:
+			continue // another owner's
+		}
+		if err := os.WriteFile(path, []byte(owner), 0o600); err != nil {
+			return 0, fmt.Errorf("claim job uid: %w", err)
+		}
+		if err := KillAll(uid); err != nil {
+			return 0, err
+		}
+		return uid, nil
+	}
+	return 0, fmt.Errorf("job uids %s: %w", r, ErrNoUID)
+}
+
+// Release gives up owner's claim on uid; a claim held by another owner
+// (or none) is left alone.
+func Release(uid int, owner string) error {
+	unlock, err := lockClaims()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	path := filepath.Join(ClaimsDir, strconv.Itoa(uid))
+	if b, err := os.ReadFile(path); err != nil || string(b) != owner {
+		return nil
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("release job uid: %w", err)
+	}
+	return nil
+}
+
+// ownerGone reports whether a claim's owner directory was removed: no
+// kumo process runs jobs from it any more.
+func ownerGone(owner string) bool {
+	_, err := os.Stat(owner)
+	return errors.Is(err, fs.ErrNotExist)
+}
+
+// lockClaims takes the host-wide claims lock and returns its release.
+func lockClaims() (func(), error) {
+	if err := os.MkdirAll(ClaimsDir, 0o700); err != nil {
+		return nil, fmt.Errorf("job uid claims: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(ClaimsDir, ".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("job uid claims: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("job uid claims: %w", err)
+	}
+	return func() { f.Close() }, nil
+}
