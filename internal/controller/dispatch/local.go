@@ -158,8 +158,8 @@ func (l *localRunner) start(ctx context.Context, j model.Job, user *jobuser.User
 	dir := filepath.Join(cfg.LocalDir, j.RunID)
 	fail := func(msg string) {
 		l.putUser(user)
+		os.RemoveAll(dir) // before finish: a retry may start at once, in a directory of the same name
 		l.finish(ctx, j, nil, "error", msg)
-		os.RemoveAll(dir)
 	}
 	if err := os.MkdirAll(cfg.LocalDir, 0o711); err != nil {
 		fail(fmt.Sprintf("create local job directory: %v", err))
@@ -236,8 +236,8 @@ func (l *localRunner) start(ctx context.Context, j model.Job, user *jobuser.User
 		l.saveArtifacts(context.Background(), j, dir)
 		reason := map[runner.Reason]string{runner.ReasonCanceled: "canceled", runner.ReasonTimeout: "timeout"}[res.Reason]
 		code := res.ExitCode
+		os.RemoveAll(dir) // before finish: a retry may start at once, in a directory of the same name
 		l.finish(context.Background(), j, &code, reason, res.Message)
-		os.RemoveAll(dir)
 	}()
 }
 
