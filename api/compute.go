@@ -106,6 +106,45 @@ type AmlComputeProperties struct {
 	QueuedJobCount  int32       `json:"queuedJobCount"`
 	RunningJobCount int32       `json:"runningJobCount"`
 	QueuedJobs      []QueuedJob `json:"queuedJobs,omitempty"` // in queue order, each with its pending reason
+	// Cost is what the cluster's nodes cost, from the catalog prices of
+	// its size and priority (nil on a compute without nodes ever).
+	Cost *ComputeCost `json:"cost,omitempty"`
+}
+
+// ComputeCost is a cluster's cost (read-only, kumo's own): each node
+// accrues its size's hourly price for the cluster's priority from when it
+// is created until it leaves.
+type ComputeCost struct {
+	Currency string  `json:"currency"` // "USD"
+	PerHour  float64 `json:"perHour"`  // what the nodes in service cost per hour now
+	SoFar    float64 `json:"soFar"`    // accrued since the cluster was created, to the cent
+}
+
+// CostReport is the answer of GET .../workspaces/{ws}/costs?from=&to=: what
+// the workspace's nodes cost within [from, to), per compute and per job.
+type CostReport struct {
+	Currency string            `json:"currency"` // "USD"
+	From     string            `json:"from"`
+	To       string            `json:"to"`
+	Total    float64           `json:"total"`
+	Computes []ComputeCostLine `json:"computes"`
+	Jobs     []JobCostLine     `json:"jobs"`
+}
+
+// ComputeCostLine is one compute's cost in a CostReport.
+type ComputeCostLine struct {
+	Name      string  `json:"name"`
+	NodeHours float64 `json:"nodeHours"`
+	Cost      float64 `json:"cost"`
+}
+
+// JobCostLine is one job's cost in a CostReport: its attempts' time on
+// their nodes, at those nodes' prices.
+type JobCostLine struct {
+	Name      string  `json:"name"`
+	Compute   string  `json:"compute"`
+	NodeHours float64 `json:"nodeHours"`
+	Cost      float64 `json:"cost"`
 }
 
 // VirtualMachineImage names a custom node image (accepted, not used).
@@ -245,3 +284,12 @@ const (
 	OperationFailed     = "Failed"
 	OperationCanceled   = "Canceled"
 )
+
+// SimulateEvictionResult is the answer of POST
+// .../computes/{name}/simulateEviction[?nodeId=ID]: the nodes that were
+// given notice. Each is taken away after its region's eviction lead time:
+// the job on it gets SIGTERM with a notice file now, SIGKILL then, and is
+// requeued.
+type SimulateEvictionResult struct {
+	NodeIDs []string `json:"nodeIds"`
+}

@@ -36,6 +36,7 @@ const (
 	CodeResourceNotFound      = "ResourceNotFound"         // the addressed resource does not exist
 	CodeParentNotFound        = "ParentResourceNotFound"   // the workspace does not exist
 	CodeConflict              = "Conflict"                 // state conflict, e.g. compute is being deleted
+	CodeOperationNotAllowed   = "OperationNotAllowed"      // the operation does not apply to this resource, e.g. evicting a Dedicated cluster's nodes
 	CodePreconditionFailed    = "PreconditionFailed"       // If-Match did not match the ETag
 	CodeAuthenticationFailed  = "AuthenticationFailed"     // missing or invalid bearer token
 	CodeAuthorizationFailed   = "AuthorizationFailed"      // token lacks the role for the action

@@ -45,6 +45,9 @@ type JobProperties struct {
 	ExperimentName       string                `json:"experimentName,omitempty"`
 	Description          string                `json:"description,omitempty"`
 	Tags                 map[string]string     `json:"tags,omitempty"`
+	// Kumo holds kumo's own job settings, which AML does not have; nil
+	// means the defaults.
+	Kumo *KumoJobSettings `json:"kumo,omitempty"`
 
 	// Read-only.
 	Status        JobStatus      `json:"status,omitempty"`
@@ -54,11 +57,48 @@ type JobProperties struct {
 	Error         *ErrorDetail   `json:"error,omitempty"`
 	PendingReason *PendingReason `json:"pendingReason,omitempty"` // set while Queued
 	QueuePosition int            `json:"queuePosition,omitempty"` // while Queued: 1 is next on its compute; 0 when not queued
-	Warnings      []string       `json:"warnings,omitempty"`      // e.g. an environment kumo cannot honour
-	CreatedOn     string         `json:"createdOn,omitempty"`
-	StartTime     string         `json:"startTime,omitempty"`
-	EndTime       string         `json:"endTime,omitempty"`
-	Attempts      int            `json:"attempts,omitempty"`
+	// EstimatedStartTime is, while Queued, when the job is expected to
+	// start, from its place in the queue, idle and booting nodes and the
+	// cluster's recent node boot times; "" when it waits for running jobs
+	// to end (which kumo cannot foresee) or is not queued.
+	EstimatedStartTime string   `json:"estimatedStartTime,omitempty"`
+	Warnings           []string `json:"warnings,omitempty"` // e.g. an environment kumo cannot honour
+	CreatedOn          string   `json:"createdOn,omitempty"`
+	StartTime          string   `json:"startTime,omitempty"`
+	EndTime            string   `json:"endTime,omitempty"`
+	Attempts           int      `json:"attempts,omitempty"`
+	// AttemptHistory lists the job's attempts, oldest first: where each
+	// ran, when, and why it ended. A job that was evicted or lost its node
+	// has several; empty until the job is first assigned.
+	AttemptHistory []JobAttempt `json:"attemptHistory,omitempty"`
+	// NodeHours and Cost are what the job's attempts used of their nodes
+	// so far (cost in USD at the nodes' catalog prices, to the cent);
+	// zero on compute local and before it first runs.
+	NodeHours float64 `json:"nodeHours,omitempty"`
+	Cost      float64 `json:"cost,omitempty"`
+}
+
+// KumoJobSettings are a job's kumo extensions (YAML key kumo:).
+type KumoJobSettings struct {
+	// MaxRetries is how often a failure of the job's own (a non-zero
+	// exit, a timeout) is retried, 0 to 10; 0 means never. Lost nodes
+	// and evictions have their own caps.
+	MaxRetries int `json:"maxRetries,omitempty"`
+}
+
+// JobAttempt is one attempt of a job (read-only).
+type JobAttempt struct {
+	Number    int    `json:"number"`
+	NodeID    string `json:"nodeId,omitempty"`    // "" on the local compute
+	StartTime string `json:"startTime,omitempty"` // when it was assigned
+	EndTime   string `json:"endTime,omitempty"`   // "" while it runs
+	// FailureClass is "user", "infrastructure" or "preemption" for an
+	// attempt that failed; "" while it runs, or when it succeeded or was
+	// canceled. Only user failures count against a job's retries.
+	FailureClass string `json:"failureClass,omitempty"`
+	Reason       string `json:"reason,omitempty"` // e.g. Exited, Timeout, NodeLost, Preempted
+	Message      string `json:"message,omitempty"`
+	ExitCode     *int   `json:"exitCode,omitempty"`
 }
 
 // JobInput is one job input. Literal inputs (jobInputType "literal") are
@@ -114,6 +154,10 @@ const (
 	PendingQuotaExceeded     = "QuotaExceeded"
 	PendingCapacityExhausted = "CapacityExhausted"
 	PendingComputeFailed     = "ComputeFailed"
+	// PendingEvictedWaitingToRetry: the job's last attempt was evicted
+	// (its LowPriority node was taken); details name the node, the
+	// attempt and what the retry waits for (waitingFor: another code).
+	PendingEvictedWaitingToRetry = "EvictedWaitingToRetry"
 )
 
 // JobList is one page of jobs.

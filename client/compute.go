@@ -485,6 +485,24 @@ func (ct *ComputeTarget) ListKeys(ctx context.Context) (*api.ComputeSecrets, err
 	return &out, nil
 }
 
+// SimulateEviction evicts the cluster's nodes, or only nodeID when it is
+// not "", as a provider takes spot VMs away (Azure's az vm
+// simulate-eviction): each job on them gets SIGTERM with a notice file,
+// then SIGKILL after the region's lead time, and is requeued. Only a
+// LowPriority cluster's nodes can be evicted; a Dedicated cluster answers
+// 409 OperationNotAllowed. It returns the nodes given notice.
+func (ct *ComputeTarget) SimulateEviction(ctx context.Context, nodeID string) ([]string, error) {
+	path := ct.ws.computePath(ct.name) + "/simulateEviction"
+	if nodeID != "" {
+		path += "?nodeId=" + url.QueryEscape(nodeID)
+	}
+	var out api.SimulateEvictionResult
+	if _, err := ct.ws.do(ctx, http.MethodPost, path, nil, &out); err != nil {
+		return nil, err
+	}
+	return out.NodeIDs, nil
+}
+
 // Events returns the cluster's recorded scaling decisions and incidents,
 // oldest first.
 func (ct *ComputeTarget) Events(ctx context.Context) ([]api.ComputeEvent, error) {

@@ -7,8 +7,10 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"kumo/api"
 )
@@ -331,5 +333,41 @@ func TestTokens(t *testing.T) {
 	}
 	if err := ws.RevokeToken(ctx, "nope"); err == nil {
 		t.Errorf("RevokeToken(nope): got nil error")
+	}
+}
+
+func TestSimulateEviction(t *testing.T) {
+	f := newFakeARM(t)
+	var got []string
+	f.mux.HandleFunc("POST "+testWS+"/computes/c1/simulateEviction", func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.URL.Query().Get("nodeId"))
+		writeJSON(w, http.StatusAccepted, api.SimulateEvictionResult{NodeIDs: []string{"n1"}})
+	})
+	ct := &ComputeTarget{ws: f.workspace(), name: "c1"}
+	for _, node := range []string{"", "n 1"} {
+		ids, err := ct.SimulateEviction(context.Background(), node)
+		if err != nil || len(ids) != 1 || ids[0] != "n1" {
+			t.Fatalf("SimulateEviction(%q) = %v, %v; want [n1]", node, ids, err)
+		}
+	}
+	if want := []string{"", "n 1"}; !slices.Equal(got, want) {
+		t.Errorf("nodeId sent = %q, want %q", got, want)
+	}
+}
+
+func TestCosts(t *testing.T) {
+	f := newFakeARM(t)
+	var query string
+	f.mux.HandleFunc("GET "+testWS+"/costs", func(w http.ResponseWriter, r *http.Request) {
+		query = r.URL.Query().Get("from") + " " + r.URL.Query().Get("to")
+		writeJSON(w, http.StatusOK, api.CostReport{Currency: "USD", Total: 1.5})
+	})
+	from := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	rep, err := f.workspace().Costs(context.Background(), from, from.Add(24*time.Hour))
+	if err != nil || rep.Total != 1.5 {
+		t.Fatalf("Costs = %+v, %v", rep, err)
+	}
+	if query != "2026-03-01T00:00:00Z 2026-03-02T00:00:00Z" {
+		t.Errorf("from/to sent = %q", query)
 	}
 }

@@ -117,6 +117,9 @@ type CommandJob struct {
 	Description string
 	// Tags are free key/value pairs.
 	Tags map[string]string
+	// MaxRetries is how often a failure of the job's own is retried (kumo
+	// extension); 0 means never.
+	MaxRetries int
 }
 
 // resource validates j and builds the PUT body for it, with snapshot ID
@@ -167,6 +170,9 @@ func (j CommandJob) resource(codeID string) (*api.JobResource, error) {
 	}
 	if j.InstanceCount > 0 {
 		p.Resources = &api.JobResourceConfig{InstanceCount: j.InstanceCount}
+	}
+	if j.MaxRetries != 0 {
+		p.Kumo = &api.KumoJobSettings{MaxRetries: j.MaxRetries}
 	}
 	if j.Distribution != nil {
 		d := *j.Distribution

@@ -3,7 +3,9 @@ package client
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"sort"
+	"time"
 
 	"kumo/api"
 )
@@ -87,4 +89,26 @@ func (w *Workspace) UpdateQuotas(ctx context.Context, limits map[string]int64) (
 		return nil, err
 	}
 	return out.Value, nil
+}
+
+// Costs returns what the workspace's nodes cost within [from, to), per
+// compute and per job (kumo's own route); zero times mean the server's
+// defaults (to now, from 30 days before to).
+func (w *Workspace) Costs(ctx context.Context, from, to time.Time) (*api.CostReport, error) {
+	q := url.Values{}
+	if !from.IsZero() {
+		q.Set("from", from.UTC().Format(time.RFC3339))
+	}
+	if !to.IsZero() {
+		q.Set("to", to.UTC().Format(time.RFC3339))
+	}
+	target := w.workspacePath(w.cfg.WorkspaceName) + "/costs"
+	if len(q) > 0 {
+		target += "?" + q.Encode()
+	}
+	var out api.CostReport
+	if _, err := w.do(ctx, http.MethodGet, target, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }

@@ -523,6 +523,8 @@ func (a *agent) session(ctx context.Context) (welcomed bool, err error) {
 			a.startJob(s, m.Job)
 		case agentproto.TypeCancel:
 			a.cancelJob(m.RunID)
+		case agentproto.TypeEvict:
+			a.evictJob(m.RunID, m.Deadline)
 		case agentproto.TypeAck:
 			a.ackJob(m.RunID)
 		case agentproto.TypeShutdown:
@@ -755,6 +757,17 @@ func (a *agent) cancelJob(id string) {
 	a.mu.Unlock()
 	if j != nil {
 		j.cancel()
+	}
+}
+
+// evictJob gives a job notice that its node is taken at deadline.
+func (a *agent) evictJob(id string, deadline time.Time) {
+	a.mu.Lock()
+	j := a.jobs[id]
+	a.mu.Unlock()
+	if j != nil {
+		a.log.Warn("agent: node evicted", "runId", id, "deadline", deadline)
+		j.evict(deadline)
 	}
 }
 

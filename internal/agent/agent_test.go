@@ -251,6 +251,52 @@ func TestCancel(t *testing.T) {
 	}
 }
 
+// An evicted job finds the notice file when it gets SIGTERM, and a job
+// that ignores SIGTERM is killed at the deadline; both are reported
+// preempted.
+func TestEvict(t *testing.T) {
+	tests := []struct {
+		name    string
+		command string // prints "up" once it traps TERM
+		lead    time.Duration
+		want    string // in its output
+		kill    bool   // killed with SIGKILL at the deadline
+	}{
+		{"reads the notice and exits", `trap 'cat "$KUMO_EVICTION_NOTICE_FILE"; exit 0' TERM; printf up; sleep 30 & wait`,
+			time.Minute, `"eventType":"Preempt"`, false},
+		{"ignores SIGTERM", `trap 'printf got-term' TERM; printf up; while :; do sleep 30 & wait; done`,
+			300 * time.Millisecond, "got-term", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := newFakeServer(t)
+			startAgent(t, fs, "")
+			c, _ := fs.welcome(agentproto.Message{})
+			c.send(agentproto.Message{Type: agentproto.TypeRun, Job: &agentproto.JobSpec{RunID: "r1", Command: tt.command, Grace: time.Minute}})
+			c.next(agentproto.TypeStarted)
+			if _, _, m := c.output("r1", agentproto.Offsets{}, agentproto.TypeLog); string(m.Data) != "up" {
+				t.Fatalf("log = %q, want up", m.Data)
+			}
+			deadline := time.Now().Add(tt.lead)
+			c.send(agentproto.Message{Type: agentproto.TypeEvict, RunID: "r1", Deadline: deadline})
+			more, _, done := c.output("r1", agentproto.Offsets{Stdout: 2}, agentproto.TypeDone)
+			if !strings.Contains(more, tt.want) {
+				t.Errorf("output after the notice = %q, want %q", more, tt.want)
+			}
+			if done.Reason != agentproto.ReasonPreempted {
+				t.Errorf("done = %+v, want reason preempted", done)
+			}
+			killed := done.ExitCode != nil && *done.ExitCode == 128+int(syscall.SIGKILL)
+			if killed != tt.kill {
+				t.Errorf("exit code %v: killed = %v, want %v", done.ExitCode, killed, tt.kill)
+			}
+			if tt.kill && time.Now().Before(deadline) {
+				t.Errorf("killed before the deadline")
+			}
+		})
+	}
+}
+
 // TestReconnect drops the connection while a job runs and output is
 // written; the agent must report the job, resend exactly the bytes from the
 // server's offset, and deliver the rest live.
@@ -609,7 +655,8 @@ func TestJobEnvironmentAndUser(t *testing.T) {
 		t.Fatalf("job printed %q", stdout)
 	}
 	env, tail := lines[:len(lines)-2], lines[len(lines)-2:]
-	want := []string{"AZUREML_RUN_ID=r1", "CUDA_VISIBLE_DEVICES=1", "HOME=" + ta.jobDir("r1"), "KUMO_NODE_ID=node-1",
+	want := []string{"AZUREML_RUN_ID=r1", "CUDA_VISIBLE_DEVICES=1", "HOME=" + ta.jobDir("r1"),
+		"KUMO_EVICTION_NOTICE_FILE=" + filepath.Join(ta.jobDir("r1"), NoticeFile), "KUMO_NODE_ID=node-1",
 		"KUMO_RUN_ID=r1", "LANG=C.UTF-8", "MINE=yes", "PATH=" + runner.DefaultPath, "PWD=" + ta.jobDir("r1")}
 	var got []string
 	for _, kv := range env {

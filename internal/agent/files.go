@@ -10,11 +10,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
 	"kumo/internal/agentproto"
 	"kumo/internal/archive"
+	"kumo/internal/model"
 )
 
 // artifactDirs are the job directory's subdirectories uploaded as artifacts.
@@ -75,7 +77,7 @@ func (a *agent) putArtifacts(j *job) error {
 	trailer := http.Header{agentproto.WarningsTrailer: nil}
 	wrote := make(chan error, 1)
 	go func() {
-		warnings, err := archive.Write(pw, j.dir, artifactDirs...)
+		warnings, err := archive.Write(pw, j.dir, j.uploadDirs()...)
 		if len(warnings) > 0 {
 			a.log.Warn("agent: artifacts left out", "runId", j.id, "warnings", warnings)
 		}
@@ -114,6 +116,81 @@ func (a *agent) putArtifacts(j *job) error {
 		return &permanentError{err}
 	}
 	return err
+}
+
+// checkpoint returns the job's checkpoint directory relative to its
+// directory (see model.CheckpointDir), or "".
+func (j *job) checkpoint() string {
+	c, err := model.CheckpointDir(j.spec.Env)
+	if err != nil {
+		return ""
+	}
+	return c
+}
+
+// uploadDirs are the job directory's subdirectories uploaded when it ends:
+// outputs/, logs/ and its checkpoint directory.
+func (j *job) uploadDirs() []string {
+	if c := j.checkpoint(); c != "" {
+		return append(slices.Clone(artifactDirs), c)
+	}
+	return artifactDirs
+}
+
+// restoreCheckpoint puts the checkpoint the job's earlier attempt left
+// into the job's directory, before the process starts. A job without a
+// checkpoint directory, or with none saved yet, gets an empty directory.
+func (a *agent) restoreCheckpoint(ctx context.Context, j *job) error {
+	c := j.checkpoint()
+	if c == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Join(j.dir, c), 0o700); err != nil {
+		return fmt.Errorf("restore checkpoint: %w", err)
+	}
+	if j.spec.Attempt <= 1 {
+		return nil
+	}
+	var err error
+	for try := range 3 {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(try) * time.Second):
+			}
+		}
+		if err = a.fetchCheckpoint(ctx, j); err == nil {
+			return nil
+		}
+		a.log.Warn("agent: fetching checkpoint", "runId", j.id, "err", err)
+	}
+	return err
+}
+
+func (a *agent) fetchCheckpoint(ctx context.Context, j *job) error {
+	target := a.base + agentproto.ArtifactsPath + j.id + "/checkpoint?" + agentproto.AttemptQuery + "=" + strconv.Itoa(j.spec.Attempt)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return fmt.Errorf("restore checkpoint: %w", err)
+	}
+	a.authorize(req, nil)
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("restore checkpoint: %w", err)
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusNoContent:
+		return nil
+	case http.StatusOK:
+	default:
+		return fmt.Errorf("restore checkpoint: %s: %s", resp.Status, errorDetail(resp))
+	}
+	if _, err := archive.Extract(j.dir, resp.Body, archive.ArtifactLimits); err != nil {
+		return fmt.Errorf("restore checkpoint: %w", err)
+	}
+	return nil
 }
 
 // hasFiles reports whether the tree at dir holds anything but directories.

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,16 +17,31 @@ import (
 
 	"kumo/internal/agentproto"
 	"kumo/internal/logcap"
+	"kumo/internal/model"
 	"kumo/internal/runner"
 )
 
 // Reasons a job ended, as Exited and Done carry them.
 const (
-	reasonExited   = "exited"   // the process ended by itself (any exit code or signal)
-	reasonCanceled = "canceled" // canceled by the server or because the agent stopped
-	reasonTimeout  = "timeout"  // ran longer than its spec's Timeout
-	reasonError    = "error"    // it could not run, or the agent lost track of it
+	reasonExited   = "exited"                   // the process ended by itself (any exit code or signal)
+	reasonCanceled = "canceled"                 // canceled by the server or because the agent stopped
+	reasonTimeout  = "timeout"                  // ran longer than its spec's Timeout
+	reasonError    = "error"                    // it could not run, or the agent lost track of it
+	reasonEvicted  = agentproto.ReasonPreempted // its node is taken away: it got notice, SIGTERM, then SIGKILL at the deadline
 )
+
+// NoticeFile is the name, in a job's directory, of the eviction notice
+// file; KUMO_EVICTION_NOTICE_FILE names its path. It appears (JSON, see
+// evictionNotice) just before the job's processes get SIGTERM.
+const NoticeFile = ".kumo-eviction-notice.json"
+
+// evictionNotice is the content of NoticeFile, shaped after Azure's
+// Scheduled Events Preempt event.
+type evictionNotice struct {
+	EventType       string    `json:"eventType"`       // "Preempt"
+	NotBefore       time.Time `json:"notBefore"`       // when the node is taken and the job's processes get SIGKILL
+	LeadTimeSeconds int       `json:"leadTimeSeconds"` // seconds from the notice to NotBefore
+}
 
 // result is how a job ended.
 type result struct {
@@ -59,11 +75,13 @@ type job struct {
 	sent      [2]int64 // bytes of stdout and stderr sess has
 	state     agentproto.JobState
 	pid       int
-	pidStart  uint64  // the process's start time in clock ticks after boot
-	res       *result // set once the job ended
-	artifacts bool    // outputs/ or logs/ held files when it ended
-	final     bool    // artifacts are handled: Done may be sent
-	forgotten bool    // acknowledged; nothing more is written or sent
+	pidStart  uint64      // the process's start time in clock ticks after boot
+	res       *result     // set once the job ended
+	artifacts bool        // outputs/ or logs/ held files when it ended
+	final     bool        // artifacts are handled: Done may be sent
+	forgotten bool        // acknowledged; nothing more is written or sent
+	proc      *runner.Job // the running process; nil before it starts
+	evictAt   time.Time   // when an eviction takes the node; zero when none was announced
 }
 
 func newJob(a *agent, spec agentproto.JobSpec) *job {
@@ -104,7 +122,17 @@ func (j *job) execute() result {
 		defer body.Close()
 		code = body
 	}
-	set := map[string]string{"KUMO_RUN_ID": j.id, "KUMO_NODE_ID": j.a.cfg.NodeID, "AZUREML_RUN_ID": j.amlRunID()}
+	if err := os.MkdirAll(j.dir, 0o700); err != nil {
+		return j.failed(err)
+	}
+	if err := j.a.restoreCheckpoint(j.ctx, j); err != nil {
+		return j.failed(err)
+	}
+	set := map[string]string{"KUMO_RUN_ID": j.id, "KUMO_NODE_ID": j.a.cfg.NodeID, "AZUREML_RUN_ID": j.amlRunID(),
+		"KUMO_EVICTION_NOTICE_FILE": filepath.Join(j.dir, NoticeFile)}
+	if c := j.checkpoint(); c != "" {
+		set[model.CheckpointEnv] = filepath.Join(j.dir, c)
+	}
 	maps.Copy(set, j.a.cfg.JobEnv)
 	p, err := runner.Start(j.ctx, runner.Spec{
 		Dir:     j.dir,
@@ -120,6 +148,13 @@ func (j *job) execute() result {
 	if err != nil {
 		return j.failed(err)
 	}
+	j.mu.Lock()
+	j.proc = p
+	evictAt := j.evictAt
+	j.mu.Unlock()
+	if !evictAt.IsZero() {
+		p.Evict(time.Until(evictAt))
+	}
 	j.started(p.PID())
 	r := p.Wait()
 	code0 := r.ExitCode
@@ -130,6 +165,15 @@ func (j *job) execute() result {
 	case runner.ReasonTimeout:
 		res.Reason = reasonTimeout
 	}
+	j.mu.Lock()
+	if !j.evictAt.IsZero() {
+		// Whatever ended it after the notice, the eviction did.
+		res.Reason = reasonEvicted
+		if res.Message == "" {
+			res.Message = "evicted: its node is taken away"
+		}
+	}
+	j.mu.Unlock()
 	return res
 }
 
@@ -205,7 +249,10 @@ func (j *job) output(c runner.Chunk) {
 // when there are no artifacts. It reports whether artifacts must be uploaded.
 func (j *job) ended(res result) bool {
 	j.seal()
-	artifacts := hasFiles(filepath.Join(j.dir, "outputs")) || hasFiles(filepath.Join(j.dir, "logs"))
+	artifacts := false
+	for _, d := range j.uploadDirs() {
+		artifacts = artifacts || hasFiles(filepath.Join(j.dir, d))
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.state, j.res, j.artifacts, j.final = agentproto.JobExited, &res, artifacts, !artifacts
@@ -409,4 +456,47 @@ func fileSize(name string) int64 {
 		return 0
 	}
 	return fi.Size()
+}
+
+// evict announces that the node is taken at deadline: the notice file is
+// written, then the job's processes get SIGTERM, and SIGKILL at deadline
+// (a job not started yet gets them once it starts). A second notice
+// changes nothing.
+func (j *job) evict(deadline time.Time) {
+	now := time.Now()
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if !j.evictAt.IsZero() || j.res != nil {
+		return
+	}
+	j.evictAt = deadline
+	lead := max(deadline.Sub(now), 0)
+	n := evictionNotice{EventType: "Preempt", NotBefore: deadline.UTC(), LeadTimeSeconds: int(lead.Round(time.Second) / time.Second)}
+	if err := writeNotice(j.dir, n); err != nil {
+		j.a.log.Warn("agent: eviction notice file", "runId", j.id, "err", err)
+	}
+	if j.proc != nil {
+		j.proc.Evict(lead)
+	}
+}
+
+// writeNotice writes the notice file in the job's directory (mode 0644, so
+// that the job's own user reads it). The directory belongs to the job, so
+// the file is created anew, never followed through a link the job made.
+func writeNotice(dir string, n evictionNotice) error {
+	b, err := json.Marshal(n)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, NoticeFile)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	os.Remove(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(b, '\n'))
+	return errors.Join(err, f.Close())
 }

@@ -49,6 +49,11 @@
 //	   ([StreamHeader]). Hello carries the node's SSH HostKey, Welcome the
 //	   cluster's SSH settings, Heartbeat the count of open SSH Sessions, and
 //	   AuthFailed reports a refused SSH login.
+//	   Extended without a version bump (an agent that does not know them
+//	   ignores them, and its job is killed when its node is removed): the
+//	   server may send Evict (the node is taken away at Deadline: notice
+//	   file, SIGTERM, SIGKILL at Deadline), and Exited and Done may carry
+//	   reason "preempted".
 package agentproto
 
 import (
@@ -93,11 +98,15 @@ const KeyMismatchCode = "AgentKeyMismatch"
 // the node will not be used again.
 const NodeRemovedCode = "NodeRemoved"
 
+// ReasonPreempted is the Reason of Exited and Done for a job that ended
+// because its node was evicted (see TypeEvict).
+const ReasonPreempted = "preempted"
+
 // Type names a message.
 type Type string
 
 // Message types. Agent → server: Hello, Heartbeat, Started, Log, Exited,
-// Done, AuthFailed. Server → agent: Welcome, Run, Cancel, Ack, Shutdown.
+// Done, AuthFailed. Server → agent: Welcome, Run, Cancel, Ack, Shutdown, Evict.
 const (
 	TypeHello     Type = "hello"     // first agent message: who it is and what it holds
 	TypeHeartbeat Type = "heartbeat" // the agent is alive
@@ -113,6 +122,7 @@ const (
 	// TypeAuthFailed reports a refused SSH login (Source, User, Message),
 	// or a source refused for a while after many (Message says so).
 	TypeAuthFailed Type = "authFailed"
+	TypeEvict      Type = "evict" // the node is taken away at Deadline: give RunID's job notice, SIGTERM now, SIGKILL then
 )
 
 // Message is one protocol message. Only the fields of its Type are set.
@@ -163,11 +173,14 @@ type Message struct {
 
 	// Exited and Done.
 	ExitCode *int   `json:"exitCode,omitempty"`
-	Reason   string `json:"reason,omitempty"`  // "exited", "canceled", "timeout", "error"; Shutdown: why
+	Reason   string `json:"reason,omitempty"`  // "exited", "canceled", "timeout", "error", "preempted"; Shutdown: why
 	Message  string `json:"message,omitempty"` // human-readable failure detail
 
 	// Time is when the event happened on the sender (Started, Exited, Done).
 	Time time.Time `json:"time,omitzero"`
+
+	// Deadline is when the node is taken away (Evict).
+	Deadline time.Time `json:"deadline,omitzero"`
 }
 
 // SSHSettings are a cluster's SSH login, as the node's SSH server needs

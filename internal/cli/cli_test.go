@@ -358,3 +358,69 @@ func TestCheckEndpoint(t *testing.T) {
 		}
 	}
 }
+
+func TestComputeSimulateEviction(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		status   int
+		body     any
+		wantCode int
+		wantOut  string
+		wantErr  string
+		wantNode string
+	}{
+		{"all nodes", []string{"--name", "c1"}, 202, api.SimulateEvictionResult{NodeIDs: []string{"n1", "n2"}}, 0, "evicting n1, n2\n", "", ""},
+		{"one node", []string{"c1", "--node-id", "n2"}, 202, api.SimulateEvictionResult{NodeIDs: []string{"n2"}}, 0, "evicting n2\n", "", "n2"},
+		{"dedicated", []string{"--name", "c1"}, 409, api.ErrorResponse{Error: &api.ErrorDetail{Code: api.CodeOperationNotAllowed,
+			Message: `compute "c1" is Dedicated: only the nodes of a LowPriority cluster can be evicted`}}, 1, "", "only the nodes of a LowPriority cluster can be evicted", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.mux.HandleFunc("GET "+testWS+"/computes/c1", func(w http.ResponseWriter, r *http.Request) {
+				writeJSON(w, http.StatusOK, cluster("c1", api.ProvisioningSucceeded, 0, 0, 2))
+			})
+			var node string
+			e.mux.HandleFunc("POST "+testWS+"/computes/c1/simulateEviction", func(w http.ResponseWriter, r *http.Request) {
+				node = r.URL.Query().Get("nodeId")
+				writeJSON(w, tt.status, tt.body)
+			})
+			code := e.run(append([]string{"compute", "simulate-eviction"}, tt.args...)...)
+			if (code != 0) != (tt.wantCode != 0) || !strings.Contains(e.errOut.String(), tt.wantErr) {
+				t.Fatalf("exit %d, stderr %q; want exit %d and %q", code, e.errOut.String(), tt.wantCode, tt.wantErr)
+			}
+			if got := e.out.String(); got != tt.wantOut || node != tt.wantNode {
+				t.Errorf("stdout %q, nodeId %q; want %q, %q", got, node, tt.wantOut, tt.wantNode)
+			}
+		})
+	}
+}
+
+func TestComputeListUsageCost(t *testing.T) {
+	e := newTestEnv(t)
+	var query string
+	e.mux.HandleFunc("GET "+testWS+"/costs", func(w http.ResponseWriter, r *http.Request) {
+		query = r.URL.RawQuery
+		writeJSON(w, http.StatusOK, api.CostReport{Currency: "USD", From: "2026-03-01T00:00:00Z", To: "2026-03-02T00:00:00Z", Total: 0.51,
+			Computes: []api.ComputeCostLine{{Name: "ded", NodeHours: 3, Cost: 0.44}, {Name: "spot", NodeHours: 2.5, Cost: 0.07}},
+			Jobs:     []api.JobCostLine{{Name: "train", Compute: "spot", NodeHours: 1.5, Cost: 0.04}}})
+	})
+	if code := e.run("compute", "list-usage", "--cost", "--from", "2026-03-01T00:00:00Z", "--to", "2026-03-02T00:00:00Z"); code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, e.errOut.String())
+	}
+	if !strings.Contains(query, "from=2026-03-01T00%3A00%3A00Z") || !strings.Contains(query, "to=2026-03-02") {
+		t.Errorf("query = %q", query)
+	}
+	for _, want := range []string{": $0.51 (USD, catalog prices)\n", "ded      3.00        $0.44\n", "train  spot     1.50        $0.04\n"} {
+		if !strings.Contains(e.out.String(), want) {
+			t.Errorf("stdout:\n%s\nwant %q", e.out.String(), want)
+		}
+	}
+	if code := e.run("compute", "list-usage", "--from", "2026-03-01T00:00:00Z"); code == 0 {
+		t.Errorf("--from without --cost: exit 0")
+	}
+	if code := e.run("compute", "list-usage", "--cost", "--from", "yesterday"); code == 0 || !strings.Contains(e.errOut.String(), "RFC 3339") {
+		t.Errorf("bad --from: exit %d, stderr %q", code, e.errOut.String())
+	}
+}

@@ -32,6 +32,7 @@ func NewCmdCompute(f *Factory) *cobra.Command {
 		NewCmdComputeEvents(f, nil),
 		NewCmdComputeConnectSSH(f, nil),
 		NewCmdComputeSSHConfig(f, nil),
+		NewCmdComputeSimulateEviction(f, nil),
 	)
 	return cmd
 }

@@ -80,6 +80,9 @@ func printComputeDetail(w io.Writer, r api.ComputeResource) error {
 	line("Node states", "%d running, %d idle, %d preparing, %d unusable, %d preempted, %d leaving",
 		c.RunningNodeCount, c.IdleNodeCount, c.PreparingNodeCount, c.UnusableNodeCount, c.PreemptedNodeCount, c.LeavingNodeCount)
 	line("Jobs", "%d queued, %d running", a.QueuedJobCount, a.RunningJobCount)
+	if cost := a.Cost; cost != nil {
+		line("Cost", "%s/h now, %s so far (%s, catalog prices)", money(cost.PerHour), money(cost.SoFar), cost.Currency)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

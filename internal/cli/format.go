@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -297,4 +298,13 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// money formats a USD amount: "$0.15", or "$0.0292" below a cent's
+// precision (hourly prices).
+func money(usd float64) string {
+	if usd == math.Round(usd*100)/100 {
+		return fmt.Sprintf("$%.2f", usd)
+	}
+	return "$" + strconv.FormatFloat(usd, 'f', -1, 64)
 }

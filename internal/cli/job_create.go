@@ -120,6 +120,12 @@ type jobYAML struct {
 		Timeout int            `yaml:"timeout"` // seconds
 		Rest    map[string]any `yaml:",inline"`
 	} `yaml:"limits"`
+	// Kumo holds kumo's extensions, which AML does not read.
+	Kumo *struct {
+		CheckpointDir string         `yaml:"checkpoint_dir"` // sets KUMO_CHECKPOINT_DIR
+		MaxRetries    int            `yaml:"max_retries"`
+		Rest          map[string]any `yaml:",inline"`
+	} `yaml:"kumo"`
 	Rest map[string]any `yaml:",inline"`
 }
 
@@ -155,6 +161,11 @@ func parseJobYAML(path string, data []byte, sets ...string) (*jobFile, error) {
 			unknown = append(unknown, "distribution."+k)
 		}
 	}
+	if y.Kumo != nil {
+		for k := range y.Kumo.Rest {
+			unknown = append(unknown, "kumo."+k)
+		}
+	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
 		jf.Warnings = append(jf.Warnings, fmt.Sprintf("%s: ignoring keys kumo does not support: %s", path, strings.Join(unknown, ", ")))
@@ -175,6 +186,20 @@ func parseJobYAML(path string, data []byte, sets ...string) (*jobFile, error) {
 	}
 	if spec.Command == "" {
 		return nil, fmt.Errorf("%s: command is required", path)
+	}
+	if k := y.Kumo; k != nil {
+		// Reported as what they are: kumo's, not AML's.
+		if k.CheckpointDir != "" {
+			if spec.Env == nil {
+				spec.Env = map[string]string{}
+			}
+			spec.Env["KUMO_CHECKPOINT_DIR"] = k.CheckpointDir
+			jf.Warnings = append(jf.Warnings, fmt.Sprintf("%s: kumo.checkpoint_dir is a kumo extension (AML ignores it): sets KUMO_CHECKPOINT_DIR=%s", path, k.CheckpointDir))
+		}
+		if k.MaxRetries != 0 {
+			spec.MaxRetries = k.MaxRetries
+			jf.Warnings = append(jf.Warnings, fmt.Sprintf("%s: kumo.max_retries is a kumo extension (AML ignores it): a failing job is retried up to %d times", path, k.MaxRetries))
+		}
 	}
 	if spec.Compute == "" {
 		return nil, fmt.Errorf("%s: compute is required (a cluster's name, azureml:NAME, or local)", path)

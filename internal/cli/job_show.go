@@ -62,6 +62,9 @@ func printJobDetail(w io.Writer, j api.JobResource, now time.Time) error {
 	if r := p.PendingReason; r != nil && p.Status == api.JobQueued {
 		line("Pending", strings.TrimSuffix(r.Code+": "+r.Message, ": "))
 	}
+	if p.Status == api.JobQueued && p.EstimatedStartTime != "" {
+		line("Estimated start", formatTime(p.EstimatedStartTime))
+	}
 	line("Compute", p.ComputeID)
 	line("Node", p.NodeID)
 	if p.Resources != nil && p.Resources.InstanceCount > 1 {
@@ -105,8 +108,16 @@ func printJobDetail(w io.Writer, j api.JobResource, now time.Time) error {
 	if p.ExitCode != nil {
 		line("Exit code", fmt.Sprint(*p.ExitCode))
 	}
+	if p.NodeHours > 0 {
+		line("Usage", fmt.Sprintf("%.2f node-hours, %s", p.NodeHours, money(p.Cost)))
+	}
 	if e := p.Error; e != nil {
 		line("Error", strings.TrimSuffix(e.Code+": "+e.Message, ": "))
+	}
+	if len(p.AttemptHistory) > 1 || (len(p.AttemptHistory) == 1 && p.AttemptHistory[0].FailureClass != "") {
+		for _, a := range p.AttemptHistory {
+			line(fmt.Sprintf("Attempt %d", a.Number), attemptLine(a))
+		}
 	}
 	for _, warn := range p.Warnings {
 		line("Warning", warn)
@@ -116,4 +127,27 @@ func printJobDetail(w io.Writer, j api.JobResource, now time.Time) error {
 		line("Tags", formatTags(p.Tags))
 	}
 	return tw.Flush()
+}
+
+// attemptLine says where an attempt ran, when, and how it ended:
+// "node n1, 2026-03-01 12:00:01 – 2026-03-01 12:03:10, preemption:
+// Preempted: node n1: …", in local time.
+func attemptLine(a api.JobAttempt) string {
+	where := "local"
+	if a.NodeID != "" {
+		where = "node " + a.NodeID
+	}
+	when := formatTime(a.StartTime) + " – "
+	if a.EndTime == "" {
+		return where + ", " + when + "running"
+	}
+	when += formatTime(a.EndTime)
+	how := a.Reason
+	if a.FailureClass != "" {
+		how = a.FailureClass + ": " + how
+	}
+	if a.Message != "" {
+		how += ": " + a.Message
+	}
+	return where + ", " + when + ", " + how
 }

@@ -80,6 +80,16 @@ name: cifar-1
 			wantWarnings: []string{path + ": ignoring keys kumo does not support: resources.shm_size, services"},
 		},
 		{
+			name: "kumo extensions, reported as such",
+			yaml: "command: 'true'\ncompute: c\nkumo: {checkpoint_dir: ckpt, max_retries: 2, spot: yes}\n",
+			want: &jobFile{Spec: client.CommandJob{Command: "true", Compute: "c", Env: map[string]string{"KUMO_CHECKPOINT_DIR": "ckpt"}, MaxRetries: 2}},
+			wantWarnings: []string{
+				path + ": ignoring keys kumo does not support: kumo.spot",
+				path + ": kumo.checkpoint_dir is a kumo extension (AML ignores it): sets KUMO_CHECKPOINT_DIR=ckpt",
+				path + ": kumo.max_retries is a kumo extension (AML ignores it): a failing job is retried up to 2 times",
+			},
+		},
+		{
 			name:         "inline environment warns",
 			yaml:         "command: 'true'\ncompute: c\nenvironment: {image: python:3.11}\n",
 			want:         &jobFile{Spec: client.CommandJob{Command: "true", Compute: "c"}},
@@ -364,6 +374,33 @@ func TestJobShowPendingReason(t *testing.T) {
 		"Command: python train.py\n"
 	if got := e.out.String(); got != want {
 		t.Errorf("stdout:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestJobShowAttemptHistory(t *testing.T) {
+	e := newTestEnv(t)
+	t1, t2, t3 := "2026-03-01T12:00:00Z", "2026-03-01T12:05:00Z", "2026-03-01T12:06:00Z"
+	e.mux.HandleFunc("GET "+testWS+"/jobs/j1", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, api.JobResource{Name: "j1", Properties: &api.JobProperties{
+			Status: api.JobRunning, ComputeID: "lowpri", NodeID: "n2", Attempts: 2,
+			AttemptHistory: []api.JobAttempt{
+				{Number: 1, NodeID: "n1", StartTime: t1, EndTime: t2, FailureClass: "preemption", Reason: "Preempted", Message: "node n1: preempted by the provider"},
+				{Number: 2, NodeID: "n2", StartTime: t3},
+			},
+		}})
+	})
+	if code := e.run("job", "show", "j1"); code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, e.errOut.String())
+	}
+	want := []string{
+		"Attempts:  2\n",
+		"Attempt 1: node n1, " + formatTime(t1) + " – " + formatTime(t2) + ", preemption: Preempted: node n1: preempted by the provider\n",
+		"Attempt 2: node n2, " + formatTime(t3) + " – running\n",
+	}
+	for _, w := range want {
+		if !strings.Contains(e.out.String(), w) {
+			t.Errorf("stdout:\n%s\nwant a line %q", e.out.String(), w)
+		}
 	}
 }
 

@@ -101,6 +101,8 @@ kumo CLI and the Go SDK find the server.`,
 	f.DurationVar(&o.BootTimeout, "boot-timeout", 2*time.Minute, "how long a new node may take to register")
 	f.Int64Var(&o.MaxJobLogBytes, "max-job-log-bytes", daemon.DefaultMaxJobLogBytes, "bytes of stdout and stderr together kept per job, on the control plane and on its node; later output is cut and the job warned (-1: no limit)")
 	f.DurationVar(&o.SnapshotGrace, "snapshot-grace", daemon.DefaultSnapshotGrace, "how long an uploaded code snapshot that no unfinished job uses is kept before it is removed")
+	f.DurationVar(&o.EvictionLead, "eviction-lead-time", 30*time.Second, "how long before an evicted LowPriority node of a local-provider region is taken its job gets notice (SIGTERM and $KUMO_EVICTION_NOTICE_FILE)")
+	f.DurationVar(&o.MeanTimeBetweenEvictions, "eviction-mean-interval", 0, "evict a random LowPriority node of each local-provider region this often on average, to rehearse (0: only with kumo compute simulate-eviction)")
 	f.Float64Var(&o.Limits.RateLimit, "rate-limit", 0, "requests per second each API token may make on average (0: 1000; negative: no limit)")
 	f.IntVar(&o.Limits.RateBurst, "rate-burst", 0, "requests an API token may make at once (0: 2000)")
 	f.IntVar(&o.Limits.MaxUnauthConnsPerAddr, "max-unauth-conns-per-addr", 0, "connections one client IP may hold before authenticating; past it the oldest is closed (0: 128)")

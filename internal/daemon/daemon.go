@@ -108,6 +108,14 @@ type Options struct {
 	// SnapshotGrace is how long an uploaded code snapshot that no
 	// unfinished job uses is kept; zero means DefaultSnapshotGrace.
 	SnapshotGrace time.Duration
+	// EvictionLead is how long before an evicted LowPriority node of
+	// a local-provider region is taken its job gets notice (SIGTERM and the notice
+	// file); zero means 30s.
+	EvictionLead time.Duration
+	// MeanTimeBetweenEvictions, if set, makes each local-provider region evict a random
+	// LowPriority node this long apart on average; zero means only on
+	// request (kumo compute simulate-eviction).
+	MeanTimeBetweenEvictions time.Duration
 	// SnapshotLimits bound an uploaded code snapshot; zero fields mean
 	// archive.DefaultLimits'. A snapshot over them is refused with 413.
 	SnapshotLimits archive.Limits
@@ -190,6 +198,9 @@ func Run(ctx context.Context, o Options) error {
 	useTLS := o.TLS != TLSOff || (o.CertFile != "" && o.KeyFile != "")
 	if o.TLS != TLSOff && o.TLS != TLSAuto {
 		return fmt.Errorf("--tls %q is invalid: use %q or %q", o.TLS, TLSAuto, TLSOff)
+	}
+	if o.EvictionLead < 0 || o.MeanTimeBetweenEvictions < 0 {
+		return fmt.Errorf("--eviction-lead-time and --eviction-mean-interval must not be negative")
 	}
 	if !useTLS && !isLoopback(host) {
 		return fmt.Errorf("refusing to serve plain HTTP on %s: bearer tokens would cross the network unencrypted; use TLS (--tls auto, or --tls-cert and --tls-key) or listen on 127.0.0.1", o.Addr)
@@ -284,7 +295,7 @@ func Run(ctx context.Context, o Options) error {
 	prov := provision.New(provision.Config{Store: st, Finalizer: rt.scaler, Ready: rt.scaler.Notify, Log: o.Log})
 	srv := server.New(server.Config{Store: st, Regions: rt.regions, Hosts: rt.hostReporters(), Provisioner: prov, PollInterval: o.PollInterval, Log: o.Log,
 		Files: rt.files, Changed: rt.changed, Agents: rt.hub.Routes(), Tunnel: rt.hub, LocalDisabled: o.LocalComputeOff,
-		RateLimit: lim.RateLimit, RateBurst: lim.RateBurst, TransferTimeout: lim.TransferTimeout})
+		RateLimit: lim.RateLimit, RateBurst: lim.RateBurst, TransferTimeout: lim.TransferTimeout, Evicter: rt})
 	pages := studio.New(studio.Config{API: srv, Subscription: DefaultSubscription, ResourceGroup: DefaultResourceGroup,
 		Workspace: DefaultWorkspace, Location: DefaultRegion, Log: o.Log})
 	srv.Handle(studio.Prefix, pages)

@@ -250,6 +250,12 @@ func (o Options) buildRegions(nodeUIDs *jobuser.Range) (map[string]model.Region,
 			defaults = map[string]string{"work_dir": work,
 				"cpu_overcommit":    strconv.FormatFloat(o.CPUOvercommit, 'g', -1, 64),
 				"memory_overcommit": strconv.FormatFloat(o.MemoryOvercommit, 'g', -1, 64)}
+			if o.EvictionLead > 0 {
+				defaults["eviction_lead_time"] = o.EvictionLead.String()
+			}
+			if o.MeanTimeBetweenEvictions > 0 {
+				defaults["eviction_mean_interval"] = o.MeanTimeBetweenEvictions.String()
+			}
 			if nodeUIDs != nil {
 				defaults["job_uid_range"] = nodeUIDs.String()
 			}

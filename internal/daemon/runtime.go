@@ -2,18 +2,22 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"kumo/internal/controller/autoscale"
 	"kumo/internal/controller/dispatch"
+	"kumo/internal/controller/nodehealth"
 	"kumo/internal/controller/snapshotgc"
 	"kumo/internal/hub"
 	"kumo/internal/jobfiles"
 	"kumo/internal/jobuser"
 	"kumo/internal/model"
 	"kumo/internal/provider"
+	"kumo/internal/server"
 	"kumo/internal/store"
 )
 
@@ -24,6 +28,7 @@ type nodeRuntime struct {
 	hub      *hub.Hub
 	dispatch *dispatch.Dispatcher
 	scaler   *autoscale.Autoscaler
+	health   *nodehealth.Checker
 	gc       *snapshotgc.Collector
 	regions  map[string]model.Region // keyed by name; what the server and the autoscaler serve
 	// providers are the regions' providers, keyed by region name.
@@ -74,8 +79,12 @@ func newRuntime(o Options, st store.Store, base string) (*nodeRuntime, error) {
 	}
 	rt.scaler = autoscale.New(autoscale.Config{
 		Store: st, Providers: provs, Regions: regions,
-		AgentURL: base, AgentCAFile: caFile, HeartbeatTimeout: o.HeartbeatTimeout, BootTimeout: o.BootTimeout,
-		Liveness: rt.hub, Sessions: rt.hub, Changed: rt.dispatch.Notify, Log: o.Log,
+		AgentURL: base, AgentCAFile: caFile, Sessions: rt.hub, Changed: rt.dispatch.Notify, Log: o.Log,
+	})
+	rt.health = nodehealth.New(nodehealth.Config{
+		Store: st, Providers: provs, Regions: regions,
+		HeartbeatTimeout: o.HeartbeatTimeout, BootTimeout: o.BootTimeout,
+		Liveness: rt.hub, Sender: rt.hub, Changed: rt.changed, Log: o.Log,
 	})
 	return rt, nil
 }
@@ -92,6 +101,7 @@ func (rt *nodeRuntime) changed(computeID string) {
 func (rt *nodeRuntime) start(ctx context.Context) {
 	rt.dispatch.Start(ctx)
 	rt.scaler.Start(ctx)
+	rt.health.Start(ctx)
 	rt.gc.Start(ctx)
 }
 
@@ -99,6 +109,7 @@ func (rt *nodeRuntime) start(ctx context.Context) {
 // reconnect when the control plane is back.
 func (rt *nodeRuntime) stop() {
 	rt.hub.Close()
+	rt.health.Stop()
 	rt.gc.Stop()
 	rt.scaler.Stop()
 	rt.dispatch.Stop()
@@ -120,4 +131,23 @@ func (rt *nodeRuntime) hostReporters() map[string]provider.HostReporter {
 		}
 	}
 	return out
+}
+
+// SimulateEviction implements server.Evicter over the provider of the
+// compute's region.
+func (rt *nodeRuntime) SimulateEviction(ctx context.Context, location string, nodeIDs []string) error {
+	key := strings.ToLower(strings.ReplaceAll(location, " ", ""))
+	prov, ok := rt.providers[key]
+	if !ok {
+		prov, ok = rt.providers[rt.regions[key].Provider]
+	}
+	ev, can := prov.(provider.Evicter)
+	if !ok || !can {
+		return fmt.Errorf("region %s: %w", location, server.ErrEvictionUnsupported)
+	}
+	if err := ev.Evict(ctx, nodeIDs); err != nil {
+		return err
+	}
+	rt.health.Kick()
+	return nil
 }

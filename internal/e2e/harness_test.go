@@ -11,11 +11,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -110,6 +112,9 @@ func startServer(t testing.TB, dir string, extra ...string) *server {
 		dir = t.TempDir()
 	}
 	reachable(t, dir)
+	if !slices.Contains(extra, "--job-uid-range") {
+		extra = append(slices.Clip(extra), ownUIDs()...)
+	}
 	args := append([]string{"up", "--addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--poll-interval-ms", "50"}, extra...)
 	cmd := exec.Command(kumo, args...)
 	cmd.Dir = dir
@@ -258,3 +263,12 @@ func run(t *testing.T, dir string, args ...string) (string, error) {
 const workspacePath = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/default/providers/Microsoft.MachineLearningServices/workspaces/default"
 
 func mkdirAll(dir string) error { return os.MkdirAll(dir, 0o755) }
+
+// ownUIDs are kumo up flags giving a test's jobs uids that no other kumo on
+// the machine uses by default: a job's end kills every process of its uid,
+// so servers started at once (by other tests or other checkouts) must not
+// share them. startServer adds them unless a test names its own range.
+func ownUIDs() []string {
+	start := 1_000_000 + rand.IntN(1000)*100
+	return []string{"--job-uid-range", fmt.Sprintf("%d-%d", start, start+99)}
+}

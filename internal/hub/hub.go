@@ -150,9 +150,10 @@ func (h *Hub) seen(nodeID string) {
 // Routes lists the HTTP patterns the hub serves, for mounting on a mux.
 func (h *Hub) Routes() map[string]http.HandlerFunc {
 	return map[string]http.HandlerFunc{
-		"GET " + agentproto.ConnectPath:                       h.serveConnect,
-		"GET " + agentproto.SnapshotPath + "{id}":             h.serveSnapshot,
-		"PUT " + agentproto.ArtifactsPath + "{run}/artifacts": h.serveArtifacts,
+		"GET " + agentproto.ConnectPath:                        h.serveConnect,
+		"GET " + agentproto.SnapshotPath + "{id}":              h.serveSnapshot,
+		"PUT " + agentproto.ArtifactsPath + "{run}/artifacts":  h.serveArtifacts,
+		"GET " + agentproto.ArtifactsPath + "{run}/checkpoint": h.serveCheckpoint,
 	}
 }
 
@@ -180,7 +181,7 @@ func (h *Hub) authNode(w http.ResponseWriter, r *http.Request) (model.Node, bool
 		httpError(w, http.StatusUnauthorized, "AuthenticationFailed", "unknown node or wrong node credential")
 		return model.Node{}, false
 	}
-	if n.State == model.NodeLeaving || n.State == model.NodeUnusable {
+	if n.State == model.NodeLeaving || n.State == model.NodeUnusable || n.State == model.NodePreempted {
 		httpError(w, http.StatusForbidden, agentproto.NodeRemovedCode, "node "+id+" is "+string(n.State)+": "+n.Reason)
 		return model.Node{}, false
 	}
@@ -297,7 +298,8 @@ func (h *Hub) serveArtifacts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body := http.MaxBytesReader(w, r.Body, h.cfg.Files.ArtifactLimits().StreamBytes())
-	err = h.cfg.Files.SaveArtifacts(run, body)
+	ckpt, _ := model.CheckpointDir(j.Env)
+	err = h.cfg.Files.SaveArtifacts(run, body, ckpt)
 	switch archive.HTTPStatus(err) {
 	case 0:
 	case http.StatusRequestEntityTooLarge:
@@ -318,6 +320,42 @@ func (h *Hub) serveArtifacts(w http.ResponseWriter, r *http.Request) {
 		h.recordWarnings(r.Context(), run, r.Trailer.Values(agentproto.WarningsTrailer))
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// serveCheckpoint sends the job's saved checkpoint directory as a tar (204
+// when there is none) to the node its current attempt runs on, for that
+// attempt only.
+func (h *Hub) serveCheckpoint(w http.ResponseWriter, r *http.Request) {
+	n, ok := h.authNode(w, r)
+	if !ok || !h.authKey(w, r, n, false) {
+		return
+	}
+	run := r.PathValue("run")
+	attempt, err := strconv.Atoi(r.URL.Query().Get(agentproto.AttemptQuery))
+	j, jerr := h.cfg.Store.JobGetByRunID(r.Context(), run)
+	if err != nil || jerr != nil || j.NodeID != n.ID || !active(j.Status) || j.Attempts != attempt {
+		httpError(w, http.StatusForbidden, "AuthorizationFailed", "job "+run+" is not running this attempt on this node")
+		return
+	}
+	ckpt, _ := model.CheckpointDir(j.Env)
+	if ckpt == "" {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	// Streamed: nothing is written when there is no checkpoint, and an
+	// error half-way cuts the stream, which the agent's reader sees.
+	w.Header().Set("Content-Type", "application/x-tar")
+	found, err := h.cfg.Files.WriteCheckpoint(run, ckpt, w)
+	switch {
+	case err != nil && !found:
+		h.cfg.Log.Error("hub: read checkpoint", "runId", run, "err", err)
+		httpError(w, http.StatusInternalServerError, "InternalServerError", "the checkpoint could not be read")
+	case err != nil:
+		h.cfg.Log.Error("hub: send checkpoint", "runId", run, "err", err)
+		panic(http.ErrAbortHandler)
+	case !found:
+		w.WriteHeader(http.StatusNoContent)
+	}
 }
 
 // recordWarnings adds an artifacts upload's warnings to the job.

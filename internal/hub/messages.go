@@ -69,7 +69,7 @@ func (h *Hub) hello(ctx context.Context, c *conn, m agentproto.Message) error {
 			case !reported[j.RunID]:
 				// The agent lost a job it had started (it was restarted
 				// without its journal): requeue it once.
-				if err := h.lost(ctx, j, n, "the node's agent restarted and lost the job"); err != nil {
+				if err := h.lost(ctx, j, n, "node "+n.ID+": the node's agent restarted and lost the job"); err != nil {
 					return err
 				}
 				continue
@@ -83,6 +83,9 @@ func (h *Hub) hello(ctx context.Context, c *conn, m agentproto.Message) error {
 		}
 		if n.State != from {
 			n.StateSince = h.cfg.Now()
+		}
+		if from == model.NodePreparing && n.ReadyAt.IsZero() {
+			n.ReadyAt = h.cfg.Now().UTC()
 		}
 		err = st.NodeUpdate(ctx, n, from)
 		if errors.Is(err, store.ErrPreconditionFailed) {
@@ -126,13 +129,13 @@ func (h *Hub) logCut(ctx context.Context, runID string) error {
 	return store.JobWarn(ctx, h.cfg.Store, runID, jobfiles.CutWarning(h.cfg.Files.LogLimit()))
 }
 
-// lost requeues a job whose node lost it (once), or fails it, and frees the
-// node.
+// lost requeues a job whose node's agent lost it (within the
+// infrastructure retry cap), or fails it, and frees the node.
 func (h *Hub) lost(ctx context.Context, j model.Job, n model.Node, reason string) error {
-	from := j.Status
-	j.Requeue(reason)
-	nodeFrom := n.State
-	n.JobID, n.State, n.StateSince = "", model.NodeIdle, h.cfg.Now()
+	from, nodeFrom := j.Status, n.State
+	now := h.cfg.Now().UTC()
+	j.Lose(model.ReasonAgentLostJob, reason, now)
+	n.JobID, n.State, n.StateSince = "", model.NodeIdle, now
 	err := h.cfg.Store.JobUpdate(ctx, j, from, &n, nodeFrom)
 	if errors.Is(err, store.ErrPreconditionFailed) {
 		return nil // the caller re-reads
@@ -173,11 +176,7 @@ func (h *Hub) handle(ctx context.Context, c *conn, m agentproto.Message) error {
 		return h.markRunning(ctx, m.RunID, c.nodeID, t)
 	case agentproto.TypeExited:
 		return store.JobChange(ctx, h.cfg.Store, m.RunID, func(j *model.Job) bool {
-			if j.NodeID != c.nodeID || (j.Status != model.JobRunning && j.Status != model.JobPreparing) {
-				return false
-			}
-			j.Status = model.JobFinalizing
-			return true
+			return j.Finalize(c.nodeID)
 		})
 	case agentproto.TypeDone:
 		if err := h.finish(ctx, c, m); err != nil {
@@ -207,11 +206,7 @@ func (h *Hub) owns(ctx context.Context, c *conn, runID string) (bool, error) {
 // is left alone.
 func (h *Hub) markRunning(ctx context.Context, runID, nodeID string, at time.Time) error {
 	return store.JobChange(ctx, h.cfg.Store, runID, func(j *model.Job) bool {
-		if j.NodeID != nodeID || j.Status != model.JobPreparing {
-			return false
-		}
-		j.Status, j.StartedAt = model.JobRunning, at.UTC()
-		return true
+		return j.Start(nodeID, at.UTC())
 	})
 }
 
@@ -243,15 +238,28 @@ func (h *Hub) finish(ctx context.Context, c *conn, m agentproto.Message) error {
 			return nil
 		}
 		from := j.Status
-		j.Finish(m.ExitCode, m.Reason, m.Message, endTime(m.Time, j.StartedAt, now))
+		ended := endTime(m.Time, j.StartedAt, now)
+		preempted := m.Reason == agentproto.ReasonPreempted
+		if preempted {
+			j.Lose(model.ReasonPreempted, "node "+c.nodeID+": "+m.Message, ended)
+		} else {
+			j.Finish(m.ExitCode, m.Reason, m.Message, ended)
+		}
 		n, err := st.NodeGet(ctx, c.nodeID)
 		if err != nil {
 			return err
 		}
 		var np *model.Node
 		nodeFrom := n.State
-		if n.JobID == j.ID && n.State == model.NodeRunning {
-			n.JobID, n.State, n.StateSince = "", model.NodeIdle, now
+		switch {
+		case preempted && n.JobID == j.ID:
+			// The node is taken away: it leaves, and the autoscaler
+			// replaces it.
+			if err := n.Remove(model.NodePreempted, "evicted by the provider", now); err != nil {
+				return err
+			}
+			np = &n
+		case n.Free(j.ID, now):
 			np = &n
 		}
 		err = st.JobUpdate(ctx, j, from, np, nodeFrom)
@@ -261,7 +269,9 @@ func (h *Hub) finish(ctx context.Context, c *conn, m agentproto.Message) error {
 		if err != nil {
 			return err
 		}
-		h.cfg.Files.Close(j.RunID)
+		if j.Status.Terminal() {
+			h.cfg.Files.Close(j.RunID)
+		}
 		h.cfg.Changed(c.computeID)
 		return nil
 	}

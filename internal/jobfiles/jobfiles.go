@@ -11,6 +11,8 @@
 //	                                    (AML's user_logs/std_log.txt) is read
 //	                                    through it, so output is stored once
 //	jobs/<runID>/outputs/, logs/        artifacts uploaded at the job's end
+//	jobs/<runID>/attempts/<N>/          user_logs/, outputs/, logs/ of an earlier attempt N
+//	jobs/<runID>/checkpoint/<dir>/      the job's checkpoint directory, as the latest attempt left it
 //	snapshots/<id>.tar                  uploaded code
 //
 // A job's output is bounded: once its log reaches the log limit
@@ -28,9 +30,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"sync"
 
 	"kumo/internal/archive"
+	"kumo/internal/runner"
 )
 
 // Streams a job writes.
@@ -146,7 +150,11 @@ func orLimits(l, def archive.Limits) archive.Limits {
 // artifact limits: an error wrapping archive.ErrUnsafe or
 // archive.ErrMalformed, or an *archive.LimitError, means the tar was
 // refused, and then nothing is stored or changed.
-func (f *Files) SaveArtifacts(runID string, r io.Reader) error {
+//
+// checkpoint, when not "", is the job's checkpoint directory (see
+// model.CheckpointDir): the tar's entries under it are kept apart, under
+// checkpoint/, replacing the previous attempt's, and outlive attempts.
+func (f *Files) SaveArtifacts(runID string, r io.Reader, checkpoint string) error {
 	dir, err := f.JobDir(runID)
 	if err != nil {
 		return err
@@ -181,11 +189,124 @@ func (f *Files) SaveArtifacts(runID string, r io.Reader) error {
 			return fmt.Errorf("save artifacts: %w", err)
 		}
 	}
+	if checkpoint == "" || !filepath.IsLocal(checkpoint) {
+		return nil
+	}
+	from := filepath.Join(stage, checkpoint)
+	if fi, err := os.Lstat(from); err != nil || !fi.IsDir() {
+		return nil // the job left no checkpoint this time: keep the last one
+	}
+	ck := filepath.Join(dir, checkpointDir)
+	if err := os.RemoveAll(ck); err != nil {
+		return fmt.Errorf("save checkpoint: %w", err)
+	}
+	to := filepath.Join(ck, checkpoint)
+	if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
+		return fmt.Errorf("save checkpoint: %w", err)
+	}
+	if err := os.Rename(from, to); err != nil {
+		return fmt.Errorf("save checkpoint: %w", err)
+	}
 	return nil
 }
 
-// WriteArtifacts writes a tar of the job's outputs/, logs/ and user_logs/
-// to w, with kumo's one archive writer.
+// checkpointDir is where, in a job's directory, its checkpoint is kept.
+const checkpointDir = "checkpoint"
+
+// WriteCheckpoint writes a tar of the job's saved checkpoint directory
+// (named checkpoint, as in SaveArtifacts; entries under that name) to w,
+// and reports false, writing nothing, when none was saved.
+func (f *Files) WriteCheckpoint(runID, checkpoint string, w io.Writer) (bool, error) {
+	dir, err := f.JobDir(runID)
+	if err != nil {
+		return false, err
+	}
+	if !filepath.IsLocal(checkpoint) {
+		return false, fmt.Errorf("checkpoint %q is not a local path", checkpoint)
+	}
+	ck := filepath.Join(dir, checkpointDir)
+	if fi, err := os.Lstat(filepath.Join(ck, checkpoint)); err != nil || !fi.IsDir() {
+		return false, nil
+	}
+	if _, err := archive.Write(w, ck, checkpoint); err != nil {
+		return true, fmt.Errorf("write checkpoint: %w", err)
+	}
+	return true, nil
+}
+
+// StartAttempt makes room for attempt n (2 or more) of a job: the output
+// streams (with std_log written out in full), outputs/ and logs/ of attempt
+// n-1 move to attempts/<n-1>/, where they stay readable, and the streams
+// start again from offset 0. It is idempotent: when attempts/<n-1> exists,
+// nothing moves. Attempt 1 needs nothing.
+func (f *Files) StartAttempt(runID string, n int) error {
+	if n <= 1 {
+		return nil
+	}
+	dir, err := f.JobDir(runID)
+	if err != nil {
+		return err
+	}
+	to := filepath.Join(dir, "attempts", strconv.Itoa(n-1))
+	if _, err := os.Lstat(to); err == nil {
+		return nil
+	}
+	stage := to + ".tmp"
+	if err := os.RemoveAll(stage); err != nil {
+		return fmt.Errorf("start attempt %d: %w", n, err)
+	}
+	if err := os.MkdirAll(stage, 0o700); err != nil {
+		return fmt.Errorf("start attempt %d: %w", n, err)
+	}
+	// std_log is read through the index, which stays with the new attempt's
+	// streams: write the old attempt's out while the index is in place. No
+	// output of it comes any more (the job is assigned anew).
+	stdLog := filepath.Join(stage, "std_log.txt")
+	if v, ok, err := f.stdLogView(runID, dir); err != nil {
+		return fmt.Errorf("start attempt %d: %w", n, err)
+	} else if ok {
+		fh, err := os.OpenFile(stdLog, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+		if err != nil {
+			return fmt.Errorf("start attempt %d: %w", n, err)
+		}
+		_, err = v.copy(dir, 0, fh)
+		if err = errors.Join(err, fh.Close()); err != nil {
+			return fmt.Errorf("start attempt %d: %w", n, err)
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if l, ok := f.open[runID]; ok {
+		l.close()
+		delete(f.open, runID)
+	}
+	for _, sub := range []string{"user_logs", "outputs", "logs"} {
+		err := os.Rename(filepath.Join(dir, sub), filepath.Join(stage, sub))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("start attempt %d: %w", n, err)
+		}
+	}
+	if _, err := os.Stat(stdLog); err == nil {
+		if err := os.MkdirAll(filepath.Join(stage, "user_logs"), 0o700); err != nil {
+			return fmt.Errorf("start attempt %d: %w", n, err)
+		}
+		if err := os.Rename(stdLog, filepath.Join(stage, runner.StdLogFile)); err != nil {
+			return fmt.Errorf("start attempt %d: %w", n, err)
+		}
+	}
+	if err := os.Remove(filepath.Join(dir, stdLogIndex)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("start attempt %d: %w", n, err)
+	}
+	if err := os.Rename(stage, to); err != nil {
+		return fmt.Errorf("start attempt %d: %w", n, err)
+	}
+	f.wakeLocked(runID)
+	return nil
+}
+
+// WriteArtifacts writes a tar of the job's outputs/, logs/ and user_logs/,
+// and those of earlier attempts (attempts/), to w, with kumo's one archive
+// writer.
 func (f *Files) WriteArtifacts(runID string, w io.Writer) error {
 	dir, err := f.JobDir(runID)
 	if err != nil {
@@ -197,7 +318,7 @@ func (f *Files) WriteArtifacts(runID string, w io.Writer) error {
 	// std_log.txt is not on disk: it follows user_logs/, read through the
 	// index, in a second tar written where the first one's end marker was.
 	tw := &trailerWriter{w: w}
-	if _, err := archive.Write(tw, dir, "outputs", "logs", "user_logs"); err != nil {
+	if _, err := archive.Write(tw, dir, "outputs", "logs", "user_logs", "attempts"); err != nil {
 		return fmt.Errorf("write artifacts: %w", err)
 	}
 	if err := tw.dropTrailer(); err != nil {

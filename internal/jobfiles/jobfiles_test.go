@@ -294,7 +294,7 @@ func TestSaveArtifactsRefusesEscape(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = f.SaveArtifacts("run1", bytes.NewReader(makeTar(t, tt.entries)))
+			err = f.SaveArtifacts("run1", bytes.NewReader(makeTar(t, tt.entries)), "")
 			if !errors.Is(err, runner.ErrUnsafeEntry) {
 				t.Errorf("SaveArtifacts error = %v, want ErrUnsafeEntry", err)
 			}
@@ -323,7 +323,7 @@ func TestWriteArtifacts(t *testing.T) {
 		{name: "scratch/tmp", typeflag: tar.TypeReg, body: "not an artifact"},
 		{name: "top.txt", typeflag: tar.TypeReg, body: "not an artifact"},
 	})
-	if err := f.SaveArtifacts("run1", bytes.NewReader(art)); err != nil {
+	if err := f.SaveArtifacts("run1", bytes.NewReader(art), ""); err != nil {
 		t.Fatalf("SaveArtifacts: %v", err)
 	}
 	var buf bytes.Buffer
@@ -463,6 +463,51 @@ func TestOpenSnapshotMissing(t *testing.T) {
 		if r != nil {
 			r.Close()
 		}
+	}
+}
+
+// A new attempt starts its streams at offset 0, and the previous attempt's
+// logs and outputs stay readable under attempts/<N>/, in the artifacts too.
+func TestStartAttempt(t *testing.T) {
+	f := newFiles(t)
+	if err := f.Append("r1", Stdout, 0, []byte("first try\n")); err != nil {
+		t.Fatal(err)
+	}
+	dir, _ := f.JobDir("r1")
+	if err := os.MkdirAll(filepath.Join(dir, "outputs"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "outputs", "ckpt"), []byte("step 7"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.StartAttempt("r1", 2); err != nil {
+		t.Fatalf("StartAttempt: %v", err)
+	}
+	if out, _, err := f.Offsets("r1"); err != nil || out != 0 {
+		t.Fatalf("Offsets after StartAttempt = %d, %v; want 0", out, err)
+	}
+	if err := f.Append("r1", Stdout, 0, []byte("second\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.StartAttempt("r1", 2); err != nil { // again: nothing moves
+		t.Fatalf("StartAttempt: %v", err)
+	}
+	if got := readAll(t, f, "r1", StdLog); got != "second\n" {
+		t.Errorf("current std_log = %q, want the second attempt's only", got)
+	}
+	old, err := os.ReadFile(filepath.Join(dir, "attempts", "1", runner.StdLogFile))
+	if err != nil || string(old) != "first try\n" {
+		t.Errorf("attempt 1's std_log = %q, %v", old, err)
+	}
+	var buf bytes.Buffer
+	if err := f.WriteArtifacts("r1", &buf); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "attempts/1/outputs/ckpt") {
+		t.Errorf("artifacts lack attempts/1/outputs/ckpt")
+	}
+	if err := f.StartAttempt("r1", 1); err != nil {
+		t.Errorf("StartAttempt(1) = %v, want nil", err)
 	}
 }
 

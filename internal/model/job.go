@@ -1,7 +1,6 @@
 package model
 
 import (
-	"fmt"
 	"slices"
 	"time"
 )
@@ -42,6 +41,7 @@ type Node struct {
 	CreatedAt  time.Time // when it was asked of the provider
 	StateSince time.Time // when State last changed (idle since, for scale-down)
 	Attempts   int       // provider create attempts for this node slot (backoff)
+	ReadyAt    time.Time // when its agent first registered (its boot ended); zero while preparing
 }
 
 // HoldsQuota reports whether a node in state s counts against its
@@ -74,21 +74,28 @@ const LocalCompute = "local"
 
 // Job is a command job on a compute target.
 type Job struct {
-	ID              string            // ARM ID: WorkspaceID + "/jobs/" + Name
-	WorkspaceID     string            // owning workspace's ARM ID
-	Name            string            // the job's name, unique in the workspace (case-insensitive)
-	RunID           string            // names this job's run to agents and in logs; unique across workspaces
-	ComputeID       string            // target compute's ARM ID; for LocalCompute, WorkspaceID + "/computes/local"
-	DisplayName     string            // "" means Name
-	ExperimentName  string            // "" means "Default"
-	Command         string            // run with /bin/sh -c, inputs already substituted
-	Env             map[string]string // environment variables; nil means none
-	SnapshotID      string            // uploaded code snapshot; "" means no code
-	Timeout         time.Duration     // 0 means none
-	InstanceCount   int               // nodes it needs; 1 until gang scheduling
-	Status          JobStatus
-	NodeID          string    // node it was assigned to; "" when queued or local
-	Attempts        int       // times it was started; a lost node requeues it once
+	ID             string            // ARM ID: WorkspaceID + "/jobs/" + Name
+	WorkspaceID    string            // owning workspace's ARM ID
+	Name           string            // the job's name, unique in the workspace (case-insensitive)
+	RunID          string            // names this job's run to agents and in logs; unique across workspaces
+	ComputeID      string            // target compute's ARM ID; for LocalCompute, WorkspaceID + "/computes/local"
+	DisplayName    string            // "" means Name
+	ExperimentName string            // "" means "Default"
+	Command        string            // run with /bin/sh -c, inputs already substituted
+	Env            map[string]string // environment variables; nil means none
+	SnapshotID     string            // uploaded code snapshot; "" means no code
+	Timeout        time.Duration     // 0 means none
+	InstanceCount  int               // nodes it needs; 1 until gang scheduling
+	Status         JobStatus
+	NodeID         string // node it was assigned to; "" when queued or local
+	Attempts       int    // times it was assigned; see History
+	// MaxRetries is how many times a failure of the job's own (class
+	// user: a non-zero exit, a timeout) is retried; 0 means never.
+	// Infrastructure and preemption retries have their own caps.
+	MaxRetries int
+	// History holds the job's attempts, oldest first, at most MaxHistory;
+	// nil until it is first assigned. See [Job.Assign].
+	History         []Attempt
 	ExitCode        *int      // nil until it exits
 	Error           *Error    // failure reason; nil unless Failed or Canceled
 	CancelRequested bool      // a cancel was asked for; the node is told
@@ -126,51 +133,6 @@ type ComputeStatus struct {
 	// details; empty when nothing blocks.
 	Blocked       string
 	BlockedDetail string
-}
-
-// Requeue puts a job back in the queue after its node lost it, once; the
-// second loss fails it with the reason.
-func (j *Job) Requeue(reason string) {
-	if j.Attempts < 2 && !j.CancelRequested {
-		j.Status, j.NodeID = JobQueued, ""
-		return
-	}
-	j.Status = JobFailed
-	j.Error = &Error{Code: "NodeFailed", Message: reason + " (the job was requeued once already)"}
-	if j.CancelRequested {
-		j.Status = JobCanceled
-		j.Error = &Error{Code: "Canceled", Message: "canceled; " + reason}
-	}
-}
-
-// Finish sets a job's final status from how its process ended: reason is
-// "" or "exited" for a normal exit, "canceled", "timeout" or "error".
-func (j *Job) Finish(exitCode *int, reason, message string, now time.Time) {
-	j.ExitCode, j.EndedAt = exitCode, now
-	switch {
-	case reason == "canceled" || (j.CancelRequested && reason != "" && reason != "exited"):
-		j.Status = JobCanceled
-		j.Error = &Error{Code: "Canceled", Message: "the job was canceled"}
-	case reason == "timeout":
-		j.Status = JobFailed
-		j.Error = &Error{Code: "JobTimeout", Message: fmt.Sprintf("the job ran longer than its timeout of %s", j.Timeout)}
-	case reason == "error":
-		j.Status = JobFailed
-		j.Error = &Error{Code: "JobFailed", Message: message}
-	case exitCode != nil && *exitCode == 0:
-		j.Status = JobCompleted
-	default:
-		j.Status = JobFailed
-		code := -1
-		if exitCode != nil {
-			code = *exitCode
-		}
-		msg := fmt.Sprintf("the command exited with code %d", code)
-		if message != "" {
-			msg += ": " + message
-		}
-		j.Error = &Error{Code: "UserError", Message: msg}
-	}
 }
 
 // MaxWarnings bounds the warnings a job keeps.

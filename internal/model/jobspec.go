@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -83,7 +84,38 @@ func ValidateEnv(env map[string]string) error {
 				"properties.environmentVariables has an invalid name %s: use letters, digits and '_', not starting with a digit", Quote(k))
 		}
 	}
+	if _, err := CheckpointDir(env); err != nil {
+		return err
+	}
 	return nil
+}
+
+// CheckpointEnv names the job environment variable that names a job's
+// checkpoint directory, relative to its working directory: its contents are
+// saved when an attempt ends (for any reason, after the lead time on an
+// eviction) and restored before the next attempt starts. The job sees the
+// variable set to the directory's absolute path.
+const CheckpointEnv = "KUMO_CHECKPOINT_DIR"
+
+// CheckpointDir returns the checkpoint directory env names (cleaned,
+// relative to the job's working directory), or "" when it names none. A
+// path that leaves the job's directory, or is outputs/ or logs/ or inside
+// them (already kept as artifacts), is refused.
+func CheckpointDir(env map[string]string) (string, error) {
+	v, ok := env[CheckpointEnv]
+	if !ok || v == "" {
+		return "", nil
+	}
+	field := envFieldName + "." + CheckpointEnv
+	c := filepath.Clean(v)
+	if !filepath.IsLocal(c) || c == "." || strings.ContainsRune(c, 0) {
+		return "", fieldErr(CodeInvalidParameter, field, "%s must be a directory inside the job's working directory, like \"checkpoints\"; got %s", field, Quote(v))
+	}
+	first, _, _ := strings.Cut(c, "/")
+	if first == OutputsDir || first == "logs" || first == "user_logs" {
+		return "", fieldErr(CodeInvalidParameter, field, "%s may not be in %s/: that folder is kept already", field, first)
+	}
+	return c, nil
 }
 
 // secretEnvWords mark an environment variable name as holding a secret.

@@ -82,3 +82,29 @@ func TestParseJobStatus(t *testing.T) {
 		t.Errorf("ParseJobStatus(Done) = %q, true; want false", got)
 	}
 }
+
+func TestCheckpointDir(t *testing.T) {
+	tests := []struct {
+		value   string
+		want    string
+		wantErr bool
+	}{
+		{"", "", false},
+		{"ckpt", "ckpt", false},
+		{"./state/ckpt/", "state/ckpt", false},
+		{"/abs", "", true},
+		{"../up", "", true},
+		{".", "", true},
+		{"outputs/ckpt", "", true},
+		{"logs", "", true},
+	}
+	for _, tt := range tests {
+		got, err := CheckpointDir(map[string]string{CheckpointEnv: tt.value})
+		if got != tt.want || (err != nil) != tt.wantErr {
+			t.Errorf("CheckpointDir(%q) = %q, %v; want %q, error %v", tt.value, got, err, tt.want, tt.wantErr)
+		}
+		if err := ValidateEnv(map[string]string{CheckpointEnv: tt.value}); (err != nil) != tt.wantErr {
+			t.Errorf("ValidateEnv(%q) = %v, want error %v", tt.value, err, tt.wantErr)
+		}
+	}
+}

@@ -12,6 +12,7 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -95,7 +96,9 @@ type HostUsage struct {
 }
 
 // PreemptionNotifier is implemented by providers whose instances can be
-// taken away (spot/low-priority VMs). No built-in provider implements it yet.
+// taken away (spot/low-priority VMs): only instances created with
+// Instance.Preemptible. The control plane acts on a notice only for nodes
+// of LowPriority clusters, so a Dedicated node is never evicted.
 type PreemptionNotifier interface {
 	// Preempted returns the instances that are being or have been taken
 	// away since they were created, with when. The control plane polls it;
@@ -108,6 +111,20 @@ type Preemption struct {
 	ID string    // instance ID
 	At time.Time // when it stops (or stopped); zero means unknown
 }
+
+// Evicter is implemented by providers that can take a preemptible instance
+// away on request, as Azure's simulate-eviction does, so that teams can
+// rehearse: the instances are then reported by Preempted with At = now +
+// the provider's lead time. Instances not created Preemptible are refused
+// with an error wrapping ErrNotPreemptible and are not evicted; unknown IDs
+// are ignored.
+type Evicter interface {
+	Evict(ctx context.Context, ids []string) error
+}
+
+// ErrNotPreemptible is wrapped by Evict's error for instances that were not
+// created Preemptible.
+var ErrNotPreemptible = errors.New("instance is not preemptible")
 
 // Size is a VM size: what one instance offers.
 type Size struct {
@@ -125,6 +142,9 @@ type Instance struct {
 	Compute string      `json:"compute"` // the compute (cluster) it belongs to
 	Size    Size        `json:"size"`
 	Agent   AgentConfig `json:"agent"`
+	// Preemptible says the instance may be taken away (a LowPriority
+	// cluster's node); providers without preemption ignore it.
+	Preemptible bool `json:"preemptible,omitempty"`
 }
 
 // AgentConfig is how a node's agent reaches the control plane. Providers pass

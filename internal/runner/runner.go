@@ -151,6 +151,7 @@ const (
 	ReasonSignal   Reason = "Signal"   // killed by a signal it was not sent by the runner (e.g. out of memory)
 	ReasonCanceled Reason = "Canceled" // canceled through Job.Cancel or the context
 	ReasonTimeout  Reason = "Timeout"  // ran longer than Spec.Timeout
+	ReasonEvicted  Reason = "Evicted"  // ended through Job.Evict: its node is taken away
 )
 
 // Result is how a job ended.
@@ -247,9 +248,9 @@ func Start(ctx context.Context, spec Spec) (*Job, error) {
 		return nil, fmt.Errorf("start job: %w", err)
 	}
 	if spec.Timeout > 0 {
-		j.timeoutT = time.AfterFunc(spec.Timeout, func() { j.stop(ReasonTimeout) })
+		j.timeoutT = time.AfterFunc(spec.Timeout, func() { j.stop(ReasonTimeout, 0) })
 	}
-	unwatch := context.AfterFunc(ctx, func() { j.stop(ReasonCanceled) })
+	unwatch := context.AfterFunc(ctx, func() { j.stop(ReasonCanceled, 0) })
 	go j.supervise(unwatch)
 	return j, nil
 }
@@ -353,13 +354,23 @@ func (j *Job) Wait() Result {
 // Cancel asks the job to end with ReasonCanceled: SIGTERM to its process
 // group now, SIGKILL after the grace period. It returns at once; it does
 // nothing if the job is already ending or ended.
-func (j *Job) Cancel() { j.stop(ReasonCanceled) }
+func (j *Job) Cancel() { j.stop(ReasonCanceled, 0) }
 
-func (j *Job) stop(reason Reason) {
+// Evict ends the job with ReasonEvicted because its node is taken away:
+// SIGTERM to its process group now, SIGKILL after lead (at once when lead
+// is 0 or less), however long its grace period. It returns at once; it
+// does nothing if the job is already ending or ended.
+func (j *Job) Evict(lead time.Duration) { j.stop(ReasonEvicted, max(lead, time.Nanosecond)) }
+
+// stop sends SIGTERM now and SIGKILL after grace (0 means the job's own).
+func (j *Job) stop(reason Reason, grace time.Duration) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.reaped || j.reason != "" {
 		return
+	}
+	if grace > 0 {
+		j.grace = grace
 	}
 	j.reason = reason
 	j.stopAt = time.Now()
@@ -397,7 +408,18 @@ func (j *Job) supervise(unwatch func() bool) {
 	stopping, deadline := j.reason != "", j.stopAt.Add(j.grace)
 	j.mu.Unlock()
 	if stopping {
-		// Give the rest of the group what is left of the grace period.
+		// A child the shell was starting when SIGTERM came can lose it: it
+		// still runs the shell's code, with the shell's handler, until it
+		// execs, and the exec forgets the signal. Tell the group again a
+		// few times while such a child may be in that window, then give the
+		// rest of it what is left of the grace period.
+		for _, wait := range []time.Duration{0, 20 * time.Millisecond, 100 * time.Millisecond} {
+			time.Sleep(wait)
+			if !groupAlive(j.pid) {
+				break
+			}
+			syscall.Kill(-j.pid, syscall.SIGTERM)
+		}
 		for groupAlive(j.pid) && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond) // no event tells when a process group empties
 		}
@@ -495,6 +517,8 @@ func (j *Job) finish() {
 		r.Reason, r.Message = ReasonCanceled, "canceled; "+end
 	case j.reason == ReasonTimeout:
 		r.Reason, r.Message = ReasonTimeout, "timed out; "+end
+	case j.reason == ReasonEvicted:
+		r.Reason, r.Message = ReasonEvicted, "evicted: its node is taken away; "+end
 	case r.Signal != 0:
 		r.Reason, r.Message = ReasonSignal, "killed by signal "+strconv.Itoa(int(r.Signal))+" ("+r.Signal.String()+")"
 		if r.Signal == syscall.SIGKILL {

@@ -256,6 +256,20 @@ func TestCancelEndsProcessTree(t *testing.T) {
 			timeout: 50 * time.Millisecond,
 			reason:  ReasonTimeout,
 		},
+		{
+			name:    "evicted, leader exits on TERM",
+			command: `trap 'echo got-term; exit 0' TERM; sh -c 'echo ready; exec sleep 1000' & wait`,
+			stop:    func(j *Job, _ context.CancelFunc) { j.Evict(time.Minute) },
+			reason:  ReasonEvicted,
+		},
+		{
+			// The eviction's lead time, not the job's grace, bounds it.
+			name:     "evicted, TERM ignored until the lead time",
+			command:  `trap 'echo got-term' TERM; sh -c 'echo ready; exec sleep 1000' & while :; do wait; done`,
+			stop:     func(j *Job, _ context.CancelFunc) { j.Evict(200 * time.Millisecond) },
+			reason:   ReasonEvicted,
+			hardKill: true,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -427,6 +441,23 @@ func BenchmarkForkExecTrue(b *testing.B) {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		if err := cmd.Run(); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// A job evicted while its shell is starting a background child ends on
+// SIGTERM: the child that was between fork and exec when the first SIGTERM
+// came (and lost it with the shell's handler) gets another once the shell
+// exits. Repeated, as the window is narrow.
+func TestEvictDuringFork(t *testing.T) {
+	for i := range 60 {
+		j, err := Start(context.Background(), Spec{Dir: t.TempDir(), Command: `trap 'exit 0' TERM; sleep 1000 & wait`, Grace: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		j.Evict(20 * time.Second)
+		if r := j.Wait(); strings.Contains(r.Message, "SIGKILL") {
+			t.Fatalf("eviction %d: %s; want the group ended on SIGTERM", i, r.Message)
 		}
 	}
 }

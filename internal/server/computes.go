@@ -455,7 +455,9 @@ func (s *Server) computeResource(ctx context.Context, c model.Compute) api.Compu
 	}
 	if err == nil {
 		v.apply(s, res.Properties.Properties)
-	} else {
+		res.Properties.Properties.Cost, err = s.computeCost(ctx, c)
+	}
+	if err != nil {
 		s.log.Error("compute status", "compute", c.ID, "err", err)
 	}
 	return res

@@ -145,6 +145,13 @@ func (s *Server) jobFromRequest(ctx context.Context, ws model.Workspace, name st
 	if err := model.ValidateInstanceCount(count); err != nil {
 		return model.Job{}, err
 	}
+	maxRetries := 0
+	if p.Kumo != nil {
+		maxRetries = p.Kumo.MaxRetries
+	}
+	if err := model.ValidateMaxRetries(maxRetries); err != nil {
+		return model.Job{}, err
+	}
 	var timeout time.Duration
 	if p.Limits != nil {
 		if timeout, err = model.ParseJobTimeout(p.Limits.Timeout); err != nil {
@@ -213,7 +220,7 @@ func (s *Server) jobFromRequest(ctx context.Context, ws model.Workspace, name st
 	return model.Job{
 		ID: ws.ID + "/jobs/" + name, Name: name, RunID: secret.RandomID(12), WorkspaceID: ws.ID, ComputeID: computeID,
 		DisplayName: p.DisplayName, ExperimentName: p.ExperimentName, Command: command, Env: env, SnapshotID: p.CodeID,
-		Timeout: timeout, InstanceCount: count, Status: model.JobQueued, Seq: seq, CreatedAt: s.now().UTC(),
+		Timeout: timeout, InstanceCount: count, MaxRetries: maxRetries, Status: model.JobQueued, Seq: seq, CreatedAt: s.now().UTC(),
 		CreatedBy: callerName(ctx), CreatedByToken: caller(ctx).ID, Warnings: warnings,
 	}, nil
 }
@@ -392,11 +399,7 @@ func (s *Server) jobCancel(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 		from := j.Status
-		if j.Status == model.JobQueued || j.Status == model.JobNotStarted {
-			j.Status, j.EndedAt = model.JobCanceled, s.now().UTC()
-			j.Error = &model.Error{Code: "Canceled", Message: "the job was canceled before it started"}
-		}
-		j.CancelRequested = true
+		j.Cancel(s.now().UTC())
 		err = s.store.JobUpdate(ctx, j, from, nil, "")
 		if errors.Is(err, store.ErrPreconditionFailed) {
 			continue
@@ -513,6 +516,17 @@ func (s *Server) jobResource(ctx context.Context, j model.Job, views map[string]
 	if p.DisplayName == "" {
 		p.DisplayName = j.Name
 	}
+	if j.MaxRetries > 0 {
+		p.Kumo = &api.KumoJobSettings{MaxRetries: j.MaxRetries}
+	}
+	if err := s.jobCost(ctx, j, p); err != nil {
+		s.log.Error("job cost", "job", j.ID, "err", err)
+	}
+	for _, a := range j.History {
+		p.AttemptHistory = append(p.AttemptHistory, api.JobAttempt{Number: a.Number, NodeID: a.NodeID,
+			StartTime: s.timestamp(a.StartedAt), EndTime: s.timestamp(a.EndedAt), FailureClass: string(a.Class),
+			Reason: string(a.Reason), Message: a.Message, ExitCode: a.ExitCode})
+	}
 	for k, v := range j.Env {
 		if name, ok := strings.CutPrefix(k, model.OutputEnvPrefix); ok && v == model.OutputPath(name) {
 			if p.Outputs == nil {
@@ -540,6 +554,10 @@ func (s *Server) jobResource(ctx context.Context, j model.Job, views map[string]
 			p.QueuePosition = pos + 1
 			if v != nil {
 				p.PendingReason = v.pendingReason(pos)
+				p.PendingReason = evictedReason(j, p.PendingReason, s)
+				if at, ok := v.estimateStart(s.now().UTC(), pos); ok {
+					p.EstimatedStartTime = s.timestamp(at)
+				}
 			}
 		}
 	}

@@ -46,6 +46,9 @@ type Config struct {
 	// LocalDisabled refuses jobs for the built-in compute "local"
 	// (kumo up --local-compute=off).
 	LocalDisabled bool
+	// Evicter takes LowPriority nodes away on request (simulateEviction);
+	// nil means the route answers that evictions cannot be simulated.
+	Evicter Evicter
 	// Hosts report per-host capacity for regions whose provider is a set
 	// of hosts, keyed by lower-case region name; nil means none. Their
 	// rows follow the region's in the usages.
@@ -100,6 +103,7 @@ type Server struct {
 	noLocal   bool   // compute "local" is off
 	tunnel    Tunnel // nil means none
 	hosts     map[string]provider.HostReporter
+	evicter   Evicter
 	seqMu     sync.Mutex
 	seq       int64 // last FIFO sequence number handed out
 	seqLoaded bool
@@ -110,7 +114,7 @@ func New(cfg Config) *Server {
 	s := &Server{store: cfg.Store, regions: cfg.Regions, prov: cfg.Provisioner, files: cfg.Files, changed: cfg.Changed, poll: cfg.PollInterval,
 		page: cfg.PageSize, now: cfg.Now, log: cfg.Log, mux: http.NewServeMux(),
 		limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst), transfer: cfg.TransferTimeout, noLocal: cfg.LocalDisabled, tunnel: cfg.Tunnel,
-		hosts: cfg.Hosts}
+		hosts: cfg.Hosts, evicter: cfg.Evicter}
 	if s.transfer <= 0 {
 		s.transfer = DefaultTransferTimeout
 	}
@@ -186,6 +190,7 @@ func (s *Server) routes() {
 	r("POST "+cp+"/listNodes", model.RoleReader, s.computeListNodes)
 	r("GET "+cp+"/listNodes", model.RoleReader, s.computeListNodes)
 	r("POST "+cp+"/listKeys", model.RoleContributor, s.computeListKeys)
+	r("POST "+cp+"/simulateEviction", model.RoleContributor, s.computeSimulateEviction)
 	stream("GET "+cp+"/nodes/{node}/ssh", model.RoleContributor, s.computeNodeSSH)
 
 	r("GET "+locp+"/computeOperationsStatus/{op}", model.RoleReader, s.operationGet)
@@ -199,6 +204,7 @@ func (s *Server) routes() {
 	r("GET "+wsp+"/jobs/{job}", model.RoleReader, s.jobGet)
 	r("PUT "+wsp+"/jobs/{job}", model.RoleContributor, s.jobPut)
 	r("POST "+wsp+"/jobs/{job}/cancel", model.RoleContributor, s.jobCancel)
+	r("GET "+wsp+"/costs", model.RoleReader, s.costReport)
 	stream("GET "+wsp+"/jobs/{job}/logs", model.RoleReader, s.jobLogs)
 	stream("GET "+wsp+"/jobs/{job}/artifacts", model.RoleReader, s.jobArtifacts)
 	r("GET "+cp+"/events", model.RoleReader, s.computeEvents)

@@ -33,6 +33,7 @@ type harness struct {
 	srv    *httptest.Server
 	prov   *provision.Provisioner
 	tokens map[model.Role]string
+	ev     *fakeEvicter // what simulateEviction asked for
 }
 
 func newHarness(t testing.TB) *harness {
@@ -60,8 +61,8 @@ func newHarnessWith(t testing.TB, edit func(*server.Config)) *harness {
 		"local":  model.NewRegion("local", "local", model.Host{VCPUs: 8, MemoryGB: 24}),
 		"eastus": model.NewRegion("eastus", "fake", model.Host{VCPUs: 1000, MemoryGB: 10000, GPUs: 8}),
 	}
-	h := &harness{t: t, st: st, prov: prov, tokens: map[model.Role]string{model.RoleOwner: owner.Secret}}
-	cfg := server.Config{Store: st, Regions: regions, Provisioner: prov, PollInterval: 10 * time.Millisecond, PageSize: 3}
+	h := &harness{t: t, st: st, prov: prov, tokens: map[model.Role]string{model.RoleOwner: owner.Secret}, ev: &fakeEvicter{}}
+	cfg := server.Config{Store: st, Regions: regions, Provisioner: prov, PollInterval: 10 * time.Millisecond, PageSize: 3, Evicter: h.ev}
 	if edit != nil {
 		edit(&cfg)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"kumo/api"
 	"kumo/internal/model"
@@ -127,4 +128,29 @@ func (v *computeView) apply(s *Server, p *api.AmlComputeProperties) {
 	for i, j := range v.queued {
 		p.QueuedJobs = append(p.QueuedJobs, api.QueuedJob{Name: j.Name, PendingReason: v.pendingReason(i)})
 	}
+}
+
+// estimateStart estimates when the job at place pos (from 0) of the queue
+// starts; see model.EstimateStart.
+func (v *computeView) estimateStart(now time.Time, pos int) (time.Time, bool) {
+	if v.compute.State == model.StateFailed {
+		return time.Time{}, false
+	}
+	blocked := v.status.Blocked == api.PendingQuotaExceeded || v.status.Blocked == api.PendingCapacityExhausted
+	return model.EstimateStart(now, pos, v.nodes, v.compute.Scale.MaxNodes, blocked)
+}
+
+// evictedReason makes a queued job's pending reason EvictedWaitingToRetry
+// when its last attempt was evicted, keeping what the retry waits for.
+func evictedReason(j model.Job, waits *api.PendingReason, s *Server) *api.PendingReason {
+	n := len(j.History)
+	if n == 0 || j.History[n-1].Class != model.ClassPreemption || waits == nil {
+		return waits
+	}
+	last := j.History[n-1]
+	return &api.PendingReason{Code: api.PendingEvictedWaitingToRetry,
+		Message: fmt.Sprintf("attempt %d was evicted from node %s at %s; the retry waits: %s",
+			last.Number, last.NodeID, s.timestamp(last.EndedAt), waits.Message),
+		Details: map[string]any{"node": last.NodeID, "attempt": last.Number, "preemptions": j.Retries(model.ClassPreemption),
+			"waitingFor": waits.Code}}
 }

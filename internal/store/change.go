@@ -34,6 +34,26 @@ func JobChange(ctx context.Context, st Store, runID string, change func(*model.J
 	return fmt.Errorf("job %s: too many concurrent changes", runID)
 }
 
+// NodeJob returns the unfinished job node n runs, if any: the job n's
+// record names, when that job is assigned to n and not terminal. ok is
+// false when n runs none (or the job is gone).
+func NodeJob(ctx context.Context, st Store, n model.Node) (j model.Job, ok bool, err error) {
+	if n.JobID == "" {
+		return model.Job{}, false, nil
+	}
+	j, err = st.JobGet(ctx, n.JobID)
+	if errors.Is(err, ErrNotFound) {
+		return model.Job{}, false, nil
+	}
+	if err != nil {
+		return model.Job{}, false, fmt.Errorf("get job %s: %w", n.JobID, err)
+	}
+	if j.Status.Terminal() || j.NodeID != n.ID {
+		return model.Job{}, false, nil
+	}
+	return j, true, nil
+}
+
 // JobWarn adds warning to the job's warnings unless it is there already.
 func JobWarn(ctx context.Context, st Store, runID, warning string) error {
 	return JobChange(ctx, st, runID, func(j *model.Job) bool {

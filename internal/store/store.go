@@ -34,6 +34,13 @@ type Page struct {
 	Limit int    // at most this many rows; 0 or less means no limit
 }
 
+// NodeChange is one node's part of a [Store.JobUpdateNodes]: its new record
+// and the state it must be in when stored.
+type NodeChange struct {
+	Node model.Node
+	From model.NodeState
+}
+
 // Store is kumo's persistence. All methods are safe for concurrent use and
 // block until the backend has committed (or failed). Methods that address
 // one row return an error wrapping ErrNotFound when it is absent. Names are
@@ -142,6 +149,13 @@ type Store interface {
 	// node.ID is replaced in the same transaction if its stored state is
 	// nodeFrom (else ErrPreconditionFailed and nothing changes).
 	JobUpdate(ctx context.Context, j model.Job, from model.JobStatus, node *model.Node, nodeFrom model.NodeState) error
+	// JobUpdateNodes is JobUpdate with any number of nodes: the job and
+	// every node change are one transaction, all or none. Each change
+	// replaces the node with Node.ID if its stored state is From; a
+	// mismatch anywhere is ErrPreconditionFailed, a missing row
+	// ErrNotFound, and then nothing changes. It is how a gang job gets its
+	// N nodes, and how a job's nodes are released together.
+	JobUpdateNodes(ctx context.Context, j model.Job, from model.JobStatus, nodes []NodeChange) error
 
 	// NodeCreate inserts n; ErrConflict if its ID exists.
 	NodeCreate(ctx context.Context, n model.Node) error
@@ -159,8 +173,17 @@ type Store interface {
 	NodeListByCompute(ctx context.Context, computeID string) ([]model.Node, error)
 	// NodeList returns every node ordered by CreatedAt, ID.
 	NodeList(ctx context.Context) ([]model.Node, error)
-	// NodeDelete removes the node with the given ID.
+	// NodeDelete removes the node with the given ID. Its usage record, if
+	// it has one, ends at the node's StateSince (when it left service).
 	NodeDelete(ctx context.Context, id string) error
+	// NodeCreateUsage inserts n and its usage record u (u.NodeID is n.ID)
+	// in one transaction; ErrConflict if n's ID exists.
+	NodeCreateUsage(ctx context.Context, n model.Node, u model.NodeUsage) error
+	// UsageList returns the usage records of a workspace's nodes, of one
+	// compute when computeID is not "", that accrued within [from, to):
+	// started before to and not ended by from; ordered by StartedAt,
+	// NodeID. Records outlive their nodes and computes.
+	UsageList(ctx context.Context, workspaceID, computeID string, from, to time.Time) ([]model.NodeUsage, error)
 
 	// EventAppend records e.
 	EventAppend(ctx context.Context, e model.Event) error

@@ -1,24 +1,21 @@
-// Package autoscale holds the autoscaler: the reconcile loops that give each
-// AmlCompute cluster the nodes its jobs need and keep those nodes healthy.
+// Package autoscale holds the autoscaler: the reconcile loop that gives
+// each AmlCompute cluster the nodes its jobs need.
 //
-// Two loops share one [Autoscaler]:
+// Scaling ([Autoscaler.Reconcile]) runs per cluster whenever something
+// relevant changes (a job queued or finished, a node's state, a PATCH of
+// the scale settings: callers [Autoscaler.Notify]), when a pass asked to be
+// requeued, and on a resync tick. It removes nodes that are gone for good
+// (unusable, preempted, half-removed), computes the target clamp(min, max,
+// nodes needed by queued and running jobs), creates nodes up to it within
+// the workspace's vCPU quota and the provider's capacity, removes idle
+// nodes above it once they have been idle for the cluster's idle time, and
+// writes the cluster's [model.ComputeStatus].
 //
-//   - Scaling ([Autoscaler.Reconcile]) runs per cluster whenever something
-//     relevant changes (a job queued or finished, a node's state, a PATCH of
-//     the scale settings: callers [Autoscaler.Notify]), when a pass asked to
-//     be requeued, and on a resync tick. It removes nodes that are gone for
-//     good (unusable, preempted, half-removed), computes the target
-//     clamp(min, max, nodes needed by queued and running jobs), creates nodes
-//     up to it within the workspace's vCPU quota and the provider's
-//     capacity, removes idle nodes above it once they have been idle for the
-//     cluster's idle time, and writes the cluster's [model.ComputeStatus].
-//   - Health ([Autoscaler.CheckHealth]) runs on the resync tick over every
-//     provider: a node whose agent stopped heartbeating, never registered, or
-//     whose instance stopped or vanished becomes unusable (its job is
-//     requeued once, then failed), and instances no node record claims are
-//     deleted.
+// Which nodes are unhealthy or preempted is decided by another loop,
+// package nodehealth; the autoscaler removes and replaces the nodes it
+// took out of service.
 //
-// Both are level-triggered: they read all current state from the store and
+// The loop is level-triggered: they read all current state from the store and
 // the providers on each pass, so a pass after a crash finishes whatever the
 // crash interrupted, and running a pass twice is harmless. Every write is
 // conditional on the state that was read, so the agent hub, which moves
@@ -41,18 +38,10 @@ import (
 	"kumo/internal/store"
 )
 
-// Defaults for the zero values of [Config].
-const (
-	DefaultHeartbeatTimeout = 30 * time.Second
-	DefaultBootTimeout      = 2 * time.Minute
-	DefaultResync           = time.Second
-)
+// DefaultResync is the zero value of Config.Resync.
+const DefaultResync = time.Second
 
 const (
-	// createGrace is how long a node record may exist without its
-	// instance appearing in the provider's list before the node counts as
-	// lost: the record is written just before the provider's Create call.
-	createGrace = 10 * time.Second
 	// backoffBase and backoffMax bound the wait before a cluster whose
 	// nodes keep failing gets new ones: 1s, 2s, 4s … 1m.
 	backoffBase = time.Second
@@ -65,14 +54,6 @@ const (
 )
 
 var _ provision.Finalizer = (*Autoscaler)(nil)
-
-// Liveness reports when a node's agent was last heard from. The server's
-// agent hub implements it. LastSeen must be safe for concurrent use and must
-// not block; ok is false when the agent has not been seen since the control
-// plane started.
-type Liveness interface {
-	LastSeen(nodeID string) (t time.Time, ok bool)
-}
 
 // Sessions reports the SSH logins open on a node and when the last one
 // closed (zero if none has). The agent hub implements it; it must be safe
@@ -103,23 +84,13 @@ type Config struct {
 	// AgentCAFile is the CA bundle agents verify AgentURL with; "" means
 	// the system roots.
 	AgentCAFile string
-	// HeartbeatTimeout is how long a registered node's agent may stay
-	// silent before the node is unusable (counted from the control plane's
-	// start for agents not seen since); zero means DefaultHeartbeatTimeout.
-	HeartbeatTimeout time.Duration
-	// BootTimeout is how long a preparing node's agent has to register;
-	// zero means DefaultBootTimeout.
-	BootTimeout time.Duration
-	// Resync is how often every cluster is reconciled and every node's
-	// health checked without being notified; zero means DefaultResync.
+	// Resync is how often every cluster is reconciled without being
+	// notified; zero means DefaultResync.
 	Resync time.Duration
 	// Changed is called (it must not block for long) after the autoscaler
-	// requeued or ended a job or made a node unusable, so that the
-	// dispatcher looks again; nil means nobody is told.
+	// requeued or ended a job, so that the dispatcher looks again; nil
+	// means nobody is told.
 	Changed func(computeID string)
-	// Liveness reports agents' heartbeats; nil means heartbeats are not
-	// checked.
-	Liveness Liveness
 	// Sessions reports SSH logins open on nodes; an idle node with one is
 	// not removed. Nil means none are counted.
 	Sessions Sessions
@@ -130,15 +101,14 @@ type Config struct {
 	Log *slog.Logger
 }
 
-// Autoscaler runs the scaling and health loops. Create it with [New], call
-// Start once and Stop before closing the store; Reconcile, CheckHealth and
-// Release may also be called directly (tests, the provisioner), from any
-// goroutine.
+// Autoscaler runs the scaling loop. Create it with [New], call Start once
+// and Stop before closing the store; Reconcile and Release may also be
+// called directly (tests, the provisioner), from any goroutine.
 type Autoscaler struct {
 	cfg     Config
-	started time.Time // when New ran: heartbeats and boots are counted from here at the latest
+	started time.Time // when New ran: node failures before it are not held against a cluster
 
-	// pass serializes scaling passes, health passes and releases, so that
+	// pass serializes scaling passes and releases, so that
 	// quota accounting and provider calls never interleave.
 	pass   sync.Mutex
 	states map[string]*computeState // by compute ID; guarded by pass
@@ -155,12 +125,6 @@ type Autoscaler struct {
 
 // New returns an Autoscaler for cfg.
 func New(cfg Config) *Autoscaler {
-	if cfg.HeartbeatTimeout <= 0 {
-		cfg.HeartbeatTimeout = DefaultHeartbeatTimeout
-	}
-	if cfg.BootTimeout <= 0 {
-		cfg.BootTimeout = DefaultBootTimeout
-	}
 	if cfg.Resync <= 0 {
 		cfg.Resync = DefaultResync
 	}
@@ -203,24 +167,19 @@ func (a *Autoscaler) Notify(computeID string) {
 	}
 }
 
-// Start runs the loops in two goroutines until Stop: the scaling worker,
-// which reconciles every notified cluster promptly, requeued ones when due
-// and all clusters each Resync; and the health loop, which runs CheckHealth
-// at once and then each Resync.
+// Start runs the scaling worker in a goroutine until Stop: it reconciles
+// every notified cluster promptly, requeued ones when due and all clusters
+// each Resync.
 func (a *Autoscaler) Start(ctx context.Context) {
 	ctx, a.cancel = context.WithCancel(ctx)
-	a.wg.Add(2)
+	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
 		a.runScaling(ctx)
 	}()
-	go func() {
-		defer a.wg.Done()
-		a.runHealth(ctx)
-	}()
 }
 
-// Stop ends the loops and waits for the passes under way to finish.
+// Stop ends the loop and waits for the passes under way to finish.
 func (a *Autoscaler) Stop() {
 	if a.cancel != nil {
 		a.cancel()
@@ -274,21 +233,6 @@ func (a *Autoscaler) runScaling(ctx context.Context) {
 		case <-timer.C:
 		}
 		a.promoteDue()
-	}
-}
-
-func (a *Autoscaler) runHealth(ctx context.Context) {
-	t := time.NewTicker(a.cfg.Resync)
-	defer t.Stop()
-	for {
-		if err := a.CheckHealth(ctx); err != nil && ctx.Err() == nil {
-			a.cfg.Log.Error("node health pass", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"kumo/internal/controller/nodehealth"
 	"kumo/internal/model"
 	"kumo/internal/provider"
 	"kumo/internal/provider/fake"
@@ -87,6 +88,7 @@ type env struct {
 	live  *liveness
 	prov  *fake.Fake
 	a     *Autoscaler
+	h     *nodehealth.Checker // the health loop the autoscaler works with
 	seq   int64
 }
 
@@ -119,7 +121,6 @@ func newEnv(t *testing.T, fc fake.Config, opts ...envOpt) *env {
 		AgentURL:    "https://cp.example:8443",
 		AgentCAFile: agentCA,
 		Resync:      time.Hour,
-		Liveness:    e.live,
 		Now:         e.clock.Now,
 		Log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
@@ -127,6 +128,15 @@ func newEnv(t *testing.T, fc fake.Config, opts ...envOpt) *env {
 		o(&cfg)
 	}
 	e.a = New(cfg)
+	e.h = nodehealth.New(nodehealth.Config{
+		Store: st, Providers: cfg.Providers, Regions: cfg.Regions, Liveness: e.live, Now: cfg.Now, Log: cfg.Log, Resync: cfg.Resync,
+		Changed: func(id string) {
+			e.a.Notify(id)
+			if cfg.Changed != nil {
+				cfg.Changed(id)
+			}
+		},
+	})
 	return e
 }
 
@@ -188,8 +198,8 @@ func (e *env) reconcile(c model.Compute) Result {
 
 func (e *env) checkHealth() {
 	e.t.Helper()
-	if err := e.a.CheckHealth(e.t.Context()); err != nil {
-		e.t.Fatalf("CheckHealth: %v", err)
+	if err := e.h.Check(e.t.Context()); err != nil {
+		e.t.Fatalf("Check: %v", err)
 	}
 }
 
@@ -285,8 +295,13 @@ func (e *env) dispatch(j model.Job, n model.Node) (model.Job, model.Node) {
 	n = e.node(n.ID)
 	now := e.clock.Now()
 	from := j.Status
-	j.Status, j.NodeID, j.Attempts, j.StartedAt = model.JobRunning, n.ID, j.Attempts+1, now
-	n.State, n.JobID, n.StateSince = model.NodeRunning, j.ID, now
+	if j.Status == model.JobNotStarted {
+		j.Status = model.JobQueued // held out of the queue by a test
+	}
+	if err := j.Assign(&n, now); err != nil {
+		e.t.Fatal(err)
+	}
+	j.Start(n.ID, now)
 	if err := e.st.JobUpdate(e.t.Context(), j, from, &n, model.NodeIdle); err != nil {
 		e.t.Fatalf("dispatch %s to %s: %v", j.Name, n.ID, err)
 	}

@@ -1,13 +1,18 @@
 package autoscale
 
 import (
+	"io"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"kumo/internal/agentproto"
+	"kumo/internal/controller/nodehealth"
 	"kumo/internal/model"
 	"kumo/internal/provider"
 	"kumo/internal/provider/fake"
@@ -146,9 +151,21 @@ func TestLostNodeRequeuesJobOnce(t *testing.T) {
 
 	n2, why2 := lose(2)
 	got = e.job(j.ID)
-	wantErr := &model.Error{Code: "NodeFailed", Message: why2 + " (the job was requeued once already)"}
+	wantErr := &model.Error{Code: model.ErrorCodeNodeFailure, Message: why2 + " (the job was requeued once already)"}
 	if got.Status != model.JobFailed || got.Attempts != 2 || !cmp.Equal(got.Error, wantErr) || got.EndedAt.IsZero() {
 		t.Errorf("after the second loss job = %s, attempts %d, error %+v, ended %v; want Failed, 2, %+v", got.Status, got.Attempts, got.Error, got.EndedAt, wantErr)
+	}
+	wantHistory := []model.Attempt{
+		{Number: 1, NodeID: n1.ID, Class: model.ClassInfrastructure, Reason: model.ReasonNodeLost, Message: why1},
+		{Number: 2, NodeID: n2.ID, Class: model.ClassInfrastructure, Reason: model.ReasonNodeLost, Message: why2},
+	}
+	if diff := cmp.Diff(wantHistory, got.History, cmpopts.IgnoreFields(model.Attempt{}, "StartedAt", "EndedAt")); diff != "" {
+		t.Errorf("history (-want +got):\n%s", diff)
+	}
+	for _, a := range got.History {
+		if a.StartedAt.IsZero() || a.EndedAt.Sub(a.StartedAt) != 31*time.Second {
+			t.Errorf("attempt %d ran %v to %v, want 31s", a.Number, a.StartedAt, a.EndedAt)
+		}
 	}
 	wantEvents := []string{
 		"NodeUnusable: node " + n1.ID + " unusable: agent stopped heartbeating 31s ago; job " + j.ID + " requeued",
@@ -331,5 +348,125 @@ func TestPreemptedNodeRemoved(t *testing.T) {
 	}
 	if evs := e.events(c); !slices.Contains(evs, "NodePreempted: node "+n.ID+" preempted: preempted; job "+j.ID+" requeued") {
 		t.Errorf("events = %q, want the requeue recorded", evs)
+	}
+}
+
+// The health pass acts on a provider's preemption notices for LowPriority
+// clusters only: the node becomes preempted, its job's attempt ends with
+// class preemption and the job is requeued; the same notice on a Dedicated
+// cluster's node is judged as a stopped instance. After
+// MaxPreemptionRetries the job fails with PreemptionError.
+func TestPreemptionNotice(t *testing.T) {
+	for _, prio := range []model.Priority{model.PriorityLowPriority, model.PriorityDedicated} {
+		t.Run(string(prio), func(t *testing.T) {
+			e := newEnv(t, fake.Config{})
+			c := e.compute("cpu", model.ScaleSettings{MaxNodes: 1})
+			c.Priority = prio
+			c = e.patch(c, c.Scale)
+			j := e.jobs(c, 1)[0]
+			for attempt := 1; attempt <= model.MaxPreemptionRetries+1; attempt++ {
+				e.reconcile(c)
+				e.clock.Advance(time.Minute) // past any backoff
+				e.reconcile(c)
+				ns := e.registerAll(c)
+				var n model.Node
+				for _, x := range ns {
+					if x.State == model.NodeIdle {
+						n = x
+					}
+				}
+				if n.ID == "" {
+					t.Fatalf("attempt %d: no idle node in %+v", attempt, ns)
+				}
+				e.live.now = e.clock.Now
+				e.dispatch(j, n)
+				e.prov.Preempt(n.ID)
+				e.checkHealth()
+				got, node := e.job(j.ID), e.node(n.ID)
+				if prio == model.PriorityDedicated {
+					if node.State != model.NodeUnusable || got.History[attempt-1].Class != model.ClassInfrastructure {
+						t.Fatalf("dedicated node = %s, attempt class %q; want unusable, infrastructure", node.State, got.History[attempt-1].Class)
+					}
+					return
+				}
+				if node.State != model.NodePreempted {
+					t.Fatalf("attempt %d: node = %s, want preempted", attempt, node.State)
+				}
+				last := got.History[len(got.History)-1]
+				if last.Class != model.ClassPreemption || last.Reason != model.ReasonPreempted || last.NodeID != n.ID {
+					t.Fatalf("attempt %d: last attempt = %+v, want a preemption on %s", attempt, last, n.ID)
+				}
+				if attempt <= model.MaxPreemptionRetries {
+					if got.Status != model.JobQueued {
+						t.Fatalf("attempt %d: job = %s, want Queued", attempt, got.Status)
+					}
+					continue
+				}
+				if got.Status != model.JobFailed || got.Error == nil || got.Error.Code != model.ErrorCodePreemption ||
+					len(got.History) != model.MaxPreemptionRetries+1 || got.Retries(model.ClassPreemption) != model.MaxPreemptionRetries+1 {
+					t.Fatalf("after the cap job = %s, error %+v, %d attempts; want Failed with %s and %d attempts",
+						got.Status, got.Error, len(got.History), model.ErrorCodePreemption, model.MaxPreemptionRetries+1)
+				}
+			}
+		})
+	}
+}
+
+// sentMessages records what a health pass sends to agents.
+type sentMessages struct{ msgs []agentproto.Message }
+
+func (s *sentMessages) Send(nodeID string, m agentproto.Message) error {
+	s.msgs = append(s.msgs, m)
+	return nil
+}
+
+// A LowPriority node running a job gets notice: its agent is sent Evict
+// with the deadline on each pass and the node stays running, so the agent
+// can report the job; once the deadline and the report grace have passed
+// without a report, the node is preempted and the job requeued.
+func TestEvictionNotice(t *testing.T) {
+	e := newEnv(t, fake.Config{})
+	var sent sentMessages
+	h := nodehealth.New(nodehealth.Config{
+		Store: e.st, Providers: map[string]provider.Provider{"local": e.prov},
+		Regions:  map[string]model.Region{"local": model.NewRegion("local", "fake", model.Host{VCPUs: 64, MemoryGB: 256})},
+		Liveness: e.live, Sender: &sent, Now: e.clock.Now, ReportGrace: 10 * time.Second,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	c := e.compute("cpu", model.ScaleSettings{MaxNodes: 1})
+	c.Priority = model.PriorityLowPriority
+	c = e.patch(c, c.Scale)
+	j := e.jobs(c, 1)[0]
+	e.reconcile(c)
+	n := e.registerAll(c)[0]
+	e.live.now = e.clock.Now
+	j, _ = e.dispatch(j, n)
+	e.prov.Preempt(n.ID) // taken now: the deadline is now
+	deadline := e.clock.Now()
+	for range 2 {
+		if err := h.Check(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Advance(4 * time.Second)
+	}
+	want := agentproto.Message{Type: agentproto.TypeEvict, RunID: j.RunID, Deadline: deadline}
+	if len(sent.msgs) != 2 || !cmp.Equal(sent.msgs[0], want) {
+		t.Fatalf("sent %+v, want Evict %+v on each pass", sent.msgs, want)
+	}
+	if got := e.node(n.ID); got.State != model.NodeRunning {
+		t.Fatalf("node during the notice = %s, want running", got.State)
+	}
+	if evs := e.events(c); !slices.ContainsFunc(evs, func(s string) bool { return strings.HasPrefix(s, nodehealth.EventEvictionNotice) }) {
+		t.Errorf("events = %q, want the notice recorded", evs)
+	}
+	e.clock.Advance(3 * time.Second) // deadline + 11s: past the grace, no report came
+	if err := h.Check(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.node(n.ID); got.State != model.NodePreempted {
+		t.Errorf("node after the grace = %s, want preempted", got.State)
+	}
+	if got := e.job(j.ID); got.Status != model.JobQueued || got.History[0].Class != model.ClassPreemption {
+		t.Errorf("job = %s, history %+v; want Queued after a preemption", got.Status, got.History)
 	}
 }

@@ -37,6 +37,8 @@ func TestStartNotify(t *testing.T) {
 
 	e.a.Start(t.Context())
 	defer e.a.Stop()
+	e.h.Start(t.Context())
+	defer e.h.Stop()
 	eventually(t, "the first pass to write a status", func() bool {
 		_, err := e.st.ComputeStatusGet(t.Context(), c.ID)
 		return !errors.Is(err, store.ErrNotFound)

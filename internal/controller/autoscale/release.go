@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"kumo/internal/model"
 	"kumo/internal/store"
@@ -50,13 +51,7 @@ func (a *Autoscaler) Release(ctx context.Context, comp model.Compute) (done bool
 	}
 	for _, j := range jobs {
 		from := j.Status
-		if from == model.JobNotStarted || from == model.JobQueued {
-			j.Status = model.JobCanceled
-		} else {
-			j.Status = model.JobFailed
-		}
-		j.EndedAt = now
-		j.Error = &model.Error{Code: "ComputeDeleted", Message: "compute deleted"}
+		j.End(model.ReasonComputeDeleted, "compute deleted", now)
 		switch err := st.JobUpdate(ctx, j, from, nil, ""); {
 		case errors.Is(err, store.ErrPreconditionFailed):
 			retry = true
@@ -92,4 +87,31 @@ func (a *Autoscaler) Release(ctx context.Context, comp model.Compute) (done bool
 		return false, fmt.Errorf("list nodes: %w", err)
 	}
 	return !retry && len(left) == 0, nil
+}
+
+// releaseJob ends the attempt of the job a dead node still holds (the node
+// is being removed; it was marked unusable or preempted by someone who did
+// not end the job in the same store call), requeueing or failing the job
+// through [model.Job.Lose], without touching the node.
+func (a *Autoscaler) releaseJob(ctx context.Context, n model.Node, reason string, now time.Time) error {
+	j, ok, err := store.NodeJob(ctx, a.cfg.Store, n)
+	if err != nil || !ok {
+		return err
+	}
+	from := j.Status
+	why, kind := model.ReasonNodeLost, EventNodeUnusable
+	if n.State == model.NodePreempted {
+		why, kind = model.ReasonPreempted, EventNodePreempted
+	}
+	what := j.Lose(why, "node "+n.ID+": "+reason, now)
+	err = a.cfg.Store.JobUpdate(ctx, j, from, nil, "")
+	if errors.Is(err, store.ErrPreconditionFailed) || errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("release job %s: %w", j.ID, err)
+	}
+	a.changed(n.ComputeID)
+	a.event(ctx, n.ComputeID, now, kind, "node "+n.ID+" "+string(n.State)+": "+reason+"; job "+j.ID+" "+what)
+	return nil
 }

@@ -376,7 +376,8 @@ func (a *Autoscaler) scaleUp(ctx context.Context, comp model.Compute, prov provi
 		nodes[node.ID] = node
 		insts = append(insts, provider.Instance{
 			ID: node.ID, Compute: comp.ID, Size: size,
-			Agent: provider.AgentConfig{URL: a.cfg.AgentURL, CAFile: a.cfg.AgentCAFile, Credential: cred},
+			Agent:       provider.AgentConfig{URL: a.cfg.AgentURL, CAFile: a.cfg.AgentCAFile, Credential: cred},
+			Preemptible: comp.Priority == model.PriorityLowPriority,
 		})
 	}
 	if len(insts) == 0 {
@@ -436,7 +437,7 @@ func (a *Autoscaler) newNode(ctx context.Context, comp model.Compute, s *compute
 		if !provider.ValidID(node.ID) {
 			return model.Node{}, "", fmt.Errorf("compute name %q makes an invalid instance ID", comp.Name)
 		}
-		err := a.cfg.Store.NodeCreate(ctx, node)
+		err := a.cfg.Store.NodeCreateUsage(ctx, node, a.usageOf(comp, node))
 		if errors.Is(err, store.ErrConflict) && try < 3 {
 			continue
 		}
@@ -668,6 +669,17 @@ func (a *Autoscaler) providerKey(location string) (string, error) {
 		return r.Provider, nil
 	}
 	return "", fmt.Errorf("no node provider for region %q", location)
+}
+
+// usageOf is node n's usage record: it accrues its size's price for the
+// compute's priority from when it is created.
+func (a *Autoscaler) usageOf(comp model.Compute, n model.Node) model.NodeUsage {
+	u := model.NodeUsage{NodeID: n.ID, ComputeID: comp.ID, WorkspaceID: comp.WorkspaceID, VMSize: comp.VMSize,
+		Priority: comp.Priority, StartedAt: n.CreatedAt}
+	if size, ok := a.sizeOf(comp); ok {
+		u.VMSize, u.PricePerHour = size.Name, size.Price(comp.Priority)
+	}
+	return u
 }
 
 // sizeOf returns a compute's VM size from its region, or the catalog.

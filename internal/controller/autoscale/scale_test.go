@@ -369,3 +369,34 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// Each node accrues its size's price for the cluster's priority from its
+// creation until it leaves; the record outlives the node.
+func TestNodeUsageRecorded(t *testing.T) {
+	e := newEnv(t, fake.Config{})
+	c := e.compute("cpu", model.ScaleSettings{MaxNodes: 1, IdleTime: time.Minute})
+	c.Priority = model.PriorityLowPriority
+	c = e.patch(c, c.Scale)
+	e.jobs(c, 1)
+	e.reconcile(c)
+	n := e.nodes(c)[0]
+	got, err := e.st.UsageList(t.Context(), wsID, c.ID, time.Time{}, t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []model.NodeUsage{{NodeID: n.ID, ComputeID: c.ID, WorkspaceID: wsID, VMSize: vmSize,
+		Priority: model.PriorityLowPriority, PricePerHour: 0.0292, StartedAt: n.CreatedAt}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("usage (-want +got):\n%s", diff)
+	}
+	// The node fails to boot: it is unusable, then removed; its usage ends
+	// when it became unusable.
+	e.clock.Advance(3 * time.Minute)
+	e.checkHealth()
+	lost := e.node(n.ID)
+	e.reconcile(c)
+	got, _ = e.st.UsageList(t.Context(), wsID, c.ID, time.Time{}, t0.Add(time.Hour))
+	if len(got) == 0 || !got[0].EndedAt.Equal(lost.StateSince) {
+		t.Errorf("usage after removal = %+v, want it ended at %v", got, lost.StateSince)
+	}
+}

@@ -36,7 +36,8 @@ type Config struct {
 	Sender Sender
 	// Run builds the Run message of a job.
 	Run func(model.Job) agentproto.Message
-	// Files stores the output of local jobs.
+	// Files stores jobs' output: a new attempt's starts afresh
+	// (jobfiles.Files.StartAttempt); nil only in tests without retries.
 	Files *jobfiles.Files
 	// LocalDir is where local jobs get their working directories
 	// (LocalDir/<runID>, mode 0700); it is made mode 0711. It must not be
@@ -219,8 +220,9 @@ func (d *Dispatcher) Reconcile(ctx context.Context, computeID string) error {
 		j, n := queued[0], idle[0]
 		queued, idle = queued[1:], idle[1:]
 		now := d.cfg.Now().UTC()
-		j.Status, j.NodeID, j.Attempts = model.JobPreparing, n.ID, j.Attempts+1
-		n.State, n.JobID, n.StateSince = model.NodeRunning, j.ID, now
+		if err := j.Assign(&n, now); err != nil {
+			return err
+		}
 		err := st.JobUpdate(ctx, j, model.JobQueued, &n, model.NodeIdle)
 		if errors.Is(err, store.ErrPreconditionFailed) {
 			// The job was canceled or the node taken meanwhile. Stop here
@@ -234,6 +236,11 @@ func (d *Dispatcher) Reconcile(ctx context.Context, computeID string) error {
 			return fmt.Errorf("assign %s to %s: %w", j.Name, n.ID, err)
 		}
 		changed = true
+		if d.cfg.Files != nil {
+			if err := d.cfg.Files.StartAttempt(j.RunID, j.Attempts); err != nil {
+				d.cfg.Log.Error("keep the logs of the job's earlier attempt", "job", j.Name, "err", err)
+			}
+		}
 		if err := d.cfg.Sender.Send(n.ID, d.cfg.Run(j)); err != nil {
 			// The agent resumes the job from its Preparing state when it
 			// reconnects; a node that never does is replaced by the

@@ -57,10 +57,7 @@ func (l *localRunner) recover(ctx context.Context) error {
 			continue
 		}
 		from := j.Status
-		j.Requeue("the control plane restarted while the job ran")
-		if j.Status.Terminal() {
-			j.EndedAt = l.d.cfg.Now().UTC()
-		}
+		j.Lose(model.ReasonControlPlaneRestarted, "the control plane restarted while the job ran", l.d.cfg.Now().UTC())
 		if err := st.JobUpdate(ctx, j, from, nil, ""); err != nil && !errors.Is(err, store.ErrPreconditionFailed) {
 			return err
 		}
@@ -98,7 +95,10 @@ func (l *localRunner) reconcile(ctx context.Context, computeID string) error {
 			return nil // every uid runs a job: the next one to end notifies
 		}
 		from := j.Status
-		j.Status, j.Attempts = model.JobPreparing, j.Attempts+1
+		if err := j.Assign(nil, l.d.cfg.Now().UTC()); err != nil {
+			l.putUser(user)
+			return fmt.Errorf("start local job %s: %w", j.Name, err)
+		}
 		err = st.JobUpdate(ctx, j, from, nil, "")
 		if err != nil {
 			l.putUser(user)
@@ -108,6 +108,9 @@ func (l *localRunner) reconcile(ctx context.Context, computeID string) error {
 		}
 		if err != nil {
 			return fmt.Errorf("start local job %s: %w", j.Name, err)
+		}
+		if err := l.d.cfg.Files.StartAttempt(j.RunID, j.Attempts); err != nil {
+			l.d.cfg.Log.Error("keep the logs of the job's earlier attempt", "job", j.Name, "err", err)
 		}
 		l.start(ctx, j, user)
 	}
@@ -155,8 +158,8 @@ func (l *localRunner) start(ctx context.Context, j model.Job, user *jobuser.User
 	dir := filepath.Join(cfg.LocalDir, j.RunID)
 	fail := func(msg string) {
 		l.putUser(user)
+		os.RemoveAll(dir) // before finish: a retry may start at once, in a directory of the same name
 		l.finish(ctx, j, nil, "error", msg)
-		os.RemoveAll(dir)
 	}
 	if err := os.MkdirAll(cfg.LocalDir, 0o711); err != nil {
 		fail(fmt.Sprintf("create local job directory: %v", err))
@@ -208,11 +211,7 @@ func (l *localRunner) start(ctx context.Context, j model.Job, user *jobuser.User
 	l.running[j.RunID] = &localJob{job: rj}
 	l.mu.Unlock()
 	if err := store.JobChange(ctx, l.d.cfg.Store, j.RunID, func(x *model.Job) bool {
-		if x.Status != model.JobPreparing {
-			return false
-		}
-		x.Status, x.StartedAt = model.JobRunning, cfg.Now().UTC()
-		return true
+		return x.Attempts == j.Attempts && x.Start("", cfg.Now().UTC())
 	}); err != nil {
 		cfg.Log.Error("local job started", "job", j.Name, "err", err)
 	}
@@ -237,15 +236,15 @@ func (l *localRunner) start(ctx context.Context, j model.Job, user *jobuser.User
 		l.saveArtifacts(context.Background(), j, dir)
 		reason := map[runner.Reason]string{runner.ReasonCanceled: "canceled", runner.ReasonTimeout: "timeout"}[res.Reason]
 		code := res.ExitCode
+		os.RemoveAll(dir) // before finish: a retry may start at once, in a directory of the same name
 		l.finish(context.Background(), j, &code, reason, res.Message)
-		os.RemoveAll(dir)
 	}()
 }
 
 func (l *localRunner) finish(ctx context.Context, j model.Job, exitCode *int, reason, msg string) {
 	cfg := l.d.cfg
 	err := store.JobChange(ctx, l.d.cfg.Store, j.RunID, func(x *model.Job) bool {
-		if x.Status.Terminal() {
+		if x.Status.Terminal() || x.Attempts != j.Attempts || x.Status == model.JobQueued {
 			return false
 		}
 		x.Finish(exitCode, reason, msg, cfg.Now().UTC())

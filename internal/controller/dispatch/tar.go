@@ -22,7 +22,7 @@ func (l *localRunner) saveArtifacts(ctx context.Context, j model.Job, dir string
 		pw.CloseWithError(err)
 		warned <- warnings
 	}()
-	if err := cfg.Files.SaveArtifacts(j.RunID, pr); err != nil {
+	if err := cfg.Files.SaveArtifacts(j.RunID, pr, ""); err != nil {
 		cfg.Log.Error("local job artifacts", "job", j.Name, "err", err)
 	}
 	pr.Close()

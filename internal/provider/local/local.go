@@ -47,6 +47,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,6 +110,19 @@ type Config struct {
 
 	DisableLimits bool   // record limits without applying them, even where cgroups work
 	Address       string // address reported for every instance; "" means "127.0.0.1"
+
+	// EvictionLead is how long before an evicted instance is taken its
+	// notice comes (see [Local.Evict]); 0 means DefaultEvictionLead.
+	EvictionLead time.Duration
+	// MeanTimeBetweenEvictions, if set, makes the provider evict a random
+	// preemptible instance now and then, this long apart on average over
+	// all of them; 0 means only on request.
+	MeanTimeBetweenEvictions time.Duration
+	// Rand returns a uniform number in [0, 1) for random evictions; nil
+	// means math/rand/v2.
+	Rand func() float64
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
 }
 
 // DefaultArgv is the node command line when Config.Argv is nil: this
@@ -130,7 +144,8 @@ type Local struct {
 	gpus []string
 	note string // why limits are not (all) enforced; "" when they are
 
-	mu sync.Mutex
+	mu       sync.Mutex
+	lastDraw time.Time // when Preempted last drew a random eviction; guarded by mu
 }
 
 // New returns a Local, detecting cgroup support and GPUs. It creates
@@ -175,6 +190,13 @@ func New(cfg Config) (*Local, error) {
 		cfg.HostMemoryMB = hostMemoryMB()
 	}
 	cfg.Address = cmpOr(cfg.Address, "127.0.0.1")
+	cfg.EvictionLead = cmpOr(cfg.EvictionLead, DefaultEvictionLead)
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Float64
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	l := &Local{cfg: cfg, gpus: cfg.GPUs}
 	if l.gpus == nil {
 		l.gpus = detectGPUs()
@@ -199,7 +221,8 @@ func cmpOr[T comparable](v, def T) T {
 // Factory builds a Local from params: DataDir is Config.Dir; settings are
 // "cpu_overcommit", "memory_overcommit", "grace" (a Go duration), "address",
 // "disable_limits" (true/false), "argv" (a JSON array of strings),
-// "work_dir" and "job_uid_range" (START-END).
+// "work_dir", "job_uid_range" (START-END), "eviction_lead_time" and
+// "eviction_mean_interval" (Go durations; see Config).
 func Factory(p provider.Params) (provider.Provider, error) {
 	cfg := Config{Dir: p.DataDir}
 	for k, v := range p.Settings {
@@ -219,6 +242,10 @@ func Factory(p provider.Params) (provider.Provider, error) {
 			err = json.Unmarshal([]byte(v), &cfg.Argv)
 		case "work_dir":
 			cfg.WorkDir = v
+		case "eviction_lead_time":
+			cfg.EvictionLead, err = time.ParseDuration(v)
+		case "eviction_mean_interval":
+			cfg.MeanTimeBetweenEvictions, err = time.ParseDuration(v)
 		case "job_uid_range":
 			var r jobuser.Range
 			if r, err = jobuser.ParseRange(v); err == nil {
@@ -254,6 +281,7 @@ type record struct {
 	Note      string            `json:"note,omitempty"`
 	Argv      []string          `json:"argv"`
 	JobUID    int               `json:"job_uid,omitempty"` // the uid the node's jobs run as; 0 means the node's own user
+	EvictAt   time.Time         `json:"evict_at,omitzero"` // when an evicted instance is taken; zero when not evicted
 }
 
 func (l *Local) dir(id string) string { return filepath.Join(l.cfg.Dir, id) }

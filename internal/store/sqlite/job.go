@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -14,15 +15,15 @@ import (
 
 const jobColumns = `id, workspace_id, name, run_id, compute_id, display_name, experiment_name, command, env,
 	snapshot_id, timeout_ns, instance_count, status, node_id, attempts, exit_code, error_code, error_message,
-	cancel_requested, seq, created_at, started_at, ended_at, created_by, warnings, created_by_token`
+	cancel_requested, seq, created_at, started_at, ended_at, created_by, warnings, created_by_token, history, max_retries`
 
 const (
 	jobInsertSQL = `INSERT INTO jobs (
 		id_key, id, workspace_key, workspace_id, name, name_key, run_id, compute_id, compute_key,
 		display_name, experiment_name, command, env, snapshot_id, timeout_ns, instance_count, status, node_id,
 		attempts, exit_code, error_code, error_message, cancel_requested, seq, created_at, started_at, ended_at,
-		created_by, warnings, created_by_token
-	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		created_by, warnings, created_by_token, history, max_retries
+	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 	// jobUpdateSQL replaces every field but the job's identity (ID,
 	// WorkspaceID, Name) when the stored status is the expected one.
@@ -30,7 +31,8 @@ const (
 		run_id = ?, compute_id = ?, compute_key = ?, display_name = ?, experiment_name = ?, command = ?,
 		env = ?, snapshot_id = ?, timeout_ns = ?, instance_count = ?, status = ?, node_id = ?, attempts = ?,
 		exit_code = ?, error_code = ?, error_message = ?, cancel_requested = ?, seq = ?, created_at = ?,
-		started_at = ?, ended_at = ?, created_by = ?, warnings = ?, created_by_token = ?
+		started_at = ?, ended_at = ?, created_by = ?, warnings = ?, created_by_token = ?,
+		history = ?, max_retries = ?
 		WHERE id_key = ? AND status = ?`
 
 	jobGetSQL        = `SELECT ` + jobColumns + ` FROM jobs WHERE id_key = ?`
@@ -43,6 +45,7 @@ func scanJob(sc scanner) (model.Job, error) {
 	var (
 		j              model.Job
 		env, warnings  sql.NullString
+		history        sql.NullString
 		timeout        int64
 		exit           sql.NullInt64
 		code, msg      sql.NullString
@@ -51,7 +54,8 @@ func scanJob(sc scanner) (model.Job, error) {
 	)
 	err := sc.Scan(&j.ID, &j.WorkspaceID, &j.Name, &j.RunID, &j.ComputeID, &j.DisplayName, &j.ExperimentName,
 		&j.Command, &env, &j.SnapshotID, &timeout, &j.InstanceCount, &j.Status, &j.NodeID, &j.Attempts,
-		&exit, &code, &msg, &j.CancelRequested, &j.Seq, &created, &started, &ended, &j.CreatedBy, &warnings, &j.CreatedByToken)
+		&exit, &code, &msg, &j.CancelRequested, &j.Seq, &created, &started, &ended, &j.CreatedBy, &warnings, &j.CreatedByToken,
+		&history, &j.MaxRetries)
 	if err != nil {
 		return model.Job{}, err
 	}
@@ -69,11 +73,12 @@ func scanJob(sc scanner) (model.Job, error) {
 	j.StartedAt = d.optTime("started_at", started)
 	j.EndedAt = d.optTime("ended_at", ended)
 	j.Warnings = d.strings("warnings", warnings)
+	j.History = decAttempts(&d, history)
 	return j, d.err
 }
 
 // jobArgs encodes the columns that jobInsertSQL and jobUpdateSQL share,
-// run_id through created_by_token, in the order both list them.
+// run_id through max_retries, in the order both list them.
 func jobArgs(j model.Job) ([]any, error) {
 	env, err := encTags(j.Env)
 	if err != nil {
@@ -87,12 +92,17 @@ func jobArgs(j model.Job) ([]any, error) {
 	if j.ExitCode != nil {
 		exit = sql.NullInt64{Int64: int64(*j.ExitCode), Valid: true}
 	}
+	history, err := encAttempts(j.History)
+	if err != nil {
+		return nil, err
+	}
 	code, msg := opError(j.Error)
 	return []any{
 		j.RunID, j.ComputeID, fold(j.ComputeID), j.DisplayName, j.ExperimentName, j.Command,
 		env, j.SnapshotID, int64(j.Timeout), j.InstanceCount, string(j.Status), j.NodeID, j.Attempts,
 		exit, code, msg, j.CancelRequested, j.Seq, encTime(j.CreatedAt),
 		encOptTime(j.StartedAt), encOptTime(j.EndedAt), j.CreatedBy, warnings, j.CreatedByToken,
+		history, j.MaxRetries,
 	}, nil
 }
 
@@ -191,12 +201,22 @@ func (s *Store) JobMaxSeq(ctx context.Context) (int64, error) {
 // identity (ID, WorkspaceID, Name), and the node's as NodeUpdate does.
 // Without a node it is one statement; with one, one transaction of two.
 func (s *Store) JobUpdate(ctx context.Context, j model.Job, from model.JobStatus, node *model.Node, nodeFrom model.NodeState) error {
+	var nodes []store.NodeChange
+	if node != nil {
+		nodes = []store.NodeChange{{Node: *node, From: nodeFrom}}
+	}
+	return s.JobUpdateNodes(ctx, j, from, nodes)
+}
+
+// JobUpdateNodes implements store.Store: one transaction of 1+len(nodes)
+// statements.
+func (s *Store) JobUpdateNodes(ctx context.Context, j model.Job, from model.JobStatus, nodes []store.NodeChange) error {
 	args, err := jobArgs(j)
 	if err != nil {
 		return fmt.Errorf("job update %s: %w", j.ID, err)
 	}
 	args = append(args, fold(j.ID), string(from))
-	if node == nil {
+	if len(nodes) == 0 {
 		res, err := s.exec(ctx, jobUpdateSQL, args...)
 		if err == nil {
 			err = s.changed(ctx, res, jobExistsSQL, fold(j.ID))
@@ -223,12 +243,14 @@ func (s *Store) JobUpdate(ctx context.Context, j model.Job, from model.JobStatus
 		if err != nil {
 			return storeErr(err)
 		}
-		res, err = tx.StmtContext(ctx, nodeSt).ExecContext(ctx, nodeArgs(*node, nodeFrom)...)
-		if err == nil {
-			err = txChanged(ctx, tx, res, nodeExistsSQL, node.ID)
-		}
-		if err != nil {
-			return fmt.Errorf("node %s: %w", node.ID, err)
+		for _, c := range nodes {
+			res, err = tx.StmtContext(ctx, nodeSt).ExecContext(ctx, nodeArgs(c.Node, c.From)...)
+			if err == nil {
+				err = txChanged(ctx, tx, res, nodeExistsSQL, c.Node.ID)
+			}
+			if err != nil {
+				return fmt.Errorf("node %s: %w", c.Node.ID, err)
+			}
 		}
 		return nil
 	})
@@ -339,6 +361,54 @@ func (s *Store) JobComputeIDs(ctx context.Context, statuses ...model.JobStatus) 
 		return nil, fmt.Errorf("job compute IDs %v: %w", statuses, err)
 	}
 	return ids, nil
+}
+
+// attemptRow is one element of jobs.history, with stable JSON names.
+type attemptRow struct {
+	Number    int    `json:"number"`
+	NodeID    string `json:"node,omitempty"`
+	StartedAt string `json:"start"`
+	EndedAt   string `json:"end,omitempty"`
+	Class     string `json:"class,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	Message   string `json:"message,omitempty"`
+	ExitCode  *int   `json:"exitCode,omitempty"`
+}
+
+// encAttempts renders a job's history; nil and empty both become NULL.
+func encAttempts(as []model.Attempt) (sql.NullString, error) {
+	rows := make([]attemptRow, len(as))
+	for i, a := range as {
+		rows[i] = attemptRow{Number: a.Number, NodeID: a.NodeID, StartedAt: encTime(a.StartedAt),
+			Class: string(a.Class), Reason: string(a.Reason), Message: a.Message, ExitCode: a.ExitCode}
+		if !a.EndedAt.IsZero() {
+			rows[i].EndedAt = encTime(a.EndedAt)
+		}
+	}
+	return encJSON(rows, len(rows))
+}
+
+func decAttempts(d *decoder, s sql.NullString) []model.Attempt {
+	if !s.Valid {
+		return nil
+	}
+	var rows []attemptRow
+	if err := json.Unmarshal([]byte(s.String), &rows); err != nil {
+		d.fail("history", err)
+		return nil
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	as := make([]model.Attempt, len(rows))
+	for i, r := range rows {
+		as[i] = model.Attempt{Number: r.Number, NodeID: r.NodeID, StartedAt: d.time("history", r.StartedAt),
+			Class: model.FailureClass(r.Class), Reason: model.Reason(r.Reason), Message: r.Message, ExitCode: r.ExitCode}
+		if r.EndedAt != "" {
+			as[i].EndedAt = d.time("history", r.EndedAt)
+		}
+	}
+	return as
 }
 
 // jobStrings runs a query of one string column over the jobs in statuses;

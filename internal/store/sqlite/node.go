@@ -10,19 +10,19 @@ import (
 )
 
 const nodeColumns = `id, compute_id, state, credential_hash, address, ssh_port, job_id, reason, note,
-	created_at, state_since, attempts, agent_key, host_key`
+	created_at, state_since, attempts, agent_key, host_key, ready_at`
 
 const (
 	nodeInsertSQL = `INSERT INTO nodes (
 		id, compute_id, compute_key, state, credential_hash, address, ssh_port, job_id, reason, note,
-		created_at, state_since, attempts, agent_key, host_key
-	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		created_at, state_since, attempts, agent_key, host_key, ready_at
+	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 	// nodeUpdateSQL replaces every field but the node's identity (ID,
 	// ComputeID) and its agent key when the stored state is the expected one; see nodeArgs.
 	nodeUpdateSQL = `UPDATE nodes SET
 		state = ?, credential_hash = ?, address = ?, ssh_port = ?, job_id = ?, reason = ?, note = ?,
-		created_at = ?, state_since = ?, attempts = ?, host_key = ?
+		created_at = ?, state_since = ?, attempts = ?, host_key = ?, ready_at = ?
 		WHERE id = ? AND state = ?`
 
 	// nodeBindAgentKeySQL sets an unbound node's agent key.
@@ -39,15 +39,17 @@ func scanNode(sc scanner) (model.Node, error) {
 	var (
 		n              model.Node
 		created, since string
+		ready          sql.NullString
 	)
 	err := sc.Scan(&n.ID, &n.ComputeID, &n.State, &n.CredentialHash, &n.Address, &n.SSHPort, &n.JobID,
-		&n.Reason, &n.Note, &created, &since, &n.Attempts, &n.AgentKey, &n.HostKey)
+		&n.Reason, &n.Note, &created, &since, &n.Attempts, &n.AgentKey, &n.HostKey, &ready)
 	if err != nil {
 		return model.Node{}, err
 	}
 	var d decoder
 	n.CreatedAt = d.time("created_at", created)
 	n.StateSince = d.time("state_since", since)
+	n.ReadyAt = d.optTime("ready_at", ready)
 	return n, d.err
 }
 
@@ -56,7 +58,7 @@ func scanNode(sc scanner) (model.Node, error) {
 func nodeArgs(n model.Node, from model.NodeState) []any {
 	return []any{
 		string(n.State), n.CredentialHash, n.Address, n.SSHPort, n.JobID, n.Reason, n.Note,
-		encTime(n.CreatedAt), encTime(n.StateSince), n.Attempts, n.HostKey,
+		encTime(n.CreatedAt), encTime(n.StateSince), n.Attempts, n.HostKey, encOptTime(n.ReadyAt),
 		n.ID, string(from),
 	}
 }
@@ -66,7 +68,7 @@ func nodeArgs(n model.Node, from model.NodeState) []any {
 func (s *Store) NodeCreate(ctx context.Context, n model.Node) error {
 	_, err := s.exec(ctx, nodeInsertSQL,
 		n.ID, n.ComputeID, fold(n.ComputeID), string(n.State), n.CredentialHash, n.Address, n.SSHPort, n.JobID,
-		n.Reason, n.Note, encTime(n.CreatedAt), encTime(n.StateSince), n.Attempts, n.AgentKey, n.HostKey)
+		n.Reason, n.Note, encTime(n.CreatedAt), encTime(n.StateSince), n.Attempts, n.AgentKey, n.HostKey, encOptTime(n.ReadyAt))
 	if err != nil {
 		return fmt.Errorf("node create %s: %w", n.ID, storeErr(err))
 	}
@@ -137,11 +139,20 @@ func (s *Store) NodeList(ctx context.Context) ([]model.Node, error) {
 }
 
 // NodeDelete implements store.Store.
+// Its usage record, if any, ends at the node's state_since (when it left
+// service), in the same transaction.
 func (s *Store) NodeDelete(ctx context.Context, id string) error {
-	res, err := s.exec(ctx, nodeDeleteSQL, id)
-	if err == nil {
-		err = mustAffect(res)
-	}
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE node_usage SET ended_at = (SELECT state_since FROM nodes WHERE id = ?)
+			WHERE node_id = ? AND ended_at IS NULL`, id, id); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, nodeDeleteSQL, id)
+		if err == nil {
+			err = mustAffect(res)
+		}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("node delete %s: %w", id, err)
 	}

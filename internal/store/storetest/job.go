@@ -30,6 +30,9 @@ var jobTests = []test{
 	{"UpdateRunIDConflict", testJobUpdateRunIDConflict},
 	{"UpdatePrecondition", testJobUpdatePrecondition},
 	{"UpdateRace", testJobUpdateRace},
+	{"History", testJobHistory},
+	{"UpdateNodes", testJobUpdateNodes},
+	{"UpdateNodesRace", testJobUpdateNodesRace},
 }
 
 // newJob returns a queued job of ws on the compute named compute, with
@@ -106,6 +109,13 @@ func finished(j model.Job, node string, code int) model.Job {
 	j.CancelRequested = true
 	j.StartedAt = at(11)
 	j.EndedAt = at(12)
+	j.MaxRetries = 1
+	j.History = []model.Attempt{
+		{Number: 1, NodeID: "node-0", StartedAt: at(10), EndedAt: at(10).Add(time.Minute),
+			Class: model.ClassPreemption, Reason: model.ReasonPreempted, Message: "node node-0: preempted"},
+		{Number: 2, NodeID: node, StartedAt: at(11), EndedAt: at(12), Class: model.ClassUser,
+			Reason: model.ReasonExited, Message: "exit status 3", ExitCode: &code},
+	}
 	return j
 }
 
@@ -646,4 +656,194 @@ func names(js []model.Job) []string {
 		out = append(out, j.Name)
 	}
 	return out
+}
+
+// testJobHistory stores a job through its transitions: every attempt is
+// kept with its node, times, class, reason and exit code, and a running
+// attempt has no end.
+func testJobHistory(t *testing.T, s store.Store) {
+	w := setupWorkspace(t, s, "ws")
+	j := newJob(w, "Train", "cpu", 1)
+	mustCreateJob(t, s, j)
+	steps := []struct {
+		name   string
+		change func(j *model.Job)
+	}{
+		{"assigned", func(j *model.Job) {
+			if err := j.Assign(&model.Node{ID: "node-1", State: model.NodeIdle}, at(20)); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"started", func(j *model.Job) { j.Start("node-1", at(21)) }},
+		{"preempted", func(j *model.Job) { j.Lose(model.ReasonPreempted, "node node-1: preempted", at(22)) }},
+		{"reassigned", func(j *model.Job) {
+			if err := j.Assign(&model.Node{ID: "node-2", State: model.NodeIdle}, at(23)); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"finished", func(j *model.Job) { code := 0; j.Finish(&code, "exited", "", at(24)) }},
+	}
+	for _, step := range steps {
+		from := j.Status
+		step.change(&j)
+		if err := s.JobUpdate(t.Context(), j, from, nil, ""); err != nil {
+			t.Fatalf("%s: JobUpdate: %v", step.name, err)
+		}
+		wantJob(t, s, j.ID, j)
+	}
+	zero := 0
+	want := []model.Attempt{
+		{Number: 1, NodeID: "node-1", StartedAt: at(20), EndedAt: at(22), Class: model.ClassPreemption,
+			Reason: model.ReasonPreempted, Message: "node node-1: preempted"},
+		{Number: 2, NodeID: "node-2", StartedAt: at(23), EndedAt: at(24), Reason: model.ReasonExited, ExitCode: &zero},
+	}
+	got, err := s.JobGet(t.Context(), j.ID)
+	if err != nil {
+		t.Fatalf("JobGet: %v", err)
+	}
+	if diff := cmp.Diff(want, got.History); diff != "" {
+		t.Errorf("history (-want +got):\n%s", diff)
+	}
+	if got.Status != model.JobCompleted {
+		t.Errorf("status = %s, want Completed", got.Status)
+	}
+}
+
+// testJobUpdateNodes assigns a job and several nodes in one call: all
+// change, or, when any node or the job is not as expected, none.
+func testJobUpdateNodes(t *testing.T, s store.Store) {
+	w := setupWorkspace(t, s, "ws")
+	tests := []struct {
+		name     string
+		from     model.JobStatus
+		nodeFrom []model.NodeState // one per node; the nodes are stored idle
+		missing  int               // index of a node not stored; -1 for none
+		wantErr  error
+	}{
+		{"all", model.JobQueued, []model.NodeState{model.NodeIdle, model.NodeIdle, model.NodeIdle}, -1, nil},
+		{"none", model.JobQueued, nil, -1, nil},
+		{"job mismatch", model.JobRunning, []model.NodeState{model.NodeIdle, model.NodeIdle}, -1, store.ErrPreconditionFailed},
+		{"last node mismatch", model.JobQueued, []model.NodeState{model.NodeIdle, model.NodeIdle, model.NodeRunning}, -1, store.ErrPreconditionFailed},
+		{"first node mismatch", model.JobQueued, []model.NodeState{model.NodeRunning, model.NodeIdle}, -1, store.ErrPreconditionFailed},
+		{"node missing", model.JobQueued, []model.NodeState{model.NodeIdle, model.NodeIdle}, 1, store.ErrNotFound},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := newJob(w, fmt.Sprintf("gang-%d", i), "cpu", int64(i))
+			j.InstanceCount = len(tt.nodeFrom)
+			mustCreateJob(t, s, j)
+			var orig []model.Node
+			var changes []store.NodeChange
+			upd := j
+			upd.Status, upd.Attempts = model.JobPreparing, 1
+			for k, from := range tt.nodeFrom {
+				n := newNode(fmt.Sprintf("node-%d-%d", i, k), j.ComputeID, model.NodeIdle)
+				if k != tt.missing {
+					mustCreateNode(t, s, n)
+				}
+				orig = append(orig, n)
+				u := n
+				u.State, u.JobID, u.StateSince = model.NodeRunning, j.ID, at(40)
+				changes = append(changes, store.NodeChange{Node: u, From: from})
+			}
+			err := s.JobUpdateNodes(t.Context(), upd, tt.from, changes)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("JobUpdateNodes error = %v, want %v", err, tt.wantErr)
+			}
+			if tt.wantErr != nil {
+				wantJob(t, s, j.ID, j)
+			} else {
+				wantJob(t, s, j.ID, upd)
+			}
+			for k, n := range orig {
+				switch {
+				case k == tt.missing:
+					wantNoNode(t, s, n.ID)
+				case tt.wantErr != nil:
+					wantNode(t, s, n.ID, n)
+				default:
+					wantNode(t, s, n.ID, changes[k].Node)
+				}
+			}
+		})
+	}
+}
+
+// testJobUpdateNodesRace has gang jobs of two nodes each race for
+// overlapping pairs of a few idle nodes: no node ends up held by two
+// jobs, and every job that won holds both of its nodes (all or none).
+func testJobUpdateNodesRace(t *testing.T, s store.Store) {
+	w := setupWorkspace(t, s, "ws")
+	const nNodes, nJobs = 5, 20
+	var nodes []model.Node
+	for i := range nNodes {
+		n := newNode(fmt.Sprintf("node-%d", i), w.ID+"/computes/cpu", model.NodeIdle)
+		mustCreateNode(t, s, n)
+		nodes = append(nodes, n)
+	}
+	jobs := make([]model.Job, nJobs)
+	pairs := make([][2]int, nJobs)
+	for i := range nJobs {
+		jobs[i] = newJob(w, fmt.Sprintf("gang-%02d", i), "cpu", int64(i))
+		jobs[i].InstanceCount = 2
+		mustCreateJob(t, s, jobs[i])
+		pairs[i] = [2]int{i % nNodes, (i*3 + 1) % nNodes}
+		if pairs[i][0] == pairs[i][1] {
+			pairs[i][1] = (pairs[i][1] + 1) % nNodes
+		}
+	}
+	errs := make([]error, nJobs)
+	var wg sync.WaitGroup
+	for i := range nJobs {
+		wg.Go(func() {
+			upd := jobs[i]
+			upd.Status, upd.Attempts = model.JobPreparing, 1
+			var changes []store.NodeChange
+			for _, k := range pairs[i] {
+				n := nodes[k]
+				n.State, n.JobID = model.NodeRunning, upd.ID
+				changes = append(changes, store.NodeChange{Node: n, From: model.NodeIdle})
+			}
+			errs[i] = s.JobUpdateNodes(t.Context(), upd, model.JobQueued, changes)
+		})
+	}
+	wg.Wait()
+	holder := map[string]string{} // node ID → job ID
+	ns, err := s.NodeList(t.Context())
+	if err != nil {
+		t.Fatalf("NodeList: %v", err)
+	}
+	for _, n := range ns {
+		if n.State == model.NodeRunning {
+			holder[n.ID] = n.JobID
+		}
+	}
+	won := 0
+	for i, err := range errs {
+		got, gerr := s.JobGet(t.Context(), jobs[i].ID)
+		if gerr != nil {
+			t.Fatalf("JobGet: %v", gerr)
+		}
+		switch {
+		case err == nil:
+			won++
+			for _, k := range pairs[i] {
+				if holder[nodes[k].ID] != jobs[i].ID {
+					t.Errorf("job %s won but node %s is held by %q", jobs[i].Name, nodes[k].ID, holder[nodes[k].ID])
+				}
+			}
+			if got.Status != model.JobPreparing {
+				t.Errorf("job %s won but is %s", jobs[i].Name, got.Status)
+			}
+		case errors.Is(err, store.ErrPreconditionFailed):
+			if got.Status != model.JobQueued {
+				t.Errorf("job %s lost but is %s", jobs[i].Name, got.Status)
+			}
+		default:
+			t.Errorf("job %s error = %v, want nil or ErrPreconditionFailed", jobs[i].Name, err)
+		}
+	}
+	if won == 0 || len(holder) != 2*won {
+		t.Errorf("%d jobs won holding %d nodes, want at least one job and two nodes each", won, len(holder))
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -19,12 +20,18 @@ var nodeTests = []test{
 	{"List", testNodeList},
 	{"Delete", testNodeDelete},
 	{"BindAgentKey", testNodeBindAgentKey},
+	{"Usage", testNodeUsage},
 }
 
 // newNode returns a node of the compute with computeID, with every field
 // set.
 func newNode(id, computeID string, state model.NodeState) model.Node {
+	var ready time.Time
+	if state != model.NodePreparing {
+		ready = at(21) // its agent registered
+	}
 	return model.Node{
+		ReadyAt:        ready,
 		ID:             id,
 		ComputeID:      computeID,
 		State:          state,
@@ -137,6 +144,7 @@ func testNodeUpdate(t *testing.T, s store.Store) {
 	idle.HostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPlaceholderHostKeyForTheConformanceSuite0"
 	idle.Note = ""
 	idle.StateSince = at(30)
+	idle.ReadyAt = at(30) // its agent registered
 	idle.Attempts = 2
 	if err := s.NodeUpdate(t.Context(), idle, model.NodePreparing); err != nil {
 		t.Fatalf("NodeUpdate(preparing→idle): %v", err)
@@ -270,5 +278,70 @@ func testNodeBindAgentKey(t *testing.T, s store.Store) {
 
 	if err := s.NodeBindAgentKey(t.Context(), "nope", "key-a"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("NodeBindAgentKey(missing) = %v, want ErrNotFound", err)
+	}
+}
+
+// testNodeUsage: a node created with its usage record accrues until it is
+// deleted, ending at the time it left service; records outlive the node
+// and are listed by workspace, compute and time range.
+func testNodeUsage(t *testing.T, s store.Store) {
+	w := setupWorkspace(t, s, "ws")
+	w2 := setupWorkspace(t, s, "ws2")
+	cpu, gpu := newCompute(w, "cpu").ID, newCompute(w, "gpu").ID
+	other := newCompute(w2, "cpu").ID
+	usage := func(n model.Node, ws model.Workspace, price float64) model.NodeUsage {
+		return model.NodeUsage{NodeID: n.ID, ComputeID: n.ComputeID, WorkspaceID: ws.ID, VMSize: "Standard_D2_v2",
+			Priority: model.PriorityLowPriority, PricePerHour: price, StartedAt: n.CreatedAt}
+	}
+	a := newNode("a", cpu, model.NodePreparing) // created at(20)
+	b := newNode("b", gpu, model.NodePreparing)
+	b.CreatedAt = at(30)
+	c := newNode("c", other, model.NodePreparing)
+	for _, x := range []struct {
+		n  model.Node
+		ws model.Workspace
+		p  float64
+	}{{a, w, 0.146}, {b, w, 3.06}, {c, w2, 1}} {
+		if err := s.NodeCreateUsage(t.Context(), x.n, usage(x.n, x.ws, x.p)); err != nil {
+			t.Fatalf("NodeCreateUsage(%s): %v", x.n.ID, err)
+		}
+	}
+	wantNode(t, s, "a", a)
+	if err := s.NodeCreateUsage(t.Context(), a, usage(a, w, 1)); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("NodeCreateUsage(existing) = %v, want ErrConflict", err)
+	}
+	// a leaves service at(50) and is removed.
+	gone := a
+	gone.State, gone.StateSince, gone.Reason = model.NodeLeaving, at(50), "scale down"
+	if err := s.NodeUpdate(t.Context(), gone, model.NodePreparing); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.NodeDelete(t.Context(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	ua, ub := usage(a, w, 0.146), usage(b, w, 3.06)
+	ua.EndedAt = at(50)
+	tests := []struct {
+		name     string
+		compute  string
+		from, to time.Time
+		want     []model.NodeUsage
+	}{
+		{"all", "", time.Time{}, at(100), []model.NodeUsage{ua, ub}},
+		{"one compute", strings.ToUpper(gpu), time.Time{}, at(100), []model.NodeUsage{ub}},
+		{"after a ended", "", at(60), at(100), []model.NodeUsage{ub}},
+		{"before b started", "", at(0), at(25), []model.NodeUsage{ua}},
+		{"none", "", at(0), at(10), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.UsageList(t.Context(), w.ID, tt.compute, tt.from, tt.to)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("UsageList (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

@@ -1,0 +1,85 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"kumo/api"
+)
+
+// BenchmarkEviction measures, over b.N evictions of a LowPriority job that
+// exits on SIGTERM, the time from the simulate-eviction request to the job
+// being requeued (its attempt ended and the job Queued again, or already
+// assigned), and to its next attempt running on the one replacement node
+// (the agent's start time). A job is evicted 5 times (the preemption cap)
+// and then replaced by a new one. Run with -benchtime=50x for the figures in
+// BENCHMARKS.md.
+func BenchmarkEviction(b *testing.B) {
+	s := startServer(b, "", "--heartbeat-interval", "1s", "--eviction-lead-time", "30s")
+	createPriorityCluster(b, s, "spot", "LowPriority", 1)
+	const command = `trap 'exit 0' TERM; sleep 1000 & wait`
+	var requeued, running []time.Duration
+	job, attempt := "", 0
+	get := func() api.JobProperties { return *getJob(b, s, job).Properties }
+	poll := func(what string, cond func(p api.JobProperties) bool) api.JobProperties {
+		var p api.JobProperties
+		waitForFast(b, 120*time.Second, what, func() bool { p = get(); return cond(p) })
+		return p
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if attempt == 0 || attempt > 5 {
+			job, attempt = fmt.Sprintf("e%04d", i), 1
+			submitJob(b, s, job, "spot", command)
+		}
+		p := poll("attempt to run", func(p api.JobProperties) bool {
+			return p.Status == api.JobRunning && p.Attempts == attempt
+		})
+		b.StartTimer()
+		t0 := time.Now()
+		if status, raw := s.request(context.Background(), "POST", workspacePath+"/computes/spot/simulateEviction?nodeId="+p.NodeID, nil); status != 202 {
+			b.Fatalf("simulate eviction: %d %s", status, raw)
+		}
+		poll("requeue", func(p api.JobProperties) bool { return p.Attempts > attempt || p.Status == api.JobQueued })
+		requeued = append(requeued, time.Since(t0))
+		if attempt == 5 {
+			// The next eviction would reach the cap: cancel the job and
+			// start a new one.
+			b.StopTimer()
+			if status, raw := s.request(context.Background(), "POST", workspacePath+"/jobs/"+job+"/cancel", nil); status != 202 {
+				b.Fatalf("cancel: %d %s", status, raw)
+			}
+			waitJob(b, s, job, 60*time.Second)
+			attempt++
+			continue
+		}
+		attempt++
+		p = poll("retry to run", func(p api.JobProperties) bool { return p.Status == api.JobRunning && p.Attempts == attempt })
+		started, err := time.Parse(api.TimeFormat, p.StartTime)
+		if err != nil {
+			b.Fatal(err)
+		}
+		running = append(running, started.Sub(t0))
+		b.StopTimer()
+	}
+	slices.Sort(requeued)
+	slices.Sort(running)
+	b.ReportMetric(ms(percentile(requeued, 50)), "requeue-p50-ms")
+	b.ReportMetric(ms(percentile(requeued, 99)), "requeue-p99-ms")
+	b.ReportMetric(ms(percentile(running, 50)), "retry-p50-ms")
+	b.ReportMetric(ms(percentile(running, 99)), "retry-p99-ms")
+	b.ReportMetric(float64(len(running)), "retries")
+}
+
+// waitForFast polls cond every 5 ms until it holds or timeout passes.
+func waitForFast(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+	}
+}
