@@ -199,8 +199,8 @@ type agent struct {
 	// interval is the heartbeat interval the last Welcome gave; 0 before
 	// one. Only Run's goroutine touches it.
 	interval time.Duration
-	note    string // Hello's Note
-	jobsDir string
+	note     string // Hello's Note
+	jobsDir  string
 
 	runCtx     context.Context // Run's context, for uploads
 	jobsCtx    context.Context // parent of every job's context; canceled when Run ends

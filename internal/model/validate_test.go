@@ -396,7 +396,9 @@ func TestValidateComputeCreate(t *testing.T) {
 		{"idle max", func(r *ComputeRequest) { r.IdleTime = ptr("P7D") }, func(s *ComputeSpec) { s.Scale.IdleTime = MaxIdleTime }},
 		{"password, public port closed by default", func(r *ComputeRequest) {
 			r.AdminUser, r.Password = ptr("azureuser"), ptr("Sup3rSecret!!")
-		}, func(s *ComputeSpec) { s.AdminUser, s.Password, s.RemoteLogin = "azureuser", "Sup3rSecret!!", "Disabled" }},
+		}, func(s *ComputeSpec) {
+			s.AdminUser, s.Password, s.RemoteLogin = "azureuser", "Sup3rSecret!!", "Disabled"
+		}},
 		{"ssh key trimmed, public port closed by default", func(r *ComputeRequest) {
 			r.AdminUser, r.SSHKey = ptr("azureuser"), ptr("  "+key+"\n")
 		}, func(s *ComputeSpec) { s.AdminUser, s.SSHKey, s.RemoteLogin = "azureuser", key, "Disabled" }},
