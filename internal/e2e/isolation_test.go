@@ -166,7 +166,7 @@ func TestJobsCannotReachKumo(t *testing.T) {
 	submitJob(t, s, "hostile-local", "local", script)
 	submitJob(t, s, "hostile-node", "iso", script) // on the other node
 	common := []string{"PATH", "HOME", "LANG", "KUMO_RUN_ID", "AZUREML_RUN_ID", "CUDA_VISIBLE_DEVICES"}
-	for name, allowed := range map[string][]string{"hostile-local": common, "hostile-node": append(common, "KUMO_NODE_ID")} {
+	for name, allowed := range map[string][]string{"hostile-local": common, "hostile-node": append(common, "KUMO_NODE_ID", "KUMO_EVICTION_NOTICE_FILE")} {
 		j := waitJob(t, s, name, 60*time.Second)
 		log := jobLog(t, s, name)
 		if j.Properties.Status != api.JobCompleted {
