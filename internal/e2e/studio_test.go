@@ -356,6 +356,12 @@ func TestStudioInBrowser(t *testing.T) {
 	if got := *getCompute(t, s, "web1").Properties.Properties.ScaleSettings.MaxNodeCount; got != 3 {
 		t.Errorf("after the in-place edit the API's maxNodeCount is %d, want 3", got)
 	}
+	// The node that ran the job has accrued cost since it was created.
+	if c := getCompute(t, s, "web1").Properties.Properties.Cost; c == nil {
+		t.Errorf("web1 ran a node but the API shows no cost")
+	} else if got, want := evalJS[string](b, `document.getElementById("cost-so-far").textContent`), fmt.Sprintf("$%.2f", c.SoFar); !strings.HasPrefix(got, "$") || len(got) != len(want) {
+		t.Errorf("cost so far on web1's page = %q; the API says %s", got, want)
+	}
 	b.screenshot("compute-detail.png")
 	b.checkPage("compute detail")
 

@@ -123,6 +123,7 @@ type computeRow struct {
 	Running    int32
 	Reasons    []reason
 	Cost       float64 // USD per hour for the nodes it has now
+	SoFar      float64 // USD its nodes accrued since it was created
 	HasCost    bool
 }
 
@@ -178,7 +179,9 @@ func rowOf(c api.ComputeResource, sizes map[string]sizeInfo) computeRow {
 		seen[q.PendingReason.Code] = len(row.Reasons)
 		row.Reasons = append(row.Reasons, reason{Code: q.PendingReason.Code, Message: q.PendingReason.Message, Jobs: 1})
 	}
-	if row.Size.HasPrice {
+	if c := a.Cost; c != nil {
+		row.Cost, row.SoFar, row.HasCost = c.PerHour, c.SoFar, true
+	} else if row.Size.HasPrice {
 		price := row.Size.Price
 		if strings.EqualFold(row.Priority, string(api.PriorityLowPriority)) {
 			price = row.Size.LowPr
