@@ -256,7 +256,9 @@ func TestSSHHostsRegion(t *testing.T) {
 	// job runs again on the other host.
 	// Each attempt also notes where it ran in a file of the test's.
 	ran := filepath.Join(home, "j3.ran")
-	submit("j3", fmt.Sprintf(`echo "addr: $(hostname -I)"; echo "$(hostname -I)" >> %s; sleep 4; echo finished`, ran))
+	// (before it prints where it runs, so the test never kills an attempt
+	// that has not noted itself yet).
+	submit("j3", fmt.Sprintf(`echo "$(hostname -I)" >> %s; echo "addr: $(hostname -I)"; sleep 4; echo finished`, ran))
 	var first *netHost
 	waitFor(t, 60*time.Second, "j3 to start", func() (bool, string) {
 		l := logOf("j3")
