@@ -23,6 +23,7 @@ import (
 	"kumo/internal/agentproto"
 	"kumo/internal/jobfiles"
 	"kumo/internal/jobuser"
+	"kumo/internal/jobuser/jobusertest"
 	"kumo/internal/runner"
 )
 
@@ -634,7 +635,8 @@ func TestJobEnvironmentAndUser(t *testing.T) {
 		if err := os.Chmod(filepath.Dir(work), 0o711); err != nil {
 			t.Fatal(err)
 		}
-		user = &jobuser.User{UID: 914000, GID: 914000}
+		u := jobusertest.User(t)
+		user = &u
 	}
 	ta := startAgentWith(t, fs, work, func(cfg *Config) {
 		cfg.JobUser = user
@@ -669,7 +671,7 @@ func TestJobEnvironmentAndUser(t *testing.T) {
 	}
 	wantUID := strconv.Itoa(os.Getuid())
 	if root {
-		wantUID = "914000"
+		wantUID = strconv.Itoa(user.UID)
 	}
 	if tail[0] != wantUID || tail[1] != "700" {
 		t.Errorf("job uid and directory mode = %q, want %s and 700", tail, wantUID)

@@ -61,6 +61,53 @@ func Claim(r Range, owner string, used func(uid int) bool) (int, error) {
 	return 0, fmt.Errorf("job uids %s: %w", r, ErrNoUID)
 }
 
+// ClaimBlock claims n consecutive uids of r for owner and returns them as
+// a range, under the same rules as [Claim]: uids that another living owner
+// claimed are passed over. A component given that range with the same
+// owner (a provider's directory, say) then finds every uid its own. It is
+// meant for tests that must not share uids with a second copy of
+// themselves running beside them.
+func ClaimBlock(r Range, n int, owner string) (Range, error) {
+	unlock, err := lockClaims()
+	if err != nil {
+		return Range{}, err
+	}
+	defer unlock()
+	free := func(uid int) (bool, error) {
+		b, err := os.ReadFile(filepath.Join(ClaimsDir, strconv.Itoa(uid)))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return true, nil
+		case err != nil:
+			return false, fmt.Errorf("claim job uids: %w", err)
+		}
+		return string(b) == owner || ownerGone(string(b)), nil
+	}
+next:
+	for first := r.First; first+n-1 <= r.Last; first++ {
+		for uid := first; uid < first+n; uid++ {
+			ok, err := free(uid)
+			if err != nil {
+				return Range{}, err
+			}
+			if !ok {
+				first = uid
+				continue next
+			}
+		}
+		for uid := first; uid < first+n; uid++ {
+			if err := os.WriteFile(filepath.Join(ClaimsDir, strconv.Itoa(uid)), []byte(owner), 0o600); err != nil {
+				return Range{}, fmt.Errorf("claim job uids: %w", err)
+			}
+			if err := KillAll(uid); err != nil {
+				return Range{}, err
+			}
+		}
+		return Range{First: first, Last: first + n - 1}, nil
+	}
+	return Range{}, fmt.Errorf("job uids %s: %w", r, ErrNoUID)
+}
+
 // Release gives up owner's claim on uid; a claim held by another owner
 // (or none) is left alone.
 func Release(uid int, owner string) error {

@@ -113,11 +113,11 @@ func TestKillAll(t *testing.T) {
 	if !Enabled() {
 		t.Skip("running as another uid needs root")
 	}
-	const uid = 912345
+	uid := testUID(t)
 	var waited []chan struct{}
 	for range 2 {
 		cmd := exec.Command("sleep", "1000")
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -160,7 +160,8 @@ func TestChownDoesNotFollowLinks(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(dir, "sub", "link")); err != nil {
 		t.Fatal(err)
 	}
-	u := User{UID: 912346, GID: 912346}
+	id := testUID(t)
+	u := User{UID: id, GID: id}
 	if err := Chown(dir, u); err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +211,7 @@ func TestRemoveTemp(t *testing.T) {
 	if !Enabled() {
 		t.Skip("chown needs root")
 	}
-	const uid = 912347
+	uid := testUID(t)
 	tmp := t.TempDir()
 	old := TempDirs
 	TempDirs = []string{tmp}
@@ -267,4 +268,17 @@ func TestSession(t *testing.T) {
 	if _, ok := Session(1 << 30); ok {
 		t.Error("Session of a pid that does not exist reported ok")
 	}
+}
+
+// testUID claims a uid for the test alone (see ClaimBlock), so that a
+// second copy of this test running beside it never uses the same one.
+func testUID(t *testing.T) int {
+	t.Helper()
+	owner := t.TempDir()
+	r, err := ClaimBlock(Range{First: 910000, Last: 919999}, 1, owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { KillAll(r.First); Release(r.First, owner) })
+	return r.First
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"kumo/internal/jobuser"
+	"kumo/internal/jobuser/jobusertest"
 )
 
 func TestJobEnv(t *testing.T) {
@@ -77,7 +78,7 @@ func TestRunAsUser(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("running as another user needs root")
 	}
-	u := jobuser.User{UID: 913000, GID: 913000}
+	u := jobusertest.User(t)
 	base := t.TempDir()
 	if err := os.Chmod(filepath.Dir(base), 0o711); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +20,7 @@ import (
 
 	"kumo/internal/agentproto"
 	"kumo/internal/jobfiles"
-	"kumo/internal/jobuser"
+	"kumo/internal/jobuser/jobusertest"
 	"kumo/internal/model"
 	"kumo/internal/store/sqlite"
 )
@@ -494,7 +495,7 @@ func TestLocalJobsOneUIDEach(t *testing.T) {
 	}
 	e := newEnv(t)
 	defer e.d.Stop()
-	r := jobuser.Range{First: 915000, Last: 915000}
+	r := jobusertest.Block(t, 1, e.d.cfg.LocalDir) // the dispatcher finds it its own
 	e.d.cfg.LocalUIDs = &r
 	for _, d := range []string{filepath.Dir(e.d.cfg.LocalDir), filepath.Dir(filepath.Dir(e.d.cfg.LocalDir))} {
 		if err := os.Chmod(d, 0o711); err != nil {
@@ -511,7 +512,7 @@ func TestLocalJobsOneUIDEach(t *testing.T) {
 		e.files.ReadLog(runID, jobfiles.Stdout, 0, &buf)
 		return buf.String()
 	}
-	eventually(t, "a to run as the range's uid", func() bool { return log("run-a") == "915000\n" })
+	eventually(t, "a to run as the range's uid", func() bool { return log("run-a") == strconv.Itoa(r.First)+"\n" })
 	if b, err := e.st.JobGetByRunID(t.Context(), "run-b"); err != nil || b.Status != model.JobQueued {
 		t.Fatalf("b while a holds the only uid: %s, %v; want Queued", b.Status, err)
 	}
@@ -530,8 +531,8 @@ func TestLocalJobsOneUIDEach(t *testing.T) {
 	if err := e.d.Reconcile(t.Context(), localID); err != nil {
 		t.Fatalf("Reconcile: %v", err)
 	}
-	if b := e.waitTerminal(t, "run-b"); b.Status != model.JobCompleted || log("run-b") != "915000\n" {
-		t.Errorf("b: %s printing %q, want Completed as 915000", b.Status, log("run-b"))
+	if b := e.waitTerminal(t, "run-b"); b.Status != model.JobCompleted || log("run-b") != strconv.Itoa(r.First)+"\n" {
+		t.Errorf("b: %s printing %q, want Completed as %d", b.Status, log("run-b"), r.First)
 	}
 }
 

@@ -43,6 +43,8 @@ package local
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -146,6 +148,14 @@ type Local struct {
 
 	mu       sync.Mutex
 	lastDraw time.Time // when Preempted last drew a random eviction; guarded by mu
+}
+
+// cgroupName names instance id's cgroup: "kumo-", a tag of the provider's
+// directory, and the ID, so that two providers on one host (two control
+// planes, or two copies of a test suite) never share a group.
+func (l *Local) cgroupName(id string) string {
+	sum := sha256.Sum256([]byte(l.cfg.Dir))
+	return "kumo-" + hex.EncodeToString(sum[:4]) + "-" + id
 }
 
 // New returns a Local, detecting cgroup support and GPUs. It creates
@@ -463,7 +473,7 @@ func (l *Local) start(in provider.Instance, gpus []string, uid int) (rec *record
 	}
 	note := l.note
 	if l.cg != nil && (l.cg.CPU() || l.cg.Memory()) {
-		g, err = l.cg.New("kumo-"+in.ID, cgroup.Limits{CPUs: float64(in.Size.VCPUs), MemoryBytes: in.Size.MemoryMB << 20})
+		g, err = l.cg.New(l.cgroupName(in.ID), cgroup.Limits{CPUs: float64(in.Size.VCPUs), MemoryBytes: in.Size.MemoryMB << 20})
 		if err != nil {
 			return nil, err
 		}

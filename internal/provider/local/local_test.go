@@ -17,7 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"kumo/internal/cgroup"
-	"kumo/internal/jobuser"
+	"kumo/internal/jobuser/jobusertest"
 	"kumo/internal/provider"
 	"kumo/internal/provider/providertest"
 )
@@ -374,8 +374,8 @@ func TestLimits(t *testing.T) {
 			t.Fatalf("no cgroup recorded: %+v", rec)
 		}
 		b, _ := os.ReadFile("/proc/" + strconv.Itoa(rec.PID) + "/cgroup")
-		if !strings.Contains(string(b), "/kumo-n1\n") {
-			t.Errorf("node's /proc/pid/cgroup lacks kumo-n1:\n%s", b)
+		if name := l.cgroupName("n1"); !strings.Contains(string(b), "/"+name+"\n") {
+			t.Errorf("node's /proc/pid/cgroup lacks %s:\n%s", name, b)
 		}
 		want := map[string]string{"cpu.cfs_quota_us": "100000", "memory.limit_in_bytes": strconv.Itoa(128 << 20)}
 		for _, d := range rec.Cgroup.Dirs {
@@ -422,8 +422,9 @@ func TestJobUIDsAndWorkDir(t *testing.T) {
 		t.Skip("job uids need root")
 	}
 	work := filepath.Join(t.TempDir(), "work")
-	r := jobuser.Range{First: 910000, Last: 910001}
-	l := newLocal(t, Config{WorkDir: work, JobUIDs: &r, Argv: append(sleeper[:2:2], sleeper[2], "{job_uid}")})
+	dir := t.TempDir()
+	r := jobusertest.Block(t, 2, dir) // the provider finds both its own
+	l := newLocal(t, Config{Dir: dir, WorkDir: work, JobUIDs: &r, Argv: append(sleeper[:2:2], sleeper[2], "{job_uid}")})
 	ctx := context.Background()
 	if err := l.Create(ctx, []provider.Instance{inst("n1", 1, 64, 0), inst("n2", 1, 64, 0)}); err != nil {
 		t.Fatal(err)
