@@ -174,10 +174,11 @@ func TestMinNodesAndPatchedMax(t *testing.T) {
 	})
 	submitJob(t, s, "a", "small", "sleep 4")
 	submitJob(t, s, "b", "small", "echo b-ran")
-	waitFor(t, 20*time.Second, "b to wait for max nodes", func() (bool, string) {
-		j := getJob(t, s, "b")
+	waitFor(t, 20*time.Second, "a to run and b to wait for max nodes", func() (bool, string) {
+		a, j := getJob(t, s, "a"), getJob(t, s, "b")
 		pr := j.Properties.PendingReason
-		return j.Properties.Status == api.JobQueued && pr != nil && pr.Code == api.PendingMaxNodesReached, fmt.Sprintf("%s %+v", j.Properties.Status, pr)
+		return a.Properties.Status == api.JobRunning && j.Properties.Status == api.JobQueued && pr != nil && pr.Code == api.PendingMaxNodesReached,
+			fmt.Sprintf("a %s, b %s %+v", a.Properties.Status, j.Properties.Status, pr)
 	})
 	c := getCompute(t, s, "small")
 	if c.Properties.Properties.QueuedJobCount != 1 || len(c.Properties.Properties.QueuedJobs) != 1 {
