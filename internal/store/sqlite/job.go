@@ -15,15 +15,15 @@ import (
 
 const jobColumns = `id, workspace_id, name, run_id, compute_id, display_name, experiment_name, command, env,
 	snapshot_id, timeout_ns, instance_count, status, node_id, attempts, exit_code, error_code, error_message,
-	cancel_requested, seq, created_at, started_at, ended_at, created_by, warnings, created_by_token, history, max_retries`
+	cancel_requested, seq, created_at, started_at, ended_at, created_by, warnings, created_by_token, history, max_retries, distribution, node_ids`
 
 const (
 	jobInsertSQL = `INSERT INTO jobs (
 		id_key, id, workspace_key, workspace_id, name, name_key, run_id, compute_id, compute_key,
 		display_name, experiment_name, command, env, snapshot_id, timeout_ns, instance_count, status, node_id,
 		attempts, exit_code, error_code, error_message, cancel_requested, seq, created_at, started_at, ended_at,
-		created_by, warnings, created_by_token, history, max_retries
-	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		created_by, warnings, created_by_token, history, max_retries, distribution, node_ids
+	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 	// jobUpdateSQL replaces every field but the job's identity (ID,
 	// WorkspaceID, Name) when the stored status is the expected one.
@@ -32,7 +32,7 @@ const (
 		env = ?, snapshot_id = ?, timeout_ns = ?, instance_count = ?, status = ?, node_id = ?, attempts = ?,
 		exit_code = ?, error_code = ?, error_message = ?, cancel_requested = ?, seq = ?, created_at = ?,
 		started_at = ?, ended_at = ?, created_by = ?, warnings = ?, created_by_token = ?,
-		history = ?, max_retries = ?
+		history = ?, max_retries = ?, distribution = ?, node_ids = ?
 		WHERE id_key = ? AND status = ?`
 
 	jobGetSQL        = `SELECT ` + jobColumns + ` FROM jobs WHERE id_key = ?`
@@ -46,6 +46,7 @@ func scanJob(sc scanner) (model.Job, error) {
 		j              model.Job
 		env, warnings  sql.NullString
 		history        sql.NullString
+		dist, nodeIDs  sql.NullString
 		timeout        int64
 		exit           sql.NullInt64
 		code, msg      sql.NullString
@@ -55,7 +56,7 @@ func scanJob(sc scanner) (model.Job, error) {
 	err := sc.Scan(&j.ID, &j.WorkspaceID, &j.Name, &j.RunID, &j.ComputeID, &j.DisplayName, &j.ExperimentName,
 		&j.Command, &env, &j.SnapshotID, &timeout, &j.InstanceCount, &j.Status, &j.NodeID, &j.Attempts,
 		&exit, &code, &msg, &j.CancelRequested, &j.Seq, &created, &started, &ended, &j.CreatedBy, &warnings, &j.CreatedByToken,
-		&history, &j.MaxRetries)
+		&history, &j.MaxRetries, &dist, &nodeIDs)
 	if err != nil {
 		return model.Job{}, err
 	}
@@ -74,11 +75,13 @@ func scanJob(sc scanner) (model.Job, error) {
 	j.EndedAt = d.optTime("ended_at", ended)
 	j.Warnings = d.strings("warnings", warnings)
 	j.History = decAttempts(&d, history)
+	j.Distribution = decDistribution(&d, dist)
+	j.NodeIDs = d.strings("node_ids", nodeIDs)
 	return j, d.err
 }
 
 // jobArgs encodes the columns that jobInsertSQL and jobUpdateSQL share,
-// run_id through max_retries, in the order both list them.
+// run_id through node_ids, in the order both list them.
 func jobArgs(j model.Job) ([]any, error) {
 	env, err := encTags(j.Env)
 	if err != nil {
@@ -96,13 +99,21 @@ func jobArgs(j model.Job) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
+	dist, err := encDistribution(j.Distribution)
+	if err != nil {
+		return nil, err
+	}
+	nodeIDs, err := encJSON(j.NodeIDs, len(j.NodeIDs))
+	if err != nil {
+		return nil, err
+	}
 	code, msg := opError(j.Error)
 	return []any{
 		j.RunID, j.ComputeID, fold(j.ComputeID), j.DisplayName, j.ExperimentName, j.Command,
 		env, j.SnapshotID, int64(j.Timeout), j.InstanceCount, string(j.Status), j.NodeID, j.Attempts,
 		exit, code, msg, j.CancelRequested, j.Seq, encTime(j.CreatedAt),
 		encOptTime(j.StartedAt), encOptTime(j.EndedAt), j.CreatedBy, warnings, j.CreatedByToken,
-		history, j.MaxRetries,
+		history, j.MaxRetries, dist, nodeIDs,
 	}, nil
 }
 
@@ -423,4 +434,35 @@ func (s *Store) jobStrings(ctx context.Context, q string, statuses []model.JobSt
 		err := sc.Scan(&v)
 		return v, err
 	}, fmt.Sprintf(q, in), args...)
+}
+
+// distributionRow is how a job's distribution is stored (column
+// distribution, JSON).
+type distributionRow struct {
+	Type                    string `json:"type"`
+	ProcessCountPerInstance int    `json:"processCountPerInstance,omitempty"`
+	WorkerCount             int    `json:"workerCount,omitempty"`
+	ParameterServerCount    int    `json:"parameterServerCount,omitempty"`
+}
+
+// encDistribution renders a job's distribution; nil becomes NULL.
+func encDistribution(d *model.Distribution) (sql.NullString, error) {
+	if d == nil {
+		return sql.NullString{}, nil
+	}
+	return encJSON(distributionRow{Type: string(d.Type), ProcessCountPerInstance: d.ProcessCountPerInstance,
+		WorkerCount: d.WorkerCount, ParameterServerCount: d.ParameterServerCount}, 1)
+}
+
+func decDistribution(d *decoder, s sql.NullString) *model.Distribution {
+	if !s.Valid || s.String == "" {
+		return nil
+	}
+	var r distributionRow
+	if err := json.Unmarshal([]byte(s.String), &r); err != nil {
+		d.fail("distribution", err)
+		return nil
+	}
+	return &model.Distribution{Type: model.DistributionType(r.Type), ProcessCountPerInstance: r.ProcessCountPerInstance,
+		WorkerCount: r.WorkerCount, ParameterServerCount: r.ParameterServerCount}
 }

@@ -731,6 +731,7 @@ func testJobUpdateNodes(t *testing.T, s store.Store) {
 		t.Run(tt.name, func(t *testing.T) {
 			j := newJob(w, fmt.Sprintf("gang-%d", i), "cpu", int64(i))
 			j.InstanceCount = len(tt.nodeFrom)
+			j.Distribution = &model.Distribution{Type: model.DistributionPyTorch, ProcessCountPerInstance: 2}
 			mustCreateJob(t, s, j)
 			var orig []model.Node
 			var changes []store.NodeChange
@@ -745,6 +746,7 @@ func testJobUpdateNodes(t *testing.T, s store.Store) {
 				u := n
 				u.State, u.JobID, u.StateSince = model.NodeRunning, j.ID, at(40)
 				changes = append(changes, store.NodeChange{Node: u, From: from})
+				upd.NodeIDs = append(upd.NodeIDs, n.ID)
 			}
 			err := s.JobUpdateNodes(t.Context(), upd, tt.from, changes)
 			if !errors.Is(err, tt.wantErr) {
