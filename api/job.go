@@ -92,10 +92,11 @@ type KumoJobSettings struct {
 
 // JobAttempt is one attempt of a job (read-only).
 type JobAttempt struct {
-	Number    int    `json:"number"`
-	NodeID    string `json:"nodeId,omitempty"`    // "" on the local compute
-	StartTime string `json:"startTime,omitempty"` // when it was assigned
-	EndTime   string `json:"endTime,omitempty"`   // "" while it runs
+	Number    int      `json:"number"`
+	NodeID    string   `json:"nodeId,omitempty"`    // "" on the local compute; a multi-node job's rank 0
+	NodeIDs   []string `json:"nodeIds,omitempty"`   // a multi-node job's nodes in rank order
+	StartTime string   `json:"startTime,omitempty"` // when it was assigned
+	EndTime   string   `json:"endTime,omitempty"`   // "" while it runs
 	// FailureClass is "user", "infrastructure" or "preemption" for an
 	// attempt that failed; "" while it runs, or when it succeeded or was
 	// canceled. Only user failures count against a job's retries.
@@ -165,6 +166,10 @@ const (
 	PendingQuotaExceeded     = "QuotaExceeded"
 	PendingCapacityExhausted = "CapacityExhausted"
 	PendingComputeFailed     = "ComputeFailed"
+	// PendingWaitingForGang: a multi-node job waits until all the nodes
+	// it needs are ready at once; details give ready, needed, held (nodes
+	// kept from its last attempt) and waitingFor (another code).
+	PendingWaitingForGang = "WaitingForGang"
 	// PendingEvictedWaitingToRetry: the job's last attempt was evicted
 	// (its LowPriority node was taken); details name the node, the
 	// attempt and what the retry waits for (waitingFor: another code).

@@ -1,6 +1,10 @@
 package model
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+	"time"
+)
 
 // DistributionType says how a multi-process job's processes find each
 // other: which environment variables kumo sets for each (see
@@ -113,4 +117,52 @@ func (d *Distribution) String() string {
 		return fmt.Sprintf("TensorFlow, %d worker(s), %d parameter server(s)", d.WorkerCount, d.ParameterServerCount)
 	}
 	return fmt.Sprintf("%s, %d process(es) per instance", d.Type, max(1, d.ProcessCountPerInstance))
+}
+
+// AssignGang moves a queued gang job to nodes at now, nodes[r] running its
+// NODE_RANK r: the job is Preparing on all of them with a new attempt
+// (its NodeID is rank 0's). Each node is idle, or already held by the job
+// for the same rank (a survivor of its last attempt, see Job.NodeIDs).
+// The job and every node must be stored together, all or none
+// (store.Store.JobUpdateNodes), so that two gangs never hold parts of a
+// cluster each.
+func (j *Job) AssignGang(nodes []*Node, now time.Time) error {
+	if j.Status != JobQueued {
+		return transitionErr("assign", j)
+	}
+	if len(nodes) != max(j.InstanceCount, 1) {
+		return fmt.Errorf("assign job %s of %d nodes to %d: %w", j.Name, j.InstanceCount, len(nodes), ErrTransition)
+	}
+	ids := make([]string, len(nodes))
+	for r, n := range nodes {
+		held := n.JobID == j.ID && r < len(j.NodeIDs) && j.NodeIDs[r] == n.ID
+		if !held && (n.State != NodeIdle || n.JobID != "") {
+			return fmt.Errorf("assign job %s to node %s in state %s: %w", j.Name, n.ID, n.State, ErrTransition)
+		}
+		ids[r] = n.ID
+	}
+	for _, n := range nodes {
+		if n.JobID != j.ID || n.State != NodeRunning {
+			n.State, n.JobID, n.StateSince = NodeRunning, j.ID, now
+		}
+	}
+	j.Status, j.NodeID, j.NodeIDs, j.Attempts = JobPreparing, ids[0], ids, j.Attempts+1
+	j.StartedAt, j.EndedAt, j.ExitCode, j.Error = time.Time{}, time.Time{}, nil, nil
+	j.History = append(j.History, Attempt{Number: j.Attempts, NodeID: ids[0], NodeIDs: slices.Clone(ids), StartedAt: now})
+	if len(j.History) > MaxHistory {
+		j.History = j.History[len(j.History)-MaxHistory:]
+	}
+	return nil
+}
+
+// Held returns the nodes a queued gang job keeps from its last attempt
+// (ranks whose node survived); nil for other jobs.
+func (j *Job) Held() []string {
+	var ids []string
+	for _, id := range j.NodeIDs {
+		if id != "" {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }

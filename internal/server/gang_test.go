@@ -51,6 +51,9 @@ func TestGangJobAccepted(t *testing.T) {
 			if got.Properties.Resources.InstanceCount != tt.n || !cmp.Equal(got.Properties.Distribution, tt.dist) {
 				t.Errorf("API gives %+v, %+v; want %d, %+v", got.Properties.Resources, got.Properties.Distribution, tt.n, tt.dist)
 			}
+			if r := got.Properties.PendingReason; r == nil || r.Code != api.PendingWaitingForGang || !strings.Contains(r.Message, "0 of") {
+				t.Errorf("pending reason = %+v, want WaitingForGang with 0 of %d nodes ready", r, tt.n)
+			}
 		})
 	}
 }

@@ -535,7 +535,7 @@ func (s *Server) jobResource(ctx context.Context, j model.Job, views map[string]
 		s.log.Error("job cost", "job", j.ID, "err", err)
 	}
 	for _, a := range j.History {
-		p.AttemptHistory = append(p.AttemptHistory, api.JobAttempt{Number: a.Number, NodeID: a.NodeID,
+		p.AttemptHistory = append(p.AttemptHistory, api.JobAttempt{Number: a.Number, NodeID: a.NodeID, NodeIDs: a.NodeIDs,
 			StartTime: s.timestamp(a.StartedAt), EndTime: s.timestamp(a.EndedAt), FailureClass: string(a.Class),
 			Reason: string(a.Reason), Message: a.Message, ExitCode: a.ExitCode})
 	}
@@ -566,6 +566,7 @@ func (s *Server) jobResource(ctx context.Context, j model.Job, views map[string]
 			p.QueuePosition = pos + 1
 			if v != nil {
 				p.PendingReason = v.pendingReason(pos)
+				p.PendingReason = v.gangReason(j, p.PendingReason)
 				p.PendingReason = evictedReason(j, p.PendingReason, s)
 				if at, ok := v.estimateStart(s.now().UTC(), pos); ok {
 					p.EstimatedStartTime = s.timestamp(at)

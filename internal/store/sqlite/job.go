@@ -323,6 +323,16 @@ func (s *Store) JobHead(ctx context.Context, computeID string, status model.JobS
 
 // JobCountByCompute implements store.Store.
 func (s *Store) JobCountByCompute(ctx context.Context, computeID string, statuses ...model.JobStatus) (map[model.JobStatus]int, error) {
+	return s.jobCount(ctx, "count(*)", computeID, statuses)
+}
+
+// JobNodeCountByCompute implements store.Store.
+func (s *Store) JobNodeCountByCompute(ctx context.Context, computeID string, statuses ...model.JobStatus) (map[model.JobStatus]int, error) {
+	return s.jobCount(ctx, "sum(max(instance_count, 1))", computeID, statuses)
+}
+
+// jobCount sums expr over a compute's jobs by status.
+func (s *Store) jobCount(ctx context.Context, expr, computeID string, statuses []model.JobStatus) (map[model.JobStatus]int, error) {
 	if len(statuses) == 0 {
 		return map[model.JobStatus]int{}, nil
 	}
@@ -335,7 +345,7 @@ func (s *Store) JobCountByCompute(ctx context.Context, computeID string, statuse
 		var r row
 		err := sc.Scan(&r.status, &r.n)
 		return r, err
-	}, `SELECT status, count(*) FROM jobs WHERE compute_key = ? AND status IN `+in+` GROUP BY status`, append([]any{fold(computeID)}, args...)...)
+	}, `SELECT status, `+expr+` FROM jobs WHERE compute_key = ? AND status IN `+in+` GROUP BY status`, append([]any{fold(computeID)}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("job count of %s: %w", computeID, err)
 	}
@@ -376,21 +386,22 @@ func (s *Store) JobComputeIDs(ctx context.Context, statuses ...model.JobStatus) 
 
 // attemptRow is one element of jobs.history, with stable JSON names.
 type attemptRow struct {
-	Number    int    `json:"number"`
-	NodeID    string `json:"node,omitempty"`
-	StartedAt string `json:"start"`
-	EndedAt   string `json:"end,omitempty"`
-	Class     string `json:"class,omitempty"`
-	Reason    string `json:"reason,omitempty"`
-	Message   string `json:"message,omitempty"`
-	ExitCode  *int   `json:"exitCode,omitempty"`
+	Number    int      `json:"number"`
+	NodeID    string   `json:"node,omitempty"`
+	NodeIDs   []string `json:"nodes,omitempty"` // a gang's, in rank order
+	StartedAt string   `json:"start"`
+	EndedAt   string   `json:"end,omitempty"`
+	Class     string   `json:"class,omitempty"`
+	Reason    string   `json:"reason,omitempty"`
+	Message   string   `json:"message,omitempty"`
+	ExitCode  *int     `json:"exitCode,omitempty"`
 }
 
 // encAttempts renders a job's history; nil and empty both become NULL.
 func encAttempts(as []model.Attempt) (sql.NullString, error) {
 	rows := make([]attemptRow, len(as))
 	for i, a := range as {
-		rows[i] = attemptRow{Number: a.Number, NodeID: a.NodeID, StartedAt: encTime(a.StartedAt),
+		rows[i] = attemptRow{Number: a.Number, NodeID: a.NodeID, NodeIDs: a.NodeIDs, StartedAt: encTime(a.StartedAt),
 			Class: string(a.Class), Reason: string(a.Reason), Message: a.Message, ExitCode: a.ExitCode}
 		if !a.EndedAt.IsZero() {
 			rows[i].EndedAt = encTime(a.EndedAt)
@@ -413,7 +424,7 @@ func decAttempts(d *decoder, s sql.NullString) []model.Attempt {
 	}
 	as := make([]model.Attempt, len(rows))
 	for i, r := range rows {
-		as[i] = model.Attempt{Number: r.Number, NodeID: r.NodeID, StartedAt: d.time("history", r.StartedAt),
+		as[i] = model.Attempt{Number: r.Number, NodeID: r.NodeID, NodeIDs: r.NodeIDs, StartedAt: d.time("history", r.StartedAt),
 			Class: model.FailureClass(r.Class), Reason: model.Reason(r.Reason), Message: r.Message, ExitCode: r.ExitCode}
 		if r.EndedAt != "" {
 			as[i].EndedAt = d.time("history", r.EndedAt)
