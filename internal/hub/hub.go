@@ -59,6 +59,11 @@ type Hub struct {
 	lastSeen map[string]time.Time // by node ID
 	sessions map[string]sessions  // by node ID: SSH logins the agents report
 	closed   bool
+
+	// gangMu serializes the ends of gang jobs' ranks (finishGang): each
+	// rank that ends well frees its node and the last one completes the
+	// job, which needs the others' states read and written as one step.
+	gangMu sync.Mutex
 }
 
 type conn struct {

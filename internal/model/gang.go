@@ -166,3 +166,15 @@ func (j *Job) Held() []string {
 	}
 	return ids
 }
+
+// RunsOn reports whether the current attempt of j runs on nodeID: j is
+// Preparing, Running or Finalizing there (on any rank of a gang). A node
+// that holds a job that does not run on it is stale: the job was
+// requeued or ended behind its back, and the node is freed once its agent
+// has stopped the old attempt.
+func (j *Job) RunsOn(nodeID string) bool {
+	if nodeID == "" || (j.Status != JobPreparing && j.Status != JobRunning && j.Status != JobFinalizing) {
+		return false
+	}
+	return j.NodeID == nodeID || slices.Contains(j.NodeIDs, nodeID)
+}

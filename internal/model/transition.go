@@ -311,7 +311,7 @@ func (j *Job) End(reason Reason, message string, now time.Time) {
 
 // requeue puts j back in the queue for a new attempt.
 func (j *Job) requeue() {
-	j.Status, j.NodeID = JobQueued, ""
+	j.Status, j.NodeID, j.NodeIDs = JobQueued, "", nil
 	j.StartedAt, j.EndedAt, j.ExitCode, j.Error = time.Time{}, time.Time{}, nil, nil
 }
 

@@ -198,10 +198,20 @@ func (d *Dispatcher) Reconcile(ctx context.Context, computeID string) error {
 		if err != nil {
 			return fmt.Errorf("list started jobs: %w", err)
 		}
+		byJob := map[string]model.Job{}
 		for _, j := range started {
-			if j.CancelRequested && j.NodeID != "" {
-				_ = d.cfg.Sender.Send(j.NodeID, agentproto.Message{Type: agentproto.TypeCancel, RunID: j.RunID})
+			byJob[j.ID] = j
+			if !j.CancelRequested {
+				continue
 			}
+			for _, id := range append([]string{j.NodeID}, j.NodeIDs...) {
+				if id != "" {
+					_ = d.cfg.Sender.Send(id, agentproto.Message{Type: agentproto.TypeCancel, RunID: j.RunID})
+				}
+			}
+		}
+		if err := d.cancelStale(ctx, nodes, byJob); err != nil {
+			return err
 		}
 	}
 	if len(idle) == 0 {
@@ -324,4 +334,34 @@ func (d *Dispatcher) assign(ctx context.Context, j model.Job, taken []model.Node
 		}
 	}
 	return true, nil
+}
+
+// cancelStale tells each node that holds a job which no longer runs on it
+// to stop it: a gang job that was requeued or ended when one of its nodes
+// failed or was lost leaves its other nodes holding it. The node is freed
+// when its agent reports the old attempt done (see hub). started are the
+// compute's started jobs by ID.
+func (d *Dispatcher) cancelStale(ctx context.Context, nodes []model.Node, started map[string]model.Job) error {
+	for _, n := range nodes {
+		if n.JobID == "" || n.State != model.NodeRunning || !d.cfg.Sender.Connected(n.ID) {
+			continue
+		}
+		j, ok := started[n.JobID]
+		if ok && j.RunsOn(n.ID) {
+			continue
+		}
+		if !ok {
+			var err error
+			if j, err = d.cfg.Store.JobGet(ctx, n.JobID); errors.Is(err, store.ErrNotFound) {
+				continue
+			} else if err != nil {
+				return fmt.Errorf("get job %s: %w", n.JobID, err)
+			}
+			if j.RunsOn(n.ID) {
+				continue // started meanwhile
+			}
+		}
+		_ = d.cfg.Sender.Send(n.ID, agentproto.Message{Type: agentproto.TypeCancel, RunID: j.RunID})
+	}
+	return nil
 }
