@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,8 +61,9 @@ func TestGangJobRendezvous(t *testing.T) {
 	}
 }
 
-// Evicting one node of a running gang requeues the job as one attempt; it
-// completes on the surviving node and one replacement.
+// Evicting one node of a running gang requeues the job as one attempt,
+// which keeps the surviving node assigned while it waits; it completes on
+// the survivor and one replacement.
 func TestGangEvictionReplacesOneNode(t *testing.T) {
 	bin := buildRendezvous(t)
 	s := startServer(t, "", append(fastNodes, "--eviction-lead-time", "2s")...)
@@ -79,6 +81,15 @@ func TestGangEvictionReplacesOneNode(t *testing.T) {
 	if out, err := run(t, s.dir, "compute", "simulate-eviction", "--name", "spot", "--node-id", nodes[1]); err != nil {
 		t.Fatalf("simulate-eviction: %v %s", err, out)
 	}
+	// While it waits for the replacement, the survivor stays the job's.
+	waitFor(t, 60*time.Second, "the job to wait for one replacement", func() (bool, string) {
+		p := getJob(t, s, "ddp").Properties
+		if p.Attempts > 1 {
+			t.Fatalf("attempt 2 began before the wait was seen: %+v", p)
+		}
+		return p.Status == api.JobQueued && slices.Equal(p.NodeIDs, []string{nodes[0], ""}),
+			fmt.Sprintf("%s on %q", p.Status, p.NodeIDs)
+	})
 	j := waitJob(t, s, "ddp", 180*time.Second)
 	p := j.Properties
 	if p.Status != api.JobCompleted || p.Attempts != 2 || len(p.AttemptHistory) != 2 {

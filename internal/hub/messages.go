@@ -26,8 +26,10 @@ func (h *Hub) hello(ctx context.Context, c *conn, m agentproto.Message) error {
 	var resend []agentproto.Message
 	offsets := map[string]agentproto.Offsets{}
 	reported := map[string]bool{}
+	exited := map[string]bool{} // reported ended: acked below, never reported again
 	for _, r := range m.Jobs {
 		reported[r.RunID] = true
+		exited[r.RunID] = r.State == agentproto.JobExited
 		j, err := st.JobGetByRunID(ctx, r.RunID)
 		if err != nil || !j.RunsOn(c.nodeID) {
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -58,6 +60,7 @@ func (h *Hub) hello(ctx context.Context, c *conn, m agentproto.Message) error {
 			return err
 		}
 		from := n.State
+		held := false // idle but kept for a gang job's retry
 		n.Address, n.Note, n.HostKey = m.Address, m.Note, m.HostKey
 		if n.JobID != "" {
 			j, err := st.JobGet(ctx, n.JobID)
@@ -65,6 +68,10 @@ func (h *Hub) hello(ctx context.Context, c *conn, m agentproto.Message) error {
 				return err
 			}
 			switch {
+			case err == nil && j.Holds(n.ID):
+				// Kept for the job's retry: running while the agent
+				// still stops its old attempt.
+				held = !reported[j.RunID] || exited[j.RunID]
 			case err != nil || !j.RunsOn(n.ID):
 				// Done, or stale: the job moved on without this node
 				// (its process, if any, was told to stop above).
@@ -81,6 +88,8 @@ func (h *Hub) hello(ctx context.Context, c *conn, m agentproto.Message) error {
 			}
 		}
 		switch {
+		case held:
+			n.State = model.NodeIdle
 		case n.JobID != "":
 			n.State = model.NodeRunning
 		case from == model.NodePreparing || from == model.NodeRunning:
@@ -334,11 +343,13 @@ func (h *Hub) finish(ctx context.Context, c *conn, m agentproto.Message) error {
 // finishGang records the end of one node's part of j: a gang job's rank,
 // or a node that held a job which no longer runs on it (stale: the job was
 // requeued or ended when another of its nodes was lost, and the
-// dispatcher told this node to stop). A stale node is just freed. A rank
-// that failed (or was preempted) ends the attempt for the whole gang:
-// the job is requeued or failed, and its other nodes become stale, so the
-// dispatcher cancels them. A rank that exited 0 frees its node, and the
-// last one completes the job.
+// dispatcher told this node to stop). A stale node is freed, or, when the
+// requeued job keeps it for its retry, made idle and left the job's. A
+// rank that failed ends the attempt for the whole gang: the job is
+// requeued (holding none of its nodes) or failed, and its other nodes
+// become stale, so the dispatcher cancels them. A preempted rank leaves,
+// and a requeued job keeps its other nodes (model.Job.LoseNode). A rank
+// that exited 0 frees its node, and the last one completes the job.
 func (h *Hub) finishGang(ctx context.Context, c *conn, m agentproto.Message, j model.Job) error {
 	h.gangMu.Lock()
 	defer h.gangMu.Unlock()
@@ -364,8 +375,12 @@ func (h *Hub) finishGang(ctx context.Context, c *conn, m agentproto.Message, j m
 		}
 		nodeFrom := n.State
 		if !j.RunsOn(c.nodeID) {
-			if !n.Free(j.ID, now) {
+			if nodeFrom != model.NodeRunning {
 				return nil
+			}
+			n.JobID, n.State, n.StateSince = "", model.NodeIdle, now
+			if j.Holds(c.nodeID) {
+				n.JobID = j.ID // idle, kept for the job's retry
 			}
 			err := st.NodeUpdate(ctx, n, nodeFrom)
 			if errors.Is(err, store.ErrPreconditionFailed) {
@@ -382,7 +397,7 @@ func (h *Hub) finishGang(ctx context.Context, c *conn, m agentproto.Message, j m
 		ok = ok && m.ExitCode != nil && *m.ExitCode == 0
 		switch {
 		case m.Reason == agentproto.ReasonPreempted:
-			j.Lose(model.ReasonPreempted, "node "+c.nodeID+": "+m.Message, ended)
+			j.LoseNode(c.nodeID, model.ReasonPreempted, "node "+c.nodeID+": "+m.Message, ended)
 			if err := n.Remove(model.NodePreempted, "evicted by the provider", now); err != nil {
 				return err
 			}

@@ -121,8 +121,9 @@ func (d *Distribution) String() string {
 
 // AssignGang moves a queued gang job to nodes at now, nodes[r] running its
 // NODE_RANK r: the job is Preparing on all of them with a new attempt
-// (its NodeID is rank 0's). Each node is idle, or already held by the job
-// for the same rank (a survivor of its last attempt, see Job.NodeIDs).
+// (its NodeID is rank 0's). Each node is idle, or held by the job for the
+// same rank (a survivor of its last attempt, see Job.NodeIDs) and idle
+// (its old attempt has ended).
 // The job and every node must be stored together, all or none
 // (store.Store.JobUpdateNodes), so that two gangs never hold parts of a
 // cluster each.
@@ -135,7 +136,7 @@ func (j *Job) AssignGang(nodes []*Node, now time.Time) error {
 	}
 	ids := make([]string, len(nodes))
 	for r, n := range nodes {
-		held := n.JobID == j.ID && r < len(j.NodeIDs) && j.NodeIDs[r] == n.ID
+		held := n.JobID == j.ID && n.State == NodeIdle && r < len(j.NodeIDs) && j.NodeIDs[r] == n.ID
 		if !held && (n.State != NodeIdle || n.JobID != "") {
 			return fmt.Errorf("assign job %s to node %s in state %s: %w", j.Name, n.ID, n.State, ErrTransition)
 		}
@@ -177,4 +178,35 @@ func (j *Job) RunsOn(nodeID string) bool {
 		return false
 	}
 	return j.NodeID == nodeID || slices.Contains(j.NodeIDs, nodeID)
+}
+
+// Holds reports whether j is a queued gang job that keeps nodeID from its
+// last attempt for its retry (see LoseNode). A held node stays assigned
+// to the job (Node.JobID): Running while its old attempt's processes
+// stop, then Idle until the retry starts.
+func (j *Job) Holds(nodeID string) bool {
+	return nodeID != "" && j.Status == JobQueued && slices.Contains(j.NodeIDs, nodeID)
+}
+
+// LoseNode is Lose for the loss of one node, nodeID: when a gang job is
+// requeued, it keeps its other nodes for the retry (Job.NodeIDs with ""
+// for the lost rank), so the retry waits for one replacement, not all.
+func (j *Job) LoseNode(nodeID string, reason Reason, message string, now time.Time) string {
+	prev := j.NodeIDs
+	what := j.Lose(reason, message, now)
+	if j.Status != JobQueued || len(prev) < 2 {
+		return what
+	}
+	ids := slices.Clone(prev)
+	kept := false
+	for r, id := range ids {
+		if id == nodeID {
+			ids[r] = ""
+		}
+		kept = kept || ids[r] != ""
+	}
+	if kept {
+		j.NodeIDs = ids
+	}
+	return what
 }

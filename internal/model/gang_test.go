@@ -15,9 +15,10 @@ func TestAssignGang(t *testing.T) {
 		wantErr bool
 	}{
 		{"all idle", nil, []Node{{ID: "a", State: NodeIdle}, {ID: "b", State: NodeIdle}}, false},
-		{"one held, one idle", []string{"", "b"}, []Node{{ID: "a", State: NodeIdle}, {ID: "b", State: NodeRunning, JobID: id}}, false},
+		{"one held, one idle", []string{"", "b"}, []Node{{ID: "a", State: NodeIdle}, {ID: "b", State: NodeIdle, JobID: id}}, false},
+		{"held still running its old attempt", []string{"", "b"}, []Node{{ID: "a", State: NodeIdle}, {ID: "b", State: NodeRunning, JobID: id}}, true},
 		{"one busy", nil, []Node{{ID: "a", State: NodeIdle}, {ID: "b", State: NodeRunning, JobID: "other"}}, true},
-		{"held in another rank", []string{"b", ""}, []Node{{ID: "a", State: NodeIdle}, {ID: "b", State: NodeRunning, JobID: id}}, true},
+		{"held in another rank", []string{"b", ""}, []Node{{ID: "a", State: NodeIdle}, {ID: "b", State: NodeIdle, JobID: id}}, true},
 		{"too few", nil, []Node{{ID: "a", State: NodeIdle}}, true},
 	}
 	for _, tt := range tests {
@@ -65,5 +66,29 @@ func TestProcessesPerNode(t *testing.T) {
 		if got := tt.d.ProcessesPerNode(tt.n); got != tt.want {
 			t.Errorf("%v.ProcessesPerNode(%d) = %d, want %d", tt.d, tt.n, got, tt.want)
 		}
+	}
+}
+
+func TestLoseNodeKeepsSurvivors(t *testing.T) {
+	j := Job{ID: "g", InstanceCount: 3, Status: JobQueued}
+	nodes := []*Node{{ID: "a", State: NodeIdle}, {ID: "b", State: NodeIdle}, {ID: "c", State: NodeIdle}}
+	if err := j.AssignGang(nodes, t0); err != nil {
+		t.Fatal(err)
+	}
+	if what := j.LoseNode("b", ReasonPreempted, "node b: evicted", t0); what != "requeued" {
+		t.Fatalf("LoseNode = %s, want requeued", what)
+	}
+	if !slices.Equal(j.NodeIDs, []string{"a", "", "c"}) || !j.Holds("a") || j.Holds("b") || len(j.Held()) != 2 {
+		t.Errorf("after losing b: nodes %q; want [a \"\" c], a and c held", j.NodeIDs)
+	}
+	// A user failure frees them all.
+	j2 := Job{ID: "h", InstanceCount: 2, Status: JobQueued, MaxRetries: 1}
+	if err := j2.AssignGang([]*Node{{ID: "a", State: NodeIdle}, {ID: "b", State: NodeIdle}}, t0); err != nil {
+		t.Fatal(err)
+	}
+	one := 1
+	j2.Finish(&one, "exited", "", t0)
+	if j2.Status != JobQueued || j2.NodeIDs != nil {
+		t.Errorf("after a user failure: %s on %q, want queued holding nothing", j2.Status, j2.NodeIDs)
 	}
 }

@@ -507,7 +507,7 @@ func (a *Autoscaler) scaleDown(ctx context.Context, comp model.Compute, prov pro
 	st := a.cfg.Store
 	var idle []model.Node
 	for _, n := range nodes {
-		if n.State == model.NodeIdle {
+		if n.State == model.NodeIdle && n.JobID == "" { // not kept for a gang job's retry
 			idle = append(idle, n)
 		}
 	}

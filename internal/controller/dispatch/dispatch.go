@@ -239,7 +239,12 @@ func (d *Dispatcher) Reconcile(ctx context.Context, computeID string) error {
 		if len(idle) == 0 {
 			break
 		}
-		need := max(j.InstanceCount, 1) - len(j.Held())
+		held, ready := heldRanks(j, byID)
+		if !ready {
+			// A node it kept is still stopping its last attempt.
+			break
+		}
+		need := max(j.InstanceCount, 1) - len(held)
 		if need > len(idle) {
 			if maxNodes >= 0 && max(j.InstanceCount, 1) > maxNodes {
 				// The cluster was shrunk below what the job needs: it
@@ -255,7 +260,7 @@ func (d *Dispatcher) Reconcile(ctx context.Context, computeID string) error {
 		}
 		var taken []model.Node
 		taken, idle = idle[:need], idle[need:]
-		ok, err := d.assign(ctx, j, taken, byID)
+		ok, err := d.assign(ctx, j, taken, held)
 		if err != nil {
 			return err
 		}
@@ -276,10 +281,10 @@ func (d *Dispatcher) Reconcile(ctx context.Context, computeID string) error {
 }
 
 // assign gives j the idle nodes taken (and, for a gang retrying, the
-// nodes it held on to), all in one store transaction; it reports false,
+// nodes it held on to, by rank), all in one store transaction; it reports false,
 // changing nothing, when the job or a node changed meanwhile. Each node
 // is then told to run its rank of the job.
-func (d *Dispatcher) assign(ctx context.Context, j model.Job, taken []model.Node, byID map[string]model.Node) (bool, error) {
+func (d *Dispatcher) assign(ctx context.Context, j model.Job, taken []model.Node, held map[int]model.Node) (bool, error) {
 	st := d.cfg.Store
 	now := d.cfg.Now().UTC()
 	var changes []store.NodeChange
@@ -294,11 +299,7 @@ func (d *Dispatcher) assign(ctx context.Context, j model.Job, taken []model.Node
 		from := make([]model.NodeState, len(ranks))
 		next := 0
 		for r := range ranks {
-			if r < len(j.NodeIDs) && j.NodeIDs[r] != "" {
-				n, ok := byID[j.NodeIDs[r]]
-				if !ok || n.JobID != j.ID {
-					return false, nil // the held node is gone; the job's loss is recorded elsewhere
-				}
+			if n, ok := held[r]; ok {
 				ranks[r], from[r] = &n, n.State
 				continue
 			}
@@ -338,12 +339,14 @@ func (d *Dispatcher) assign(ctx context.Context, j model.Job, taken []model.Node
 
 // cancelStale tells each node that holds a job which no longer runs on it
 // to stop it: a gang job that was requeued or ended when one of its nodes
-// failed or was lost leaves its other nodes holding it. The node is freed
-// when its agent reports the old attempt done (see hub). started are the
-// compute's started jobs by ID.
+// failed or was lost leaves its other nodes holding it. When its agent
+// reports the old attempt done, the hub frees the node, or, when the
+// requeued job keeps it for its retry, makes it idle but still the job's
+// (model.Job.Holds). An idle node kept for a job that no longer holds it
+// is freed here. started are the compute's started jobs by ID.
 func (d *Dispatcher) cancelStale(ctx context.Context, nodes []model.Node, started map[string]model.Job) error {
 	for _, n := range nodes {
-		if n.JobID == "" || n.State != model.NodeRunning || !d.cfg.Sender.Connected(n.ID) {
+		if n.JobID == "" || (n.State != model.NodeRunning && n.State != model.NodeIdle) {
 			continue
 		}
 		j, ok := started[n.JobID]
@@ -361,7 +364,38 @@ func (d *Dispatcher) cancelStale(ctx context.Context, nodes []model.Node, starte
 				continue // started meanwhile
 			}
 		}
-		_ = d.cfg.Sender.Send(n.ID, agentproto.Message{Type: agentproto.TypeCancel, RunID: j.RunID})
+		switch {
+		case j.Holds(n.ID) && n.State == model.NodeIdle:
+			// Kept for the job's retry, its old attempt ended.
+		case n.State == model.NodeIdle:
+			// Kept for a retry that will not come (the job was canceled
+			// or failed while it waited): free it.
+			u := n
+			u.JobID, u.StateSince = "", d.cfg.Now().UTC()
+			if err := d.cfg.Store.NodeUpdate(ctx, u, model.NodeIdle); err != nil && !errors.Is(err, store.ErrPreconditionFailed) && !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("free node %s: %w", n.ID, err)
+			}
+		case d.cfg.Sender.Connected(n.ID):
+			_ = d.cfg.Sender.Send(n.ID, agentproto.Message{Type: agentproto.TypeCancel, RunID: j.RunID})
+		}
 	}
 	return nil
+}
+
+// heldRanks returns the nodes a queued gang job kept from its last
+// attempt, by rank, and whether they are all ready (their old attempt
+// has ended, so they are idle). A kept node that is gone or no longer
+// the job's leaves its rank open, for a new node.
+func heldRanks(j model.Job, byID map[string]model.Node) (map[int]model.Node, bool) {
+	held := map[int]model.Node{}
+	ready := true
+	for r, id := range j.NodeIDs {
+		n, ok := byID[id]
+		if id == "" || !ok || n.JobID != j.ID || (n.State != model.NodeIdle && n.State != model.NodeRunning) {
+			continue
+		}
+		held[r] = n
+		ready = ready && n.State == model.NodeIdle
+	}
+	return held, ready
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"kumo/internal/agentproto"
 	"kumo/internal/model"
 	"kumo/internal/store"
 )
@@ -72,15 +73,34 @@ func TestReconcileGangAllOrNone(t *testing.T) {
 
 // TestReconcileGangKeepsHeldNodes starts a gang's retry with the node it
 // kept from its last attempt and one new idle node, the kept node in its
-// old rank.
+// old rank, once the kept node has stopped the old attempt: until then it
+// waits, and the kept node is told to stop.
 func TestReconcileGangKeepsHeldNodes(t *testing.T) {
 	e := newEnv(t, "n1", "n2", "n3")
 	gangID := wsID + "/jobs/gang"
-	e.node(t, "n1", model.NodeRunning, t0, gangID) // rank 1 survived
+	e.node(t, "n1", model.NodeRunning, t0, gangID) // rank 1 survived, still stopping attempt 1
 	e.node(t, "n3", model.NodeIdle, t0, "")
 	e.job(t, "gang", cpuID, 1, func(j *model.Job) {
 		j.InstanceCount, j.NodeIDs, j.Attempts = 2, []string{"", "n1"}, 1
 	})
+	if err := e.d.Reconcile(t.Context(), cpuID); err != nil {
+		t.Fatal(err)
+	}
+	if j, _ := e.st.JobGet(t.Context(), gangID); j.Status != model.JobQueued {
+		t.Fatalf("gang %s while its kept node still runs its old attempt, want Queued", j.Status)
+	}
+	if m := e.sender.messages(); len(m) != 1 || m[0] != (sent{Node: "n1", Type: agentproto.TypeCancel, RunID: "run-gang"}) {
+		t.Errorf("sent %+v, want a cancel of the old attempt on n1", m)
+	}
+	// The old attempt ended: n1 is idle, still the job's.
+	n1, err := e.st.NodeGet(t.Context(), "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1.State = model.NodeIdle
+	if err := e.st.NodeUpdate(t.Context(), n1, model.NodeRunning); err != nil {
+		t.Fatal(err)
+	}
 	if err := e.d.Reconcile(t.Context(), cpuID); err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +110,22 @@ func TestReconcileGangKeepsHeldNodes(t *testing.T) {
 	}
 	if j.Status != model.JobPreparing || !slices.Equal(j.NodeIDs, []string{"n3", "n1"}) || j.Attempts != 2 {
 		t.Errorf("gang: %s on %q, attempt %d; want Preparing on [n3 n1], attempt 2", j.Status, j.NodeIDs, j.Attempts)
+	}
+}
+
+// TestReconcileFreesNodesKeptForCanceledJob frees an idle node kept for a
+// gang's retry once the job no longer waits for it.
+func TestReconcileFreesNodesKeptForCanceledJob(t *testing.T) {
+	e := newEnv(t, "n1")
+	e.node(t, "n1", model.NodeIdle, t0, wsID+"/jobs/gang")
+	e.job(t, "gang", cpuID, 1, func(j *model.Job) {
+		j.InstanceCount, j.NodeIDs, j.Status = 2, []string{"", "n1"}, model.JobCanceled
+	})
+	if err := e.d.Reconcile(t.Context(), cpuID); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := e.st.NodeGet(t.Context(), "n1"); err != nil || n.JobID != "" || n.State != model.NodeIdle {
+		t.Errorf("n1 = %s with %q (%v), want idle and free", n.State, n.JobID, err)
 	}
 }
 
