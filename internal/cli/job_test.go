@@ -69,6 +69,12 @@ name: cifar-1
 			want: &jobFile{Spec: client.CommandJob{Command: "echo one\necho two", CodeDir: "/opt/src", Compute: "cpu-cluster"}},
 		},
 		{
+			name: "tensorflow distribution",
+			yaml: "compute: c\ncommand: 'true'\nresources: {instance_count: 2}\ndistribution: {type: tensorflow, worker_count: 2, parameter_server_count: 2}\n",
+			want: &jobFile{Spec: client.CommandJob{Command: "true", Compute: "c", InstanceCount: 2,
+				Distribution: &api.Distribution{DistributionType: "tensorflow", WorkerCount: 2, ParameterServerCount: 2}}},
+		},
+		{
 			name: "local compute",
 			yaml: "compute: azureml:local\ncommand: 'true'\n",
 			want: &jobFile{Spec: client.CommandJob{Command: "true", Compute: "local"}},
