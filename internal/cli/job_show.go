@@ -148,7 +148,9 @@ func printJobDetail(w io.Writer, j api.JobResource, now time.Time) error {
 // Preempted: node n1: …", in local time.
 func attemptLine(a api.JobAttempt) string {
 	where := "local"
-	if a.NodeID != "" {
+	if len(a.NodeIDs) > 1 {
+		where = "nodes " + strings.Join(a.NodeIDs, ", ")
+	} else if a.NodeID != "" {
 		where = "node " + a.NodeID
 	}
 	when := formatTime(a.StartTime) + " – "

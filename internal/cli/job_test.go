@@ -410,6 +410,35 @@ func TestJobShowAttemptHistory(t *testing.T) {
 	}
 }
 
+// TestJobShowGang lists a multi-node job's nodes by rank, one that waits
+// for a replacement included, and each attempt's nodes.
+func TestJobShowGang(t *testing.T) {
+	e := newTestEnv(t)
+	t1, t2 := "2026-03-01T12:00:00Z", "2026-03-01T12:05:00Z"
+	e.mux.HandleFunc("GET "+testWS+"/jobs/j1", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, api.JobResource{Name: "j1", Properties: &api.JobProperties{
+			Status: api.JobQueued, ComputeID: "lowpri", Attempts: 1, NodeIDs: []string{"n1", ""},
+			Resources:    &api.JobResourceConfig{InstanceCount: 2},
+			Distribution: &api.Distribution{DistributionType: "PyTorch", ProcessCountPerInstance: 2},
+			AttemptHistory: []api.JobAttempt{{Number: 1, NodeID: "n1", NodeIDs: []string{"n1", "n2"}, StartTime: t1, EndTime: t2,
+				FailureClass: "preemption", Reason: "Preempted"}},
+		}})
+	})
+	if code := e.run("job", "show", "j1"); code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, e.errOut.String())
+	}
+	for _, w := range []string{
+		"Nodes:        0=n1, 1=(awaiting a replacement)\n",
+		"Instances:    2\n",
+		"Distribution: PyTorch, 2 process(es) per instance\n",
+		"Attempt 1:    nodes n1, n2, ",
+	} {
+		if !strings.Contains(e.out.String(), w) {
+			t.Errorf("stdout:\n%s\nwant a line %q", e.out.String(), w)
+		}
+	}
+}
+
 func TestJobDownloadDefaultPath(t *testing.T) {
 	t.Chdir(t.TempDir())
 	e := newTestEnv(t)
