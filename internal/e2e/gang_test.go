@@ -59,6 +59,22 @@ func TestGangJobRendezvous(t *testing.T) {
 	if log := jobLog(t, s, "ddp"); !strings.Contains(log, "rendezvous ok: 4 ranks") {
 		t.Errorf("rank 0's log %q lacks the rendezvous of 4 ranks", log)
 	}
+	// Every process's log comes back, from both nodes.
+	dl := t.TempDir()
+	if out, err := run(t, s.dir, "job", "download", "ddp", "--download-path", dl); err != nil {
+		t.Fatalf("download: %v %s", err, out)
+	}
+	for name, want := range map[string]string{
+		"std_log_node_0_process_0.txt": "rendezvous ok: 4 ranks",
+		"std_log_node_0_process_1.txt": "rank 1 joined",
+		"std_log_node_1_process_0.txt": "rank 2 joined",
+		"std_log_node_1_process_1.txt": "rank 3 joined",
+	} {
+		b, err := os.ReadFile(filepath.Join(dl, "user_logs", name))
+		if err != nil || !strings.Contains(string(b), want) {
+			t.Errorf("user_logs/%s = %q, %v; want %q", name, b, err, want)
+		}
+	}
 }
 
 // Evicting one node of a running gang requeues the job as one attempt,

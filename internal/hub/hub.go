@@ -293,7 +293,7 @@ func (h *Hub) serveArtifacts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	j, err := h.cfg.Store.JobGetByRunID(r.Context(), run)
-	if err != nil || j.NodeID != n.ID || !active(j.Status) {
+	if err != nil || !j.RunsOn(n.ID) {
 		httpError(w, http.StatusForbidden, "AuthorizationFailed", "job "+run+" is not running on this node")
 		return
 	}
@@ -304,7 +304,13 @@ func (h *Hub) serveArtifacts(w http.ResponseWriter, r *http.Request) {
 	}
 	body := http.MaxBytesReader(w, r.Body, h.cfg.Files.ArtifactLimits().StreamBytes())
 	ckpt, _ := model.CheckpointDir(j.Env)
-	err = h.cfg.Files.SaveArtifacts(run, body, ckpt)
+	if n.ID == j.NodeID {
+		err = h.cfg.Files.SaveArtifacts(run, body, ckpt)
+	} else {
+		// Another node of a gang: only its per-process logs are kept;
+		// outputs and checkpoint are node 0's.
+		err = h.cfg.Files.SaveProcessLogs(run, body)
+	}
 	switch archive.HTTPStatus(err) {
 	case 0:
 	case http.StatusRequestEntityTooLarge:
