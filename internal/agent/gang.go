@@ -81,8 +81,9 @@ func tfConfig(g *agentproto.GangSpec, procs, global int) (string, error) {
 
 // launcher is a /bin/sh script that starts command once per process with
 // that process's variables, tees each one's output to its log file, and
-// waits for all. The process group gets the node's signals (cancel,
-// eviction notice), so every process does.
+// waits for all, or, when one fails, stops the others and exits with its
+// code. The process group gets the node's signals (cancel, eviction
+// notice), so every process does.
 func launcher(command string, nodeRank int, perProc []map[string]string) string {
 	var b strings.Builder
 	b.WriteString("mkdir -p user_logs .kumo_rc && rm -f .kumo_rc/*\n")
@@ -100,10 +101,14 @@ func launcher(command string, nodeRank int, perProc []map[string]string) string 
 		fmt.Fprintf(&b, "( ( export %s; /bin/sh -c %s; echo $? > .kumo_rc/%d ) 2>&1 | tee %s ) &\n",
 			strings.Join(exports, " "), shellQuote(command), p, log)
 	}
-	b.WriteString("wait\nrc=0\n")
-	fmt.Fprintf(&b, "for p in $(seq 0 %d); do c=$(cat .kumo_rc/$p 2>/dev/null || echo 1); ", len(perProc)-1)
-	b.WriteString("if [ \"$c\" != 0 ]; then echo \"kumo: process $p exited with code $c\" >&2; [ $rc = 0 ] && rc=$c; fi; done\n")
-	b.WriteString("rm -rf .kumo_rc\nexit $rc\n")
+	// Wait until every process has ended or one has failed; then stop the
+	// others (a distributed job's ranks would wait for the failed one for
+	// ever) with SIGTERM, which the launcher alone ignores.
+	fmt.Fprintf(&b, "while :; do n=0; rc=0; for p in $(seq 0 %d); do if [ -f .kumo_rc/$p ]; then n=$((n+1)); c=$(cat .kumo_rc/$p); ", len(perProc)-1)
+	b.WriteString("if [ \"$c\" != 0 ] && [ $rc = 0 ]; then rc=$c; echo \"kumo: process $p exited with code $c\" >&2; fi; fi; done; ")
+	fmt.Fprintf(&b, "if [ $rc != 0 ] || [ $n = %d ]; then break; fi; sleep 0.2; done\n", len(perProc))
+	b.WriteString("if [ $rc != 0 ]; then trap '' TERM; kill -TERM 0 2>/dev/null; fi\n")
+	b.WriteString("wait\nrm -rf .kumo_rc\nexit $rc\n")
 	return b.String()
 }
 

@@ -1,12 +1,15 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"kumo/internal/agentproto"
 )
@@ -25,6 +28,7 @@ func TestGangLauncher(t *testing.T) {
 	dir := t.TempDir()
 	c := exec.Command("/bin/sh", "-c", cmd)
 	c.Dir = dir
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // as the runner starts it: its own process group
 	for k, v := range env {
 		c.Env = append(c.Env, k+"="+v)
 	}
@@ -70,5 +74,27 @@ func TestGangTFConfig(t *testing.T) {
 	if strings.Join(got.Cluster["worker"], ",") != "a:7001,a:7002,b:7003" || strings.Join(got.Cluster["ps"], ",") != "b:7004" ||
 		got.Task.Type != "ps" || got.Task.Index != 0 {
 		t.Errorf("TF_CONFIG = %s", tf)
+	}
+}
+
+// When one process fails, the launcher stops the others (which would wait
+// for it for ever) and exits with the failed one's code.
+func TestGangLauncherStopsTheOthers(t *testing.T) {
+	_, cmd, err := gangEnv(&agentproto.GangSpec{NodeIDs: []string{"n0"}, Addresses: []string{"127.0.0.1"}, ProcessesPerNode: 2, MasterPort: 6105},
+		"n0", `if [ "$LOCAL_RANK" = 1 ]; then exit 5; fi; sleep 600`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 120*time.Second)
+	defer cancel()
+	c := exec.CommandContext(ctx, "/bin/sh", "-c", cmd)
+	c.Dir = t.TempDir()
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // as the runner starts it: its own process group
+	out, err := c.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("the launcher waited for the sleeping process; output:\n%s", out)
+	}
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 5 {
+		t.Errorf("exit = %v, want code 5; output:\n%s", err, out)
 	}
 }
