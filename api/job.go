@@ -50,9 +50,13 @@ type JobProperties struct {
 	Kumo *KumoJobSettings `json:"kumo,omitempty"`
 
 	// Read-only.
-	Status        JobStatus      `json:"status,omitempty"`
-	RunID         string         `json:"runId,omitempty"`
-	NodeID        string         `json:"nodeId,omitempty"`
+	Status JobStatus `json:"status,omitempty"`
+	RunID  string    `json:"runId,omitempty"`
+	NodeID string    `json:"nodeId,omitempty"`
+	// NodeIDs are a multi-node job's nodes in rank order while it holds
+	// any, also while it waits to retry after losing one ("" for a rank
+	// awaiting a replacement); empty for a one-node job.
+	NodeIDs       []string       `json:"nodeIds,omitempty"`
 	ExitCode      *int           `json:"exitCode,omitempty"`
 	Error         *ErrorDetail   `json:"error,omitempty"`
 	PendingReason *PendingReason `json:"pendingReason,omitempty"` // set while Queued
@@ -88,10 +92,11 @@ type KumoJobSettings struct {
 
 // JobAttempt is one attempt of a job (read-only).
 type JobAttempt struct {
-	Number    int    `json:"number"`
-	NodeID    string `json:"nodeId,omitempty"`    // "" on the local compute
-	StartTime string `json:"startTime,omitempty"` // when it was assigned
-	EndTime   string `json:"endTime,omitempty"`   // "" while it runs
+	Number    int      `json:"number"`
+	NodeID    string   `json:"nodeId,omitempty"`    // "" on the local compute; a multi-node job's rank 0
+	NodeIDs   []string `json:"nodeIds,omitempty"`   // a multi-node job's nodes in rank order
+	StartTime string   `json:"startTime,omitempty"` // when it was assigned
+	EndTime   string   `json:"endTime,omitempty"`   // "" while it runs
 	// FailureClass is "user", "infrastructure" or "preemption" for an
 	// attempt that failed; "" while it runs, or when it succeeded or was
 	// canceled. Only user failures count against a job's retries.
@@ -126,10 +131,17 @@ type JobResourceConfig struct {
 	InstanceCount int `json:"instanceCount,omitempty"` // 0 means 1
 }
 
-// Distribution configures a distributed job.
+// Distribution configures a distributed job: how many processes each
+// node starts and which environment they get to find each other.
 type Distribution struct {
-	DistributionType        string `json:"distributionType"` // PyTorch, TensorFlow, Mpi
-	ProcessCountPerInstance int    `json:"processCountPerInstance,omitempty"`
+	DistributionType string `json:"distributionType"` // PyTorch, TensorFlow, Mpi
+	// ProcessCountPerInstance is for PyTorch and Mpi; 0 means 1.
+	ProcessCountPerInstance int `json:"processCountPerInstance,omitempty"`
+	// WorkerCount and ParameterServerCount are for TensorFlow: the tasks
+	// of all nodes, spread evenly over them; a WorkerCount of 0 means one
+	// per node.
+	WorkerCount          int `json:"workerCount,omitempty"`
+	ParameterServerCount int `json:"parameterServerCount,omitempty"`
 }
 
 // CommandJobLimits bounds a job. Timeout is an ISO-8601 duration.
@@ -154,6 +166,10 @@ const (
 	PendingQuotaExceeded     = "QuotaExceeded"
 	PendingCapacityExhausted = "CapacityExhausted"
 	PendingComputeFailed     = "ComputeFailed"
+	// PendingWaitingForGang: a multi-node job waits until all the nodes
+	// it needs are ready at once; details give ready, needed, held (nodes
+	// kept from its last attempt) and waitingFor (another code).
+	PendingWaitingForGang = "WaitingForGang"
 	// PendingEvictedWaitingToRetry: the job's last attempt was evicted
 	// (its LowPriority node was taken); details name the node, the
 	// attempt and what the retry waits for (waitingFor: another code).

@@ -129,12 +129,17 @@ func (j *job) checkpoint() string {
 }
 
 // uploadDirs are the job directory's subdirectories uploaded when it ends:
-// outputs/, logs/ and its checkpoint directory.
+// outputs/, logs/, its checkpoint directory, and, for a distributed job,
+// user_logs/ with its per-process logs (see gang.go).
 func (j *job) uploadDirs() []string {
+	dirs := artifactDirs
 	if c := j.checkpoint(); c != "" {
-		return append(slices.Clone(artifactDirs), c)
+		dirs = append(slices.Clone(dirs), c)
 	}
-	return artifactDirs
+	if j.spec.Gang != nil {
+		dirs = append(slices.Clone(dirs), "user_logs")
+	}
+	return dirs
 }
 
 // restoreCheckpoint puts the checkpoint the job's earlier attempt left

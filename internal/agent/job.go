@@ -133,10 +133,19 @@ func (j *job) execute() result {
 	if c := j.checkpoint(); c != "" {
 		set[model.CheckpointEnv] = filepath.Join(j.dir, c)
 	}
+	command := j.spec.Command
+	if g := j.spec.Gang; g != nil {
+		env, launch, err := gangEnv(g, j.a.cfg.NodeID, command)
+		if err != nil {
+			return j.failed(err)
+		}
+		maps.Copy(set, env)
+		command = launch
+	}
 	maps.Copy(set, j.a.cfg.JobEnv)
 	p, err := runner.Start(j.ctx, runner.Spec{
 		Dir:     j.dir,
-		Command: j.spec.Command,
+		Command: command,
 		Env:     runner.JobEnv(j.dir, j.spec.Env, set),
 		User:    j.a.cfg.JobUser,
 		Spare:   j.a.ssh.Holds, // logged-in admins outlive the job

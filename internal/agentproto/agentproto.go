@@ -53,7 +53,8 @@
 //	   ignores them, and its job is killed when its node is removed): the
 //	   server may send Evict (the node is taken away at Deadline: notice
 //	   file, SIGTERM, SIGKILL at Deadline), and Exited and Done may carry
-//	   reason "preempted".
+//	   reason "preempted". Run's JobSpec may carry Gang (a multi-node
+//	   job); an agent that does not know it runs the command once.
 package agentproto
 
 import (
@@ -255,6 +256,26 @@ type JobSpec struct {
 	// keeps and sends; past it the agent cuts its log files and stops
 	// sending (the control plane cuts at the same byte). 0 means no limit.
 	LogLimit int64 `json:"logLimit,omitempty"`
+	// Gang, for a job of more than one node or process, says how the
+	// job's processes find each other; nil means one process.
+	Gang *GangSpec `json:"gang,omitempty"`
+}
+
+// GangSpec is a distributed job's layout, the same for all its nodes: each
+// node finds its NODE_RANK by its own ID in NodeIDs.
+type GangSpec struct {
+	NodeIDs   []string `json:"nodeIds"`   // the job's nodes in rank order
+	Addresses []string `json:"addresses"` // where each can be reached by the others, as NodeIDs
+	// ProcessesPerNode is how many processes each node starts (≥ 1).
+	ProcessesPerNode int `json:"processesPerNode"`
+	// Distribution is "PyTorch", "Mpi", "TensorFlow", or "" (PyTorch's
+	// variables).
+	Distribution string `json:"distribution,omitempty"`
+	// MasterPort is MASTER_PORT: where rank 0 listens.
+	MasterPort int `json:"masterPort"`
+	// Workers is a TensorFlow job's worker count (the first tasks); the
+	// rest of its tasks are parameter servers.
+	Workers int `json:"workers,omitempty"`
 }
 
 // Encoder writes messages; it is safe for concurrent use.

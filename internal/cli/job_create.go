@@ -114,6 +114,8 @@ type jobYAML struct {
 	Distribution *struct {
 		Type                    string         `yaml:"type"`
 		ProcessCountPerInstance int            `yaml:"process_count_per_instance"`
+		WorkerCount             int            `yaml:"worker_count"`           // tensorflow
+		ParameterServerCount    int            `yaml:"parameter_server_count"` // tensorflow
 		Rest                    map[string]any `yaml:",inline"`
 	} `yaml:"distribution"`
 	Limits struct {
@@ -226,7 +228,8 @@ func parseJobYAML(path string, data []byte, sets ...string) (*jobFile, error) {
 		return nil, fmt.Errorf("%s: environment: want a name such as azureml:NAME:VERSION or a mapping", path)
 	}
 	if y.Distribution != nil {
-		spec.Distribution = &api.Distribution{DistributionType: y.Distribution.Type, ProcessCountPerInstance: y.Distribution.ProcessCountPerInstance}
+		spec.Distribution = &api.Distribution{DistributionType: y.Distribution.Type, ProcessCountPerInstance: y.Distribution.ProcessCountPerInstance,
+			WorkerCount: y.Distribution.WorkerCount, ParameterServerCount: y.Distribution.ParameterServerCount}
 	}
 	if len(y.Inputs) > 0 {
 		spec.Inputs = make(map[string]string, len(y.Inputs))

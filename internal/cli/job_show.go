@@ -70,8 +70,22 @@ func printJobDetail(w io.Writer, j api.JobResource, now time.Time) error {
 	if p.Resources != nil && p.Resources.InstanceCount > 1 {
 		line("Instances", fmt.Sprint(p.Resources.InstanceCount))
 	}
+	if len(p.NodeIDs) > 0 {
+		nodes := make([]string, len(p.NodeIDs))
+		for r, id := range p.NodeIDs {
+			if id == "" {
+				id = "(awaiting a replacement)"
+			}
+			nodes[r] = fmt.Sprintf("%d=%s", r, id)
+		}
+		line("Nodes", strings.Join(nodes, ", "))
+	}
 	if d := p.Distribution; d != nil {
-		line("Distribution", fmt.Sprintf("%s, %d process(es) per instance", d.DistributionType, max(d.ProcessCountPerInstance, 1)))
+		if d.DistributionType == api.DistributionTensorFlow {
+			line("Distribution", fmt.Sprintf("%s, %d worker(s), %d parameter server(s)", d.DistributionType, d.WorkerCount, d.ParameterServerCount))
+		} else {
+			line("Distribution", fmt.Sprintf("%s, %d process(es) per instance", d.DistributionType, max(d.ProcessCountPerInstance, 1)))
+		}
 	}
 	line("Command", p.Command)
 	line("Code", p.CodeID)
@@ -134,7 +148,9 @@ func printJobDetail(w io.Writer, j api.JobResource, now time.Time) error {
 // Preempted: node n1: …", in local time.
 func attemptLine(a api.JobAttempt) string {
 	where := "local"
-	if a.NodeID != "" {
+	if len(a.NodeIDs) > 1 {
+		where = "nodes " + strings.Join(a.NodeIDs, ", ")
+	} else if a.NodeID != "" {
 		where = "node " + a.NodeID
 	}
 	when := formatTime(a.StartTime) + " – "

@@ -69,6 +69,12 @@ name: cifar-1
 			want: &jobFile{Spec: client.CommandJob{Command: "echo one\necho two", CodeDir: "/opt/src", Compute: "cpu-cluster"}},
 		},
 		{
+			name: "tensorflow distribution",
+			yaml: "compute: c\ncommand: 'true'\nresources: {instance_count: 2}\ndistribution: {type: tensorflow, worker_count: 2, parameter_server_count: 2}\n",
+			want: &jobFile{Spec: client.CommandJob{Command: "true", Compute: "c", InstanceCount: 2,
+				Distribution: &api.Distribution{DistributionType: "tensorflow", WorkerCount: 2, ParameterServerCount: 2}}},
+		},
+		{
 			name: "local compute",
 			yaml: "compute: azureml:local\ncommand: 'true'\n",
 			want: &jobFile{Spec: client.CommandJob{Command: "true", Compute: "local"}},
@@ -398,6 +404,35 @@ func TestJobShowAttemptHistory(t *testing.T) {
 		"Attempt 2: node n2, " + formatTime(t3) + " – running\n",
 	}
 	for _, w := range want {
+		if !strings.Contains(e.out.String(), w) {
+			t.Errorf("stdout:\n%s\nwant a line %q", e.out.String(), w)
+		}
+	}
+}
+
+// TestJobShowGang lists a multi-node job's nodes by rank, one that waits
+// for a replacement included, and each attempt's nodes.
+func TestJobShowGang(t *testing.T) {
+	e := newTestEnv(t)
+	t1, t2 := "2026-03-01T12:00:00Z", "2026-03-01T12:05:00Z"
+	e.mux.HandleFunc("GET "+testWS+"/jobs/j1", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, api.JobResource{Name: "j1", Properties: &api.JobProperties{
+			Status: api.JobQueued, ComputeID: "lowpri", Attempts: 1, NodeIDs: []string{"n1", ""},
+			Resources:    &api.JobResourceConfig{InstanceCount: 2},
+			Distribution: &api.Distribution{DistributionType: "PyTorch", ProcessCountPerInstance: 2},
+			AttemptHistory: []api.JobAttempt{{Number: 1, NodeID: "n1", NodeIDs: []string{"n1", "n2"}, StartTime: t1, EndTime: t2,
+				FailureClass: "preemption", Reason: "Preempted"}},
+		}})
+	})
+	if code := e.run("job", "show", "j1"); code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, e.errOut.String())
+	}
+	for _, w := range []string{
+		"Nodes:        0=n1, 1=(awaiting a replacement)\n",
+		"Instances:    2\n",
+		"Distribution: PyTorch, 2 process(es) per instance\n",
+		"Attempt 1:    nodes n1, n2, ",
+	} {
 		if !strings.Contains(e.out.String(), w) {
 			t.Errorf("stdout:\n%s\nwant a line %q", e.out.String(), w)
 		}

@@ -83,3 +83,67 @@ func waitForFast(t testing.TB, timeout time.Duration, what string, cond func() b
 		}
 	}
 }
+
+// BenchmarkGangEviction is BenchmarkEviction for a job of two nodes on a
+// LowPriority cluster of at most two: each iteration evicts the job's
+// rank-1 node, and measures until the job is requeued and until its retry
+// runs again on the surviving node and one replacement (rank 0's start
+// time).
+func BenchmarkGangEviction(b *testing.B) {
+	s := startServer(b, "", "--heartbeat-interval", "1s", "--eviction-lead-time", "30s")
+	createPriorityCluster(b, s, "spot", "LowPriority", 2)
+	const command = `trap 'exit 0' TERM; sleep 1000 & wait`
+	var requeued, running []time.Duration
+	job, attempt := "", 0
+	get := func() api.JobProperties { return *getJob(b, s, job).Properties }
+	poll := func(what string, cond func(p api.JobProperties) bool) api.JobProperties {
+		var p api.JobProperties
+		waitForFast(b, 120*time.Second, what, func() bool { p = get(); return cond(p) })
+		return p
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if attempt == 0 || attempt > 5 {
+			job, attempt = fmt.Sprintf("g%04d", i), 1
+			body := api.JobResource{Properties: &api.JobProperties{JobType: "Command", Command: command, ComputeID: "spot",
+				Resources: &api.JobResourceConfig{InstanceCount: 2}}}
+			if status, raw := s.request(context.Background(), "PUT", workspacePath+"/jobs/"+job, body); status != 201 {
+				b.Fatalf("submit %s: %d %s", job, status, raw)
+			}
+		}
+		p := poll("attempt to run", func(p api.JobProperties) bool {
+			return p.Status == api.JobRunning && p.Attempts == attempt && len(p.NodeIDs) == 2
+		})
+		b.StartTimer()
+		t0 := time.Now()
+		if status, raw := s.request(context.Background(), "POST", workspacePath+"/computes/spot/simulateEviction?nodeId="+p.NodeIDs[1], nil); status != 202 {
+			b.Fatalf("simulate eviction: %d %s", status, raw)
+		}
+		poll("requeue", func(p api.JobProperties) bool { return p.Attempts > attempt || p.Status == api.JobQueued })
+		requeued = append(requeued, time.Since(t0))
+		if attempt == 5 {
+			b.StopTimer()
+			if status, raw := s.request(context.Background(), "POST", workspacePath+"/jobs/"+job+"/cancel", nil); status != 202 {
+				b.Fatalf("cancel: %d %s", status, raw)
+			}
+			waitJob(b, s, job, 60*time.Second)
+			attempt++
+			continue
+		}
+		attempt++
+		p = poll("retry to run", func(p api.JobProperties) bool { return p.Status == api.JobRunning && p.Attempts == attempt })
+		started, err := time.Parse(api.TimeFormat, p.StartTime)
+		if err != nil {
+			b.Fatal(err)
+		}
+		running = append(running, started.Sub(t0))
+		b.StopTimer()
+	}
+	slices.Sort(requeued)
+	slices.Sort(running)
+	b.ReportMetric(ms(percentile(requeued, 50)), "requeue-p50-ms")
+	b.ReportMetric(ms(percentile(requeued, 99)), "requeue-p99-ms")
+	b.ReportMetric(ms(percentile(running, 50)), "retry-p50-ms")
+	b.ReportMetric(ms(percentile(running, 99)), "retry-p99-ms")
+	b.ReportMetric(float64(len(running)), "retries")
+}

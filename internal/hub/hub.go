@@ -59,6 +59,11 @@ type Hub struct {
 	lastSeen map[string]time.Time // by node ID
 	sessions map[string]sessions  // by node ID: SSH logins the agents report
 	closed   bool
+
+	// gangMu serializes the ends of gang jobs' ranks (finishGang): each
+	// rank that ends well frees its node and the last one completes the
+	// job, which needs the others' states read and written as one step.
+	gangMu sync.Mutex
 }
 
 type conn struct {
@@ -288,7 +293,7 @@ func (h *Hub) serveArtifacts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	j, err := h.cfg.Store.JobGetByRunID(r.Context(), run)
-	if err != nil || j.NodeID != n.ID || !active(j.Status) {
+	if err != nil || !j.RunsOn(n.ID) {
 		httpError(w, http.StatusForbidden, "AuthorizationFailed", "job "+run+" is not running on this node")
 		return
 	}
@@ -299,7 +304,13 @@ func (h *Hub) serveArtifacts(w http.ResponseWriter, r *http.Request) {
 	}
 	body := http.MaxBytesReader(w, r.Body, h.cfg.Files.ArtifactLimits().StreamBytes())
 	ckpt, _ := model.CheckpointDir(j.Env)
-	err = h.cfg.Files.SaveArtifacts(run, body, ckpt)
+	if n.ID == j.NodeID {
+		err = h.cfg.Files.SaveArtifacts(run, body, ckpt)
+	} else {
+		// Another node of a gang: only its per-process logs are kept;
+		// outputs and checkpoint are node 0's.
+		err = h.cfg.Files.SaveProcessLogs(run, body)
+	}
 	switch archive.HTTPStatus(err) {
 	case 0:
 	case http.StatusRequestEntityTooLarge:

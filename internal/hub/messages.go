@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"slices"
+	"strings"
 	"time"
 
 	"kumo/internal/agentproto"
@@ -23,10 +26,12 @@ func (h *Hub) hello(ctx context.Context, c *conn, m agentproto.Message) error {
 	var resend []agentproto.Message
 	offsets := map[string]agentproto.Offsets{}
 	reported := map[string]bool{}
+	exited := map[string]bool{} // reported ended: acked below, never reported again
 	for _, r := range m.Jobs {
 		reported[r.RunID] = true
+		exited[r.RunID] = r.State == agentproto.JobExited
 		j, err := st.JobGetByRunID(ctx, r.RunID)
-		if err != nil || j.NodeID != c.nodeID || j.Status.Terminal() {
+		if err != nil || !j.RunsOn(c.nodeID) {
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
 				return err
 			}
@@ -55,6 +60,7 @@ func (h *Hub) hello(ctx context.Context, c *conn, m agentproto.Message) error {
 			return err
 		}
 		from := n.State
+		held := false // idle but kept for a gang job's retry
 		n.Address, n.Note, n.HostKey = m.Address, m.Note, m.HostKey
 		if n.JobID != "" {
 			j, err := st.JobGet(ctx, n.JobID)
@@ -62,7 +68,13 @@ func (h *Hub) hello(ctx context.Context, c *conn, m agentproto.Message) error {
 				return err
 			}
 			switch {
-			case err != nil || j.Status.Terminal():
+			case err == nil && j.Holds(n.ID):
+				// Kept for the job's retry: running while the agent
+				// still stops its old attempt.
+				held = !reported[j.RunID] || exited[j.RunID]
+			case err != nil || !j.RunsOn(n.ID):
+				// Done, or stale: the job moved on without this node
+				// (its process, if any, was told to stop above).
 				n.JobID = ""
 			case !reported[j.RunID] && j.Status == model.JobPreparing:
 				resend = append(resend, h.RunMessage(j))
@@ -76,6 +88,8 @@ func (h *Hub) hello(ctx context.Context, c *conn, m agentproto.Message) error {
 			}
 		}
 		switch {
+		case held:
+			n.State = model.NodeIdle
 		case n.JobID != "":
 			n.State = model.NodeRunning
 		case from == model.NodePreparing || from == model.NodeRunning:
@@ -116,12 +130,59 @@ func (h *Hub) hello(ctx context.Context, c *conn, m agentproto.Message) error {
 }
 
 // RunMessage is the Run message that starts j on a node, with the job
-// files' log limit.
+// files' log limit; a multi-node or multi-process job's carries its
+// layout (agentproto.GangSpec).
 func (h *Hub) RunMessage(j model.Job) agentproto.Message {
-	return agentproto.Message{Type: agentproto.TypeRun, Job: &agentproto.JobSpec{
+	spec := &agentproto.JobSpec{
 		RunID: j.RunID, Attempt: j.Attempts, Name: j.Name, Command: j.Command, Env: j.Env, SnapshotID: j.SnapshotID, Timeout: j.Timeout,
 		LogLimit: max(h.cfg.Files.LogLimit(), 0),
-	}}
+	}
+	if j.Gang() || j.Distribution != nil {
+		spec.Gang = h.gangSpec(j)
+	}
+	return agentproto.Message{Type: agentproto.TypeRun, Job: spec}
+}
+
+// MasterPort is AML's MASTER_PORT, used when a job's nodes are on
+// different hosts.
+const MasterPort = 6105
+
+// gangSpec lays out j's processes. MASTER_PORT is AML's 6105 when the
+// job's nodes are on different hosts; when some share a host (the local
+// provider runs every node on one), two jobs there would clash on 6105,
+// so the port is derived from the run ID instead, in 20000-29999: the
+// same for every node and every resend of the message.
+func (h *Hub) gangSpec(j model.Job) *agentproto.GangSpec {
+	ids := j.NodeIDs
+	if len(ids) == 0 {
+		ids = []string{j.NodeID}
+	}
+	g := &agentproto.GangSpec{NodeIDs: ids, Addresses: make([]string, len(ids)), MasterPort: MasterPort,
+		ProcessesPerNode: j.Distribution.ProcessesPerNode(len(ids))}
+	if d := j.Distribution; d != nil {
+		g.Distribution = string(d.Type)
+		g.Workers = d.WorkerCount
+		if d.Type == model.DistributionTensorFlow && d.WorkerCount == 0 {
+			g.Workers = len(ids)
+		}
+	}
+	seen := map[string]bool{}
+	shared := false
+	for r, id := range ids {
+		addr := "127.0.0.1"
+		if n, err := h.cfg.Store.NodeGet(context.Background(), id); err == nil && n.Address != "" {
+			addr = n.Address
+		}
+		g.Addresses[r] = addr
+		shared = shared || seen[addr]
+		seen[addr] = true
+	}
+	if shared {
+		f := fnv.New32a()
+		f.Write([]byte(j.RunID))
+		g.MasterPort = 20000 + int(f.Sum32()%10000)
+	}
+	return g
 }
 
 // logCut records on a job that its log was cut at the log limit.
@@ -176,7 +237,8 @@ func (h *Hub) handle(ctx context.Context, c *conn, m agentproto.Message) error {
 		return h.markRunning(ctx, m.RunID, c.nodeID, t)
 	case agentproto.TypeExited:
 		return store.JobChange(ctx, h.cfg.Store, m.RunID, func(j *model.Job) bool {
-			return j.Finalize(c.nodeID)
+			// A gang is finalizing only once all its nodes are done.
+			return !j.Gang() && j.Finalize(c.nodeID)
 		})
 	case agentproto.TypeDone:
 		if err := h.finish(ctx, c, m); err != nil {
@@ -234,8 +296,8 @@ func (h *Hub) finish(ctx context.Context, c *conn, m agentproto.Message) error {
 		if err != nil {
 			return err
 		}
-		if j.NodeID != c.nodeID || j.Status.Terminal() {
-			return nil
+		if j.Gang() || !j.RunsOn(c.nodeID) {
+			return h.finishGang(ctx, c, m, j)
 		}
 		from := j.Status
 		ended := endTime(m.Time, j.StartedAt, now)
@@ -263,6 +325,100 @@ func (h *Hub) finish(ctx context.Context, c *conn, m agentproto.Message) error {
 			np = &n
 		}
 		err = st.JobUpdate(ctx, j, from, np, nodeFrom)
+		if errors.Is(err, store.ErrPreconditionFailed) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if j.Status.Terminal() {
+			h.cfg.Files.Close(j.RunID)
+		}
+		h.cfg.Changed(c.computeID)
+		return nil
+	}
+	return fmt.Errorf("job %s: too many concurrent changes", m.RunID)
+}
+
+// finishGang records the end of one node's part of j: a gang job's rank,
+// or a node that held a job which no longer runs on it (stale: the job was
+// requeued or ended when another of its nodes was lost, and the
+// dispatcher told this node to stop). A stale node is freed, or, when the
+// requeued job keeps it for its retry, made idle and left the job's. A
+// rank that failed ends the attempt for the whole gang: the job is
+// requeued (holding none of its nodes) or failed, and its other nodes
+// become stale, so the dispatcher cancels them. A preempted rank leaves,
+// and a requeued job keeps its other nodes (model.Job.LoseNode). A rank
+// that exited 0 frees its node, and the last one completes the job.
+func (h *Hub) finishGang(ctx context.Context, c *conn, m agentproto.Message, j model.Job) error {
+	h.gangMu.Lock()
+	defer h.gangMu.Unlock()
+	st := h.cfg.Store
+	now := h.cfg.Now().UTC()
+	for range maxRetries {
+		j, err := st.JobGet(ctx, j.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		n, err := st.NodeGet(ctx, c.nodeID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if n.JobID != j.ID {
+			return nil
+		}
+		nodeFrom := n.State
+		if !j.RunsOn(c.nodeID) {
+			if nodeFrom != model.NodeRunning {
+				return nil
+			}
+			n.JobID, n.State, n.StateSince = "", model.NodeIdle, now
+			if j.Holds(c.nodeID) {
+				n.JobID = j.ID // idle, kept for the job's retry
+			}
+			err := st.NodeUpdate(ctx, n, nodeFrom)
+			if errors.Is(err, store.ErrPreconditionFailed) {
+				continue
+			}
+			if err == nil {
+				h.cfg.Changed(c.computeID)
+			}
+			return err
+		}
+		from := j.Status
+		ended := endTime(m.Time, j.StartedAt, now)
+		ok := m.Reason == "exited" || m.Reason == ""
+		ok = ok && m.ExitCode != nil && *m.ExitCode == 0
+		switch {
+		case m.Reason == agentproto.ReasonPreempted:
+			j.LoseNode(c.nodeID, model.ReasonPreempted, "node "+c.nodeID+": "+m.Message, ended)
+			if err := n.Remove(model.NodePreempted, "evicted by the provider", now); err != nil {
+				return err
+			}
+		case !ok:
+			msg := m.Message
+			if r := slices.Index(j.NodeIDs, c.nodeID); r >= 0 {
+				msg = strings.TrimSuffix(fmt.Sprintf("node rank %d (%s): %s", r, c.nodeID, msg), ": ")
+			}
+			j.Finish(m.ExitCode, m.Reason, msg, ended)
+			n.Free(j.ID, now)
+		default:
+			n.Free(j.ID, now)
+			others, err := st.NodeListByCompute(ctx, j.ComputeID)
+			if err != nil {
+				return err
+			}
+			if !slices.ContainsFunc(others, func(o model.Node) bool { return o.ID != n.ID && o.JobID == j.ID && j.RunsOn(o.ID) }) {
+				j.Finish(m.ExitCode, m.Reason, m.Message, ended)
+			}
+		}
+		err = st.JobUpdateNodes(ctx, j, from, []store.NodeChange{{Node: n, From: nodeFrom}})
 		if errors.Is(err, store.ErrPreconditionFailed) {
 			continue
 		}

@@ -31,6 +31,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 
 	"kumo/internal/archive"
@@ -189,6 +190,9 @@ func (f *Files) SaveArtifacts(runID string, r io.Reader, checkpoint string) erro
 			return fmt.Errorf("save artifacts: %w", err)
 		}
 	}
+	if err := mergeProcessLogs(stage, dir); err != nil {
+		return err
+	}
 	if checkpoint == "" || !filepath.IsLocal(checkpoint) {
 		return nil
 	}
@@ -206,6 +210,52 @@ func (f *Files) SaveArtifacts(runID string, r io.Reader, checkpoint string) erro
 	}
 	if err := os.Rename(from, to); err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
+	}
+	return nil
+}
+
+// SaveProcessLogs stores, from an artifacts tar of one node of a
+// multi-node job other than its first, only its per-process logs
+// (user_logs/std_log_node_<r>_process_<p>.txt), beside those of the
+// job's other nodes. The tar is checked as in SaveArtifacts.
+func (f *Files) SaveProcessLogs(runID string, r io.Reader) error {
+	dir, err := f.JobDir(runID)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create job dir: %w", err)
+	}
+	stage, err := os.MkdirTemp(dir, ".artifacts-*")
+	if err != nil {
+		return fmt.Errorf("save process logs: %w", err)
+	}
+	defer os.RemoveAll(stage)
+	if _, err := archive.Extract(stage, r, f.artLim); err != nil {
+		return fmt.Errorf("save process logs: %w", err)
+	}
+	return mergeProcessLogs(stage, dir)
+}
+
+// mergeProcessLogs moves the per-process logs of an extracted upload in
+// stage into the job directory dir's user_logs/, replacing only files of
+// the same name, so that every node's land side by side.
+func mergeProcessLogs(stage, dir string) error {
+	es, err := os.ReadDir(filepath.Join(stage, "user_logs"))
+	if err != nil {
+		return nil // none uploaded
+	}
+	for _, e := range es {
+		name := e.Name()
+		if !e.Type().IsRegular() || !strings.HasPrefix(name, "std_log_node_") || !strings.HasSuffix(name, ".txt") {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Join(dir, "user_logs"), 0o700); err != nil {
+			return fmt.Errorf("save process logs: %w", err)
+		}
+		if err := os.Rename(filepath.Join(stage, "user_logs", name), filepath.Join(dir, "user_logs", name)); err != nil {
+			return fmt.Errorf("save process logs: %w", err)
+		}
 	}
 	return nil
 }

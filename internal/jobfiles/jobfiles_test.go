@@ -781,3 +781,40 @@ func TestStdLogManySegments(t *testing.T) {
 		}
 	}
 }
+
+// A multi-node job's nodes each upload their per-process logs, which land
+// side by side; only node 0's outputs are kept, and nothing else of
+// another node's upload (not the job's own log files) is taken.
+func TestSaveProcessLogs(t *testing.T) {
+	f := newFiles(t)
+	other := makeTar(t, []entry{
+		{name: "outputs/x", typeflag: tar.TypeReg, body: "node 1's output"},
+		{name: "user_logs/std_log_node_1_process_0.txt", typeflag: tar.TypeReg, body: "rank 2"},
+		{name: "user_logs/std_log.txt", typeflag: tar.TypeReg, body: "node 1's stream"},
+		{name: "user_logs/stdout.txt", typeflag: tar.TypeReg, body: "overwrite?"},
+	})
+	if err := f.SaveProcessLogs("run1", bytes.NewReader(other)); err != nil {
+		t.Fatal(err)
+	}
+	first := makeTar(t, []entry{
+		{name: "outputs/y", typeflag: tar.TypeReg, body: "node 0's output"},
+		{name: "user_logs/std_log_node_0_process_0.txt", typeflag: tar.TypeReg, body: "rank 0"},
+	})
+	if err := f.SaveArtifacts("run1", bytes.NewReader(first), ""); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := f.WriteArtifacts("run1", &buf); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"outputs/":                               "",
+		"outputs/y":                              "node 0's output",
+		"user_logs/":                             "",
+		"user_logs/std_log_node_0_process_0.txt": "rank 0",
+		"user_logs/std_log_node_1_process_0.txt": "rank 2",
+	}
+	if diff := cmp.Diff(want, listTar(t, &buf)); diff != "" {
+		t.Errorf("artifacts (-want +got):\n%s", diff)
+	}
+}

@@ -85,10 +85,17 @@ type Job struct {
 	Env            map[string]string // environment variables; nil means none
 	SnapshotID     string            // uploaded code snapshot; "" means no code
 	Timeout        time.Duration     // 0 means none
-	InstanceCount  int               // nodes it needs; 1 until gang scheduling
-	Status         JobStatus
-	NodeID         string // node it was assigned to; "" when queued or local
-	Attempts       int    // times it was assigned; see History
+	InstanceCount  int               // nodes it needs; more than 1 makes a gang job (see Job.AssignGang)
+	// Distribution is how its processes find each other; nil means one
+	// process per node.
+	Distribution *Distribution
+	Status       JobStatus
+	NodeID       string // node it was assigned to (a gang's rank-0 node); "" when queued or local
+	// NodeIDs are a gang job's nodes in rank order while it holds any
+	// (NodeIDs[r] runs NODE_RANK r; "" for a rank whose node was lost and
+	// awaits a replacement); nil for a one-node job.
+	NodeIDs  []string
+	Attempts int // times it was assigned; see History
 	// MaxRetries is how many times a failure of the job's own (class
 	// user: a non-zero exit, a timeout) is retried; 0 means never.
 	// Infrastructure and preemption retries have their own caps.

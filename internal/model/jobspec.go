@@ -270,18 +270,6 @@ func ParseJobTimeout(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// ValidateInstanceCount accepts one node per job until gang scheduling.
-func ValidateInstanceCount(n int) error {
-	if n < 0 {
-		return fieldErr(CodeInvalidParameter, "properties.resources.instanceCount", "properties.resources.instanceCount %d is negative", n)
-	}
-	if n > 1 {
-		return fieldErr(CodeInvalidParameter, "properties.resources.instanceCount",
-			"properties.resources.instanceCount %d is not supported yet: kumo runs each job on one node (multi-node gang jobs are planned); use 1", n)
-	}
-	return nil
-}
-
 // JobCompute is the ARM ID of the compute a job of workspace wsID names.
 func JobCompute(wsID, name string) string {
 	return fmt.Sprintf("%s/computes/%s", wsID, name)

@@ -108,7 +108,8 @@ func (r Reason) Class(succeeded bool) FailureClass {
 // first.
 type Attempt struct {
 	Number    int          // 1 for the first attempt; equals Job.Attempts when it began
-	NodeID    string       // node it ran on; "" on the local compute
+	NodeID    string       // node it ran on (a gang's rank 0); "" on the local compute
+	NodeIDs   []string     // a gang's nodes in rank order; nil for a one-node job
 	StartedAt time.Time    // when it was assigned (UTC)
 	EndedAt   time.Time    // when it ended (UTC); zero while it runs
 	Class     FailureClass // why it failed; ClassNone while it runs, or when it succeeded or was canceled
@@ -310,7 +311,7 @@ func (j *Job) End(reason Reason, message string, now time.Time) {
 
 // requeue puts j back in the queue for a new attempt.
 func (j *Job) requeue() {
-	j.Status, j.NodeID = JobQueued, ""
+	j.Status, j.NodeID, j.NodeIDs = JobQueued, "", nil
 	j.StartedAt, j.EndedAt, j.ExitCode, j.Error = time.Time{}, time.Time{}, nil, nil
 }
 

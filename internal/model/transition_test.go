@@ -2,6 +2,7 @@ package model
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -61,7 +62,7 @@ func TestAssign(t *testing.T) {
 				}
 			}
 			want := Attempt{Number: 1, NodeID: wantNode, StartedAt: t0}
-			if j.Status != JobPreparing || j.NodeID != wantNode || j.Attempts != 1 || len(j.History) != 1 || j.History[0] != want {
+			if j.Status != JobPreparing || j.NodeID != wantNode || j.Attempts != 1 || len(j.History) != 1 || !reflect.DeepEqual(j.History[0], want) {
 				t.Errorf("job = %s on %q, attempts %d, history %+v; want Preparing on %q with %+v", j.Status, j.NodeID, j.Attempts, j.History, wantNode, want)
 			}
 		})

@@ -142,8 +142,10 @@ func (s *Server) jobFromRequest(ctx context.Context, ws model.Workspace, name st
 	if p.Resources != nil && p.Resources.InstanceCount != 0 {
 		count = p.Resources.InstanceCount
 	}
-	if err := model.ValidateInstanceCount(count); err != nil {
-		return model.Job{}, err
+	var dist *model.Distribution
+	if d := p.Distribution; d != nil && d.DistributionType != "" {
+		dist = &model.Distribution{Type: model.DistributionType(d.DistributionType), ProcessCountPerInstance: d.ProcessCountPerInstance,
+			WorkerCount: d.WorkerCount, ParameterServerCount: d.ParameterServerCount}
 	}
 	maxRetries := 0
 	if p.Kumo != nil {
@@ -163,6 +165,7 @@ func (s *Server) jobFromRequest(ctx context.Context, ws model.Workspace, name st
 		return model.Job{}, err
 	}
 	computeID := model.JobCompute(ws.ID, model.LocalCompute)
+	maxNodes := 1 // compute local is one host
 	if strings.EqualFold(computeName, model.LocalCompute) && s.noLocal {
 		return model.Job{}, badRequest("LocalComputeDisabled", "properties.computeId",
 			"compute \"local\" is disabled on this control plane (kumo up --local-compute=off); submit the job to a compute cluster")
@@ -183,13 +186,17 @@ func (s *Server) jobFromRequest(ctx context.Context, ws model.Workspace, name st
 			return model.Job{}, badRequest(api.CodeConflict, "properties.computeId", "compute %q is being deleted", c.Name)
 		}
 		computeID = c.ID
+		maxNodes = c.Scale.MaxNodes
+	}
+	if err := model.ValidateInstanceCount(count, maxNodes); err != nil {
+		return model.Job{}, err
+	}
+	if err := model.ValidateDistribution(dist, count); err != nil {
+		return model.Job{}, err
 	}
 	var warnings []string
 	if p.EnvironmentID != "" {
 		warnings = append(warnings, fmt.Sprintf("environment %s is not honoured: kumo runs the command in the node's own environment", model.Quote(p.EnvironmentID)))
-	}
-	if p.Distribution != nil && p.Distribution.DistributionType != "" {
-		warnings = append(warnings, fmt.Sprintf("distribution %s is not set up: kumo starts the command once on one node", model.Quote(p.Distribution.DistributionType)))
 	}
 	if p.CodeID != "" {
 		f, err := s.files.OpenSnapshot(p.CodeID)
@@ -220,7 +227,7 @@ func (s *Server) jobFromRequest(ctx context.Context, ws model.Workspace, name st
 	return model.Job{
 		ID: ws.ID + "/jobs/" + name, Name: name, RunID: secret.RandomID(12), WorkspaceID: ws.ID, ComputeID: computeID,
 		DisplayName: p.DisplayName, ExperimentName: p.ExperimentName, Command: command, Env: env, SnapshotID: p.CodeID,
-		Timeout: timeout, InstanceCount: count, MaxRetries: maxRetries, Status: model.JobQueued, Seq: seq, CreatedAt: s.now().UTC(),
+		Timeout: timeout, InstanceCount: count, Distribution: dist, MaxRetries: maxRetries, Status: model.JobQueued, Seq: seq, CreatedAt: s.now().UTC(),
 		CreatedBy: callerName(ctx), CreatedByToken: caller(ctx).ID, Warnings: warnings,
 	}, nil
 }
@@ -516,6 +523,11 @@ func (s *Server) jobResource(ctx context.Context, j model.Job, views map[string]
 	if p.DisplayName == "" {
 		p.DisplayName = j.Name
 	}
+	if d := j.Distribution; d != nil {
+		p.Distribution = &api.Distribution{DistributionType: string(d.Type), ProcessCountPerInstance: d.ProcessCountPerInstance,
+			WorkerCount: d.WorkerCount, ParameterServerCount: d.ParameterServerCount}
+	}
+	p.NodeIDs = j.NodeIDs
 	if j.MaxRetries > 0 {
 		p.Kumo = &api.KumoJobSettings{MaxRetries: j.MaxRetries}
 	}
@@ -523,7 +535,7 @@ func (s *Server) jobResource(ctx context.Context, j model.Job, views map[string]
 		s.log.Error("job cost", "job", j.ID, "err", err)
 	}
 	for _, a := range j.History {
-		p.AttemptHistory = append(p.AttemptHistory, api.JobAttempt{Number: a.Number, NodeID: a.NodeID,
+		p.AttemptHistory = append(p.AttemptHistory, api.JobAttempt{Number: a.Number, NodeID: a.NodeID, NodeIDs: a.NodeIDs,
 			StartTime: s.timestamp(a.StartedAt), EndTime: s.timestamp(a.EndedAt), FailureClass: string(a.Class),
 			Reason: string(a.Reason), Message: a.Message, ExitCode: a.ExitCode})
 	}
@@ -554,6 +566,7 @@ func (s *Server) jobResource(ctx context.Context, j model.Job, views map[string]
 			p.QueuePosition = pos + 1
 			if v != nil {
 				p.PendingReason = v.pendingReason(pos)
+				p.PendingReason = v.gangReason(j, p.PendingReason)
 				p.PendingReason = evictedReason(j, p.PendingReason, s)
 				if at, ok := v.estimateStart(s.now().UTC(), pos); ok {
 					p.EstimatedStartTime = s.timestamp(at)

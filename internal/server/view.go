@@ -107,6 +107,20 @@ func (v *computeView) pendingReason(pos int) *api.PendingReason {
 		Details: map[string]any{"booting": booting, "position": pos + 1}}
 }
 
+// gangReason says, for a queued gang job, how many of the nodes it needs
+// are ready (held from its last attempt, or idle), wrapping why the rest
+// are not (details: ready, needed, waitingFor); other jobs keep r.
+func (v *computeView) gangReason(j model.Job, r *api.PendingReason) *api.PendingReason {
+	if !j.Gang() || r == nil || r.Code == api.PendingComputeFailed {
+		return r
+	}
+	held := len(j.Held())
+	ready := min(held+int(v.counts().IdleNodeCount), j.InstanceCount)
+	return &api.PendingReason{Code: api.PendingWaitingForGang,
+		Message: fmt.Sprintf("%d of %d nodes ready; a multi-node job starts when all are (%s)", ready, j.InstanceCount, r.Message),
+		Details: map[string]any{"ready": ready, "needed": j.InstanceCount, "held": held, "waitingFor": r.Code}}
+}
+
 // apply writes the view's live fields into a rendered compute.
 func (v *computeView) apply(s *Server, p *api.AmlComputeProperties) {
 	counts := v.counts()

@@ -35,7 +35,8 @@ func JobChange(ctx context.Context, st Store, runID string, change func(*model.J
 }
 
 // NodeJob returns the unfinished job node n runs, if any: the job n's
-// record names, when that job is assigned to n and not terminal. ok is
+// record names, when that job's current attempt runs on n (on any rank of
+// a gang; see model.Job.RunsOn). ok is
 // false when n runs none (or the job is gone).
 func NodeJob(ctx context.Context, st Store, n model.Node) (j model.Job, ok bool, err error) {
 	if n.JobID == "" {
@@ -48,7 +49,7 @@ func NodeJob(ctx context.Context, st Store, n model.Node) (j model.Job, ok bool,
 	if err != nil {
 		return model.Job{}, false, fmt.Errorf("get job %s: %w", n.JobID, err)
 	}
-	if j.Status.Terminal() || j.NodeID != n.ID {
+	if !j.RunsOn(n.ID) {
 		return model.Job{}, false, nil
 	}
 	return j, true, nil

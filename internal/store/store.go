@@ -130,6 +130,9 @@ type Store interface {
 	// statuses, by status; statuses with no jobs are absent. Its cost
 	// follows the jobs counted, not the compute's history.
 	JobCountByCompute(ctx context.Context, computeID string, statuses ...model.JobStatus) (map[model.JobStatus]int, error)
+	// JobNodeCountByCompute is JobCountByCompute counting the nodes the
+	// jobs need (their InstanceCount, at least 1 each), not the jobs.
+	JobNodeCountByCompute(ctx context.Context, computeID string, statuses ...model.JobStatus) (map[model.JobStatus]int, error)
 	// JobCountAhead counts a compute's jobs with the given status whose Seq
 	// is below seq (a queued job's place in the queue).
 	JobCountAhead(ctx context.Context, computeID string, status model.JobStatus, seq int64) (int, error)

@@ -103,7 +103,7 @@ func (a *Autoscaler) releaseJob(ctx context.Context, n model.Node, reason string
 	if n.State == model.NodePreempted {
 		why, kind = model.ReasonPreempted, EventNodePreempted
 	}
-	what := j.Lose(why, "node "+n.ID+": "+reason, now)
+	what := j.LoseNode(n.ID, why, "node "+n.ID+": "+reason, now)
 	err = a.cfg.Store.JobUpdate(ctx, j, from, nil, "")
 	if errors.Is(err, store.ErrPreconditionFailed) || errors.Is(err, store.ErrNotFound) {
 		return nil

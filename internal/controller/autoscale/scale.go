@@ -134,9 +134,9 @@ func (a *Autoscaler) Reconcile(ctx context.Context, computeID string) (Result, e
 		*s = computeState{lastFailure: s.lastFailure} // a node made after the last failure came up
 	}
 
-	// Jobs take one node each until gang scheduling, so counting them is
-	// enough, and stays cheap with thousands queued.
-	counts, err := st.JobCountByCompute(ctx, comp.ID, model.JobQueued, model.JobPreparing, model.JobRunning, model.JobFinalizing)
+	// Demand counts nodes, not jobs: a gang job of N nodes needs N. The
+	// sum stays cheap with thousands queued.
+	counts, err := st.JobNodeCountByCompute(ctx, comp.ID, model.JobQueued, model.JobPreparing, model.JobRunning, model.JobFinalizing)
 	if err != nil {
 		return Result{}, fmt.Errorf("count jobs: %w", err)
 	}
@@ -507,7 +507,7 @@ func (a *Autoscaler) scaleDown(ctx context.Context, comp model.Compute, prov pro
 	st := a.cfg.Store
 	var idle []model.Node
 	for _, n := range nodes {
-		if n.State == model.NodeIdle {
+		if n.State == model.NodeIdle && n.JobID == "" { // not kept for a gang job's retry
 			idle = append(idle, n)
 		}
 	}
@@ -600,10 +600,10 @@ func (a *Autoscaler) scaleDown(ctx context.Context, comp model.Compute, prov pro
 func scaleUpReason(queued, running, demand, minN int) string {
 	var parts []string
 	if queued > 0 {
-		parts = append(parts, plural(queued, "job")+" waiting")
+		parts = append(parts, plural(queued, "node")+" for waiting jobs")
 	}
 	if running > 0 {
-		parts = append(parts, plural(running, "job")+" running")
+		parts = append(parts, plural(running, "node")+" for running jobs")
 	}
 	if demand < minN {
 		parts = append(parts, fmt.Sprintf("minNodeCount is %d", minN))

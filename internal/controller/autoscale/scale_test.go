@@ -32,7 +32,7 @@ func TestScaleUp(t *testing.T) {
 		{
 			name: "0 to N as N jobs queue", scale: model.ScaleSettings{MaxNodes: 4}, jobs: 3, wantNodes: 3,
 			want:      model.ComputeStatus{TargetNodes: 3, Allocation: AllocationResizing},
-			wantEvent: []string{"ScaleUp: 0 → 3 nodes: 3 jobs waiting"},
+			wantEvent: []string{"ScaleUp: 0 → 3 nodes: 3 nodes for waiting jobs"},
 		},
 		{
 			name: "no jobs, min 0", scale: model.ScaleSettings{MaxNodes: 4}, jobs: 0, wantNodes: 0,
@@ -47,21 +47,21 @@ func TestScaleUp(t *testing.T) {
 			name: "capped by max", scale: model.ScaleSettings{MaxNodes: 2}, jobs: 5, wantNodes: 2,
 			want: model.ComputeStatus{TargetNodes: 2, Allocation: AllocationResizing,
 				Blocked: BlockedMaxNodes, BlockedDetail: "jobs need 5 nodes; maxNodeCount is 2"},
-			wantEvent: []string{"ScaleUp: 0 → 2 nodes: 5 jobs waiting", "MaxNodesReached: jobs need 5 nodes; maxNodeCount is 2"},
+			wantEvent: []string{"ScaleUp: 0 → 2 nodes: 5 nodes for waiting jobs", "MaxNodesReached: jobs need 5 nodes; maxNodeCount is 2"},
 		},
 		{
 			name: "capped by quota", scale: model.ScaleSettings{MaxNodes: 10}, jobs: 6, quota: 8, other: 1, wantNodes: 3,
 			want: model.ComputeStatus{TargetNodes: 6, Allocation: AllocationResizing,
 				Errors:  []model.Error{{Code: BlockedQuota, Message: "family standardDSv2Family: limit 8 vCPUs, in use 8, one node needs 2"}},
 				Blocked: BlockedQuota, BlockedDetail: "family standardDSv2Family: limit 8 vCPUs, in use 8, one node needs 2"},
-			wantEvent: []string{"ScaleUp: 0 → 3 nodes: 6 jobs waiting", "QuotaExceeded: family standardDSv2Family: limit 8 vCPUs, in use 2, one node needs 2"},
+			wantEvent: []string{"ScaleUp: 0 → 3 nodes: 6 nodes for waiting jobs", "QuotaExceeded: family standardDSv2Family: limit 8 vCPUs, in use 2, one node needs 2"},
 		},
 		{
 			name: "capped by capacity", scale: model.ScaleSettings{MaxNodes: 10}, jobs: 4, capacity: 1, wantNodes: 1,
 			want: model.ComputeStatus{TargetNodes: 4, Allocation: AllocationResizing,
 				Errors:  []model.Error{{Code: BlockedCapacity, Message: "provider fake has room for 0 more Standard_DS2_v2 nodes; 3 more needed"}},
 				Blocked: BlockedCapacity, BlockedDetail: "provider fake has room for 0 more Standard_DS2_v2 nodes; 3 more needed"},
-			wantEvent: []string{"ScaleUp: 0 → 1 nodes: 4 jobs waiting", "CapacityExhausted: provider fake has room for 1 more Standard_DS2_v2 nodes; 4 more needed"},
+			wantEvent: []string{"ScaleUp: 0 → 1 nodes: 4 nodes for waiting jobs", "CapacityExhausted: provider fake has room for 1 more Standard_DS2_v2 nodes; 4 more needed"},
 		},
 	}
 	for _, tt := range tests {
@@ -277,7 +277,7 @@ func TestScaleDownEventReason(t *testing.T) {
 	e.clock.Advance(2 * time.Minute)
 	e.reconcile(c)
 	want := []string{
-		"ScaleUp: 0 → 1 nodes: 1 job waiting",
+		"ScaleUp: 0 → 1 nodes: 1 node for waiting jobs",
 		"ScaleDown: node " + n.ID + " idle for 2m0s ≥ PT2M",
 	}
 	if diff := cmp.Diff(want, e.events(c)); diff != "" {

@@ -69,7 +69,7 @@ func TestOpenSessionKeepsIdleNode(t *testing.T) {
 		t.Errorf("nodes after the idle time from the close = %d, want 0", got)
 	}
 	want := []string{
-		"ScaleUp: 0 → 1 nodes: 1 job waiting",
+		"ScaleUp: 0 → 1 nodes: 1 node for waiting jobs",
 		"NodeInUse: node " + n.ID + " kept although idle: 1 SSH session open",
 		"ScaleDown: node " + n.ID + " idle for 2m0s ≥ PT2M",
 	}

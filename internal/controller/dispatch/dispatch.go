@@ -198,58 +198,204 @@ func (d *Dispatcher) Reconcile(ctx context.Context, computeID string) error {
 		if err != nil {
 			return fmt.Errorf("list started jobs: %w", err)
 		}
+		byJob := map[string]model.Job{}
 		for _, j := range started {
-			if j.CancelRequested && j.NodeID != "" {
-				_ = d.cfg.Sender.Send(j.NodeID, agentproto.Message{Type: agentproto.TypeCancel, RunID: j.RunID})
+			byJob[j.ID] = j
+			if !j.CancelRequested {
+				continue
 			}
+			for _, id := range append([]string{j.NodeID}, j.NodeIDs...) {
+				if id != "" {
+					_ = d.cfg.Sender.Send(id, agentproto.Message{Type: agentproto.TypeCancel, RunID: j.RunID})
+				}
+			}
+		}
+		if err := d.cancelStale(ctx, nodes, byJob); err != nil {
+			return err
 		}
 	}
 	if len(idle) == 0 {
 		return nil
 	}
-	// Only the head of the queue matters: one job per idle node.
+	// Only the head of the queue matters: every job takes at least one
+	// new node.
 	queued, err := st.JobHead(ctx, computeID, model.JobQueued, len(idle))
 	if err != nil {
 		return fmt.Errorf("list queued jobs: %w", err)
 	}
+	maxNodes := -1 // unknown: no gang is skipped as never fitting
+	if c, err := st.ComputeGet(ctx, computeID); err == nil {
+		maxNodes = c.Scale.MaxNodes
+	}
 	// Longest idle first, so that recently busy nodes reach their idle
 	// timeout and scale down.
 	sort.SliceStable(idle, func(a, b int) bool { return idle[a].StateSince.Before(idle[b].StateSince) })
+	byID := make(map[string]model.Node, len(nodes))
+	for _, n := range nodes {
+		byID[n.ID] = n
+	}
 	changed := false
-	for len(queued) > 0 && len(idle) > 0 {
-		j, n := queued[0], idle[0]
-		queued, idle = queued[1:], idle[1:]
-		now := d.cfg.Now().UTC()
-		if err := j.Assign(&n, now); err != nil {
+	for _, j := range queued {
+		if len(idle) == 0 {
+			break
+		}
+		held, ready := heldRanks(j, byID)
+		if !ready {
+			// A node it kept is still stopping its last attempt.
+			break
+		}
+		need := max(j.InstanceCount, 1) - len(held)
+		if need > len(idle) {
+			if maxNodes >= 0 && max(j.InstanceCount, 1) > maxNodes {
+				// The cluster was shrunk below what the job needs: it
+				// can never start, and must not hold up the jobs behind
+				// it.
+				continue
+			}
+			// A gang waits, holding nothing new, for enough idle nodes
+			// at once; jobs behind it wait too (first come, first
+			// served), so it is not starved by smaller jobs. Nodes free
+			// up as running jobs end, so the queue always moves.
+			break
+		}
+		var taken []model.Node
+		taken, idle = idle[:need], idle[need:]
+		ok, err := d.assign(ctx, j, taken, held)
+		if err != nil {
 			return err
 		}
-		err := st.JobUpdate(ctx, j, model.JobQueued, &n, model.NodeIdle)
-		if errors.Is(err, store.ErrPreconditionFailed) {
-			// The job was canceled or the node taken meanwhile. Stop here
-			// rather than give a later job this pass's next node: the next
+		if !ok {
+			// The job was canceled or a node taken meanwhile. Stop here
+			// rather than give a later job this pass's nodes: the next
 			// pass reads the queue afresh, keeping it first come, first
 			// served.
 			d.Notify(computeID)
 			break
 		}
-		if err != nil {
-			return fmt.Errorf("assign %s to %s: %w", j.Name, n.ID, err)
-		}
 		changed = true
-		if d.cfg.Files != nil {
-			if err := d.cfg.Files.StartAttempt(j.RunID, j.Attempts); err != nil {
-				d.cfg.Log.Error("keep the logs of the job's earlier attempt", "job", j.Name, "err", err)
-			}
-		}
-		if err := d.cfg.Sender.Send(n.ID, d.cfg.Run(j)); err != nil {
-			// The agent resumes the job from its Preparing state when it
-			// reconnects; a node that never does is replaced by the
-			// autoscaler, which requeues the job.
-			d.cfg.Log.Warn("send job to node", "job", j.Name, "node", n.ID, "err", err)
-		}
 	}
 	if changed {
 		d.cfg.Changed(computeID)
 	}
 	return nil
+}
+
+// assign gives j the idle nodes taken (and, for a gang retrying, the
+// nodes it held on to, by rank), all in one store transaction; it reports false,
+// changing nothing, when the job or a node changed meanwhile. Each node
+// is then told to run its rank of the job.
+func (d *Dispatcher) assign(ctx context.Context, j model.Job, taken []model.Node, held map[int]model.Node) (bool, error) {
+	st := d.cfg.Store
+	now := d.cfg.Now().UTC()
+	var changes []store.NodeChange
+	if !j.Gang() {
+		n := taken[0]
+		if err := j.Assign(&n, now); err != nil {
+			return false, err
+		}
+		changes = []store.NodeChange{{Node: n, From: model.NodeIdle}}
+	} else {
+		ranks := make([]*model.Node, max(j.InstanceCount, 1))
+		from := make([]model.NodeState, len(ranks))
+		next := 0
+		for r := range ranks {
+			if n, ok := held[r]; ok {
+				ranks[r], from[r] = &n, n.State
+				continue
+			}
+			n := taken[next]
+			next++
+			ranks[r], from[r] = &n, model.NodeIdle
+		}
+		if err := j.AssignGang(ranks, now); err != nil {
+			return false, err
+		}
+		for r, n := range ranks {
+			changes = append(changes, store.NodeChange{Node: *n, From: from[r]})
+		}
+	}
+	err := st.JobUpdateNodes(ctx, j, model.JobQueued, changes)
+	if errors.Is(err, store.ErrPreconditionFailed) || errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("assign %s: %w", j.Name, err)
+	}
+	if d.cfg.Files != nil {
+		if err := d.cfg.Files.StartAttempt(j.RunID, j.Attempts); err != nil {
+			d.cfg.Log.Error("keep the logs of the job's earlier attempt", "job", j.Name, "err", err)
+		}
+	}
+	for _, c := range changes {
+		if err := d.cfg.Sender.Send(c.Node.ID, d.cfg.Run(j)); err != nil {
+			// The agent resumes the job from its Preparing state when it
+			// reconnects; a node that never does is replaced by the
+			// autoscaler, which requeues the job.
+			d.cfg.Log.Warn("send job to node", "job", j.Name, "node", c.Node.ID, "err", err)
+		}
+	}
+	return true, nil
+}
+
+// cancelStale tells each node that holds a job which no longer runs on it
+// to stop it: a gang job that was requeued or ended when one of its nodes
+// failed or was lost leaves its other nodes holding it. When its agent
+// reports the old attempt done, the hub frees the node, or, when the
+// requeued job keeps it for its retry, makes it idle but still the job's
+// (model.Job.Holds). An idle node kept for a job that no longer holds it
+// is freed here. started are the compute's started jobs by ID.
+func (d *Dispatcher) cancelStale(ctx context.Context, nodes []model.Node, started map[string]model.Job) error {
+	for _, n := range nodes {
+		if n.JobID == "" || (n.State != model.NodeRunning && n.State != model.NodeIdle) {
+			continue
+		}
+		j, ok := started[n.JobID]
+		if ok && j.RunsOn(n.ID) {
+			continue
+		}
+		if !ok {
+			var err error
+			if j, err = d.cfg.Store.JobGet(ctx, n.JobID); errors.Is(err, store.ErrNotFound) {
+				continue
+			} else if err != nil {
+				return fmt.Errorf("get job %s: %w", n.JobID, err)
+			}
+			if j.RunsOn(n.ID) {
+				continue // started meanwhile
+			}
+		}
+		switch {
+		case j.Holds(n.ID) && n.State == model.NodeIdle:
+			// Kept for the job's retry, its old attempt ended.
+		case n.State == model.NodeIdle:
+			// Kept for a retry that will not come (the job was canceled
+			// or failed while it waited): free it.
+			u := n
+			u.JobID, u.StateSince = "", d.cfg.Now().UTC()
+			if err := d.cfg.Store.NodeUpdate(ctx, u, model.NodeIdle); err != nil && !errors.Is(err, store.ErrPreconditionFailed) && !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("free node %s: %w", n.ID, err)
+			}
+		case d.cfg.Sender.Connected(n.ID):
+			_ = d.cfg.Sender.Send(n.ID, agentproto.Message{Type: agentproto.TypeCancel, RunID: j.RunID})
+		}
+	}
+	return nil
+}
+
+// heldRanks returns the nodes a queued gang job kept from its last
+// attempt, by rank, and whether they are all ready (their old attempt
+// has ended, so they are idle). A kept node that is gone or no longer
+// the job's leaves its rank open, for a new node.
+func heldRanks(j model.Job, byID map[string]model.Node) (map[int]model.Node, bool) {
+	held := map[int]model.Node{}
+	ready := true
+	for r, id := range j.NodeIDs {
+		n, ok := byID[id]
+		if id == "" || !ok || n.JobID != j.ID || (n.State != model.NodeIdle && n.State != model.NodeRunning) {
+			continue
+		}
+		held[r] = n
+		ready = ready && n.State == model.NodeIdle
+	}
+	return held, ready
 }

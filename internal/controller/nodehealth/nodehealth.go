@@ -420,7 +420,7 @@ func (c *Checker) remove(ctx context.Context, n model.Node, to model.NodeState, 
 		if to == model.NodePreempted {
 			why = model.ReasonPreempted
 		}
-		what := j.Lose(why, "node "+n.ID+": "+reason, now)
+		what := j.LoseNode(n.ID, why, "node "+n.ID+": "+reason, now)
 		err = st.JobUpdate(ctx, j, from, &u, n.State)
 		msg += "; job " + j.ID + " " + what
 	default:

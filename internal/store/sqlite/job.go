@@ -15,15 +15,15 @@ import (
 
 const jobColumns = `id, workspace_id, name, run_id, compute_id, display_name, experiment_name, command, env,
 	snapshot_id, timeout_ns, instance_count, status, node_id, attempts, exit_code, error_code, error_message,
-	cancel_requested, seq, created_at, started_at, ended_at, created_by, warnings, created_by_token, history, max_retries`
+	cancel_requested, seq, created_at, started_at, ended_at, created_by, warnings, created_by_token, history, max_retries, distribution, node_ids`
 
 const (
 	jobInsertSQL = `INSERT INTO jobs (
 		id_key, id, workspace_key, workspace_id, name, name_key, run_id, compute_id, compute_key,
 		display_name, experiment_name, command, env, snapshot_id, timeout_ns, instance_count, status, node_id,
 		attempts, exit_code, error_code, error_message, cancel_requested, seq, created_at, started_at, ended_at,
-		created_by, warnings, created_by_token, history, max_retries
-	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		created_by, warnings, created_by_token, history, max_retries, distribution, node_ids
+	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 	// jobUpdateSQL replaces every field but the job's identity (ID,
 	// WorkspaceID, Name) when the stored status is the expected one.
@@ -32,7 +32,7 @@ const (
 		env = ?, snapshot_id = ?, timeout_ns = ?, instance_count = ?, status = ?, node_id = ?, attempts = ?,
 		exit_code = ?, error_code = ?, error_message = ?, cancel_requested = ?, seq = ?, created_at = ?,
 		started_at = ?, ended_at = ?, created_by = ?, warnings = ?, created_by_token = ?,
-		history = ?, max_retries = ?
+		history = ?, max_retries = ?, distribution = ?, node_ids = ?
 		WHERE id_key = ? AND status = ?`
 
 	jobGetSQL        = `SELECT ` + jobColumns + ` FROM jobs WHERE id_key = ?`
@@ -46,6 +46,7 @@ func scanJob(sc scanner) (model.Job, error) {
 		j              model.Job
 		env, warnings  sql.NullString
 		history        sql.NullString
+		dist, nodeIDs  sql.NullString
 		timeout        int64
 		exit           sql.NullInt64
 		code, msg      sql.NullString
@@ -55,7 +56,7 @@ func scanJob(sc scanner) (model.Job, error) {
 	err := sc.Scan(&j.ID, &j.WorkspaceID, &j.Name, &j.RunID, &j.ComputeID, &j.DisplayName, &j.ExperimentName,
 		&j.Command, &env, &j.SnapshotID, &timeout, &j.InstanceCount, &j.Status, &j.NodeID, &j.Attempts,
 		&exit, &code, &msg, &j.CancelRequested, &j.Seq, &created, &started, &ended, &j.CreatedBy, &warnings, &j.CreatedByToken,
-		&history, &j.MaxRetries)
+		&history, &j.MaxRetries, &dist, &nodeIDs)
 	if err != nil {
 		return model.Job{}, err
 	}
@@ -74,11 +75,13 @@ func scanJob(sc scanner) (model.Job, error) {
 	j.EndedAt = d.optTime("ended_at", ended)
 	j.Warnings = d.strings("warnings", warnings)
 	j.History = decAttempts(&d, history)
+	j.Distribution = decDistribution(&d, dist)
+	j.NodeIDs = d.strings("node_ids", nodeIDs)
 	return j, d.err
 }
 
 // jobArgs encodes the columns that jobInsertSQL and jobUpdateSQL share,
-// run_id through max_retries, in the order both list them.
+// run_id through node_ids, in the order both list them.
 func jobArgs(j model.Job) ([]any, error) {
 	env, err := encTags(j.Env)
 	if err != nil {
@@ -96,13 +99,21 @@ func jobArgs(j model.Job) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
+	dist, err := encDistribution(j.Distribution)
+	if err != nil {
+		return nil, err
+	}
+	nodeIDs, err := encJSON(j.NodeIDs, len(j.NodeIDs))
+	if err != nil {
+		return nil, err
+	}
 	code, msg := opError(j.Error)
 	return []any{
 		j.RunID, j.ComputeID, fold(j.ComputeID), j.DisplayName, j.ExperimentName, j.Command,
 		env, j.SnapshotID, int64(j.Timeout), j.InstanceCount, string(j.Status), j.NodeID, j.Attempts,
 		exit, code, msg, j.CancelRequested, j.Seq, encTime(j.CreatedAt),
 		encOptTime(j.StartedAt), encOptTime(j.EndedAt), j.CreatedBy, warnings, j.CreatedByToken,
-		history, j.MaxRetries,
+		history, j.MaxRetries, dist, nodeIDs,
 	}, nil
 }
 
@@ -312,6 +323,16 @@ func (s *Store) JobHead(ctx context.Context, computeID string, status model.JobS
 
 // JobCountByCompute implements store.Store.
 func (s *Store) JobCountByCompute(ctx context.Context, computeID string, statuses ...model.JobStatus) (map[model.JobStatus]int, error) {
+	return s.jobCount(ctx, "count(*)", computeID, statuses)
+}
+
+// JobNodeCountByCompute implements store.Store.
+func (s *Store) JobNodeCountByCompute(ctx context.Context, computeID string, statuses ...model.JobStatus) (map[model.JobStatus]int, error) {
+	return s.jobCount(ctx, "sum(max(instance_count, 1))", computeID, statuses)
+}
+
+// jobCount sums expr over a compute's jobs by status.
+func (s *Store) jobCount(ctx context.Context, expr, computeID string, statuses []model.JobStatus) (map[model.JobStatus]int, error) {
 	if len(statuses) == 0 {
 		return map[model.JobStatus]int{}, nil
 	}
@@ -324,7 +345,7 @@ func (s *Store) JobCountByCompute(ctx context.Context, computeID string, statuse
 		var r row
 		err := sc.Scan(&r.status, &r.n)
 		return r, err
-	}, `SELECT status, count(*) FROM jobs WHERE compute_key = ? AND status IN `+in+` GROUP BY status`, append([]any{fold(computeID)}, args...)...)
+	}, `SELECT status, `+expr+` FROM jobs WHERE compute_key = ? AND status IN `+in+` GROUP BY status`, append([]any{fold(computeID)}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("job count of %s: %w", computeID, err)
 	}
@@ -365,21 +386,22 @@ func (s *Store) JobComputeIDs(ctx context.Context, statuses ...model.JobStatus) 
 
 // attemptRow is one element of jobs.history, with stable JSON names.
 type attemptRow struct {
-	Number    int    `json:"number"`
-	NodeID    string `json:"node,omitempty"`
-	StartedAt string `json:"start"`
-	EndedAt   string `json:"end,omitempty"`
-	Class     string `json:"class,omitempty"`
-	Reason    string `json:"reason,omitempty"`
-	Message   string `json:"message,omitempty"`
-	ExitCode  *int   `json:"exitCode,omitempty"`
+	Number    int      `json:"number"`
+	NodeID    string   `json:"node,omitempty"`
+	NodeIDs   []string `json:"nodes,omitempty"` // a gang's, in rank order
+	StartedAt string   `json:"start"`
+	EndedAt   string   `json:"end,omitempty"`
+	Class     string   `json:"class,omitempty"`
+	Reason    string   `json:"reason,omitempty"`
+	Message   string   `json:"message,omitempty"`
+	ExitCode  *int     `json:"exitCode,omitempty"`
 }
 
 // encAttempts renders a job's history; nil and empty both become NULL.
 func encAttempts(as []model.Attempt) (sql.NullString, error) {
 	rows := make([]attemptRow, len(as))
 	for i, a := range as {
-		rows[i] = attemptRow{Number: a.Number, NodeID: a.NodeID, StartedAt: encTime(a.StartedAt),
+		rows[i] = attemptRow{Number: a.Number, NodeID: a.NodeID, NodeIDs: a.NodeIDs, StartedAt: encTime(a.StartedAt),
 			Class: string(a.Class), Reason: string(a.Reason), Message: a.Message, ExitCode: a.ExitCode}
 		if !a.EndedAt.IsZero() {
 			rows[i].EndedAt = encTime(a.EndedAt)
@@ -402,7 +424,7 @@ func decAttempts(d *decoder, s sql.NullString) []model.Attempt {
 	}
 	as := make([]model.Attempt, len(rows))
 	for i, r := range rows {
-		as[i] = model.Attempt{Number: r.Number, NodeID: r.NodeID, StartedAt: d.time("history", r.StartedAt),
+		as[i] = model.Attempt{Number: r.Number, NodeID: r.NodeID, NodeIDs: r.NodeIDs, StartedAt: d.time("history", r.StartedAt),
 			Class: model.FailureClass(r.Class), Reason: model.Reason(r.Reason), Message: r.Message, ExitCode: r.ExitCode}
 		if r.EndedAt != "" {
 			as[i].EndedAt = d.time("history", r.EndedAt)
@@ -423,4 +445,35 @@ func (s *Store) jobStrings(ctx context.Context, q string, statuses []model.JobSt
 		err := sc.Scan(&v)
 		return v, err
 	}, fmt.Sprintf(q, in), args...)
+}
+
+// distributionRow is how a job's distribution is stored (column
+// distribution, JSON).
+type distributionRow struct {
+	Type                    string `json:"type"`
+	ProcessCountPerInstance int    `json:"processCountPerInstance,omitempty"`
+	WorkerCount             int    `json:"workerCount,omitempty"`
+	ParameterServerCount    int    `json:"parameterServerCount,omitempty"`
+}
+
+// encDistribution renders a job's distribution; nil becomes NULL.
+func encDistribution(d *model.Distribution) (sql.NullString, error) {
+	if d == nil {
+		return sql.NullString{}, nil
+	}
+	return encJSON(distributionRow{Type: string(d.Type), ProcessCountPerInstance: d.ProcessCountPerInstance,
+		WorkerCount: d.WorkerCount, ParameterServerCount: d.ParameterServerCount}, 1)
+}
+
+func decDistribution(d *decoder, s sql.NullString) *model.Distribution {
+	if !s.Valid || s.String == "" {
+		return nil
+	}
+	var r distributionRow
+	if err := json.Unmarshal([]byte(s.String), &r); err != nil {
+		d.fail("distribution", err)
+		return nil
+	}
+	return &model.Distribution{Type: model.DistributionType(r.Type), ProcessCountPerInstance: r.ProcessCountPerInstance,
+		WorkerCount: r.WorkerCount, ParameterServerCount: r.ParameterServerCount}
 }

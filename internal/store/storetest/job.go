@@ -567,6 +567,7 @@ func testJobQueueQueries(t *testing.T, s store.Store) {
 	for i, st := range []model.JobStatus{model.JobQueued, model.JobRunning, model.JobQueued, model.JobQueued, model.JobCompleted} {
 		j := newJob(ws, fmt.Sprintf("j%d", i), "cpu", int64(10-i))
 		j.Status = st
+		j.InstanceCount = i // 0 (stored before gangs) counts as 1
 		mustCreateJob(t, s, j)
 		jobs = append(jobs, j)
 	}
@@ -588,6 +589,14 @@ func testJobQueueQueries(t *testing.T, s store.Store) {
 	want := map[model.JobStatus]int{model.JobQueued: 3, model.JobRunning: 1, model.JobCompleted: 1}
 	if diff := cmp.Diff(want, counts); diff != "" {
 		t.Errorf("JobCountByCompute (-want +got):\n%s", diff)
+	}
+	nodes, err := s.JobNodeCountByCompute(t.Context(), cpu, model.JobQueued, model.JobRunning, model.JobFailed)
+	if err != nil {
+		t.Fatalf("JobNodeCountByCompute: %v", err)
+	}
+	want = map[model.JobStatus]int{model.JobQueued: 1 + 2 + 3, model.JobRunning: 1}
+	if diff := cmp.Diff(want, nodes); diff != "" {
+		t.Errorf("JobNodeCountByCompute (-want +got):\n%s", diff)
 	}
 	ahead, err := s.JobCountAhead(t.Context(), cpu, model.JobQueued, jobs[0].Seq)
 	if err != nil {
@@ -731,6 +740,7 @@ func testJobUpdateNodes(t *testing.T, s store.Store) {
 		t.Run(tt.name, func(t *testing.T) {
 			j := newJob(w, fmt.Sprintf("gang-%d", i), "cpu", int64(i))
 			j.InstanceCount = len(tt.nodeFrom)
+			j.Distribution = &model.Distribution{Type: model.DistributionPyTorch, ProcessCountPerInstance: 2}
 			mustCreateJob(t, s, j)
 			var orig []model.Node
 			var changes []store.NodeChange
@@ -745,6 +755,7 @@ func testJobUpdateNodes(t *testing.T, s store.Store) {
 				u := n
 				u.State, u.JobID, u.StateSince = model.NodeRunning, j.ID, at(40)
 				changes = append(changes, store.NodeChange{Node: u, From: from})
+				upd.NodeIDs = append(upd.NodeIDs, n.ID)
 			}
 			err := s.JobUpdateNodes(t.Context(), upd, tt.from, changes)
 			if !errors.Is(err, tt.wantErr) {
