@@ -145,6 +145,27 @@ func orLimits(l, def archive.Limits) archive.Limits {
 	return l
 }
 
+// extractStaged extracts an uploaded tar into a new staging directory in
+// runID's job directory, within the artifact limits, and returns both; the
+// caller moves what it keeps into place and removes stage. Extracting aside
+// means a refused or broken upload leaves the job's files as they were.
+func (f *Files) extractStaged(runID string, r io.Reader) (dir, stage string, err error) {
+	if dir, err = f.JobDir(runID); err != nil {
+		return "", "", err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", "", fmt.Errorf("create job dir: %w", err)
+	}
+	if stage, err = os.MkdirTemp(dir, ".artifacts-*"); err != nil {
+		return "", "", err
+	}
+	if _, err := archive.Extract(stage, r, f.artLim); err != nil {
+		os.RemoveAll(stage)
+		return "", "", err
+	}
+	return dir, stage, nil
+}
+
 // SaveArtifacts stores an artifacts tar as the job's outputs/ and logs/,
 // replacing what an earlier upload of the same job stored; other entries
 // are dropped. The tar is read with kumo's one archive reader under the
@@ -156,23 +177,11 @@ func orLimits(l, def archive.Limits) archive.Limits {
 // model.CheckpointDir): the tar's entries under it are kept apart, under
 // checkpoint/, replacing the previous attempt's, and outlive attempts.
 func (f *Files) SaveArtifacts(runID string, r io.Reader, checkpoint string) error {
-	dir, err := f.JobDir(runID)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create job dir: %w", err)
-	}
-	// Extract aside, then move into place: a refused or broken upload
-	// leaves the job's files as they were.
-	stage, err := os.MkdirTemp(dir, ".artifacts-*")
+	dir, stage, err := f.extractStaged(runID, r)
 	if err != nil {
 		return fmt.Errorf("save artifacts: %w", err)
 	}
 	defer os.RemoveAll(stage)
-	if _, err := archive.Extract(stage, r, f.artLim); err != nil {
-		return fmt.Errorf("save artifacts: %w", err)
-	}
 	for _, sub := range artifactDirs {
 		from := filepath.Join(stage, sub)
 		fi, err := os.Lstat(from)
@@ -219,21 +228,11 @@ func (f *Files) SaveArtifacts(runID string, r io.Reader, checkpoint string) erro
 // (user_logs/std_log_node_<r>_process_<p>.txt), beside those of the
 // job's other nodes. The tar is checked as in SaveArtifacts.
 func (f *Files) SaveProcessLogs(runID string, r io.Reader) error {
-	dir, err := f.JobDir(runID)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create job dir: %w", err)
-	}
-	stage, err := os.MkdirTemp(dir, ".artifacts-*")
+	dir, stage, err := f.extractStaged(runID, r)
 	if err != nil {
 		return fmt.Errorf("save process logs: %w", err)
 	}
 	defer os.RemoveAll(stage)
-	if _, err := archive.Extract(stage, r, f.artLim); err != nil {
-		return fmt.Errorf("save process logs: %w", err)
-	}
 	return mergeProcessLogs(stage, dir)
 }
 
