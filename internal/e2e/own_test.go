@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"kumo/internal/cgroup"
+	"kumo/internal/jobuser"
 )
 
 // A test owns exactly what it starts. Its kumo up processes run in a cgroup
@@ -235,6 +236,14 @@ func (o *owner) cleanup() {
 		t.Errorf("processes %v of this test (working in or named after its directories) escaped its cgroup and node records", left)
 		for _, pid := range left {
 			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	// The job uids its control planes claimed: nothing runs as them now.
+	if jobuser.Enabled() {
+		for _, d := range dirs {
+			if _, err := jobuser.ReleaseUnder(d); err != nil {
+				t.Errorf("release the test's job uids: %v", err)
+			}
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -124,6 +125,40 @@ func Release(uid int, owner string) error {
 		return fmt.Errorf("release job uid: %w", err)
 	}
 	return nil
+}
+
+// ReleaseUnder gives up every claim whose owner is dir or lies below it:
+// what a control plane that will not run again (a test's, say) left
+// claimed. It returns how many it released.
+func ReleaseUnder(dir string) (int, error) {
+	unlock, err := lockClaims()
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	ents, err := os.ReadDir(ClaimsDir)
+	if err != nil {
+		return 0, fmt.Errorf("release job uids: %w", err)
+	}
+	dir = filepath.Clean(dir)
+	n := 0
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue // the lock file
+		}
+		path := filepath.Join(ClaimsDir, e.Name())
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		if owner := string(b); owner == dir || strings.HasPrefix(owner, dir+string(filepath.Separator)) {
+			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return n, fmt.Errorf("release job uids: %w", err)
+			}
+			n++
+		}
+	}
+	return n, nil
 }
 
 // ownerGone reports whether a claim's owner directory was removed: no
