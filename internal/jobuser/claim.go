@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -54,10 +55,10 @@ func Claim(r Range, owner string, used func(uid int) bool) (int, error) {
 		if err := os.WriteFile(path, []byte(owner), 0o600); err != nil {
 			return 0, fmt.Errorf("claim job uid: %w", err)
 		}
-		if err := KillAll(uid); err != nil {
-			return 0, err
-		}
-		return uid, nil
+		// The claim holds the uid; kill what still runs as it without
+		// holding up other claims meanwhile.
+		unlock()
+		return uid, KillAll(uid)
 	}
 	return 0, fmt.Errorf("job uids %s: %w", r, ErrNoUID)
 }
@@ -100,6 +101,9 @@ next:
 			if err := os.WriteFile(filepath.Join(ClaimsDir, strconv.Itoa(uid)), []byte(owner), 0o600); err != nil {
 				return Range{}, fmt.Errorf("claim job uids: %w", err)
 			}
+		}
+		unlock()
+		for uid := first; uid < first+n; uid++ {
 			if err := KillAll(uid); err != nil {
 				return Range{}, err
 			}
@@ -168,7 +172,8 @@ func ownerGone(owner string) bool {
 	return errors.Is(err, fs.ErrNotExist)
 }
 
-// lockClaims takes the host-wide claims lock and returns its release.
+// lockClaims takes the host-wide claims lock and returns its release,
+// which may be called more than once.
 func lockClaims() (func(), error) {
 	if err := os.MkdirAll(ClaimsDir, 0o700); err != nil {
 		return nil, fmt.Errorf("job uid claims: %w", err)
@@ -181,5 +186,6 @@ func lockClaims() (func(), error) {
 		f.Close()
 		return nil, fmt.Errorf("job uid claims: %w", err)
 	}
-	return func() { f.Close() }, nil
+	var once sync.Once
+	return func() { once.Do(func() { f.Close() }) }, nil
 }
