@@ -42,6 +42,7 @@ package local
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -192,15 +193,15 @@ func New(cfg Config) (*Local, error) {
 	if len(cfg.Argv) == 0 {
 		return nil, errors.New("local provider: empty argv")
 	}
-	cfg.Grace = cmpOr(cfg.Grace, DefaultGrace)
-	cfg.CPUOvercommit = cmpOr(cfg.CPUOvercommit, DefaultCPUOvercommit)
-	cfg.MemoryOvercommit = cmpOr(cfg.MemoryOvercommit, DefaultMemoryOvercommit)
-	cfg.HostCPUs = cmpOr(cfg.HostCPUs, runtime.NumCPU())
+	cfg.Grace = cmp.Or(cfg.Grace, DefaultGrace)
+	cfg.CPUOvercommit = cmp.Or(cfg.CPUOvercommit, DefaultCPUOvercommit)
+	cfg.MemoryOvercommit = cmp.Or(cfg.MemoryOvercommit, DefaultMemoryOvercommit)
+	cfg.HostCPUs = cmp.Or(cfg.HostCPUs, runtime.NumCPU())
 	if cfg.HostMemoryMB == 0 {
 		cfg.HostMemoryMB = hostMemoryMB()
 	}
-	cfg.Address = cmpOr(cfg.Address, "127.0.0.1")
-	cfg.EvictionLead = cmpOr(cfg.EvictionLead, DefaultEvictionLead)
+	cfg.Address = cmp.Or(cfg.Address, "127.0.0.1")
+	cfg.EvictionLead = cmp.Or(cfg.EvictionLead, DefaultEvictionLead)
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Float64
 	}
@@ -218,14 +219,6 @@ func New(cfg Config) (*Local, error) {
 		l.note = l.cg.Note()
 	}
 	return l, nil
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // Factory builds a Local from params: DataDir is Config.Dir; settings are

@@ -39,6 +39,7 @@ package sshhosts
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -160,8 +161,8 @@ func New(cfg Config) (*Provider, error) {
 		}
 		cfg.Executable = exe
 	}
-	cfg.ConnectTimeout = cmpOr(cfg.ConnectTimeout, DefaultConnectTimeout)
-	cfg.Grace = cmpOr(cfg.Grace, DefaultGrace)
+	cfg.ConnectTimeout = cmp.Or(cfg.ConnectTimeout, DefaultConnectTimeout)
+	cfg.Grace = cmp.Or(cfg.Grace, DefaultGrace)
 	p := &Provider{cfg: cfg}
 	names := map[string]bool{}
 	for i, hc := range cfg.Hosts {
@@ -200,8 +201,8 @@ func newHost(hc Host, timeout time.Duration) (*host, error) {
 		h.addr = net.JoinHostPort(hc.Address, "22")
 	}
 	h.ip, _, _ = net.SplitHostPort(h.addr)
-	h.Name = cmpOr(h.Name, hc.Address)
-	h.Dir = cmpOr(h.Dir, DefaultDir)
+	h.Name = cmp.Or(h.Name, hc.Address)
+	h.Dir = cmp.Or(h.Dir, DefaultDir)
 	pem, err := os.ReadFile(hc.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("key_file: %w", err)
@@ -229,14 +230,6 @@ func parseHostKey(s string) (ssh.PublicKey, error) {
 		return nil, errors.New("not an authorized_keys or known_hosts line")
 	}
 	return k, nil
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // Factory builds a Provider from params: DataDir is Config.Dir; settings
@@ -562,7 +555,7 @@ func (p *Provider) run(outer context.Context, h *host, limit time.Duration, scri
 	switch {
 	case errors.As(err, &exit):
 		p.answered(h)
-		return out.String(), fmt.Errorf("host %s: %s", h.Name, strings.TrimSpace(cmpOr(errb.String(), exit.Error())))
+		return out.String(), fmt.Errorf("host %s: %s", h.Name, strings.TrimSpace(cmp.Or(errb.String(), exit.Error())))
 	case err != nil:
 		h.drop()
 		return "", p.failed(h, err)
@@ -707,7 +700,7 @@ func (p *Provider) start(ctx context.Context, h *host, in provider.Instance, gpu
 	if err := p.ensureExe(ctx, h); err != nil {
 		return nil, err
 	}
-	url := cmpOr(p.cfg.ControlPlaneURL, in.Agent.URL)
+	url := cmp.Or(p.cfg.ControlPlaneURL, in.Agent.URL)
 	var gpuText []string
 	for _, g := range gpus {
 		gpuText = append(gpuText, strconv.Itoa(g))
