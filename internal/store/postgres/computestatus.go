@@ -1,0 +1,60 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"kumo/internal/model"
+)
+
+const (
+	computeStatusSetSQL = `INSERT INTO compute_status (
+		compute_key, compute_id, target_nodes, allocation, allocation_since, errors, blocked, blocked_detail
+	) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+	ON CONFLICT (compute_key) DO UPDATE SET
+		compute_id = excluded.compute_id, target_nodes = excluded.target_nodes,
+		allocation = excluded.allocation, allocation_since = excluded.allocation_since,
+		errors = excluded.errors, blocked = excluded.blocked, blocked_detail = excluded.blocked_detail`
+
+	computeStatusGetSQL = `SELECT compute_id, target_nodes, allocation, allocation_since, errors, blocked, blocked_detail
+		FROM compute_status WHERE compute_key = $1`
+)
+
+func scanComputeStatus(sc scanner) (model.ComputeStatus, error) {
+	var (
+		cs          model.ComputeStatus
+		since, errs sql.NullString
+	)
+	err := sc.Scan(&cs.ComputeID, &cs.TargetNodes, &cs.Allocation, &since, &errs, &cs.Blocked, &cs.BlockedDetail)
+	if err != nil {
+		return model.ComputeStatus{}, err
+	}
+	var d decoder
+	cs.AllocationSince = d.optTime("allocation_since", since)
+	cs.Errors = d.errors("errors", errs)
+	return cs, d.err
+}
+
+// ComputeStatusSet implements store.Store. The compute need not exist;
+// ComputeDelete removes its status.
+func (s *Store) ComputeStatusSet(ctx context.Context, cs model.ComputeStatus) error {
+	errs, err := encErrors(cs.Errors)
+	if err == nil {
+		_, err = s.exec(ctx, computeStatusSetSQL, fold(cs.ComputeID), cs.ComputeID, cs.TargetNodes, string(cs.Allocation),
+			encOptTime(cs.AllocationSince), errs, string(cs.Blocked), cs.BlockedDetail)
+	}
+	if err != nil {
+		return fmt.Errorf("compute status set %s: %w", cs.ComputeID, err)
+	}
+	return nil
+}
+
+// ComputeStatusGet implements store.Store.
+func (s *Store) ComputeStatusGet(ctx context.Context, computeID string) (model.ComputeStatus, error) {
+	cs, err := scanComputeStatus(s.pool.QueryRow(ctx, computeStatusGetSQL, fold(computeID)))
+	if err != nil {
+		return model.ComputeStatus{}, fmt.Errorf("compute status get %s: %w", computeID, notFound(err))
+	}
+	return cs, nil
+}

@@ -1,0 +1,446 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"kumo/internal/model"
+	"kumo/internal/store"
+)
+
+const jobColumns = `id, workspace_id, name, run_id, compute_id, display_name, experiment_name, command, env,
+	snapshot_id, timeout_ns, instance_count, status, node_id, attempts, exit_code, error_code, error_message,
+	cancel_requested, seq, created_at, started_at, ended_at, created_by, warnings, created_by_token, history, max_retries, distribution, node_ids`
+
+const (
+	jobInsertSQL = `INSERT INTO jobs (
+		id_key, id, workspace_key, workspace_id, name, name_key, run_id, compute_id, compute_key,
+		display_name, experiment_name, command, env, snapshot_id, timeout_ns, instance_count, status, node_id,
+		attempts, exit_code, error_code, error_message, cancel_requested, seq, created_at, started_at, ended_at,
+		created_by, warnings, created_by_token, history, max_retries, distribution, node_ids
+	) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34)`
+
+	// jobUpdateSQL replaces every field but the job's identity (ID,
+	// WorkspaceID, Name) when the stored status is the expected one.
+	jobUpdateSQL = `UPDATE jobs SET
+		run_id = $1, compute_id = $2, compute_key = $3, display_name = $4, experiment_name = $5, command = $6,
+		env = $7, snapshot_id = $8, timeout_ns = $9, instance_count = $10, status = $11, node_id = $12, attempts = $13,
+		exit_code = $14, error_code = $15, error_message = $16, cancel_requested = $17, seq = $18, created_at = $19,
+		started_at = $20, ended_at = $21, created_by = $22, warnings = $23, created_by_token = $24,
+		history = $25, max_retries = $26, distribution = $27, node_ids = $28
+		WHERE id_key = $29 AND status = $30`
+
+	jobGetSQL        = `SELECT ` + jobColumns + ` FROM jobs WHERE id_key = $1`
+	jobGetByRunIDSQL = `SELECT ` + jobColumns + ` FROM jobs WHERE run_id = $1`
+	jobListSQL       = `SELECT ` + jobColumns + ` FROM jobs WHERE workspace_key = $1 AND name_key > $2 ORDER BY name_key LIMIT $3`
+	jobMaxSeqSQL     = `SELECT coalesce(max(seq), 0) FROM jobs`
+)
+
+func scanJob(sc scanner) (model.Job, error) {
+	var (
+		j              model.Job
+		env, warnings  sql.NullString
+		history        sql.NullString
+		dist, nodeIDs  sql.NullString
+		timeout        int64
+		exit           sql.NullInt64
+		code, msg      sql.NullString
+		created        string
+		started, ended sql.NullString
+	)
+	err := sc.Scan(&j.ID, &j.WorkspaceID, &j.Name, &j.RunID, &j.ComputeID, &j.DisplayName, &j.ExperimentName,
+		&j.Command, &env, &j.SnapshotID, &timeout, &j.InstanceCount, &j.Status, &j.NodeID, &j.Attempts,
+		&exit, &code, &msg, &j.CancelRequested, &j.Seq, &created, &started, &ended, &j.CreatedBy, &warnings, &j.CreatedByToken,
+		&history, &j.MaxRetries, &dist, &nodeIDs)
+	if err != nil {
+		return model.Job{}, err
+	}
+	var d decoder
+	j.Env = d.tags("env", env)
+	j.Timeout = time.Duration(timeout)
+	if exit.Valid {
+		n := int(exit.Int64)
+		j.ExitCode = &n
+	}
+	if code.Valid || msg.Valid {
+		j.Error = &model.Error{Code: code.String, Message: msg.String}
+	}
+	j.CreatedAt = d.time("created_at", created)
+	j.StartedAt = d.optTime("started_at", started)
+	j.EndedAt = d.optTime("ended_at", ended)
+	j.Warnings = d.strings("warnings", warnings)
+	j.History = decAttempts(&d, history)
+	j.Distribution = decDistribution(&d, dist)
+	j.NodeIDs = d.strings("node_ids", nodeIDs)
+	return j, d.err
+}
+
+// jobArgs encodes the columns that jobInsertSQL and jobUpdateSQL share,
+// run_id through node_ids, in the order both list them.
+func jobArgs(j model.Job) ([]any, error) {
+	env, err := encTags(j.Env)
+	if err != nil {
+		return nil, err
+	}
+	warnings, err := encJSON(j.Warnings, len(j.Warnings))
+	if err != nil {
+		return nil, err
+	}
+	var exit sql.NullInt64
+	if j.ExitCode != nil {
+		exit = sql.NullInt64{Int64: int64(*j.ExitCode), Valid: true}
+	}
+	history, err := encAttempts(j.History)
+	if err != nil {
+		return nil, err
+	}
+	dist, err := encDistribution(j.Distribution)
+	if err != nil {
+		return nil, err
+	}
+	nodeIDs, err := encJSON(j.NodeIDs, len(j.NodeIDs))
+	if err != nil {
+		return nil, err
+	}
+	code, msg := opError(j.Error)
+	return []any{
+		j.RunID, j.ComputeID, fold(j.ComputeID), j.DisplayName, j.ExperimentName, j.Command,
+		env, j.SnapshotID, int64(j.Timeout), j.InstanceCount, string(j.Status), j.NodeID, j.Attempts,
+		exit, code, msg, j.CancelRequested, j.Seq, encTime(j.CreatedAt),
+		encOptTime(j.StartedAt), encOptTime(j.EndedAt), j.CreatedBy, warnings, j.CreatedByToken,
+		history, j.MaxRetries, dist, nodeIDs,
+	}, nil
+}
+
+// JobCreate implements store.Store. Job IDs and names match
+// case-insensitively, run IDs exactly.
+func (s *Store) JobCreate(ctx context.Context, j model.Job) error {
+	shared, err := jobArgs(j)
+	if err != nil {
+		return fmt.Errorf("job create %s: %w", j.ID, err)
+	}
+	args := append([]any{fold(j.ID), j.ID, fold(j.WorkspaceID), j.WorkspaceID, j.Name, fold(j.Name)}, shared...)
+	if _, err := s.exec(ctx, jobInsertSQL, args...); err != nil {
+		return fmt.Errorf("job create %s: %w", j.ID, storeErr(err))
+	}
+	return nil
+}
+
+// JobGet implements store.Store.
+func (s *Store) JobGet(ctx context.Context, id string) (model.Job, error) {
+	j, err := scanJob(s.pool.QueryRow(ctx, jobGetSQL, fold(id)))
+	if err != nil {
+		return model.Job{}, fmt.Errorf("job get %s: %w", id, notFound(err))
+	}
+	return j, nil
+}
+
+// JobGetByRunID implements store.Store.
+func (s *Store) JobGetByRunID(ctx context.Context, runID string) (model.Job, error) {
+	j, err := scanJob(s.pool.QueryRow(ctx, jobGetByRunIDSQL, runID))
+	if err != nil {
+		return model.Job{}, fmt.Errorf("job get by run ID %s: %w", runID, notFound(err))
+	}
+	return j, nil
+}
+
+// JobList implements store.Store. A workspace that does not exist has no
+// jobs.
+func (s *Store) JobList(ctx context.Context, workspaceID string, p store.Page) ([]model.Job, error) {
+	js, err := query(ctx, s.pool, scanJob, jobListSQL, fold(workspaceID), fold(p.After), limit(p))
+	if err != nil {
+		return nil, fmt.Errorf("job list %s: %w", workspaceID, err)
+	}
+	return js, nil
+}
+
+// JobListByCompute implements store.Store. No statuses means no jobs. Jobs
+// with the same Seq are ordered by ID.
+func (s *Store) JobListByCompute(ctx context.Context, computeID string, statuses ...model.JobStatus) ([]model.Job, error) {
+	if len(statuses) == 0 {
+		return nil, nil
+	}
+	q := `SELECT ` + jobColumns + ` FROM jobs WHERE compute_key = $1 AND status = ANY($2) ORDER BY seq, id_key`
+	js, err := query(ctx, s.pool, scanJob, q, fold(computeID), texts(statuses))
+	if err != nil {
+		return nil, fmt.Errorf("job list by compute %s %v: %w", computeID, statuses, err)
+	}
+	return js, nil
+}
+
+// JobListByStatus implements store.Store. No statuses means no jobs. Jobs
+// with the same Seq are ordered by ID.
+func (s *Store) JobListByStatus(ctx context.Context, statuses ...model.JobStatus) ([]model.Job, error) {
+	if len(statuses) == 0 {
+		return nil, nil
+	}
+	q := `SELECT ` + jobColumns + ` FROM jobs WHERE status = ANY($1) ORDER BY seq, id_key`
+	js, err := query(ctx, s.pool, scanJob, q, texts(statuses))
+	if err != nil {
+		return nil, fmt.Errorf("job list by status %v: %w", statuses, err)
+	}
+	return js, nil
+}
+
+// JobMaxSeq implements store.Store.
+func (s *Store) JobMaxSeq(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.pool.QueryRow(ctx, jobMaxSeqSQL).Scan(&n); err != nil {
+		return 0, fmt.Errorf("job max seq: %w", err)
+	}
+	return n, nil
+}
+
+// JobUpdate implements store.Store. It replaces every field but the job's
+// identity (ID, WorkspaceID, Name), and the node's as NodeUpdate does.
+// Without a node it is one statement; with one, one transaction of two.
+func (s *Store) JobUpdate(ctx context.Context, j model.Job, from model.JobStatus, node *model.Node, nodeFrom model.NodeState) error {
+	var nodes []store.NodeChange
+	if node != nil {
+		nodes = []store.NodeChange{{Node: *node, From: nodeFrom}}
+	}
+	return s.JobUpdateNodes(ctx, j, from, nodes)
+}
+
+// JobUpdateNodes implements store.Store: one transaction of 1+len(nodes)
+// conditional updates. Each condition is checked by its UPDATE's WHERE
+// clause, which PostgreSQL re-evaluates on the row's newest version when
+// a concurrent writer changed it first, so two writers cannot both win.
+func (s *Store) JobUpdateNodes(ctx context.Context, j model.Job, from model.JobStatus, nodes []store.NodeChange) error {
+	args, err := jobArgs(j)
+	if err != nil {
+		return fmt.Errorf("job update %s: %w", j.ID, err)
+	}
+	args = append(args, fold(j.ID), string(from))
+	if len(nodes) == 0 {
+		tag, err := s.exec(ctx, jobUpdateSQL, args...)
+		if err == nil {
+			err = changed(ctx, s.pool, tag, jobExistsSQL, fold(j.ID))
+		}
+		if err != nil {
+			return fmt.Errorf("job update %s: %w", j.ID, storeErr(err))
+		}
+		return nil
+	}
+	err = s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, jobUpdateSQL, args...)
+		if err == nil {
+			err = changed(ctx, tx, tag, jobExistsSQL, fold(j.ID))
+		}
+		if err != nil {
+			return storeErr(err)
+		}
+		for _, c := range nodes {
+			tag, err = tx.Exec(ctx, nodeUpdateSQL, nodeArgs(c.Node, c.From)...)
+			if err == nil {
+				err = changed(ctx, tx, tag, nodeExistsSQL, c.Node.ID)
+			}
+			if err != nil {
+				return fmt.Errorf("node %s: %w", c.Node.ID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("job update %s: %w", j.ID, err)
+	}
+	return nil
+}
+
+const jobExistsSQL = `SELECT 1 FROM jobs WHERE id_key = $1`
+
+// changed returns nil when a conditional update changed a row. Otherwise
+// it runs exists, a query for the row by key, on db and returns
+// store.ErrNotFound when the row is absent and store.ErrPreconditionFailed
+// when it is there (so its condition did not hold).
+func changed(ctx context.Context, db querier, tag pgconn.CommandTag, exists string, key any) error {
+	if tag.RowsAffected() > 0 {
+		return nil
+	}
+	var one int
+	err := db.QueryRow(ctx, exists, key).Scan(&one)
+	switch {
+	case err == nil:
+		return store.ErrPreconditionFailed
+	case errors.Is(err, pgx.ErrNoRows):
+		return store.ErrNotFound
+	}
+	return err
+}
+
+// JobHead implements store.Store.
+func (s *Store) JobHead(ctx context.Context, computeID string, status model.JobStatus, limit int) ([]model.Job, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	q := `SELECT ` + jobColumns + ` FROM jobs WHERE compute_key = $1 AND status = $2 ORDER BY seq, id_key LIMIT $3`
+	js, err := query(ctx, s.pool, scanJob, q, fold(computeID), string(status), limit)
+	if err != nil {
+		return nil, fmt.Errorf("job head of %s: %w", computeID, err)
+	}
+	return js, nil
+}
+
+// JobCountByCompute implements store.Store.
+func (s *Store) JobCountByCompute(ctx context.Context, computeID string, statuses ...model.JobStatus) (map[model.JobStatus]int, error) {
+	return s.jobCount(ctx, "count(*)", computeID, statuses)
+}
+
+// JobNodeCountByCompute implements store.Store.
+func (s *Store) JobNodeCountByCompute(ctx context.Context, computeID string, statuses ...model.JobStatus) (map[model.JobStatus]int, error) {
+	return s.jobCount(ctx, "sum(greatest(instance_count, 1))", computeID, statuses)
+}
+
+// jobCount sums expr over a compute's jobs by status.
+func (s *Store) jobCount(ctx context.Context, expr, computeID string, statuses []model.JobStatus) (map[model.JobStatus]int, error) {
+	if len(statuses) == 0 {
+		return map[model.JobStatus]int{}, nil
+	}
+	type row struct {
+		status model.JobStatus
+		n      int
+	}
+	rows, err := query(ctx, s.pool, func(sc scanner) (row, error) {
+		var r row
+		err := sc.Scan(&r.status, &r.n)
+		return r, err
+	}, `SELECT status, (`+expr+`)::bigint FROM jobs WHERE compute_key = $1 AND status = ANY($2) GROUP BY status`,
+		fold(computeID), texts(statuses))
+	if err != nil {
+		return nil, fmt.Errorf("job count of %s: %w", computeID, err)
+	}
+	out := make(map[model.JobStatus]int, len(rows))
+	for _, r := range rows {
+		out[r.status] = r.n
+	}
+	return out, nil
+}
+
+// JobCountAhead implements store.Store.
+func (s *Store) JobCountAhead(ctx context.Context, computeID string, status model.JobStatus, seq int64) (int, error) {
+	var n int
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM jobs WHERE compute_key = $1 AND status = $2 AND seq < $3`,
+		fold(computeID), string(status), seq).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("job count ahead in %s: %w", computeID, err)
+	}
+	return n, nil
+}
+
+// JobSnapshotIDs implements store.Store.
+func (s *Store) JobSnapshotIDs(ctx context.Context, statuses ...model.JobStatus) ([]string, error) {
+	ids, err := s.jobStrings(ctx, `SELECT DISTINCT snapshot_id FROM jobs WHERE status = ANY($1) AND snapshot_id <> '' ORDER BY snapshot_id`, statuses)
+	if err != nil {
+		return nil, fmt.Errorf("job snapshot IDs %v: %w", statuses, err)
+	}
+	return ids, nil
+}
+
+// JobComputeIDs implements store.Store.
+func (s *Store) JobComputeIDs(ctx context.Context, statuses ...model.JobStatus) ([]string, error) {
+	ids, err := s.jobStrings(ctx, `SELECT min(compute_id) FROM jobs WHERE status = ANY($1) GROUP BY compute_key`, statuses)
+	if err != nil {
+		return nil, fmt.Errorf("job compute IDs %v: %w", statuses, err)
+	}
+	return ids, nil
+}
+
+// attemptRow is one element of jobs.history, with stable JSON names.
+type attemptRow struct {
+	Number    int      `json:"number"`
+	NodeID    string   `json:"node,omitempty"`
+	NodeIDs   []string `json:"nodes,omitempty"` // a gang's, in rank order
+	StartedAt string   `json:"start"`
+	EndedAt   string   `json:"end,omitempty"`
+	Class     string   `json:"class,omitempty"`
+	Reason    string   `json:"reason,omitempty"`
+	Message   string   `json:"message,omitempty"`
+	ExitCode  *int     `json:"exitCode,omitempty"`
+}
+
+// encAttempts renders a job's history; nil and empty both become NULL.
+func encAttempts(as []model.Attempt) (sql.NullString, error) {
+	rows := make([]attemptRow, len(as))
+	for i, a := range as {
+		rows[i] = attemptRow{Number: a.Number, NodeID: a.NodeID, NodeIDs: a.NodeIDs, StartedAt: encTime(a.StartedAt),
+			Class: string(a.Class), Reason: string(a.Reason), Message: a.Message, ExitCode: a.ExitCode}
+		if !a.EndedAt.IsZero() {
+			rows[i].EndedAt = encTime(a.EndedAt)
+		}
+	}
+	return encJSON(rows, len(rows))
+}
+
+func decAttempts(d *decoder, s sql.NullString) []model.Attempt {
+	if !s.Valid {
+		return nil
+	}
+	var rows []attemptRow
+	if err := json.Unmarshal([]byte(s.String), &rows); err != nil {
+		d.fail("history", err)
+		return nil
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	as := make([]model.Attempt, len(rows))
+	for i, r := range rows {
+		as[i] = model.Attempt{Number: r.Number, NodeID: r.NodeID, NodeIDs: r.NodeIDs, StartedAt: d.time("history", r.StartedAt),
+			Class: model.FailureClass(r.Class), Reason: model.Reason(r.Reason), Message: r.Message, ExitCode: r.ExitCode}
+		if r.EndedAt != "" {
+			as[i].EndedAt = d.time("history", r.EndedAt)
+		}
+	}
+	return as
+}
+
+// jobStrings runs q, a query of one string column whose $1 is the
+// statuses (a text array).
+func (s *Store) jobStrings(ctx context.Context, q string, statuses []model.JobStatus) ([]string, error) {
+	if len(statuses) == 0 {
+		return nil, nil
+	}
+	return query(ctx, s.pool, func(sc scanner) (string, error) {
+		var v string
+		err := sc.Scan(&v)
+		return v, err
+	}, q, texts(statuses))
+}
+
+// distributionRow is how a job's distribution is stored (column
+// distribution, JSON).
+type distributionRow struct {
+	Type                    string `json:"type"`
+	ProcessCountPerInstance int    `json:"processCountPerInstance,omitempty"`
+	WorkerCount             int    `json:"workerCount,omitempty"`
+	ParameterServerCount    int    `json:"parameterServerCount,omitempty"`
+}
+
+// encDistribution renders a job's distribution; nil becomes NULL.
+func encDistribution(d *model.Distribution) (sql.NullString, error) {
+	if d == nil {
+		return sql.NullString{}, nil
+	}
+	return encJSON(distributionRow{Type: string(d.Type), ProcessCountPerInstance: d.ProcessCountPerInstance,
+		WorkerCount: d.WorkerCount, ParameterServerCount: d.ParameterServerCount}, 1)
+}
+
+func decDistribution(d *decoder, s sql.NullString) *model.Distribution {
+	if !s.Valid || s.String == "" {
+		return nil
+	}
+	var r distributionRow
+	if err := json.Unmarshal([]byte(s.String), &r); err != nil {
+		d.fail("distribution", err)
+		return nil
+	}
+	return &model.Distribution{Type: model.DistributionType(r.Type), ProcessCountPerInstance: r.ProcessCountPerInstance,
+		WorkerCount: r.WorkerCount, ParameterServerCount: r.ParameterServerCount}
+}

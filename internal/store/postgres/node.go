@@ -1,0 +1,181 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"kumo/internal/model"
+	"kumo/internal/store"
+)
+
+const nodeColumns = `id, compute_id, state, credential_hash, address, ssh_port, job_id, reason, note,
+	created_at, state_since, attempts, agent_key, host_key, ready_at`
+
+const (
+	nodeInsertSQL = `INSERT INTO nodes (
+		id, compute_id, compute_key, state, credential_hash, address, ssh_port, job_id, reason, note,
+		created_at, state_since, attempts, agent_key, host_key, ready_at
+	) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`
+
+	// nodeUpdateSQL replaces every field but the node's identity (ID,
+	// ComputeID) and its agent key when the stored state is the expected
+	// one; see nodeArgs.
+	nodeUpdateSQL = `UPDATE nodes SET
+		state = $1, credential_hash = $2, address = $3, ssh_port = $4, job_id = $5, reason = $6, note = $7,
+		created_at = $8, state_since = $9, attempts = $10, host_key = $11, ready_at = $12
+		WHERE id = $13 AND state = $14`
+
+	// nodeBindAgentKeySQL sets an unbound node's agent key.
+	nodeBindAgentKeySQL = `UPDATE nodes SET agent_key = $1 WHERE id = $2 AND agent_key = ''`
+
+	nodeExistsSQL        = `SELECT 1 FROM nodes WHERE id = $1`
+	nodeGetSQL           = `SELECT ` + nodeColumns + ` FROM nodes WHERE id = $1`
+	nodeListByComputeSQL = `SELECT ` + nodeColumns + ` FROM nodes WHERE compute_key = $1 ORDER BY created_at, id`
+	nodeListSQL          = `SELECT ` + nodeColumns + ` FROM nodes ORDER BY created_at, id`
+	nodeDeleteSQL        = `DELETE FROM nodes WHERE id = $1`
+)
+
+func scanNode(sc scanner) (model.Node, error) {
+	var (
+		n              model.Node
+		created, since string
+		ready          sql.NullString
+	)
+	err := sc.Scan(&n.ID, &n.ComputeID, &n.State, &n.CredentialHash, &n.Address, &n.SSHPort, &n.JobID,
+		&n.Reason, &n.Note, &created, &since, &n.Attempts, &n.AgentKey, &n.HostKey, &ready)
+	if err != nil {
+		return model.Node{}, err
+	}
+	var d decoder
+	n.CreatedAt = d.time("created_at", created)
+	n.StateSince = d.time("state_since", since)
+	n.ReadyAt = d.optTime("ready_at", ready)
+	return n, d.err
+}
+
+// nodeInsertArgs returns nodeInsertSQL's arguments.
+func nodeInsertArgs(n model.Node) []any {
+	return []any{
+		n.ID, n.ComputeID, fold(n.ComputeID), string(n.State), n.CredentialHash, n.Address, n.SSHPort, n.JobID,
+		string(n.Reason), n.Note, encTime(n.CreatedAt), encTime(n.StateSince), n.Attempts, n.AgentKey, n.HostKey,
+		encOptTime(n.ReadyAt),
+	}
+}
+
+// nodeArgs returns nodeUpdateSQL's arguments: n's fields, then the
+// condition that the stored state is from.
+func nodeArgs(n model.Node, from model.NodeState) []any {
+	return []any{
+		string(n.State), n.CredentialHash, n.Address, n.SSHPort, n.JobID, string(n.Reason), n.Note,
+		encTime(n.CreatedAt), encTime(n.StateSince), n.Attempts, n.HostKey, encOptTime(n.ReadyAt),
+		n.ID, string(from),
+	}
+}
+
+// NodeCreate implements store.Store. Node IDs match exactly; the compute
+// need not exist.
+func (s *Store) NodeCreate(ctx context.Context, n model.Node) error {
+	if _, err := s.exec(ctx, nodeInsertSQL, nodeInsertArgs(n)...); err != nil {
+		return fmt.Errorf("node create %s: %w", n.ID, storeErr(err))
+	}
+	return nil
+}
+
+// NodeGet implements store.Store.
+func (s *Store) NodeGet(ctx context.Context, id string) (model.Node, error) {
+	n, err := scanNode(s.pool.QueryRow(ctx, nodeGetSQL, id))
+	if err != nil {
+		return model.Node{}, fmt.Errorf("node get %s: %w", id, notFound(err))
+	}
+	return n, nil
+}
+
+// NodeUpdate implements store.Store. It replaces every field but the
+// node's identity (ID, ComputeID) and its AgentKey.
+func (s *Store) NodeUpdate(ctx context.Context, n model.Node, from model.NodeState) error {
+	tag, err := s.exec(ctx, nodeUpdateSQL, nodeArgs(n, from)...)
+	if err == nil {
+		err = changed(ctx, s.pool, tag, nodeExistsSQL, n.ID)
+	}
+	if err != nil {
+		return fmt.Errorf("node update %s: %w", n.ID, err)
+	}
+	return nil
+}
+
+// NodeBindAgentKey implements store.Store.
+func (s *Store) NodeBindAgentKey(ctx context.Context, id, key string) error {
+	if key == "" {
+		return fmt.Errorf("node bind agent key %s: empty key", id)
+	}
+	tag, err := s.exec(ctx, nodeBindAgentKeySQL, key, id)
+	if err != nil {
+		return fmt.Errorf("node bind agent key %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 1 {
+		return nil
+	}
+	// Already bound (or gone): the same key is not a conflict.
+	n, err := s.NodeGet(ctx, id)
+	if err != nil {
+		return fmt.Errorf("node bind agent key: %w", err)
+	}
+	if n.AgentKey != key {
+		return fmt.Errorf("node bind agent key %s: bound to another key: %w", id, store.ErrPreconditionFailed)
+	}
+	return nil
+}
+
+// NodeListByCompute implements store.Store.
+func (s *Store) NodeListByCompute(ctx context.Context, computeID string) ([]model.Node, error) {
+	ns, err := query(ctx, s.pool, scanNode, nodeListByComputeSQL, fold(computeID))
+	if err != nil {
+		return nil, fmt.Errorf("node list by compute %s: %w", computeID, err)
+	}
+	return ns, nil
+}
+
+// NodeList implements store.Store.
+func (s *Store) NodeList(ctx context.Context) ([]model.Node, error) {
+	ns, err := query(ctx, s.pool, scanNode, nodeListSQL)
+	if err != nil {
+		return nil, fmt.Errorf("node list: %w", err)
+	}
+	return ns, nil
+}
+
+// NodeDelete implements store.Store.
+// Its usage record, if any, ends at the node's state_since (when it left
+// service), in the same transaction.
+func (s *Store) NodeDelete(ctx context.Context, id string) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE node_usage SET ended_at = (SELECT state_since FROM nodes WHERE id = $1)
+			WHERE node_id = $1 AND ended_at IS NULL`, id); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, nodeDeleteSQL, id)
+		if err == nil {
+			err = mustAffect(tag)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("node delete %s: %w", id, err)
+	}
+	return nil
+}
+
+// deleteComputeRows removes, in tx, the rows that hang off the compute
+// with the folded ID key but have no foreign key to it: its events and its
+// status. Its nodes stay (the control plane releases them first) and so do
+// its jobs and operations, which outlive it.
+func deleteComputeRows(ctx context.Context, tx pgx.Tx, key string) error {
+	if _, err := tx.Exec(ctx, `DELETE FROM events WHERE compute_key = $1`, key); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `DELETE FROM compute_status WHERE compute_key = $1`, key)
+	return err
+}

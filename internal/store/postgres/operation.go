@@ -1,0 +1,94 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"kumo/internal/model"
+)
+
+const operationColumns = `id, location, kind, compute_id, status, error_code, error_message, started_at, ended_at`
+
+func scanOperation(sc scanner) (model.Operation, error) {
+	var (
+		op        model.Operation
+		code, msg sql.NullString
+		started   string
+		ended     sql.NullString
+	)
+	if err := sc.Scan(&op.ID, &op.Location, &op.Kind, &op.ComputeID, &op.Status, &code, &msg, &started, &ended); err != nil {
+		return model.Operation{}, err
+	}
+	if code.Valid || msg.Valid {
+		op.Error = &model.Error{Code: code.String, Message: msg.String}
+	}
+	var d decoder
+	op.StartedAt = d.time("started_at", started)
+	op.EndedAt = d.optTime("ended_at", ended)
+	return op, d.err
+}
+
+// opError splits an operation's error into nullable columns.
+func opError(e *model.Error) (code, msg sql.NullString) {
+	if e == nil {
+		return sql.NullString{}, sql.NullString{}
+	}
+	return sql.NullString{String: e.Code, Valid: true}, sql.NullString{String: e.Message, Valid: true}
+}
+
+// insertOperation inserts op in tx; store.ErrConflict if its ID exists.
+func insertOperation(ctx context.Context, tx pgx.Tx, op model.Operation) error {
+	code, msg := opError(op.Error)
+	_, err := tx.Exec(ctx, `INSERT INTO operations (
+		id, location, kind, compute_id, compute_key, status, error_code, error_message, started_at, ended_at
+	) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		op.ID, op.Location, string(op.Kind), op.ComputeID, fold(op.ComputeID), string(op.Status), code, msg,
+		encTime(op.StartedAt), encOptTime(op.EndedAt))
+	return storeErr(err)
+}
+
+// OperationCreate implements store.Store.
+func (s *Store) OperationCreate(ctx context.Context, op model.Operation) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error { return insertOperation(ctx, tx, op) })
+	if err != nil {
+		return fmt.Errorf("operation create %s: %w", op.ID, err)
+	}
+	return nil
+}
+
+// OperationUpdate implements store.Store.
+func (s *Store) OperationUpdate(ctx context.Context, op model.Operation) error {
+	code, msg := opError(op.Error)
+	tag, err := s.exec(ctx, `UPDATE operations SET status = $1, error_code = $2, error_message = $3, ended_at = $4 WHERE id = $5`,
+		string(op.Status), code, msg, encOptTime(op.EndedAt), op.ID)
+	if err == nil {
+		err = mustAffect(tag)
+	}
+	if err != nil {
+		return fmt.Errorf("operation update %s: %w", op.ID, err)
+	}
+	return nil
+}
+
+// OperationGet implements store.Store.
+func (s *Store) OperationGet(ctx context.Context, id string) (model.Operation, error) {
+	row := s.pool.QueryRow(ctx, `SELECT `+operationColumns+` FROM operations WHERE id = $1`, id)
+	op, err := scanOperation(row)
+	if err != nil {
+		return model.Operation{}, fmt.Errorf("operation get %s: %w", id, notFound(err))
+	}
+	return op, nil
+}
+
+// OperationListInProgress implements store.Store.
+func (s *Store) OperationListInProgress(ctx context.Context) ([]model.Operation, error) {
+	ops, err := query(ctx, s.pool, scanOperation,
+		`SELECT `+operationColumns+` FROM operations WHERE status = $1 ORDER BY started_at, id`, string(model.OpInProgress))
+	if err != nil {
+		return nil, fmt.Errorf("operation list in progress: %w", err)
+	}
+	return ops, nil
+}

@@ -1,0 +1,352 @@
+// Package postgres is kumo's PostgreSQL store backend, built on pgx
+// (github.com/jackc/pgx/v5) and its connection pool. It passes the
+// conformance suite in store/storetest, as the SQLite backend does, and
+// returns the same rows for the same calls: the schema mirrors SQLite's,
+// with keys and timestamps compared bytewise (COLLATE "C") and timestamps
+// kept to the nanosecond.
+//
+// PostgreSQL is the store for a control plane that must outlive one host:
+// several kumo processes may share one database. Every multi-row change is
+// one transaction; conditional updates (a job's or node's expected state,
+// a compute's ETag) are single statements or run under row locks, so two
+// writers cannot both win. TokenRevoke's last-owner check locks the owner
+// tokens it counts.
+//
+// A write whose context is done before it starts is not made; once
+// started, it runs to its end whatever the context, as in the SQLite
+// backend. Reads honour their context throughout.
+//
+// The schema lives in migrations/*.sql, numbered NNNN_name.sql, separate
+// from SQLite's. Open applies the ones not yet recorded in
+// schema_migrations, in order, in one transaction that holds an advisory
+// lock, so control planes starting together on one database migrate it
+// once. A shipped file is never edited.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"kumo/internal/store"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// migrateLockID is the advisory lock key migrations hold ("kumo" in ASCII).
+const migrateLockID = 0x6b756d6f
+
+// Store is a store.Store kept in a PostgreSQL database. It is safe for
+// concurrent use, by several processes too.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to the database at url (postgres://user:password@host/db,
+// or any form pgx accepts) and brings its schema up to date. Errors never
+// include the password.
+func Open(ctx context.Context, url string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx's parse errors may quote the URL; say only what it is.
+		return nil, fmt.Errorf("open postgres %s: invalid database URL", Redact(url))
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres %s: %w", Redact(url), err)
+	}
+	s := &Store{pool: pool}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open postgres %s: %w", Redact(url), err)
+	}
+	if _, err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open postgres %s: %w", Redact(url), err)
+	}
+	return s, nil
+}
+
+// Close closes the connection pool.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// Pool returns the store's connection pool, for tools that work on the
+// database as a whole (kumo admin migrate).
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Ready returns nil when the database answers and its schema is the one
+// this binary ships: every embedded migration applied, none unknown.
+func (s *Store) Ready(ctx context.Context) error {
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
+		return fmt.Errorf("ready: %w", err)
+	}
+	done, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		return fmt.Errorf("ready: %w", err)
+	}
+	return checkVersions(ms, done)
+}
+
+// checkVersions returns an error unless done holds exactly the versions of
+// ms.
+func checkVersions(ms []migration, done []int) error {
+	known := map[int]bool{}
+	for _, m := range ms {
+		known[m.version] = true
+	}
+	have := map[int]bool{}
+	for _, v := range done {
+		if !known[v] {
+			return fmt.Errorf("schema version %d is newer than this binary", v)
+		}
+		have[v] = true
+	}
+	for _, m := range ms {
+		if !have[m.version] {
+			return fmt.Errorf("migration %s is not applied", m.name)
+		}
+	}
+	return nil
+}
+
+// Redact returns url with its password, if any, replaced by "xxxxx", for
+// logs and errors. A string that does not parse as a URL is replaced
+// whole, since it may be a key=value connection string with a password.
+func Redact(url string) string {
+	u, err := parseURL(url)
+	if err != nil {
+		return "(database URL)"
+	}
+	return redactURL(u)
+}
+
+// migration is one embedded schema file.
+type migration struct {
+	version int    // the file's numeric prefix
+	name    string // the file name
+	sql     string
+}
+
+// migrations returns the embedded migrations in version order.
+func migrations() ([]migration, error) {
+	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for _, path := range names {
+		name := strings.TrimPrefix(path, "migrations/")
+		prefix, _, ok := strings.Cut(name, "_")
+		v, err := strconv.Atoi(prefix)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("migration %s: name must start with a positive number and '_'", name)
+		}
+		b, err := migrationFS.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{version: v, name: name, sql: string(b)})
+	}
+	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
+	for i := 1; i < len(ms); i++ {
+		if ms[i].version == ms[i-1].version {
+			return nil, fmt.Errorf("migrations %s and %s share version %d", ms[i-1].name, ms[i].name, ms[i].version)
+		}
+	}
+	return ms, nil
+}
+
+// migrate applies, in one transaction, every embedded migration not yet
+// recorded in schema_migrations, and returns the versions it applied.
+func (s *Store) migrate(ctx context.Context) ([]int, error) {
+	ms, err := migrations()
+	if err != nil {
+		return nil, err
+	}
+	var applied []int
+	err = s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrateLockID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version BIGINT PRIMARY KEY,
+			name    TEXT NOT NULL
+		)`); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT version FROM schema_migrations`)
+		if err != nil {
+			return err
+		}
+		versions, err := pgx.CollectRows(rows, pgx.RowTo[int])
+		if err != nil {
+			return err
+		}
+		done := map[int]bool{}
+		known := map[int]bool{}
+		for _, m := range ms {
+			known[m.version] = true
+		}
+		for _, v := range versions {
+			if !known[v] {
+				return fmt.Errorf("schema version %d is newer than this binary", v)
+			}
+			done[v] = true
+		}
+		for _, m := range ms {
+			if done[m.version] {
+				continue
+			}
+			if _, err := tx.Exec(ctx, m.sql); err != nil {
+				return fmt.Errorf("migration %s: %w", m.name, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name); err != nil {
+				return fmt.Errorf("migration %s: %w", m.name, err)
+			}
+			applied = append(applied, m.version)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	return applied, nil
+}
+
+// writeCtx returns ctx's error when it is already done, else ctx without
+// its cancellation, for a write to run to its end: a write given up
+// halfway leaves its caller not knowing whether it committed.
+func writeCtx(ctx context.Context) (context.Context, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return context.WithoutCancel(ctx), nil
+}
+
+// exec runs the write statement q outside any transaction (PostgreSQL
+// commits it on its own). Once begun it runs to its end; see writeCtx.
+func (s *Store) exec(ctx context.Context, q string, args ...any) (pgconn.CommandTag, error) {
+	ctx, err := writeCtx(ctx)
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	return s.pool.Exec(ctx, q, args...)
+}
+
+// inTx runs fn in a read-committed transaction and commits it, or rolls
+// it back when fn fails. It returns fn's error unwrapped. fn gets a
+// context without ctx's cancellation (see writeCtx) and must use it.
+func (s *Store) inTx(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	ctx, err := writeCtx(ctx)
+	if err != nil {
+		return err
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := fn(ctx, tx); err != nil {
+		_ = tx.Rollback(ctx)
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// query runs q on db and scans every row with scan.
+func query[T any](ctx context.Context, db querier, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
+	rows, err := db.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// scanner is a pgx.Row or pgx.Rows.
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+// PostgreSQL error codes the store translates.
+const (
+	codeUniqueViolation     = "23505"
+	codeForeignKeyViolation = "23503"
+)
+
+// storeErr translates a constraint violation into the store's sentinel:
+// a duplicate key into store.ErrConflict, a missing parent row into
+// store.ErrNotFound. Other errors pass through unchanged.
+func storeErr(err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	switch pe.Code {
+	case codeUniqueViolation:
+		return store.ErrConflict
+	case codeForeignKeyViolation:
+		return store.ErrNotFound
+	}
+	return err
+}
+
+// notFound turns pgx.ErrNoRows into store.ErrNotFound.
+func notFound(err error) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	return err
+}
+
+// mustAffect returns store.ErrNotFound when tag changed no row.
+func mustAffect(tag pgconn.CommandTag) error {
+	if tag.RowsAffected() == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// limit turns a Page's limit into a LIMIT argument, where NULL means none.
+func limit(p store.Page) *int {
+	if p.Limit <= 0 {
+		return nil
+	}
+	return &p.Limit
+}

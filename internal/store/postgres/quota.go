@@ -1,0 +1,39 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"kumo/internal/model"
+)
+
+func scanQuota(sc scanner) (model.Quota, error) {
+	var q model.Quota
+	err := sc.Scan(&q.WorkspaceID, &q.Family, &q.Limit)
+	return q, err
+}
+
+// QuotaSet implements store.Store. Families match case-insensitively; the
+// last spelling set is kept. ErrNotFound if the workspace does not exist.
+func (s *Store) QuotaSet(ctx context.Context, q model.Quota) error {
+	_, err := s.exec(ctx, `INSERT INTO quotas (workspace_key, workspace_id, family, family_key, vcpu_limit)
+		VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (workspace_key, family_key) DO UPDATE SET
+			workspace_id = excluded.workspace_id, family = excluded.family, vcpu_limit = excluded.vcpu_limit`,
+		fold(q.WorkspaceID), q.WorkspaceID, q.Family, fold(q.Family), q.Limit)
+	if err != nil {
+		return fmt.Errorf("quota set %s %s: %w", q.WorkspaceID, q.Family, storeErr(err))
+	}
+	return nil
+}
+
+// QuotaList implements store.Store. Families are ordered case-folded.
+func (s *Store) QuotaList(ctx context.Context, workspaceID string) ([]model.Quota, error) {
+	qs, err := query(ctx, s.pool, scanQuota,
+		`SELECT workspace_id, family, vcpu_limit FROM quotas WHERE workspace_key = $1 ORDER BY family_key`,
+		fold(workspaceID))
+	if err != nil {
+		return nil, fmt.Errorf("quota list %s: %w", workspaceID, err)
+	}
+	return qs, nil
+}
