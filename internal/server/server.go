@@ -1,7 +1,8 @@
 // Package server is kumo's HTTP API: the ARM-shaped routes for workspaces,
 // compute targets, long-running operations, VM sizes, usages and quotas, plus
 // kumo's own token routes. Handlers return errors to one adapter that writes
-// the ARM error body; every route but /healthz needs a bearer token.
+// the ARM error body; every route but /healthz and /readyz needs a bearer
+// token.
 package server
 
 import (
@@ -80,6 +81,10 @@ type Config struct {
 	// byte; such routes are exempt from the http.Server's read and write
 	// timeouts. Zero means DefaultTransferTimeout.
 	TransferTimeout time.Duration
+	// Ready reports whether the control plane can serve, for /readyz; nil
+	// means the store's own Ready method (a store without one is always
+	// ready).
+	Ready func(ctx context.Context) error
 }
 
 // DefaultTransferTimeout is the default Config.TransferTimeout.
@@ -94,6 +99,7 @@ type Server struct {
 	page      int
 	now       func() time.Time
 	log       *slog.Logger
+	ready     func(ctx context.Context) error // Config.Ready
 	mux       *http.ServeMux
 	files     *jobfiles.Files
 	tokens    tokenCache
@@ -114,7 +120,7 @@ func New(cfg Config) *Server {
 	s := &Server{store: cfg.Store, regions: cfg.Regions, prov: cfg.Provisioner, files: cfg.Files, changed: cfg.Changed, poll: cfg.PollInterval,
 		page: cfg.PageSize, now: cfg.Now, log: cfg.Log, mux: http.NewServeMux(),
 		limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst), transfer: cfg.TransferTimeout, noLocal: cfg.LocalDisabled, tunnel: cfg.Tunnel,
-		hosts: cfg.Hosts, evicter: cfg.Evicter}
+		hosts: cfg.Hosts, evicter: cfg.Evicter, ready: cfg.Ready}
 	if s.transfer <= 0 {
 		s.transfer = DefaultTransferTimeout
 	}
@@ -168,6 +174,7 @@ func (s *Server) routes() {
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, "ok\n")
 	})
+	s.mux.HandleFunc("GET /readyz", s.readyz)
 	r := func(pattern string, min model.Role, h handlerFunc) {
 		s.mux.Handle(pattern, s.adapt(s.authorize(min, h)))
 	}

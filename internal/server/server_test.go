@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -163,3 +164,40 @@ func TestHealthzNeedsNoToken(t *testing.T) {
 }
 
 var storePageAll = store.Page{}
+
+func TestReadyz(t *testing.T) {
+	tests := []struct {
+		name       string
+		ready      func(context.Context) error
+		wantStatus int
+		wantCode   string
+	}{
+		{"store ready", nil, 200, ""},
+		{"not ready", func(context.Context) error { return errors.New("database does not answer") }, 503, "NotReady"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarnessWith(t, func(c *server.Config) { c.Ready = tt.ready })
+			status, body, _ := h.do("GET", "/readyz", nil, "")
+			if status != tt.wantStatus {
+				t.Fatalf("readyz = %d %s, want %d", status, body, tt.wantStatus)
+			}
+			if tt.wantCode == "" {
+				return
+			}
+			var got api.ErrorResponse
+			if err := json.Unmarshal(body, &got); err != nil || got.Error == nil || got.Error.Code != tt.wantCode {
+				t.Errorf("readyz body = %s, want an ARM error with code %s", body, tt.wantCode)
+			}
+		})
+	}
+}
+
+// TestReadyzClosedStore: a store that no longer answers is not ready.
+func TestReadyzClosedStore(t *testing.T) {
+	h := newHarness(t)
+	h.st.Close()
+	if status, body, _ := h.do("GET", "/readyz", nil, ""); status != 503 {
+		t.Errorf("readyz on a closed store = %d %s, want 503", status, body)
+	}
+}

@@ -383,3 +383,34 @@ func limit(p store.Page) int {
 	}
 	return p.Limit
 }
+
+// Ready returns nil when the database answers and its schema is the one
+// this binary ships: every embedded migration applied, none unknown.
+func (s *Store) Ready(ctx context.Context) error {
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	done, err := query(ctx, s, func(sc scanner) (int, error) {
+		var v int
+		err := sc.Scan(&v)
+		return v, err
+	}, `SELECT version FROM schema_migrations`)
+	if err != nil {
+		return fmt.Errorf("ready: %w", err)
+	}
+	have := map[int]bool{}
+	for _, v := range done {
+		have[v] = true
+	}
+	for _, m := range ms {
+		if !have[m.version] {
+			return fmt.Errorf("ready: migration %s is not applied", m.name)
+		}
+		delete(have, m.version)
+	}
+	for v := range have {
+		return fmt.Errorf("ready: schema version %d is newer than this binary", v)
+	}
+	return nil
+}

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"database/sql"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -114,5 +115,24 @@ func TestOpenRejectsNonFile(t *testing.T) {
 			s.Close()
 			t.Errorf("Open(%q) succeeded, want an error", path)
 		}
+	}
+}
+
+func TestReady(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "kumo.db"))
+	if err := s.Ready(t.Context()); err != nil {
+		t.Fatalf("Ready on a fresh store: %v", err)
+	}
+	if _, err := s.w.ExecContext(t.Context(), `INSERT INTO schema_migrations (version, name) VALUES (9999, '9999_future.sql')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ready(t.Context()); err == nil || !strings.Contains(err.Error(), "newer than this binary") {
+		t.Errorf("Ready with a newer schema = %v, want an error saying so", err)
+	}
+	if _, err := s.w.ExecContext(t.Context(), `DELETE FROM schema_migrations`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ready(t.Context()); err == nil || !strings.Contains(err.Error(), "not applied") {
+		t.Errorf("Ready with migrations missing = %v, want an error saying so", err)
 	}
 }

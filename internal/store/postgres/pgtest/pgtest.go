@@ -58,7 +58,7 @@ func NewDatabase(t testing.TB) string {
 		t.Fatalf("connect to %s: %v", EnvURL, err)
 	}
 	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, `CREATE DATABASE `+name); err != nil {
+	if _, err := admin.Exec(ctx, `CREATE DATABASE `+name+` STRATEGY = FILE_COPY`); err != nil {
 		t.Fatalf("create database %s: %v", name, err)
 	}
 	t.Cleanup(func() {
