@@ -78,12 +78,16 @@ kumo CLI and the Go SDK find the server.`,
 				}
 				defer pprof.StopCPUProfile()
 			}
+			if o.Database == "" {
+				o.Database = os.Getenv(daemon.EnvDatabaseURL)
+			}
 			return daemon.Run(ctx, o.Options)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Addr, "addr", "127.0.0.1:8443", "address to listen on, HOST:PORT")
 	f.StringVar(&o.DataDir, "data-dir", ".kumo-data", "directory for the database and certificates")
+	f.StringVar(&o.Database, "database", "", "PostgreSQL URL (postgres://USER:PASSWORD@HOST/DB) to keep the state in instead of the SQLite file in the data directory (default: $"+daemon.EnvDatabaseURL+", else SQLite)")
 	f.StringVar(&o.WorkDir, "work-dir", "", `directory for the jobs' working directories, outside the data directory (default: the data directory's path with "-jobs" appended)`)
 	f.StringVar(&o.jobUIDs, "job-uid-range", jobuser.DefaultRange.String(), "uids jobs run as, START-END, when kumo runs as root: one per cluster node and one per running job of compute local")
 	f.StringVar(&o.localCompute, "local-compute", "on", `"off" refuses jobs on the built-in compute local, which runs them on this host`)

@@ -40,7 +40,7 @@ import (
 	"kumo/internal/model"
 	"kumo/internal/server"
 	"kumo/internal/server/connlimit"
-	"kumo/internal/store/sqlite"
+	"kumo/internal/store"
 	"kumo/internal/studio"
 )
 
@@ -62,6 +62,10 @@ const (
 type Options struct {
 	Addr    string // listen address, HOST:PORT; "" means 127.0.0.1:8443
 	DataDir string // holds the database and certificates; "" means ./.kumo-data
+	// Database is a PostgreSQL URL (postgres://...) to keep the store in
+	// instead of the SQLite file in DataDir; "" means SQLite. The data
+	// directory still holds the CA, the certificates and the lock.
+	Database string
 	// WorkDir holds the jobs' working directories; "" means DataDir with
 	// "-jobs" appended. It must not be inside DataDir.
 	WorkDir string
@@ -223,17 +227,13 @@ func Run(ctx context.Context, o Options) error {
 	if err := makeWorkDir(o.WorkDir); err != nil {
 		return err
 	}
-	// SQLite gives its -wal and -shm files the database file's mode.
-	if f, err := os.OpenFile(filepath.Join(o.DataDir, "kumo.db"), os.O_RDONLY|os.O_CREATE, 0o600); err == nil {
-		f.Close()
-	}
 	if err := secureDataDir(o.DataDir); err != nil {
 		return err
 	}
 	reportDataDir(o.Out, o.DataDir, o.WorkDir)
-	st, err := sqlite.Open(ctx, filepath.Join(o.DataDir, "kumo.db"))
+	st, err := openStore(ctx, o, o.Out)
 	if err != nil {
-		return fmt.Errorf("open store: %w", err)
+		return err
 	}
 	defer st.Close()
 
@@ -358,7 +358,7 @@ func Run(ctx context.Context, o Options) error {
 // o.ConfigDir unless a config is already there. When the owner token was
 // not just created, a new owner token is made for the config: whoever can
 // start kumo on this data directory already holds its database.
-func writeClientConfig(ctx context.Context, o Options, st *sqlite.Store, base string, owner *server.NewToken, caPEM []byte, now time.Time) error {
+func writeClientConfig(ctx context.Context, o Options, st store.Store, base string, owner *server.NewToken, caPEM []byte, now time.Time) error {
 	dir := o.ConfigDir
 	if dir == "" {
 		dir = "."
