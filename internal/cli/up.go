@@ -21,6 +21,7 @@ func addServerCommands(root *cobra.Command) {
 	root.AddCommand(newCmdUp())
 	root.AddCommand(newCmdAgent())
 	root.AddCommand(newCmdSSHHelper())
+	root.AddCommand(newCmdAdmin())
 }
 
 // upOptions are the flags of kumo up.
