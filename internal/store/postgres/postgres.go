@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,13 +56,19 @@ type Store struct {
 var _ store.Store = (*Store)(nil)
 
 // Open connects to the database at url (postgres://user:password@host/db,
-// or any form pgx accepts) and brings its schema up to date. Errors never
-// include the password.
+// or any form pgx accepts) and brings its schema up to date. The pool
+// holds up to 16 connections, or 4 per core if more, unless the URL sets
+// pool_max_conns. Errors never include the password.
 func Open(ctx context.Context, url string) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// pgx's parse errors may quote the URL; say only what it is.
 		return nil, fmt.Errorf("open postgres %s: invalid database URL", Redact(url))
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		// pgx's default, max(4, cores), starves a control plane whose
+		// loops and requests wait on the database more than on the CPU.
+		cfg.MaxConns = int32(max(16, 4*runtime.GOMAXPROCS(0)))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
