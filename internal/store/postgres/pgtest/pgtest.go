@@ -15,6 +15,8 @@ import (
 	"encoding/hex"
 	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,7 +60,14 @@ func NewDatabase(t testing.TB) string {
 		t.Fatalf("connect to %s: %v", EnvURL, err)
 	}
 	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, `CREATE DATABASE `+name+` STRATEGY = FILE_COPY`); err != nil {
+	create := `CREATE DATABASE ` + name
+	major, _, _ := strings.Cut(admin.PgConn().ParameterStatus("server_version"), ".")
+	if v, err := strconv.Atoi(major); err == nil && v >= 15 {
+		// Copying the template's files is quicker than logging them for
+		// a database this small.
+		create += ` STRATEGY = FILE_COPY`
+	}
+	if _, err := admin.Exec(ctx, create); err != nil {
 		t.Fatalf("create database %s: %v", name, err)
 	}
 	t.Cleanup(func() {
