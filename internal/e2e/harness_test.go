@@ -115,6 +115,9 @@ func startServer(t testing.TB, dir string, extra ...string) *server {
 	if !slices.Contains(extra, "--job-uid-range") {
 		extra = append(slices.Clip(extra), ownUIDs()...)
 	}
+	if os.Getenv(envE2EPostgres) != "" && !slices.Contains(extra, "--database") {
+		extra = append(slices.Clip(extra), "--database", postgresFor(t, dir))
+	}
 	args := append([]string{"up", "--addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--poll-interval-ms", "50"}, extra...)
 	cmd := exec.Command(kumo, args...)
 	cmd.Dir = dir

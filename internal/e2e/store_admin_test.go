@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -196,4 +197,34 @@ func TestBackupRestoreLiveSQLite(t *testing.T) {
 	if got := readyz(t, s2); got != 200 {
 		t.Errorf("readyz after restore = %d, want 200", got)
 	}
+}
+
+// envE2EPostgres, when set, makes startServer keep every control plane's
+// state in PostgreSQL (a database per test directory on the server of
+// KUMO_TEST_POSTGRES_URL) instead of SQLite, to run the end-to-end tests
+// on that store: KUMO_E2E_POSTGRES=1 go test ./internal/e2e -run TestX.
+const envE2EPostgres = "KUMO_E2E_POSTGRES"
+
+var (
+	pgMu    sync.Mutex
+	pgByDir = map[string]string{} // test directory → its database's URL
+)
+
+// postgresFor returns the database of the control plane in dir, made on
+// first use, so that a control plane restarted in dir finds its state.
+func postgresFor(t testing.TB, dir string) string {
+	t.Helper()
+	pgMu.Lock()
+	defer pgMu.Unlock()
+	if u, ok := pgByDir[dir]; ok {
+		return u
+	}
+	u := pgtest.NewDatabase(t)
+	pgByDir[dir] = u
+	t.Cleanup(func() {
+		pgMu.Lock()
+		defer pgMu.Unlock()
+		delete(pgByDir, dir)
+	})
+	return u
 }
