@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -229,6 +231,10 @@ func (s *Store) JobUpdateNodes(ctx context.Context, j model.Job, from model.JobS
 		}
 		return nil
 	}
+	// Nodes are locked in ID order, so two transactions that want some
+	// of the same nodes (two gangs) wait for each other instead of
+	// deadlocking.
+	nodes = slices.SortedFunc(slices.Values(nodes), func(a, b store.NodeChange) int { return strings.Compare(a.Node.ID, b.Node.ID) })
 	err = s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, jobUpdateSQL, args...)
 		if err == nil {

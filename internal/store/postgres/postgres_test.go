@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -260,5 +261,163 @@ func TestDumpRestore(t *testing.T) {
 	// New events number after the restored ones.
 	if err := r.EventAppend(ctx, model.Event{ComputeID: "c", Time: w.CreatedAt, Kind: "K", Message: "m"}); err != nil {
 		t.Errorf("EventAppend after restore: %v", err)
+	}
+}
+
+// TestTwoStoresRaceForAJob: two stores on one database, as two control
+// planes would have, race to give one queued job to different idle nodes.
+// Exactly one assignment wins; the losers change nothing, so exactly one
+// node ends up running the job.
+func TestTwoStoresRaceForAJob(t *testing.T) {
+	a, url := openTest(t)
+	b, err := Open(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := t.Context()
+	const ws = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
+	t0 := time.Date(2025, 3, 4, 5, 6, 7, 8, time.UTC)
+	const racers = 8
+	var nodes []model.Node
+	for i := range racers {
+		n := model.Node{ID: fmt.Sprintf("node-%d", i), ComputeID: ws + "/computes/cpu", State: model.NodeIdle,
+			CredentialHash: "h", CreatedAt: t0, StateSince: t0}
+		if err := a.NodeCreate(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, n)
+	}
+	for round := range 10 {
+		name := fmt.Sprintf("job-%d", round)
+		j := model.Job{ID: ws + "/jobs/" + name, WorkspaceID: ws, Name: name, RunID: "run-" + name,
+			ComputeID: ws + "/computes/cpu", Command: "true", InstanceCount: 1, Status: model.JobQueued,
+			Seq: int64(round + 1), CreatedAt: t0}
+		if err := a.JobCreate(ctx, j); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, racers)
+		for i := range racers {
+			st := []*Store{a, b}[i%2]
+			wg.Go(func() {
+				j := j
+				j.Status, j.NodeID, j.Attempts = model.JobPreparing, nodes[i].ID, 1
+				n := nodes[i]
+				n.State, n.JobID = model.NodeRunning, j.ID
+				errs[i] = st.JobUpdate(ctx, j, model.JobQueued, &n, model.NodeIdle)
+			})
+		}
+		wg.Wait()
+		winner := -1
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				if winner >= 0 {
+					t.Fatalf("round %d: racers %d and %d both assigned the job", round, winner, i)
+				}
+				winner = i
+			case !errors.Is(err, store.ErrPreconditionFailed):
+				t.Fatalf("round %d: racer %d: %v", round, i, err)
+			}
+		}
+		if winner < 0 {
+			t.Fatalf("round %d: no racer assigned the job", round)
+		}
+		got, err := b.JobGet(ctx, j.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.NodeID != nodes[winner].ID {
+			t.Errorf("round %d: job on %s, want the winner's %s", round, got.NodeID, nodes[winner].ID)
+		}
+		all, err := a.NodeList(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range all {
+			running := n.State == model.NodeRunning
+			if running != (n.ID == nodes[winner].ID) {
+				t.Errorf("round %d: node %s is %s (job %q)", round, n.ID, n.State, n.JobID)
+			}
+		}
+		// Free the winner for the next round.
+		n := nodes[winner]
+		n.State, n.JobID = model.NodeIdle, ""
+		if err := a.NodeUpdate(ctx, n, model.NodeRunning); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestGangsRaceWithoutDeadlock: two gang jobs, on two stores, claim the
+// same two nodes listed in opposite orders. One wins and one gets
+// ErrPreconditionFailed; neither fails with a deadlock.
+func TestGangsRaceWithoutDeadlock(t *testing.T) {
+	a, url := openTest(t)
+	b, err := Open(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := t.Context()
+	const ws = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
+	t0 := time.Date(2025, 3, 4, 5, 6, 7, 8, time.UTC)
+	idle := []model.Node{
+		{ID: "node-a", ComputeID: ws + "/computes/cpu", State: model.NodeIdle, CreatedAt: t0, StateSince: t0},
+		{ID: "node-b", ComputeID: ws + "/computes/cpu", State: model.NodeIdle, CreatedAt: t0, StateSince: t0},
+	}
+	for _, n := range idle {
+		if err := a.NodeCreate(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := range 30 {
+		var jobs []model.Job
+		for g := range 2 {
+			name := fmt.Sprintf("gang-%d-%d", round, g)
+			j := model.Job{ID: ws + "/jobs/" + name, WorkspaceID: ws, Name: name, RunID: "run-" + name,
+				ComputeID: ws + "/computes/cpu", Command: "true", InstanceCount: 2, Status: model.JobQueued,
+				Seq: int64(2*round + g + 1), CreatedAt: t0}
+			if err := a.JobCreate(ctx, j); err != nil {
+				t.Fatal(err)
+			}
+			jobs = append(jobs, j)
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for g, st := range []*Store{a, b} {
+			wg.Go(func() {
+				j := jobs[g]
+				j.Status, j.Attempts = model.JobPreparing, 1
+				var changes []store.NodeChange
+				for _, n := range idle {
+					n.State, n.JobID = model.NodeRunning, j.ID
+					changes = append(changes, store.NodeChange{Node: n, From: model.NodeIdle})
+				}
+				if g == 1 {
+					slices.Reverse(changes)
+				}
+				errs[g] = st.JobUpdateNodes(ctx, j, model.JobQueued, changes)
+			})
+		}
+		wg.Wait()
+		won := 0
+		for g, err := range errs {
+			switch {
+			case err == nil:
+				won++
+			case !errors.Is(err, store.ErrPreconditionFailed):
+				t.Fatalf("round %d: gang %d: %v", round, g, err)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("round %d: %d gangs won the nodes, want 1", round, won)
+		}
+		for _, n := range idle {
+			if err := a.NodeUpdate(ctx, n, model.NodeRunning); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
