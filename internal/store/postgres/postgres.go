@@ -14,7 +14,9 @@
 //
 // A write whose context is done before it starts is not made; once
 // started, it runs to its end whatever the context, as in the SQLite
-// backend. Reads honour their context throughout.
+// backend, though at most 30 s, so that a database that stops answering
+// fails writes rather than hangs them. Reads honour their context
+// throughout.
 //
 // The schema lives in migrations/*.sql, numbered NNNN_name.sql, separate
 // from SQLite's. Open applies the ones not yet recorded in
@@ -33,6 +35,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -191,7 +194,9 @@ func (s *Store) migrate(ctx context.Context) ([]int, error) {
 		return nil, err
 	}
 	var applied []int
-	err = s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+	// Not inTx: a migration may take longer than a write (or wait that
+	// long for another process's), and runs under the caller's context.
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrateLockID); err != nil {
 			return err
 		}
@@ -240,23 +245,31 @@ func (s *Store) migrate(ctx context.Context) ([]int, error) {
 	return applied, nil
 }
 
+// writeTimeout bounds one write (a statement or a transaction) that has
+// begun: a database that stops answering (a network partition) fails it
+// rather than holding its caller for good.
+const writeTimeout = 30 * time.Second
+
 // writeCtx returns ctx's error when it is already done, else ctx without
 // its cancellation, for a write to run to its end: a write given up
-// halfway leaves its caller not knowing whether it committed.
-func writeCtx(ctx context.Context) (context.Context, error) {
+// halfway leaves its caller not knowing whether it committed. The write
+// still ends within writeTimeout; the caller must call cancel.
+func writeCtx(ctx context.Context) (context.Context, context.CancelFunc, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return context.WithoutCancel(ctx), nil
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	return wctx, cancel, nil
 }
 
 // exec runs the write statement q outside any transaction (PostgreSQL
 // commits it on its own). Once begun it runs to its end; see writeCtx.
 func (s *Store) exec(ctx context.Context, q string, args ...any) (pgconn.CommandTag, error) {
-	ctx, err := writeCtx(ctx)
+	ctx, cancel, err := writeCtx(ctx)
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
+	defer cancel()
 	return s.pool.Exec(ctx, q, args...)
 }
 
@@ -264,10 +277,11 @@ func (s *Store) exec(ctx context.Context, q string, args ...any) (pgconn.Command
 // it back when fn fails. It returns fn's error unwrapped. fn gets a
 // context without ctx's cancellation (see writeCtx) and must use it.
 func (s *Store) inTx(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) error) error {
-	ctx, err := writeCtx(ctx)
+	ctx, cancel, err := writeCtx(ctx)
 	if err != nil {
 		return err
 	}
+	defer cancel()
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return err
