@@ -82,6 +82,9 @@ kumo CLI and the Go SDK find the server.`,
 			if o.Database == "" {
 				o.Database = os.Getenv(daemon.EnvDatabaseURL)
 			}
+			// The URL may hold a password: no child process (node agent,
+			// job) inherits it.
+			os.Unsetenv(daemon.EnvDatabaseURL)
 			return daemon.Run(ctx, o.Options)
 		},
 	}
