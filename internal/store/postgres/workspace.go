@@ -97,6 +97,12 @@ func (s *Store) WorkspaceList(ctx context.Context, subscription, resourceGroup s
 func (s *Store) WorkspaceDelete(ctx context.Context, id string) error {
 	key := fold(id)
 	err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		// Locked first, so that no compute is created in the workspace
+		// (ComputeCreate holds it FOR SHARE) after its rows are gathered.
+		var one int
+		if err := tx.QueryRow(ctx, `SELECT 1 FROM workspaces WHERE id_key = $1 FOR UPDATE`, key).Scan(&one); err != nil {
+			return notFound(err)
+		}
 		for _, table := range []string{"operations", "events", "compute_status"} {
 			_, err := tx.Exec(ctx, `DELETE FROM `+table+`
 				WHERE compute_key IN (SELECT id_key FROM computes WHERE workspace_key = $1)
