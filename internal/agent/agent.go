@@ -80,6 +80,7 @@ import (
 	"kumo/internal/agentproto"
 	"kumo/internal/cgroup"
 	"kumo/internal/jobuser"
+	"kumo/internal/runner"
 )
 
 // Defaults for [Config] fields left zero.
@@ -201,6 +202,7 @@ type agent struct {
 	interval time.Duration
 	note     string // Hello's Note
 	jobsDir  string
+	sweeper  *runner.Sweeper // cfg.JobUser's; nil without one
 
 	runCtx     context.Context // Run's context, for uploads
 	jobsCtx    context.Context // parent of every job's context; canceled when Run ends
@@ -269,6 +271,9 @@ func newAgent(cfg Config) (*agent, error) {
 		if err := os.Chmod(d, 0o711); err != nil {
 			return nil, fmt.Errorf("agent: %w", err)
 		}
+	}
+	if u := cfg.JobUser; u != nil {
+		a.sweeper = runner.NewSweeper(u.UID)
 	}
 	a.address = hostAddress()
 	a.note = cgroup.Detect().Note()

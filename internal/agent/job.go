@@ -149,6 +149,7 @@ func (j *job) execute() result {
 		Env:     runner.JobEnv(j.dir, j.spec.Env, set),
 		User:    j.a.cfg.JobUser,
 		Spare:   j.a.ssh.Holds, // logged-in admins outlive the job
+		Sweeper: j.a.sweeper,
 		Code:    code,
 		Timeout: j.spec.Timeout,
 		Grace:   orDefault(j.spec.Grace, j.a.cfg.Grace),

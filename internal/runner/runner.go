@@ -139,6 +139,11 @@ type Spec struct {
 	// (the node's SSH sessions: they run as the same user); while it
 	// spares any, User's temporary files stay too. Nil spares none.
 	Spare func(pid int) bool
+
+	// Sweeper, if set, is User's [Sweeper], which ends what the job left
+	// behind at a fraction of the cost; nil looks at every process and
+	// temporary file of the host. Unused without User.
+	Sweeper *Sweeper
 }
 
 // Reason says why a job ended other than by exiting with code 0.
@@ -175,7 +180,11 @@ type Job struct {
 	out   func(Chunk)
 	user  *jobuser.User
 	spare func(pid int) bool // see Spec.Spare; nil spares none
-	done  chan struct{}
+	sweep *Sweeper           // User's; set when User is
+	// sweepAll makes sweep look at every process: Spec.Limiter may have
+	// moved the job's out of the sweeper's cgroup.
+	sweepAll bool
+	done     chan struct{}
 
 	mu       sync.Mutex
 	reason   Reason      // ReasonCanceled or ReasonTimeout once stopping
@@ -236,12 +245,14 @@ func Start(ctx context.Context, spec Spec) (*Job, error) {
 		}
 	}
 	j := &Job{
-		user:  spec.User,
-		spare: spec.Spare,
-		grace: orDefault(spec.Grace, DefaultGrace),
-		drain: orDefault(spec.DrainLimit, DefaultDrainLimit),
-		out:   spec.Output,
-		done:  make(chan struct{}),
+		user:     spec.User,
+		spare:    spec.Spare,
+		sweep:    spec.Sweeper,
+		sweepAll: spec.Limiter != nil,
+		grace:    orDefault(spec.Grace, DefaultGrace),
+		drain:    orDefault(spec.DrainLimit, DefaultDrainLimit),
+		out:      spec.Output,
+		done:     make(chan struct{}),
 	}
 	if err := j.start(spec); err != nil {
 		j.closeAll()
@@ -447,11 +458,11 @@ func (j *Job) supervise(unwatch func() bool) {
 		// The uid is the job's alone: whatever still runs as it escaped
 		// the group (setsid, double fork) and would see the next job.
 		// Nor may its files in /tmp and the like.
-		spared, err := jobuser.KillAllExcept(j.user.UID, j.spare)
-		if !spared {
-			err = errors.Join(err, jobuser.RemoveTemp(j.user.UID))
+		sw := j.sweep
+		if sw == nil {
+			sw = &Sweeper{uid: j.user.UID} // every process and file of the host
 		}
-		if err != nil {
+		if _, err := sw.Sweep(j.spare, j.sweepAll); err != nil {
 			j.mu.Lock()
 			j.killErr = err
 			j.mu.Unlock()
