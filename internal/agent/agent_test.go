@@ -213,7 +213,7 @@ func TestSnapshotAndArtifacts(t *testing.T) {
 	}
 	select {
 	case u := <-fs.uploads:
-		want := map[string]string{"outputs/": "", "outputs/x.txt": "data", "outputs/sub/": "", "outputs/sub/y.txt": "nested", "logs/": ""}
+		want := map[string]string{"outputs/": "", "outputs/x.txt": "data", "outputs/sub/": "", "outputs/sub/y.txt": "nested"}
 		if u.runID != "r1" || u.attempt != "3" {
 			t.Errorf("upload for %q attempt %q, want r1 attempt 3", u.runID, u.attempt)
 		}

@@ -11,22 +11,17 @@ import (
 	"time"
 
 	"kumo/internal/jobuser"
+	"kumo/internal/jobuser/jobusertest"
 )
 
-// sweepUID claims a job uid for the test alone, as root; it skips the test
-// otherwise.
+// sweepUID returns a job uid of the test's own; it skips the test unless
+// run as root.
 func sweepUID(t *testing.T) jobuser.User {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("jobs run as their own users only as root")
 	}
-	owner := t.TempDir()
-	r, err := jobuser.ClaimBlock(jobuser.Range{First: 920000, Last: 929999}, 1, owner)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { jobuser.KillAll(r.First); jobuser.Release(r.First, owner) })
-	return jobuser.User{UID: r.First, GID: r.First}
+	return jobusertest.User(t)
 }
 
 // jobDir returns a fresh job directory that a job user can reach.
