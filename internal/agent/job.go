@@ -427,8 +427,8 @@ func (j *job) forget() bool {
 	}
 	j.forgotten = true
 	j.sess = nil
-	if err := os.Remove(journalPath(j.dir)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		j.a.log.Warn("agent: removing journal", "runId", j.id, "err", err)
+	if err := j.a.journal.append(record{RunID: j.id, Acked: true}); err != nil {
+		j.a.log.Warn("agent: writing journal", "runId", j.id, "err", err)
 	}
 	if err := os.RemoveAll(j.dir); err != nil {
 		j.a.log.Warn("agent: removing job directory", "runId", j.id, "err", err)
