@@ -112,7 +112,8 @@ func (j *job) run() {
 // execute downloads the code, runs the process and waits for it.
 func (j *job) execute() result {
 	defer j.markStarted() // on failure before start, too
-	// runner.Start creates j.dir.
+	// runner.Start makes j.dir (restoreCheckpoint first, for a job with a
+	// checkpoint directory).
 	var code io.Reader
 	if j.spec.SnapshotID != "" {
 		body, err := j.a.fetchSnapshot(j.ctx, j.spec.SnapshotID)
@@ -121,9 +122,6 @@ func (j *job) execute() result {
 		}
 		defer body.Close()
 		code = body
-	}
-	if err := os.MkdirAll(j.dir, 0o700); err != nil {
-		return j.failed(err)
 	}
 	if err := j.a.restoreCheckpoint(j.ctx, j); err != nil {
 		return j.failed(err)
