@@ -3,6 +3,7 @@ package runner
 import (
 	"errors"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,7 +66,7 @@ func (s *Sweeper) Sweep(spare func(pid int) bool, allProcs bool) (spared bool, e
 	if s.procs != "" && !allProcs {
 		candidates = func() ([]int, error) {
 			pids, err := readPIDs(s.procs)
-			return slicesDelete(pids, s.self), err
+			return slices.DeleteFunc(pids, func(p int) bool { return p == s.self }), err
 		}
 	}
 	spared, err = jobuser.KillAllExceptAmong(s.uid, spare, candidates)
@@ -129,15 +130,4 @@ func readPIDs(file string) ([]int, error) {
 		}
 	}
 	return pids, nil
-}
-
-// slicesDelete returns pids without pid.
-func slicesDelete(pids []int, pid int) []int {
-	out := pids[:0]
-	for _, p := range pids {
-		if p != pid {
-			out = append(out, p)
-		}
-	}
-	return out
 }
