@@ -16,10 +16,22 @@ run -bench 'BenchmarkQueuedToCreate$' -benchtime 1000x ./internal/controller/aut
 # Queued job → process started on a new node: local provider, and (as root,
 # with ip and sshd) the SSH-hosts provider.
 run -bench 'BenchmarkLocalNodeReady$|BenchmarkSSHHostsNodeReady$' -benchtime 20x ./internal/e2e
-# Trivial jobs completed per second through an 8-node local cluster.
-run -bench 'BenchmarkThroughput8Nodes$' -benchtime 3000x ./internal/e2e
-# This host's ceiling: bare process spawns, and one job through the runner.
-run -bench 'BenchmarkSpawnShell$|BenchmarkRunTrivial$' -benchtime 2000x ./internal/runner
+# Trivial jobs completed per second through an 8-node local cluster, with
+# CPU ms per job of the control plane, the agents and the job processes;
+# then this host's ceiling, bare process spawns, measured in the same run,
+# and kumo's share of it.
+tput=$(run -bench 'BenchmarkThroughput8Nodes$' -benchtime 3000x ./internal/e2e)
+echo "$tput"
+spawn=$(run -bench 'BenchmarkSpawnShell$' -benchtime 5000x ./internal/runner)
+echo "$spawn"
+awk -v t="$tput" -v s="$spawn" 'BEGIN {
+	n = split(t, a, /[ \t]+/); for (i = 2; i <= n; i++) if (a[i] == "jobs/s") jobs = a[i-1]
+	n = split(s, b, /[ \t]+/); for (i = 2; i <= n; i++) if (b[i] == "ns/op") ns = b[i-1]
+	if (jobs > 0 && ns > 0) printf "kumo %.0f jobs/s = %.0f%% of %.0f bare spawns/s\n", jobs, 100 * jobs * ns / 1e9, 1e9 / ns
+}'
+# One job through the runner (fresh directory, removed after), as the
+# agent runs it, and as a job user of its own with its leftovers swept.
+run -bench 'BenchmarkRunTrivial$|BenchmarkRunTrivialAsUser$' -benchtime 2000x ./internal/runner
 # SSH through the control plane's tunnel beside a direct connection (needs
 # Debian's openssh-client): 100 `ssh node true`, and scp of 100 MB.
 run -bench 'BenchmarkSSHRoundTrip$' -benchtime 100x ./internal/e2e

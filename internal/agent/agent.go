@@ -18,14 +18,14 @@
 // the process runs, and, when it ends, Exited, the upload of its outputs/ and
 // logs/ files, and Done (Exited and the upload are skipped when there are no
 // such files). Once the server acknowledges Done, the job's directory is
-// removed. A small journal, WorkDir/jobs/<runID>.state.json (mode 0600,
-// beside the job's directory, out of the job's sight), written
-// atomically (write and rename, without fsync: it guards against agent
-// restarts, not host crashes), records each job's state and result until the
-// server acknowledges Done, so an agent restarted by hand still reports the
-// jobs it finished. A job the journal shows running when the agent starts is
-// reported as ended with reason "error": its process cannot be supervised
-// any more, so it is killed if it still runs.
+// removed. The node's journal, WorkDir/jobs.journal (mode 0600, out of the
+// jobs' sight), gets one line appended at each change of a job's state
+// (without fsync: it guards against agent restarts, not host crashes) and
+// is compacted as acknowledged jobs pile up; it records each job's state
+// and result until the server acknowledges Done, so an agent restarted by
+// hand still reports the jobs it finished. A job the journal shows running
+// when the agent starts is reported as ended with reason "error": its
+// process cannot be supervised any more, so it is killed if it still runs.
 //
 // The agent also serves SSH for the cluster's admin account (package
 // [sshd]): the control plane opens a stream of the agent's connection per
@@ -80,6 +80,7 @@ import (
 	"kumo/internal/agentproto"
 	"kumo/internal/cgroup"
 	"kumo/internal/jobuser"
+	"kumo/internal/runner"
 )
 
 // Defaults for [Config] fields left zero.
@@ -201,6 +202,8 @@ type agent struct {
 	interval time.Duration
 	note     string // Hello's Note
 	jobsDir  string
+	sweeper  *runner.Sweeper // cfg.JobUser's; nil without one
+	journal  *journal        // set by restore, at the start of run
 
 	runCtx     context.Context // Run's context, for uploads
 	jobsCtx    context.Context // parent of every job's context; canceled when Run ends
@@ -269,6 +272,9 @@ func newAgent(cfg Config) (*agent, error) {
 		if err := os.Chmod(d, 0o711); err != nil {
 			return nil, fmt.Errorf("agent: %w", err)
 		}
+	}
+	if u := cfg.JobUser; u != nil {
+		a.sweeper = runner.NewSweeper(u.UID)
 	}
 	a.address = hostAddress()
 	a.note = cgroup.Detect().Note()
@@ -419,6 +425,9 @@ func (a *agent) stop() {
 		a.sshWG.Wait()
 		a.cancelJobs()
 		a.wg.Wait()
+		if a.journal != nil {
+			a.journal.close()
+		}
 	})
 }
 

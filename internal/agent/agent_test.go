@@ -93,6 +93,14 @@ func (ta *testAgent) jobDir(runID string) string {
 	return filepath.Join(ta.cfg.WorkDir, "jobs", runID)
 }
 
+// journalRecord returns the node journal's record of runID; false when
+// it holds none (the job is unknown or forgotten).
+func (ta *testAgent) journalRecord(runID string) (record, bool) {
+	b, _ := os.ReadFile(filepath.Join(ta.cfg.WorkDir, JournalFile))
+	rec, ok := replay(b)[runID]
+	return rec, ok
+}
+
 // eventually polls cond until it holds or the test's deadline passes.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -213,7 +221,7 @@ func TestSnapshotAndArtifacts(t *testing.T) {
 	}
 	select {
 	case u := <-fs.uploads:
-		want := map[string]string{"outputs/": "", "outputs/x.txt": "data", "outputs/sub/": "", "outputs/sub/y.txt": "nested", "logs/": ""}
+		want := map[string]string{"outputs/": "", "outputs/x.txt": "data", "outputs/sub/": "", "outputs/sub/y.txt": "nested"}
 		if u.runID != "r1" || u.attempt != "3" {
 			t.Errorf("upload for %q attempt %q, want r1 attempt 3", u.runID, u.attempt)
 		}
@@ -353,11 +361,9 @@ func TestDoneAfterReconnect(t *testing.T) {
 	fs.setRefuseAll(http.StatusServiceUnavailable)
 	c.Close()
 	open(t, gate)
-	journal := journalPath(ta.jobDir("r1"))
 	eventually(t, "journal to show the job ended", func() bool {
-		b, _ := os.ReadFile(journal)
-		var rec record
-		return json.Unmarshal(b, &rec) == nil && rec.State == agentproto.JobExited && rec.Final
+		rec, ok := ta.journalRecord("r1")
+		return ok && rec.State == agentproto.JobExited && rec.Final
 	})
 	fs.setRefuseAll(0)
 
@@ -376,9 +382,9 @@ func TestDoneAfterReconnect(t *testing.T) {
 	}
 
 	c.send(agentproto.Message{Type: agentproto.TypeAck, RunID: "r1"})
-	eventually(t, "journal removed", func() bool {
-		_, err := os.Stat(journal)
-		return errors.Is(err, os.ErrNotExist)
+	eventually(t, "journal to forget the job", func() bool {
+		_, ok := ta.journalRecord("r1")
+		return !ok
 	})
 	eventually(t, "job directory removed", func() bool {
 		_, err := os.Stat(ta.jobDir("r1"))
@@ -392,8 +398,18 @@ func TestDoneAfterReconnect(t *testing.T) {
 
 // TestRestart starts an agent on a work directory whose journal holds a job
 // that was running (its process still alive), one that ended, and one
-// acknowledged.
+// acknowledged: in the node's journal (whose last record was torn by a
+// crash, and which holds a record of a job whose directory is gone), or in
+// the per-job files of agents before it.
 func TestRestart(t *testing.T) {
+	for _, legacy := range []bool{false, true} {
+		t.Run(map[bool]string{false: "node journal", true: "per-job files"}[legacy], func(t *testing.T) {
+			testRestart(t, legacy)
+		})
+	}
+}
+
+func testRestart(t *testing.T, legacy bool) {
 	work := t.TempDir()
 	orphan := exec.Command("sleep", "30")
 	orphan.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -411,22 +427,42 @@ func TestRestart(t *testing.T) {
 		"r-done":  {RunID: "r-done", State: agentproto.JobExited, Final: true, Result: &result{ExitCode: intp(0), Reason: reasonExited, Time: time.Now()}},
 		"r-acked": {},
 	}
+	var lines []byte
 	for id, rec := range journals {
 		dir := filepath.Join(work, "jobs", id)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
 		if id == "r-acked" {
+			if !legacy {
+				for _, r := range []record{{RunID: id, State: agentproto.JobRunning}, {RunID: id, Acked: true}} {
+					b, _ := json.Marshal(r)
+					lines = append(append(lines, b...), '\n')
+				}
+			}
 			continue
 		}
 		b, _ := json.Marshal(rec)
-		if err := os.WriteFile(journalPath(dir), b, 0o644); err != nil {
+		if legacy {
+			if err := os.WriteFile(legacyJournalPath(dir), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		lines = append(append(lines, b...), '\n')
+	}
+	if !legacy {
+		b, _ := json.Marshal(record{RunID: "r-gone", State: agentproto.JobExited, Final: true, Result: &result{Reason: reasonExited}})
+		lines = append(append(lines, b...), '\n')
+		b, _ = json.Marshal(record{RunID: "r-done", Acked: true})
+		lines = append(lines, b[:len(b)-3]...) // torn: the ack never made it whole
+		if err := os.WriteFile(filepath.Join(work, JournalFile), lines, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 
 	fs := newFakeServer(t)
-	startAgent(t, fs, work)
+	ta := startAgent(t, fs, work)
 	select {
 	case <-waited:
 	case <-time.After(testTimeout):
@@ -451,6 +487,22 @@ func TestRestart(t *testing.T) {
 	}
 	if diff := cmp.Diff(map[string]string{"r-lost": reasonError, "r-done": reasonExited}, dones); diff != "" {
 		t.Errorf("done reasons (-want +got):\n%s", diff)
+	}
+	if _, err := os.Stat(ta.jobDir("r-acked")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the acknowledged job's directory: %v, want it removed", err)
+	}
+	for _, id := range []string{"r-lost", "r-done"} {
+		if _, err := os.Stat(legacyJournalPath(ta.jobDir(id))); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("per-job journal file of %s: %v, want it removed", id, err)
+		}
+		if rec, ok := ta.journalRecord(id); !ok || rec.State != agentproto.JobExited || rec.Result == nil {
+			t.Errorf("node journal record of %s = %+v, %v; want it exited", id, rec, ok)
+		}
+	}
+	for _, id := range []string{"r-acked", "r-gone"} {
+		if _, ok := ta.journalRecord(id); ok {
+			t.Errorf("node journal holds %s, want it forgotten", id)
+		}
 	}
 }
 
@@ -648,7 +700,7 @@ func TestJobEnvironmentAndUser(t *testing.T) {
 	c.send(agentproto.Message{Type: agentproto.TypeRun, Job: spec})
 	c.next(agentproto.TypeStarted)
 	stdout, _, _ := c.output("r1", agentproto.Offsets{}, agentproto.TypeDone) // no artifacts: no Exited
-	fi, err := os.Stat(journalPath(ta.jobDir("r1")))
+	fi, err := os.Stat(filepath.Join(work, JournalFile))
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("journal: %v, mode %v; want 0600", err, fi.Mode())
 	}

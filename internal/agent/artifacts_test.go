@@ -26,7 +26,7 @@ func TestArtifactsLeaveOutOutsideLinks(t *testing.T) {
 		t.Errorf("done = %+v, want code 0 and no message", done)
 	}
 	u := <-fs.uploads
-	want := map[string]string{"outputs/": "", "outputs/good.txt": "good", "outputs/inside": "", "logs/": ""}
+	want := map[string]string{"outputs/": "", "outputs/good.txt": "good", "outputs/inside": ""}
 	if diff := cmp.Diff(want, u.files); diff != "" {
 		t.Errorf("artifacts (-want +got):\n%s", diff)
 	}

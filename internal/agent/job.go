@@ -112,7 +112,8 @@ func (j *job) run() {
 // execute downloads the code, runs the process and waits for it.
 func (j *job) execute() result {
 	defer j.markStarted() // on failure before start, too
-	// runner.Start creates j.dir.
+	// runner.Start makes j.dir (restoreCheckpoint first, for a job with a
+	// checkpoint directory).
 	var code io.Reader
 	if j.spec.SnapshotID != "" {
 		body, err := j.a.fetchSnapshot(j.ctx, j.spec.SnapshotID)
@@ -121,9 +122,6 @@ func (j *job) execute() result {
 		}
 		defer body.Close()
 		code = body
-	}
-	if err := os.MkdirAll(j.dir, 0o700); err != nil {
-		return j.failed(err)
 	}
 	if err := j.a.restoreCheckpoint(j.ctx, j); err != nil {
 		return j.failed(err)
@@ -149,6 +147,7 @@ func (j *job) execute() result {
 		Env:     runner.JobEnv(j.dir, j.spec.Env, set),
 		User:    j.a.cfg.JobUser,
 		Spare:   j.a.ssh.Holds, // logged-in admins outlive the job
+		Sweeper: j.a.sweeper,
 		Code:    code,
 		Timeout: j.spec.Timeout,
 		Grace:   orDefault(j.spec.Grace, j.a.cfg.Grace),
@@ -426,8 +425,8 @@ func (j *job) forget() bool {
 	}
 	j.forgotten = true
 	j.sess = nil
-	if err := os.Remove(journalPath(j.dir)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		j.a.log.Warn("agent: removing journal", "runId", j.id, "err", err)
+	if err := j.a.journal.append(record{RunID: j.id, Acked: true}); err != nil {
+		j.a.log.Warn("agent: writing journal", "runId", j.id, "err", err)
 	}
 	if err := os.RemoveAll(j.dir); err != nil {
 		j.a.log.Warn("agent: removing job directory", "runId", j.id, "err", err)

@@ -2,13 +2,19 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -88,10 +94,15 @@ func BenchmarkThroughput8Nodes(b *testing.B) {
 		c := getCompute(b, s, "tput")
 		return c.Properties.Properties.NodeStateCounts.IdleNodeCount == 8, ""
 	})
+	agents := nodeAgentPIDs(b, s.dir)
+	if len(agents) != 8 {
+		b.Fatalf("found %d node agent processes, want 8", len(agents))
+	}
 	const submitters = 16
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	b.ResetTimer()
+	cpu0 := readCPU(b, s.cmd.Process.Pid, agents)
 	t0 := time.Now()
 	for range submitters {
 		wg.Add(1)
@@ -118,6 +129,7 @@ func BenchmarkThroughput8Nodes(b *testing.B) {
 		return p.QueuedJobCount == 0 && p.RunningJobCount == 0, fmt.Sprintf("queued %d running %d", p.QueuedJobCount, p.RunningJobCount)
 	})
 	elapsed := time.Since(t0)
+	cpu := readCPU(b, s.cmd.Process.Pid, agents).sub(cpu0)
 	b.StopTimer()
 	failed := 0
 	for _, i := range []int{0, b.N / 2, b.N - 1} {
@@ -133,4 +145,86 @@ func BenchmarkThroughput8Nodes(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "jobs/s")
 	b.ReportMetric(float64(b.N)/submitted.Seconds(), "submits/s")
+	perJob := func(d time.Duration) float64 { return ms(d) / float64(b.N) }
+	b.ReportMetric(perJob(cpu.server), "cp-cpu-ms/job")
+	b.ReportMetric(perJob(cpu.agents), "agent-cpu-ms/job")
+	b.ReportMetric(perJob(cpu.jobs), "jobproc-cpu-ms/job")
+}
+
+// cpuTimes is CPU time spent, read from /proc/<pid>/stat.
+type cpuTimes struct {
+	server time.Duration // the kumo up process (utime+stime, all its threads)
+	agents time.Duration // the node agents (utime+stime)
+	jobs   time.Duration // the agents' reaped children: the job processes (cutime+cstime)
+}
+
+func (c cpuTimes) sub(o cpuTimes) cpuTimes {
+	return cpuTimes{server: c.server - o.server, agents: c.agents - o.agents, jobs: c.jobs - o.jobs}
+}
+
+// readCPU reads the CPU times of the control plane and the node agents.
+// A job process counts in its agent's cutime and cstime once the agent has
+// waited for it, with whatever it waited for in turn; every job of the
+// benchmark has ended, and been waited for, when this is read.
+func readCPU(b *testing.B, server int, agents []int) cpuTimes {
+	b.Helper()
+	var c cpuTimes
+	f := cpuStat(b, server)
+	c.server = f[0] + f[1]
+	for _, pid := range agents {
+		f := cpuStat(b, pid)
+		c.agents += f[0] + f[1]
+		c.jobs += f[2] + f[3]
+	}
+	return c
+}
+
+// clockTick is the unit of /proc/<pid>/stat's times (USER_HZ, 100 on Linux).
+const clockTick = 10 * time.Millisecond
+
+// cpuStat returns utime, stime, cutime and cstime of pid.
+func cpuStat(b *testing.B, pid int) [4]time.Duration {
+	b.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatalf("process %d: %v", pid, err)
+	}
+	// Fields after the command name start at field 3 (state); utime is 14.
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
+	var t [4]time.Duration
+	for i := range t {
+		n, err := strconv.ParseInt(f[11+i], 10, 64)
+		if err != nil {
+			b.Fatalf("process %d stat: %v", pid, err)
+		}
+		t[i] = time.Duration(n) * clockTick
+	}
+	return t
+}
+
+// nodeAgentPIDs returns the pids of the live node agents whose records
+// (instance.json of the local provider) lie under dir.
+func nodeAgentPIDs(b *testing.B, dir string) []int {
+	b.Helper()
+	var pids []int
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() != "instance.json" {
+			return nil
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return nil
+		}
+		var rec struct {
+			PID int `json:"pid"`
+		}
+		if json.Unmarshal(raw, &rec) == nil && rec.PID > 0 && syscall.Kill(rec.PID, 0) == nil {
+			pids = append(pids, rec.PID)
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return pids
 }

@@ -135,9 +135,9 @@ func TestJobsCannotReachKumo(t *testing.T) {
 		secrets = append(secrets, strings.TrimSpace(string(b)))
 		paths = append(paths, cred, filepath.Join(work, "nodes", n.Name(), "jobs"))
 		for _, run := range victimRuns {
-			paths = append(paths, filepath.Join(work, "nodes", n.Name(), "jobs", run, "mine.txt"),
-				filepath.Join(work, "nodes", n.Name(), "jobs", run+".state.json"))
+			paths = append(paths, filepath.Join(work, "nodes", n.Name(), "jobs", run, "mine.txt"))
 		}
+		paths = append(paths, filepath.Join(work, "nodes", n.Name(), "jobs.journal"))
 	}
 	for _, run := range victimRuns {
 		paths = append(paths, filepath.Join(work, "local", run, "mine.txt"), filepath.Join(work, "local", run))

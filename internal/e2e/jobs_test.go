@@ -309,25 +309,28 @@ func TestEndTimeKeptAcrossControlPlaneDown(t *testing.T) {
 	var ended time.Time
 	waitFor(t, 60*time.Second, "the node to record the end", func() (bool, string) {
 		var paths []string
-		// Journals live in the node's work directory, beside the data
-		// directory.
+		// The journal lives in the node's work directory, beside the data
+		// directory: one JSON record per line, the last of a job counting.
 		_ = filepath.WalkDir(filepath.Join(s.dir, "data-jobs"), func(p string, d fs.DirEntry, err error) error {
-			if err == nil && d.Name() == runID+".state.json" {
+			if err == nil && d.Name() == "jobs.journal" {
 				paths = append(paths, p)
 			}
 			return nil
 		})
 		for _, p := range paths {
-			var rec struct {
-				State  string `json:"state"`
-				Result *struct {
-					Time time.Time `json:"time"`
-				} `json:"result"`
-			}
 			b, _ := os.ReadFile(p)
-			if json.Unmarshal(b, &rec) == nil && rec.State == "exited" && rec.Result != nil {
-				ended = rec.Result.Time
-				return true, ""
+			for line := range strings.Lines(string(b)) {
+				var rec struct {
+					RunID  string `json:"runId"`
+					State  string `json:"state"`
+					Result *struct {
+						Time time.Time `json:"time"`
+					} `json:"result"`
+				}
+				if json.Unmarshal([]byte(line), &rec) == nil && rec.RunID == runID && rec.State == "exited" && rec.Result != nil {
+					ended = rec.Result.Time
+					return true, ""
+				}
 			}
 		}
 		return false, fmt.Sprint(paths)

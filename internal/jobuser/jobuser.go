@@ -147,22 +147,49 @@ func Procs(uid int) []int {
 	if err != nil {
 		return nil
 	}
-	want := strconv.Itoa(uid)
 	var pids []int
 	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/status")
-		if err != nil {
-			continue
-		}
-		if procUIDMatches(string(b), want) {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
 			pids = append(pids, pid)
 		}
 	}
-	return pids
+	return procsAmong(uid, pids)
+}
+
+// procsAmong returns those of pids whose real, effective or saved uid is uid.
+func procsAmong(uid int, pids []int) []int {
+	want := strconv.Itoa(uid)
+	buf := make([]byte, 8<<10)
+	var out []int
+	for _, pid := range pids {
+		if status, ok := readProc(pid, "status", buf); ok && procUIDMatches(status, want) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// readProc reads /proc/<pid>/<name> into buf with plain system calls (a
+// procfs file is produced whole by one read): this runs after every job,
+// once per process, and os.ReadFile costs twice the calls.
+func readProc(pid int, name string, buf []byte) (string, bool) {
+	path := "/proc/" + strconv.Itoa(pid) + "/" + name
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	for err == syscall.EINTR {
+		fd, err = syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return "", false
+	}
+	defer syscall.Close(fd)
+	n, err := syscall.Read(fd, buf)
+	for err == syscall.EINTR {
+		n, err = syscall.Read(fd, buf)
+	}
+	if err != nil || n <= 0 {
+		return "", false
+	}
+	return string(buf[:n]), true
 }
 
 // procUIDMatches reports whether a /proc/<pid>/status text names uid as
@@ -201,12 +228,29 @@ func KillAll(uid int) error {
 // KillAllExcept is KillAll sparing the processes keep reports true for
 // (nil keeps none); spared reports whether it spared any.
 func KillAllExcept(uid int, keep func(pid int) bool) (spared bool, err error) {
+	return KillAllExceptAmong(uid, keep, nil)
+}
+
+// KillAllExceptAmong is KillAllExcept looking only at the processes that
+// candidates lists, instead of every process of the host: for example the
+// members of a cgroup that holds every process uid can have, which a
+// process of an unprivileged uid cannot leave. When candidates is nil or
+// fails, every process of the host is looked at.
+func KillAllExceptAmong(uid int, keep func(pid int) bool, candidates func() ([]int, error)) (spared bool, err error) {
 	if uid == 0 || uid == os.Getuid() || uid == os.Geteuid() {
 		return false, fmt.Errorf("kill processes of uid %d: not a job uid", uid)
 	}
+	procs := func() []int {
+		if candidates != nil {
+			if pids, err := candidates(); err == nil {
+				return procsAmong(uid, pids)
+			}
+		}
+		return Procs(uid)
+	}
 	for end := time.Now().Add(5 * time.Second); ; {
 		var pids []int
-		for _, pid := range Procs(uid) {
+		for _, pid := range procs() {
 			if keep != nil && keep(pid) {
 				spared = true
 				continue
@@ -252,12 +296,15 @@ var TempDirs = []string{"/tmp", "/var/tmp", "/dev/shm"}
 // links, and directories with all they hold), so that a job's temporary
 // files do not reach the next job that runs as the same uid. Links are
 // removed, never followed.
-func RemoveTemp(uid int) error {
+func RemoveTemp(uid int) error { return RemoveTempIn(uid, TempDirs) }
+
+// RemoveTempIn is RemoveTemp for the given directories only.
+func RemoveTempIn(uid int, dirs []string) error {
 	if uid == 0 || uid == os.Getuid() || uid == os.Geteuid() {
 		return fmt.Errorf("remove temporary files of uid %d: not a job uid", uid)
 	}
 	var errs []error
-	for _, dir := range TempDirs {
+	for _, dir := range dirs {
 		ents, err := os.ReadDir(dir)
 		if err != nil {
 			continue

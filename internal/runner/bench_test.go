@@ -2,9 +2,15 @@ package runner
 
 import (
 	"context"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
+
+	"kumo/internal/jobuser"
+	"kumo/internal/jobuser/jobusertest"
 )
 
 // BenchmarkSpawnShell measures this host's ceiling for job processes: a
@@ -25,13 +31,39 @@ func BenchmarkSpawnShell(b *testing.B) {
 	})
 }
 
-// BenchmarkRunTrivial measures one trivial job through the runner: job
-// directory, log files, process group, output pipes and wait.
+// BenchmarkRunTrivial measures one trivial job through the runner as a
+// node runs it: a fresh job directory, the process group, the output pipe,
+// the wait, and the directory's removal afterwards.
 func BenchmarkRunTrivial(b *testing.B) {
-	dir := b.TempDir()
+	benchRun(b, nil, nil)
+}
+
+// BenchmarkRunTrivialAsUser is BenchmarkRunTrivial with the job running as
+// a job user of its own (as root only), its leftovers swept as a node
+// agent sweeps them ([NewSweeper]).
+func BenchmarkRunTrivialAsUser(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("jobs run as their own users only as root")
+	}
+	u := jobusertest.User(b)
+	benchRun(b, &u, NewSweeper(u.UID))
+}
+
+func benchRun(b *testing.B, u *jobuser.User, sw *Sweeper) {
+	parent := b.TempDir()
+	if err := os.Chmod(parent, 0o711); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Dir(parent), 0o711); err != nil {
+		b.Fatal(err)
+	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := Run(context.Background(), Spec{Dir: dir, Command: "true"}); err != nil {
+		dir := filepath.Join(parent, strconv.Itoa(i))
+		if _, err := Run(context.Background(), Spec{Dir: dir, Command: "true", User: u, Sweeper: sw}); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.RemoveAll(dir); err != nil {
 			b.Fatal(err)
 		}
 	}

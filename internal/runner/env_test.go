@@ -88,7 +88,7 @@ func TestRunAsUser(t *testing.T) {
 	// setsid puts the sleeper in a session of its own, out of the group.
 	left := "/tmp/kumo-runner-test-" + strconv.FormatInt(time.Now().UnixNano(), 10)
 	t.Cleanup(func() { os.Remove(left) })
-	cmd := `id -u; id -g; id -G; setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo x > outputs/made.txt; echo x > ` + left
+	cmd := `id -u; id -g; id -G; setsid sleep 1000 </dev/null >/dev/null 2>&1 & mkdir outputs && echo x > outputs/made.txt; echo x > ` + left
 	res, err := Run(context.Background(), Spec{Dir: dir, Command: cmd, Env: JobEnv(dir, nil, nil), User: &u, Output: c.output})
 	if err != nil {
 		t.Fatal(err)

@@ -1,11 +1,15 @@
 // Package runner runs one job process on a node.
 //
-// [Start] prepares the job directory (creating outputs/, logs/ and
-// user_logs/, a folder outputs/NAME for each AZURE_ML_OUTPUT_NAME variable
-// that names one, and extracting an optional code snapshot), starts the command
-// with /bin/sh -c in its own process group with the job directory as working
-// directory, and streams its output live to a callback while also appending
-// it to user_logs/std_log.txt in the job directory (AML's name).
+// [Start] prepares the job directory (it makes the directory, a folder
+// outputs/NAME for each AZURE_ML_OUTPUT_NAME variable that names one, and
+// extracts an optional code snapshot; nothing else, as each directory or
+// file made costs up to a millisecond on a busy ext4 disk), starts the
+// command with /bin/sh -c in its own process group with the job directory
+// as working directory, and streams its output live to a callback while
+// also appending it to user_logs/std_log.txt in the job directory (AML's
+// name), which is made when the first output comes: a job that prints
+// nothing leaves no log file. A job that writes outputs/ or logs/ makes
+// them, as AML's jobs do.
 //
 // The command's stdout and stderr are one pipe, as in a terminal or AML's
 // std_log.txt, so its output keeps the order in which it was written: after
@@ -39,6 +43,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -139,6 +144,11 @@ type Spec struct {
 	// (the node's SSH sessions: they run as the same user); while it
 	// spares any, User's temporary files stay too. Nil spares none.
 	Spare func(pid int) bool
+
+	// Sweeper, if set, is User's [Sweeper], which ends what the job left
+	// behind at a fraction of the cost; nil looks at every process and
+	// temporary file of the host. Unused without User.
+	Sweeper *Sweeper
 }
 
 // Reason says why a job ended other than by exiting with code 0.
@@ -168,6 +178,7 @@ type Result struct {
 
 // Job is a running job. Its methods are safe for concurrent use.
 type Job struct {
+	dir   string // Spec.Dir
 	cmd   *exec.Cmd
 	pid   int
 	grace time.Duration
@@ -175,7 +186,11 @@ type Job struct {
 	out   func(Chunk)
 	user  *jobuser.User
 	spare func(pid int) bool // see Spec.Spare; nil spares none
-	done  chan struct{}
+	sweep *Sweeper           // User's; set when User is
+	// sweepAll makes sweep look at every process: Spec.Limiter may have
+	// moved the job's out of the sweeper's cgroup.
+	sweepAll bool
+	done     chan struct{}
 
 	mu       sync.Mutex
 	reason   Reason      // ReasonCanceled or ReasonTimeout once stopping
@@ -187,7 +202,7 @@ type Job struct {
 	timeoutT *time.Timer // Spec.Timeout; nil if none
 
 	outMu    sync.Mutex // serializes writes to the log and Output
-	log      *os.File   // StdLogFile
+	log      *os.File   // StdLogFile; nil until the first output
 	reader   *os.File   // the read end of the output pipe
 	offset   int64      // bytes of output read
 	writeErr error
@@ -214,13 +229,12 @@ func Start(ctx context.Context, spec Spec) (*Job, error) {
 	if spec.Dir == "" {
 		return nil, errors.New("start job: empty directory")
 	}
-	if err := os.MkdirAll(spec.Dir, 0o700); err != nil {
+	fresh, err := makeDir(spec.Dir)
+	if err != nil {
 		return nil, fmt.Errorf("start job: %w", err)
 	}
-	if err := os.Chmod(spec.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("start job: %w", err)
-	}
-	for _, d := range append([]string{model.OutputsDir, "logs", "user_logs"}, outputDirs(spec.Env)...) {
+	outputs := outputDirs(spec.Env)
+	for _, d := range outputs {
 		if err := os.MkdirAll(filepath.Join(spec.Dir, d), 0o755); err != nil {
 			return nil, fmt.Errorf("start job: %w", err)
 		}
@@ -231,17 +245,25 @@ func Start(ctx context.Context, spec Spec) (*Job, error) {
 		}
 	}
 	if spec.User != nil {
-		if err := jobuser.Chown(spec.Dir, *spec.User); err != nil {
+		if fresh && len(outputs) == 0 && spec.Code == nil {
+			err = os.Lchown(spec.Dir, spec.User.UID, spec.User.GID) // nothing in it yet
+		} else {
+			err = jobuser.Chown(spec.Dir, *spec.User)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("start job: %w", err)
 		}
 	}
 	j := &Job{
-		user:  spec.User,
-		spare: spec.Spare,
-		grace: orDefault(spec.Grace, DefaultGrace),
-		drain: orDefault(spec.DrainLimit, DefaultDrainLimit),
-		out:   spec.Output,
-		done:  make(chan struct{}),
+		dir:      spec.Dir,
+		user:     spec.User,
+		spare:    spec.Spare,
+		sweep:    spec.Sweeper,
+		sweepAll: spec.Limiter != nil,
+		grace:    orDefault(spec.Grace, DefaultGrace),
+		drain:    orDefault(spec.DrainLimit, DefaultDrainLimit),
+		out:      spec.Output,
+		done:     make(chan struct{}),
 	}
 	if err := j.start(spec); err != nil {
 		j.closeAll()
@@ -253,6 +275,68 @@ func Start(ctx context.Context, spec Spec) (*Job, error) {
 	unwatch := context.AfterFunc(ctx, func() { j.stop(ReasonCanceled, 0) })
 	go j.supervise(unwatch)
 	return j, nil
+}
+
+// makeDir makes the job directory dir (mode 0700), or sets the mode of
+// the one there; it reports whether it made it.
+func makeDir(dir string) (bool, error) {
+	err := os.Mkdir(dir, 0o700)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = os.MkdirAll(filepath.Dir(dir), 0o755); err == nil {
+			err = os.Mkdir(dir, 0o700)
+		}
+	}
+	if err == nil {
+		return true, nil
+	}
+	if !errors.Is(err, fs.ErrExist) {
+		return false, err
+	}
+	if fi, serr := os.Stat(dir); serr != nil || !fi.IsDir() {
+		return false, err
+	}
+	return false, os.Chmod(dir, 0o700)
+}
+
+// openLog creates StdLogFile in the job directory dir when the first
+// output comes, with user_logs/ if the job has not made it (given to user,
+// as the rest of the directory, when set). The job owns dir and runs
+// meanwhile, so nothing in it is trusted: no symbolic link is followed,
+// and whatever the job put at the log's name is replaced by a new file.
+func openLog(dir string, user *jobuser.User) (*os.File, error) {
+	dfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	defer unix.Close(dfd)
+	logDir, name := filepath.Split(StdLogFile)
+	logDir = filepath.Clean(logDir)
+	if err := unix.Mkdirat(dfd, logDir, 0o755); err == nil {
+		if user != nil {
+			if err := unix.Fchownat(dfd, logDir, user.UID, user.GID, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				return nil, &os.PathError{Op: "chown", Path: filepath.Join(dir, logDir), Err: err}
+			}
+		}
+	} else if err != unix.EEXIST {
+		return nil, &os.PathError{Op: "mkdir", Path: filepath.Join(dir, logDir), Err: err}
+	}
+	how := &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS}
+	lfd, err := unix.Openat2(dfd, logDir, how)
+	if err == unix.ENOSYS { // kernels before 5.6
+		lfd, err = unix.Openat(dfd, logDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: filepath.Join(dir, logDir), Err: err}
+	}
+	defer unix.Close(lfd)
+	if err := unix.Unlinkat(lfd, name, 0); err != nil && err != unix.ENOENT {
+		return nil, &os.PathError{Op: "remove", Path: filepath.Join(dir, StdLogFile), Err: err}
+	}
+	fd, err := unix.Openat(lfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_APPEND|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return nil, &os.PathError{Op: "create", Path: filepath.Join(dir, StdLogFile), Err: err}
+	}
+	return os.NewFile(uintptr(fd), filepath.Join(dir, StdLogFile)), nil
 }
 
 // outputDirs are the folders of the job's outputs, named by the
@@ -277,11 +361,6 @@ func orDefault(d, def time.Duration) time.Duration {
 }
 
 func (j *Job) start(spec Spec) error {
-	f, err := os.OpenFile(filepath.Join(spec.Dir, StdLogFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	j.log = f
 	// One pipe for stdout and stderr keeps their lines in write order.
 	r, writer, err := os.Pipe()
 	if err != nil {
@@ -447,11 +526,11 @@ func (j *Job) supervise(unwatch func() bool) {
 		// The uid is the job's alone: whatever still runs as it escaped
 		// the group (setsid, double fork) and would see the next job.
 		// Nor may its files in /tmp and the like.
-		spared, err := jobuser.KillAllExcept(j.user.UID, j.spare)
-		if !spared {
-			err = errors.Join(err, jobuser.RemoveTemp(j.user.UID))
+		sw := j.sweep
+		if sw == nil {
+			sw = &Sweeper{uid: j.user.UID} // every process and file of the host
 		}
-		if err != nil {
+		if _, err := sw.Sweep(j.spare, j.sweepAll); err != nil {
 			j.mu.Lock()
 			j.killErr = err
 			j.mu.Unlock()
@@ -480,8 +559,13 @@ func (j *Job) read() {
 			j.outMu.Lock()
 			off := j.offset
 			j.offset += int64(n)
-			if _, err := j.log.Write(buf[:n]); err != nil && j.writeErr == nil {
-				j.writeErr = err
+			if j.log == nil && j.writeErr == nil {
+				j.log, j.writeErr = openLog(j.dir, j.user)
+			}
+			if j.log != nil {
+				if _, err := j.log.Write(buf[:n]); err != nil && j.writeErr == nil {
+					j.writeErr = err
+				}
 			}
 			if j.out != nil {
 				j.out(Chunk{Stream: Stdout, Offset: off, Data: buf[:n]})

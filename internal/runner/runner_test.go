@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -87,7 +88,7 @@ func TestRunResults(t *testing.T) {
 		{name: "stdout then stderr", command: "echo A; echo B >&2", wantOut: "A\nB\n"},
 		{name: "stderr then stdout", command: "echo B >&2; echo A", wantOut: "B\nA\n"},
 		{name: "env", command: `printf %s "$KUMO_T"`, env: []string{"KUMO_T=a b"}, wantOut: "a b"},
-		{name: "cwd and dirs", command: `test -d outputs && test -d logs && pwd`, wantOut: "DIR\n"},
+		{name: "cwd and no dirs made", command: `test ! -e outputs && test ! -e logs && test ! -e user_logs && pwd`, wantOut: "DIR\n"},
 		{name: "output folders", command: `test -d outputs/model && test -d outputs/ckpt_2 && test ! -e outputs/other && test ! -e elsewhere && echo made`,
 			env:     []string{"AZURE_ML_OUTPUT_model=outputs/model", "AZURE_ML_OUTPUT_ckpt_2=outputs/ckpt_2", "AZURE_ML_OUTPUT_x=outputs/other", "AZURE_ML_OUTPUT_y=elsewhere", "AZURE_ML_OUTPUT_z=../z"},
 			wantOut: "made\n"},
@@ -114,8 +115,55 @@ func TestRunResults(t *testing.T) {
 			if got := c.String(Stderr); got != "" {
 				t.Errorf("chunks of stream stderr = %q, want none", got)
 			}
-			if b, err := os.ReadFile(filepath.Join(dir, StdLogFile)); err != nil || string(b) != wantOut {
+			b, err := os.ReadFile(filepath.Join(dir, StdLogFile))
+			if wantOut == "" && !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%s of a job that printed nothing: %q, %v; want no file", StdLogFile, b, err)
+			}
+			if wantOut != "" && (err != nil || string(b) != wantOut) {
 				t.Errorf("%s = %q, %v; want %q", StdLogFile, b, err, wantOut)
+			}
+		})
+	}
+}
+
+// The log file is made when the first output comes, in a directory the
+// job owns: what the job put at its names beforehand is not followed.
+func TestLogMadeSafely(t *testing.T) {
+	tests := []struct {
+		name    string
+		command string // run in the job directory; ELSE is a directory outside it
+		wantErr bool   // the result reports that logs could not be written
+	}{
+		{name: "user_logs made by the job", command: "mkdir user_logs; echo hi"},
+		{name: "a file at the log's name", command: "mkdir user_logs; echo old > user_logs/std_log.txt; echo hi"},
+		{name: "a link at the log's name", command: "mkdir user_logs; ln -s ELSE/f user_logs/std_log.txt; echo hi"},
+		{name: "user_logs a link", command: "ln -s ELSE user_logs; echo hi", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir, elsewhere := t.TempDir(), t.TempDir()
+			c := newCollector("")
+			res, err := Run(context.Background(), Spec{Dir: dir, Command: strings.ReplaceAll(tt.command, "ELSE", elsewhere), Output: c.output})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.String(Stdout); got != "hi\n" {
+				t.Errorf("output = %q, want %q", got, "hi\n")
+			}
+			if got := strings.Contains(res.Message, "writing logs"); got != tt.wantErr {
+				t.Errorf("result message %q; want a log error: %v", res.Message, tt.wantErr)
+			}
+			if ents, _ := os.ReadDir(elsewhere); len(ents) > 0 {
+				t.Errorf("the log was written outside the job directory: %v", ents)
+			}
+			if !tt.wantErr {
+				b, err := os.ReadFile(filepath.Join(dir, StdLogFile))
+				if err != nil || string(b) != "hi\n" {
+					t.Errorf("%s = %q, %v; want %q", StdLogFile, b, err, "hi\n")
+				}
+				if fi, err := os.Lstat(filepath.Join(dir, StdLogFile)); err != nil || !fi.Mode().IsRegular() {
+					t.Errorf("%s is not a regular file: %v %v", StdLogFile, fi, err)
+				}
 			}
 		})
 	}
