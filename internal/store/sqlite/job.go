@@ -321,18 +321,19 @@ func (s *Store) JobHead(ctx context.Context, computeID string, status model.JobS
 	return js, nil
 }
 
-// JobCountByCompute implements store.Store.
+// JobCountByCompute implements store.Store. It reads the counts that
+// triggers keep in job_counts (migration 0009): one row per status.
 func (s *Store) JobCountByCompute(ctx context.Context, computeID string, statuses ...model.JobStatus) (map[model.JobStatus]int, error) {
-	return s.jobCount(ctx, "count(*)", computeID, statuses)
+	return s.jobCount(ctx, "jobs", computeID, statuses)
 }
 
-// JobNodeCountByCompute implements store.Store.
+// JobNodeCountByCompute implements store.Store, as JobCountByCompute does.
 func (s *Store) JobNodeCountByCompute(ctx context.Context, computeID string, statuses ...model.JobStatus) (map[model.JobStatus]int, error) {
-	return s.jobCount(ctx, "sum(max(instance_count, 1))", computeID, statuses)
+	return s.jobCount(ctx, "nodes", computeID, statuses)
 }
 
-// jobCount sums expr over a compute's jobs by status.
-func (s *Store) jobCount(ctx context.Context, expr, computeID string, statuses []model.JobStatus) (map[model.JobStatus]int, error) {
+// jobCount reads column col of job_counts for a compute's statuses.
+func (s *Store) jobCount(ctx context.Context, col, computeID string, statuses []model.JobStatus) (map[model.JobStatus]int, error) {
 	if len(statuses) == 0 {
 		return map[model.JobStatus]int{}, nil
 	}
@@ -345,7 +346,7 @@ func (s *Store) jobCount(ctx context.Context, expr, computeID string, statuses [
 		var r row
 		err := sc.Scan(&r.status, &r.n)
 		return r, err
-	}, `SELECT status, `+expr+` FROM jobs WHERE compute_key = ? AND status IN `+in+` GROUP BY status`, append([]any{fold(computeID)}, args...)...)
+	}, `SELECT status, `+col+` FROM job_counts WHERE compute_key = ? AND status IN `+in+` AND jobs > 0`, append([]any{fold(computeID)}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("job count of %s: %w", computeID, err)
 	}
