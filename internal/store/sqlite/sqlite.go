@@ -72,10 +72,13 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	params.Set("_journal_mode", "WAL")
 	params.Set("_synchronous", "NORMAL")
 	params.Set("_txlock", "immediate")
-	// Memory-mapped reads: in WAL mode every commit invalidates the other
-	// connections' page caches, and re-reading pages through read(2) was a
-	// large share of the control plane's CPU under load.
-	params.Add("_pragma", "mmap_size(268435456)")
+	// No memory-mapped reads: in WAL mode every commit makes the other
+	// connections drop their page caches, and a page reached through the
+	// map is parsed afresh on every visit, which cost more than reading
+	// it through read(2) into the page cache (BenchmarkJobReadAfterWrite:
+	// about half the time without the map). It also kept the whole file
+	// mapped by every connection, which showed as resident memory.
+	params.Add("_pragma", "mmap_size(0)")
 	w, err := sql.Open("sqlite", path+"?"+params.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)

@@ -96,6 +96,8 @@ func TestPragmas(t *testing.T) {
 		{"reader foreign keys", s.r, "foreign_keys", "1"},
 		{"reader busy timeout", s.r, "busy_timeout", "10000"},
 		{"reader query only", s.r, "query_only", "1"},
+		{"writer mmap", s.w, "mmap_size", "0"},
+		{"reader mmap", s.r, "mmap_size", "0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
