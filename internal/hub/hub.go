@@ -450,14 +450,17 @@ func (h *Hub) serveConnect(w http.ResponseWriter, r *http.Request) {
 		h.cfg.Log.Error("agent hello", "node", n.ID, "err", err)
 		return
 	}
+	// Messages are taken in batches of what has arrived: a job's reports
+	// that come together are stored in one write (see handleBatch).
+	msgs, stop := make(chan agentproto.Message, maxBatch), make(chan struct{})
+	defer close(stop)
+	go reader(dec, msgs, stop)
 	for {
-		m, err := dec.Next()
-		if err != nil {
+		batch, ok := next(msgs)
+		if !ok {
 			return
 		}
 		h.seen(n.ID)
-		if err := h.handle(ctx, c, m); err != nil {
-			h.cfg.Log.Error("agent message", "node", n.ID, "type", m.Type, "err", err)
-		}
+		h.handleBatch(ctx, c, batch)
 	}
 }

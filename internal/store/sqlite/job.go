@@ -376,9 +376,9 @@ func (s *Store) JobSnapshotIDs(ctx context.Context, statuses ...model.JobStatus)
 	return ids, nil
 }
 
-// JobComputeIDs implements store.Store.
+// JobComputeIDs implements store.Store, from the counts in job_counts.
 func (s *Store) JobComputeIDs(ctx context.Context, statuses ...model.JobStatus) ([]string, error) {
-	ids, err := s.jobStrings(ctx, `SELECT min(compute_id) FROM jobs WHERE status IN %s GROUP BY compute_key`, statuses)
+	ids, err := s.jobStrings(ctx, `SELECT min(compute_id) FROM job_counts WHERE status IN %s AND jobs > 0 GROUP BY compute_key`, statuses)
 	if err != nil {
 		return nil, fmt.Errorf("job compute IDs %v: %w", statuses, err)
 	}

@@ -618,10 +618,21 @@ func testJobCountsFollowChanges(t *testing.T, s store.Store) {
 		t.Errorf("nodes queued on gpu (-want +got):\n%s", diff)
 	}
 
+	ids, err := s.JobComputeIDs(t.Context(), model.JobQueued)
+	if err != nil {
+		t.Fatalf("JobComputeIDs: %v", err)
+	}
+	if diff := cmp.Diff([]string{ws.ID + "/computes/gpu"}, ids); diff != "" {
+		t.Errorf("computes with queued jobs (-want +got):\n%s", diff)
+	}
+
 	if err := s.WorkspaceDelete(t.Context(), ws.ID); err != nil {
 		t.Fatalf("WorkspaceDelete: %v", err)
 	}
 	count("workspace deleted", map[model.JobStatus]int{})
+	if ids, err := s.JobComputeIDs(t.Context(), model.JobQueued, model.JobRunning); err != nil || len(ids) != 0 {
+		t.Errorf("computes with jobs after the workspace's delete: %v, %v; want none", ids, err)
+	}
 }
 
 // testJobQueueQueries covers the cheap queue views: the head of a queue,
