@@ -133,7 +133,7 @@ func (s *Store) JobCreate(ctx context.Context, j model.Job) error {
 
 // JobGet implements store.Store.
 func (s *Store) JobGet(ctx context.Context, id string) (model.Job, error) {
-	j, err := scanJob(s.queryRow(ctx, jobGetSQL, fold(id)))
+	j, err := scanJob(s.keyRow(ctx, jobGetSQL, fold(id)))
 	if err != nil {
 		return model.Job{}, fmt.Errorf("job get %s: %w", id, notFound(err))
 	}
@@ -142,7 +142,7 @@ func (s *Store) JobGet(ctx context.Context, id string) (model.Job, error) {
 
 // JobGetByRunID implements store.Store.
 func (s *Store) JobGetByRunID(ctx context.Context, runID string) (model.Job, error) {
-	j, err := scanJob(s.queryRow(ctx, jobGetByRunIDSQL, runID))
+	j, err := scanJob(s.keyRow(ctx, jobGetByRunIDSQL, runID))
 	if err != nil {
 		return model.Job{}, fmt.Errorf("job get by run ID %s: %w", runID, notFound(err))
 	}
@@ -283,7 +283,7 @@ func (s *Store) changed(ctx context.Context, res sql.Result, exists string, key 
 		return err
 	}
 	var one int
-	return preconditionOrNotFound(s.queryRow(ctx, exists, key).Scan(&one))
+	return preconditionOrNotFound(s.keyRow(ctx, exists, key).Scan(&one))
 }
 
 // txChanged is changed, looking inside tx.

@@ -10,6 +10,12 @@
 // connections read the last committed state concurrently with the writer.
 // Each pool keeps its statements prepared, by query text, for the life of
 // the Store, so a hot query is parsed once rather than on every call.
+// In WAL mode a commit makes every other connection drop its page cache,
+// so a read connection re-reads its pages after each write; the write
+// connection's cache survives. Lookups of one row by its key (JobGet,
+// NodeGet, ComputeGet...) therefore run on the write connection, where
+// they cost microseconds, and scans run on the read pool. Memory-mapped
+// I/O is off.
 // A write whose context is done before it starts is not made; once
 // started, it runs to its end whatever the context (a write is short, and
 // one given up halfway leaves the caller not knowing whether it
@@ -43,6 +49,10 @@ import (
 
 //go:embed migrations/*.sql
 var migrationFS embed.FS
+
+// writeCacheKiB is the size of the write connection's page cache; read
+// connections keep SQLite's default (2 MiB), which each commit empties.
+const writeCacheKiB = 32 << 10
 
 // busyTimeoutMS is how long a connection waits for a lock held by another
 // connection (another process, or a checkpoint) before giving up.
@@ -79,6 +89,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	// about half the time without the map). It also kept the whole file
 	// mapped by every connection, which showed as resident memory.
 	params.Add("_pragma", "mmap_size(0)")
+	reader := params.Encode()
+	// The write connection's cache outlives its own commits and serves
+	// the lookups by key (see keyRow): it is given room for the hot part
+	// of a large queue.
+	params.Add("_pragma", fmt.Sprintf("cache_size(%d)", -writeCacheKiB))
 	w, err := sql.Open("sqlite", path+"?"+params.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
@@ -100,6 +115,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
 
+	params, _ = url.ParseQuery(reader)
 	params.Del("_journal_mode") // set once, by the writer; it persists in the file
 	params.Del("_txlock")
 	params.Set("_query_only", "on")
@@ -193,6 +209,21 @@ func (s *Store) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 		// A *sql.Row cannot be built with an error; a failed prepare is
 		// repeated, unprepared, so that Scan reports it.
 		return s.r.QueryRowContext(ctx, q, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// keyRow runs the read statement q, a lookup of one row by its key, on
+// the write connection. That connection's page cache stays valid across
+// its own commits, while a commit makes every read connection drop its
+// cache (WAL mode), so a point lookup right after a write costs several
+// page reads and parses on a read connection and none here. Such a lookup
+// takes microseconds, so it delays writes little; anything that scans
+// goes to the read pool.
+func (s *Store) keyRow(ctx context.Context, q string, args ...any) *sql.Row {
+	st, err := s.ws.get(ctx, q)
+	if err != nil {
+		return s.w.QueryRowContext(ctx, q, args...)
 	}
 	return st.QueryRowContext(ctx, args...)
 }

@@ -98,6 +98,8 @@ func TestPragmas(t *testing.T) {
 		{"reader query only", s.r, "query_only", "1"},
 		{"writer mmap", s.w, "mmap_size", "0"},
 		{"reader mmap", s.r, "mmap_size", "0"},
+		{"writer cache", s.w, "cache_size", "-32768"},
+		{"reader cache", s.r, "cache_size", "-2000"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
