@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"errors"
+	"time"
 
 	"kumo/internal/agentproto"
 	"kumo/internal/store"
@@ -32,13 +33,16 @@ func reader(dec *agentproto.Decoder, out chan<- agentproto.Message, done <-chan 
 
 // next waits for a message and returns it with every other message that
 // has already arrived, at most maxBatch in all; ok is false when the
-// stream has ended.
-func next(in <-chan agentproto.Message) (batch []agentproto.Message, ok bool) {
+// stream has ended. When the batch ends with a job's Started or Exited,
+// whose Done may follow at once (a short job), it waits up to window for
+// more, so that they are stored together; a Done ends the wait.
+func next(in <-chan agentproto.Message, window time.Duration) (batch []agentproto.Message, ok bool) {
 	m, ok := <-in
 	if !ok {
 		return nil, false
 	}
 	batch = append(batch, m)
+	var timeout <-chan time.Time
 	for len(batch) < maxBatch {
 		select {
 		case m, ok := <-in:
@@ -46,7 +50,25 @@ func next(in <-chan agentproto.Message) (batch []agentproto.Message, ok bool) {
 				return batch, true
 			}
 			batch = append(batch, m)
+			continue
 		default:
+		}
+		last := batch[len(batch)-1].Type
+		if window <= 0 || (last != agentproto.TypeStarted && last != agentproto.TypeExited) {
+			return batch, true
+		}
+		if timeout == nil {
+			t := time.NewTimer(window)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case m, ok := <-in:
+			if !ok {
+				return batch, true
+			}
+			batch = append(batch, m)
+		case <-timeout:
 			return batch, true
 		}
 	}

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"encoding/json"
+	"slices"
 	"testing"
 	"time"
 
@@ -156,4 +157,54 @@ func runReports(t *testing.T, onNode string, reports func(string) []agentproto.M
 		t.Errorf("the server sent %+v, want nothing more", got)
 	}
 	return e.getJob(t, j.RunID), e.getNode(t, "n1")
+}
+
+// TestNextWaitsForAJobsReports checks which batches a connection's
+// messages make: a Started or Exited waits (up to the window) for the
+// job's next report, a Done or anything else does not.
+func TestNextWaitsForAJobsReports(t *testing.T) {
+	msg := func(typ agentproto.Type) agentproto.Message { return agentproto.Message{Type: typ, RunID: "r"} }
+	tests := []struct {
+		name   string
+		first  []agentproto.Message // there when next is called
+		later  []agentproto.Message // sent after next began
+		window time.Duration
+		want   []agentproto.Type
+	}{
+		{"started waits for done", []agentproto.Message{msg(agentproto.TypeStarted)},
+			[]agentproto.Message{msg(agentproto.TypeExited), msg(agentproto.TypeDone)}, time.Minute,
+			[]agentproto.Type{agentproto.TypeStarted, agentproto.TypeExited, agentproto.TypeDone}},
+		{"started alone, no window", []agentproto.Message{msg(agentproto.TypeStarted)}, nil, -1,
+			[]agentproto.Type{agentproto.TypeStarted}},
+		{"started alone, window over", []agentproto.Message{msg(agentproto.TypeStarted)}, nil, time.Millisecond,
+			[]agentproto.Type{agentproto.TypeStarted}},
+		{"done does not wait", []agentproto.Message{msg(agentproto.TypeDone)}, nil, time.Minute,
+			[]agentproto.Type{agentproto.TypeDone}},
+		{"log does not wait", []agentproto.Message{msg(agentproto.TypeStarted), msg(agentproto.TypeLog)}, nil, time.Minute,
+			[]agentproto.Type{agentproto.TypeStarted, agentproto.TypeLog}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := make(chan agentproto.Message, maxBatch)
+			for _, m := range tt.first {
+				in <- m
+			}
+			sent := make(chan struct{})
+			go func() {
+				defer close(sent)
+				for _, m := range tt.later {
+					in <- m
+				}
+			}()
+			batch, ok := next(in, tt.window)
+			<-sent
+			var got []agentproto.Type
+			for _, m := range batch {
+				got = append(got, m.Type)
+			}
+			if !ok || !slices.Equal(got, tt.want) {
+				t.Errorf("next = %v, %v; want %v, true", got, ok, tt.want)
+			}
+		})
+	}
 }

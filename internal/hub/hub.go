@@ -48,6 +48,10 @@ type Config struct {
 	Now func() time.Time
 	// Log receives operational logs; nil means slog.Default().
 	Log *slog.Logger
+	// ReportWindow is how long a connection's Started or Exited waits
+	// for the job's next reports, to be stored with them in one write;
+	// zero means 5ms, negative means no wait.
+	ReportWindow time.Duration
 }
 
 // Hub tracks connected agents. Its methods are safe for concurrent use.
@@ -84,6 +88,9 @@ func New(cfg Config) *Hub {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+	if cfg.ReportWindow == 0 {
+		cfg.ReportWindow = 5 * time.Millisecond
 	}
 	if cfg.Changed == nil {
 		cfg.Changed = func(string) {}
@@ -456,7 +463,7 @@ func (h *Hub) serveConnect(w http.ResponseWriter, r *http.Request) {
 	defer close(stop)
 	go reader(dec, msgs, stop)
 	for {
-		batch, ok := next(msgs)
+		batch, ok := next(msgs, h.cfg.ReportWindow)
 		if !ok {
 			return
 		}
