@@ -50,7 +50,7 @@ type Config struct {
 	Log *slog.Logger
 	// ReportWindow is how long a connection's Started or Exited waits
 	// for the job's next reports, to be stored with them in one write;
-	// zero means 5ms, negative means no wait.
+	// zero means 20ms, negative means no wait.
 	ReportWindow time.Duration
 }
 
@@ -90,7 +90,7 @@ func New(cfg Config) *Hub {
 		cfg.Log = slog.Default()
 	}
 	if cfg.ReportWindow == 0 {
-		cfg.ReportWindow = 5 * time.Millisecond
+		cfg.ReportWindow = 20 * time.Millisecond
 	}
 	if cfg.Changed == nil {
 		cfg.Changed = func(string) {}
