@@ -65,6 +65,8 @@ type Store struct {
 	r  *sql.DB // reads: query_only connections
 	ws stmts   // statements prepared on w
 	rs stmts   // statements prepared on r
+
+	group group // writes waiting for a transaction (see write)
 }
 
 var _ store.Store = (*Store)(nil)
@@ -188,8 +190,9 @@ func (c *stmts) close() error {
 	return errors.Join(errs...)
 }
 
-// exec runs the write statement q outside any transaction (SQLite commits
-// it on its own). Once begun it runs to its end; see writeCtx.
+// exec runs the write statement q in a write transaction, its own or
+// shared with other writes (see write). Once begun it runs to its end;
+// see writeCtx.
 func (s *Store) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	ctx, err := writeCtx(ctx)
 	if err != nil {
@@ -199,7 +202,13 @@ func (s *Store) exec(ctx context.Context, q string, args ...any) (sql.Result, er
 	if err != nil {
 		return nil, err
 	}
-	return st.ExecContext(ctx, args...)
+	var res sql.Result
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		res, err = tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+		return err
+	})
+	return res, err
 }
 
 // queryRow runs the read statement q, expected to return at most one row.
@@ -352,20 +361,12 @@ func writeCtx(ctx context.Context) (context.Context, error) {
 // inTx runs fn in a write transaction (BEGIN IMMEDIATE) and commits it, or
 // rolls it back when fn fails. It returns fn's error unwrapped. fn gets a
 // context without ctx's cancellation (see writeCtx) and must use it.
+//
+// The transaction may hold other writes too (see write, group commit):
+// fn's changes are rolled back alone when it fails, and it returns only
+// once they are committed. fn must use tx only, never the Store's pools.
 func (s *Store) inTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
-	ctx, err := writeCtx(ctx)
-	if err != nil {
-		return err
-	}
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(ctx, tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+	return s.write(ctx, fn)
 }
 
 // storeErr translates a constraint violation into the store's sentinel:
