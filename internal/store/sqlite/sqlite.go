@@ -15,7 +15,9 @@
 // connection's cache survives. Lookups of one row by its key (JobGet,
 // NodeGet, ComputeGet...) therefore run on the write connection, where
 // they cost microseconds, and scans run on the read pool. Memory-mapped
-// I/O is off.
+// I/O is off. Writes that arrive while a transaction commits share the
+// next one, each in a savepoint of its own (group commit, see write): no
+// write returns before the commit that holds it.
 // A write whose context is done before it starts is not made; once
 // started, it runs to its end whatever the context (a write is short, and
 // one given up halfway leaves the caller not knowing whether it
