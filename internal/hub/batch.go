@@ -12,6 +12,11 @@ import (
 // maxBatch bounds how many messages of one connection are taken at once.
 const maxBatch = 64
 
+// readAhead is how many decoded messages of one connection wait for the
+// connection's loop. It is small: a Log message may be large (up to
+// agentproto.MaxMessage), and a Log ends a batch (see next).
+const readAhead = 4
+
 // reader decodes a connection's messages onto a channel, so that the
 // connection's loop can take all that have arrived at once (a batch). It
 // closes the channel when the stream ends, and returns early when done is
@@ -35,7 +40,8 @@ func reader(dec *agentproto.Decoder, out chan<- agentproto.Message, done <-chan 
 // has already arrived, at most maxBatch in all; ok is false when the
 // stream has ended. When the batch ends with a job's Started or Exited,
 // whose Done may follow at once (a short job), it waits up to window for
-// more, so that they are stored together; a Done ends the wait.
+// more, so that they are stored together; a Done ends the wait. A Log
+// ends the batch, so that a batch holds at most one large message.
 func next(in <-chan agentproto.Message, window time.Duration) (batch []agentproto.Message, ok bool) {
 	m, ok := <-in
 	if !ok {
@@ -43,7 +49,7 @@ func next(in <-chan agentproto.Message, window time.Duration) (batch []agentprot
 	}
 	batch = append(batch, m)
 	var timeout <-chan time.Time
-	for len(batch) < maxBatch {
+	for len(batch) < maxBatch && batch[len(batch)-1].Type != agentproto.TypeLog {
 		select {
 		case m, ok := <-in:
 			if !ok {

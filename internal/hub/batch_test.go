@@ -182,6 +182,8 @@ func TestNextWaitsForAJobsReports(t *testing.T) {
 			[]agentproto.Type{agentproto.TypeDone}},
 		{"log does not wait", []agentproto.Message{msg(agentproto.TypeStarted), msg(agentproto.TypeLog)}, nil, time.Minute,
 			[]agentproto.Type{agentproto.TypeStarted, agentproto.TypeLog}},
+		{"log ends the batch", []agentproto.Message{msg(agentproto.TypeLog), msg(agentproto.TypeExited)}, nil, time.Minute,
+			[]agentproto.Type{agentproto.TypeLog}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

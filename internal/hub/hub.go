@@ -459,7 +459,7 @@ func (h *Hub) serveConnect(w http.ResponseWriter, r *http.Request) {
 	}
 	// Messages are taken in batches of what has arrived: a job's reports
 	// that come together are stored in one write (see handleBatch).
-	msgs, stop := make(chan agentproto.Message, maxBatch), make(chan struct{})
+	msgs, stop := make(chan agentproto.Message, readAhead), make(chan struct{})
 	defer close(stop)
 	go reader(dec, msgs, stop)
 	for {
