@@ -48,6 +48,10 @@ type Config struct {
 	Now func() time.Time
 	// Log receives operational logs; nil means slog.Default().
 	Log *slog.Logger
+	// ReportWindow is how long a connection's Started or Exited waits
+	// for the job's next reports, to be stored with them in one write;
+	// zero means 20ms, negative means no wait.
+	ReportWindow time.Duration
 }
 
 // Hub tracks connected agents. Its methods are safe for concurrent use.
@@ -84,6 +88,9 @@ func New(cfg Config) *Hub {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+	if cfg.ReportWindow == 0 {
+		cfg.ReportWindow = 20 * time.Millisecond
 	}
 	if cfg.Changed == nil {
 		cfg.Changed = func(string) {}
@@ -450,14 +457,17 @@ func (h *Hub) serveConnect(w http.ResponseWriter, r *http.Request) {
 		h.cfg.Log.Error("agent hello", "node", n.ID, "err", err)
 		return
 	}
+	// Messages are taken in batches of what has arrived: a job's reports
+	// that come together are stored in one write (see handleBatch).
+	msgs, stop := make(chan agentproto.Message, readAhead), make(chan struct{})
+	defer close(stop)
+	go reader(dec, msgs, stop)
 	for {
-		m, err := dec.Next()
-		if err != nil {
+		batch, ok := next(msgs, h.cfg.ReportWindow)
+		if !ok {
 			return
 		}
 		h.seen(n.ID)
-		if err := h.handle(ctx, c, m); err != nil {
-			h.cfg.Log.Error("agent message", "node", n.ID, "type", m.Type, "err", err)
-		}
+		h.handleBatch(ctx, c, batch)
 	}
 }

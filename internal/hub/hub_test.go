@@ -5,6 +5,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -170,7 +171,14 @@ type agent struct {
 func (e *env) dial(t *testing.T, nodeID, credential, upgrade string, sign signer) (*http.Response, *agent) {
 	t.Helper()
 	pool := e.srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
-	conn, err := tls.Dial("tcp", e.srv.Listener.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "example.com"})
+	return dialAddr(t, e.srv.Listener.Addr().String(), pool, nodeID, credential, upgrade, sign)
+}
+
+// dialAddr is dial to the hub served at addr over TLS with a certificate
+// that pool trusts.
+func dialAddr(t *testing.T, addr string, pool *x509.CertPool, nodeID, credential, upgrade string, sign signer) (*http.Response, *agent) {
+	t.Helper()
+	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "example.com"})
 	if err != nil {
 		t.Fatal(err)
 	}

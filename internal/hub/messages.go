@@ -286,10 +286,8 @@ func endTime(agent, started, now time.Time) time.Time {
 // finish records a job's end, at the time its agent recorded, and frees
 // its node.
 func (h *Hub) finish(ctx context.Context, c *conn, m agentproto.Message) error {
-	st := h.cfg.Store
-	now := h.cfg.Now().UTC()
 	for range maxRetries {
-		j, err := st.JobGetByRunID(ctx, m.RunID)
+		j, err := h.cfg.Store.JobGetByRunID(ctx, m.RunID)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil
 		}
@@ -299,45 +297,54 @@ func (h *Hub) finish(ctx context.Context, c *conn, m agentproto.Message) error {
 		if j.Gang() || !j.RunsOn(c.nodeID) {
 			return h.finishGang(ctx, c, m, j)
 		}
-		from := j.Status
-		ended := endTime(m.Time, j.StartedAt, now)
-		preempted := m.Reason == agentproto.ReasonPreempted
-		if preempted {
-			j.Lose(model.ReasonPreempted, "node "+c.nodeID+": "+m.Message, ended)
-		} else {
-			j.Finish(m.ExitCode, m.Reason, m.Message, ended)
-		}
-		n, err := st.NodeGet(ctx, c.nodeID)
-		if err != nil {
-			return err
-		}
-		var np *model.Node
-		nodeFrom := n.State
-		switch {
-		case preempted && n.JobID == j.ID:
-			// The node is taken away: it leaves, and the autoscaler
-			// replaces it.
-			if err := n.Remove(model.NodePreempted, "evicted by the provider", now); err != nil {
-				return err
-			}
-			np = &n
-		case n.Free(j.ID, now):
-			np = &n
-		}
-		err = st.JobUpdate(ctx, j, from, np, nodeFrom)
+		err = h.end(ctx, c, m, j, j.Status)
 		if errors.Is(err, store.ErrPreconditionFailed) {
 			continue
 		}
-		if err != nil {
-			return err
-		}
-		if j.Status.Terminal() {
-			h.cfg.Files.Close(j.RunID)
-		}
-		h.cfg.Changed(c.computeID)
-		return nil
+		return err
 	}
 	return fmt.Errorf("job %s: too many concurrent changes", m.RunID)
+}
+
+// end records the end that m reports of j, a one-node job that runs on
+// c's node, stored in status from (j may have changed since, in memory):
+// the job and its node, freed, are written together. It returns
+// store.ErrPreconditionFailed when the job or the node changed meanwhile.
+func (h *Hub) end(ctx context.Context, c *conn, m agentproto.Message, j model.Job, from model.JobStatus) error {
+	st := h.cfg.Store
+	now := h.cfg.Now().UTC()
+	ended := endTime(m.Time, j.StartedAt, now)
+	preempted := m.Reason == agentproto.ReasonPreempted
+	if preempted {
+		j.Lose(model.ReasonPreempted, "node "+c.nodeID+": "+m.Message, ended)
+	} else {
+		j.Finish(m.ExitCode, m.Reason, m.Message, ended)
+	}
+	n, err := st.NodeGet(ctx, c.nodeID)
+	if err != nil {
+		return err
+	}
+	var np *model.Node
+	nodeFrom := n.State
+	switch {
+	case preempted && n.JobID == j.ID:
+		// The node is taken away: it leaves, and the autoscaler
+		// replaces it.
+		if err := n.Remove(model.NodePreempted, "evicted by the provider", now); err != nil {
+			return err
+		}
+		np = &n
+	case n.Free(j.ID, now):
+		np = &n
+	}
+	if err := st.JobUpdate(ctx, j, from, np, nodeFrom); err != nil {
+		return err
+	}
+	if j.Status.Terminal() {
+		h.cfg.Files.Close(j.RunID)
+	}
+	h.cfg.Changed(c.computeID)
+	return nil
 }
 
 // finishGang records the end of one node's part of j: a gang job's rank,

@@ -131,7 +131,7 @@ func checkETag(ctx context.Context, tx *sql.Tx, key, match string) error {
 
 // ComputeGet implements store.Store.
 func (s *Store) ComputeGet(ctx context.Context, id string) (model.Compute, error) {
-	row := s.r.QueryRowContext(ctx, `SELECT `+computeColumns+` FROM computes WHERE id_key = ?`, fold(id))
+	row := s.keyRow(ctx, `SELECT `+computeColumns+` FROM computes WHERE id_key = ?`, fold(id))
 	c, err := scanCompute(row)
 	if err != nil {
 		return model.Compute{}, fmt.Errorf("compute get %s: %w", id, notFound(err))

@@ -52,7 +52,7 @@ func (s *Store) ComputeStatusSet(ctx context.Context, cs model.ComputeStatus) er
 
 // ComputeStatusGet implements store.Store.
 func (s *Store) ComputeStatusGet(ctx context.Context, computeID string) (model.ComputeStatus, error) {
-	cs, err := scanComputeStatus(s.queryRow(ctx, computeStatusGetSQL, fold(computeID)))
+	cs, err := scanComputeStatus(s.keyRow(ctx, computeStatusGetSQL, fold(computeID)))
 	if err != nil {
 		return model.ComputeStatus{}, fmt.Errorf("compute status get %s: %w", computeID, notFound(err))
 	}

@@ -133,7 +133,7 @@ func (s *Store) JobCreate(ctx context.Context, j model.Job) error {
 
 // JobGet implements store.Store.
 func (s *Store) JobGet(ctx context.Context, id string) (model.Job, error) {
-	j, err := scanJob(s.queryRow(ctx, jobGetSQL, fold(id)))
+	j, err := scanJob(s.keyRow(ctx, jobGetSQL, fold(id)))
 	if err != nil {
 		return model.Job{}, fmt.Errorf("job get %s: %w", id, notFound(err))
 	}
@@ -142,7 +142,7 @@ func (s *Store) JobGet(ctx context.Context, id string) (model.Job, error) {
 
 // JobGetByRunID implements store.Store.
 func (s *Store) JobGetByRunID(ctx context.Context, runID string) (model.Job, error) {
-	j, err := scanJob(s.queryRow(ctx, jobGetByRunIDSQL, runID))
+	j, err := scanJob(s.keyRow(ctx, jobGetByRunIDSQL, runID))
 	if err != nil {
 		return model.Job{}, fmt.Errorf("job get by run ID %s: %w", runID, notFound(err))
 	}
@@ -283,7 +283,7 @@ func (s *Store) changed(ctx context.Context, res sql.Result, exists string, key 
 		return err
 	}
 	var one int
-	return preconditionOrNotFound(s.queryRow(ctx, exists, key).Scan(&one))
+	return preconditionOrNotFound(s.keyRow(ctx, exists, key).Scan(&one))
 }
 
 // txChanged is changed, looking inside tx.
@@ -321,18 +321,19 @@ func (s *Store) JobHead(ctx context.Context, computeID string, status model.JobS
 	return js, nil
 }
 
-// JobCountByCompute implements store.Store.
+// JobCountByCompute implements store.Store. It reads the counts that
+// triggers keep in job_counts (migration 0009): one row per status.
 func (s *Store) JobCountByCompute(ctx context.Context, computeID string, statuses ...model.JobStatus) (map[model.JobStatus]int, error) {
-	return s.jobCount(ctx, "count(*)", computeID, statuses)
+	return s.jobCount(ctx, "jobs", computeID, statuses)
 }
 
-// JobNodeCountByCompute implements store.Store.
+// JobNodeCountByCompute implements store.Store, as JobCountByCompute does.
 func (s *Store) JobNodeCountByCompute(ctx context.Context, computeID string, statuses ...model.JobStatus) (map[model.JobStatus]int, error) {
-	return s.jobCount(ctx, "sum(max(instance_count, 1))", computeID, statuses)
+	return s.jobCount(ctx, "nodes", computeID, statuses)
 }
 
-// jobCount sums expr over a compute's jobs by status.
-func (s *Store) jobCount(ctx context.Context, expr, computeID string, statuses []model.JobStatus) (map[model.JobStatus]int, error) {
+// jobCount reads column col of job_counts for a compute's statuses.
+func (s *Store) jobCount(ctx context.Context, col, computeID string, statuses []model.JobStatus) (map[model.JobStatus]int, error) {
 	if len(statuses) == 0 {
 		return map[model.JobStatus]int{}, nil
 	}
@@ -345,7 +346,7 @@ func (s *Store) jobCount(ctx context.Context, expr, computeID string, statuses [
 		var r row
 		err := sc.Scan(&r.status, &r.n)
 		return r, err
-	}, `SELECT status, `+expr+` FROM jobs WHERE compute_key = ? AND status IN `+in+` GROUP BY status`, append([]any{fold(computeID)}, args...)...)
+	}, `SELECT status, `+col+` FROM job_counts WHERE compute_key = ? AND status IN `+in+` AND jobs > 0`, append([]any{fold(computeID)}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("job count of %s: %w", computeID, err)
 	}
@@ -375,9 +376,9 @@ func (s *Store) JobSnapshotIDs(ctx context.Context, statuses ...model.JobStatus)
 	return ids, nil
 }
 
-// JobComputeIDs implements store.Store.
+// JobComputeIDs implements store.Store, from the counts in job_counts.
 func (s *Store) JobComputeIDs(ctx context.Context, statuses ...model.JobStatus) ([]string, error) {
-	ids, err := s.jobStrings(ctx, `SELECT min(compute_id) FROM jobs WHERE status IN %s GROUP BY compute_key`, statuses)
+	ids, err := s.jobStrings(ctx, `SELECT min(compute_id) FROM job_counts WHERE status IN %s AND jobs > 0 GROUP BY compute_key`, statuses)
 	if err != nil {
 		return nil, fmt.Errorf("job compute IDs %v: %w", statuses, err)
 	}

@@ -59,3 +59,47 @@ func BenchmarkJobLifecycle(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkJobReadAfterWrite measures the pattern of the control plane's
+// hot path: a job is changed, then read back by its run ID and by its ID,
+// which must see the commit. The store holds 5,000 ended jobs and
+// 1,000 queued ones, as a busy control plane does.
+func BenchmarkJobReadAfterWrite(b *testing.B) {
+	s := openTest(b, filepath.Join(b.TempDir(), "kumo.db"))
+	ctx := b.Context()
+	const ws = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
+	t0 := time.Date(2025, 3, 4, 5, 6, 7, 123456789, time.UTC)
+	var jobs []model.Job
+	for i := range 6000 {
+		name := fmt.Sprintf("job-%d", i)
+		j := model.Job{
+			ID: ws + "/jobs/" + name, WorkspaceID: ws, Name: name, RunID: fmt.Sprintf("run-%d", i),
+			ComputeID: ws + "/computes/cpu", Command: "true", InstanceCount: 1,
+			Status: model.JobCompleted, Seq: int64(i + 1), CreatedAt: t0, CreatedBy: "alice",
+		}
+		if i >= 5000 {
+			j.Status = model.JobQueued
+			jobs = append(jobs, j)
+		}
+		if err := s.JobCreate(ctx, j); err != nil {
+			b.Fatalf("JobCreate: %v", err)
+		}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		j := jobs[i%len(jobs)]
+		i++
+		from := j.Status
+		j.Attempts++
+		if err := s.JobUpdate(ctx, j, from, nil, ""); err != nil {
+			b.Fatalf("JobUpdate: %v", err)
+		}
+		if _, err := s.JobGetByRunID(ctx, j.RunID); err != nil {
+			b.Fatalf("JobGetByRunID: %v", err)
+		}
+		if _, err := s.JobGet(ctx, j.ID); err != nil {
+			b.Fatalf("JobGet: %v", err)
+		}
+	}
+}

@@ -77,7 +77,7 @@ func (s *Store) NodeCreate(ctx context.Context, n model.Node) error {
 
 // NodeGet implements store.Store.
 func (s *Store) NodeGet(ctx context.Context, id string) (model.Node, error) {
-	n, err := scanNode(s.queryRow(ctx, nodeGetSQL, id))
+	n, err := scanNode(s.keyRow(ctx, nodeGetSQL, id))
 	if err != nil {
 		return model.Node{}, fmt.Errorf("node get %s: %w", id, notFound(err))
 	}

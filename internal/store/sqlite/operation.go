@@ -73,7 +73,7 @@ func (s *Store) OperationUpdate(ctx context.Context, op model.Operation) error {
 
 // OperationGet implements store.Store.
 func (s *Store) OperationGet(ctx context.Context, id string) (model.Operation, error) {
-	row := s.r.QueryRowContext(ctx, `SELECT `+operationColumns+` FROM operations WHERE id = ?`, id)
+	row := s.keyRow(ctx, `SELECT `+operationColumns+` FROM operations WHERE id = ?`, id)
 	op, err := scanOperation(row)
 	if err != nil {
 		return model.Operation{}, fmt.Errorf("operation get %s: %w", id, notFound(err))

@@ -10,6 +10,14 @@
 // connections read the last committed state concurrently with the writer.
 // Each pool keeps its statements prepared, by query text, for the life of
 // the Store, so a hot query is parsed once rather than on every call.
+// In WAL mode a commit makes every other connection drop its page cache,
+// so a read connection re-reads its pages after each write; the write
+// connection's cache survives. Lookups of one row by its key (JobGet,
+// NodeGet, ComputeGet...) therefore run on the write connection, where
+// they cost microseconds, and scans run on the read pool. Memory-mapped
+// I/O is off. Writes that arrive while a transaction commits share the
+// next one, each in a savepoint of its own (group commit, see write): no
+// write returns before the commit that holds it.
 // A write whose context is done before it starts is not made; once
 // started, it runs to its end whatever the context (a write is short, and
 // one given up halfway leaves the caller not knowing whether it
@@ -44,6 +52,10 @@ import (
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
+// writeCacheKiB is the size of the write connection's page cache; read
+// connections keep SQLite's default (2 MiB), which each commit empties.
+const writeCacheKiB = 32 << 10
+
 // busyTimeoutMS is how long a connection waits for a lock held by another
 // connection (another process, or a checkpoint) before giving up.
 const busyTimeoutMS = 10000
@@ -55,6 +67,8 @@ type Store struct {
 	r  *sql.DB // reads: query_only connections
 	ws stmts   // statements prepared on w
 	rs stmts   // statements prepared on r
+
+	group group // writes waiting for a transaction (see write)
 }
 
 var _ store.Store = (*Store)(nil)
@@ -72,10 +86,18 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	params.Set("_journal_mode", "WAL")
 	params.Set("_synchronous", "NORMAL")
 	params.Set("_txlock", "immediate")
-	// Memory-mapped reads: in WAL mode every commit invalidates the other
-	// connections' page caches, and re-reading pages through read(2) was a
-	// large share of the control plane's CPU under load.
-	params.Add("_pragma", "mmap_size(268435456)")
+	// No memory-mapped reads: in WAL mode every commit makes the other
+	// connections drop their page caches, and a page reached through the
+	// map is parsed afresh on every visit, which cost more than reading
+	// it through read(2) into the page cache (BenchmarkJobReadAfterWrite:
+	// about half the time without the map). It also kept the whole file
+	// mapped by every connection, which showed as resident memory.
+	params.Add("_pragma", "mmap_size(0)")
+	reader := params.Encode()
+	// The write connection's cache outlives its own commits and serves
+	// the lookups by key (see keyRow): it is given room for the hot part
+	// of a large queue.
+	params.Add("_pragma", fmt.Sprintf("cache_size(%d)", -writeCacheKiB))
 	w, err := sql.Open("sqlite", path+"?"+params.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
@@ -97,6 +119,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
 
+	params, _ = url.ParseQuery(reader)
 	params.Del("_journal_mode") // set once, by the writer; it persists in the file
 	params.Del("_txlock")
 	params.Set("_query_only", "on")
@@ -169,8 +192,9 @@ func (c *stmts) close() error {
 	return errors.Join(errs...)
 }
 
-// exec runs the write statement q outside any transaction (SQLite commits
-// it on its own). Once begun it runs to its end; see writeCtx.
+// exec runs the write statement q in a write transaction, its own or
+// shared with other writes (see write). Once begun it runs to its end;
+// see writeCtx.
 func (s *Store) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	ctx, err := writeCtx(ctx)
 	if err != nil {
@@ -180,7 +204,13 @@ func (s *Store) exec(ctx context.Context, q string, args ...any) (sql.Result, er
 	if err != nil {
 		return nil, err
 	}
-	return st.ExecContext(ctx, args...)
+	var res sql.Result
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		res, err = tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+		return err
+	})
+	return res, err
 }
 
 // queryRow runs the read statement q, expected to return at most one row.
@@ -190,6 +220,21 @@ func (s *Store) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 		// A *sql.Row cannot be built with an error; a failed prepare is
 		// repeated, unprepared, so that Scan reports it.
 		return s.r.QueryRowContext(ctx, q, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// keyRow runs the read statement q, a lookup of one row by its key, on
+// the write connection. That connection's page cache stays valid across
+// its own commits, while a commit makes every read connection drop its
+// cache (WAL mode), so a point lookup right after a write costs several
+// page reads and parses on a read connection and none here. Such a lookup
+// takes microseconds, so it delays writes little; anything that scans
+// goes to the read pool.
+func (s *Store) keyRow(ctx context.Context, q string, args ...any) *sql.Row {
+	st, err := s.ws.get(ctx, q)
+	if err != nil {
+		return s.w.QueryRowContext(ctx, q, args...)
 	}
 	return st.QueryRowContext(ctx, args...)
 }
@@ -318,20 +363,12 @@ func writeCtx(ctx context.Context) (context.Context, error) {
 // inTx runs fn in a write transaction (BEGIN IMMEDIATE) and commits it, or
 // rolls it back when fn fails. It returns fn's error unwrapped. fn gets a
 // context without ctx's cancellation (see writeCtx) and must use it.
+//
+// The transaction may hold other writes too (see write, group commit):
+// fn's changes are rolled back alone when it fails, and it returns only
+// once they are committed. fn must use tx only, never the Store's pools.
 func (s *Store) inTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
-	ctx, err := writeCtx(ctx)
-	if err != nil {
-		return err
-	}
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(ctx, tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+	return s.write(ctx, fn)
 }
 
 // storeErr translates a constraint violation into the store's sentinel:

@@ -2,9 +2,11 @@ package sqlite
 
 import (
 	"database/sql"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -95,6 +97,10 @@ func TestPragmas(t *testing.T) {
 		{"reader foreign keys", s.r, "foreign_keys", "1"},
 		{"reader busy timeout", s.r, "busy_timeout", "10000"},
 		{"reader query only", s.r, "query_only", "1"},
+		{"writer mmap", s.w, "mmap_size", "0"},
+		{"reader mmap", s.r, "mmap_size", "0"},
+		{"writer cache", s.w, "cache_size", "-32768"},
+		{"reader cache", s.r, "cache_size", "-2000"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -134,5 +140,51 @@ func TestReady(t *testing.T) {
 	}
 	if err := s.Ready(t.Context()); err == nil || !strings.Contains(err.Error(), "not applied") {
 		t.Errorf("Ready with migrations missing = %v, want an error saying so", err)
+	}
+}
+
+// TestJobCountsBackfill checks that migration 0009 counts the jobs stored
+// before it: it is undone on a store with jobs and applied again on
+// reopen.
+func TestJobCountsBackfill(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kumo.db")
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	const ws = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
+	for i, st := range []model.JobStatus{model.JobQueued, model.JobQueued, model.JobRunning} {
+		name := fmt.Sprintf("j%d", i)
+		j := model.Job{ID: ws + "/jobs/" + name, WorkspaceID: ws, Name: name, RunID: "run-" + name,
+			ComputeID: ws + "/computes/cpu", Command: "true", InstanceCount: i + 1, Status: st, Seq: int64(i + 1),
+			CreatedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
+		if err := s.JobCreate(t.Context(), j); err != nil {
+			t.Fatalf("JobCreate: %v", err)
+		}
+	}
+	for _, q := range []string{`DROP TRIGGER job_counts_insert`, `DROP TRIGGER job_counts_update`,
+		`DROP TRIGGER job_counts_delete`, `DROP TABLE job_counts`, `DELETE FROM schema_migrations WHERE version = 9`} {
+		if _, err := s.w.ExecContext(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, path)
+	ctx := t.Context()
+	jobs, err := s.JobCountByCompute(ctx, ws+"/computes/cpu", model.JobQueued, model.JobRunning)
+	if err != nil {
+		t.Fatalf("JobCountByCompute: %v", err)
+	}
+	if diff := cmp.Diff(map[model.JobStatus]int{model.JobQueued: 2, model.JobRunning: 1}, jobs); diff != "" {
+		t.Errorf("jobs (-want +got):\n%s", diff)
+	}
+	nodes, err := s.JobNodeCountByCompute(ctx, ws+"/computes/cpu", model.JobQueued, model.JobRunning)
+	if err != nil {
+		t.Fatalf("JobNodeCountByCompute: %v", err)
+	}
+	if diff := cmp.Diff(map[model.JobStatus]int{model.JobQueued: 1 + 2, model.JobRunning: 3}, nodes); diff != "" {
+		t.Errorf("nodes (-want +got):\n%s", diff)
 	}
 }

@@ -40,7 +40,7 @@ func (s *Store) TokenCreate(ctx context.Context, t model.Token) error {
 
 // TokenGetByHash implements store.Store.
 func (s *Store) TokenGetByHash(ctx context.Context, hash string) (model.Token, error) {
-	row := s.r.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE hash = ?`, hash)
+	row := s.keyRow(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE hash = ?`, hash)
 	t, err := scanToken(row)
 	if err != nil {
 		// The hash identifies a secret: keep it out of the message.

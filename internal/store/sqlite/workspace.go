@@ -66,7 +66,7 @@ func (s *Store) WorkspaceUpdate(ctx context.Context, w model.Workspace) error {
 
 // WorkspaceGet implements store.Store.
 func (s *Store) WorkspaceGet(ctx context.Context, id string) (model.Workspace, error) {
-	row := s.r.QueryRowContext(ctx, `SELECT `+workspaceColumns+` FROM workspaces WHERE id_key = ?`, fold(id))
+	row := s.keyRow(ctx, `SELECT `+workspaceColumns+` FROM workspaces WHERE id_key = ?`, fold(id))
 	w, err := scanWorkspace(row)
 	if err != nil {
 		return model.Workspace{}, fmt.Errorf("workspace get %s: %w", id, notFound(err))

@@ -25,6 +25,7 @@ var jobTests = []test{
 	{"ListByStatus", testJobListByStatus},
 	{"MaxSeq", testJobMaxSeq},
 	{"QueueQueries", testJobQueueQueries},
+	{"CountsFollowChanges", testJobCountsFollowChanges},
 	{"SnapshotIDs", testJobSnapshotIDs},
 	{"Update", testJobUpdate},
 	{"UpdateRunIDConflict", testJobUpdateRunIDConflict},
@@ -556,6 +557,81 @@ func testJobUpdateRace(t *testing.T, s store.Store) {
 		if node.State != want {
 			t.Errorf("node %s is %s, want %s", node.ID, node.State, want)
 		}
+	}
+}
+
+// testJobCountsFollowChanges checks that the counts by status follow
+// updates (status, compute, instance count), a refused update, and a
+// workspace's delete, which removes its jobs.
+func testJobCountsFollowChanges(t *testing.T, s store.Store) {
+	ws := newWorkspace("sub1", "rg", "ws")
+	mustCreateWorkspace(t, s, ws)
+	cpu := ws.ID + "/computes/cpu"
+	count := func(what string, want map[model.JobStatus]int) {
+		t.Helper()
+		all := []model.JobStatus{model.JobQueued, model.JobRunning, model.JobCompleted}
+		got, err := s.JobCountByCompute(t.Context(), cpu, all...)
+		if err != nil {
+			t.Fatalf("JobCountByCompute: %v", err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: JobCountByCompute (-want +got):\n%s", what, diff)
+		}
+		nodes, err := s.JobNodeCountByCompute(t.Context(), cpu, all...)
+		if err != nil {
+			t.Fatalf("JobNodeCountByCompute: %v", err)
+		}
+		if len(want) == 0 && len(nodes) != 0 {
+			t.Errorf("%s: JobNodeCountByCompute = %v, want none", what, nodes)
+		}
+	}
+	a, b := newJob(ws, "a", "cpu", 1), newJob(ws, "b", "cpu", 2)
+	a.Status, b.Status = model.JobQueued, model.JobQueued
+	mustCreateJob(t, s, a)
+	mustCreateJob(t, s, b)
+	count("created", map[model.JobStatus]int{model.JobQueued: 2})
+
+	from := a.Status
+	a.Status = model.JobRunning
+	if err := s.JobUpdate(t.Context(), a, from, nil, ""); err != nil {
+		t.Fatalf("JobUpdate: %v", err)
+	}
+	count("one started", map[model.JobStatus]int{model.JobQueued: 1, model.JobRunning: 1})
+
+	stale := b
+	stale.Status = model.JobCompleted
+	if err := s.JobUpdate(t.Context(), stale, model.JobRunning, nil, ""); !errors.Is(err, store.ErrPreconditionFailed) {
+		t.Fatalf("JobUpdate from the wrong status = %v, want ErrPreconditionFailed", err)
+	}
+	count("refused update", map[model.JobStatus]int{model.JobQueued: 1, model.JobRunning: 1})
+
+	b.ComputeID, b.InstanceCount = ws.ID+"/computes/gpu", 3
+	if err := s.JobUpdate(t.Context(), b, model.JobQueued, nil, ""); err != nil {
+		t.Fatalf("JobUpdate: %v", err)
+	}
+	count("one moved away", map[model.JobStatus]int{model.JobRunning: 1})
+	gpu, err := s.JobNodeCountByCompute(t.Context(), ws.ID+"/computes/GPU", model.JobQueued)
+	if err != nil {
+		t.Fatalf("JobNodeCountByCompute: %v", err)
+	}
+	if diff := cmp.Diff(map[model.JobStatus]int{model.JobQueued: 3}, gpu); diff != "" {
+		t.Errorf("nodes queued on gpu (-want +got):\n%s", diff)
+	}
+
+	ids, err := s.JobComputeIDs(t.Context(), model.JobQueued)
+	if err != nil {
+		t.Fatalf("JobComputeIDs: %v", err)
+	}
+	if diff := cmp.Diff([]string{ws.ID + "/computes/gpu"}, ids); diff != "" {
+		t.Errorf("computes with queued jobs (-want +got):\n%s", diff)
+	}
+
+	if err := s.WorkspaceDelete(t.Context(), ws.ID); err != nil {
+		t.Fatalf("WorkspaceDelete: %v", err)
+	}
+	count("workspace deleted", map[model.JobStatus]int{})
+	if ids, err := s.JobComputeIDs(t.Context(), model.JobQueued, model.JobRunning); err != nil || len(ids) != 0 {
+		t.Errorf("computes with jobs after the workspace's delete: %v, %v; want none", ids, err)
 	}
 }
 
