@@ -57,18 +57,41 @@ func agentStub(t *testing.T) string {
 
 var owners atomic.Int64
 
-// cluster starts a kube-apiserver with a namespace "kumo" and a kubelet
-// playing its nodes, the agent being agentStub.
-func cluster(t *testing.T) (*kubetest.Cluster, *kubetest.Kubelet) {
-	c := kubetest.Start(t)
-	c.Namespace(t, "kumo")
-	return c, kubetest.StartKubelet(t, c.Client, "kumo", map[string]string{"kumo": agentStub(t)})
+// env is a namespace of the test's kube-apiserver with a kubelet playing
+// its nodes, the agent being agentStub.
+type env struct {
+	c       *kubetest.Cluster
+	ns      string
+	kubelet *kubetest.Kubelet
 }
 
-// newProvider returns a provider on c with an owner of its own, so it
-// starts empty.
-func newProvider(t *testing.T, c *kubetest.Cluster, mod func(*kubernetes.Config)) *kubernetes.Provider {
-	cfg := kubernetes.Config{Kubeconfig: c.Kubeconfig, Namespace: "kumo", Owner: fmt.Sprintf("test-%d", owners.Add(1)),
+// TestProvider runs the provider's tests against one kube-apiserver, each
+// in a namespace of its own.
+func TestProvider(t *testing.T) {
+	c := kubetest.Start(t)
+	stub := agentStub(t)
+	tests := []struct {
+		name string
+		run  func(*testing.T, *env)
+	}{
+		{"conformance", testConformance},
+		{"pod spec", testPodSpec},
+		{"eviction", testEviction},
+		{"owners", testOwners},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ns := fmt.Sprintf("kumo-%d", i)
+			c.Namespace(t, ns)
+			tt.run(t, &env{c: c, ns: ns, kubelet: kubetest.StartKubelet(t, c.Client, ns, map[string]string{"kumo": stub})})
+		})
+	}
+}
+
+// newProvider returns a provider on e's namespace with an owner of its
+// own, so it starts empty.
+func (e *env) newProvider(t *testing.T, mod func(*kubernetes.Config)) *kubernetes.Provider {
+	cfg := kubernetes.Config{Kubeconfig: e.c.Kubeconfig, Namespace: e.ns, Owner: fmt.Sprintf("test-%d", owners.Add(1)),
 		Image: "kumo-agent:test", Grace: time.Second}
 	if mod != nil {
 		mod(&cfg)
@@ -80,9 +103,8 @@ func newProvider(t *testing.T, c *kubetest.Cluster, mod func(*kubernetes.Config)
 	return p
 }
 
-func TestConformance(t *testing.T) {
-	c, _ := cluster(t)
-	providertest.Run(t, func(t *testing.T) provider.Provider { return newProvider(t, c, nil) })
+func testConformance(t *testing.T, e *env) {
+	providertest.Run(t, func(t *testing.T) provider.Provider { return e.newProvider(t, nil) })
 }
 
 func instance(id string, size provider.Size, preemptible bool) provider.Instance {
@@ -122,11 +144,11 @@ func states(t *testing.T, p provider.Provider) map[string]provider.State {
 // GPUs), a preemptible node gets the spot selector and toleration, the
 // pods carry the owner labels, and the credential reaches the agent
 // through the Secret, never the pod spec.
-func TestPodSpec(t *testing.T) {
-	c, kubelet := cluster(t)
+func testPodSpec(t *testing.T, e *env) {
+	c, kubelet := e.c, e.kubelet
 	tol := []corev1.Toleration{{Key: "kubernetes.azure.com/scalesetpriority", Operator: corev1.TolerationOpEqual, Value: "spot", Effect: corev1.TaintEffectNoSchedule}}
 	sel := map[string]string{"kubernetes.azure.com/scalesetpriority": "spot"}
-	p := newProvider(t, c, func(cfg *kubernetes.Config) { cfg.SpotTolerations, cfg.SpotNodeSelector = tol, sel })
+	p := e.newProvider(t, func(cfg *kubernetes.Config) { cfg.SpotTolerations, cfg.SpotNodeSelector = tol, sel })
 	ctx := context.Background()
 	gpu := provider.Size{Name: "Standard_NC6", VCPUs: 6, MemoryMB: 56 * 1024, GPUs: 1}
 	cpu := provider.Size{Name: "Standard_D2_v2", VCPUs: 2, MemoryMB: 7 * 1024}
@@ -143,7 +165,7 @@ func TestPodSpec(t *testing.T) {
 		{"cpu-1", cpu, false, corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("7Gi")}},
 	}
 	for _, tt := range tests {
-		pod, err := c.Client.CoreV1().Pods("kumo").Get(ctx, kubernetes.PodName(tt.id), metav1.GetOptions{})
+		pod, err := c.Client.CoreV1().Pods(e.ns).Get(ctx, kubernetes.PodName(tt.id), metav1.GetOptions{})
 		if err != nil {
 			t.Fatalf("pod of %s: %v", tt.id, err)
 		}
@@ -182,7 +204,7 @@ func TestPodSpec(t *testing.T) {
 		if strings.Contains(string(spec), "cred-"+tt.id) {
 			t.Errorf("%s: the credential is in the pod: %s", tt.id, spec)
 		}
-		secret, err := c.Client.CoreV1().Secrets("kumo").Get(ctx, pod.Name, metav1.GetOptions{})
+		secret, err := c.Client.CoreV1().Secrets(e.ns).Get(ctx, pod.Name, metav1.GetOptions{})
 		if err != nil || string(secret.Data["credential"]) != "cred-"+tt.id {
 			t.Errorf("%s: secret %v, %v; want the credential in it", tt.id, secret, err)
 		} else if len(secret.OwnerReferences) != 1 || secret.OwnerReferences[0].UID != pod.UID {
@@ -197,7 +219,7 @@ func TestPodSpec(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"Gpu_1", "cpu-1"} {
-		if _, err := c.Client.CoreV1().Secrets("kumo").Get(ctx, kubernetes.PodName(id), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		if _, err := c.Client.CoreV1().Secrets(e.ns).Get(ctx, kubernetes.PodName(id), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Errorf("secret of %s after Delete: %v, want not found", id, err)
 		}
 	}
@@ -206,9 +228,9 @@ func TestPodSpec(t *testing.T) {
 // TestEviction: evicting pods through the Eviction API makes the
 // preemptible one a preemption notice and both Stopped; kumo's Delete then
 // releases them. A pod on a node tainted as going away is noticed too.
-func TestEviction(t *testing.T) {
-	c, kubelet := cluster(t)
-	p := newProvider(t, c, nil)
+func testEviction(t *testing.T, e *env) {
+	c, kubelet := e.c, e.kubelet
+	p := e.newProvider(t, nil)
 	ctx := context.Background()
 	size := providertest.Size
 	if err := p.Create(ctx, []provider.Instance{instance("spot", size, true), instance("dedicated", size, false), instance("doomed", size, true)}); err != nil {
@@ -228,13 +250,13 @@ func TestEviction(t *testing.T) {
 	if _, err := c.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Client.CoreV1().Pods("kumo").Bind(ctx, &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: kubernetes.PodName("doomed")},
+	if err := c.Client.CoreV1().Pods(e.ns).Bind(ctx, &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: kubernetes.PodName("doomed")},
 		Target: corev1.ObjectReference{Kind: "Node", Name: node.Name}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"spot", "dedicated"} {
-		ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: kubernetes.PodName(id), Namespace: "kumo"}}
-		if err := c.Client.PolicyV1().Evictions("kumo").Evict(ctx, ev); err != nil {
+		ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: kubernetes.PodName(id), Namespace: e.ns}}
+		if err := c.Client.PolicyV1().Evictions(e.ns).Evict(ctx, ev); err != nil {
 			t.Fatalf("evict %s: %v", id, err)
 		}
 	}
@@ -269,7 +291,7 @@ func TestEviction(t *testing.T) {
 	}
 	for _, id := range []string{"spot", "dedicated"} {
 		waitFor(t, "pod "+id+" to be gone", func() (bool, string) {
-			_, err := c.Client.CoreV1().Pods("kumo").Get(ctx, kubernetes.PodName(id), metav1.GetOptions{})
+			_, err := c.Client.CoreV1().Pods(e.ns).Get(ctx, kubernetes.PodName(id), metav1.GetOptions{})
 			return apierrors.IsNotFound(err), fmt.Sprint(err)
 		})
 	}
@@ -278,11 +300,10 @@ func TestEviction(t *testing.T) {
 // TestOwners: a new provider value with the same directory (a restarted
 // control plane) finds and deletes the pods of the old one; a control
 // plane of another owner in the same namespace sees none of them.
-func TestOwners(t *testing.T) {
-	c, _ := cluster(t)
+func testOwners(t *testing.T, e *env) {
 	dir := t.TempDir()
 	mk := func(dir string) *kubernetes.Provider {
-		return newProvider(t, c, func(cfg *kubernetes.Config) { cfg.Owner, cfg.Dir = "", dir })
+		return e.newProvider(t, func(cfg *kubernetes.Config) { cfg.Owner, cfg.Dir = "", dir })
 	}
 	first := mk(dir)
 	ctx := context.Background()
