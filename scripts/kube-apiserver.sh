@@ -50,6 +50,6 @@ package tools
 import _ "k8s.io/kubernetes/cmd/kube-apiserver"
 GO
 go mod tidy >&2
-go build -trimpath -o "$bin.tmp" k8s.io/kubernetes/cmd/kube-apiserver >&2
-mv "$bin.tmp" "$bin"
+go build -trimpath -o "$bin.tmp.$$" k8s.io/kubernetes/cmd/kube-apiserver >&2
+mv "$bin.tmp.$$" "$bin" # atomic: a build beside this one may finish first
 echo "$bin"
