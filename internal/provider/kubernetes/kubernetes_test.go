@@ -19,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"kumo/internal/provider"
@@ -141,7 +142,7 @@ func states(t *testing.T, p provider.Provider) map[string]provider.State {
 	return out
 }
 
-// TestPodSpec: the size becomes requests and limits (nvidia.com/gpu for
+// testPodSpec: the size becomes requests and limits (nvidia.com/gpu for
 // GPUs), a preemptible node gets the spot selector and toleration, the
 // pods carry the owner labels, and the credential reaches the agent
 // through the Secret, never the pod spec.
@@ -230,20 +231,23 @@ func testPodSpec(t *testing.T, e *env) {
 	}
 }
 
-// TestEviction: evicting pods through the Eviction API makes the
+// testEviction: evicting pods through the Eviction API makes the
 // preemptible one a preemption notice and both Stopped; kumo's Delete then
-// releases them. A pod on a node tainted as going away is noticed too.
+// releases them. Pods on a node tainted as going away, or being deleted,
+// are noticed too.
 func testEviction(t *testing.T, e *env) {
 	c, kubelet := e.c, e.kubelet
 	p := e.newProvider(t, nil)
 	ctx := context.Background()
 	size := providertest.Size
-	if err := p.Create(ctx, []provider.Instance{instance("spot", size, true), instance("dedicated", size, false), instance("doomed", size, true)}); err != nil {
+	if err := p.Create(ctx, []provider.Instance{instance("spot", size, true), instance("dedicated", size, false),
+		instance("doomed", size, true), instance("orphaned", size, true)}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "pods running", func() (bool, string) {
 		s := states(t, p)
-		return len(s) == 3 && s["spot"] == provider.StateRunning && s["dedicated"] == provider.StateRunning && s["doomed"] == provider.StateRunning, fmt.Sprint(s)
+		return len(s) == 4 && s["spot"] == provider.StateRunning && s["dedicated"] == provider.StateRunning &&
+			s["doomed"] == provider.StateRunning && s["orphaned"] == provider.StateRunning, fmt.Sprint(s)
 	})
 	if got, err := p.Preempted(ctx); err != nil || len(got) != 0 {
 		t.Fatalf("Preempted before any eviction = %v, %v; want none", got, err)
@@ -257,6 +261,21 @@ func testEviction(t *testing.T, e *env) {
 	}
 	if err := c.Client.CoreV1().Pods(e.ns).Bind(ctx, &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: kubernetes.PodName("doomed")},
 		Target: corev1.ObjectReference{Kind: "Node", Name: node.Name}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// A node being deleted (a finalizer of the test's keeps it visible).
+	gone := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "spot-node-2", Finalizers: []string{"kumo.test/keep"}}}
+	if _, err := c.Client.CoreV1().Nodes().Create(ctx, gone, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Client.CoreV1().Nodes().Patch(ctx, gone.Name, types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{})
+	})
+	if err := c.Client.CoreV1().Pods(e.ns).Bind(ctx, &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: kubernetes.PodName("orphaned")},
+		Target: corev1.ObjectReference{Kind: "Node", Name: gone.Name}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Client.CoreV1().Nodes().Delete(ctx, gone.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"spot", "dedicated"} {
@@ -273,8 +292,8 @@ func testEviction(t *testing.T, e *env) {
 	for _, pr := range got {
 		ids = append(ids, pr.ID)
 	}
-	if want := []string{"doomed", "spot"}; !slices.Equal(ids, want) {
-		t.Errorf("Preempted = %v, want %v (the evicted and the draining preemptible pods)", got, want)
+	if want := []string{"doomed", "orphaned", "spot"}; !slices.Equal(ids, want) {
+		t.Errorf("Preempted = %v, want %v (the evicted preemptible pod, and those on a draining or deleted node)", got, want)
 	}
 	s := states(t, p)
 	if s["spot"] != provider.StateStopped || s["dedicated"] != provider.StateStopped || s["doomed"] != provider.StateRunning {
@@ -282,10 +301,11 @@ func testEviction(t *testing.T, e *env) {
 	}
 	waitFor(t, "the evicted pods' processes to stop", func() (bool, string) {
 		r := kubelet.Running()
-		return len(r) == 1 && r[0] == kubernetes.PodName("doomed"), fmt.Sprint(r)
+		slices.Sort(r)
+		return slices.Equal(r, []string{kubernetes.PodName("doomed"), kubernetes.PodName("orphaned")}), fmt.Sprint(r)
 	})
 
-	if err := p.Delete(ctx, []string{"spot", "dedicated", "doomed"}); err != nil {
+	if err := p.Delete(ctx, []string{"spot", "dedicated", "doomed", "orphaned"}); err != nil {
 		t.Fatal(err)
 	}
 	if s := states(t, p); len(s) != 0 {
@@ -302,7 +322,7 @@ func testEviction(t *testing.T, e *env) {
 	}
 }
 
-// TestOwners: a new provider value with the same directory (a restarted
+// testOwners: a new provider value with the same directory (a restarted
 // control plane) finds and deletes the pods of the old one; a control
 // plane of another owner in the same namespace sees none of them.
 func testOwners(t *testing.T, e *env) {
