@@ -13,9 +13,10 @@ run() {
 run -bench 'BenchmarkSubmitToStart$' -benchtime 1000x ./internal/e2e
 # Queued job → the node provider's Create call (1,000 jobs).
 run -bench 'BenchmarkQueuedToCreate$' -benchtime 1000x ./internal/controller/autoscale
-# Queued job → process started on a new node: local provider, and (as root,
-# with ip and sshd) the SSH-hosts provider.
-run -bench 'BenchmarkLocalNodeReady$|BenchmarkSSHHostsNodeReady$' -benchtime 20x ./internal/e2e
+# Queued job → process started on a new node: local provider, (as root,
+# with ip and sshd) the SSH-hosts provider, and (with KUMO_KUBE_APISERVER
+# and etcd) the Kubernetes provider.
+run -bench 'BenchmarkLocalNodeReady$|BenchmarkSSHHostsNodeReady$|BenchmarkKubernetesNodeReady$' -benchtime 20x ./internal/e2e
 # Trivial jobs completed per second through an 8-node local cluster, with
 # CPU ms per job of the control plane, the agents and the job processes;
 # then this host's ceiling, bare process spawns, measured in the same run,

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -36,7 +37,12 @@ func newCmdAgent() *cobra.Command {
 The agent connects out to the control plane at --url with the node credential
 read from --credential-file, registers as --node-id, and runs the jobs the
 control plane sends it in --work-dir. Node providers start it; you rarely run
-it by hand.`,
+it by hand.
+
+Without --credential-file, the credential is read from $KUMO_AGENT_CREDENTIAL;
+without --ca-file, PEM certificates in $KUMO_AGENT_CA are trusted (written to
+ca.pem in --work-dir). The Kubernetes provider passes both from the node's
+Secret this way.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -47,9 +53,12 @@ it by hand.`,
 			if os.Getenv("GOMAXPROCS") == "" {
 				runtime.GOMAXPROCS(1)
 			}
-			cred, err := os.ReadFile(o.credentialFile)
+			cred, err := o.credential()
 			if err != nil {
-				return fmt.Errorf("read credential: %w", err)
+				return err
+			}
+			if err := o.caFromEnv(); err != nil {
+				return err
 			}
 			var user *jobuser.User
 			if o.jobUID != "" {
@@ -91,13 +100,47 @@ it by hand.`,
 	f.StringVar(&o.workDir, "work-dir", "", "directory for job files (required)")
 	f.StringVar(&o.url, "url", "", "control plane URL, e.g. https://10.0.0.1:8443 (required)")
 	f.StringVar(&o.caFile, "ca-file", "", "PEM certificates to trust for --url (default: the system's)")
-	f.StringVar(&o.credentialFile, "credential-file", "", "file holding the node credential (required)")
+	f.StringVar(&o.credentialFile, "credential-file", "", "file holding the node credential (required unless $KUMO_AGENT_CREDENTIAL is set)")
 	f.StringVar(&o.jobUID, "job-uid", "", "run jobs as this uid (and the gid of the same number), with no supplementary groups; needs root (default: the agent's own user)")
 	f.DurationVar(&o.heartbeat, "heartbeat-interval", 0, "heartbeat interval when the server does not set one (default 5s)")
-	for _, name := range []string{"node-id", "work-dir", "url", "credential-file"} {
+	for _, name := range []string{"node-id", "work-dir", "url"} {
 		_ = cmd.MarkFlagRequired(name)
 	}
 	return cmd
+}
+
+// credential reads the node credential from --credential-file, else from
+// $KUMO_AGENT_CREDENTIAL.
+func (o *agentOptions) credential() ([]byte, error) {
+	if o.credentialFile == "" {
+		if v := os.Getenv("KUMO_AGENT_CREDENTIAL"); v != "" {
+			return []byte(v), nil
+		}
+		return nil, errors.New("no credential: give --credential-file or set KUMO_AGENT_CREDENTIAL")
+	}
+	cred, err := os.ReadFile(o.credentialFile)
+	if err != nil {
+		return nil, fmt.Errorf("read credential: %w", err)
+	}
+	return cred, nil
+}
+
+// caFromEnv writes $KUMO_AGENT_CA to <work-dir>/ca.pem and uses it when
+// --ca-file is not given.
+func (o *agentOptions) caFromEnv() error {
+	pem := os.Getenv("KUMO_AGENT_CA")
+	if o.caFile != "" || pem == "" {
+		return nil
+	}
+	if err := os.MkdirAll(o.workDir, 0o711); err != nil {
+		return fmt.Errorf("work dir: %w", err)
+	}
+	path := filepath.Join(o.workDir, "ca.pem")
+	if err := os.WriteFile(path, []byte(pem), 0o600); err != nil {
+		return fmt.Errorf("write CA: %w", err)
+	}
+	o.caFile = path
+	return nil
 }
 
 // newCmdSSHHelper returns "kumo ssh-helper", which the agent's SSH server

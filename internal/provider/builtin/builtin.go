@@ -6,6 +6,7 @@ package builtin
 import (
 	"kumo/internal/provider"
 	"kumo/internal/provider/fake"
+	"kumo/internal/provider/kubernetes"
 	"kumo/internal/provider/local"
 	"kumo/internal/provider/sshhosts"
 )
@@ -13,7 +14,8 @@ import (
 // Providers maps a provider name to its constructor. Adding a provider means
 // adding a line here; there is no registration by init.
 var Providers = map[string]provider.Factory{
-	"fake":     fake.Factory,
-	"local":    local.Factory,
-	"sshhosts": sshhosts.Factory,
+	"fake":       fake.Factory,
+	"kubernetes": kubernetes.Factory,
+	"local":      local.Factory,
+	"sshhosts":   sshhosts.Factory,
 }

@@ -17,6 +17,8 @@ func TestProviders(t *testing.T) {
 		{name: "local", params: provider.Params{Settings: map[string]string{"cpu_overcommit": "2", "argv": `["sleep","1000"]`, "disable_limits": "true"}}},
 		{name: "local", params: provider.Params{}, wantErr: true}, // no directory
 		{name: "local", params: provider.Params{Settings: map[string]string{"argv": `not json`}}, wantErr: true},
+		{name: "kubernetes", params: provider.Params{Settings: map[string]string{"owner": "cp1", "namespace": "Not_A_Name"}}, wantErr: true},
+		{name: "kubernetes", params: provider.Params{Settings: map[string]string{"owner": "cp1", "spot_tolerations": `[{"nope":1}]`}}, wantErr: true},
 		{name: "sshhosts", params: provider.Params{DataDir: "x", Settings: map[string]string{"hosts": `[]`}}, wantErr: true}, // no hosts
 	}
 	for _, tt := range tests {
