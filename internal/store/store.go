@@ -174,6 +174,11 @@ type Store interface {
 	NodeBindAgentKey(ctx context.Context, id, key string) error
 	// NodeListByCompute returns a compute's nodes ordered by CreatedAt, ID.
 	NodeListByCompute(ctx context.Context, computeID string) ([]model.Node, error)
+	// NodeListByState returns a compute's nodes in the given state ordered
+	// by CreatedAt, ID. Its cost follows the nodes returned, not the
+	// compute's size: the dispatcher reads a compute's idle nodes with it
+	// on every pass.
+	NodeListByState(ctx context.Context, computeID string, state model.NodeState) ([]model.Node, error)
 	// NodeList returns every node ordered by CreatedAt, ID.
 	NodeList(ctx context.Context) ([]model.Node, error)
 	// NodeDelete removes the node with the given ID. Its usage record, if
