@@ -112,6 +112,7 @@ type Autoscaler struct {
 	// quota accounting and provider calls never interleave.
 	pass   sync.Mutex
 	states map[string]*computeState // by compute ID; guarded by pass
+	ports  sshPorts                 // guarded by pass
 
 	mu    sync.Mutex
 	queue []string             // computes to reconcile, in notification order
