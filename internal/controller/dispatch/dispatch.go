@@ -1,8 +1,17 @@
 // Package dispatch holds the dispatcher: the reconcile loop that gives
 // queued jobs to idle nodes, first come first served per compute, and runs
 // the jobs of the built-in compute target "local" on the control plane's
-// own host. It reacts at once to Notify (a job queued, a node freed) and
-// also resyncs every compute on a tick, so a lost notification only delays.
+// own host. It reacts at once to Notify (a job queued, a node freed).
+//
+// A pass that Notify asks for costs what it places, not the cluster's
+// size: it reads the compute's idle nodes and as many jobs from the head of
+// its queue, and places as many as fit. The check of a compute's started
+// jobs (cancels to repeat, nodes holding a job that no longer runs on them)
+// reads every busy node and started job, so it runs at most once per Resync
+// for a compute that was notified since. Every FullResync, every compute
+// with active jobs gets both, so a change nobody notified about only
+// delays. An idle control plane thus reads nothing between full resyncs,
+// whatever its queues hold.
 package dispatch
 
 import (
@@ -10,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -49,8 +59,14 @@ type Config struct {
 	LocalUIDs *jobuser.Range
 	// LocalDisabled turns compute "local" off: its queued jobs stay queued.
 	LocalDisabled bool
-	// Resync is how often every compute is looked at; zero means 1s.
+	// Resync is the least time between two checks of a compute's started
+	// jobs (see the package doc), and how often a postponed check runs;
+	// zero means 1s.
 	Resync time.Duration
+	// FullResync is how often every compute with active jobs is passed
+	// over and checked though nobody notified it; zero means
+	// DefaultFullResync.
+	FullResync time.Duration
 	// Changed is told after the dispatcher changed a compute's jobs.
 	Changed func(computeID string)
 	// Now returns the current time; nil means time.Now.
@@ -58,6 +74,9 @@ type Config struct {
 	// Log receives errors; nil means slog.Default().
 	Log *slog.Logger
 }
+
+// DefaultFullResync is the zero value of Config.FullResync.
+const DefaultFullResync = time.Minute
 
 // Dispatcher is the loop. Start it once; Notify it; Stop it.
 type Dispatcher struct {
@@ -68,6 +87,10 @@ type Dispatcher struct {
 	dirty map[string]bool
 	kick  chan struct{}
 
+	// Owned by the loop's goroutine.
+	checked  map[string]time.Time // when each compute's started jobs were last checked
+	postpone map[string]bool      // computes notified since their last check, or whose last pass failed
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -76,6 +99,9 @@ type Dispatcher struct {
 func New(cfg Config) *Dispatcher {
 	if cfg.Resync <= 0 {
 		cfg.Resync = time.Second
+	}
+	if cfg.FullResync <= 0 {
+		cfg.FullResync = DefaultFullResync
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -86,7 +112,8 @@ func New(cfg Config) *Dispatcher {
 	if cfg.Changed == nil {
 		cfg.Changed = func(string) {}
 	}
-	d := &Dispatcher{cfg: cfg, dirty: map[string]bool{}, kick: make(chan struct{}, 1)}
+	d := &Dispatcher{cfg: cfg, dirty: map[string]bool{}, kick: make(chan struct{}, 1),
+		checked: map[string]time.Time{}, postpone: map[string]bool{}}
 	d.local = &localRunner{d: d, running: map[string]*localJob{}, uids: map[int]bool{}}
 	return d
 }
@@ -117,13 +144,14 @@ func (d *Dispatcher) Start(ctx context.Context) {
 		// The first pass runs at once, over every compute with active
 		// jobs, rather than waiting for the first tick or Notify.
 		d.resyncAll(ctx)
+		lastFull := time.Now()
 		for {
 			d.mu.Lock()
 			dirty := d.dirty
 			d.dirty = map[string]bool{}
 			d.mu.Unlock()
 			for id := range dirty {
-				if err := d.Reconcile(ctx, id); err != nil && ctx.Err() == nil {
+				if err := d.pass(ctx, id); err != nil && ctx.Err() == nil {
 					d.cfg.Log.Error("dispatch", "compute", id, "err", err)
 				}
 			}
@@ -132,10 +160,38 @@ func (d *Dispatcher) Start(ctx context.Context) {
 				return
 			case <-d.kick:
 			case <-t.C:
-				d.resyncAll(ctx)
+				if time.Since(lastFull) >= d.cfg.FullResync {
+					lastFull = time.Now()
+					d.resyncAll(ctx)
+				}
+				d.mu.Lock()
+				for id := range d.postpone {
+					d.dirty[id] = true
+				}
+				d.mu.Unlock()
 			}
 		}
 	}()
+}
+
+// pass runs one loop pass over a compute: a placement, and a check of its
+// started jobs unless one ran within Resync (then the check is postponed
+// to the next tick).
+func (d *Dispatcher) pass(ctx context.Context, computeID string) error {
+	if IsLocal(computeID) {
+		return d.local.reconcile(ctx, computeID)
+	}
+	if time.Since(d.checked[computeID]) < d.cfg.Resync {
+		d.postpone[computeID] = true
+		return d.place(ctx, computeID)
+	}
+	d.checked[computeID] = time.Now()
+	delete(d.postpone, computeID)
+	err := d.Reconcile(ctx, computeID)
+	if err != nil {
+		d.postpone[computeID] = true // try again on the next tick
+	}
+	return err
 }
 
 // Stop ends the loop and cancels and waits for running local jobs.
@@ -147,7 +203,8 @@ func (d *Dispatcher) Stop() {
 	d.local.stopAll()
 }
 
-// resyncAll marks every compute with active jobs dirty.
+// resyncAll marks every compute with active jobs dirty. It reads every
+// active job's compute, so it runs only every FullResync.
 func (d *Dispatcher) resyncAll(ctx context.Context) {
 	ids, err := d.cfg.Store.JobComputeIDs(ctx, model.JobQueued, model.JobPreparing, model.JobRunning, model.JobFinalizing)
 	if err != nil {
@@ -168,50 +225,66 @@ func IsLocal(computeID string) bool {
 
 const localSuffix = "/computes/" + model.LocalCompute
 
-// Reconcile runs one pass over a compute: it assigns its queued jobs, in
-// order, to its idle connected nodes, and tells nodes about cancels. Safe
+// Reconcile runs one full pass over a compute: it tells nodes about
+// cancels and stale jobs ([Dispatcher.check]), then assigns its queued
+// jobs, in order, to its idle connected nodes ([Dispatcher.place]). Safe
 // to run twice: every assignment is conditional on the job still being
 // queued and the node still idle.
 func (d *Dispatcher) Reconcile(ctx context.Context, computeID string) error {
 	if IsLocal(computeID) {
 		return d.local.reconcile(ctx, computeID)
 	}
+	if err := d.check(ctx, computeID); err != nil {
+		return err
+	}
+	return d.place(ctx, computeID)
+}
+
+// check tells the nodes of a compute's started jobs about cancels (again:
+// the first message may have been lost with a connection), and stops jobs
+// that no longer run on the nodes holding them. It reads every busy node
+// and started job of the compute.
+func (d *Dispatcher) check(ctx context.Context, computeID string) error {
 	st := d.cfg.Store
 	nodes, err := st.NodeListByCompute(ctx, computeID)
 	if err != nil {
 		return fmt.Errorf("list nodes: %w", err)
 	}
-	var idle []model.Node
-	busy := 0
-	for _, n := range nodes {
-		switch {
-		case n.State == model.NodeIdle && n.JobID == "" && d.cfg.Sender.Connected(n.ID):
-			idle = append(idle, n)
-		case n.JobID != "":
-			busy++
+	if !slices.ContainsFunc(nodes, func(n model.Node) bool { return n.JobID != "" }) {
+		return nil
+	}
+	started, err := st.JobListByCompute(ctx, computeID, model.JobPreparing, model.JobRunning)
+	if err != nil {
+		return fmt.Errorf("list started jobs: %w", err)
+	}
+	byJob := map[string]model.Job{}
+	for _, j := range started {
+		byJob[j.ID] = j
+		if !j.CancelRequested {
+			continue
+		}
+		for _, id := range append([]string{j.NodeID}, j.NodeIDs...) {
+			if id != "" {
+				_ = d.cfg.Sender.Send(id, agentproto.Message{Type: agentproto.TypeCancel, RunID: j.RunID})
+			}
 		}
 	}
-	if busy > 0 {
-		// Tell nodes about cancels (again: the first message may have been
-		// lost with a connection).
-		started, err := st.JobListByCompute(ctx, computeID, model.JobPreparing, model.JobRunning)
-		if err != nil {
-			return fmt.Errorf("list started jobs: %w", err)
-		}
-		byJob := map[string]model.Job{}
-		for _, j := range started {
-			byJob[j.ID] = j
-			if !j.CancelRequested {
-				continue
-			}
-			for _, id := range append([]string{j.NodeID}, j.NodeIDs...) {
-				if id != "" {
-					_ = d.cfg.Sender.Send(id, agentproto.Message{Type: agentproto.TypeCancel, RunID: j.RunID})
-				}
-			}
-		}
-		if err := d.cancelStale(ctx, nodes, byJob); err != nil {
-			return err
+	return d.cancelStale(ctx, nodes, byJob)
+}
+
+// place assigns a compute's queued jobs, in order, to its idle connected
+// nodes, as many as fit. It reads the idle nodes and the head of the
+// queue, never the whole cluster or queue.
+func (d *Dispatcher) place(ctx context.Context, computeID string) error {
+	st := d.cfg.Store
+	free, err := st.NodeListByState(ctx, computeID, model.NodeIdle)
+	if err != nil {
+		return fmt.Errorf("list idle nodes: %w", err)
+	}
+	var idle []model.Node
+	for _, n := range free {
+		if n.JobID == "" && d.cfg.Sender.Connected(n.ID) {
+			idle = append(idle, n)
 		}
 	}
 	if len(idle) == 0 {
@@ -223,6 +296,9 @@ func (d *Dispatcher) Reconcile(ctx context.Context, computeID string) error {
 	if err != nil {
 		return fmt.Errorf("list queued jobs: %w", err)
 	}
+	if len(queued) == 0 {
+		return nil
+	}
 	maxNodes := -1 // unknown: no gang is skipped as never fitting
 	if c, err := st.ComputeGet(ctx, computeID); err == nil {
 		maxNodes = c.Scale.MaxNodes
@@ -230,16 +306,15 @@ func (d *Dispatcher) Reconcile(ctx context.Context, computeID string) error {
 	// Longest idle first, so that recently busy nodes reach their idle
 	// timeout and scale down.
 	sort.SliceStable(idle, func(a, b int) bool { return idle[a].StateSince.Before(idle[b].StateSince) })
-	byID := make(map[string]model.Node, len(nodes))
-	for _, n := range nodes {
-		byID[n.ID] = n
-	}
 	changed := false
 	for _, j := range queued {
 		if len(idle) == 0 {
 			break
 		}
-		held, ready := heldRanks(j, byID)
+		held, ready, err := d.heldRanks(ctx, j)
+		if err != nil {
+			return err
+		}
 		if !ready {
 			// A node it kept is still stopping its last attempt.
 			break
@@ -386,16 +461,25 @@ func (d *Dispatcher) cancelStale(ctx context.Context, nodes []model.Node, starte
 // attempt, by rank, and whether they are all ready (their old attempt
 // has ended, so they are idle). A kept node that is gone or no longer
 // the job's leaves its rank open, for a new node.
-func heldRanks(j model.Job, byID map[string]model.Node) (map[int]model.Node, bool) {
+func (d *Dispatcher) heldRanks(ctx context.Context, j model.Job) (map[int]model.Node, bool, error) {
 	held := map[int]model.Node{}
 	ready := true
 	for r, id := range j.NodeIDs {
-		n, ok := byID[id]
-		if id == "" || !ok || n.JobID != j.ID || (n.State != model.NodeIdle && n.State != model.NodeRunning) {
+		if id == "" {
+			continue
+		}
+		n, err := d.cfg.Store.NodeGet(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("get node %s: %w", id, err)
+		}
+		if n.JobID != j.ID || (n.State != model.NodeIdle && n.State != model.NodeRunning) {
 			continue
 		}
 		held[r] = n
 		ready = ready && n.State == model.NodeIdle
 	}
-	return held, ready
+	return held, ready, nil
 }
