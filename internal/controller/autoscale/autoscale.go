@@ -191,6 +191,13 @@ func (a *Autoscaler) Stop() {
 // minPassGap is the least time between two scaling passes of one compute.
 const minPassGap = 20 * time.Millisecond
 
+// passCostFactor scales a compute's last pass time into the least time
+// before its next one, so that under a stream of job changes the passes
+// of a large cluster (which read its every node) take at most about
+// 1/passCostFactor of a core. A first pass, or one after a quiet spell,
+// runs at once.
+const passCostFactor = 10
+
 func (a *Autoscaler) runScaling(ctx context.Context) {
 	resync := time.NewTicker(a.cfg.Resync)
 	defer resync.Stop()
@@ -198,6 +205,7 @@ func (a *Autoscaler) runScaling(ctx context.Context) {
 	defer timer.Stop()
 	a.enqueueAll(ctx)
 	lastRun := map[string]time.Time{}
+	lastCost := map[string]time.Duration{}
 	for {
 		for {
 			id, ok := a.pop()
@@ -205,14 +213,17 @@ func (a *Autoscaler) runScaling(ctx context.Context) {
 				break
 			}
 			// Coalesce bursts: under a stream of job changes a compute is
-			// looked at most once per minPassGap, which bounds the cost of
-			// autoscaling at hundreds of jobs a second.
-			if since := time.Since(lastRun[id]); since < minPassGap {
-				a.after(id, minPassGap-since)
+			// looked at most once per minPassGap, or passCostFactor times
+			// its last pass's time, which bounds the cost of autoscaling
+			// at hundreds of jobs a second on clusters of any size.
+			gap := max(minPassGap, passCostFactor*lastCost[id])
+			if since := time.Since(lastRun[id]); since < gap {
+				a.after(id, gap-since)
 				continue
 			}
 			lastRun[id] = time.Now()
 			res, err := a.Reconcile(ctx, id)
+			lastCost[id] = time.Since(lastRun[id])
 			switch {
 			case err != nil && ctx.Err() == nil:
 				a.cfg.Log.Error("autoscale pass", "compute", id, "err", err)
