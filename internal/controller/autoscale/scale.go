@@ -199,6 +199,7 @@ func (a *Autoscaler) Reconcile(ctx context.Context, computeID string) (Result, e
 		}
 		res.RequeueAfter, acted = d, acted || tried
 	}
+	res.short = active < target
 
 	if acted {
 		if nodes, err = st.NodeListByCompute(ctx, comp.ID); err != nil {
