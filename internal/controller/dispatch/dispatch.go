@@ -9,9 +9,11 @@
 // jobs (cancels to repeat, nodes holding a job that no longer runs on them)
 // reads every busy node and started job, so it runs at most once per Resync
 // for a compute that was notified since. Every FullResync, every compute
-// with active jobs gets both, so a change nobody notified about only
-// delays. An idle control plane thus reads nothing between full resyncs,
-// whatever its queues hold.
+// that has had active jobs since the last one gets both, so a change
+// nobody notified about only delays. Which computes have active jobs is
+// read from the store once, at Start; after that Notify tells. An idle
+// control plane thus reads nothing between full resyncs, whatever its
+// queues hold.
 package dispatch
 
 import (
@@ -76,7 +78,7 @@ type Config struct {
 }
 
 // DefaultFullResync is the zero value of Config.FullResync.
-const DefaultFullResync = time.Minute
+const DefaultFullResync = 2 * time.Minute
 
 // Dispatcher is the loop. Start it once; Notify it; Stop it.
 type Dispatcher struct {
@@ -90,6 +92,7 @@ type Dispatcher struct {
 	// Owned by the loop's goroutine.
 	checked  map[string]time.Time // when each compute's started jobs were last checked
 	postpone map[string]bool      // computes notified since their last check, or whose last pass failed
+	active   map[string]bool      // computes passed over since the last full resync
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -113,7 +116,7 @@ func New(cfg Config) *Dispatcher {
 		cfg.Changed = func(string) {}
 	}
 	d := &Dispatcher{cfg: cfg, dirty: map[string]bool{}, kick: make(chan struct{}, 1),
-		checked: map[string]time.Time{}, postpone: map[string]bool{}}
+		checked: map[string]time.Time{}, postpone: map[string]bool{}, active: map[string]bool{}}
 	d.local = &localRunner{d: d, running: map[string]*localJob{}, uids: map[int]bool{}}
 	return d
 }
@@ -160,13 +163,22 @@ func (d *Dispatcher) Start(ctx context.Context) {
 				return
 			case <-d.kick:
 			case <-t.C:
-				if time.Since(lastFull) >= d.cfg.FullResync {
+				full := time.Since(lastFull) >= d.cfg.FullResync
+				if full {
 					lastFull = time.Now()
-					d.resyncAll(ctx)
 				}
 				d.mu.Lock()
 				for id := range d.postpone {
 					d.dirty[id] = true
+				}
+				if full {
+					// The computes passed over since the last full
+					// resync, each with a check.
+					for id := range d.active {
+						d.dirty[id] = true
+						delete(d.checked, id)
+					}
+					d.active = map[string]bool{}
 				}
 				d.mu.Unlock()
 			}
@@ -178,6 +190,9 @@ func (d *Dispatcher) Start(ctx context.Context) {
 // started jobs unless one ran within Resync (then the check is postponed
 // to the next tick).
 func (d *Dispatcher) pass(ctx context.Context, computeID string) error {
+	d.mu.Lock()
+	d.active[computeID] = true
+	d.mu.Unlock()
 	if IsLocal(computeID) {
 		return d.local.reconcile(ctx, computeID)
 	}
@@ -204,7 +219,7 @@ func (d *Dispatcher) Stop() {
 }
 
 // resyncAll marks every compute with active jobs dirty. It reads every
-// active job's compute, so it runs only every FullResync.
+// active job's compute, so it runs only at Start.
 func (d *Dispatcher) resyncAll(ctx context.Context) {
 	ids, err := d.cfg.Store.JobComputeIDs(ctx, model.JobQueued, model.JobPreparing, model.JobRunning, model.JobFinalizing)
 	if err != nil {

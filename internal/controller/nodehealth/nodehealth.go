@@ -51,7 +51,7 @@ const (
 	DefaultHeartbeatTimeout = 30 * time.Second
 	DefaultBootTimeout      = 2 * time.Minute
 	DefaultResync           = time.Second
-	MaxDefaultResync        = 5 * time.Second
+	MaxDefaultResync        = 10 * time.Second
 )
 
 // createGrace is how long a node record may exist without its instance
@@ -99,11 +99,11 @@ type Config struct {
 	// BootTimeout is how long a preparing node's agent has to register;
 	// zero means DefaultBootTimeout.
 	BootTimeout time.Duration
-	// Resync is how often the loop runs a pass; zero means a tenth of
+	// Resync is how often the loop runs a pass; zero means a third of
 	// HeartbeatTimeout, at least DefaultResync and at most
-	// MaxDefaultResync (3s with the default timeout): a pass reads every
-	// node and instance, so on a large cluster it is what an idle control
-	// plane spends.
+	// MaxDefaultResync (10s with the default timeout): a pass reads every
+	// node and instance, so on a large cluster it is most of what an idle
+	// control plane spends.
 	Resync time.Duration
 	// Liveness reports agents' heartbeats; nil means heartbeats are not
 	// checked.
@@ -150,7 +150,7 @@ func New(cfg Config) *Checker {
 		cfg.BootTimeout = DefaultBootTimeout
 	}
 	if cfg.Resync <= 0 {
-		cfg.Resync = min(max(cfg.HeartbeatTimeout/10, DefaultResync), MaxDefaultResync)
+		cfg.Resync = min(max(cfg.HeartbeatTimeout/3, DefaultResync), MaxDefaultResync)
 	}
 	if cfg.ReportGrace <= 0 {
 		cfg.ReportGrace = DefaultReportGrace
