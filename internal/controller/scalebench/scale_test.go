@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,6 +59,9 @@ const (
 //     finishing) over 10 s, in % of a core;
 //   - get-compute-p99-ms: GET of the compute through the real HTTP server;
 //   - rss-MB: the process's resident memory at the end.
+//
+// With KUMO_SCALE_IDLE_PROFILE set to a file name, the idle window's CPU
+// profile is written there.
 //
 // Run it with -benchtime 1x: each iteration builds the whole cluster.
 func BenchmarkScale(b *testing.B) {
@@ -256,9 +260,22 @@ func runScale(b *testing.B, nodes int) {
 
 	// Idle: every node busy, nothing finishing.
 	time.Sleep(2 * time.Second)
+	if path := os.Getenv("KUMO_SCALE_IDLE_PROFILE"); path != "" {
+		// A CPU profile of the idle window alone.
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	cpu1, ti := cpuTime(), time.Now()
 	time.Sleep(idleWindow)
 	idle := float64(cpuTime()-cpu1) / float64(time.Since(ti)) * 100
+	pprof.StopCPUProfile()
 
 	// GET compute through the HTTP server.
 	srv := httptest.NewServer(server.New(server.Config{Store: st, Regions: regions, Log: log}))
