@@ -164,19 +164,27 @@ func New(cfg Config) *Checker {
 	return &Checker{cfg: cfg, started: cfg.Now().UTC(), noticed: map[string]bool{}, kick: make(chan struct{}, 1)}
 }
 
-// Start runs a pass at once and then each Resync, in one goroutine, until
-// Stop.
+// passCostFactor bounds the loop's own cost: a pass waits at least this
+// many times the last pass's time after it, so that passes over a very
+// large cluster take at most about 1% of a core.
+const passCostFactor = 100
+
+// Start runs a pass at once and then each Resync (or, when a pass took
+// longer than a hundredth of Resync, a hundred times that pass's time), or
+// at once when kicked, in one goroutine, until Stop.
 func (c *Checker) Start(ctx context.Context) {
 	ctx, c.cancel = context.WithCancel(ctx)
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		t := time.NewTicker(c.cfg.Resync)
+		t := time.NewTimer(c.cfg.Resync)
 		defer t.Stop()
 		for {
+			start := time.Now()
 			if err := c.Check(ctx); err != nil && ctx.Err() == nil {
 				c.cfg.Log.Error("node health pass", "err", err)
 			}
+			t.Reset(max(c.cfg.Resync, passCostFactor*time.Since(start)))
 			select {
 			case <-ctx.Done():
 				return

@@ -258,8 +258,9 @@ func runScale(b *testing.B, nodes int) {
 	stopFinish()
 	wg.Wait()
 
-	// Idle: every node busy, nothing finishing.
-	time.Sleep(2 * time.Second)
+	// Idle: every node busy, nothing finishing; the runtime returns the
+	// busy phase's memory first.
+	time.Sleep(5 * time.Second)
 	if path := os.Getenv("KUMO_SCALE_IDLE_PROFILE"); path != "" {
 		// A CPU profile of the idle window alone.
 		f, err := os.Create(path)
