@@ -321,7 +321,7 @@ func (d *Dispatcher) place(ctx context.Context, computeID string) error {
 	// Longest idle first, so that recently busy nodes reach their idle
 	// timeout and scale down.
 	sort.SliceStable(idle, func(a, b int) bool { return idle[a].StateSince.Before(idle[b].StateSince) })
-	changed := false
+	var updates []store.JobNodesUpdate
 	for _, j := range queued {
 		if len(idle) == 0 {
 			break
@@ -350,19 +350,30 @@ func (d *Dispatcher) place(ctx context.Context, computeID string) error {
 		}
 		var taken []model.Node
 		taken, idle = idle[:need], idle[need:]
-		ok, err := d.assign(ctx, j, taken, held)
+		u, err := d.assignment(j, taken, held)
 		if err != nil {
 			return err
 		}
-		if !ok {
-			// The job was canceled or a node taken meanwhile. Stop here
-			// rather than give a later job this pass's nodes: the next
-			// pass reads the queue afresh, keeping it first come, first
-			// served.
+		updates = append(updates, u)
+	}
+	if len(updates) == 0 {
+		return nil
+	}
+	// The pass's placements are one transaction.
+	errs, err := st.JobUpdateBatch(ctx, updates)
+	if err != nil {
+		return fmt.Errorf("assign jobs: %w", err)
+	}
+	changed := false
+	for i, u := range updates {
+		if errs[i] != nil {
+			// The job was canceled or a node taken meanwhile: the next
+			// pass reads the queue afresh.
 			d.Notify(computeID)
-			break
+			continue
 		}
 		changed = true
+		d.started(u)
 	}
 	if changed {
 		d.cfg.Changed(computeID)
@@ -370,53 +381,52 @@ func (d *Dispatcher) place(ctx context.Context, computeID string) error {
 	return nil
 }
 
-// assign gives j the idle nodes taken (and, for a gang retrying, the
-// nodes it held on to, by rank), all in one store transaction; it reports false,
-// changing nothing, when the job or a node changed meanwhile. Each node
-// is then told to run its rank of the job.
-func (d *Dispatcher) assign(ctx context.Context, j model.Job, taken []model.Node, held map[int]model.Node) (bool, error) {
-	st := d.cfg.Store
+// assignment returns the change that gives j the idle nodes taken (and,
+// for a gang retrying, the nodes it held on to, by rank): the job's
+// record and its nodes', each conditional on the state it was read in.
+func (d *Dispatcher) assignment(j model.Job, taken []model.Node, held map[int]model.Node) (store.JobNodesUpdate, error) {
 	now := d.cfg.Now().UTC()
-	var changes []store.NodeChange
+	u := store.JobNodesUpdate{From: model.JobQueued}
 	if !j.Gang() {
 		n := taken[0]
 		if err := j.Assign(&n, now); err != nil {
-			return false, err
+			return u, err
 		}
-		changes = []store.NodeChange{{Node: n, From: model.NodeIdle}}
-	} else {
-		ranks := make([]*model.Node, max(j.InstanceCount, 1))
-		from := make([]model.NodeState, len(ranks))
-		next := 0
-		for r := range ranks {
-			if n, ok := held[r]; ok {
-				ranks[r], from[r] = &n, n.State
-				continue
-			}
-			n := taken[next]
-			next++
-			ranks[r], from[r] = &n, model.NodeIdle
-		}
-		if err := j.AssignGang(ranks, now); err != nil {
-			return false, err
-		}
-		for r, n := range ranks {
-			changes = append(changes, store.NodeChange{Node: *n, From: from[r]})
-		}
+		u.Job, u.Nodes = j, []store.NodeChange{{Node: n, From: model.NodeIdle}}
+		return u, nil
 	}
-	err := st.JobUpdateNodes(ctx, j, model.JobQueued, changes)
-	if errors.Is(err, store.ErrPreconditionFailed) || errors.Is(err, store.ErrNotFound) {
-		return false, nil
+	ranks := make([]*model.Node, max(j.InstanceCount, 1))
+	from := make([]model.NodeState, len(ranks))
+	next := 0
+	for r := range ranks {
+		if n, ok := held[r]; ok {
+			ranks[r], from[r] = &n, n.State
+			continue
+		}
+		n := taken[next]
+		next++
+		ranks[r], from[r] = &n, model.NodeIdle
 	}
-	if err != nil {
-		return false, fmt.Errorf("assign %s: %w", j.Name, err)
+	if err := j.AssignGang(ranks, now); err != nil {
+		return u, err
 	}
+	u.Job = j
+	for r, n := range ranks {
+		u.Nodes = append(u.Nodes, store.NodeChange{Node: *n, From: from[r]})
+	}
+	return u, nil
+}
+
+// started tells each node of a stored assignment to run its rank of the
+// job, after starting the job's new attempt's output.
+func (d *Dispatcher) started(u store.JobNodesUpdate) {
+	j := u.Job
 	if d.cfg.Files != nil {
 		if err := d.cfg.Files.StartAttempt(j.RunID, j.Attempts); err != nil {
 			d.cfg.Log.Error("keep the logs of the job's earlier attempt", "job", j.Name, "err", err)
 		}
 	}
-	for _, c := range changes {
+	for _, c := range u.Nodes {
 		if err := d.cfg.Sender.Send(c.Node.ID, d.cfg.Run(j)); err != nil {
 			// The agent resumes the job from its Preparing state when it
 			// reconnects; a node that never does is replaced by the
@@ -424,7 +434,6 @@ func (d *Dispatcher) assign(ctx context.Context, j model.Job, taken []model.Node
 			d.cfg.Log.Warn("send job to node", "job", j.Name, "node", c.Node.ID, "err", err)
 		}
 	}
-	return true, nil
 }
 
 // cancelStale tells each node that holds a job which no longer runs on it
