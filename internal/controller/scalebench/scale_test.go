@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -54,7 +53,9 @@ const (
 //   - scaleup-s, scaleup-cpu-s: wall and control-plane CPU time from the
 //     autoscaler's start to every node created (0 → N);
 //   - placements/s: jobs placed per second with every node busy and jobs
-//     finishing (a fake hub frees a node as its job is sent to it);
+//     finishing: half the nodes' jobs end in one batch, as the hub stores
+//     reports, and the time runs until as many new jobs are sent to
+//     nodes; twice;
 //   - idle-cpu-%: CPU of the idle control plane (nodes busy, nothing
 //     finishing) over 10 s, in % of a core;
 //   - get-compute-p99-ms: GET of the compute through the real HTTP server;
@@ -74,12 +75,10 @@ func BenchmarkScale(b *testing.B) {
 	}
 }
 
-// sender is a fake agent hub: every node is connected, and a job sent to a
-// node is handed to the finishers while finishing is on.
+// sender is a fake agent hub: every node is connected; it counts the jobs
+// sent.
 type sender struct {
-	sent   atomic.Int64
-	finish chan model.Job
-	on     atomic.Bool
+	sent atomic.Int64
 }
 
 func (s *sender) Connected(string) bool { return true }
@@ -89,9 +88,6 @@ func (s *sender) Send(nodeID string, m agentproto.Message) error {
 		return nil
 	}
 	s.sent.Add(1)
-	if s.on.Load() {
-		s.finish <- model.Job{RunID: m.RunID, NodeID: nodeID}
-	}
 	return nil
 }
 
@@ -183,7 +179,7 @@ func runScale(b *testing.B, nodes int) {
 	prov := fake.New(fake.Config{})
 	provs := map[string]provider.Provider{"local": prov}
 	regions := map[string]model.Region{"local": region}
-	snd := &sender{finish: make(chan model.Job, nodes)}
+	snd := &sender{}
 	var scaler *autoscale.Autoscaler
 	disp := dispatch.New(dispatch.Config{Store: st, Sender: snd, Log: log,
 		Run: func(j model.Job) agentproto.Message {
@@ -221,42 +217,40 @@ func runScale(b *testing.B, nodes int) {
 	disp.Notify(c.ID)
 	waitFor(b, "fill the cluster", 10*time.Minute, func() bool { return snd.sent.Load() >= int64(nodes) })
 
-	// Every node busy; jobs finish as they are sent, and their nodes are
-	// placed again.
-	finishCtx, stopFinish := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	finisher := func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-finishCtx.Done():
-				return
-			case sent := <-snd.finish:
-				if err := finish(ctx, st, sent); err != nil {
-					b.Error(err)
-				}
-				disp.Notify(c.ID)
-				scaler.Notify(c.ID)
+	// Every node busy; half of them finish their jobs at once (one batch,
+	// as the hub commits its reports), and the dispatcher places as many
+	// new jobs. Twice.
+	var placed int64
+	var busyWall time.Duration
+	for round := range 2 {
+		batch := ns[round*nodes/2 : (round+1)*nodes/2]
+		updates := make([]store.JobNodesUpdate, 0, len(batch))
+		for _, n := range batch {
+			u, err := finishing(ctx, st, n.ID)
+			if err != nil {
+				b.Fatal(err)
+			}
+			updates = append(updates, u)
+		}
+		target := snd.sent.Load() + int64(len(batch))
+		tb := time.Now()
+		b.StartTimer()
+		errs, err := st.JobUpdateBatch(ctx, updates)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i, err := range errs {
+			if err != nil {
+				b.Fatalf("finish %s: %v", updates[i].Job.Name, err)
 			}
 		}
+		disp.Notify(c.ID)
+		scaler.Notify(c.ID)
+		waitFor(b, "place the freed nodes", 10*time.Minute, func() bool { return snd.sent.Load() >= target })
+		b.StopTimer()
+		busyWall += time.Since(tb)
+		placed += int64(len(batch))
 	}
-	// The first wave: finish every job sent so far.
-	snd.on.Store(true)
-	for _, n := range ns {
-		snd.finish <- model.Job{NodeID: n.ID}
-	}
-	wg.Add(2)
-	go finisher()
-	go finisher()
-	placed0, tb := snd.sent.Load(), time.Now()
-	b.StartTimer()
-	time.Sleep(busyWindow)
-	b.StopTimer()
-	placed := snd.sent.Load() - placed0
-	busyWall := time.Since(tb)
-	snd.on.Store(false)
-	stopFinish()
-	wg.Wait()
 
 	// Idle: every node busy, nothing finishing; the runtime returns the
 	// busy phase's memory first.
@@ -309,33 +303,26 @@ func runScale(b *testing.B, nodes int) {
 	b.ReportMetric(rssMB("VmHWM"), "peak-rss-MB")
 }
 
-// finish ends a job sent to a node, and frees the node, in one store
-// call, as the agent hub does when the node reports the job done. A job
-// with no ID is looked up by the node's record.
-func finish(ctx context.Context, st store.Store, sent model.Job) error {
-	n, err := st.NodeGet(ctx, sent.NodeID)
+// finishing returns the update that ends the job a node runs, and frees
+// the node, as the agent hub stores a node's report that its job is done.
+func finishing(ctx context.Context, st store.Store, nodeID string) (store.JobNodesUpdate, error) {
+	n, err := st.NodeGet(ctx, nodeID)
 	if err != nil {
-		return err
+		return store.JobNodesUpdate{}, err
 	}
-	var j model.Job
-	if sent.RunID != "" {
-		j, err = st.JobGetByRunID(ctx, sent.RunID)
-	} else {
-		j, err = st.JobGet(ctx, n.JobID)
-	}
+	j, err := st.JobGet(ctx, n.JobID)
 	if err != nil {
-		return err
+		return store.JobNodesUpdate{}, err
 	}
 	from := j.Status
 	zero := 0
 	now := time.Now().UTC()
 	j.Finish(&zero, "", "", now)
 	if !n.Free(j.ID, now) {
-		return fmt.Errorf("node %s does not run job %s", n.ID, j.Name)
+		return store.JobNodesUpdate{}, fmt.Errorf("node %s does not run job %s", n.ID, j.Name)
 	}
-	return st.JobUpdate(ctx, j, from, &n, model.NodeRunning)
+	return store.JobNodesUpdate{Job: j, From: from, Nodes: []store.NodeChange{{Node: n, From: model.NodeRunning}}}, nil
 }
-
 // cloneJobs adds n queued jobs j000001 … to the database at path, copies of
 // job j000000 with their own names, run IDs and places in the queue, in one
 // transaction: JobCreate one by one would take a minute.
