@@ -323,6 +323,7 @@ func finishing(ctx context.Context, st store.Store, nodeID string) (store.JobNod
 	}
 	return store.JobNodesUpdate{Job: j, From: from, Nodes: []store.NodeChange{{Node: n, From: model.NodeRunning}}}, nil
 }
+
 // cloneJobs adds n queued jobs j000001 … to the database at path, copies of
 // job j000000 with their own names, run IDs and places in the queue, in one
 // transaction: JobCreate one by one would take a minute.
