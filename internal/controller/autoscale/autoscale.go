@@ -208,8 +208,12 @@ const minPassGap = 20 * time.Millisecond
 // before its next one, so that under a stream of job changes the passes
 // of a large cluster (which read its every node) take at most about
 // 1/passCostFactor of a core. A first pass, or one after a quiet spell,
-// runs at once.
+// runs at once. The wait is at most maxPassGap, however long a pass took
+// (one that created thousands of nodes).
 const passCostFactor = 10
+
+// maxPassGap bounds the wait that passCostFactor sets.
+const maxPassGap = time.Second
 
 func (a *Autoscaler) runScaling(ctx context.Context) {
 	resync := time.NewTicker(a.cfg.Resync)
@@ -229,7 +233,7 @@ func (a *Autoscaler) runScaling(ctx context.Context) {
 			// looked at most once per minPassGap, or passCostFactor times
 			// its last pass's time, which bounds the cost of autoscaling
 			// at hundreds of jobs a second on clusters of any size.
-			gap := max(minPassGap, passCostFactor*lastCost[id])
+			gap := min(max(minPassGap, passCostFactor*lastCost[id]), maxPassGap)
 			if since := time.Since(lastRun[id]); since < gap {
 				a.after(id, gap-since)
 				continue

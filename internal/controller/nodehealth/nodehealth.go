@@ -165,8 +165,9 @@ func New(cfg Config) *Checker {
 }
 
 // passCostFactor bounds the loop's own cost: a pass waits at least this
-// many times the last pass's time after it, so that passes over a very
-// large cluster take at most about 1% of a core.
+// many times the last pass's time after it (but never longer than
+// HeartbeatTimeout), so that passes over a very large cluster take at
+// most about 1% of a core.
 const passCostFactor = 100
 
 // Start runs a pass at once and then each Resync (or, when a pass took
@@ -184,7 +185,7 @@ func (c *Checker) Start(ctx context.Context) {
 			if err := c.Check(ctx); err != nil && ctx.Err() == nil {
 				c.cfg.Log.Error("node health pass", "err", err)
 			}
-			t.Reset(max(c.cfg.Resync, passCostFactor*time.Since(start)))
+			t.Reset(max(c.cfg.Resync, min(passCostFactor*time.Since(start), c.cfg.HeartbeatTimeout)))
 			select {
 			case <-ctx.Done():
 				return
