@@ -171,8 +171,9 @@ func New(cfg Config) *Checker {
 const passCostFactor = 100
 
 // Start runs a pass at once and then each Resync (or, when a pass took
-// longer than a hundredth of Resync, a hundred times that pass's time), or
-// at once when kicked, in one goroutine, until Stop.
+// longer than a hundredth of Resync, a hundred times that pass's time, at
+// most HeartbeatTimeout), or at once when kicked, in one goroutine, until
+// Stop.
 func (c *Checker) Start(ctx context.Context) {
 	ctx, c.cancel = context.WithCancel(ctx)
 	c.wg.Add(1)
