@@ -5,7 +5,7 @@
 // relevant changes (a job queued or finished, a node's state, a PATCH of
 // the scale settings: callers [Autoscaler.Notify]), when a pass asked to be
 // requeued (a cluster short of its target asks every second), and on a
-// resync tick, a safety net that runs every 30 s by default. Under a stream
+// resync tick, a safety net that runs every minute by default. Under a stream
 // of changes a cluster's passes are spaced by ten times their cost. It removes nodes that are gone for good
 // (unusable, preempted, half-removed), computes the target clamp(min, max,
 // nodes needed by queued and running jobs), creates nodes up to it within
@@ -45,7 +45,7 @@ import (
 // timeout, a backoff, a cluster short of its target) asks for its own
 // pass, so the resync is only a safety net: at its default it costs an
 // idle control plane next to nothing, however large its clusters.
-const DefaultResync = 30 * time.Second
+const DefaultResync = time.Minute
 
 const (
 	// backoffBase and backoffMax bound the wait before a cluster whose

@@ -78,7 +78,7 @@ type Config struct {
 }
 
 // DefaultFullResync is the zero value of Config.FullResync.
-const DefaultFullResync = 2 * time.Minute
+const DefaultFullResync = 10 * time.Minute
 
 // Dispatcher is the loop. Start it once; Notify it; Stop it.
 type Dispatcher struct {

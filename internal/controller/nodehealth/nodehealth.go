@@ -167,13 +167,13 @@ func New(cfg Config) *Checker {
 // passCostFactor bounds the loop's own cost: a pass waits at least this
 // many times the last pass's time after it (but never longer than
 // HeartbeatTimeout), so that passes over a very large cluster take at
-// most about 1% of a core.
-const passCostFactor = 100
+// most about 0.5% of a core.
+const passCostFactor = 200
 
 // Start runs a pass at once and then each Resync (or, when a pass took
-// longer than a hundredth of Resync, a hundred times that pass's time, at
-// most HeartbeatTimeout), or at once when kicked, in one goroutine, until
-// Stop.
+// longer than 1/passCostFactor of Resync, passCostFactor times that
+// pass's time, at most HeartbeatTimeout), or at once when kicked, in one
+// goroutine, until Stop.
 func (c *Checker) Start(ctx context.Context) {
 	ctx, c.cancel = context.WithCancel(ctx)
 	c.wg.Add(1)

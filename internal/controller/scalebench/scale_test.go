@@ -40,7 +40,7 @@ const (
 	// busyWindow is how long jobs finish and are placed again.
 	busyWindow = 5 * time.Second
 	// idleWindow is how long the idle control plane's CPU is read.
-	idleWindow = 10 * time.Second
+	idleWindow = 30 * time.Second
 	// gets is how many GET compute requests are timed.
 	gets = 200
 )
@@ -59,7 +59,7 @@ const (
 //     window per job placed (finishing included), which other load on the
 //     host disturbs less than the wall time;
 //   - idle-cpu-%: CPU of the idle control plane (nodes busy, nothing
-//     finishing) over 10 s, in % of a core;
+//     finishing) over 30 s, in % of a core;
 //   - get-compute-p99-ms: GET of the compute through the real HTTP server;
 //   - rss-MB: the process's resident memory at the end.
 //
