@@ -41,6 +41,14 @@ type NodeChange struct {
 	From model.NodeState
 }
 
+// JobNodesUpdate is one job's part of a [Store.JobUpdateBatch]: what
+// [Store.JobUpdateNodes] takes.
+type JobNodesUpdate struct {
+	Job   model.Job
+	From  model.JobStatus
+	Nodes []NodeChange
+}
+
 // Store is kumo's persistence. All methods are safe for concurrent use and
 // block until the backend has committed (or failed). Methods that address
 // one row return an error wrapping ErrNotFound when it is absent. Names are
@@ -159,6 +167,14 @@ type Store interface {
 	// ErrNotFound, and then nothing changes. It is how a gang job gets its
 	// N nodes, and how a job's nodes are released together.
 	JobUpdateNodes(ctx context.Context, j model.Job, from model.JobStatus, nodes []NodeChange) error
+	// JobUpdateBatch applies updates in order, each as JobUpdateNodes
+	// would (all or none of its job and nodes), in one transaction.
+	// errs[i] says what became of updates[i]: nil when it was applied, an
+	// error wrapping ErrPreconditionFailed or ErrNotFound when it changed
+	// nothing, and then the others still apply. Any other error changes
+	// nothing at all and is returned as err. It is how the dispatcher
+	// commits a pass's placements at once.
+	JobUpdateBatch(ctx context.Context, updates []JobNodesUpdate) (errs []error, err error)
 
 	// NodeCreate inserts n; ErrConflict if its ID exists.
 	NodeCreate(ctx context.Context, n model.Node) error
@@ -174,6 +190,11 @@ type Store interface {
 	NodeBindAgentKey(ctx context.Context, id, key string) error
 	// NodeListByCompute returns a compute's nodes ordered by CreatedAt, ID.
 	NodeListByCompute(ctx context.Context, computeID string) ([]model.Node, error)
+	// NodeListByState returns a compute's nodes in the given state ordered
+	// by CreatedAt, ID. Its cost follows the nodes returned, not the
+	// compute's size: the dispatcher reads a compute's idle nodes with it
+	// on every pass.
+	NodeListByState(ctx context.Context, computeID string, state model.NodeState) ([]model.Node, error)
 	// NodeList returns every node ordered by CreatedAt, ID.
 	NodeList(ctx context.Context) ([]model.Node, error)
 	// NodeDelete removes the node with the given ID. Its usage record, if

@@ -4,7 +4,9 @@
 // Scaling ([Autoscaler.Reconcile]) runs per cluster whenever something
 // relevant changes (a job queued or finished, a node's state, a PATCH of
 // the scale settings: callers [Autoscaler.Notify]), when a pass asked to be
-// requeued, and on a resync tick. It removes nodes that are gone for good
+// requeued (a cluster short of its target asks every second), and on a
+// resync tick, a safety net that runs every minute by default. Under a stream
+// of changes a cluster's passes are spaced by ten times their cost. It removes nodes that are gone for good
 // (unusable, preempted, half-removed), computes the target clamp(min, max,
 // nodes needed by queued and running jobs), creates nodes up to it within
 // the workspace's vCPU quota and the provider's capacity, removes idle
@@ -38,8 +40,12 @@ import (
 	"kumo/internal/store"
 )
 
-// DefaultResync is the zero value of Config.Resync.
-const DefaultResync = time.Second
+// DefaultResync is the zero value of Config.Resync. Every change the
+// autoscaler acts on is notified, and time-bound work (an idle node's
+// timeout, a backoff, a cluster short of its target) asks for its own
+// pass, so the resync is only a safety net: at its default it costs an
+// idle control plane next to nothing, however large its clusters.
+const DefaultResync = time.Minute
 
 const (
 	// backoffBase and backoffMax bound the wait before a cluster whose
@@ -51,6 +57,9 @@ const (
 	// requeueSoon asks for another pass at once, e.g. to remove nodes
 	// whose creation just failed.
 	requeueSoon = 10 * time.Millisecond
+	// shortRecheck is how soon a cluster short of its target is looked
+	// at again (quota or provider capacity may have been freed).
+	shortRecheck = time.Second
 )
 
 var _ provision.Finalizer = (*Autoscaler)(nil)
@@ -68,6 +77,10 @@ type Result struct {
 	// long (an idle node reaching the idle time, a backoff ending); zero
 	// means only when notified or on the resync tick.
 	RequeueAfter time.Duration
+	// short is whether the cluster was short of its target: quota or
+	// provider capacity may be freed without anyone notifying, so the
+	// loop looks again within shortRecheck.
+	short bool
 }
 
 // Config configures an [Autoscaler].
@@ -112,6 +125,7 @@ type Autoscaler struct {
 	// quota accounting and provider calls never interleave.
 	pass   sync.Mutex
 	states map[string]*computeState // by compute ID; guarded by pass
+	ports  sshPorts                 // guarded by pass
 
 	mu    sync.Mutex
 	queue []string             // computes to reconcile, in notification order
@@ -190,6 +204,17 @@ func (a *Autoscaler) Stop() {
 // minPassGap is the least time between two scaling passes of one compute.
 const minPassGap = 20 * time.Millisecond
 
+// passCostFactor scales a compute's last pass time into the least time
+// before its next one, so that under a stream of job changes the passes
+// of a large cluster (which read its every node) take at most about
+// 1/passCostFactor of a core. A first pass, or one after a quiet spell,
+// runs at once. The wait is at most maxPassGap, however long a pass took
+// (one that created thousands of nodes).
+const passCostFactor = 10
+
+// maxPassGap bounds the wait that passCostFactor sets.
+const maxPassGap = time.Second
+
 func (a *Autoscaler) runScaling(ctx context.Context) {
 	resync := time.NewTicker(a.cfg.Resync)
 	defer resync.Stop()
@@ -197,6 +222,7 @@ func (a *Autoscaler) runScaling(ctx context.Context) {
 	defer timer.Stop()
 	a.enqueueAll(ctx)
 	lastRun := map[string]time.Time{}
+	lastCost := map[string]time.Duration{}
 	for {
 		for {
 			id, ok := a.pop()
@@ -204,19 +230,25 @@ func (a *Autoscaler) runScaling(ctx context.Context) {
 				break
 			}
 			// Coalesce bursts: under a stream of job changes a compute is
-			// looked at most once per minPassGap, which bounds the cost of
-			// autoscaling at hundreds of jobs a second.
-			if since := time.Since(lastRun[id]); since < minPassGap {
-				a.after(id, minPassGap-since)
+			// looked at most once per minPassGap, or passCostFactor times
+			// its last pass's time, which bounds the cost of autoscaling
+			// at hundreds of jobs a second on clusters of any size.
+			gap := min(max(minPassGap, passCostFactor*lastCost[id]), maxPassGap)
+			if since := time.Since(lastRun[id]); since < gap {
+				a.after(id, gap-since)
 				continue
 			}
 			lastRun[id] = time.Now()
 			res, err := a.Reconcile(ctx, id)
+			lastCost[id] = time.Since(lastRun[id])
 			switch {
 			case err != nil && ctx.Err() == nil:
 				a.cfg.Log.Error("autoscale pass", "compute", id, "err", err)
-			case res.RequeueAfter > 0:
+				a.after(id, shortRecheck)
+			case res.RequeueAfter > 0 && (!res.short || res.RequeueAfter < shortRecheck):
 				a.after(id, res.RequeueAfter)
+			case res.short:
+				a.after(id, shortRecheck)
 			}
 		}
 		if d, ok := a.nextDue(); ok {

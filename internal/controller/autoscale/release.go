@@ -80,6 +80,7 @@ func (a *Autoscaler) Release(ctx context.Context, comp model.Compute) (done bool
 			if err := st.NodeDelete(ctx, n.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 				return false, fmt.Errorf("delete node %s: %w", n.ID, err)
 			}
+			a.releaseSSHPort(n.SSHPort)
 		}
 	}
 	left, err := st.NodeListByCompute(ctx, comp.ID)

@@ -199,6 +199,7 @@ func (a *Autoscaler) Reconcile(ctx context.Context, computeID string) (Result, e
 		}
 		res.RequeueAfter, acted = d, acted || tried
 	}
+	res.short = active < target
 
 	if acted {
 		if nodes, err = st.NodeListByCompute(ctx, comp.ID); err != nil {
@@ -284,6 +285,7 @@ func (a *Autoscaler) removeDead(ctx context.Context, comp model.Compute, prov pr
 		if err := a.cfg.Store.NodeDelete(ctx, n.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return nil, fmt.Errorf("delete node %s: %w", n.ID, err)
 		}
+		a.releaseSSHPort(n.SSHPort)
 		a.cfg.Log.Info("node removed", "compute", comp.ID, "node", n.ID, "state", n.State, "reason", n.Reason)
 		if n.State == model.NodeUnusable {
 			failed = true
@@ -442,6 +444,7 @@ func (a *Autoscaler) newNode(ctx context.Context, comp model.Compute, s *compute
 			continue
 		}
 		if err != nil {
+			a.releaseSSHPort(port)
 			return model.Node{}, "", fmt.Errorf("create node: %w", err)
 		}
 		return node, cred, nil
@@ -453,22 +456,45 @@ func (a *Autoscaler) newNode(ctx context.Context, comp model.Compute, s *compute
 // that nodes sharing a host do not collide.
 const FirstSSHPort = 50000
 
-// freeSSHPort returns the lowest SSH port no node holds. Scaling passes are
-// serialized, so two new nodes never get the same port.
+// sshPorts remembers which SSH ports nodes hold, so that a new node gets
+// the lowest free one without reading every node. It is seeded from the
+// store on first use and kept by the autoscaler, which makes and removes
+// nodes; it is guarded by Autoscaler.pass.
+type sshPorts struct {
+	used   map[int]bool // nil until seeded
+	lowest int          // no port below it is free
+}
+
+// freeSSHPort returns the lowest SSH port no node holds and marks it held.
+// Scaling passes are serialized, so two new nodes never get the same port.
 func (a *Autoscaler) freeSSHPort(ctx context.Context) (int, error) {
-	nodes, err := a.cfg.Store.NodeList(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("list nodes: %w", err)
+	p := &a.ports
+	if p.used == nil {
+		nodes, err := a.cfg.Store.NodeList(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("list nodes: %w", err)
+		}
+		p.used, p.lowest = make(map[int]bool, len(nodes)), FirstSSHPort
+		for _, n := range nodes {
+			p.used[n.SSHPort] = true
+		}
 	}
-	used := map[int]bool{}
-	for _, n := range nodes {
-		used[n.SSHPort] = true
+	for p.used[p.lowest] {
+		p.lowest++
 	}
-	p := FirstSSHPort
-	for used[p] {
-		p++
+	port := p.lowest
+	p.used[port] = true
+	return port, nil
+}
+
+// releaseSSHPort forgets a removed node's port, for the next new node.
+func (a *Autoscaler) releaseSSHPort(port int) {
+	p := &a.ports
+	if p.used == nil || port < FirstSSHPort {
+		return
 	}
-	return p, nil
+	delete(p.used, port)
+	p.lowest = min(p.lowest, port)
 }
 
 // instanceErrors maps instance IDs to their errors in a provider's joined
@@ -593,6 +619,7 @@ func (a *Autoscaler) scaleDown(ctx context.Context, comp model.Compute, prov pro
 		if err := st.NodeDelete(ctx, n.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return 0, tried, fmt.Errorf("delete node %s: %w", n.ID, err)
 		}
+		a.releaseSSHPort(n.SSHPort)
 	}
 	return next, tried, nil
 }

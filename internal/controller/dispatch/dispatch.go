@@ -1,8 +1,19 @@
 // Package dispatch holds the dispatcher: the reconcile loop that gives
 // queued jobs to idle nodes, first come first served per compute, and runs
 // the jobs of the built-in compute target "local" on the control plane's
-// own host. It reacts at once to Notify (a job queued, a node freed) and
-// also resyncs every compute on a tick, so a lost notification only delays.
+// own host. It reacts at once to Notify (a job queued, a node freed).
+//
+// A pass that Notify asks for costs what it places, not the cluster's
+// size: it reads the compute's idle nodes and as many jobs from the head of
+// its queue, and places as many as fit. The check of a compute's started
+// jobs (cancels to repeat, nodes holding a job that no longer runs on them)
+// reads every busy node and started job, so it runs at most once per Resync
+// for a compute that was notified since. Every FullResync, every compute
+// that has had active jobs since the last one gets both, so a change
+// nobody notified about only delays. Which computes have active jobs is
+// read from the store once, at Start; after that Notify tells. An idle
+// control plane thus reads nothing between full resyncs, whatever its
+// queues hold.
 package dispatch
 
 import (
@@ -10,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -49,8 +61,14 @@ type Config struct {
 	LocalUIDs *jobuser.Range
 	// LocalDisabled turns compute "local" off: its queued jobs stay queued.
 	LocalDisabled bool
-	// Resync is how often every compute is looked at; zero means 1s.
+	// Resync is the least time between two checks of a compute's started
+	// jobs (see the package doc), and how often a postponed check runs;
+	// zero means 1s.
 	Resync time.Duration
+	// FullResync is how often every compute with active jobs is passed
+	// over and checked though nobody notified it; zero means
+	// DefaultFullResync.
+	FullResync time.Duration
 	// Changed is told after the dispatcher changed a compute's jobs.
 	Changed func(computeID string)
 	// Now returns the current time; nil means time.Now.
@@ -58,6 +76,9 @@ type Config struct {
 	// Log receives errors; nil means slog.Default().
 	Log *slog.Logger
 }
+
+// DefaultFullResync is the zero value of Config.FullResync.
+const DefaultFullResync = 10 * time.Minute
 
 // Dispatcher is the loop. Start it once; Notify it; Stop it.
 type Dispatcher struct {
@@ -68,6 +89,11 @@ type Dispatcher struct {
 	dirty map[string]bool
 	kick  chan struct{}
 
+	// Owned by the loop's goroutine.
+	checked  map[string]time.Time // when each compute's started jobs were last checked
+	postpone map[string]bool      // computes notified since their last check, or whose last pass failed
+	active   map[string]bool      // computes passed over since the last full resync
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -76,6 +102,9 @@ type Dispatcher struct {
 func New(cfg Config) *Dispatcher {
 	if cfg.Resync <= 0 {
 		cfg.Resync = time.Second
+	}
+	if cfg.FullResync <= 0 {
+		cfg.FullResync = DefaultFullResync
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -86,7 +115,8 @@ func New(cfg Config) *Dispatcher {
 	if cfg.Changed == nil {
 		cfg.Changed = func(string) {}
 	}
-	d := &Dispatcher{cfg: cfg, dirty: map[string]bool{}, kick: make(chan struct{}, 1)}
+	d := &Dispatcher{cfg: cfg, dirty: map[string]bool{}, kick: make(chan struct{}, 1),
+		checked: map[string]time.Time{}, postpone: map[string]bool{}, active: map[string]bool{}}
 	d.local = &localRunner{d: d, running: map[string]*localJob{}, uids: map[int]bool{}}
 	return d
 }
@@ -117,13 +147,14 @@ func (d *Dispatcher) Start(ctx context.Context) {
 		// The first pass runs at once, over every compute with active
 		// jobs, rather than waiting for the first tick or Notify.
 		d.resyncAll(ctx)
+		lastFull := time.Now()
 		for {
 			d.mu.Lock()
 			dirty := d.dirty
 			d.dirty = map[string]bool{}
 			d.mu.Unlock()
 			for id := range dirty {
-				if err := d.Reconcile(ctx, id); err != nil && ctx.Err() == nil {
+				if err := d.pass(ctx, id); err != nil && ctx.Err() == nil {
 					d.cfg.Log.Error("dispatch", "compute", id, "err", err)
 				}
 			}
@@ -132,10 +163,50 @@ func (d *Dispatcher) Start(ctx context.Context) {
 				return
 			case <-d.kick:
 			case <-t.C:
-				d.resyncAll(ctx)
+				full := time.Since(lastFull) >= d.cfg.FullResync
+				if full {
+					lastFull = time.Now()
+				}
+				d.mu.Lock()
+				for id := range d.postpone {
+					d.dirty[id] = true
+				}
+				if full {
+					// The computes passed over since the last full
+					// resync, each with a check.
+					for id := range d.active {
+						d.dirty[id] = true
+						delete(d.checked, id)
+					}
+					d.active = map[string]bool{}
+				}
+				d.mu.Unlock()
 			}
 		}
 	}()
+}
+
+// pass runs one loop pass over a compute: a placement, and a check of its
+// started jobs unless one ran within Resync (then the check is postponed
+// to the next tick).
+func (d *Dispatcher) pass(ctx context.Context, computeID string) error {
+	d.mu.Lock()
+	d.active[computeID] = true
+	d.mu.Unlock()
+	if IsLocal(computeID) {
+		return d.local.reconcile(ctx, computeID)
+	}
+	if time.Since(d.checked[computeID]) < d.cfg.Resync {
+		d.postpone[computeID] = true
+		return d.place(ctx, computeID)
+	}
+	d.checked[computeID] = time.Now()
+	delete(d.postpone, computeID)
+	err := d.Reconcile(ctx, computeID)
+	if err != nil {
+		d.postpone[computeID] = true // try again on the next tick
+	}
+	return err
 }
 
 // Stop ends the loop and cancels and waits for running local jobs.
@@ -147,7 +218,8 @@ func (d *Dispatcher) Stop() {
 	d.local.stopAll()
 }
 
-// resyncAll marks every compute with active jobs dirty.
+// resyncAll marks every compute with active jobs dirty. It reads every
+// active job's compute, so it runs only at Start.
 func (d *Dispatcher) resyncAll(ctx context.Context) {
 	ids, err := d.cfg.Store.JobComputeIDs(ctx, model.JobQueued, model.JobPreparing, model.JobRunning, model.JobFinalizing)
 	if err != nil {
@@ -168,50 +240,66 @@ func IsLocal(computeID string) bool {
 
 const localSuffix = "/computes/" + model.LocalCompute
 
-// Reconcile runs one pass over a compute: it assigns its queued jobs, in
-// order, to its idle connected nodes, and tells nodes about cancels. Safe
+// Reconcile runs one full pass over a compute: it tells nodes about
+// cancels and stale jobs ([Dispatcher.check]), then assigns its queued
+// jobs, in order, to its idle connected nodes ([Dispatcher.place]). Safe
 // to run twice: every assignment is conditional on the job still being
 // queued and the node still idle.
 func (d *Dispatcher) Reconcile(ctx context.Context, computeID string) error {
 	if IsLocal(computeID) {
 		return d.local.reconcile(ctx, computeID)
 	}
+	if err := d.check(ctx, computeID); err != nil {
+		return err
+	}
+	return d.place(ctx, computeID)
+}
+
+// check tells the nodes of a compute's started jobs about cancels (again:
+// the first message may have been lost with a connection), and stops jobs
+// that no longer run on the nodes holding them. It reads every busy node
+// and started job of the compute.
+func (d *Dispatcher) check(ctx context.Context, computeID string) error {
 	st := d.cfg.Store
 	nodes, err := st.NodeListByCompute(ctx, computeID)
 	if err != nil {
 		return fmt.Errorf("list nodes: %w", err)
 	}
-	var idle []model.Node
-	busy := 0
-	for _, n := range nodes {
-		switch {
-		case n.State == model.NodeIdle && n.JobID == "" && d.cfg.Sender.Connected(n.ID):
-			idle = append(idle, n)
-		case n.JobID != "":
-			busy++
+	if !slices.ContainsFunc(nodes, func(n model.Node) bool { return n.JobID != "" }) {
+		return nil
+	}
+	started, err := st.JobListByCompute(ctx, computeID, model.JobPreparing, model.JobRunning)
+	if err != nil {
+		return fmt.Errorf("list started jobs: %w", err)
+	}
+	byJob := map[string]model.Job{}
+	for _, j := range started {
+		byJob[j.ID] = j
+		if !j.CancelRequested {
+			continue
+		}
+		for _, id := range append([]string{j.NodeID}, j.NodeIDs...) {
+			if id != "" {
+				_ = d.cfg.Sender.Send(id, agentproto.Message{Type: agentproto.TypeCancel, RunID: j.RunID})
+			}
 		}
 	}
-	if busy > 0 {
-		// Tell nodes about cancels (again: the first message may have been
-		// lost with a connection).
-		started, err := st.JobListByCompute(ctx, computeID, model.JobPreparing, model.JobRunning)
-		if err != nil {
-			return fmt.Errorf("list started jobs: %w", err)
-		}
-		byJob := map[string]model.Job{}
-		for _, j := range started {
-			byJob[j.ID] = j
-			if !j.CancelRequested {
-				continue
-			}
-			for _, id := range append([]string{j.NodeID}, j.NodeIDs...) {
-				if id != "" {
-					_ = d.cfg.Sender.Send(id, agentproto.Message{Type: agentproto.TypeCancel, RunID: j.RunID})
-				}
-			}
-		}
-		if err := d.cancelStale(ctx, nodes, byJob); err != nil {
-			return err
+	return d.cancelStale(ctx, nodes, byJob)
+}
+
+// place assigns a compute's queued jobs, in order, to its idle connected
+// nodes, as many as fit. It reads the idle nodes and the head of the
+// queue, never the whole cluster or queue.
+func (d *Dispatcher) place(ctx context.Context, computeID string) error {
+	st := d.cfg.Store
+	free, err := st.NodeListByState(ctx, computeID, model.NodeIdle)
+	if err != nil {
+		return fmt.Errorf("list idle nodes: %w", err)
+	}
+	var idle []model.Node
+	for _, n := range free {
+		if n.JobID == "" && d.cfg.Sender.Connected(n.ID) {
+			idle = append(idle, n)
 		}
 	}
 	if len(idle) == 0 {
@@ -223,6 +311,9 @@ func (d *Dispatcher) Reconcile(ctx context.Context, computeID string) error {
 	if err != nil {
 		return fmt.Errorf("list queued jobs: %w", err)
 	}
+	if len(queued) == 0 {
+		return nil
+	}
 	maxNodes := -1 // unknown: no gang is skipped as never fitting
 	if c, err := st.ComputeGet(ctx, computeID); err == nil {
 		maxNodes = c.Scale.MaxNodes
@@ -230,16 +321,15 @@ func (d *Dispatcher) Reconcile(ctx context.Context, computeID string) error {
 	// Longest idle first, so that recently busy nodes reach their idle
 	// timeout and scale down.
 	sort.SliceStable(idle, func(a, b int) bool { return idle[a].StateSince.Before(idle[b].StateSince) })
-	byID := make(map[string]model.Node, len(nodes))
-	for _, n := range nodes {
-		byID[n.ID] = n
-	}
-	changed := false
+	var updates []store.JobNodesUpdate
 	for _, j := range queued {
 		if len(idle) == 0 {
 			break
 		}
-		held, ready := heldRanks(j, byID)
+		held, ready, err := d.heldRanks(ctx, j)
+		if err != nil {
+			return err
+		}
 		if !ready {
 			// A node it kept is still stopping its last attempt.
 			break
@@ -260,19 +350,30 @@ func (d *Dispatcher) Reconcile(ctx context.Context, computeID string) error {
 		}
 		var taken []model.Node
 		taken, idle = idle[:need], idle[need:]
-		ok, err := d.assign(ctx, j, taken, held)
+		u, err := d.assignment(j, taken, held)
 		if err != nil {
 			return err
 		}
-		if !ok {
-			// The job was canceled or a node taken meanwhile. Stop here
-			// rather than give a later job this pass's nodes: the next
-			// pass reads the queue afresh, keeping it first come, first
-			// served.
+		updates = append(updates, u)
+	}
+	if len(updates) == 0 {
+		return nil
+	}
+	// The pass's placements are one transaction.
+	errs, err := st.JobUpdateBatch(ctx, updates)
+	if err != nil {
+		return fmt.Errorf("assign jobs: %w", err)
+	}
+	changed := false
+	for i, u := range updates {
+		if errs[i] != nil {
+			// The job was canceled or a node taken meanwhile: the next
+			// pass reads the queue afresh.
 			d.Notify(computeID)
-			break
+			continue
 		}
 		changed = true
+		d.started(u)
 	}
 	if changed {
 		d.cfg.Changed(computeID)
@@ -280,53 +381,52 @@ func (d *Dispatcher) Reconcile(ctx context.Context, computeID string) error {
 	return nil
 }
 
-// assign gives j the idle nodes taken (and, for a gang retrying, the
-// nodes it held on to, by rank), all in one store transaction; it reports false,
-// changing nothing, when the job or a node changed meanwhile. Each node
-// is then told to run its rank of the job.
-func (d *Dispatcher) assign(ctx context.Context, j model.Job, taken []model.Node, held map[int]model.Node) (bool, error) {
-	st := d.cfg.Store
+// assignment returns the change that gives j the idle nodes taken (and,
+// for a gang retrying, the nodes it held on to, by rank): the job's
+// record and its nodes', each conditional on the state it was read in.
+func (d *Dispatcher) assignment(j model.Job, taken []model.Node, held map[int]model.Node) (store.JobNodesUpdate, error) {
 	now := d.cfg.Now().UTC()
-	var changes []store.NodeChange
+	u := store.JobNodesUpdate{From: model.JobQueued}
 	if !j.Gang() {
 		n := taken[0]
 		if err := j.Assign(&n, now); err != nil {
-			return false, err
+			return u, err
 		}
-		changes = []store.NodeChange{{Node: n, From: model.NodeIdle}}
-	} else {
-		ranks := make([]*model.Node, max(j.InstanceCount, 1))
-		from := make([]model.NodeState, len(ranks))
-		next := 0
-		for r := range ranks {
-			if n, ok := held[r]; ok {
-				ranks[r], from[r] = &n, n.State
-				continue
-			}
-			n := taken[next]
-			next++
-			ranks[r], from[r] = &n, model.NodeIdle
-		}
-		if err := j.AssignGang(ranks, now); err != nil {
-			return false, err
-		}
-		for r, n := range ranks {
-			changes = append(changes, store.NodeChange{Node: *n, From: from[r]})
-		}
+		u.Job, u.Nodes = j, []store.NodeChange{{Node: n, From: model.NodeIdle}}
+		return u, nil
 	}
-	err := st.JobUpdateNodes(ctx, j, model.JobQueued, changes)
-	if errors.Is(err, store.ErrPreconditionFailed) || errors.Is(err, store.ErrNotFound) {
-		return false, nil
+	ranks := make([]*model.Node, max(j.InstanceCount, 1))
+	from := make([]model.NodeState, len(ranks))
+	next := 0
+	for r := range ranks {
+		if n, ok := held[r]; ok {
+			ranks[r], from[r] = &n, n.State
+			continue
+		}
+		n := taken[next]
+		next++
+		ranks[r], from[r] = &n, model.NodeIdle
 	}
-	if err != nil {
-		return false, fmt.Errorf("assign %s: %w", j.Name, err)
+	if err := j.AssignGang(ranks, now); err != nil {
+		return u, err
 	}
+	u.Job = j
+	for r, n := range ranks {
+		u.Nodes = append(u.Nodes, store.NodeChange{Node: *n, From: from[r]})
+	}
+	return u, nil
+}
+
+// started tells each node of a stored assignment to run its rank of the
+// job, after starting the job's new attempt's output.
+func (d *Dispatcher) started(u store.JobNodesUpdate) {
+	j := u.Job
 	if d.cfg.Files != nil {
 		if err := d.cfg.Files.StartAttempt(j.RunID, j.Attempts); err != nil {
 			d.cfg.Log.Error("keep the logs of the job's earlier attempt", "job", j.Name, "err", err)
 		}
 	}
-	for _, c := range changes {
+	for _, c := range u.Nodes {
 		if err := d.cfg.Sender.Send(c.Node.ID, d.cfg.Run(j)); err != nil {
 			// The agent resumes the job from its Preparing state when it
 			// reconnects; a node that never does is replaced by the
@@ -334,7 +434,6 @@ func (d *Dispatcher) assign(ctx context.Context, j model.Job, taken []model.Node
 			d.cfg.Log.Warn("send job to node", "job", j.Name, "node", c.Node.ID, "err", err)
 		}
 	}
-	return true, nil
 }
 
 // cancelStale tells each node that holds a job which no longer runs on it
@@ -386,16 +485,25 @@ func (d *Dispatcher) cancelStale(ctx context.Context, nodes []model.Node, starte
 // attempt, by rank, and whether they are all ready (their old attempt
 // has ended, so they are idle). A kept node that is gone or no longer
 // the job's leaves its rank open, for a new node.
-func heldRanks(j model.Job, byID map[string]model.Node) (map[int]model.Node, bool) {
+func (d *Dispatcher) heldRanks(ctx context.Context, j model.Job) (map[int]model.Node, bool, error) {
 	held := map[int]model.Node{}
 	ready := true
 	for r, id := range j.NodeIDs {
-		n, ok := byID[id]
-		if id == "" || !ok || n.JobID != j.ID || (n.State != model.NodeIdle && n.State != model.NodeRunning) {
+		if id == "" {
+			continue
+		}
+		n, err := d.cfg.Store.NodeGet(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("get node %s: %w", id, err)
+		}
+		if n.JobID != j.ID || (n.State != model.NodeIdle && n.State != model.NodeRunning) {
 			continue
 		}
 		held[r] = n
 		ready = ready && n.State == model.NodeIdle
 	}
-	return held, ready
+	return held, ready, nil
 }

@@ -65,56 +65,77 @@ func (l *localRunner) recover(ctx context.Context) error {
 	return nil
 }
 
+// localHead is how many queued local jobs a pass reads at a time: a pass
+// costs the jobs it starts, not the length of the queue.
+const localHead = 64
+
 // reconcile starts every queued local job and passes cancels on.
 func (l *localRunner) reconcile(ctx context.Context, computeID string) error {
 	st := l.d.cfg.Store
 	if l.d.cfg.LocalDisabled {
 		return nil
 	}
-	jobs, err := st.JobListByCompute(ctx, computeID, model.JobQueued, model.JobPreparing, model.JobRunning)
+	started, err := st.JobListByCompute(ctx, computeID, model.JobPreparing, model.JobRunning)
 	if err != nil {
 		return fmt.Errorf("list local jobs: %w", err)
 	}
-	for _, j := range jobs {
-		if j.Status != model.JobQueued {
-			if j.CancelRequested {
-				l.mu.Lock()
-				lj := l.running[j.RunID]
-				l.mu.Unlock()
-				if lj != nil {
-					lj.job.Cancel()
-				}
+	for _, j := range started {
+		if j.CancelRequested {
+			l.mu.Lock()
+			lj := l.running[j.RunID]
+			l.mu.Unlock()
+			if lj != nil {
+				lj.job.Cancel()
 			}
-			continue
 		}
-		user, ok, err := l.takeUser()
-		if err != nil {
-			return fmt.Errorf("start local job %s: %w", j.Name, err)
-		}
-		if !ok {
-			return nil // every uid runs a job: the next one to end notifies
-		}
-		from := j.Status
-		if err := j.Assign(nil, l.d.cfg.Now().UTC()); err != nil {
-			l.putUser(user)
-			return fmt.Errorf("start local job %s: %w", j.Name, err)
-		}
-		err = st.JobUpdate(ctx, j, from, nil, "")
-		if err != nil {
-			l.putUser(user)
-		}
-		if errors.Is(err, store.ErrPreconditionFailed) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("start local job %s: %w", j.Name, err)
-		}
-		if err := l.d.cfg.Files.StartAttempt(j.RunID, j.Attempts); err != nil {
-			l.d.cfg.Log.Error("keep the logs of the job's earlier attempt", "job", j.Name, "err", err)
-		}
-		l.start(ctx, j, user)
 	}
-	return nil
+	for {
+		queued, err := st.JobHead(ctx, computeID, model.JobQueued, localHead)
+		if err != nil {
+			return fmt.Errorf("list local jobs: %w", err)
+		}
+		for _, j := range queued {
+			if ok, err := l.startQueued(ctx, j); err != nil || !ok {
+				return err
+			}
+		}
+		if len(queued) < localHead {
+			return nil
+		}
+	}
+}
+
+// startQueued starts a queued local job; ok is false when every uid runs
+// a job (the next one to end notifies).
+func (l *localRunner) startQueued(ctx context.Context, j model.Job) (ok bool, err error) {
+	st := l.d.cfg.Store
+	user, ok, err := l.takeUser()
+	if err != nil {
+		return false, fmt.Errorf("start local job %s: %w", j.Name, err)
+	}
+	if !ok {
+		return false, nil
+	}
+	from := j.Status
+	if err := j.Assign(nil, l.d.cfg.Now().UTC()); err != nil {
+		l.putUser(user)
+		return false, fmt.Errorf("start local job %s: %w", j.Name, err)
+	}
+	err = st.JobUpdate(ctx, j, from, nil, "")
+	if err != nil {
+		l.putUser(user)
+	}
+	if errors.Is(err, store.ErrPreconditionFailed) {
+		return true, nil // no longer queued
+	}
+	if err != nil {
+		return false, fmt.Errorf("start local job %s: %w", j.Name, err)
+	}
+	if err := l.d.cfg.Files.StartAttempt(j.RunID, j.Attempts); err != nil {
+		l.d.cfg.Log.Error("keep the logs of the job's earlier attempt", "job", j.Name, "err", err)
+	}
+	l.start(ctx, j, user)
+	return true, nil
 }
 
 // takeUser picks a free uid for a local job, with nothing left running as

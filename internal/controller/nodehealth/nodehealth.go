@@ -51,6 +51,7 @@ const (
 	DefaultHeartbeatTimeout = 30 * time.Second
 	DefaultBootTimeout      = 2 * time.Minute
 	DefaultResync           = time.Second
+	MaxDefaultResync        = 10 * time.Second
 )
 
 // createGrace is how long a node record may exist without its instance
@@ -98,7 +99,11 @@ type Config struct {
 	// BootTimeout is how long a preparing node's agent has to register;
 	// zero means DefaultBootTimeout.
 	BootTimeout time.Duration
-	// Resync is how often the loop runs a pass; zero means DefaultResync.
+	// Resync is how often the loop runs a pass; zero means a third of
+	// HeartbeatTimeout, at least DefaultResync and at most
+	// MaxDefaultResync (10s with the default timeout): a pass reads every
+	// node and instance, so on a large cluster it is most of what an idle
+	// control plane spends.
 	Resync time.Duration
 	// Liveness reports agents' heartbeats; nil means heartbeats are not
 	// checked.
@@ -145,7 +150,7 @@ func New(cfg Config) *Checker {
 		cfg.BootTimeout = DefaultBootTimeout
 	}
 	if cfg.Resync <= 0 {
-		cfg.Resync = DefaultResync
+		cfg.Resync = min(max(cfg.HeartbeatTimeout/3, DefaultResync), MaxDefaultResync)
 	}
 	if cfg.ReportGrace <= 0 {
 		cfg.ReportGrace = DefaultReportGrace
@@ -159,19 +164,29 @@ func New(cfg Config) *Checker {
 	return &Checker{cfg: cfg, started: cfg.Now().UTC(), noticed: map[string]bool{}, kick: make(chan struct{}, 1)}
 }
 
-// Start runs a pass at once and then each Resync, in one goroutine, until
-// Stop.
+// passCostFactor bounds the loop's own cost: a pass waits at least this
+// many times the last pass's time after it (but never longer than
+// HeartbeatTimeout), so that passes over a very large cluster take at
+// most about 0.5% of a core.
+const passCostFactor = 200
+
+// Start runs a pass at once and then each Resync (or, when a pass took
+// longer than 1/passCostFactor of Resync, passCostFactor times that
+// pass's time, at most HeartbeatTimeout), or at once when kicked, in one
+// goroutine, until Stop.
 func (c *Checker) Start(ctx context.Context) {
 	ctx, c.cancel = context.WithCancel(ctx)
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		t := time.NewTicker(c.cfg.Resync)
+		t := time.NewTimer(c.cfg.Resync)
 		defer t.Stop()
 		for {
+			start := time.Now()
 			if err := c.Check(ctx); err != nil && ctx.Err() == nil {
 				c.cfg.Log.Error("node health pass", "err", err)
 			}
+			t.Reset(max(c.cfg.Resync, min(passCostFactor*time.Since(start), c.cfg.HeartbeatTimeout)))
 			select {
 			case <-ctx.Done():
 				return

@@ -231,31 +231,76 @@ func (s *Store) JobUpdateNodes(ctx context.Context, j model.Job, from model.JobS
 		}
 		return nil
 	}
-	// Nodes are locked in ID order, so two transactions that want some
-	// of the same nodes (two gangs) wait for each other instead of
-	// deadlocking.
-	nodes = slices.SortedFunc(slices.Values(nodes), func(a, b store.NodeChange) int { return strings.Compare(a.Node.ID, b.Node.ID) })
 	err = s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, jobUpdateSQL, args...)
-		if err == nil {
-			err = changed(ctx, tx, tag, jobExistsSQL, fold(j.ID))
-		}
-		if err != nil {
-			return storeErr(err)
-		}
-		for _, c := range nodes {
-			tag, err = tx.Exec(ctx, nodeUpdateSQL, nodeArgs(c.Node, c.From)...)
-			if err == nil {
-				err = changed(ctx, tx, tag, nodeExistsSQL, c.Node.ID)
-			}
+		return applyJobNodes(ctx, tx, args, j.ID, nodes)
+	})
+	if err != nil {
+		return fmt.Errorf("job update %s: %w", j.ID, err)
+	}
+	return nil
+}
+
+// JobUpdateBatch implements store.Store: one transaction, with a savepoint
+// per update so that one whose condition fails is undone alone.
+func (s *Store) JobUpdateBatch(ctx context.Context, updates []store.JobNodesUpdate) ([]error, error) {
+	errs := make([]error, len(updates))
+	if len(updates) == 0 {
+		return errs, nil
+	}
+	err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		for i, u := range updates {
+			errs[i] = nil
+			args, err := jobArgs(u.Job)
 			if err != nil {
-				return fmt.Errorf("node %s: %w", c.Node.ID, err)
+				return fmt.Errorf("job update %s: %w", u.Job.ID, err)
+			}
+			args = append(args, fold(u.Job.ID), string(u.From))
+			sp, err := tx.Begin(ctx) // a savepoint
+			if err != nil {
+				return err
+			}
+			err = applyJobNodes(ctx, sp, args, u.Job.ID, u.Nodes)
+			if errors.Is(err, store.ErrPreconditionFailed) || errors.Is(err, store.ErrNotFound) {
+				errs[i] = fmt.Errorf("job update %s: %w", u.Job.ID, err)
+				if err := sp.Rollback(ctx); err != nil {
+					return err
+				}
+				continue
+			} else if err != nil {
+				return fmt.Errorf("job update %s: %w", u.Job.ID, err)
+			}
+			if err := sp.Commit(ctx); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("job update %s: %w", j.ID, err)
+		return nil, fmt.Errorf("job update batch: %w", err)
+	}
+	return errs, nil
+}
+
+// applyJobNodes updates a job (args are jobUpdateSQL's) and its nodes in
+// tx. Nodes are locked in ID order, so two transactions that want some of
+// the same nodes (two gangs) wait for each other instead of deadlocking.
+func applyJobNodes(ctx context.Context, tx pgx.Tx, args []any, jobID string, nodes []store.NodeChange) error {
+	tag, err := tx.Exec(ctx, jobUpdateSQL, args...)
+	if err == nil {
+		err = changed(ctx, tx, tag, jobExistsSQL, fold(jobID))
+	}
+	if err != nil {
+		return storeErr(err)
+	}
+	nodes = slices.SortedFunc(slices.Values(nodes), func(a, b store.NodeChange) int { return strings.Compare(a.Node.ID, b.Node.ID) })
+	for _, c := range nodes {
+		tag, err = tx.Exec(ctx, nodeUpdateSQL, nodeArgs(c.Node, c.From)...)
+		if err == nil {
+			err = changed(ctx, tx, tag, nodeExistsSQL, c.Node.ID)
+		}
+		if err != nil {
+			return fmt.Errorf("node %s: %w", c.Node.ID, err)
+		}
 	}
 	return nil
 }

@@ -35,6 +35,7 @@ const (
 	nodeGetSQL           = `SELECT ` + nodeColumns + ` FROM nodes WHERE id = $1`
 	nodeListByComputeSQL = `SELECT ` + nodeColumns + ` FROM nodes WHERE compute_key = $1 ORDER BY created_at, id`
 	nodeListSQL          = `SELECT ` + nodeColumns + ` FROM nodes ORDER BY created_at, id`
+	nodeListByStateSQL   = `SELECT ` + nodeColumns + ` FROM nodes WHERE compute_key = $1 AND state = $2 ORDER BY created_at, id`
 	nodeDeleteSQL        = `DELETE FROM nodes WHERE id = $1`
 )
 
@@ -134,6 +135,16 @@ func (s *Store) NodeListByCompute(ctx context.Context, computeID string) ([]mode
 	ns, err := query(ctx, s.pool, scanNode, nodeListByComputeSQL, fold(computeID))
 	if err != nil {
 		return nil, fmt.Errorf("node list by compute %s: %w", computeID, err)
+	}
+	return ns, nil
+}
+
+// NodeListByState implements store.Store, through the index
+// nodes_by_compute_state (migration 0002).
+func (s *Store) NodeListByState(ctx context.Context, computeID string, state model.NodeState) ([]model.Node, error) {
+	ns, err := query(ctx, s.pool, scanNode, nodeListByStateSQL, fold(computeID), string(state))
+	if err != nil {
+		return nil, fmt.Errorf("node list by state %s %s: %w", computeID, state, err)
 	}
 	return ns, nil
 }

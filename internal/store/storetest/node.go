@@ -18,6 +18,7 @@ var nodeTests = []test{
 	{"Missing", testNodeMissing},
 	{"Update", testNodeUpdate},
 	{"List", testNodeList},
+	{"ListByState", testNodeListByState},
 	{"Delete", testNodeDelete},
 	{"BindAgentKey", testNodeBindAgentKey},
 	{"Usage", testNodeUsage},
@@ -219,6 +220,56 @@ func testNodeList(t *testing.T, s store.Store) {
 			}
 			if diff := cmp.Diff(tt.wantIDs, nodeIDs(got)); diff != "" {
 				t.Errorf("node IDs (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func testNodeListByState(t *testing.T, s store.Store) {
+	w := setupWorkspace(t, s, "ws")
+	cpu := newCompute(w, "cpu").ID
+	other := newCompute(w, "cpux").ID
+	for _, n := range []struct {
+		id      string
+		compute string
+		state   model.NodeState
+		created int
+	}{
+		{"n-b", cpu, model.NodeIdle, 5},
+		{"n-a", cpu, model.NodeIdle, 5}, // same time as n-b: ordered by ID
+		{"n-c", cpu, model.NodeIdle, 1},
+		{"n-d", cpu, model.NodeRunning, 3},
+		{"n-e", other, model.NodeIdle, 2}, // its compute's ID extends cpu's
+	} {
+		node := newNode(n.id, n.compute, n.state)
+		node.CreatedAt = at(n.created)
+		mustCreateNode(t, s, node)
+	}
+	tests := []struct {
+		name    string
+		compute string
+		state   model.NodeState
+		wantIDs []string
+	}{
+		{"idle", cpu, model.NodeIdle, []string{"n-c", "n-a", "n-b"}},
+		{"compute ID case", strings.ToUpper(cpu), model.NodeIdle, []string{"n-c", "n-a", "n-b"}},
+		{"running", cpu, model.NodeRunning, []string{"n-d"}},
+		{"none in state", cpu, model.NodePreparing, nil},
+		{"other compute", other, model.NodeIdle, []string{"n-e"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.NodeListByState(t.Context(), tt.compute, tt.state)
+			if err != nil {
+				t.Fatalf("NodeListByState: %v", err)
+			}
+			if diff := cmp.Diff(tt.wantIDs, nodeIDs(got)); diff != "" {
+				t.Errorf("node IDs (-want +got):\n%s", diff)
+			}
+			for _, n := range got {
+				if n.State != tt.state {
+					t.Errorf("node %s is %s, want %s", n.ID, n.State, tt.state)
+				}
 			}
 		})
 	}

@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Token", tokenTests},
 		{"Quota", quotaTests},
 		{"Job", jobTests},
+		{"JobBatch", jobBatchTests},
 		{"Node", nodeTests},
 		{"Event", eventTests},
 		{"ComputeStatus", computeStatusTests},
