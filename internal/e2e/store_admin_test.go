@@ -99,6 +99,12 @@ func TestMigrateSQLiteToPostgres(t *testing.T) {
 	if status != 201 || json.Unmarshal(raw, &reader) != nil {
 		t.Fatalf("create token: %d %s", status, raw)
 	}
+	// The autoscaler records Steady within a pass or so of the node's
+	// start; the answers are compared once nothing is in motion.
+	waitFor(t, 60*time.Second, "the cluster to be steady", func() (bool, string) {
+		a := getCompute(t, s, "pool").Properties.Properties.AllocationState
+		return a == api.AllocationSteady, string(a)
+	})
 	wantCompute := getRaw(t, s, workspacePath+"/computes/pool")
 	wantJob := getRaw(t, s, workspacePath+"/jobs/hello")
 	wantNodes := nodeIDs(t, s, "pool")
