@@ -37,8 +37,6 @@ const (
 	// queuedJobs is how many jobs wait in the queue when the cluster
 	// scales up.
 	queuedJobs = 100_000
-	// busyWindow is how long jobs finish and are placed again.
-	busyWindow = 5 * time.Second
 	// idleWindow is how long the idle control plane's CPU is read.
 	idleWindow = 30 * time.Second
 	// gets is how many GET compute requests are timed.
