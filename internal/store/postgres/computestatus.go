@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 
 	"kumo/internal/model"
@@ -20,21 +19,6 @@ const (
 	computeStatusGetSQL = `SELECT compute_id, target_nodes, allocation, allocation_since, errors, blocked, blocked_detail
 		FROM compute_status WHERE compute_key = $1`
 )
-
-func scanComputeStatus(sc scanner) (model.ComputeStatus, error) {
-	var (
-		cs          model.ComputeStatus
-		since, errs sql.NullString
-	)
-	err := sc.Scan(&cs.ComputeID, &cs.TargetNodes, &cs.Allocation, &since, &errs, &cs.Blocked, &cs.BlockedDetail)
-	if err != nil {
-		return model.ComputeStatus{}, err
-	}
-	var d decoder
-	cs.AllocationSince = d.optTime("allocation_since", since)
-	cs.Errors = d.errors("errors", errs)
-	return cs, d.err
-}
 
 // ComputeStatusSet implements store.Store. The compute need not exist;
 // ComputeDelete removes its status.

@@ -16,19 +16,6 @@ const (
 		ORDER BY time DESC, seq DESC LIMIT $2`
 )
 
-func scanEvent(sc scanner) (model.Event, error) {
-	var (
-		e model.Event
-		t string
-	)
-	if err := sc.Scan(&e.ComputeID, &t, &e.Kind, &e.Message); err != nil {
-		return model.Event{}, err
-	}
-	var d decoder
-	e.Time = d.time("time", t)
-	return e, d.err
-}
-
 // EventAppend implements store.Store. The compute need not exist.
 func (s *Store) EventAppend(ctx context.Context, e model.Event) error {
 	if _, err := s.exec(ctx, eventAppendSQL, e.ComputeID, fold(e.ComputeID), encTime(e.Time), string(e.Kind), e.Message); err != nil {

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -38,43 +37,6 @@ const (
 	nodeListByStateSQL   = `SELECT ` + nodeColumns + ` FROM nodes WHERE compute_key = $1 AND state = $2 ORDER BY created_at, id`
 	nodeDeleteSQL        = `DELETE FROM nodes WHERE id = $1`
 )
-
-func scanNode(sc scanner) (model.Node, error) {
-	var (
-		n              model.Node
-		created, since string
-		ready          sql.NullString
-	)
-	err := sc.Scan(&n.ID, &n.ComputeID, &n.State, &n.CredentialHash, &n.Address, &n.SSHPort, &n.JobID,
-		&n.Reason, &n.Note, &created, &since, &n.Attempts, &n.AgentKey, &n.HostKey, &ready)
-	if err != nil {
-		return model.Node{}, err
-	}
-	var d decoder
-	n.CreatedAt = d.time("created_at", created)
-	n.StateSince = d.time("state_since", since)
-	n.ReadyAt = d.optTime("ready_at", ready)
-	return n, d.err
-}
-
-// nodeInsertArgs returns nodeInsertSQL's arguments.
-func nodeInsertArgs(n model.Node) []any {
-	return []any{
-		n.ID, n.ComputeID, fold(n.ComputeID), string(n.State), n.CredentialHash, n.Address, n.SSHPort, n.JobID,
-		string(n.Reason), n.Note, encTime(n.CreatedAt), encTime(n.StateSince), n.Attempts, n.AgentKey, n.HostKey,
-		encOptTime(n.ReadyAt),
-	}
-}
-
-// nodeArgs returns nodeUpdateSQL's arguments: n's fields, then the
-// condition that the stored state is from.
-func nodeArgs(n model.Node, from model.NodeState) []any {
-	return []any{
-		string(n.State), n.CredentialHash, n.Address, n.SSHPort, n.JobID, string(n.Reason), n.Note,
-		encTime(n.CreatedAt), encTime(n.StateSince), n.Attempts, n.HostKey, encOptTime(n.ReadyAt),
-		n.ID, string(from),
-	}
-}
 
 // NodeCreate implements store.Store. Node IDs match exactly; the compute
 // need not exist.

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -11,33 +10,6 @@ import (
 )
 
 const operationColumns = `id, location, kind, compute_id, status, error_code, error_message, started_at, ended_at`
-
-func scanOperation(sc scanner) (model.Operation, error) {
-	var (
-		op        model.Operation
-		code, msg sql.NullString
-		started   string
-		ended     sql.NullString
-	)
-	if err := sc.Scan(&op.ID, &op.Location, &op.Kind, &op.ComputeID, &op.Status, &code, &msg, &started, &ended); err != nil {
-		return model.Operation{}, err
-	}
-	if code.Valid || msg.Valid {
-		op.Error = &model.Error{Code: code.String, Message: msg.String}
-	}
-	var d decoder
-	op.StartedAt = d.time("started_at", started)
-	op.EndedAt = d.optTime("ended_at", ended)
-	return op, d.err
-}
-
-// opError splits an operation's error into nullable columns.
-func opError(e *model.Error) (code, msg sql.NullString) {
-	if e == nil {
-		return sql.NullString{}, sql.NullString{}
-	}
-	return sql.NullString{String: e.Code, Valid: true}, sql.NullString{String: e.Message, Valid: true}
-}
 
 // insertOperation inserts op in tx; store.ErrConflict if its ID exists.
 func insertOperation(ctx context.Context, tx pgx.Tx, op model.Operation) error {

@@ -320,11 +320,6 @@ func query[T any](ctx context.Context, db querier, scan func(scanner) (T, error)
 	return out, nil
 }
 
-// scanner is a pgx.Row or pgx.Rows.
-type scanner interface {
-	Scan(dest ...any) error
-}
-
 // PostgreSQL error codes the store translates.
 const (
 	codeUniqueViolation     = "23505"

@@ -7,12 +7,6 @@ import (
 	"kumo/internal/model"
 )
 
-func scanQuota(sc scanner) (model.Quota, error) {
-	var q model.Quota
-	err := sc.Scan(&q.WorkspaceID, &q.Family, &q.Limit)
-	return q, err
-}
-
 // QuotaSet implements store.Store. Families match case-insensitively; the
 // last spelling set is kept. ErrNotFound if the workspace does not exist.
 func (s *Store) QuotaSet(ctx context.Context, q model.Quota) error {

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"time"
 
@@ -12,21 +11,6 @@ import (
 )
 
 const usageColumns = `node_id, compute_id, workspace_id, vm_size, priority, price_per_hour, started_at, ended_at`
-
-func scanUsage(sc scanner) (model.NodeUsage, error) {
-	var (
-		u       model.NodeUsage
-		started string
-		ended   sql.NullString
-	)
-	if err := sc.Scan(&u.NodeID, &u.ComputeID, &u.WorkspaceID, &u.VMSize, &u.Priority, &u.PricePerHour, &started, &ended); err != nil {
-		return model.NodeUsage{}, err
-	}
-	var d decoder
-	u.StartedAt = d.time("started_at", started)
-	u.EndedAt = d.optTime("ended_at", ended)
-	return u, d.err
-}
 
 // NodeCreateUsage implements store.Store: the node and its usage record in
 // one transaction.

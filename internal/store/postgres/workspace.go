@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -12,24 +11,6 @@ import (
 )
 
 const workspaceColumns = `id, subscription, resource_group, name, location, description, tags, created_at, modified_at, created_by`
-
-func scanWorkspace(sc scanner) (model.Workspace, error) {
-	var (
-		w                 model.Workspace
-		tags              sql.NullString
-		created, modified string
-	)
-	err := sc.Scan(&w.ID, &w.Subscription, &w.ResourceGroup, &w.Name, &w.Location, &w.Description,
-		&tags, &created, &modified, &w.CreatedBy)
-	if err != nil {
-		return model.Workspace{}, err
-	}
-	var d decoder
-	w.Tags = d.tags("tags", tags)
-	w.CreatedAt = d.time("created_at", created)
-	w.ModifiedAt = d.time("modified_at", modified)
-	return w, d.err
-}
 
 // WorkspaceCreate implements store.Store.
 func (s *Store) WorkspaceCreate(ctx context.Context, w model.Workspace) error {

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
-	"time"
 
 	"kumo/internal/model"
 	"kumo/internal/store"
@@ -14,29 +13,6 @@ import (
 const computeColumns = `id, workspace_id, name, location, description, tags, vm_size, priority,
 	min_nodes, max_nodes, idle_time_ns, admin_user, password_hash, ssh_public_key, remote_login,
 	state, errors, operation_id, etag, created_at, modified_at, created_by, modified_by`
-
-func scanCompute(sc scanner) (model.Compute, error) {
-	var (
-		c                 model.Compute
-		tags, errs        sql.NullString
-		idle              int64
-		created, modified string
-	)
-	err := sc.Scan(&c.ID, &c.WorkspaceID, &c.Name, &c.Location, &c.Description, &tags, &c.VMSize, &c.Priority,
-		&c.Scale.MinNodes, &c.Scale.MaxNodes, &idle, &c.Credentials.AdminUser, &c.Credentials.PasswordHash,
-		&c.Credentials.SSHPublicKey, &c.RemoteLogin, &c.State, &errs, &c.OperationID, &c.ETag,
-		&created, &modified, &c.CreatedBy, &c.ModifiedBy)
-	if err != nil {
-		return model.Compute{}, err
-	}
-	var d decoder
-	c.Tags = d.tags("tags", tags)
-	c.Scale.IdleTime = time.Duration(idle)
-	c.Errors = d.errors("errors", errs)
-	c.CreatedAt = d.time("created_at", created)
-	c.ModifiedAt = d.time("modified_at", modified)
-	return c, d.err
-}
 
 // ComputeCreate implements store.Store.
 func (s *Store) ComputeCreate(ctx context.Context, c model.Compute, op model.Operation) error {

@@ -3,11 +3,9 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"kumo/internal/model"
 	"kumo/internal/store"
@@ -40,82 +38,6 @@ const (
 	jobListSQL       = `SELECT ` + jobColumns + ` FROM jobs WHERE workspace_key = ? AND name_key > ? ORDER BY name_key LIMIT ?`
 	jobMaxSeqSQL     = `SELECT coalesce(max(seq), 0) FROM jobs`
 )
-
-func scanJob(sc scanner) (model.Job, error) {
-	var (
-		j              model.Job
-		env, warnings  sql.NullString
-		history        sql.NullString
-		dist, nodeIDs  sql.NullString
-		timeout        int64
-		exit           sql.NullInt64
-		code, msg      sql.NullString
-		created        string
-		started, ended sql.NullString
-	)
-	err := sc.Scan(&j.ID, &j.WorkspaceID, &j.Name, &j.RunID, &j.ComputeID, &j.DisplayName, &j.ExperimentName,
-		&j.Command, &env, &j.SnapshotID, &timeout, &j.InstanceCount, &j.Status, &j.NodeID, &j.Attempts,
-		&exit, &code, &msg, &j.CancelRequested, &j.Seq, &created, &started, &ended, &j.CreatedBy, &warnings, &j.CreatedByToken,
-		&history, &j.MaxRetries, &dist, &nodeIDs)
-	if err != nil {
-		return model.Job{}, err
-	}
-	var d decoder
-	j.Env = d.tags("env", env)
-	j.Timeout = time.Duration(timeout)
-	if exit.Valid {
-		n := int(exit.Int64)
-		j.ExitCode = &n
-	}
-	if code.Valid || msg.Valid {
-		j.Error = &model.Error{Code: code.String, Message: msg.String}
-	}
-	j.CreatedAt = d.time("created_at", created)
-	j.StartedAt = d.optTime("started_at", started)
-	j.EndedAt = d.optTime("ended_at", ended)
-	j.Warnings = d.strings("warnings", warnings)
-	j.History = decAttempts(&d, history)
-	j.Distribution = decDistribution(&d, dist)
-	j.NodeIDs = d.strings("node_ids", nodeIDs)
-	return j, d.err
-}
-
-// jobArgs encodes the columns that jobInsertSQL and jobUpdateSQL share,
-// run_id through node_ids, in the order both list them.
-func jobArgs(j model.Job) ([]any, error) {
-	env, err := encTags(j.Env)
-	if err != nil {
-		return nil, err
-	}
-	warnings, err := encJSON(j.Warnings, len(j.Warnings))
-	if err != nil {
-		return nil, err
-	}
-	var exit sql.NullInt64
-	if j.ExitCode != nil {
-		exit = sql.NullInt64{Int64: int64(*j.ExitCode), Valid: true}
-	}
-	history, err := encAttempts(j.History)
-	if err != nil {
-		return nil, err
-	}
-	dist, err := encDistribution(j.Distribution)
-	if err != nil {
-		return nil, err
-	}
-	nodeIDs, err := encJSON(j.NodeIDs, len(j.NodeIDs))
-	if err != nil {
-		return nil, err
-	}
-	code, msg := opError(j.Error)
-	return []any{
-		j.RunID, j.ComputeID, fold(j.ComputeID), j.DisplayName, j.ExperimentName, j.Command,
-		env, j.SnapshotID, int64(j.Timeout), j.InstanceCount, string(j.Status), j.NodeID, j.Attempts,
-		exit, code, msg, j.CancelRequested, j.Seq, encTime(j.CreatedAt),
-		encOptTime(j.StartedAt), encOptTime(j.EndedAt), j.CreatedBy, warnings, j.CreatedByToken,
-		history, j.MaxRetries, dist, nodeIDs,
-	}, nil
-}
 
 // JobCreate implements store.Store. Job IDs and names match
 // case-insensitively, run IDs exactly.
@@ -385,55 +307,6 @@ func (s *Store) JobComputeIDs(ctx context.Context, statuses ...model.JobStatus) 
 	return ids, nil
 }
 
-// attemptRow is one element of jobs.history, with stable JSON names.
-type attemptRow struct {
-	Number    int      `json:"number"`
-	NodeID    string   `json:"node,omitempty"`
-	NodeIDs   []string `json:"nodes,omitempty"` // a gang's, in rank order
-	StartedAt string   `json:"start"`
-	EndedAt   string   `json:"end,omitempty"`
-	Class     string   `json:"class,omitempty"`
-	Reason    string   `json:"reason,omitempty"`
-	Message   string   `json:"message,omitempty"`
-	ExitCode  *int     `json:"exitCode,omitempty"`
-}
-
-// encAttempts renders a job's history; nil and empty both become NULL.
-func encAttempts(as []model.Attempt) (sql.NullString, error) {
-	rows := make([]attemptRow, len(as))
-	for i, a := range as {
-		rows[i] = attemptRow{Number: a.Number, NodeID: a.NodeID, NodeIDs: a.NodeIDs, StartedAt: encTime(a.StartedAt),
-			Class: string(a.Class), Reason: string(a.Reason), Message: a.Message, ExitCode: a.ExitCode}
-		if !a.EndedAt.IsZero() {
-			rows[i].EndedAt = encTime(a.EndedAt)
-		}
-	}
-	return encJSON(rows, len(rows))
-}
-
-func decAttempts(d *decoder, s sql.NullString) []model.Attempt {
-	if !s.Valid {
-		return nil
-	}
-	var rows []attemptRow
-	if err := json.Unmarshal([]byte(s.String), &rows); err != nil {
-		d.fail("history", err)
-		return nil
-	}
-	if len(rows) == 0 {
-		return nil
-	}
-	as := make([]model.Attempt, len(rows))
-	for i, r := range rows {
-		as[i] = model.Attempt{Number: r.Number, NodeID: r.NodeID, NodeIDs: r.NodeIDs, StartedAt: d.time("history", r.StartedAt),
-			Class: model.FailureClass(r.Class), Reason: model.Reason(r.Reason), Message: r.Message, ExitCode: r.ExitCode}
-		if r.EndedAt != "" {
-			as[i].EndedAt = d.time("history", r.EndedAt)
-		}
-	}
-	return as
-}
-
 // jobStrings runs a query of one string column over the jobs in statuses;
 // the query's %s is where the statuses' IN list goes.
 func (s *Store) jobStrings(ctx context.Context, q string, statuses []model.JobStatus) ([]string, error) {
@@ -446,35 +319,4 @@ func (s *Store) jobStrings(ctx context.Context, q string, statuses []model.JobSt
 		err := sc.Scan(&v)
 		return v, err
 	}, fmt.Sprintf(q, in), args...)
-}
-
-// distributionRow is how a job's distribution is stored (column
-// distribution, JSON).
-type distributionRow struct {
-	Type                    string `json:"type"`
-	ProcessCountPerInstance int    `json:"processCountPerInstance,omitempty"`
-	WorkerCount             int    `json:"workerCount,omitempty"`
-	ParameterServerCount    int    `json:"parameterServerCount,omitempty"`
-}
-
-// encDistribution renders a job's distribution; nil becomes NULL.
-func encDistribution(d *model.Distribution) (sql.NullString, error) {
-	if d == nil {
-		return sql.NullString{}, nil
-	}
-	return encJSON(distributionRow{Type: string(d.Type), ProcessCountPerInstance: d.ProcessCountPerInstance,
-		WorkerCount: d.WorkerCount, ParameterServerCount: d.ParameterServerCount}, 1)
-}
-
-func decDistribution(d *decoder, s sql.NullString) *model.Distribution {
-	if !s.Valid || s.String == "" {
-		return nil
-	}
-	var r distributionRow
-	if err := json.Unmarshal([]byte(s.String), &r); err != nil {
-		d.fail("distribution", err)
-		return nil
-	}
-	return &model.Distribution{Type: model.DistributionType(r.Type), ProcessCountPerInstance: r.ProcessCountPerInstance,
-		WorkerCount: r.WorkerCount, ParameterServerCount: r.ParameterServerCount}
 }

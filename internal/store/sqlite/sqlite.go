@@ -408,11 +408,6 @@ func mustAffect(res sql.Result) error {
 	return nil
 }
 
-// scanner is a *sql.Row or *sql.Rows.
-type scanner interface {
-	Scan(dest ...any) error
-}
-
 // limit turns a Page's limit into SQLite's LIMIT, where -1 means none.
 func limit(p store.Page) int {
 	if p.Limit <= 0 {

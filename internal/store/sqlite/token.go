@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -12,21 +11,6 @@ import (
 )
 
 const tokenColumns = `id, name, role, hash, created_at, revoked_at`
-
-func scanToken(sc scanner) (model.Token, error) {
-	var (
-		t       model.Token
-		created string
-		revoked sql.NullString
-	)
-	if err := sc.Scan(&t.ID, &t.Name, &t.Role, &t.Hash, &created, &revoked); err != nil {
-		return model.Token{}, err
-	}
-	var d decoder
-	t.CreatedAt = d.time("created_at", created)
-	t.RevokedAt = d.optTime("revoked_at", revoked)
-	return t, d.err
-}
 
 // TokenCreate implements store.Store.
 func (s *Store) TokenCreate(ctx context.Context, t model.Token) error {

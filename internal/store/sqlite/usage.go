@@ -11,28 +11,11 @@ import (
 
 const usageColumns = `node_id, compute_id, workspace_id, vm_size, priority, price_per_hour, started_at, ended_at`
 
-func scanUsage(sc scanner) (model.NodeUsage, error) {
-	var (
-		u       model.NodeUsage
-		started string
-		ended   sql.NullString
-	)
-	if err := sc.Scan(&u.NodeID, &u.ComputeID, &u.WorkspaceID, &u.VMSize, &u.Priority, &u.PricePerHour, &started, &ended); err != nil {
-		return model.NodeUsage{}, err
-	}
-	var d decoder
-	u.StartedAt = d.time("started_at", started)
-	u.EndedAt = d.optTime("ended_at", ended)
-	return u, d.err
-}
-
 // NodeCreateUsage implements store.Store: the node and its usage record in
 // one transaction.
 func (s *Store) NodeCreateUsage(ctx context.Context, n model.Node, u model.NodeUsage) error {
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, nodeInsertSQL,
-			n.ID, n.ComputeID, fold(n.ComputeID), string(n.State), n.CredentialHash, n.Address, n.SSHPort, n.JobID,
-			n.Reason, n.Note, encTime(n.CreatedAt), encTime(n.StateSince), n.Attempts, n.AgentKey, n.HostKey, encOptTime(n.ReadyAt)); err != nil {
+		if _, err := tx.ExecContext(ctx, nodeInsertSQL, nodeInsertArgs(n)...); err != nil {
 			return storeErr(err)
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO node_usage (node_id, compute_id, compute_key, workspace_key, workspace_id,

@@ -1,0 +1,75 @@
+package rowcodec
+
+import (
+	"database/sql"
+
+	"kumo/internal/model"
+)
+
+// ScanWorkspace reads a workspace from the columns id, subscription,
+// resource_group, name, location, description, tags, created_at,
+// modified_at, created_by, in that order.
+func ScanWorkspace(sc Scanner) (model.Workspace, error) {
+	var (
+		w                 model.Workspace
+		tags              sql.NullString
+		created, modified string
+	)
+	err := sc.Scan(&w.ID, &w.Subscription, &w.ResourceGroup, &w.Name, &w.Location, &w.Description,
+		&tags, &created, &modified, &w.CreatedBy)
+	if err != nil {
+		return model.Workspace{}, err
+	}
+	var d Decoder
+	w.Tags = d.Tags("tags", tags)
+	w.CreatedAt = d.Time("created_at", created)
+	w.ModifiedAt = d.Time("modified_at", modified)
+	return w, d.err
+}
+
+// ScanOperation reads an operation from the columns id, location, kind,
+// compute_id, status, error_code, error_message, started_at, ended_at, in
+// that order.
+func ScanOperation(sc Scanner) (model.Operation, error) {
+	var (
+		op        model.Operation
+		code, msg sql.NullString
+		started   string
+		ended     sql.NullString
+	)
+	if err := sc.Scan(&op.ID, &op.Location, &op.Kind, &op.ComputeID, &op.Status, &code, &msg, &started, &ended); err != nil {
+		return model.Operation{}, err
+	}
+	if code.Valid || msg.Valid {
+		op.Error = &model.Error{Code: code.String, Message: msg.String}
+	}
+	var d Decoder
+	op.StartedAt = d.Time("started_at", started)
+	op.EndedAt = d.OptTime("ended_at", ended)
+	return op, d.err
+}
+
+// OpError splits an operation's error into nullable columns.
+func OpError(e *model.Error) (code, msg sql.NullString) {
+	if e == nil {
+		return sql.NullString{}, sql.NullString{}
+	}
+	return sql.NullString{String: e.Code, Valid: true}, sql.NullString{String: e.Message, Valid: true}
+}
+
+// ScanToken reads a token from the columns id, name, role, hash,
+// created_at, revoked_at, in that order.
+func ScanToken(sc Scanner) (model.Token, error) {
+	var (
+		t       model.Token
+		created string
+		revoked sql.NullString
+	)
+	if err := sc.Scan(&t.ID, &t.Name, &t.Role, &t.Hash, &created, &revoked); err != nil {
+		return model.Token{}, err
+	}
+	var d Decoder
+	t.CreatedAt = d.Time("created_at", created)
+	t.RevokedAt = d.OptTime("revoked_at", revoked)
+	return t, d.err
+}

@@ -1,0 +1,32 @@
+package sqlite
+
+import "kumo/internal/store/rowcodec"
+
+// The row encoding is shared with the other SQL backend in package
+// rowcodec; these short names keep this package's queries readable.
+var (
+	fold       = rowcodec.Fold
+	encTime    = rowcodec.EncTime
+	encOptTime = rowcodec.EncOptTime
+	encJSON    = rowcodec.EncJSON
+	encTags    = rowcodec.EncTags
+	encErrors  = rowcodec.EncErrors
+	opError    = rowcodec.OpError
+
+	scanCompute       = rowcodec.ScanCompute
+	scanComputeStatus = rowcodec.ScanComputeStatus
+	scanEvent         = rowcodec.ScanEvent
+	scanJob           = rowcodec.ScanJob
+	scanNode          = rowcodec.ScanNode
+	scanOperation     = rowcodec.ScanOperation
+	scanQuota         = rowcodec.ScanQuota
+	scanToken         = rowcodec.ScanToken
+	scanUsage         = rowcodec.ScanUsage
+	scanWorkspace     = rowcodec.ScanWorkspace
+	jobArgs           = rowcodec.JobArgs
+	nodeArgs          = rowcodec.NodeArgs
+	nodeInsertArgs    = rowcodec.NodeInsertArgs
+)
+
+// scanner is one result row.
+type scanner = rowcodec.Scanner
