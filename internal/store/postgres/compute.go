@@ -10,17 +10,9 @@ import (
 	"kumo/internal/store"
 )
 
-const computeColumns = `id, workspace_id, name, location, description, tags, vm_size, priority,
-	min_nodes, max_nodes, idle_time_ns, admin_user, password_hash, ssh_public_key, remote_login,
-	state, errors, operation_id, etag, created_at, modified_at, created_by, modified_by`
-
 // ComputeCreate implements store.Store.
 func (s *Store) ComputeCreate(ctx context.Context, c model.Compute, op model.Operation) error {
-	tags, err := encTags(c.Tags)
-	if err != nil {
-		return fmt.Errorf("compute create %s: %w", c.ID, err)
-	}
-	errs, err := encErrors(c.Errors)
+	shared, err := computeArgs(c)
 	if err != nil {
 		return fmt.Errorf("compute create %s: %w", c.ID, err)
 	}
@@ -37,10 +29,7 @@ func (s *Store) ComputeCreate(ctx context.Context, c model.Compute, op model.Ope
 			state, errors, operation_id, etag, created_at, modified_at, created_by, modified_by
 		) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
 			$21, $22, $23, $24, $25, $26)`,
-			fold(c.ID), c.ID, fold(c.WorkspaceID), c.WorkspaceID, c.Name, fold(c.Name), c.Location, c.Description, tags,
-			c.VMSize, string(c.Priority), c.Scale.MinNodes, c.Scale.MaxNodes, int64(c.Scale.IdleTime),
-			c.Credentials.AdminUser, c.Credentials.PasswordHash, c.Credentials.SSHPublicKey, c.RemoteLogin,
-			string(c.State), errs, c.OperationID, c.ETag, encTime(c.CreatedAt), encTime(c.ModifiedAt), c.CreatedBy, c.ModifiedBy)
+			append([]any{fold(c.ID), c.ID, fold(c.WorkspaceID), c.WorkspaceID, c.Name, fold(c.Name)}, shared...)...)
 		if err != nil {
 			return storeErr(err)
 		}
@@ -55,11 +44,7 @@ func (s *Store) ComputeCreate(ctx context.Context, c model.Compute, op model.Ope
 // ComputeUpdate implements store.Store. It replaces every field but the
 // compute's identity: ID, WorkspaceID and Name keep their stored values.
 func (s *Store) ComputeUpdate(ctx context.Context, c model.Compute, matchETag string, op *model.Operation) error {
-	tags, err := encTags(c.Tags)
-	if err != nil {
-		return fmt.Errorf("compute update %s: %w", c.ID, err)
-	}
-	errs, err := encErrors(c.Errors)
+	shared, err := computeArgs(c)
 	if err != nil {
 		return fmt.Errorf("compute update %s: %w", c.ID, err)
 	}
@@ -73,12 +58,7 @@ func (s *Store) ComputeUpdate(ctx context.Context, c model.Compute, matchETag st
 			remote_login = $12, state = $13, errors = $14, operation_id = $15, etag = $16,
 			created_at = $17, modified_at = $18, created_by = $19, modified_by = $20
 			WHERE id_key = $21`,
-			c.Location, c.Description, tags, c.VMSize, string(c.Priority),
-			c.Scale.MinNodes, c.Scale.MaxNodes, int64(c.Scale.IdleTime), c.Credentials.AdminUser,
-			c.Credentials.PasswordHash, c.Credentials.SSHPublicKey,
-			c.RemoteLogin, string(c.State), errs, c.OperationID, c.ETag,
-			encTime(c.CreatedAt), encTime(c.ModifiedAt), c.CreatedBy, c.ModifiedBy,
-			fold(c.ID))
+			append(shared, fold(c.ID))...)
 		if err != nil {
 			return err
 		}

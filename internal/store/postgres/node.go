@@ -10,9 +10,6 @@ import (
 	"kumo/internal/store"
 )
 
-const nodeColumns = `id, compute_id, state, credential_hash, address, ssh_port, job_id, reason, note,
-	created_at, state_since, attempts, agent_key, host_key, ready_at`
-
 const (
 	nodeInsertSQL = `INSERT INTO nodes (
 		id, compute_id, compute_key, state, credential_hash, address, ssh_port, job_id, reason, note,

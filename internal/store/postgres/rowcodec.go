@@ -26,7 +26,19 @@ var (
 	jobArgs           = rowcodec.JobArgs
 	nodeArgs          = rowcodec.NodeArgs
 	nodeInsertArgs    = rowcodec.NodeInsertArgs
+	computeArgs       = rowcodec.ComputeArgs
 )
 
 // scanner is one result row.
 type scanner = rowcodec.Scanner
+
+// The column lists that the scan functions read, in their order.
+const (
+	jobColumns       = rowcodec.JobColumns
+	computeColumns   = rowcodec.ComputeColumns
+	nodeColumns      = rowcodec.NodeColumns
+	operationColumns = rowcodec.OperationColumns
+	tokenColumns     = rowcodec.TokenColumns
+	usageColumns     = rowcodec.UsageColumns
+	workspaceColumns = rowcodec.WorkspaceColumns
+)

@@ -11,8 +11,6 @@ import (
 	"kumo/internal/store"
 )
 
-const tokenColumns = `id, name, role, hash, created_at, revoked_at`
-
 // TokenCreate implements store.Store.
 func (s *Store) TokenCreate(ctx context.Context, t model.Token) error {
 	_, err := s.exec(ctx, `INSERT INTO tokens (id, name, role, hash, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)`,

@@ -10,8 +10,6 @@ import (
 	"kumo/internal/model"
 )
 
-const usageColumns = `node_id, compute_id, workspace_id, vm_size, priority, price_per_hour, started_at, ended_at`
-
 // NodeCreateUsage implements store.Store: the node and its usage record in
 // one transaction.
 func (s *Store) NodeCreateUsage(ctx context.Context, n model.Node, u model.NodeUsage) error {

@@ -10,8 +10,6 @@ import (
 	"kumo/internal/store"
 )
 
-const workspaceColumns = `id, subscription, resource_group, name, location, description, tags, created_at, modified_at, created_by`
-
 // WorkspaceCreate implements store.Store.
 func (s *Store) WorkspaceCreate(ctx context.Context, w model.Workspace) error {
 	tags, err := encTags(w.Tags)

@@ -7,11 +7,12 @@ import (
 	"kumo/internal/model"
 )
 
-// ScanCompute reads a compute from the columns id, workspace_id, name,
-// location, description, tags, vm_size, priority, min_nodes, max_nodes,
-// idle_time_ns, admin_user, password_hash, ssh_public_key, remote_login,
-// state, errors, operation_id, etag, created_at, modified_at, created_by,
-// modified_by, in that order.
+// ComputeColumns are the columns that ScanCompute reads, in its order.
+const ComputeColumns = `id, workspace_id, name, location, description, tags, vm_size, priority,
+	min_nodes, max_nodes, idle_time_ns, admin_user, password_hash, ssh_public_key, remote_login,
+	state, errors, operation_id, etag, created_at, modified_at, created_by, modified_by`
+
+// ScanCompute reads a compute from the columns of ComputeColumns.
 func ScanCompute(sc Scanner) (model.Compute, error) {
 	var (
 		c                 model.Compute
@@ -74,4 +75,24 @@ func ScanQuota(sc Scanner) (model.Quota, error) {
 	var q model.Quota
 	err := sc.Scan(&q.WorkspaceID, &q.Family, &q.Limit)
 	return q, err
+}
+
+// ComputeArgs encodes the columns that a compute's insert and update
+// share, location through modified_by, in ScanCompute's order.
+func ComputeArgs(c model.Compute) ([]any, error) {
+	tags, err := EncTags(c.Tags)
+	if err != nil {
+		return nil, err
+	}
+	errs, err := EncErrors(c.Errors)
+	if err != nil {
+		return nil, err
+	}
+	return []any{
+		c.Location, c.Description, tags, c.VMSize, string(c.Priority),
+		c.Scale.MinNodes, c.Scale.MaxNodes, int64(c.Scale.IdleTime), c.Credentials.AdminUser,
+		c.Credentials.PasswordHash, c.Credentials.SSHPublicKey,
+		c.RemoteLogin, string(c.State), errs, c.OperationID, c.ETag,
+		EncTime(c.CreatedAt), EncTime(c.ModifiedAt), c.CreatedBy, c.ModifiedBy,
+	}, nil
 }

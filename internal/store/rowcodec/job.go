@@ -8,12 +8,12 @@ import (
 	"kumo/internal/model"
 )
 
-// ScanJob reads a job from the columns id, workspace_id, name, run_id,
-// compute_id, display_name, experiment_name, command, env, snapshot_id,
-// timeout_ns, instance_count, status, node_id, attempts, exit_code,
-// error_code, error_message, cancel_requested, seq, created_at, started_at,
-// ended_at, created_by, warnings, created_by_token, history, max_retries,
-// distribution, node_ids, in that order.
+// JobColumns are the columns that ScanJob reads, in its order.
+const JobColumns = `id, workspace_id, name, run_id, compute_id, display_name, experiment_name, command, env,
+	snapshot_id, timeout_ns, instance_count, status, node_id, attempts, exit_code, error_code, error_message,
+	cancel_requested, seq, created_at, started_at, ended_at, created_by, warnings, created_by_token, history, max_retries, distribution, node_ids`
+
+// ScanJob reads a job from the columns of JobColumns.
 func ScanJob(sc Scanner) (model.Job, error) {
 	var (
 		j              model.Job

@@ -6,9 +6,11 @@ import (
 	"kumo/internal/model"
 )
 
-// ScanNode reads a node from the columns id, compute_id, state,
-// credential_hash, address, ssh_port, job_id, reason, note, created_at,
-// state_since, attempts, agent_key, host_key, ready_at, in that order.
+// NodeColumns are the columns that ScanNode reads, in its order.
+const NodeColumns = `id, compute_id, state, credential_hash, address, ssh_port, job_id, reason, note,
+	created_at, state_since, attempts, agent_key, host_key, ready_at`
+
+// ScanNode reads a node from the columns of NodeColumns.
 func ScanNode(sc Scanner) (model.Node, error) {
 	var (
 		n              model.Node
@@ -50,9 +52,10 @@ func NodeArgs(n model.Node, from model.NodeState) []any {
 	}
 }
 
-// ScanUsage reads a node usage record from the columns node_id,
-// compute_id, workspace_id, vm_size, priority, price_per_hour, started_at,
-// ended_at, in that order.
+// UsageColumns are the columns that ScanUsage reads, in its order.
+const UsageColumns = `node_id, compute_id, workspace_id, vm_size, priority, price_per_hour, started_at, ended_at`
+
+// ScanUsage reads a node usage record from the columns of UsageColumns.
 func ScanUsage(sc Scanner) (model.NodeUsage, error) {
 	var (
 		u       model.NodeUsage

@@ -6,9 +6,10 @@ import (
 	"kumo/internal/model"
 )
 
-// ScanWorkspace reads a workspace from the columns id, subscription,
-// resource_group, name, location, description, tags, created_at,
-// modified_at, created_by, in that order.
+// WorkspaceColumns are the columns that ScanWorkspace reads, in its order.
+const WorkspaceColumns = `id, subscription, resource_group, name, location, description, tags, created_at, modified_at, created_by`
+
+// ScanWorkspace reads a workspace from the columns of WorkspaceColumns.
 func ScanWorkspace(sc Scanner) (model.Workspace, error) {
 	var (
 		w                 model.Workspace
@@ -27,9 +28,10 @@ func ScanWorkspace(sc Scanner) (model.Workspace, error) {
 	return w, d.err
 }
 
-// ScanOperation reads an operation from the columns id, location, kind,
-// compute_id, status, error_code, error_message, started_at, ended_at, in
-// that order.
+// OperationColumns are the columns that ScanOperation reads, in its order.
+const OperationColumns = `id, location, kind, compute_id, status, error_code, error_message, started_at, ended_at`
+
+// ScanOperation reads an operation from the columns of OperationColumns.
 func ScanOperation(sc Scanner) (model.Operation, error) {
 	var (
 		op        model.Operation
@@ -57,8 +59,10 @@ func OpError(e *model.Error) (code, msg sql.NullString) {
 	return sql.NullString{String: e.Code, Valid: true}, sql.NullString{String: e.Message, Valid: true}
 }
 
-// ScanToken reads a token from the columns id, name, role, hash,
-// created_at, revoked_at, in that order.
+// TokenColumns are the columns that ScanToken reads, in its order.
+const TokenColumns = `id, name, role, hash, created_at, revoked_at`
+
+// ScanToken reads a token from the columns of TokenColumns.
 func ScanToken(sc Scanner) (model.Token, error) {
 	var (
 		t       model.Token

@@ -10,17 +10,9 @@ import (
 	"kumo/internal/store"
 )
 
-const computeColumns = `id, workspace_id, name, location, description, tags, vm_size, priority,
-	min_nodes, max_nodes, idle_time_ns, admin_user, password_hash, ssh_public_key, remote_login,
-	state, errors, operation_id, etag, created_at, modified_at, created_by, modified_by`
-
 // ComputeCreate implements store.Store.
 func (s *Store) ComputeCreate(ctx context.Context, c model.Compute, op model.Operation) error {
-	tags, err := encTags(c.Tags)
-	if err != nil {
-		return fmt.Errorf("compute create %s: %w", c.ID, err)
-	}
-	errs, err := encErrors(c.Errors)
+	shared, err := computeArgs(c)
 	if err != nil {
 		return fmt.Errorf("compute create %s: %w", c.ID, err)
 	}
@@ -35,10 +27,7 @@ func (s *Store) ComputeCreate(ctx context.Context, c model.Compute, op model.Ope
 			min_nodes, max_nodes, idle_time_ns, admin_user, password_hash, ssh_public_key, remote_login,
 			state, errors, operation_id, etag, created_at, modified_at, created_by, modified_by
 		) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			fold(c.ID), c.ID, fold(c.WorkspaceID), c.WorkspaceID, c.Name, fold(c.Name), c.Location, c.Description, tags,
-			c.VMSize, c.Priority, c.Scale.MinNodes, c.Scale.MaxNodes, int64(c.Scale.IdleTime),
-			c.Credentials.AdminUser, c.Credentials.PasswordHash, c.Credentials.SSHPublicKey, c.RemoteLogin,
-			c.State, errs, c.OperationID, c.ETag, encTime(c.CreatedAt), encTime(c.ModifiedAt), c.CreatedBy, c.ModifiedBy)
+			append([]any{fold(c.ID), c.ID, fold(c.WorkspaceID), c.WorkspaceID, c.Name, fold(c.Name)}, shared...)...)
 		if err != nil {
 			return storeErr(err)
 		}
@@ -53,11 +42,7 @@ func (s *Store) ComputeCreate(ctx context.Context, c model.Compute, op model.Ope
 // ComputeUpdate implements store.Store. It replaces every field but the
 // compute's identity: ID, WorkspaceID and Name keep their stored values.
 func (s *Store) ComputeUpdate(ctx context.Context, c model.Compute, matchETag string, op *model.Operation) error {
-	tags, err := encTags(c.Tags)
-	if err != nil {
-		return fmt.Errorf("compute update %s: %w", c.ID, err)
-	}
-	errs, err := encErrors(c.Errors)
+	shared, err := computeArgs(c)
 	if err != nil {
 		return fmt.Errorf("compute update %s: %w", c.ID, err)
 	}
@@ -71,12 +56,7 @@ func (s *Store) ComputeUpdate(ctx context.Context, c model.Compute, matchETag st
 			remote_login = ?, state = ?, errors = ?, operation_id = ?, etag = ?,
 			created_at = ?, modified_at = ?, created_by = ?, modified_by = ?
 			WHERE id_key = ?`,
-			c.Location, c.Description, tags, c.VMSize, c.Priority,
-			c.Scale.MinNodes, c.Scale.MaxNodes, int64(c.Scale.IdleTime), c.Credentials.AdminUser,
-			c.Credentials.PasswordHash, c.Credentials.SSHPublicKey,
-			c.RemoteLogin, c.State, errs, c.OperationID, c.ETag,
-			encTime(c.CreatedAt), encTime(c.ModifiedAt), c.CreatedBy, c.ModifiedBy,
-			fold(c.ID))
+			append(shared, fold(c.ID))...)
 		if err != nil {
 			return err
 		}

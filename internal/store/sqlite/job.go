@@ -11,10 +11,6 @@ import (
 	"kumo/internal/store"
 )
 
-const jobColumns = `id, workspace_id, name, run_id, compute_id, display_name, experiment_name, command, env,
-	snapshot_id, timeout_ns, instance_count, status, node_id, attempts, exit_code, error_code, error_message,
-	cancel_requested, seq, created_at, started_at, ended_at, created_by, warnings, created_by_token, history, max_retries, distribution, node_ids`
-
 const (
 	jobInsertSQL = `INSERT INTO jobs (
 		id_key, id, workspace_key, workspace_id, name, name_key, run_id, compute_id, compute_key,

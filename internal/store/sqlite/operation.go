@@ -8,8 +8,6 @@ import (
 	"kumo/internal/model"
 )
 
-const operationColumns = `id, location, kind, compute_id, status, error_code, error_message, started_at, ended_at`
-
 // insertOperation inserts op in tx; store.ErrConflict if its ID exists.
 func insertOperation(ctx context.Context, tx *sql.Tx, op model.Operation) error {
 	code, msg := opError(op.Error)
