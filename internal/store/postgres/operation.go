@@ -11,12 +11,9 @@ import (
 
 // insertOperation inserts op in tx; store.ErrConflict if its ID exists.
 func insertOperation(ctx context.Context, tx pgx.Tx, op model.Operation) error {
-	code, msg := opError(op.Error)
 	_, err := tx.Exec(ctx, `INSERT INTO operations (
 		id, location, kind, compute_id, compute_key, status, error_code, error_message, started_at, ended_at
-	) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-		op.ID, op.Location, string(op.Kind), op.ComputeID, fold(op.ComputeID), string(op.Status), code, msg,
-		encTime(op.StartedAt), encOptTime(op.EndedAt))
+	) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, operationInsertArgs(op)...)
 	return storeErr(err)
 }
 

@@ -13,20 +13,24 @@ var (
 	encErrors  = rowcodec.EncErrors
 	opError    = rowcodec.OpError
 
-	scanCompute       = rowcodec.ScanCompute
-	scanComputeStatus = rowcodec.ScanComputeStatus
-	scanEvent         = rowcodec.ScanEvent
-	scanJob           = rowcodec.ScanJob
-	scanNode          = rowcodec.ScanNode
-	scanOperation     = rowcodec.ScanOperation
-	scanQuota         = rowcodec.ScanQuota
-	scanToken         = rowcodec.ScanToken
-	scanUsage         = rowcodec.ScanUsage
-	scanWorkspace     = rowcodec.ScanWorkspace
-	jobArgs           = rowcodec.JobArgs
-	nodeArgs          = rowcodec.NodeArgs
-	nodeInsertArgs    = rowcodec.NodeInsertArgs
-	computeArgs       = rowcodec.ComputeArgs
+	scanCompute         = rowcodec.ScanCompute
+	scanComputeStatus   = rowcodec.ScanComputeStatus
+	scanEvent           = rowcodec.ScanEvent
+	scanJob             = rowcodec.ScanJob
+	scanNode            = rowcodec.ScanNode
+	scanOperation       = rowcodec.ScanOperation
+	scanQuota           = rowcodec.ScanQuota
+	scanToken           = rowcodec.ScanToken
+	scanUsage           = rowcodec.ScanUsage
+	scanWorkspace       = rowcodec.ScanWorkspace
+	jobArgs             = rowcodec.JobArgs
+	nodeArgs            = rowcodec.NodeArgs
+	nodeInsertArgs      = rowcodec.NodeInsertArgs
+	computeArgs         = rowcodec.ComputeArgs
+	computeStatusArgs   = rowcodec.ComputeStatusArgs
+	workspaceInsertArgs = rowcodec.WorkspaceInsertArgs
+	operationInsertArgs = rowcodec.OperationInsertArgs
+	tokenInsertArgs     = rowcodec.TokenInsertArgs
 )
 
 // scanner is one result row.

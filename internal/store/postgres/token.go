@@ -14,7 +14,7 @@ import (
 // TokenCreate implements store.Store.
 func (s *Store) TokenCreate(ctx context.Context, t model.Token) error {
 	_, err := s.exec(ctx, `INSERT INTO tokens (id, name, role, hash, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-		t.ID, t.Name, string(t.Role), t.Hash, encTime(t.CreatedAt), encOptTime(t.RevokedAt))
+		tokenInsertArgs(t)...)
 	if err != nil {
 		return fmt.Errorf("token create %s: %w", t.ID, storeErr(err))
 	}

@@ -12,16 +12,14 @@ import (
 
 // WorkspaceCreate implements store.Store.
 func (s *Store) WorkspaceCreate(ctx context.Context, w model.Workspace) error {
-	tags, err := encTags(w.Tags)
+	args, err := workspaceInsertArgs(w)
 	if err != nil {
 		return fmt.Errorf("workspace create %s: %w", w.ID, err)
 	}
 	_, err = s.exec(ctx, `INSERT INTO workspaces (
 		id_key, id, subscription, subscription_key, resource_group, resource_group_key, name, name_key,
 		location, description, tags, created_at, modified_at, created_by
-	) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
-		fold(w.ID), w.ID, w.Subscription, fold(w.Subscription), w.ResourceGroup, fold(w.ResourceGroup), w.Name, fold(w.Name),
-		w.Location, w.Description, tags, encTime(w.CreatedAt), encTime(w.ModifiedAt), w.CreatedBy)
+	) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`, args...)
 	if err != nil {
 		return fmt.Errorf("workspace create %s: %w", w.ID, storeErr(err))
 	}

@@ -96,3 +96,17 @@ func ComputeArgs(c model.Compute) ([]any, error) {
 		EncTime(c.CreatedAt), EncTime(c.ModifiedAt), c.CreatedBy, c.ModifiedBy,
 	}, nil
 }
+
+// ComputeStatusArgs returns the arguments of a compute status's upsert:
+// compute_key, compute_id, target_nodes, allocation, allocation_since,
+// errors, blocked, blocked_detail.
+func ComputeStatusArgs(cs model.ComputeStatus) ([]any, error) {
+	errs, err := EncErrors(cs.Errors)
+	if err != nil {
+		return nil, err
+	}
+	return []any{
+		Fold(cs.ComputeID), cs.ComputeID, cs.TargetNodes, string(cs.Allocation),
+		EncOptTime(cs.AllocationSince), errs, string(cs.Blocked), cs.BlockedDetail,
+	}, nil
+}

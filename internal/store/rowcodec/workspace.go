@@ -77,3 +77,35 @@ func ScanToken(sc Scanner) (model.Token, error) {
 	t.RevokedAt = d.OptTime("revoked_at", revoked)
 	return t, d.err
 }
+
+// WorkspaceInsertArgs returns the arguments of a workspace's insert:
+// id_key, id, subscription, subscription_key, resource_group,
+// resource_group_key, name, name_key, location, description, tags,
+// created_at, modified_at, created_by.
+func WorkspaceInsertArgs(w model.Workspace) ([]any, error) {
+	tags, err := EncTags(w.Tags)
+	if err != nil {
+		return nil, err
+	}
+	return []any{
+		Fold(w.ID), w.ID, w.Subscription, Fold(w.Subscription), w.ResourceGroup, Fold(w.ResourceGroup), w.Name, Fold(w.Name),
+		w.Location, w.Description, tags, EncTime(w.CreatedAt), EncTime(w.ModifiedAt), w.CreatedBy,
+	}, nil
+}
+
+// OperationInsertArgs returns the arguments of an operation's insert: id,
+// location, kind, compute_id, compute_key, status, error_code,
+// error_message, started_at, ended_at.
+func OperationInsertArgs(op model.Operation) []any {
+	code, msg := OpError(op.Error)
+	return []any{
+		op.ID, op.Location, string(op.Kind), op.ComputeID, Fold(op.ComputeID), string(op.Status), code, msg,
+		EncTime(op.StartedAt), EncOptTime(op.EndedAt),
+	}
+}
+
+// TokenInsertArgs returns the arguments of a token's insert: id, name,
+// role, hash, created_at, revoked_at.
+func TokenInsertArgs(t model.Token) []any {
+	return []any{t.ID, t.Name, string(t.Role), t.Hash, EncTime(t.CreatedAt), EncOptTime(t.RevokedAt)}
+}

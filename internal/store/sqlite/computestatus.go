@@ -23,10 +23,9 @@ const (
 // ComputeStatusSet implements store.Store. The compute need not exist;
 // ComputeDelete removes its status.
 func (s *Store) ComputeStatusSet(ctx context.Context, cs model.ComputeStatus) error {
-	errs, err := encErrors(cs.Errors)
+	args, err := computeStatusArgs(cs)
 	if err == nil {
-		_, err = s.exec(ctx, computeStatusSetSQL, fold(cs.ComputeID), cs.ComputeID, cs.TargetNodes, cs.Allocation,
-			encOptTime(cs.AllocationSince), errs, cs.Blocked, cs.BlockedDetail)
+		_, err = s.exec(ctx, computeStatusSetSQL, args...)
 	}
 	if err != nil {
 		return fmt.Errorf("compute status set %s: %w", cs.ComputeID, err)

@@ -10,12 +10,9 @@ import (
 
 // insertOperation inserts op in tx; store.ErrConflict if its ID exists.
 func insertOperation(ctx context.Context, tx *sql.Tx, op model.Operation) error {
-	code, msg := opError(op.Error)
 	_, err := tx.ExecContext(ctx, `INSERT INTO operations (
 		id, location, kind, compute_id, compute_key, status, error_code, error_message, started_at, ended_at
-	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		op.ID, op.Location, op.Kind, op.ComputeID, fold(op.ComputeID), op.Status, code, msg,
-		encTime(op.StartedAt), encOptTime(op.EndedAt))
+	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, operationInsertArgs(op)...)
 	return storeErr(err)
 }
 
