@@ -193,3 +193,81 @@ func TestScanReportsBadColumn(t *testing.T) {
 		t.Errorf("ScanToken with a bad created_at: err = %v, want one naming the column", err)
 	}
 }
+
+// pick returns the values of args at the given indexes: the columns a
+// SELECT reads back out of those an insert writes.
+func pick(args []any, idx ...int) row {
+	r := make(row, len(idx))
+	for i, j := range idx {
+		r[i] = args[j]
+	}
+	return r
+}
+
+func TestScanReadsInsertArgs(t *testing.T) {
+	at := time.Date(2026, 3, 4, 5, 6, 7, 8, time.UTC)
+	errs := []model.Error{{Code: "QuotaExceeded", Message: "no room"}}
+	tests := []struct {
+		name string
+		// roundTrip encodes a value, scans the row its columns make, and
+		// returns the value and what was scanned.
+		roundTrip func() (want, got any, err error)
+	}{
+		{"compute", func() (any, any, error) {
+			c := model.Compute{ID: "/ws/computes/C", WorkspaceID: "/ws", Name: "C", Location: "l", Description: "d",
+				Tags: map[string]string{"a": "b"}, VMSize: "S", Priority: model.Priority("Dedicated"),
+				Scale:       model.ScaleSettings{MinNodes: 1, MaxNodes: 3, IdleTime: time.Minute},
+				Credentials: model.Credentials{AdminUser: "u", PasswordHash: "h", SSHPublicKey: "k"}, RemoteLogin: "Enabled",
+				State: model.ProvisioningState("Failed"), Errors: errs, OperationID: "op", ETag: "e",
+				CreatedAt: at, ModifiedAt: at.Add(time.Second), CreatedBy: "me", ModifiedBy: "you"}
+			args, err := ComputeArgs(c)
+			if err != nil {
+				return nil, nil, err
+			}
+			got, err := ScanCompute(append(row{c.ID, c.WorkspaceID, c.Name}, args...))
+			return c, got, err
+		}},
+		{"compute status", func() (any, any, error) {
+			cs := model.ComputeStatus{ComputeID: "/ws/computes/C", TargetNodes: 2, Allocation: "Resizing",
+				AllocationSince: at, Errors: errs, Blocked: "QuotaExceeded", BlockedDetail: "d"}
+			args, err := ComputeStatusArgs(cs)
+			if err != nil {
+				return nil, nil, err
+			}
+			got, err := ScanComputeStatus(pick(args, 1, 2, 3, 4, 5, 6, 7))
+			return cs, got, err
+		}},
+		{"workspace", func() (any, any, error) {
+			w := model.Workspace{ID: "/s/rg/ws", Subscription: "S", ResourceGroup: "RG", Name: "WS", Location: "l",
+				Description: "d", CreatedAt: at, ModifiedAt: at, CreatedBy: "me"}
+			args, err := WorkspaceInsertArgs(w)
+			if err != nil {
+				return nil, nil, err
+			}
+			got, err := ScanWorkspace(pick(args, 1, 2, 4, 6, 8, 9, 10, 11, 12, 13))
+			return w, got, err
+		}},
+		{"operation", func() (any, any, error) {
+			op := model.Operation{ID: "op", Location: "l", Kind: model.OperationKind("Create"), ComputeID: "/ws/computes/C",
+				Status: model.OperationStatus("Failed"), Error: &errs[0], StartedAt: at, EndedAt: at.Add(time.Minute)}
+			got, err := ScanOperation(pick(OperationInsertArgs(op), 0, 1, 2, 3, 5, 6, 7, 8, 9))
+			return op, got, err
+		}},
+		{"token", func() (any, any, error) {
+			tok := model.Token{ID: "t", Name: "n", Role: model.RoleOwner, Hash: "h", CreatedAt: at}
+			got, err := ScanToken(row(TokenInsertArgs(tok)))
+			return tok, got, err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want, got, err := tt.roundTrip()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("scanned value differs from the encoded one (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
