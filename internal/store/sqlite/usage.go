@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"kumo/internal/model"
+	"kumo/internal/store"
 )
 
 const usageColumns = `node_id, compute_id, workspace_id, vm_size, priority, price_per_hour, started_at, ended_at`
@@ -61,4 +62,36 @@ func (s *Store) UsageList(ctx context.Context, workspaceID, computeID string, fr
 		return nil, fmt.Errorf("usage list %s: %w", workspaceID, err)
 	}
 	return us, nil
+}
+
+// unixNanoSQL is the Unix time in nanoseconds, exact, of a time column or
+// expression x stored as encTime writes it (fixed width, UTC):
+// "2006-01-02T15:04:05" then "." and nine digits.
+func unixNanoSQL(x string) string {
+	return `(unixepoch(substr(` + x + `, 1, 19)) * 1000000000 + CAST(substr(` + x + `, 21, 9) AS INTEGER))`
+}
+
+// usageSumSQL sums a compute's records within [?1, ?2) as model.NodeUsage's
+// Cost does: each record's span clamped to the range, times its price.
+// Times compare as text, which their fixed width allows.
+var usageSumSQL = `SELECT COUNT(*), COALESCE(SUM(price_per_hour * MAX(e - s, 0) / 3600e9), 0),
+	COALESCE(SUM(CASE WHEN ended_at IS NULL THEN price_per_hour ELSE 0 END), 0)
+	FROM (SELECT price_per_hour, ended_at,
+		` + unixNanoSQL(`MAX(started_at, ?1)`) + ` AS s,
+		` + unixNanoSQL(`MIN(COALESCE(ended_at, ?2), ?2)`) + ` AS e
+		FROM node_usage
+		WHERE compute_key = ?3 AND started_at < ?2 AND (ended_at IS NULL OR ended_at > ?1))`
+
+// UsageSumByCompute implements store.Store, reading the index
+// node_usage_by_compute (migration 0011) alone.
+func (s *Store) UsageSumByCompute(ctx context.Context, computeID string, from, to time.Time) (store.UsageSum, error) {
+	sums, err := query(ctx, s, func(sc scanner) (store.UsageSum, error) {
+		var u store.UsageSum
+		err := sc.Scan(&u.Records, &u.Cost, &u.OpenPricePerHour)
+		return u, err
+	}, usageSumSQL, encTime(from), encTime(to), fold(computeID))
+	if err != nil {
+		return store.UsageSum{}, fmt.Errorf("usage sum of %s: %w", computeID, err)
+	}
+	return sums[0], nil
 }
