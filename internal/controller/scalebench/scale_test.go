@@ -60,7 +60,8 @@ const (
 //     host disturbs less than the wall time;
 //   - idle-cpu-%: CPU of the idle control plane (nodes busy, nothing
 //     finishing) over 30 s, in % of a core;
-//   - get-compute-p99-ms: GET of the compute through the real HTTP server;
+//   - get-compute-p50-ms, get-compute-p99-ms: GET of the compute through
+//     the real HTTP server;
 //   - rss-MB: the process's resident memory at the end.
 //
 // With KUMO_SCALE_IDLE_PROFILE set to a file name, the idle window's CPU
@@ -301,6 +302,7 @@ func runScale(b *testing.B, nodes int) {
 	b.ReportMetric(float64(placed)/busyWall.Seconds(), "placements/s")
 	b.ReportMetric(float64(busyCPU.Microseconds())/float64(placed), "cpu-us/placement")
 	b.ReportMetric(idle, "idle-cpu-%")
+	b.ReportMetric(float64(lat[(len(lat)-1)/2])/1e6, "get-compute-p50-ms")
 	b.ReportMetric(float64(lat[(len(lat)-1)*99/100])/1e6, "get-compute-p99-ms")
 	b.ReportMetric(rssMB("VmRSS"), "rss-MB")
 	b.ReportMetric(rssMB("VmHWM"), "peak-rss-MB")
