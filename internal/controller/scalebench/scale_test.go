@@ -279,6 +279,17 @@ func runScale(b *testing.B, nodes int) {
 	srv := httptest.NewServer(server.New(server.Config{Store: st, Regions: regions, Log: log}))
 	defer srv.Close()
 	lat := make([]time.Duration, 0, gets)
+	if path := os.Getenv("KUMO_SCALE_GET_PROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	url := srv.URL + c.ID + "?api-version=2024-04-01"
 	for range gets {
 		req, _ := http.NewRequest("GET", url, nil)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"time"
 
 	"kumo/internal/model"
@@ -64,23 +65,14 @@ func (s *Store) UsageList(ctx context.Context, workspaceID, computeID string, fr
 	return us, nil
 }
 
-// unixNanoSQL is the Unix time in nanoseconds, exact, of a time column or
-// expression x stored as encTime writes it (fixed width, UTC):
-// "2006-01-02T15:04:05" then "." and nine digits.
-func unixNanoSQL(x string) string {
-	return `(unixepoch(substr(` + x + `, 1, 19)) * 1000000000 + CAST(substr(` + x + `, 21, 9) AS INTEGER))`
-}
-
 // usageSumSQL sums a compute's records within [?1, ?2) as model.NodeUsage's
 // Cost does: each record's span clamped to the range, times its price.
-// Times compare as text, which their fixed width allows.
-var usageSumSQL = `SELECT COUNT(*), COALESCE(SUM(price_per_hour * MAX(e - s, 0) / 3600e9), 0),
+// The range is given twice: as text to select the records through the
+// index (fixed-width times compare as text), and as Unix nanoseconds (?4,
+// ?5) to clamp the records' started_ns and ended_ns (migration 0011).
+const usageSumSQL = `SELECT COUNT(*), COALESCE(SUM(price_per_hour * MAX(MIN(COALESCE(ended_ns, ?5), ?5) - MAX(started_ns, ?4), 0) / 3600e9), 0),
 	COALESCE(SUM(CASE WHEN ended_at IS NULL THEN price_per_hour ELSE 0 END), 0)
-	FROM (SELECT price_per_hour, ended_at,
-		` + unixNanoSQL(`MAX(started_at, ?1)`) + ` AS s,
-		` + unixNanoSQL(`MIN(COALESCE(ended_at, ?2), ?2)`) + ` AS e
-		FROM node_usage
-		WHERE compute_key = ?3 AND started_at < ?2 AND (ended_at IS NULL OR ended_at > ?1))`
+	FROM node_usage WHERE compute_key = ?3 AND started_at < ?2 AND (ended_at IS NULL OR ended_at > ?1)`
 
 // UsageSumByCompute implements store.Store, reading the index
 // node_usage_by_compute (migration 0011) alone.
@@ -89,9 +81,24 @@ func (s *Store) UsageSumByCompute(ctx context.Context, computeID string, from, t
 		var u store.UsageSum
 		err := sc.Scan(&u.Records, &u.Cost, &u.OpenPricePerHour)
 		return u, err
-	}, usageSumSQL, encTime(from), encTime(to), fold(computeID))
+	}, usageSumSQL, encTime(from), encTime(to), fold(computeID), unixNano(from), unixNano(to))
 	if err != nil {
 		return store.UsageSum{}, fmt.Errorf("usage sum of %s: %w", computeID, err)
 	}
 	return sums[0], nil
 }
+
+// unixNano is t in Unix nanoseconds as started_ns holds it; a time
+// beyond what int64 nanoseconds reach (1678 to 2262), such as the zero
+// time, is clamped to the nearest end, which only clamps a record's span.
+func unixNano(t time.Time) int64 {
+	switch {
+	case t.Before(minUnixNano):
+		return math.MinInt64
+	case t.After(maxUnixNano):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+var minUnixNano, maxUnixNano = time.Unix(0, math.MinInt64), time.Unix(0, math.MaxInt64)
