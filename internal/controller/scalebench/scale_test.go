@@ -65,7 +65,7 @@ const (
 //   - rss-MB: the process's resident memory at the end.
 //
 // With KUMO_SCALE_IDLE_PROFILE set to a file name, the idle window's CPU
-// profile is written there.
+// profile is written there; with KUMO_SCALE_GET_PROFILE, that of the GETs.
 //
 // Run it with -benchtime 1x: each iteration builds the whole cluster.
 func BenchmarkScale(b *testing.B) {
@@ -280,6 +280,7 @@ func runScale(b *testing.B, nodes int) {
 	defer srv.Close()
 	lat := make([]time.Duration, 0, gets)
 	if path := os.Getenv("KUMO_SCALE_GET_PROFILE"); path != "" {
+		// A CPU profile of the GETs alone.
 		f, err := os.Create(path)
 		if err != nil {
 			b.Fatal(err)
