@@ -60,17 +60,18 @@ func (s *Store) UsageList(ctx context.Context, workspaceID, computeID string, fr
 	return us, nil
 }
 
-// unixNanoSQL is the Unix time in nanoseconds, exact, of a time column or
-// expression x stored as encTime writes it (fixed width, UTC):
-// "2006-01-02T15:04:05" then "." and nine digits.
+// unixNanoSQL is the Unix time in nanoseconds, exact (numeric, so that
+// no year overflows), of a time column or expression x stored as encTime
+// writes it (fixed width, UTC): "2006-01-02T15:04:05" then "." and nine
+// digits.
 func unixNanoSQL(x string) string {
-	return `(EXTRACT(EPOCH FROM substr(` + x + `, 1, 19)::timestamp)::bigint * 1000000000 + substr(` + x + `, 21, 9)::bigint)`
+	return `(EXTRACT(EPOCH FROM substr(` + x + `, 1, 19)::timestamp)::numeric * 1000000000 + substr(` + x + `, 21, 9)::numeric)`
 }
 
 // usageSumSQL sums a compute's records within [$1, $2) as model.NodeUsage's
 // Cost does: each record's span clamped to the range, times its price.
 // Times compare as text (collation "C"), which their fixed width allows.
-var usageSumSQL = `SELECT COUNT(*), COALESCE(SUM(price_per_hour * GREATEST(e - s, 0) / 3600e9::float8), 0),
+var usageSumSQL = `SELECT COUNT(*), COALESCE(SUM(price_per_hour * GREATEST(e - s, 0)::float8 / 3600e9::float8), 0),
 	COALESCE(SUM(price_per_hour) FILTER (WHERE ended_at IS NULL), 0)
 	FROM (SELECT price_per_hour, ended_at,
 		` + unixNanoSQL(`GREATEST(started_at, $1::text)`) + ` AS s,
