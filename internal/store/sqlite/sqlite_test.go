@@ -219,7 +219,7 @@ func TestUsageNanosBackfill(t *testing.T) {
 	if err := s.NodeDelete(t.Context(), "n0"); err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{`DROP TRIGGER node_usage_ns_insert`, `DROP TRIGGER node_usage_ns_update`,
+	for _, q := range []string{`DROP TRIGGER node_usage_ns_update`,
 		`DROP INDEX node_usage_by_compute`, `ALTER TABLE node_usage DROP COLUMN started_ns`,
 		`ALTER TABLE node_usage DROP COLUMN ended_ns`, `DELETE FROM schema_migrations WHERE version = 11`} {
 		if _, err := s.w.ExecContext(t.Context(), q); err != nil {

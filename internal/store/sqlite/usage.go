@@ -38,9 +38,9 @@ func (s *Store) NodeCreateUsage(ctx context.Context, n model.Node, u model.NodeU
 			return storeErr(err)
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO node_usage (node_id, compute_id, compute_key, workspace_key, workspace_id,
-			vm_size, priority, price_per_hour, started_at, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			vm_size, priority, price_per_hour, started_at, ended_at, started_ns, ended_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			n.ID, u.ComputeID, fold(u.ComputeID), fold(u.WorkspaceID), u.WorkspaceID, u.VMSize, string(u.Priority),
-			u.PricePerHour, encTime(u.StartedAt), encOptTime(u.EndedAt))
+			u.PricePerHour, encTime(u.StartedAt), encOptTime(u.EndedAt), unixNano(u.StartedAt), optUnixNano(u.EndedAt))
 		return storeErr(err)
 	})
 	if err != nil {
@@ -99,6 +99,14 @@ func unixNano(t time.Time) int64 {
 		return math.MaxInt64
 	}
 	return t.UnixNano()
+}
+
+// optUnixNano is unixNano, with NULL for the zero time.
+func optUnixNano(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: unixNano(t), Valid: true}
 }
 
 var minUnixNano, maxUnixNano = time.Unix(0, math.MinInt64), time.Unix(0, math.MaxInt64)

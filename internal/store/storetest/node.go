@@ -490,6 +490,14 @@ func testNodeUsageSum(t *testing.T, s store.Store) {
 			t.Fatal(err)
 		}
 	}
+	// A record copied with its end (as storecopy does) is summed alike.
+	f := newNode("f", cpu, model.NodePreparing)
+	f.CreatedAt = at(35)
+	if err := s.NodeCreateUsage(t.Context(), f, model.NodeUsage{NodeID: f.ID, ComputeID: cpu, WorkspaceID: w.ID,
+		VMSize: "Standard_D2_v2", Priority: model.PriorityDedicated, PricePerHour: 2.5, StartedAt: f.CreatedAt,
+		EndedAt: at(70).Add(3)}); err != nil {
+		t.Fatalf("NodeCreateUsage(f): %v", err)
+	}
 	tests := []struct {
 		name     string
 		compute  string
