@@ -65,14 +65,13 @@ func (s *Store) UsageList(ctx context.Context, workspaceID, computeID string, fr
 	return us, nil
 }
 
-// usageSumSQL sums a compute's records within [?1, ?2) as model.NodeUsage's
-// Cost does: each record's span clamped to the range, times its price.
-// The range is given twice: as text to select the records through the
-// index (fixed-width times compare as text), and as Unix nanoseconds (?4,
-// ?5) to clamp the records' started_ns and ended_ns (migration 0011).
-const usageSumSQL = `SELECT COUNT(*), COALESCE(SUM(price_per_hour * MAX(MIN(COALESCE(ended_ns, ?5), ?5) - MAX(started_ns, ?4), 0) / 3600e9), 0),
-	COALESCE(SUM(CASE WHEN ended_at IS NULL THEN price_per_hour ELSE 0 END), 0)
-	FROM node_usage WHERE compute_key = ?3 AND started_at < ?2 AND (ended_at IS NULL OR ended_at > ?1)`
+// usageSumSQL sums a compute's records within [?2, ?3) (Unix nanoseconds)
+// as model.NodeUsage's Cost does: each record's span clamped to the range,
+// times its price. It reads the records' started_ns and ended_ns from the
+// index node_usage_by_compute alone (migration 0011).
+const usageSumSQL = `SELECT COUNT(*), COALESCE(SUM(price_per_hour * MAX(MIN(COALESCE(ended_ns, ?3), ?3) - MAX(started_ns, ?2), 0) / 3600e9), 0),
+	COALESCE(SUM(CASE WHEN ended_ns IS NULL THEN price_per_hour ELSE 0 END), 0)
+	FROM node_usage WHERE compute_key = ?1 AND started_ns < ?3 AND (ended_ns IS NULL OR ended_ns > ?2)`
 
 // UsageSumByCompute implements store.Store, reading the index
 // node_usage_by_compute (migration 0011) alone.
@@ -81,7 +80,7 @@ func (s *Store) UsageSumByCompute(ctx context.Context, computeID string, from, t
 		var u store.UsageSum
 		err := sc.Scan(&u.Records, &u.Cost, &u.OpenPricePerHour)
 		return u, err
-	}, usageSumSQL, encTime(from), encTime(to), fold(computeID), unixNano(from), unixNano(to))
+	}, usageSumSQL, fold(computeID), unixNano(from), unixNano(to))
 	if err != nil {
 		return store.UsageSum{}, fmt.Errorf("usage sum of %s: %w", computeID, err)
 	}

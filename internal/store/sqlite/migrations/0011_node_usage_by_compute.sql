@@ -24,4 +24,4 @@ CREATE TRIGGER node_usage_ns_update AFTER UPDATE OF started_at, ended_at ON node
     WHERE node_id = NEW.node_id;
 END;
 
-CREATE INDEX node_usage_by_compute ON node_usage (compute_key, started_at, ended_at, price_per_hour, started_ns, ended_ns);
+CREATE INDEX node_usage_by_compute ON node_usage (compute_key, started_ns, ended_ns, price_per_hour);
