@@ -17,23 +17,15 @@ import (
 // hoursRound rounds node-hours for display (to the second's worth).
 func hoursRound(h float64) float64 { return math.Round(h*10000) / 10000 }
 
-// computeCost is a compute's cost now and since it was created.
+// computeCost is a compute's cost now and since it was created: its
+// usage records summed by the store, records still open priced up to now.
 func (s *Server) computeCost(ctx context.Context, c model.Compute) (*api.ComputeCost, error) {
-	now := s.now().UTC()
-	us, err := s.store.UsageList(ctx, c.WorkspaceID, c.ID, c.CreatedAt, now)
-	if err != nil || len(us) == 0 {
+	sum, err := s.store.UsageSumByCompute(ctx, c.ID, c.CreatedAt, s.now().UTC())
+	if err != nil || sum.Records == 0 {
 		return nil, err
 	}
-	out := &api.ComputeCost{Currency: "USD"}
-	sum := 0.0
-	for _, u := range us {
-		sum += u.Cost(c.CreatedAt, now)
-		if u.EndedAt.IsZero() {
-			out.PerHour += u.PricePerHour
-		}
-	}
-	out.SoFar, out.PerHour = model.Cents(sum), math.Round(out.PerHour*10000)/10000
-	return out, nil
+	return &api.ComputeCost{Currency: "USD", SoFar: model.Cents(sum.Cost),
+		PerHour: math.Round(sum.OpenPricePerHour*10000) / 10000}, nil
 }
 
 // jobCost sets a job's node-hours and cost so far.

@@ -12,13 +12,16 @@ import (
 )
 
 // computeView is what a cluster's availability answer is made of: its
-// settings, live status, nodes and active jobs, read together.
+// settings, live status, node counts and active jobs, read together.
 type computeView struct {
 	compute model.Compute
 	status  model.ComputeStatus
-	nodes   []model.Node
-	queued  []model.Job             // the head of the queue, in FIFO order, at most maxQueuedShown
-	jobs    map[model.JobStatus]int // counts by status
+	nodes   map[model.NodeState]int // counts by state
+	// list is every node, which only a start estimate needs; nil unless
+	// the view was made by loadComputeView.
+	list   []model.Node
+	queued []model.Job             // the head of the queue, in FIFO order, at most maxQueuedShown
+	jobs   map[model.JobStatus]int // counts by status
 }
 
 // activeJobs are the statuses of jobs that hold or wait for a node.
@@ -27,14 +30,25 @@ var activeJobs = []model.JobStatus{model.JobQueued, model.JobPreparing, model.Jo
 // maxQueuedShown bounds how many queued jobs a compute's answer lists.
 const maxQueuedShown = 50
 
+// loadComputeView is viewOf with every node listed, for a queued job's
+// pending reason and start estimate.
 func (s *Server) loadComputeView(ctx context.Context, computeID string) (*computeView, error) {
 	c, err := s.store.ComputeGet(ctx, computeID)
 	if err != nil {
 		return nil, err
 	}
-	return s.viewOf(ctx, c)
+	v, err := s.viewOf(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if v.list, err = s.store.NodeListByCompute(ctx, c.ID); err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
+// viewOf reads a compute's live status and node counts; its cost follows
+// the number of node states, not of nodes.
 func (s *Server) viewOf(ctx context.Context, c model.Compute) (*computeView, error) {
 	v := &computeView{compute: c}
 	st, err := s.store.ComputeStatusGet(ctx, c.ID)
@@ -42,7 +56,7 @@ func (s *Server) viewOf(ctx context.Context, c model.Compute) (*computeView, err
 		return nil, err
 	}
 	v.status = st
-	if v.nodes, err = s.store.NodeListByCompute(ctx, c.ID); err != nil {
+	if v.nodes, err = s.store.NodeCountByCompute(ctx, c.ID); err != nil {
 		return nil, err
 	}
 	return v, nil
@@ -60,24 +74,14 @@ func (v *computeView) loadJobs(ctx context.Context, s *Server) error {
 }
 
 func (v *computeView) counts() api.NodeStateCounts {
-	var n api.NodeStateCounts
-	for _, node := range v.nodes {
-		switch node.State {
-		case model.NodeIdle:
-			n.IdleNodeCount++
-		case model.NodeRunning:
-			n.RunningNodeCount++
-		case model.NodePreparing:
-			n.PreparingNodeCount++
-		case model.NodeUnusable:
-			n.UnusableNodeCount++
-		case model.NodeLeaving:
-			n.LeavingNodeCount++
-		case model.NodePreempted:
-			n.PreemptedNodeCount++
-		}
+	return api.NodeStateCounts{
+		IdleNodeCount:      int32(v.nodes[model.NodeIdle]),
+		RunningNodeCount:   int32(v.nodes[model.NodeRunning]),
+		PreparingNodeCount: int32(v.nodes[model.NodePreparing]),
+		UnusableNodeCount:  int32(v.nodes[model.NodeUnusable]),
+		LeavingNodeCount:   int32(v.nodes[model.NodeLeaving]),
+		PreemptedNodeCount: int32(v.nodes[model.NodePreempted]),
 	}
-	return n
 }
 
 func (v *computeView) running() int {
@@ -151,7 +155,7 @@ func (v *computeView) estimateStart(now time.Time, pos int) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	blocked := v.status.Blocked == api.PendingQuotaExceeded || v.status.Blocked == api.PendingCapacityExhausted
-	return model.EstimateStart(now, pos, v.nodes, v.compute.Scale.MaxNodes, blocked)
+	return model.EstimateStart(now, pos, v.list, v.compute.Scale.MaxNodes, blocked)
 }
 
 // evictedReason makes a queued job's pending reason EvictedWaitingToRetry

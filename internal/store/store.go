@@ -41,6 +41,18 @@ type NodeChange struct {
 	From model.NodeState
 }
 
+// UsageSum is what [Store.UsageSumByCompute] returns: the sums of a set
+// of usage records.
+type UsageSum struct {
+	// Records is how many records were summed; 0 when none.
+	Records int
+	// Cost is what they accrued within the range, in USD, unrounded.
+	Cost float64
+	// OpenPricePerHour is the sum of PricePerHour over the records not
+	// yet ended, in USD per hour, unrounded.
+	OpenPricePerHour float64
+}
+
 // JobNodesUpdate is one job's part of a [Store.JobUpdateBatch]: what
 // [Store.JobUpdateNodes] takes.
 type JobNodesUpdate struct {
@@ -195,6 +207,10 @@ type Store interface {
 	// compute's size: the dispatcher reads a compute's idle nodes with it
 	// on every pass.
 	NodeListByState(ctx context.Context, computeID string, state model.NodeState) ([]model.Node, error)
+	// NodeCountByCompute counts a compute's nodes by state; states with
+	// no node are absent. It reads the index of nodes by compute and
+	// state, so a compute's answer need not load its nodes.
+	NodeCountByCompute(ctx context.Context, computeID string) (map[model.NodeState]int, error)
 	// NodeList returns every node ordered by CreatedAt, ID.
 	NodeList(ctx context.Context) ([]model.Node, error)
 	// NodeDelete removes the node with the given ID. Its usage record, if
@@ -208,6 +224,11 @@ type Store interface {
 	// started before to and not ended by from; ordered by StartedAt,
 	// NodeID. Records outlive their nodes and computes.
 	UsageList(ctx context.Context, workspaceID, computeID string, from, to time.Time) ([]model.NodeUsage, error)
+	// UsageSumByCompute sums, in the database, the usage records of a
+	// compute that UsageList would return for [from, to): how many, what
+	// they cost within [from, to) (each record's Cost), and the price per
+	// hour of those still open (EndedAt zero).
+	UsageSumByCompute(ctx context.Context, computeID string, from, to time.Time) (UsageSum, error)
 
 	// EventAppend records e.
 	EventAppend(ctx context.Context, e model.Event) error

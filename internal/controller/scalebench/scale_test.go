@@ -58,11 +58,12 @@ const (
 //     host disturbs less than the wall time;
 //   - idle-cpu-%: CPU of the idle control plane (nodes busy, nothing
 //     finishing) over 30 s, in % of a core;
-//   - get-compute-p99-ms: GET of the compute through the real HTTP server;
+//   - get-compute-p50-ms, get-compute-p99-ms: GET of the compute through
+//     the real HTTP server;
 //   - rss-MB: the process's resident memory at the end.
 //
 // With KUMO_SCALE_IDLE_PROFILE set to a file name, the idle window's CPU
-// profile is written there.
+// profile is written there; with KUMO_SCALE_GET_PROFILE, that of the GETs.
 //
 // Run it with -benchtime 1x: each iteration builds the whole cluster.
 func BenchmarkScale(b *testing.B) {
@@ -276,6 +277,18 @@ func runScale(b *testing.B, nodes int) {
 	srv := httptest.NewServer(server.New(server.Config{Store: st, Regions: regions, Log: log}))
 	defer srv.Close()
 	lat := make([]time.Duration, 0, gets)
+	if path := os.Getenv("KUMO_SCALE_GET_PROFILE"); path != "" {
+		// A CPU profile of the GETs alone.
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	url := srv.URL + c.ID + "?api-version=2024-04-01"
 	for range gets {
 		req, _ := http.NewRequest("GET", url, nil)
@@ -299,6 +312,7 @@ func runScale(b *testing.B, nodes int) {
 	b.ReportMetric(float64(placed)/busyWall.Seconds(), "placements/s")
 	b.ReportMetric(float64(busyCPU.Microseconds())/float64(placed), "cpu-us/placement")
 	b.ReportMetric(idle, "idle-cpu-%")
+	b.ReportMetric(float64(lat[(len(lat)-1)/2])/1e6, "get-compute-p50-ms")
 	b.ReportMetric(float64(lat[(len(lat)-1)*99/100])/1e6, "get-compute-p99-ms")
 	b.ReportMetric(rssMB("VmRSS"), "rss-MB")
 	b.ReportMetric(rssMB("VmHWM"), "peak-rss-MB")

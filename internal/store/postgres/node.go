@@ -108,6 +108,28 @@ func (s *Store) NodeListByState(ctx context.Context, computeID string, state mod
 	return ns, nil
 }
 
+// NodeCountByCompute implements store.Store: an index-only count over
+// nodes_by_compute_state (migration 0002).
+func (s *Store) NodeCountByCompute(ctx context.Context, computeID string) (map[model.NodeState]int, error) {
+	type row struct {
+		state model.NodeState
+		n     int
+	}
+	rows, err := query(ctx, s.pool, func(sc scanner) (row, error) {
+		var r row
+		err := sc.Scan(&r.state, &r.n)
+		return r, err
+	}, `SELECT state, COUNT(*) FROM nodes WHERE compute_key = $1 GROUP BY state`, fold(computeID))
+	if err != nil {
+		return nil, fmt.Errorf("node count of %s: %w", computeID, err)
+	}
+	out := make(map[model.NodeState]int, len(rows))
+	for _, r := range rows {
+		out[r.state] = r.n
+	}
+	return out, nil
+}
+
 // NodeList implements store.Store.
 func (s *Store) NodeList(ctx context.Context) ([]model.Node, error) {
 	ns, err := query(ctx, s.pool, scanNode, nodeListSQL)

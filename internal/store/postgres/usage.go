@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"kumo/internal/model"
+	"kumo/internal/store"
 )
 
 // NodeCreateUsage implements store.Store: the node and its usage record in
@@ -39,4 +40,34 @@ func (s *Store) UsageList(ctx context.Context, workspaceID, computeID string, fr
 		return nil, fmt.Errorf("usage list %s: %w", workspaceID, err)
 	}
 	return us, nil
+}
+
+// unixNanoSQL is the Unix time in nanoseconds, exact (numeric, so that
+// no year overflows), of a time column or expression x stored as encTime
+// writes it (fixed width, UTC): "2006-01-02T15:04:05" then "." and nine
+// digits.
+func unixNanoSQL(x string) string {
+	return `(EXTRACT(EPOCH FROM substr(` + x + `, 1, 19)::timestamp)::numeric * 1000000000 + substr(` + x + `, 21, 9)::numeric)`
+}
+
+// usageSumSQL sums a compute's records within [$1, $2) as model.NodeUsage's
+// Cost does: each record's span clamped to the range, times its price.
+// Times compare as text (collation "C"), which their fixed width allows.
+var usageSumSQL = `SELECT COUNT(*), COALESCE(SUM(price_per_hour * GREATEST(e - s, 0)::float8 / 3600e9::float8), 0),
+	COALESCE(SUM(price_per_hour) FILTER (WHERE ended_at IS NULL), 0)
+	FROM (SELECT price_per_hour, ended_at,
+		` + unixNanoSQL(`GREATEST(started_at, $1::text)`) + ` AS s,
+		` + unixNanoSQL(`LEAST(COALESCE(ended_at, $2::text), $2::text)`) + ` AS e
+		FROM node_usage
+		WHERE compute_key = $3 AND started_at < $2 AND (ended_at IS NULL OR ended_at > $1)) AS u`
+
+// UsageSumByCompute implements store.Store, reading the index
+// node_usage_by_compute (migration 0003).
+func (s *Store) UsageSumByCompute(ctx context.Context, computeID string, from, to time.Time) (store.UsageSum, error) {
+	var u store.UsageSum
+	err := s.pool.QueryRow(ctx, usageSumSQL, encTime(from), encTime(to), fold(computeID)).Scan(&u.Records, &u.Cost, &u.OpenPricePerHour)
+	if err != nil {
+		return store.UsageSum{}, fmt.Errorf("usage sum of %s: %w", computeID, err)
+	}
+	return u, nil
 }

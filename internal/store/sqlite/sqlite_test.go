@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"kumo/internal/model"
 	"kumo/internal/store"
@@ -186,5 +187,57 @@ func TestJobCountsBackfill(t *testing.T) {
 	}
 	if diff := cmp.Diff(map[model.JobStatus]int{model.JobQueued: 1 + 2, model.JobRunning: 3}, nodes); diff != "" {
 		t.Errorf("nodes (-want +got):\n%s", diff)
+	}
+}
+
+// TestUsageNanosBackfill checks that migration 0011 fills started_ns and
+// ended_ns for the usage records stored before it, so that a compute's
+// cost sum counts them: it is undone on a store with records (one ended)
+// and applied again on reopen.
+func TestUsageNanosBackfill(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kumo.db")
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	const ws = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
+	cpu := ws + "/computes/cpu"
+	t0 := time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
+	for i, price := range []float64{0.5, 2} {
+		n := model.Node{ID: fmt.Sprintf("n%d", i), ComputeID: cpu, State: model.NodePreparing,
+			CreatedAt: t0.Add(time.Duration(i) * time.Minute), StateSince: t0}
+		u := model.NodeUsage{NodeID: n.ID, ComputeID: cpu, WorkspaceID: ws, VMSize: "Standard_D2_v2",
+			Priority: model.PriorityDedicated, PricePerHour: price, StartedAt: n.CreatedAt}
+		if err := s.NodeCreateUsage(t.Context(), n, u); err != nil {
+			t.Fatalf("NodeCreateUsage: %v", err)
+		}
+	}
+	gone := model.Node{ID: "n0", ComputeID: cpu, State: model.NodeLeaving, CreatedAt: t0, StateSince: t0.Add(90*time.Minute + 7)}
+	if err := s.NodeUpdate(t.Context(), gone, model.NodePreparing); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.NodeDelete(t.Context(), "n0"); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`DROP TRIGGER node_usage_ns_update`,
+		`DROP INDEX node_usage_by_compute`, `ALTER TABLE node_usage DROP COLUMN started_ns`,
+		`ALTER TABLE node_usage DROP COLUMN ended_ns`, `DELETE FROM schema_migrations WHERE version = 11`} {
+		if _, err := s.w.ExecContext(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, path)
+	from, to := t0.Add(-time.Hour), t0.Add(3*time.Hour)
+	got, err := s.UsageSumByCompute(t.Context(), cpu, from, to)
+	if err != nil {
+		t.Fatalf("UsageSumByCompute: %v", err)
+	}
+	// n0: 90 min and 7 ns at 0.5; n1: open from t0+1m to t0+3h at 2.
+	want := store.UsageSum{Records: 2, Cost: (90*time.Minute+7).Hours()*0.5 + (179*time.Minute).Hours()*2, OpenPricePerHour: 2}
+	if diff := cmp.Diff(want, got, cmpopts.EquateApprox(1e-12, 0)); diff != "" {
+		t.Errorf("UsageSumByCompute (-want +got):\n%s", diff)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"kumo/internal/model"
 	"kumo/internal/store"
@@ -19,9 +20,11 @@ var nodeTests = []test{
 	{"Update", testNodeUpdate},
 	{"List", testNodeList},
 	{"ListByState", testNodeListByState},
+	{"CountByCompute", testNodeCountByCompute},
 	{"Delete", testNodeDelete},
 	{"BindAgentKey", testNodeBindAgentKey},
 	{"Usage", testNodeUsage},
+	{"UsageSum", testNodeUsageSum},
 }
 
 // newNode returns a node of the compute with computeID, with every field
@@ -392,6 +395,143 @@ func testNodeUsage(t *testing.T, s store.Store) {
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("UsageList (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// testNodeCountByCompute: a compute's nodes are counted by state, only
+// that compute's, whatever the case of its ID, and the counts follow
+// updates and deletes.
+func testNodeCountByCompute(t *testing.T, s store.Store) {
+	w := setupWorkspace(t, s, "ws")
+	cpu := newCompute(w, "cpu").ID
+	other := newCompute(w, "cpux").ID // its ID extends cpu's
+	for _, n := range []struct {
+		id      string
+		compute string
+		state   model.NodeState
+	}{
+		{"n-a", cpu, model.NodeIdle},
+		{"n-b", cpu, model.NodeIdle},
+		{"n-c", cpu, model.NodeRunning},
+		{"n-d", cpu, model.NodePreparing},
+		{"n-e", other, model.NodeIdle},
+	} {
+		mustCreateNode(t, s, newNode(n.id, n.compute, n.state))
+	}
+	leaving := newNode("n-a", cpu, model.NodeLeaving)
+	if err := s.NodeUpdate(t.Context(), leaving, model.NodeIdle); err != nil {
+		t.Fatalf("NodeUpdate: %v", err)
+	}
+	if err := s.NodeDelete(t.Context(), "n-d"); err != nil {
+		t.Fatalf("NodeDelete: %v", err)
+	}
+	tests := []struct {
+		name    string
+		compute string
+		want    map[model.NodeState]int
+	}{
+		{"by state", cpu, map[model.NodeState]int{model.NodeIdle: 1, model.NodeRunning: 1, model.NodeLeaving: 1}},
+		{"compute ID case", strings.ToUpper(cpu), map[model.NodeState]int{model.NodeIdle: 1, model.NodeRunning: 1, model.NodeLeaving: 1}},
+		{"other compute", other, map[model.NodeState]int{model.NodeIdle: 1}},
+		{"no nodes", newCompute(w, "gpu").ID, map[model.NodeState]int{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.NodeCountByCompute(t.Context(), tt.compute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("NodeCountByCompute (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// testNodeUsageSum: UsageSumByCompute gives, for a compute and a range,
+// what summing UsageList's records in Go gives: the count, the cost
+// (each record clamped to the range, nanoseconds included) and the price
+// per hour of the records still open.
+func testNodeUsageSum(t *testing.T, s store.Store) {
+	w := setupWorkspace(t, s, "ws")
+	cpu, gpu := newCompute(w, "cpu").ID, newCompute(w, "gpu").ID
+	for _, x := range []struct {
+		id       string
+		compute  string
+		price    float64
+		start    int
+		leftAt   int // 0: still in service
+		leftNano int // extra nanoseconds in leftAt
+	}{
+		{"a", cpu, 0.146, 20, 50, 123456789},
+		{"b", cpu, 3.06, 30, 0, 0},
+		{"c", cpu, 1.5, 3600, 0, 0},
+		{"d", cpu, 0.9, 40, 7300, 1},
+		{"e", gpu, 10, 20, 0, 0},
+	} {
+		n := newNode(x.id, x.compute, model.NodePreparing)
+		n.CreatedAt = at(x.start)
+		u := model.NodeUsage{NodeID: n.ID, ComputeID: n.ComputeID, WorkspaceID: w.ID, VMSize: "Standard_D2_v2",
+			Priority: model.PriorityDedicated, PricePerHour: x.price, StartedAt: n.CreatedAt}
+		if err := s.NodeCreateUsage(t.Context(), n, u); err != nil {
+			t.Fatalf("NodeCreateUsage(%s): %v", n.ID, err)
+		}
+		if x.leftAt == 0 {
+			continue
+		}
+		gone := n
+		gone.State, gone.StateSince = model.NodeLeaving, at(x.leftAt).Add(time.Duration(x.leftNano))
+		if err := s.NodeUpdate(t.Context(), gone, model.NodePreparing); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.NodeDelete(t.Context(), n.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A record copied with its end (as storecopy does) is summed alike.
+	f := newNode("f", cpu, model.NodePreparing)
+	f.CreatedAt = at(35)
+	if err := s.NodeCreateUsage(t.Context(), f, model.NodeUsage{NodeID: f.ID, ComputeID: cpu, WorkspaceID: w.ID,
+		VMSize: "Standard_D2_v2", Priority: model.PriorityDedicated, PricePerHour: 2.5, StartedAt: f.CreatedAt,
+		EndedAt: at(70).Add(3)}); err != nil {
+		t.Fatalf("NodeCreateUsage(f): %v", err)
+	}
+	tests := []struct {
+		name     string
+		compute  string
+		from, to time.Time
+	}{
+		{"since creation", cpu, at(10), at(9000)},
+		{"from zero", strings.ToUpper(cpu), time.Time{}, at(9000)},
+		{"within a's span", cpu, at(25), at(45).Add(17)},
+		{"after a ended", cpu, at(60), at(4000)},
+		{"before any", cpu, at(0), at(10)},
+		{"other compute", gpu, at(10), at(100)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			us, err := s.UsageList(t.Context(), w.ID, tt.compute, tt.from, tt.to)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want store.UsageSum
+			for _, u := range us {
+				want.Records++
+				want.Cost += u.Cost(tt.from, tt.to)
+				if u.EndedAt.IsZero() {
+					want.OpenPricePerHour += u.PricePerHour
+				}
+			}
+			got, err := s.UsageSumByCompute(t.Context(), tt.compute, tt.from, tt.to)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The database adds in its own order: equal to a part in 10^12.
+			near := cmpopts.EquateApprox(1e-12, 0)
+			if diff := cmp.Diff(want, got, near); diff != "" {
+				t.Errorf("UsageSumByCompute (-want +got):\n%s", diff)
 			}
 		})
 	}
