@@ -8,18 +8,19 @@ import (
 
 	"kumo/internal/model"
 	"kumo/internal/store"
+	"kumo/internal/store/rowcodec"
 )
 
 // ComputeCreate implements store.Store.
 func (s *Store) ComputeCreate(ctx context.Context, c model.Compute, op model.Operation) error {
-	shared, err := computeArgs(c)
+	shared, err := rowcodec.ComputeArgs(c)
 	if err != nil {
 		return fmt.Errorf("compute create %s: %w", c.ID, err)
 	}
 	err = s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		// FOR SHARE keeps the workspace from being deleted before commit.
 		var one int
-		err := tx.QueryRow(ctx, `SELECT 1 FROM workspaces WHERE id_key = $1 FOR SHARE`, fold(c.WorkspaceID)).Scan(&one)
+		err := tx.QueryRow(ctx, `SELECT 1 FROM workspaces WHERE id_key = $1 FOR SHARE`, rowcodec.Fold(c.WorkspaceID)).Scan(&one)
 		if err != nil {
 			return notFound(err)
 		}
@@ -29,7 +30,7 @@ func (s *Store) ComputeCreate(ctx context.Context, c model.Compute, op model.Ope
 			state, errors, operation_id, etag, created_at, modified_at, created_by, modified_by
 		) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
 			$21, $22, $23, $24, $25, $26)`,
-			append([]any{fold(c.ID), c.ID, fold(c.WorkspaceID), c.WorkspaceID, c.Name, fold(c.Name)}, shared...)...)
+			append([]any{rowcodec.Fold(c.ID), c.ID, rowcodec.Fold(c.WorkspaceID), c.WorkspaceID, c.Name, rowcodec.Fold(c.Name)}, shared...)...)
 		if err != nil {
 			return storeErr(err)
 		}
@@ -44,12 +45,12 @@ func (s *Store) ComputeCreate(ctx context.Context, c model.Compute, op model.Ope
 // ComputeUpdate implements store.Store. It replaces every field but the
 // compute's identity: ID, WorkspaceID and Name keep their stored values.
 func (s *Store) ComputeUpdate(ctx context.Context, c model.Compute, matchETag string, op *model.Operation) error {
-	shared, err := computeArgs(c)
+	shared, err := rowcodec.ComputeArgs(c)
 	if err != nil {
 		return fmt.Errorf("compute update %s: %w", c.ID, err)
 	}
 	err = s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		if err := checkETag(ctx, tx, fold(c.ID), matchETag); err != nil {
+		if err := checkETag(ctx, tx, rowcodec.Fold(c.ID), matchETag); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `UPDATE computes SET
@@ -58,7 +59,7 @@ func (s *Store) ComputeUpdate(ctx context.Context, c model.Compute, matchETag st
 			remote_login = $12, state = $13, errors = $14, operation_id = $15, etag = $16,
 			created_at = $17, modified_at = $18, created_by = $19, modified_by = $20
 			WHERE id_key = $21`,
-			append(shared, fold(c.ID))...)
+			append(shared, rowcodec.Fold(c.ID))...)
 		if err != nil {
 			return err
 		}
@@ -89,8 +90,8 @@ func checkETag(ctx context.Context, tx pgx.Tx, key, match string) error {
 
 // ComputeGet implements store.Store.
 func (s *Store) ComputeGet(ctx context.Context, id string) (model.Compute, error) {
-	row := s.pool.QueryRow(ctx, `SELECT `+computeColumns+` FROM computes WHERE id_key = $1`, fold(id))
-	c, err := scanCompute(row)
+	row := s.pool.QueryRow(ctx, `SELECT `+rowcodec.ComputeColumns+` FROM computes WHERE id_key = $1`, rowcodec.Fold(id))
+	c, err := rowcodec.ScanCompute(row)
 	if err != nil {
 		return model.Compute{}, fmt.Errorf("compute get %s: %w", id, notFound(err))
 	}
@@ -100,9 +101,9 @@ func (s *Store) ComputeGet(ctx context.Context, id string) (model.Compute, error
 // ComputeList implements store.Store. A workspace that does not exist has
 // no computes.
 func (s *Store) ComputeList(ctx context.Context, workspaceID string, p store.Page) ([]model.Compute, error) {
-	cs, err := query(ctx, s.pool, scanCompute,
-		`SELECT `+computeColumns+` FROM computes WHERE workspace_key = $1 AND name_key > $2 ORDER BY name_key LIMIT $3`,
-		fold(workspaceID), fold(p.After), limit(p))
+	cs, err := query(ctx, s.pool, rowcodec.ScanCompute,
+		`SELECT `+rowcodec.ComputeColumns+` FROM computes WHERE workspace_key = $1 AND name_key > $2 ORDER BY name_key LIMIT $3`,
+		rowcodec.Fold(workspaceID), rowcodec.Fold(p.After), limit(p))
 	if err != nil {
 		return nil, fmt.Errorf("compute list %s: %w", workspaceID, err)
 	}
@@ -115,8 +116,8 @@ func (s *Store) ComputeListByState(ctx context.Context, states ...model.Provisio
 	if len(states) == 0 {
 		return nil, nil
 	}
-	cs, err := query(ctx, s.pool, scanCompute,
-		`SELECT `+computeColumns+` FROM computes WHERE state = ANY($1) ORDER BY workspace_key, name_key`,
+	cs, err := query(ctx, s.pool, rowcodec.ScanCompute,
+		`SELECT `+rowcodec.ComputeColumns+` FROM computes WHERE state = ANY($1) ORDER BY workspace_key, name_key`,
 		texts(states))
 	if err != nil {
 		return nil, fmt.Errorf("compute list by state %v: %w", states, err)
@@ -130,13 +131,13 @@ func (s *Store) ComputeListByState(ctx context.Context, states ...model.Provisio
 // first.
 func (s *Store) ComputeDelete(ctx context.Context, id, matchETag string) error {
 	err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		if err := checkETag(ctx, tx, fold(id), matchETag); err != nil {
+		if err := checkETag(ctx, tx, rowcodec.Fold(id), matchETag); err != nil {
 			return err
 		}
-		if err := deleteComputeRows(ctx, tx, fold(id)); err != nil {
+		if err := deleteComputeRows(ctx, tx, rowcodec.Fold(id)); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `DELETE FROM computes WHERE id_key = $1`, fold(id))
+		_, err := tx.Exec(ctx, `DELETE FROM computes WHERE id_key = $1`, rowcodec.Fold(id))
 		return err
 	})
 	if err != nil {

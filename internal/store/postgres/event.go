@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"kumo/internal/model"
+	"kumo/internal/store/rowcodec"
 )
 
 const (
@@ -18,7 +19,7 @@ const (
 
 // EventAppend implements store.Store. The compute need not exist.
 func (s *Store) EventAppend(ctx context.Context, e model.Event) error {
-	if _, err := s.exec(ctx, eventAppendSQL, e.ComputeID, fold(e.ComputeID), encTime(e.Time), string(e.Kind), e.Message); err != nil {
+	if _, err := s.exec(ctx, eventAppendSQL, e.ComputeID, rowcodec.Fold(e.ComputeID), rowcodec.EncTime(e.Time), string(e.Kind), e.Message); err != nil {
 		return fmt.Errorf("event append %s: %w", e.ComputeID, err)
 	}
 	return nil
@@ -31,7 +32,7 @@ func (s *Store) EventList(ctx context.Context, computeID string, limit int) ([]m
 	if limit > 0 {
 		lim = &limit
 	}
-	es, err := query(ctx, s.pool, scanEvent, eventListSQL, fold(computeID), lim)
+	es, err := query(ctx, s.pool, rowcodec.ScanEvent, eventListSQL, rowcodec.Fold(computeID), lim)
 	if err != nil {
 		return nil, fmt.Errorf("event list %s: %w", computeID, err)
 	}

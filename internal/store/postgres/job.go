@@ -12,6 +12,7 @@ import (
 
 	"kumo/internal/model"
 	"kumo/internal/store"
+	"kumo/internal/store/rowcodec"
 )
 
 const (
@@ -32,20 +33,20 @@ const (
 		history = $25, max_retries = $26, distribution = $27, node_ids = $28
 		WHERE id_key = $29 AND status = $30`
 
-	jobGetSQL        = `SELECT ` + jobColumns + ` FROM jobs WHERE id_key = $1`
-	jobGetByRunIDSQL = `SELECT ` + jobColumns + ` FROM jobs WHERE run_id = $1`
-	jobListSQL       = `SELECT ` + jobColumns + ` FROM jobs WHERE workspace_key = $1 AND name_key > $2 ORDER BY name_key LIMIT $3`
+	jobGetSQL        = `SELECT ` + rowcodec.JobColumns + ` FROM jobs WHERE id_key = $1`
+	jobGetByRunIDSQL = `SELECT ` + rowcodec.JobColumns + ` FROM jobs WHERE run_id = $1`
+	jobListSQL       = `SELECT ` + rowcodec.JobColumns + ` FROM jobs WHERE workspace_key = $1 AND name_key > $2 ORDER BY name_key LIMIT $3`
 	jobMaxSeqSQL     = `SELECT coalesce(max(seq), 0) FROM jobs`
 )
 
 // JobCreate implements store.Store. Job IDs and names match
 // case-insensitively, run IDs exactly.
 func (s *Store) JobCreate(ctx context.Context, j model.Job) error {
-	shared, err := jobArgs(j)
+	shared, err := rowcodec.JobArgs(j)
 	if err != nil {
 		return fmt.Errorf("job create %s: %w", j.ID, err)
 	}
-	args := append([]any{fold(j.ID), j.ID, fold(j.WorkspaceID), j.WorkspaceID, j.Name, fold(j.Name)}, shared...)
+	args := append([]any{rowcodec.Fold(j.ID), j.ID, rowcodec.Fold(j.WorkspaceID), j.WorkspaceID, j.Name, rowcodec.Fold(j.Name)}, shared...)
 	if _, err := s.exec(ctx, jobInsertSQL, args...); err != nil {
 		return fmt.Errorf("job create %s: %w", j.ID, storeErr(err))
 	}
@@ -54,7 +55,7 @@ func (s *Store) JobCreate(ctx context.Context, j model.Job) error {
 
 // JobGet implements store.Store.
 func (s *Store) JobGet(ctx context.Context, id string) (model.Job, error) {
-	j, err := scanJob(s.pool.QueryRow(ctx, jobGetSQL, fold(id)))
+	j, err := rowcodec.ScanJob(s.pool.QueryRow(ctx, jobGetSQL, rowcodec.Fold(id)))
 	if err != nil {
 		return model.Job{}, fmt.Errorf("job get %s: %w", id, notFound(err))
 	}
@@ -63,7 +64,7 @@ func (s *Store) JobGet(ctx context.Context, id string) (model.Job, error) {
 
 // JobGetByRunID implements store.Store.
 func (s *Store) JobGetByRunID(ctx context.Context, runID string) (model.Job, error) {
-	j, err := scanJob(s.pool.QueryRow(ctx, jobGetByRunIDSQL, runID))
+	j, err := rowcodec.ScanJob(s.pool.QueryRow(ctx, jobGetByRunIDSQL, runID))
 	if err != nil {
 		return model.Job{}, fmt.Errorf("job get by run ID %s: %w", runID, notFound(err))
 	}
@@ -73,7 +74,7 @@ func (s *Store) JobGetByRunID(ctx context.Context, runID string) (model.Job, err
 // JobList implements store.Store. A workspace that does not exist has no
 // jobs.
 func (s *Store) JobList(ctx context.Context, workspaceID string, p store.Page) ([]model.Job, error) {
-	js, err := query(ctx, s.pool, scanJob, jobListSQL, fold(workspaceID), fold(p.After), limit(p))
+	js, err := query(ctx, s.pool, rowcodec.ScanJob, jobListSQL, rowcodec.Fold(workspaceID), rowcodec.Fold(p.After), limit(p))
 	if err != nil {
 		return nil, fmt.Errorf("job list %s: %w", workspaceID, err)
 	}
@@ -86,8 +87,8 @@ func (s *Store) JobListByCompute(ctx context.Context, computeID string, statuses
 	if len(statuses) == 0 {
 		return nil, nil
 	}
-	q := `SELECT ` + jobColumns + ` FROM jobs WHERE compute_key = $1 AND status = ANY($2) ORDER BY seq, id_key`
-	js, err := query(ctx, s.pool, scanJob, q, fold(computeID), texts(statuses))
+	q := `SELECT ` + rowcodec.JobColumns + ` FROM jobs WHERE compute_key = $1 AND status = ANY($2) ORDER BY seq, id_key`
+	js, err := query(ctx, s.pool, rowcodec.ScanJob, q, rowcodec.Fold(computeID), texts(statuses))
 	if err != nil {
 		return nil, fmt.Errorf("job list by compute %s %v: %w", computeID, statuses, err)
 	}
@@ -100,8 +101,8 @@ func (s *Store) JobListByStatus(ctx context.Context, statuses ...model.JobStatus
 	if len(statuses) == 0 {
 		return nil, nil
 	}
-	q := `SELECT ` + jobColumns + ` FROM jobs WHERE status = ANY($1) ORDER BY seq, id_key`
-	js, err := query(ctx, s.pool, scanJob, q, texts(statuses))
+	q := `SELECT ` + rowcodec.JobColumns + ` FROM jobs WHERE status = ANY($1) ORDER BY seq, id_key`
+	js, err := query(ctx, s.pool, rowcodec.ScanJob, q, texts(statuses))
 	if err != nil {
 		return nil, fmt.Errorf("job list by status %v: %w", statuses, err)
 	}
@@ -133,15 +134,15 @@ func (s *Store) JobUpdate(ctx context.Context, j model.Job, from model.JobStatus
 // clause, which PostgreSQL re-evaluates on the row's newest version when
 // a concurrent writer changed it first, so two writers cannot both win.
 func (s *Store) JobUpdateNodes(ctx context.Context, j model.Job, from model.JobStatus, nodes []store.NodeChange) error {
-	args, err := jobArgs(j)
+	args, err := rowcodec.JobArgs(j)
 	if err != nil {
 		return fmt.Errorf("job update %s: %w", j.ID, err)
 	}
-	args = append(args, fold(j.ID), string(from))
+	args = append(args, rowcodec.Fold(j.ID), string(from))
 	if len(nodes) == 0 {
 		tag, err := s.exec(ctx, jobUpdateSQL, args...)
 		if err == nil {
-			err = changed(ctx, s.pool, tag, jobExistsSQL, fold(j.ID))
+			err = changed(ctx, s.pool, tag, jobExistsSQL, rowcodec.Fold(j.ID))
 		}
 		if err != nil {
 			return fmt.Errorf("job update %s: %w", j.ID, storeErr(err))
@@ -167,11 +168,11 @@ func (s *Store) JobUpdateBatch(ctx context.Context, updates []store.JobNodesUpda
 	err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		for i, u := range updates {
 			errs[i] = nil
-			args, err := jobArgs(u.Job)
+			args, err := rowcodec.JobArgs(u.Job)
 			if err != nil {
 				return fmt.Errorf("job update %s: %w", u.Job.ID, err)
 			}
-			args = append(args, fold(u.Job.ID), string(u.From))
+			args = append(args, rowcodec.Fold(u.Job.ID), string(u.From))
 			sp, err := tx.Begin(ctx) // a savepoint
 			if err != nil {
 				return err
@@ -204,14 +205,14 @@ func (s *Store) JobUpdateBatch(ctx context.Context, updates []store.JobNodesUpda
 func applyJobNodes(ctx context.Context, tx pgx.Tx, args []any, jobID string, nodes []store.NodeChange) error {
 	tag, err := tx.Exec(ctx, jobUpdateSQL, args...)
 	if err == nil {
-		err = changed(ctx, tx, tag, jobExistsSQL, fold(jobID))
+		err = changed(ctx, tx, tag, jobExistsSQL, rowcodec.Fold(jobID))
 	}
 	if err != nil {
 		return storeErr(err)
 	}
 	nodes = slices.SortedFunc(slices.Values(nodes), func(a, b store.NodeChange) int { return strings.Compare(a.Node.ID, b.Node.ID) })
 	for _, c := range nodes {
-		tag, err = tx.Exec(ctx, nodeUpdateSQL, nodeArgs(c.Node, c.From)...)
+		tag, err = tx.Exec(ctx, nodeUpdateSQL, rowcodec.NodeArgs(c.Node, c.From)...)
 		if err == nil {
 			err = changed(ctx, tx, tag, nodeExistsSQL, c.Node.ID)
 		}
@@ -248,8 +249,8 @@ func (s *Store) JobHead(ctx context.Context, computeID string, status model.JobS
 	if limit <= 0 {
 		return nil, nil
 	}
-	q := `SELECT ` + jobColumns + ` FROM jobs WHERE compute_key = $1 AND status = $2 ORDER BY seq, id_key LIMIT $3`
-	js, err := query(ctx, s.pool, scanJob, q, fold(computeID), string(status), limit)
+	q := `SELECT ` + rowcodec.JobColumns + ` FROM jobs WHERE compute_key = $1 AND status = $2 ORDER BY seq, id_key LIMIT $3`
+	js, err := query(ctx, s.pool, rowcodec.ScanJob, q, rowcodec.Fold(computeID), string(status), limit)
 	if err != nil {
 		return nil, fmt.Errorf("job head of %s: %w", computeID, err)
 	}
@@ -275,12 +276,12 @@ func (s *Store) jobCount(ctx context.Context, expr, computeID string, statuses [
 		status model.JobStatus
 		n      int
 	}
-	rows, err := query(ctx, s.pool, func(sc scanner) (row, error) {
+	rows, err := query(ctx, s.pool, func(sc rowcodec.Scanner) (row, error) {
 		var r row
 		err := sc.Scan(&r.status, &r.n)
 		return r, err
 	}, `SELECT status, (`+expr+`)::bigint FROM jobs WHERE compute_key = $1 AND status = ANY($2) GROUP BY status`,
-		fold(computeID), texts(statuses))
+		rowcodec.Fold(computeID), texts(statuses))
 	if err != nil {
 		return nil, fmt.Errorf("job count of %s: %w", computeID, err)
 	}
@@ -295,7 +296,7 @@ func (s *Store) jobCount(ctx context.Context, expr, computeID string, statuses [
 func (s *Store) JobCountAhead(ctx context.Context, computeID string, status model.JobStatus, seq int64) (int, error) {
 	var n int
 	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM jobs WHERE compute_key = $1 AND status = $2 AND seq < $3`,
-		fold(computeID), string(status), seq).Scan(&n)
+		rowcodec.Fold(computeID), string(status), seq).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("job count ahead in %s: %w", computeID, err)
 	}
@@ -326,7 +327,7 @@ func (s *Store) jobStrings(ctx context.Context, q string, statuses []model.JobSt
 	if len(statuses) == 0 {
 		return nil, nil
 	}
-	return query(ctx, s.pool, func(sc scanner) (string, error) {
+	return query(ctx, s.pool, func(sc rowcodec.Scanner) (string, error) {
 		var v string
 		err := sc.Scan(&v)
 		return v, err

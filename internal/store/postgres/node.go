@@ -8,6 +8,7 @@ import (
 
 	"kumo/internal/model"
 	"kumo/internal/store"
+	"kumo/internal/store/rowcodec"
 )
 
 const (
@@ -18,7 +19,7 @@ const (
 
 	// nodeUpdateSQL replaces every field but the node's identity (ID,
 	// ComputeID) and its agent key when the stored state is the expected
-	// one; see nodeArgs.
+	// one; see rowcodec.NodeArgs.
 	nodeUpdateSQL = `UPDATE nodes SET
 		state = $1, credential_hash = $2, address = $3, ssh_port = $4, job_id = $5, reason = $6, note = $7,
 		created_at = $8, state_since = $9, attempts = $10, host_key = $11, ready_at = $12
@@ -28,17 +29,17 @@ const (
 	nodeBindAgentKeySQL = `UPDATE nodes SET agent_key = $1 WHERE id = $2 AND agent_key = ''`
 
 	nodeExistsSQL        = `SELECT 1 FROM nodes WHERE id = $1`
-	nodeGetSQL           = `SELECT ` + nodeColumns + ` FROM nodes WHERE id = $1`
-	nodeListByComputeSQL = `SELECT ` + nodeColumns + ` FROM nodes WHERE compute_key = $1 ORDER BY created_at, id`
-	nodeListSQL          = `SELECT ` + nodeColumns + ` FROM nodes ORDER BY created_at, id`
-	nodeListByStateSQL   = `SELECT ` + nodeColumns + ` FROM nodes WHERE compute_key = $1 AND state = $2 ORDER BY created_at, id`
+	nodeGetSQL           = `SELECT ` + rowcodec.NodeColumns + ` FROM nodes WHERE id = $1`
+	nodeListByComputeSQL = `SELECT ` + rowcodec.NodeColumns + ` FROM nodes WHERE compute_key = $1 ORDER BY created_at, id`
+	nodeListSQL          = `SELECT ` + rowcodec.NodeColumns + ` FROM nodes ORDER BY created_at, id`
+	nodeListByStateSQL   = `SELECT ` + rowcodec.NodeColumns + ` FROM nodes WHERE compute_key = $1 AND state = $2 ORDER BY created_at, id`
 	nodeDeleteSQL        = `DELETE FROM nodes WHERE id = $1`
 )
 
 // NodeCreate implements store.Store. Node IDs match exactly; the compute
 // need not exist.
 func (s *Store) NodeCreate(ctx context.Context, n model.Node) error {
-	if _, err := s.exec(ctx, nodeInsertSQL, nodeInsertArgs(n)...); err != nil {
+	if _, err := s.exec(ctx, nodeInsertSQL, rowcodec.NodeInsertArgs(n)...); err != nil {
 		return fmt.Errorf("node create %s: %w", n.ID, storeErr(err))
 	}
 	return nil
@@ -46,7 +47,7 @@ func (s *Store) NodeCreate(ctx context.Context, n model.Node) error {
 
 // NodeGet implements store.Store.
 func (s *Store) NodeGet(ctx context.Context, id string) (model.Node, error) {
-	n, err := scanNode(s.pool.QueryRow(ctx, nodeGetSQL, id))
+	n, err := rowcodec.ScanNode(s.pool.QueryRow(ctx, nodeGetSQL, id))
 	if err != nil {
 		return model.Node{}, fmt.Errorf("node get %s: %w", id, notFound(err))
 	}
@@ -56,7 +57,7 @@ func (s *Store) NodeGet(ctx context.Context, id string) (model.Node, error) {
 // NodeUpdate implements store.Store. It replaces every field but the
 // node's identity (ID, ComputeID) and its AgentKey.
 func (s *Store) NodeUpdate(ctx context.Context, n model.Node, from model.NodeState) error {
-	tag, err := s.exec(ctx, nodeUpdateSQL, nodeArgs(n, from)...)
+	tag, err := s.exec(ctx, nodeUpdateSQL, rowcodec.NodeArgs(n, from)...)
 	if err == nil {
 		err = changed(ctx, s.pool, tag, nodeExistsSQL, n.ID)
 	}
@@ -91,7 +92,7 @@ func (s *Store) NodeBindAgentKey(ctx context.Context, id, key string) error {
 
 // NodeListByCompute implements store.Store.
 func (s *Store) NodeListByCompute(ctx context.Context, computeID string) ([]model.Node, error) {
-	ns, err := query(ctx, s.pool, scanNode, nodeListByComputeSQL, fold(computeID))
+	ns, err := query(ctx, s.pool, rowcodec.ScanNode, nodeListByComputeSQL, rowcodec.Fold(computeID))
 	if err != nil {
 		return nil, fmt.Errorf("node list by compute %s: %w", computeID, err)
 	}
@@ -101,7 +102,7 @@ func (s *Store) NodeListByCompute(ctx context.Context, computeID string) ([]mode
 // NodeListByState implements store.Store, through the index
 // nodes_by_compute_state (migration 0002).
 func (s *Store) NodeListByState(ctx context.Context, computeID string, state model.NodeState) ([]model.Node, error) {
-	ns, err := query(ctx, s.pool, scanNode, nodeListByStateSQL, fold(computeID), string(state))
+	ns, err := query(ctx, s.pool, rowcodec.ScanNode, nodeListByStateSQL, rowcodec.Fold(computeID), string(state))
 	if err != nil {
 		return nil, fmt.Errorf("node list by state %s %s: %w", computeID, state, err)
 	}
@@ -115,11 +116,11 @@ func (s *Store) NodeCountByCompute(ctx context.Context, computeID string) (map[m
 		state model.NodeState
 		n     int
 	}
-	rows, err := query(ctx, s.pool, func(sc scanner) (row, error) {
+	rows, err := query(ctx, s.pool, func(sc rowcodec.Scanner) (row, error) {
 		var r row
 		err := sc.Scan(&r.state, &r.n)
 		return r, err
-	}, `SELECT state, COUNT(*) FROM nodes WHERE compute_key = $1 GROUP BY state`, fold(computeID))
+	}, `SELECT state, COUNT(*) FROM nodes WHERE compute_key = $1 GROUP BY state`, rowcodec.Fold(computeID))
 	if err != nil {
 		return nil, fmt.Errorf("node count of %s: %w", computeID, err)
 	}
@@ -132,7 +133,7 @@ func (s *Store) NodeCountByCompute(ctx context.Context, computeID string) (map[m
 
 // NodeList implements store.Store.
 func (s *Store) NodeList(ctx context.Context) ([]model.Node, error) {
-	ns, err := query(ctx, s.pool, scanNode, nodeListSQL)
+	ns, err := query(ctx, s.pool, rowcodec.ScanNode, nodeListSQL)
 	if err != nil {
 		return nil, fmt.Errorf("node list: %w", err)
 	}

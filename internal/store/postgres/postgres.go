@@ -42,6 +42,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"kumo/internal/store"
+	"kumo/internal/store/rowcodec"
 )
 
 //go:embed migrations/*.sql
@@ -300,7 +301,7 @@ type querier interface {
 }
 
 // query runs q on db and scans every row with scan.
-func query[T any](ctx context.Context, db querier, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
+func query[T any](ctx context.Context, db querier, scan func(rowcodec.Scanner) (T, error), q string, args ...any) ([]T, error) {
 	rows, err := db.Query(ctx, q, args...)
 	if err != nil {
 		return nil, err

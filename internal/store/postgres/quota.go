@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"kumo/internal/model"
+	"kumo/internal/store/rowcodec"
 )
 
 // QuotaSet implements store.Store. Families match case-insensitively; the
@@ -14,7 +15,7 @@ func (s *Store) QuotaSet(ctx context.Context, q model.Quota) error {
 		VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (workspace_key, family_key) DO UPDATE SET
 			workspace_id = excluded.workspace_id, family = excluded.family, vcpu_limit = excluded.vcpu_limit`,
-		fold(q.WorkspaceID), q.WorkspaceID, q.Family, fold(q.Family), q.Limit)
+		rowcodec.Fold(q.WorkspaceID), q.WorkspaceID, q.Family, rowcodec.Fold(q.Family), q.Limit)
 	if err != nil {
 		return fmt.Errorf("quota set %s %s: %w", q.WorkspaceID, q.Family, storeErr(err))
 	}
@@ -23,9 +24,9 @@ func (s *Store) QuotaSet(ctx context.Context, q model.Quota) error {
 
 // QuotaList implements store.Store. Families are ordered case-folded.
 func (s *Store) QuotaList(ctx context.Context, workspaceID string) ([]model.Quota, error) {
-	qs, err := query(ctx, s.pool, scanQuota,
+	qs, err := query(ctx, s.pool, rowcodec.ScanQuota,
 		`SELECT workspace_id, family, vcpu_limit FROM quotas WHERE workspace_key = $1 ORDER BY family_key`,
-		fold(workspaceID))
+		rowcodec.Fold(workspaceID))
 	if err != nil {
 		return nil, fmt.Errorf("quota list %s: %w", workspaceID, err)
 	}

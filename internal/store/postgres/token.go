@@ -9,12 +9,13 @@ import (
 
 	"kumo/internal/model"
 	"kumo/internal/store"
+	"kumo/internal/store/rowcodec"
 )
 
 // TokenCreate implements store.Store.
 func (s *Store) TokenCreate(ctx context.Context, t model.Token) error {
 	_, err := s.exec(ctx, `INSERT INTO tokens (id, name, role, hash, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-		tokenInsertArgs(t)...)
+		rowcodec.TokenInsertArgs(t)...)
 	if err != nil {
 		return fmt.Errorf("token create %s: %w", t.ID, storeErr(err))
 	}
@@ -23,8 +24,8 @@ func (s *Store) TokenCreate(ctx context.Context, t model.Token) error {
 
 // TokenGetByHash implements store.Store.
 func (s *Store) TokenGetByHash(ctx context.Context, hash string) (model.Token, error) {
-	row := s.pool.QueryRow(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE hash = $1`, hash)
-	t, err := scanToken(row)
+	row := s.pool.QueryRow(ctx, `SELECT `+rowcodec.TokenColumns+` FROM tokens WHERE hash = $1`, hash)
+	t, err := rowcodec.ScanToken(row)
 	if err != nil {
 		// The hash identifies a secret: keep it out of the message.
 		return model.Token{}, fmt.Errorf("token get by hash: %w", notFound(err))
@@ -35,7 +36,7 @@ func (s *Store) TokenGetByHash(ctx context.Context, hash string) (model.Token, e
 // TokenList implements store.Store. Tokens created at the same instant are
 // ordered by ID.
 func (s *Store) TokenList(ctx context.Context) ([]model.Token, error) {
-	ts, err := query(ctx, s.pool, scanToken, `SELECT `+tokenColumns+` FROM tokens ORDER BY created_at, id`)
+	ts, err := query(ctx, s.pool, rowcodec.ScanToken, `SELECT `+rowcodec.TokenColumns+` FROM tokens ORDER BY created_at, id`)
 	if err != nil {
 		return nil, fmt.Errorf("token list: %w", err)
 	}
@@ -82,7 +83,7 @@ func (s *Store) TokenRevoke(ctx context.Context, id string, at time.Time) error 
 		if target.role == model.RoleOwner && target.current && owners <= 1 {
 			return store.ErrLastOwner
 		}
-		_, err = tx.Exec(ctx, `UPDATE tokens SET revoked_at = $1 WHERE id = $2`, encOptTime(at), id)
+		_, err = tx.Exec(ctx, `UPDATE tokens SET revoked_at = $1 WHERE id = $2`, rowcodec.EncOptTime(at), id)
 		return err
 	})
 	if err != nil {

@@ -8,11 +8,12 @@ import (
 
 	"kumo/internal/model"
 	"kumo/internal/store"
+	"kumo/internal/store/rowcodec"
 )
 
 // WorkspaceCreate implements store.Store.
 func (s *Store) WorkspaceCreate(ctx context.Context, w model.Workspace) error {
-	args, err := workspaceInsertArgs(w)
+	args, err := rowcodec.WorkspaceInsertArgs(w)
 	if err != nil {
 		return fmt.Errorf("workspace create %s: %w", w.ID, err)
 	}
@@ -28,12 +29,12 @@ func (s *Store) WorkspaceCreate(ctx context.Context, w model.Workspace) error {
 
 // WorkspaceUpdate implements store.Store.
 func (s *Store) WorkspaceUpdate(ctx context.Context, w model.Workspace) error {
-	tags, err := encTags(w.Tags)
+	tags, err := rowcodec.EncTags(w.Tags)
 	if err != nil {
 		return fmt.Errorf("workspace update %s: %w", w.ID, err)
 	}
 	tag, err := s.exec(ctx, `UPDATE workspaces SET description = $1, tags = $2, modified_at = $3 WHERE id_key = $4`,
-		w.Description, tags, encTime(w.ModifiedAt), fold(w.ID))
+		w.Description, tags, rowcodec.EncTime(w.ModifiedAt), rowcodec.Fold(w.ID))
 	if err == nil {
 		err = mustAffect(tag)
 	}
@@ -45,8 +46,8 @@ func (s *Store) WorkspaceUpdate(ctx context.Context, w model.Workspace) error {
 
 // WorkspaceGet implements store.Store.
 func (s *Store) WorkspaceGet(ctx context.Context, id string) (model.Workspace, error) {
-	row := s.pool.QueryRow(ctx, `SELECT `+workspaceColumns+` FROM workspaces WHERE id_key = $1`, fold(id))
-	w, err := scanWorkspace(row)
+	row := s.pool.QueryRow(ctx, `SELECT `+rowcodec.WorkspaceColumns+` FROM workspaces WHERE id_key = $1`, rowcodec.Fold(id))
+	w, err := rowcodec.ScanWorkspace(row)
 	if err != nil {
 		return model.Workspace{}, fmt.Errorf("workspace get %s: %w", id, notFound(err))
 	}
@@ -56,10 +57,10 @@ func (s *Store) WorkspaceGet(ctx context.Context, id string) (model.Workspace, e
 // WorkspaceList implements store.Store. Rows are ordered by folded name,
 // then folded resource group; Page.After compares with the folded name only.
 func (s *Store) WorkspaceList(ctx context.Context, subscription, resourceGroup string, p store.Page) ([]model.Workspace, error) {
-	q := `SELECT ` + workspaceColumns + ` FROM workspaces WHERE subscription_key = $1
+	q := `SELECT ` + rowcodec.WorkspaceColumns + ` FROM workspaces WHERE subscription_key = $1
 		AND ($2 = '' OR resource_group_key = $2) AND name_key > $3
 		ORDER BY name_key, resource_group_key LIMIT $4`
-	ws, err := query(ctx, s.pool, scanWorkspace, q, fold(subscription), fold(resourceGroup), fold(p.After), limit(p))
+	ws, err := query(ctx, s.pool, rowcodec.ScanWorkspace, q, rowcodec.Fold(subscription), rowcodec.Fold(resourceGroup), rowcodec.Fold(p.After), limit(p))
 	if err != nil {
 		return nil, fmt.Errorf("workspace list %s/%s: %w", subscription, resourceGroup, err)
 	}
@@ -72,7 +73,7 @@ func (s *Store) WorkspaceList(ctx context.Context, subscription, resourceGroup s
 // workspace, including computes already deleted, whose ARM IDs lie under
 // the workspace's ID. Nodes stay: the caller releases them first.
 func (s *Store) WorkspaceDelete(ctx context.Context, id string) error {
-	key := fold(id)
+	key := rowcodec.Fold(id)
 	err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		// Locked first, so that no compute is created in the workspace
 		// (ComputeCreate holds it FOR SHARE) after its rows are gathered.

@@ -8,17 +8,18 @@ import (
 
 	"kumo/internal/model"
 	"kumo/internal/store"
+	"kumo/internal/store/rowcodec"
 )
 
 // ComputeCreate implements store.Store.
 func (s *Store) ComputeCreate(ctx context.Context, c model.Compute, op model.Operation) error {
-	shared, err := computeArgs(c)
+	shared, err := rowcodec.ComputeArgs(c)
 	if err != nil {
 		return fmt.Errorf("compute create %s: %w", c.ID, err)
 	}
 	err = s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var one int
-		err := tx.QueryRowContext(ctx, `SELECT 1 FROM workspaces WHERE id_key = ?`, fold(c.WorkspaceID)).Scan(&one)
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM workspaces WHERE id_key = ?`, rowcodec.Fold(c.WorkspaceID)).Scan(&one)
 		if err != nil {
 			return notFound(err)
 		}
@@ -27,7 +28,7 @@ func (s *Store) ComputeCreate(ctx context.Context, c model.Compute, op model.Ope
 			min_nodes, max_nodes, idle_time_ns, admin_user, password_hash, ssh_public_key, remote_login,
 			state, errors, operation_id, etag, created_at, modified_at, created_by, modified_by
 		) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			append([]any{fold(c.ID), c.ID, fold(c.WorkspaceID), c.WorkspaceID, c.Name, fold(c.Name)}, shared...)...)
+			append([]any{rowcodec.Fold(c.ID), c.ID, rowcodec.Fold(c.WorkspaceID), c.WorkspaceID, c.Name, rowcodec.Fold(c.Name)}, shared...)...)
 		if err != nil {
 			return storeErr(err)
 		}
@@ -42,12 +43,12 @@ func (s *Store) ComputeCreate(ctx context.Context, c model.Compute, op model.Ope
 // ComputeUpdate implements store.Store. It replaces every field but the
 // compute's identity: ID, WorkspaceID and Name keep their stored values.
 func (s *Store) ComputeUpdate(ctx context.Context, c model.Compute, matchETag string, op *model.Operation) error {
-	shared, err := computeArgs(c)
+	shared, err := rowcodec.ComputeArgs(c)
 	if err != nil {
 		return fmt.Errorf("compute update %s: %w", c.ID, err)
 	}
 	err = s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if err := checkETag(ctx, tx, fold(c.ID), matchETag); err != nil {
+		if err := checkETag(ctx, tx, rowcodec.Fold(c.ID), matchETag); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `UPDATE computes SET
@@ -56,7 +57,7 @@ func (s *Store) ComputeUpdate(ctx context.Context, c model.Compute, matchETag st
 			remote_login = ?, state = ?, errors = ?, operation_id = ?, etag = ?,
 			created_at = ?, modified_at = ?, created_by = ?, modified_by = ?
 			WHERE id_key = ?`,
-			append(shared, fold(c.ID))...)
+			append(shared, rowcodec.Fold(c.ID))...)
 		if err != nil {
 			return err
 		}
@@ -87,8 +88,8 @@ func checkETag(ctx context.Context, tx *sql.Tx, key, match string) error {
 
 // ComputeGet implements store.Store.
 func (s *Store) ComputeGet(ctx context.Context, id string) (model.Compute, error) {
-	row := s.keyRow(ctx, `SELECT `+computeColumns+` FROM computes WHERE id_key = ?`, fold(id))
-	c, err := scanCompute(row)
+	row := s.keyRow(ctx, `SELECT `+rowcodec.ComputeColumns+` FROM computes WHERE id_key = ?`, rowcodec.Fold(id))
+	c, err := rowcodec.ScanCompute(row)
 	if err != nil {
 		return model.Compute{}, fmt.Errorf("compute get %s: %w", id, notFound(err))
 	}
@@ -98,9 +99,9 @@ func (s *Store) ComputeGet(ctx context.Context, id string) (model.Compute, error
 // ComputeList implements store.Store. A workspace that does not exist has
 // no computes.
 func (s *Store) ComputeList(ctx context.Context, workspaceID string, p store.Page) ([]model.Compute, error) {
-	cs, err := list(ctx, s.r, scanCompute,
-		`SELECT `+computeColumns+` FROM computes WHERE workspace_key = ? AND name_key > ? ORDER BY name_key LIMIT ?`,
-		fold(workspaceID), fold(p.After), limit(p))
+	cs, err := list(ctx, s.r, rowcodec.ScanCompute,
+		`SELECT `+rowcodec.ComputeColumns+` FROM computes WHERE workspace_key = ? AND name_key > ? ORDER BY name_key LIMIT ?`,
+		rowcodec.Fold(workspaceID), rowcodec.Fold(p.After), limit(p))
 	if err != nil {
 		return nil, fmt.Errorf("compute list %s: %w", workspaceID, err)
 	}
@@ -117,9 +118,9 @@ func (s *Store) ComputeListByState(ctx context.Context, states ...model.Provisio
 	for i, st := range states {
 		args[i] = string(st)
 	}
-	q := `SELECT ` + computeColumns + ` FROM computes WHERE state IN (?` + strings.Repeat(", ?", len(states)-1) +
+	q := `SELECT ` + rowcodec.ComputeColumns + ` FROM computes WHERE state IN (?` + strings.Repeat(", ?", len(states)-1) +
 		`) ORDER BY workspace_key, name_key`
-	cs, err := list(ctx, s.r, scanCompute, q, args...)
+	cs, err := list(ctx, s.r, rowcodec.ScanCompute, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("compute list by state %v: %w", states, err)
 	}
@@ -132,13 +133,13 @@ func (s *Store) ComputeListByState(ctx context.Context, states ...model.Provisio
 // first.
 func (s *Store) ComputeDelete(ctx context.Context, id, matchETag string) error {
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if err := checkETag(ctx, tx, fold(id), matchETag); err != nil {
+		if err := checkETag(ctx, tx, rowcodec.Fold(id), matchETag); err != nil {
 			return err
 		}
-		if err := deleteComputeRows(ctx, tx, fold(id)); err != nil {
+		if err := deleteComputeRows(ctx, tx, rowcodec.Fold(id)); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM computes WHERE id_key = ?`, fold(id))
+		_, err := tx.ExecContext(ctx, `DELETE FROM computes WHERE id_key = ?`, rowcodec.Fold(id))
 		return err
 	})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"kumo/internal/model"
+	"kumo/internal/store/rowcodec"
 )
 
 const (
@@ -23,7 +24,7 @@ const (
 // ComputeStatusSet implements store.Store. The compute need not exist;
 // ComputeDelete removes its status.
 func (s *Store) ComputeStatusSet(ctx context.Context, cs model.ComputeStatus) error {
-	args, err := computeStatusArgs(cs)
+	args, err := rowcodec.ComputeStatusArgs(cs)
 	if err == nil {
 		_, err = s.exec(ctx, computeStatusSetSQL, args...)
 	}
@@ -35,7 +36,7 @@ func (s *Store) ComputeStatusSet(ctx context.Context, cs model.ComputeStatus) er
 
 // ComputeStatusGet implements store.Store.
 func (s *Store) ComputeStatusGet(ctx context.Context, computeID string) (model.ComputeStatus, error) {
-	cs, err := scanComputeStatus(s.keyRow(ctx, computeStatusGetSQL, fold(computeID)))
+	cs, err := rowcodec.ScanComputeStatus(s.keyRow(ctx, computeStatusGetSQL, rowcodec.Fold(computeID)))
 	if err != nil {
 		return model.ComputeStatus{}, fmt.Errorf("compute status get %s: %w", computeID, notFound(err))
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"kumo/internal/model"
+	"kumo/internal/store/rowcodec"
 )
 
 const (
@@ -17,7 +18,7 @@ const (
 
 // EventAppend implements store.Store. The compute need not exist.
 func (s *Store) EventAppend(ctx context.Context, e model.Event) error {
-	if _, err := s.exec(ctx, eventAppendSQL, e.ComputeID, fold(e.ComputeID), encTime(e.Time), e.Kind, e.Message); err != nil {
+	if _, err := s.exec(ctx, eventAppendSQL, e.ComputeID, rowcodec.Fold(e.ComputeID), rowcodec.EncTime(e.Time), e.Kind, e.Message); err != nil {
 		return fmt.Errorf("event append %s: %w", e.ComputeID, err)
 	}
 	return nil
@@ -29,7 +30,7 @@ func (s *Store) EventList(ctx context.Context, computeID string, limit int) ([]m
 	if limit <= 0 {
 		limit = -1
 	}
-	es, err := query(ctx, s, scanEvent, eventListSQL, fold(computeID), limit)
+	es, err := query(ctx, s, rowcodec.ScanEvent, eventListSQL, rowcodec.Fold(computeID), limit)
 	if err != nil {
 		return nil, fmt.Errorf("event list %s: %w", computeID, err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"kumo/internal/model"
 	"kumo/internal/store"
+	"kumo/internal/store/rowcodec"
 )
 
 const (
@@ -29,20 +30,20 @@ const (
 		history = ?, max_retries = ?, distribution = ?, node_ids = ?
 		WHERE id_key = ? AND status = ?`
 
-	jobGetSQL        = `SELECT ` + jobColumns + ` FROM jobs WHERE id_key = ?`
-	jobGetByRunIDSQL = `SELECT ` + jobColumns + ` FROM jobs WHERE run_id = ?`
-	jobListSQL       = `SELECT ` + jobColumns + ` FROM jobs WHERE workspace_key = ? AND name_key > ? ORDER BY name_key LIMIT ?`
+	jobGetSQL        = `SELECT ` + rowcodec.JobColumns + ` FROM jobs WHERE id_key = ?`
+	jobGetByRunIDSQL = `SELECT ` + rowcodec.JobColumns + ` FROM jobs WHERE run_id = ?`
+	jobListSQL       = `SELECT ` + rowcodec.JobColumns + ` FROM jobs WHERE workspace_key = ? AND name_key > ? ORDER BY name_key LIMIT ?`
 	jobMaxSeqSQL     = `SELECT coalesce(max(seq), 0) FROM jobs`
 )
 
 // JobCreate implements store.Store. Job IDs and names match
 // case-insensitively, run IDs exactly.
 func (s *Store) JobCreate(ctx context.Context, j model.Job) error {
-	shared, err := jobArgs(j)
+	shared, err := rowcodec.JobArgs(j)
 	if err != nil {
 		return fmt.Errorf("job create %s: %w", j.ID, err)
 	}
-	args := append([]any{fold(j.ID), j.ID, fold(j.WorkspaceID), j.WorkspaceID, j.Name, fold(j.Name)}, shared...)
+	args := append([]any{rowcodec.Fold(j.ID), j.ID, rowcodec.Fold(j.WorkspaceID), j.WorkspaceID, j.Name, rowcodec.Fold(j.Name)}, shared...)
 	if _, err := s.exec(ctx, jobInsertSQL, args...); err != nil {
 		return fmt.Errorf("job create %s: %w", j.ID, storeErr(err))
 	}
@@ -51,7 +52,7 @@ func (s *Store) JobCreate(ctx context.Context, j model.Job) error {
 
 // JobGet implements store.Store.
 func (s *Store) JobGet(ctx context.Context, id string) (model.Job, error) {
-	j, err := scanJob(s.keyRow(ctx, jobGetSQL, fold(id)))
+	j, err := rowcodec.ScanJob(s.keyRow(ctx, jobGetSQL, rowcodec.Fold(id)))
 	if err != nil {
 		return model.Job{}, fmt.Errorf("job get %s: %w", id, notFound(err))
 	}
@@ -60,7 +61,7 @@ func (s *Store) JobGet(ctx context.Context, id string) (model.Job, error) {
 
 // JobGetByRunID implements store.Store.
 func (s *Store) JobGetByRunID(ctx context.Context, runID string) (model.Job, error) {
-	j, err := scanJob(s.keyRow(ctx, jobGetByRunIDSQL, runID))
+	j, err := rowcodec.ScanJob(s.keyRow(ctx, jobGetByRunIDSQL, runID))
 	if err != nil {
 		return model.Job{}, fmt.Errorf("job get by run ID %s: %w", runID, notFound(err))
 	}
@@ -70,7 +71,7 @@ func (s *Store) JobGetByRunID(ctx context.Context, runID string) (model.Job, err
 // JobList implements store.Store. A workspace that does not exist has no
 // jobs.
 func (s *Store) JobList(ctx context.Context, workspaceID string, p store.Page) ([]model.Job, error) {
-	js, err := query(ctx, s, scanJob, jobListSQL, fold(workspaceID), fold(p.After), limit(p))
+	js, err := query(ctx, s, rowcodec.ScanJob, jobListSQL, rowcodec.Fold(workspaceID), rowcodec.Fold(p.After), limit(p))
 	if err != nil {
 		return nil, fmt.Errorf("job list %s: %w", workspaceID, err)
 	}
@@ -94,8 +95,8 @@ func (s *Store) JobListByCompute(ctx context.Context, computeID string, statuses
 		return nil, nil
 	}
 	in, args := inStatuses(statuses)
-	q := `SELECT ` + jobColumns + ` FROM jobs WHERE compute_key = ? AND status IN ` + in + ` ORDER BY seq, id_key`
-	js, err := query(ctx, s, scanJob, q, append([]any{fold(computeID)}, args...)...)
+	q := `SELECT ` + rowcodec.JobColumns + ` FROM jobs WHERE compute_key = ? AND status IN ` + in + ` ORDER BY seq, id_key`
+	js, err := query(ctx, s, rowcodec.ScanJob, q, append([]any{rowcodec.Fold(computeID)}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("job list by compute %s %v: %w", computeID, statuses, err)
 	}
@@ -109,8 +110,8 @@ func (s *Store) JobListByStatus(ctx context.Context, statuses ...model.JobStatus
 		return nil, nil
 	}
 	in, args := inStatuses(statuses)
-	q := `SELECT ` + jobColumns + ` FROM jobs WHERE status IN ` + in + ` ORDER BY seq, id_key`
-	js, err := query(ctx, s, scanJob, q, args...)
+	q := `SELECT ` + rowcodec.JobColumns + ` FROM jobs WHERE status IN ` + in + ` ORDER BY seq, id_key`
+	js, err := query(ctx, s, rowcodec.ScanJob, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("job list by status %v: %w", statuses, err)
 	}
@@ -140,15 +141,15 @@ func (s *Store) JobUpdate(ctx context.Context, j model.Job, from model.JobStatus
 // JobUpdateNodes implements store.Store: one transaction of 1+len(nodes)
 // statements.
 func (s *Store) JobUpdateNodes(ctx context.Context, j model.Job, from model.JobStatus, nodes []store.NodeChange) error {
-	args, err := jobArgs(j)
+	args, err := rowcodec.JobArgs(j)
 	if err != nil {
 		return fmt.Errorf("job update %s: %w", j.ID, err)
 	}
-	args = append(args, fold(j.ID), string(from))
+	args = append(args, rowcodec.Fold(j.ID), string(from))
 	if len(nodes) == 0 {
 		res, err := s.exec(ctx, jobUpdateSQL, args...)
 		if err == nil {
-			err = s.changed(ctx, res, jobExistsSQL, fold(j.ID))
+			err = s.changed(ctx, res, jobExistsSQL, rowcodec.Fold(j.ID))
 		}
 		if err != nil {
 			return fmt.Errorf("job update %s: %w", j.ID, storeErr(err))
@@ -167,13 +168,13 @@ func (s *Store) JobUpdateNodes(ctx context.Context, j model.Job, from model.JobS
 	err = s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.StmtContext(ctx, jobSt).ExecContext(ctx, args...)
 		if err == nil {
-			err = txChanged(ctx, tx, res, jobExistsSQL, fold(j.ID))
+			err = txChanged(ctx, tx, res, jobExistsSQL, rowcodec.Fold(j.ID))
 		}
 		if err != nil {
 			return storeErr(err)
 		}
 		for _, c := range nodes {
-			res, err = tx.StmtContext(ctx, nodeSt).ExecContext(ctx, nodeArgs(c.Node, c.From)...)
+			res, err = tx.StmtContext(ctx, nodeSt).ExecContext(ctx, rowcodec.NodeArgs(c.Node, c.From)...)
 			if err == nil {
 				err = txChanged(ctx, tx, res, nodeExistsSQL, c.Node.ID)
 			}
@@ -231,8 +232,8 @@ func (s *Store) JobHead(ctx context.Context, computeID string, status model.JobS
 	if limit <= 0 {
 		return nil, nil
 	}
-	q := `SELECT ` + jobColumns + ` FROM jobs WHERE compute_key = ? AND status = ? ORDER BY seq, id_key LIMIT ?`
-	js, err := query(ctx, s, scanJob, q, fold(computeID), status, limit)
+	q := `SELECT ` + rowcodec.JobColumns + ` FROM jobs WHERE compute_key = ? AND status = ? ORDER BY seq, id_key LIMIT ?`
+	js, err := query(ctx, s, rowcodec.ScanJob, q, rowcodec.Fold(computeID), status, limit)
 	if err != nil {
 		return nil, fmt.Errorf("job head of %s: %w", computeID, err)
 	}
@@ -260,11 +261,11 @@ func (s *Store) jobCount(ctx context.Context, col, computeID string, statuses []
 		status model.JobStatus
 		n      int
 	}
-	rows, err := query(ctx, s, func(sc scanner) (row, error) {
+	rows, err := query(ctx, s, func(sc rowcodec.Scanner) (row, error) {
 		var r row
 		err := sc.Scan(&r.status, &r.n)
 		return r, err
-	}, `SELECT status, `+col+` FROM job_counts WHERE compute_key = ? AND status IN `+in+` AND jobs > 0`, append([]any{fold(computeID)}, args...)...)
+	}, `SELECT status, `+col+` FROM job_counts WHERE compute_key = ? AND status IN `+in+` AND jobs > 0`, append([]any{rowcodec.Fold(computeID)}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("job count of %s: %w", computeID, err)
 	}
@@ -278,7 +279,7 @@ func (s *Store) jobCount(ctx context.Context, col, computeID string, statuses []
 // JobCountAhead implements store.Store.
 func (s *Store) JobCountAhead(ctx context.Context, computeID string, status model.JobStatus, seq int64) (int, error) {
 	var n int
-	err := s.queryRow(ctx, `SELECT count(*) FROM jobs WHERE compute_key = ? AND status = ? AND seq < ?`, fold(computeID), status, seq).Scan(&n)
+	err := s.queryRow(ctx, `SELECT count(*) FROM jobs WHERE compute_key = ? AND status = ? AND seq < ?`, rowcodec.Fold(computeID), status, seq).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("job count ahead in %s: %w", computeID, err)
 	}
@@ -310,7 +311,7 @@ func (s *Store) jobStrings(ctx context.Context, q string, statuses []model.JobSt
 		return nil, nil
 	}
 	in, args := inStatuses(statuses)
-	return query(ctx, s, func(sc scanner) (string, error) {
+	return query(ctx, s, func(sc rowcodec.Scanner) (string, error) {
 		var v string
 		err := sc.Scan(&v)
 		return v, err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"kumo/internal/store"
+	"kumo/internal/store/rowcodec"
 )
 
 // JobUpdateBatch implements store.Store: one transaction, with a savepoint
@@ -54,20 +55,20 @@ func (s *Store) JobUpdateBatch(ctx context.Context, updates []store.JobNodesUpda
 
 // applyJobNodes runs one JobNodesUpdate's statements in tx.
 func applyJobNodes(ctx context.Context, tx *sql.Tx, jobSt, nodeSt *sql.Stmt, u store.JobNodesUpdate) error {
-	args, err := jobArgs(u.Job)
+	args, err := rowcodec.JobArgs(u.Job)
 	if err != nil {
 		return err
 	}
-	args = append(args, fold(u.Job.ID), string(u.From))
+	args = append(args, rowcodec.Fold(u.Job.ID), string(u.From))
 	res, err := jobSt.ExecContext(ctx, args...)
 	if err == nil {
-		err = txChanged(ctx, tx, res, jobExistsSQL, fold(u.Job.ID))
+		err = txChanged(ctx, tx, res, jobExistsSQL, rowcodec.Fold(u.Job.ID))
 	}
 	if err != nil {
 		return storeErr(err)
 	}
 	for _, c := range u.Nodes {
-		res, err = nodeSt.ExecContext(ctx, nodeArgs(c.Node, c.From)...)
+		res, err = nodeSt.ExecContext(ctx, rowcodec.NodeArgs(c.Node, c.From)...)
 		if err == nil {
 			err = txChanged(ctx, tx, res, nodeExistsSQL, c.Node.ID)
 		}

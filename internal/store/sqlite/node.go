@@ -7,6 +7,7 @@ import (
 
 	"kumo/internal/model"
 	"kumo/internal/store"
+	"kumo/internal/store/rowcodec"
 )
 
 const (
@@ -16,7 +17,7 @@ const (
 	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 	// nodeUpdateSQL replaces every field but the node's identity (ID,
-	// ComputeID) and its agent key when the stored state is the expected one; see nodeArgs.
+	// ComputeID) and its agent key when the stored state is the expected one; see rowcodec.NodeArgs.
 	nodeUpdateSQL = `UPDATE nodes SET
 		state = ?, credential_hash = ?, address = ?, ssh_port = ?, job_id = ?, reason = ?, note = ?,
 		created_at = ?, state_since = ?, attempts = ?, host_key = ?, ready_at = ?
@@ -26,17 +27,17 @@ const (
 	nodeBindAgentKeySQL = `UPDATE nodes SET agent_key = ? WHERE id = ? AND agent_key = ''`
 
 	nodeExistsSQL        = `SELECT 1 FROM nodes WHERE id = ?`
-	nodeGetSQL           = `SELECT ` + nodeColumns + ` FROM nodes WHERE id = ?`
-	nodeListByComputeSQL = `SELECT ` + nodeColumns + ` FROM nodes WHERE compute_key = ? ORDER BY created_at, id`
-	nodeListSQL          = `SELECT ` + nodeColumns + ` FROM nodes ORDER BY created_at, id`
-	nodeListByStateSQL   = `SELECT ` + nodeColumns + ` FROM nodes WHERE compute_key = ? AND state = ? ORDER BY created_at, id`
+	nodeGetSQL           = `SELECT ` + rowcodec.NodeColumns + ` FROM nodes WHERE id = ?`
+	nodeListByComputeSQL = `SELECT ` + rowcodec.NodeColumns + ` FROM nodes WHERE compute_key = ? ORDER BY created_at, id`
+	nodeListSQL          = `SELECT ` + rowcodec.NodeColumns + ` FROM nodes ORDER BY created_at, id`
+	nodeListByStateSQL   = `SELECT ` + rowcodec.NodeColumns + ` FROM nodes WHERE compute_key = ? AND state = ? ORDER BY created_at, id`
 	nodeDeleteSQL        = `DELETE FROM nodes WHERE id = ?`
 )
 
 // NodeCreate implements store.Store. Node IDs match exactly; the compute
 // need not exist.
 func (s *Store) NodeCreate(ctx context.Context, n model.Node) error {
-	if _, err := s.exec(ctx, nodeInsertSQL, nodeInsertArgs(n)...); err != nil {
+	if _, err := s.exec(ctx, nodeInsertSQL, rowcodec.NodeInsertArgs(n)...); err != nil {
 		return fmt.Errorf("node create %s: %w", n.ID, storeErr(err))
 	}
 	return nil
@@ -44,7 +45,7 @@ func (s *Store) NodeCreate(ctx context.Context, n model.Node) error {
 
 // NodeGet implements store.Store.
 func (s *Store) NodeGet(ctx context.Context, id string) (model.Node, error) {
-	n, err := scanNode(s.keyRow(ctx, nodeGetSQL, id))
+	n, err := rowcodec.ScanNode(s.keyRow(ctx, nodeGetSQL, id))
 	if err != nil {
 		return model.Node{}, fmt.Errorf("node get %s: %w", id, notFound(err))
 	}
@@ -54,7 +55,7 @@ func (s *Store) NodeGet(ctx context.Context, id string) (model.Node, error) {
 // NodeUpdate implements store.Store. It replaces every field but the
 // node's identity (ID, ComputeID) and its AgentKey.
 func (s *Store) NodeUpdate(ctx context.Context, n model.Node, from model.NodeState) error {
-	res, err := s.exec(ctx, nodeUpdateSQL, nodeArgs(n, from)...)
+	res, err := s.exec(ctx, nodeUpdateSQL, rowcodec.NodeArgs(n, from)...)
 	if err == nil {
 		err = s.changed(ctx, res, nodeExistsSQL, n.ID)
 	}
@@ -89,7 +90,7 @@ func (s *Store) NodeBindAgentKey(ctx context.Context, id, key string) error {
 
 // NodeListByCompute implements store.Store.
 func (s *Store) NodeListByCompute(ctx context.Context, computeID string) ([]model.Node, error) {
-	ns, err := query(ctx, s, scanNode, nodeListByComputeSQL, fold(computeID))
+	ns, err := query(ctx, s, rowcodec.ScanNode, nodeListByComputeSQL, rowcodec.Fold(computeID))
 	if err != nil {
 		return nil, fmt.Errorf("node list by compute %s: %w", computeID, err)
 	}
@@ -99,7 +100,7 @@ func (s *Store) NodeListByCompute(ctx context.Context, computeID string) ([]mode
 // NodeListByState implements store.Store, through the index
 // nodes_by_compute_state (migration 0010).
 func (s *Store) NodeListByState(ctx context.Context, computeID string, state model.NodeState) ([]model.Node, error) {
-	ns, err := query(ctx, s, scanNode, nodeListByStateSQL, fold(computeID), string(state))
+	ns, err := query(ctx, s, rowcodec.ScanNode, nodeListByStateSQL, rowcodec.Fold(computeID), string(state))
 	if err != nil {
 		return nil, fmt.Errorf("node list by state %s %s: %w", computeID, state, err)
 	}
@@ -113,11 +114,11 @@ func (s *Store) NodeCountByCompute(ctx context.Context, computeID string) (map[m
 		state model.NodeState
 		n     int
 	}
-	rows, err := query(ctx, s, func(sc scanner) (row, error) {
+	rows, err := query(ctx, s, func(sc rowcodec.Scanner) (row, error) {
 		var r row
 		err := sc.Scan(&r.state, &r.n)
 		return r, err
-	}, `SELECT state, COUNT(*) FROM nodes WHERE compute_key = ? GROUP BY state`, fold(computeID))
+	}, `SELECT state, COUNT(*) FROM nodes WHERE compute_key = ? GROUP BY state`, rowcodec.Fold(computeID))
 	if err != nil {
 		return nil, fmt.Errorf("node count of %s: %w", computeID, err)
 	}
@@ -130,7 +131,7 @@ func (s *Store) NodeCountByCompute(ctx context.Context, computeID string) (map[m
 
 // NodeList implements store.Store.
 func (s *Store) NodeList(ctx context.Context) ([]model.Node, error) {
-	ns, err := query(ctx, s, scanNode, nodeListSQL)
+	ns, err := query(ctx, s, rowcodec.ScanNode, nodeListSQL)
 	if err != nil {
 		return nil, fmt.Errorf("node list: %w", err)
 	}

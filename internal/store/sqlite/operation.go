@@ -6,13 +6,14 @@ import (
 	"fmt"
 
 	"kumo/internal/model"
+	"kumo/internal/store/rowcodec"
 )
 
 // insertOperation inserts op in tx; store.ErrConflict if its ID exists.
 func insertOperation(ctx context.Context, tx *sql.Tx, op model.Operation) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO operations (
 		id, location, kind, compute_id, compute_key, status, error_code, error_message, started_at, ended_at
-	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, operationInsertArgs(op)...)
+	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, rowcodec.OperationInsertArgs(op)...)
 	return storeErr(err)
 }
 
@@ -27,9 +28,9 @@ func (s *Store) OperationCreate(ctx context.Context, op model.Operation) error {
 
 // OperationUpdate implements store.Store.
 func (s *Store) OperationUpdate(ctx context.Context, op model.Operation) error {
-	code, msg := opError(op.Error)
+	code, msg := rowcodec.OpError(op.Error)
 	res, err := s.exec(ctx, `UPDATE operations SET status = ?, error_code = ?, error_message = ?, ended_at = ? WHERE id = ?`,
-		op.Status, code, msg, encOptTime(op.EndedAt), op.ID)
+		op.Status, code, msg, rowcodec.EncOptTime(op.EndedAt), op.ID)
 	if err == nil {
 		err = mustAffect(res)
 	}
@@ -41,8 +42,8 @@ func (s *Store) OperationUpdate(ctx context.Context, op model.Operation) error {
 
 // OperationGet implements store.Store.
 func (s *Store) OperationGet(ctx context.Context, id string) (model.Operation, error) {
-	row := s.keyRow(ctx, `SELECT `+operationColumns+` FROM operations WHERE id = ?`, id)
-	op, err := scanOperation(row)
+	row := s.keyRow(ctx, `SELECT `+rowcodec.OperationColumns+` FROM operations WHERE id = ?`, id)
+	op, err := rowcodec.ScanOperation(row)
 	if err != nil {
 		return model.Operation{}, fmt.Errorf("operation get %s: %w", id, notFound(err))
 	}
@@ -51,14 +52,14 @@ func (s *Store) OperationGet(ctx context.Context, id string) (model.Operation, e
 
 // OperationListInProgress implements store.Store.
 func (s *Store) OperationListInProgress(ctx context.Context) ([]model.Operation, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+operationColumns+` FROM operations WHERE status = ? ORDER BY started_at, id`, model.OpInProgress)
+	rows, err := s.r.QueryContext(ctx, `SELECT `+rowcodec.OperationColumns+` FROM operations WHERE status = ? ORDER BY started_at, id`, model.OpInProgress)
 	if err != nil {
 		return nil, fmt.Errorf("operation list in progress: %w", err)
 	}
 	defer rows.Close()
 	var out []model.Operation
 	for rows.Next() {
-		op, err := scanOperation(rows)
+		op, err := rowcodec.ScanOperation(rows)
 		if err != nil {
 			return nil, fmt.Errorf("operation list in progress: %w", err)
 		}

@@ -47,6 +47,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"kumo/internal/store"
+	"kumo/internal/store/rowcodec"
 )
 
 //go:embed migrations/*.sql
@@ -240,7 +241,7 @@ func (s *Store) keyRow(ctx context.Context, q string, args ...any) *sql.Row {
 }
 
 // query runs the read statement q and scans every row with scan.
-func query[T any](ctx context.Context, s *Store, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
+func query[T any](ctx context.Context, s *Store, scan func(rowcodec.Scanner) (T, error), q string, args ...any) ([]T, error) {
 	st, err := s.rs.get(ctx, q)
 	if err != nil {
 		return nil, err
@@ -423,7 +424,7 @@ func (s *Store) Ready(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	done, err := query(ctx, s, func(sc scanner) (int, error) {
+	done, err := query(ctx, s, func(sc rowcodec.Scanner) (int, error) {
 		var v int
 		err := sc.Scan(&v)
 		return v, err

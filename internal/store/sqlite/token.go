@@ -8,12 +8,13 @@ import (
 
 	"kumo/internal/model"
 	"kumo/internal/store"
+	"kumo/internal/store/rowcodec"
 )
 
 // TokenCreate implements store.Store.
 func (s *Store) TokenCreate(ctx context.Context, t model.Token) error {
 	_, err := s.exec(ctx, `INSERT INTO tokens (id, name, role, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		tokenInsertArgs(t)...)
+		rowcodec.TokenInsertArgs(t)...)
 	if err != nil {
 		return fmt.Errorf("token create %s: %w", t.ID, storeErr(err))
 	}
@@ -22,8 +23,8 @@ func (s *Store) TokenCreate(ctx context.Context, t model.Token) error {
 
 // TokenGetByHash implements store.Store.
 func (s *Store) TokenGetByHash(ctx context.Context, hash string) (model.Token, error) {
-	row := s.keyRow(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE hash = ?`, hash)
-	t, err := scanToken(row)
+	row := s.keyRow(ctx, `SELECT `+rowcodec.TokenColumns+` FROM tokens WHERE hash = ?`, hash)
+	t, err := rowcodec.ScanToken(row)
 	if err != nil {
 		// The hash identifies a secret: keep it out of the message.
 		return model.Token{}, fmt.Errorf("token get by hash: %w", notFound(err))
@@ -34,7 +35,7 @@ func (s *Store) TokenGetByHash(ctx context.Context, hash string) (model.Token, e
 // TokenList implements store.Store. Tokens created at the same instant are
 // ordered by ID.
 func (s *Store) TokenList(ctx context.Context) ([]model.Token, error) {
-	ts, err := list(ctx, s.r, scanToken, `SELECT `+tokenColumns+` FROM tokens ORDER BY created_at, id`)
+	ts, err := list(ctx, s.r, rowcodec.ScanToken, `SELECT `+rowcodec.TokenColumns+` FROM tokens ORDER BY created_at, id`)
 	if err != nil {
 		return nil, fmt.Errorf("token list: %w", err)
 	}
@@ -46,7 +47,7 @@ func (s *Store) TokenRevoke(ctx context.Context, id string, at time.Time) error 
 	res, err := s.exec(ctx, `UPDATE tokens SET revoked_at = ? WHERE id = ?
 		AND NOT (role = ? AND revoked_at IS NULL
 			AND (SELECT COUNT(*) FROM tokens WHERE role = ? AND revoked_at IS NULL) <= 1)`,
-		encOptTime(at), id, model.RoleOwner, model.RoleOwner)
+		rowcodec.EncOptTime(at), id, model.RoleOwner, model.RoleOwner)
 	if err == nil {
 		err = mustAffect(res)
 	}

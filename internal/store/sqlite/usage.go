@@ -9,19 +9,20 @@ import (
 
 	"kumo/internal/model"
 	"kumo/internal/store"
+	"kumo/internal/store/rowcodec"
 )
 
 // NodeCreateUsage implements store.Store: the node and its usage record in
 // one transaction.
 func (s *Store) NodeCreateUsage(ctx context.Context, n model.Node, u model.NodeUsage) error {
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, nodeInsertSQL, nodeInsertArgs(n)...); err != nil {
+		if _, err := tx.ExecContext(ctx, nodeInsertSQL, rowcodec.NodeInsertArgs(n)...); err != nil {
 			return storeErr(err)
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO node_usage (node_id, compute_id, compute_key, workspace_key, workspace_id,
 			vm_size, priority, price_per_hour, started_at, ended_at, started_ns, ended_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			n.ID, u.ComputeID, fold(u.ComputeID), fold(u.WorkspaceID), u.WorkspaceID, u.VMSize, string(u.Priority),
-			u.PricePerHour, encTime(u.StartedAt), encOptTime(u.EndedAt), unixNano(u.StartedAt), optUnixNano(u.EndedAt))
+			n.ID, u.ComputeID, rowcodec.Fold(u.ComputeID), rowcodec.Fold(u.WorkspaceID), u.WorkspaceID, u.VMSize, string(u.Priority),
+			u.PricePerHour, rowcodec.EncTime(u.StartedAt), rowcodec.EncOptTime(u.EndedAt), unixNano(u.StartedAt), optUnixNano(u.EndedAt))
 		return storeErr(err)
 	})
 	if err != nil {
@@ -32,14 +33,14 @@ func (s *Store) NodeCreateUsage(ctx context.Context, n model.Node, u model.NodeU
 
 // UsageList implements store.Store.
 func (s *Store) UsageList(ctx context.Context, workspaceID, computeID string, from, to time.Time) ([]model.NodeUsage, error) {
-	q := `SELECT ` + usageColumns + ` FROM node_usage WHERE workspace_key = ? AND started_at < ?
+	q := `SELECT ` + rowcodec.UsageColumns + ` FROM node_usage WHERE workspace_key = ? AND started_at < ?
 		AND (ended_at IS NULL OR ended_at > ?)`
-	args := []any{fold(workspaceID), encTime(to), encTime(from)}
+	args := []any{rowcodec.Fold(workspaceID), rowcodec.EncTime(to), rowcodec.EncTime(from)}
 	if computeID != "" {
 		q += ` AND compute_key = ?`
-		args = append(args, fold(computeID))
+		args = append(args, rowcodec.Fold(computeID))
 	}
-	us, err := query(ctx, s, scanUsage, q+` ORDER BY started_at, node_id`, args...)
+	us, err := query(ctx, s, rowcodec.ScanUsage, q+` ORDER BY started_at, node_id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("usage list %s: %w", workspaceID, err)
 	}
@@ -57,11 +58,11 @@ const usageSumSQL = `SELECT COUNT(*), COALESCE(SUM(price_per_hour * MAX(MIN(COAL
 // UsageSumByCompute implements store.Store, reading the index
 // node_usage_by_compute (migration 0011) alone.
 func (s *Store) UsageSumByCompute(ctx context.Context, computeID string, from, to time.Time) (store.UsageSum, error) {
-	sums, err := query(ctx, s, func(sc scanner) (store.UsageSum, error) {
+	sums, err := query(ctx, s, func(sc rowcodec.Scanner) (store.UsageSum, error) {
 		var u store.UsageSum
 		err := sc.Scan(&u.Records, &u.Cost, &u.OpenPricePerHour)
 		return u, err
-	}, usageSumSQL, fold(computeID), unixNano(from), unixNano(to))
+	}, usageSumSQL, rowcodec.Fold(computeID), unixNano(from), unixNano(to))
 	if err != nil {
 		return store.UsageSum{}, fmt.Errorf("usage sum of %s: %w", computeID, err)
 	}

@@ -7,11 +7,12 @@ import (
 
 	"kumo/internal/model"
 	"kumo/internal/store"
+	"kumo/internal/store/rowcodec"
 )
 
 // WorkspaceCreate implements store.Store.
 func (s *Store) WorkspaceCreate(ctx context.Context, w model.Workspace) error {
-	args, err := workspaceInsertArgs(w)
+	args, err := rowcodec.WorkspaceInsertArgs(w)
 	if err != nil {
 		return fmt.Errorf("workspace create %s: %w", w.ID, err)
 	}
@@ -27,12 +28,12 @@ func (s *Store) WorkspaceCreate(ctx context.Context, w model.Workspace) error {
 
 // WorkspaceUpdate implements store.Store.
 func (s *Store) WorkspaceUpdate(ctx context.Context, w model.Workspace) error {
-	tags, err := encTags(w.Tags)
+	tags, err := rowcodec.EncTags(w.Tags)
 	if err != nil {
 		return fmt.Errorf("workspace update %s: %w", w.ID, err)
 	}
 	res, err := s.exec(ctx, `UPDATE workspaces SET description = ?, tags = ?, modified_at = ? WHERE id_key = ?`,
-		w.Description, tags, encTime(w.ModifiedAt), fold(w.ID))
+		w.Description, tags, rowcodec.EncTime(w.ModifiedAt), rowcodec.Fold(w.ID))
 	if err == nil {
 		err = mustAffect(res)
 	}
@@ -44,8 +45,8 @@ func (s *Store) WorkspaceUpdate(ctx context.Context, w model.Workspace) error {
 
 // WorkspaceGet implements store.Store.
 func (s *Store) WorkspaceGet(ctx context.Context, id string) (model.Workspace, error) {
-	row := s.keyRow(ctx, `SELECT `+workspaceColumns+` FROM workspaces WHERE id_key = ?`, fold(id))
-	w, err := scanWorkspace(row)
+	row := s.keyRow(ctx, `SELECT `+rowcodec.WorkspaceColumns+` FROM workspaces WHERE id_key = ?`, rowcodec.Fold(id))
+	w, err := rowcodec.ScanWorkspace(row)
 	if err != nil {
 		return model.Workspace{}, fmt.Errorf("workspace get %s: %w", id, notFound(err))
 	}
@@ -55,15 +56,15 @@ func (s *Store) WorkspaceGet(ctx context.Context, id string) (model.Workspace, e
 // WorkspaceList implements store.Store. Rows are ordered by folded name,
 // then folded resource group; Page.After compares with the folded name only.
 func (s *Store) WorkspaceList(ctx context.Context, subscription, resourceGroup string, p store.Page) ([]model.Workspace, error) {
-	q := `SELECT ` + workspaceColumns + ` FROM workspaces WHERE subscription_key = ?`
-	args := []any{fold(subscription)}
+	q := `SELECT ` + rowcodec.WorkspaceColumns + ` FROM workspaces WHERE subscription_key = ?`
+	args := []any{rowcodec.Fold(subscription)}
 	if resourceGroup != "" {
 		q += ` AND resource_group_key = ?`
-		args = append(args, fold(resourceGroup))
+		args = append(args, rowcodec.Fold(resourceGroup))
 	}
 	q += ` AND name_key > ? ORDER BY name_key, resource_group_key LIMIT ?`
-	args = append(args, fold(p.After), limit(p))
-	ws, err := list(ctx, s.r, scanWorkspace, q, args...)
+	args = append(args, rowcodec.Fold(p.After), limit(p))
+	ws, err := list(ctx, s.r, rowcodec.ScanWorkspace, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("workspace list %s/%s: %w", subscription, resourceGroup, err)
 	}
@@ -76,7 +77,7 @@ func (s *Store) WorkspaceList(ctx context.Context, subscription, resourceGroup s
 // workspace, including computes already deleted, whose ARM IDs lie under
 // the workspace's ID. Nodes stay: the caller releases them first.
 func (s *Store) WorkspaceDelete(ctx context.Context, id string) error {
-	key := fold(id)
+	key := rowcodec.Fold(id)
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		for _, table := range []string{"operations", "events", "compute_status"} {
 			_, err := tx.ExecContext(ctx, `DELETE FROM `+table+`
@@ -103,7 +104,7 @@ func (s *Store) WorkspaceDelete(ctx context.Context, id string) error {
 }
 
 // list runs a query on db and scans every row with scan.
-func list[T any](ctx context.Context, db *sql.DB, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
+func list[T any](ctx context.Context, db *sql.DB, scan func(rowcodec.Scanner) (T, error), q string, args ...any) ([]T, error) {
 	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
@@ -112,7 +113,7 @@ func list[T any](ctx context.Context, db *sql.DB, scan func(scanner) (T, error),
 }
 
 // scanAll scans every row of rows with scan and closes rows.
-func scanAll[T any](rows *sql.Rows, scan func(scanner) (T, error)) ([]T, error) {
+func scanAll[T any](rows *sql.Rows, scan func(rowcodec.Scanner) (T, error)) ([]T, error) {
 	defer rows.Close()
 	var out []T
 	for rows.Next() {
