@@ -30,10 +30,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"runtime"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -43,6 +40,7 @@ import (
 
 	"kumo/internal/store"
 	"kumo/internal/store/rowcodec"
+	"kumo/internal/store/schema"
 )
 
 //go:embed migrations/*.sql
@@ -103,7 +101,7 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 // Ready returns nil when the database answers and its schema is the one
 // this binary ships: every embedded migration applied, none unknown.
 func (s *Store) Ready(ctx context.Context) error {
-	ms, err := migrations()
+	ms, err := schema.Load(migrationFS)
 	if err != nil {
 		return err
 	}
@@ -120,10 +118,10 @@ func (s *Store) Ready(ctx context.Context) error {
 
 // checkVersions returns an error unless done holds exactly the versions of
 // ms.
-func checkVersions(ms []migration, done []int) error {
+func checkVersions(ms []schema.Migration, done []int) error {
 	known := map[int]bool{}
 	for _, m := range ms {
-		known[m.version] = true
+		known[m.Version] = true
 	}
 	have := map[int]bool{}
 	for _, v := range done {
@@ -133,8 +131,8 @@ func checkVersions(ms []migration, done []int) error {
 		have[v] = true
 	}
 	for _, m := range ms {
-		if !have[m.version] {
-			return fmt.Errorf("migration %s is not applied", m.name)
+		if !have[m.Version] {
+			return fmt.Errorf("migration %s is not applied", m.Name)
 		}
 	}
 	return nil
@@ -151,46 +149,10 @@ func Redact(url string) string {
 	return redactURL(u)
 }
 
-// migration is one embedded schema file.
-type migration struct {
-	version int    // the file's numeric prefix
-	name    string // the file name
-	sql     string
-}
-
-// migrations returns the embedded migrations in version order.
-func migrations() ([]migration, error) {
-	names, err := fs.Glob(migrationFS, "migrations/*.sql")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, path := range names {
-		name := strings.TrimPrefix(path, "migrations/")
-		prefix, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(prefix)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration %s: name must start with a positive number and '_'", name)
-		}
-		b, err := migrationFS.ReadFile(path)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: name, sql: string(b)})
-	}
-	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
-	for i := 1; i < len(ms); i++ {
-		if ms[i].version == ms[i-1].version {
-			return nil, fmt.Errorf("migrations %s and %s share version %d", ms[i-1].name, ms[i].name, ms[i].version)
-		}
-	}
-	return ms, nil
-}
-
 // migrate applies, in one transaction, every embedded migration not yet
 // recorded in schema_migrations, and returns the versions it applied.
 func (s *Store) migrate(ctx context.Context) ([]int, error) {
-	ms, err := migrations()
+	ms, err := schema.Load(migrationFS)
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +180,7 @@ func (s *Store) migrate(ctx context.Context) ([]int, error) {
 		done := map[int]bool{}
 		known := map[int]bool{}
 		for _, m := range ms {
-			known[m.version] = true
+			known[m.Version] = true
 		}
 		for _, v := range versions {
 			if !known[v] {
@@ -227,16 +189,16 @@ func (s *Store) migrate(ctx context.Context) ([]int, error) {
 			done[v] = true
 		}
 		for _, m := range ms {
-			if done[m.version] {
+			if done[m.Version] {
 				continue
 			}
-			if _, err := tx.Exec(ctx, m.sql); err != nil {
-				return fmt.Errorf("migration %s: %w", m.name, err)
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
+				return fmt.Errorf("migration %s: %w", m.Name, err)
 			}
-			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name); err != nil {
-				return fmt.Errorf("migration %s: %w", m.name, err)
+			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name); err != nil {
+				return fmt.Errorf("migration %s: %w", m.Name, err)
 			}
-			applied = append(applied, m.version)
+			applied = append(applied, m.Version)
 		}
 		return nil
 	})

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"kumo/internal/store/schema"
 )
 
 // Backup writes a consistent copy of the SQLite database at src to dest,
@@ -68,7 +70,7 @@ func Check(ctx context.Context, path string) error {
 	if result != "ok" {
 		return fmt.Errorf("check %s: integrity check: %s", path, result)
 	}
-	ms, err := migrations()
+	ms, err := schema.Load(migrationFS)
 	if err != nil {
 		return err
 	}
@@ -76,7 +78,7 @@ func Check(ctx context.Context, path string) error {
 	if err := db.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&newest); err != nil {
 		return fmt.Errorf("check %s: not a kumo database: %w", path, err)
 	}
-	if newest > ms[len(ms)-1].version {
+	if newest > ms[len(ms)-1].Version {
 		return fmt.Errorf("check %s: %w", path, errors.New("its schema is newer than this binary"))
 	}
 	return nil

@@ -35,10 +35,8 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,6 +46,7 @@ import (
 
 	"kumo/internal/store"
 	"kumo/internal/store/rowcodec"
+	"kumo/internal/store/schema"
 )
 
 //go:embed migrations/*.sql
@@ -253,46 +252,10 @@ func query[T any](ctx context.Context, s *Store, scan func(rowcodec.Scanner) (T,
 	return scanAll(rows, scan)
 }
 
-// migration is one embedded schema file.
-type migration struct {
-	version int    // the file's numeric prefix
-	name    string // the file name
-	sql     string
-}
-
-// migrations returns the embedded migrations in version order.
-func migrations() ([]migration, error) {
-	names, err := fs.Glob(migrationFS, "migrations/*.sql")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, path := range names {
-		name := strings.TrimPrefix(path, "migrations/")
-		prefix, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(prefix)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration %s: name must start with a positive number and '_'", name)
-		}
-		b, err := migrationFS.ReadFile(path)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: name, sql: string(b)})
-	}
-	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
-	for i := 1; i < len(ms); i++ {
-		if ms[i].version == ms[i-1].version {
-			return nil, fmt.Errorf("migrations %s and %s share version %d", ms[i-1].name, ms[i].name, ms[i].version)
-		}
-	}
-	return ms, nil
-}
-
 // migrate applies, in one transaction, every embedded migration not yet
 // recorded in schema_migrations, and returns the versions it applied.
 func (s *Store) migrate(ctx context.Context) ([]int, error) {
-	ms, err := migrations()
+	ms, err := schema.Load(migrationFS)
 	if err != nil {
 		return nil, err
 	}
@@ -322,7 +285,7 @@ func (s *Store) migrate(ctx context.Context) ([]int, error) {
 		}
 		known := map[int]bool{}
 		for _, m := range ms {
-			known[m.version] = true
+			known[m.Version] = true
 		}
 		for v := range done {
 			if !known[v] {
@@ -330,16 +293,16 @@ func (s *Store) migrate(ctx context.Context) ([]int, error) {
 			}
 		}
 		for _, m := range ms {
-			if done[m.version] {
+			if done[m.Version] {
 				continue
 			}
-			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-				return fmt.Errorf("migration %s: %w", m.name, err)
+			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+				return fmt.Errorf("migration %s: %w", m.Name, err)
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name) VALUES (?, ?)`, m.version, m.name); err != nil {
-				return fmt.Errorf("migration %s: %w", m.name, err)
+			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name) VALUES (?, ?)`, m.Version, m.Name); err != nil {
+				return fmt.Errorf("migration %s: %w", m.Name, err)
 			}
-			applied = append(applied, m.version)
+			applied = append(applied, m.Version)
 		}
 		return nil
 	})
@@ -420,7 +383,7 @@ func limit(p store.Page) int {
 // Ready returns nil when the database answers and its schema is the one
 // this binary ships: every embedded migration applied, none unknown.
 func (s *Store) Ready(ctx context.Context) error {
-	ms, err := migrations()
+	ms, err := schema.Load(migrationFS)
 	if err != nil {
 		return err
 	}
@@ -437,10 +400,10 @@ func (s *Store) Ready(ctx context.Context) error {
 		have[v] = true
 	}
 	for _, m := range ms {
-		if !have[m.version] {
-			return fmt.Errorf("ready: migration %s is not applied", m.name)
+		if !have[m.Version] {
+			return fmt.Errorf("ready: migration %s is not applied", m.Name)
 		}
-		delete(have, m.version)
+		delete(have, m.Version)
 	}
 	for v := range have {
 		return fmt.Errorf("ready: schema version %d is newer than this binary", v)

@@ -13,6 +13,7 @@ import (
 
 	"kumo/internal/model"
 	"kumo/internal/store"
+	"kumo/internal/store/schema"
 	"kumo/internal/store/storetest"
 )
 
@@ -69,7 +70,7 @@ func TestReopen(t *testing.T) {
 	if len(applied) != 0 {
 		t.Errorf("migrate again applied %v, want nothing", applied)
 	}
-	ms, err := migrations()
+	ms, err := schema.Load(migrationFS)
 	if err != nil {
 		t.Fatalf("migrations: %v", err)
 	}

@@ -1,0 +1,107 @@
+package storetest
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"kumo/internal/model"
+	"kumo/internal/store"
+)
+
+// The benchmarks below are shared by every backend, so their figures
+// compare in one session: each backend's BenchmarkJobLifecycle and
+// BenchmarkJobReadAfterWrite call them on a fresh store.
+
+// BenchJobLifecycle measures the control plane's write path for one
+// trivial job: create it, assign it to an idle node, start it, and finish
+// it, freeing the node. That is four write transactions, two of which
+// also change the node.
+func BenchJobLifecycle(b *testing.B, s store.Store) {
+	ctx := b.Context()
+	const ws = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
+	t0 := time.Date(2025, 3, 4, 5, 6, 7, 123456789, time.UTC)
+	node := model.Node{
+		ID: "node-1", ComputeID: ws + "/computes/cpu", State: model.NodeIdle,
+		CredentialHash: "0123456789abcdef", Address: "10.0.0.4", SSHPort: 50000,
+		CreatedAt: t0, StateSince: t0,
+	}
+	if err := s.NodeCreate(ctx, node); err != nil {
+		b.Fatalf("NodeCreate: %v", err)
+	}
+	b.ReportAllocs()
+	seq := int64(0)
+	for b.Loop() {
+		seq++
+		name := fmt.Sprintf("job-%d", seq)
+		j := model.Job{
+			ID: ws + "/jobs/" + name, WorkspaceID: ws, Name: name, RunID: fmt.Sprintf("run-%d", seq),
+			ComputeID: node.ComputeID, Command: "true", InstanceCount: 1,
+			Status: model.JobQueued, Seq: seq, CreatedAt: t0, CreatedBy: "alice",
+		}
+		if err := s.JobCreate(ctx, j); err != nil {
+			b.Fatalf("JobCreate: %v", err)
+		}
+
+		j.Status, j.NodeID, j.Attempts = model.JobPreparing, node.ID, 1
+		node.State, node.JobID = model.NodeRunning, j.ID
+		if err := s.JobUpdate(ctx, j, model.JobQueued, &node, model.NodeIdle); err != nil {
+			b.Fatalf("JobUpdate(Preparing): %v", err)
+		}
+
+		j.Status, j.StartedAt = model.JobRunning, t0.Add(time.Second)
+		if err := s.JobUpdate(ctx, j, model.JobPreparing, nil, ""); err != nil {
+			b.Fatalf("JobUpdate(Running): %v", err)
+		}
+
+		exit := 0
+		j.Status, j.EndedAt, j.ExitCode = model.JobCompleted, t0.Add(2*time.Second), &exit
+		node.State, node.JobID = model.NodeIdle, ""
+		if err := s.JobUpdate(ctx, j, model.JobRunning, &node, model.NodeRunning); err != nil {
+			b.Fatalf("JobUpdate(Completed): %v", err)
+		}
+	}
+}
+
+// BenchJobReadAfterWrite measures the pattern of the control plane's
+// hot path: a job is changed, then read back by its run ID and by its ID,
+// which must see the commit. The store holds 5,000 ended jobs and
+// 1,000 queued ones, as a busy control plane does.
+func BenchJobReadAfterWrite(b *testing.B, s store.Store) {
+	ctx := b.Context()
+	const ws = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
+	t0 := time.Date(2025, 3, 4, 5, 6, 7, 123456789, time.UTC)
+	var jobs []model.Job
+	for i := range 6000 {
+		name := fmt.Sprintf("job-%d", i)
+		j := model.Job{
+			ID: ws + "/jobs/" + name, WorkspaceID: ws, Name: name, RunID: fmt.Sprintf("run-%d", i),
+			ComputeID: ws + "/computes/cpu", Command: "true", InstanceCount: 1,
+			Status: model.JobCompleted, Seq: int64(i + 1), CreatedAt: t0, CreatedBy: "alice",
+		}
+		if i >= 5000 {
+			j.Status = model.JobQueued
+			jobs = append(jobs, j)
+		}
+		if err := s.JobCreate(ctx, j); err != nil {
+			b.Fatalf("JobCreate: %v", err)
+		}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		j := jobs[i%len(jobs)]
+		i++
+		from := j.Status
+		j.Attempts++
+		if err := s.JobUpdate(ctx, j, from, nil, ""); err != nil {
+			b.Fatalf("JobUpdate: %v", err)
+		}
+		if _, err := s.JobGetByRunID(ctx, j.RunID); err != nil {
+			b.Fatalf("JobGetByRunID: %v", err)
+		}
+		if _, err := s.JobGet(ctx, j.ID); err != nil {
+			b.Fatalf("JobGet: %v", err)
+		}
+	}
+}
