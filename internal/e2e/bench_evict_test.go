@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 
@@ -17,9 +16,32 @@ import (
 // (the agent's start time). A job is evicted 5 times (the preemption cap)
 // and then replaced by a new one. Run with -benchtime=50x for the figures in
 // BENCHMARKS.md.
-func BenchmarkEviction(b *testing.B) {
+func BenchmarkEviction(b *testing.B) { benchEviction(b, 1, "e") }
+
+// waitForFast polls cond every 5 ms until it holds or timeout passes.
+func waitForFast(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+	}
+}
+
+// BenchmarkGangEviction is BenchmarkEviction for a job of two nodes on a
+// LowPriority cluster of at most two: each iteration evicts the job's
+// rank-1 node, and measures until the job is requeued and until its retry
+// runs again on the surviving node and one replacement (rank 0's start
+// time).
+func BenchmarkGangEviction(b *testing.B) { benchEviction(b, 2, "g") }
+
+// benchEviction is BenchmarkEviction for jobs of nodes nodes (named prefix
+// and a number) on a LowPriority cluster of at most that many: each
+// iteration evicts the job's last-ranked node and measures until the job
+// is requeued and until its retry runs again (rank 0's start time).
+func benchEviction(b *testing.B, nodes int, prefix string) {
 	s := startServer(b, "", "--heartbeat-interval", "1s", "--eviction-lead-time", "30s")
-	createPriorityCluster(b, s, "spot", "LowPriority", 1)
+	createPriorityCluster(b, s, "spot", "LowPriority", nodes)
 	const command = `trap 'exit 0' TERM; sleep 1000 & wait`
 	var requeued, running []time.Duration
 	job, attempt := "", 0
@@ -32,15 +54,23 @@ func BenchmarkEviction(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if attempt == 0 || attempt > 5 {
-			job, attempt = fmt.Sprintf("e%04d", i), 1
-			submitJob(b, s, job, "spot", command)
+			job, attempt = fmt.Sprintf("%s%04d", prefix, i), 1
+			body := api.JobResource{Properties: &api.JobProperties{JobType: "Command", Command: command, ComputeID: "spot",
+				Resources: &api.JobResourceConfig{InstanceCount: nodes}}}
+			if status, raw := s.request(context.Background(), "PUT", workspacePath+"/jobs/"+job, body); status != 201 {
+				b.Fatalf("submit %s: %d %s", job, status, raw)
+			}
 		}
 		p := poll("attempt to run", func(p api.JobProperties) bool {
-			return p.Status == api.JobRunning && p.Attempts == attempt
+			return p.Status == api.JobRunning && p.Attempts == attempt && (nodes == 1 || len(p.NodeIDs) == nodes)
 		})
+		victim := p.NodeID
+		if nodes > 1 {
+			victim = p.NodeIDs[nodes-1]
+		}
 		b.StartTimer()
 		t0 := time.Now()
-		if status, raw := s.request(context.Background(), "POST", workspacePath+"/computes/spot/simulateEviction?nodeId="+p.NodeID, nil); status != 202 {
+		if status, raw := s.request(context.Background(), "POST", workspacePath+"/computes/spot/simulateEviction?nodeId="+victim, nil); status != 202 {
 			b.Fatalf("simulate eviction: %d %s", status, raw)
 		}
 		poll("requeue", func(p api.JobProperties) bool { return p.Attempts > attempt || p.Status == api.JobQueued })
@@ -65,85 +95,7 @@ func BenchmarkEviction(b *testing.B) {
 		running = append(running, started.Sub(t0))
 		b.StopTimer()
 	}
-	slices.Sort(requeued)
-	slices.Sort(running)
-	b.ReportMetric(ms(percentile(requeued, 50)), "requeue-p50-ms")
-	b.ReportMetric(ms(percentile(requeued, 99)), "requeue-p99-ms")
-	b.ReportMetric(ms(percentile(running, 50)), "retry-p50-ms")
-	b.ReportMetric(ms(percentile(running, 99)), "retry-p99-ms")
-	b.ReportMetric(float64(len(running)), "retries")
-}
-
-// waitForFast polls cond every 5 ms until it holds or timeout passes.
-func waitForFast(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-	}
-}
-
-// BenchmarkGangEviction is BenchmarkEviction for a job of two nodes on a
-// LowPriority cluster of at most two: each iteration evicts the job's
-// rank-1 node, and measures until the job is requeued and until its retry
-// runs again on the surviving node and one replacement (rank 0's start
-// time).
-func BenchmarkGangEviction(b *testing.B) {
-	s := startServer(b, "", "--heartbeat-interval", "1s", "--eviction-lead-time", "30s")
-	createPriorityCluster(b, s, "spot", "LowPriority", 2)
-	const command = `trap 'exit 0' TERM; sleep 1000 & wait`
-	var requeued, running []time.Duration
-	job, attempt := "", 0
-	get := func() api.JobProperties { return *getJob(b, s, job).Properties }
-	poll := func(what string, cond func(p api.JobProperties) bool) api.JobProperties {
-		var p api.JobProperties
-		waitForFast(b, 120*time.Second, what, func() bool { p = get(); return cond(p) })
-		return p
-	}
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if attempt == 0 || attempt > 5 {
-			job, attempt = fmt.Sprintf("g%04d", i), 1
-			body := api.JobResource{Properties: &api.JobProperties{JobType: "Command", Command: command, ComputeID: "spot",
-				Resources: &api.JobResourceConfig{InstanceCount: 2}}}
-			if status, raw := s.request(context.Background(), "PUT", workspacePath+"/jobs/"+job, body); status != 201 {
-				b.Fatalf("submit %s: %d %s", job, status, raw)
-			}
-		}
-		p := poll("attempt to run", func(p api.JobProperties) bool {
-			return p.Status == api.JobRunning && p.Attempts == attempt && len(p.NodeIDs) == 2
-		})
-		b.StartTimer()
-		t0 := time.Now()
-		if status, raw := s.request(context.Background(), "POST", workspacePath+"/computes/spot/simulateEviction?nodeId="+p.NodeIDs[1], nil); status != 202 {
-			b.Fatalf("simulate eviction: %d %s", status, raw)
-		}
-		poll("requeue", func(p api.JobProperties) bool { return p.Attempts > attempt || p.Status == api.JobQueued })
-		requeued = append(requeued, time.Since(t0))
-		if attempt == 5 {
-			b.StopTimer()
-			if status, raw := s.request(context.Background(), "POST", workspacePath+"/jobs/"+job+"/cancel", nil); status != 202 {
-				b.Fatalf("cancel: %d %s", status, raw)
-			}
-			waitJob(b, s, job, 60*time.Second)
-			attempt++
-			continue
-		}
-		attempt++
-		p = poll("retry to run", func(p api.JobProperties) bool { return p.Status == api.JobRunning && p.Attempts == attempt })
-		started, err := time.Parse(api.TimeFormat, p.StartTime)
-		if err != nil {
-			b.Fatal(err)
-		}
-		running = append(running, started.Sub(t0))
-		b.StopTimer()
-	}
-	slices.Sort(requeued)
-	slices.Sort(running)
-	b.ReportMetric(ms(percentile(requeued, 50)), "requeue-p50-ms")
-	b.ReportMetric(ms(percentile(requeued, 99)), "requeue-p99-ms")
-	b.ReportMetric(ms(percentile(running, 50)), "retry-p50-ms")
-	b.ReportMetric(ms(percentile(running, 99)), "retry-p99-ms")
+	reportLatency(b, "requeue-", requeued, false)
+	reportLatency(b, "retry-", running, false)
 	b.ReportMetric(float64(len(running)), "retries")
 }

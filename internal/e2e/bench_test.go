@@ -32,6 +32,39 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
+// reportLatency sorts lat and reports its p50 and p99 as prefix+"p50-ms"
+// and prefix+"p99-ms", and its maximum as prefix+"max-ms" when withMax.
+func reportLatency(b *testing.B, prefix string, lat []time.Duration, withMax bool) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	b.ReportMetric(ms(percentile(lat, 50)), prefix+"p50-ms")
+	b.ReportMetric(ms(percentile(lat, 99)), prefix+"p99-ms")
+	if withMax {
+		b.ReportMetric(ms(lat[len(lat)-1]), prefix+"max-ms")
+	}
+}
+
+// benchNodeReady runs b.N trivial jobs, named prefix and a number, one at
+// a time on a cluster that starts at 0 nodes each time. run submits one
+// job, waits for its end and returns when its process started; reset
+// waits until the cluster is back at 0 (untimed). It reports the time from
+// submission to start.
+func benchNodeReady(b *testing.B, prefix string, run func(name string) time.Time, reset func()) {
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		lat = append(lat, run(fmt.Sprintf("%s%04d", prefix, i)).Sub(t0))
+		b.StopTimer()
+		reset()
+		b.StartTimer()
+	}
+	b.StopTimer()
+	reportLatency(b, "", lat, true)
+}
+
 // followLog blocks until the job is finished (the log stream ends then).
 func followLog(b testing.TB, s *server, name string) {
 	req, _ := http.NewRequest("GET", s.base+workspacePath+"/jobs/"+name+"/logs?follow=true&api-version=2024-04-01", nil)
@@ -73,10 +106,7 @@ func BenchmarkSubmitToStart(b *testing.B) {
 		lat = append(lat, started.Sub(t0))
 	}
 	b.StopTimer()
-	slices.Sort(lat)
-	b.ReportMetric(ms(percentile(lat, 50)), "p50-ms")
-	b.ReportMetric(ms(percentile(lat, 99)), "p99-ms")
-	b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
+	reportLatency(b, "", lat, true)
 }
 
 // BenchmarkThroughput8Nodes measures trivial jobs completed per second

@@ -13,7 +13,6 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"kumo/api"
 	"kumo/internal/provider"
 	"kumo/internal/provider/kubernetes"
 	"kumo/internal/provider/kubernetes/kubetest"
@@ -190,25 +189,8 @@ func TestKubernetesRegion(t *testing.T) {
 // -benchtime=20x for BENCHMARKS.md.
 func BenchmarkKubernetesNodeReady(b *testing.B) {
 	r := startKubeRegion(b)
-	var lat []time.Duration
-	for i := 0; i < b.N; i++ {
-		name := fmt.Sprintf("k%04d", i)
-		t0 := time.Now()
-		r.submit(name, "true")
-		r.waitDone(name)
-		started, err := time.Parse(api.TimeFormat, r.job(name).Properties.StartTime)
-		if err != nil {
-			b.Fatal(err)
-		}
-		lat = append(lat, started.Sub(t0))
-		b.StopTimer()
+	benchNodeReady(b, "k", r.runStarted, func() {
 		r.waitEmpty()
 		r.waitPods(0)
-		b.StartTimer()
-	}
-	b.StopTimer()
-	slices.Sort(lat)
-	b.ReportMetric(ms(percentile(lat, 50)), "p50-ms")
-	b.ReportMetric(ms(percentile(lat, 99)), "p99-ms")
-	b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
+	})
 }

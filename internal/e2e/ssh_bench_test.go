@@ -16,7 +16,7 @@ import (
 // connection can be measured side by side.
 func sshBenchEnv(b *testing.B) (*sshEnv, []string, []string) {
 	b.Helper()
-	e := newSSHEnv(b, "bench", 1, 1, "PT600S")
+	e := newSSHEnv(b, "bench", 1, 1, "PT600S", "Enabled")
 	node := waitSSHNode(b, e.s, "bench")
 	e.writeSSHConfig(b, "bench")
 	if node.Port == 0 {
@@ -59,12 +59,8 @@ func BenchmarkSSHRoundTrip(b *testing.B) {
 		t = append(t, once(tunnel))
 		d = append(d, once(direct))
 	}
-	slices.Sort(t)
-	slices.Sort(d)
-	b.ReportMetric(ms(percentile(t, 50)), "tunnel-p50-ms")
-	b.ReportMetric(ms(percentile(t, 99)), "tunnel-p99-ms")
-	b.ReportMetric(ms(percentile(d, 50)), "direct-p50-ms")
-	b.ReportMetric(ms(percentile(d, 99)), "direct-p99-ms")
+	reportLatency(b, "tunnel-", t, false)
+	reportLatency(b, "direct-", d, false)
 }
 
 // BenchmarkSCPThroughput copies a 100 MB file to the node with scp

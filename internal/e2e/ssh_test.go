@@ -57,11 +57,15 @@ func keygen(t testing.TB, path string) {
 	}
 }
 
-// createSSHCluster creates a cluster with the admin account of sshEnv.
-func createSSHCluster(t testing.TB, s *server, name string, min, max int, idle, pubKey string) {
+// createSSHCluster creates a cluster with the admin account of sshEnv;
+// publicAccess, when given, is its remoteLoginPortPublicAccess.
+func createSSHCluster(t testing.TB, s *server, name string, min, max int, idle, pubKey string, publicAccess ...string) {
 	t.Helper()
 	props := map[string]any{
 		"vmSize": "Standard_D2_v2", "scaleSettings": map[string]any{"minNodeCount": min, "maxNodeCount": max, "nodeIdleTimeBeforeScaleDown": idle},
+	}
+	if len(publicAccess) > 0 {
+		props["remoteLoginPortPublicAccess"] = publicAccess[0]
 	}
 	if pubKey != "" {
 		props["userAccountCredentials"] = map[string]any{"adminUserName": sshUser, "adminUserPassword": sshPassword, "adminUserSshPublicKey": pubKey}
@@ -101,7 +105,7 @@ func waitSSHNode(t testing.TB, s *server, name string) api.NodeInformation {
 	return node
 }
 
-func newSSHEnv(t testing.TB, compute string, min, max int, idle string) *sshEnv {
+func newSSHEnv(t testing.TB, compute string, min, max int, idle string, publicAccess ...string) *sshEnv {
 	t.Helper()
 	needSSH(t)
 	s := startServer(t, "", fastNodes...)
@@ -113,7 +117,7 @@ func newSSHEnv(t testing.TB, compute string, min, max int, idle string) *sshEnv 
 	if err != nil {
 		t.Fatal(err)
 	}
-	createSSHCluster(t, s, compute, min, max, idle, strings.TrimSpace(string(pub)))
+	createSSHCluster(t, s, compute, min, max, idle, strings.TrimSpace(string(pub)), publicAccess...)
 	return e
 }
 

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -191,6 +190,18 @@ func (r *sshRegion) submit(name, command string) {
 	}
 }
 
+// runStarted submits a trivial job, waits for it to complete and returns
+// when its process started (the agent's start time).
+func (r *sshRegion) runStarted(name string) time.Time {
+	r.submit(name, "true")
+	r.waitDone(name)
+	started, err := time.Parse(api.TimeFormat, r.job(name).Properties.StartTime)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return started
+}
+
 // waitDone waits until the jobs completed, failing if one did not.
 func (r *sshRegion) waitDone(names ...string) {
 	r.t.Helper()
@@ -311,27 +322,7 @@ func BenchmarkSSHHostsNodeReady(b *testing.B) {
 	r.submit("warm", "true") // copies kumo to a host
 	r.waitDone("warm")
 	r.waitEmpty()
-	var lat []time.Duration
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		name := fmt.Sprintf("b%04d", i)
-		t0 := time.Now()
-		r.submit(name, "true")
-		r.waitDone(name)
-		started, err := time.Parse(api.TimeFormat, r.job(name).Properties.StartTime)
-		if err != nil {
-			b.Fatal(err)
-		}
-		lat = append(lat, started.Sub(t0))
-		b.StopTimer()
-		r.waitEmpty()
-		b.StartTimer()
-	}
-	b.StopTimer()
-	slices.Sort(lat)
-	b.ReportMetric(ms(percentile(lat, 50)), "p50-ms")
-	b.ReportMetric(ms(percentile(lat, 99)), "p99-ms")
-	b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
+	benchNodeReady(b, "b", r.runStarted, r.waitEmpty)
 }
 
 // BenchmarkLocalNodeReady is BenchmarkSSHHostsNodeReady on region local:
@@ -340,24 +331,15 @@ func BenchmarkSSHHostsNodeReady(b *testing.B) {
 func BenchmarkLocalNodeReady(b *testing.B) {
 	s := startServer(b, "", fastNodes...)
 	createCluster(b, s, "cold", 0, 1, "PT1S")
-	var lat []time.Duration
-	for i := 0; i < b.N; i++ {
-		name := fmt.Sprintf("c%04d", i)
-		t0 := time.Now()
+	benchNodeReady(b, "c", func(name string) time.Time {
 		submitJob(b, s, name, "cold", "true")
 		j := waitJob(b, s, name, 60*time.Second)
 		started, err := time.Parse(api.TimeFormat, j.Properties.StartTime)
 		if j.Properties.Status != api.JobCompleted || err != nil {
 			b.Fatalf("job %s: %s %v", name, j.Properties.Status, err)
 		}
-		lat = append(lat, started.Sub(t0))
-		b.StopTimer()
+		return started
+	}, func() {
 		waitFor(b, 30*time.Second, "scale down to 0", func() (bool, string) { return nodeCount(getCompute(b, s, "cold")) == 0, "" })
-		b.StartTimer()
-	}
-	b.StopTimer()
-	slices.Sort(lat)
-	b.ReportMetric(ms(percentile(lat, 50)), "p50-ms")
-	b.ReportMetric(ms(percentile(lat, 99)), "p99-ms")
-	b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
+	})
 }
