@@ -98,9 +98,11 @@ func launcher(command string, nodeRank int, perProc []map[string]string) string 
 			exports = append(exports, k+"="+shellQuote(vars[k]))
 		}
 		log := fmt.Sprintf("user_logs/std_log_node_%d_process_%d.txt", nodeRank, p)
-		fmt.Fprintf(&b, "( ( export %s; /bin/sh -c %s; echo $? > .kumo_rc/%d ) 2>&1 | tee %s ) &\n",
-			strings.Join(exports, " "), shellQuote(command), p, log)
+		fmt.Fprintf(&b, "( ( export %s; /bin/sh -c %s; echo $? > .kumo_rc/%d.w && mv .kumo_rc/%d.w .kumo_rc/%d ) 2>&1 | tee %s ) &\n",
+			strings.Join(exports, " "), shellQuote(command), p, p, p, log)
 	}
+	// A code is written aside and renamed, so the loop below never reads
+	// a half-written one.
 	// Wait until every process has ended or one has failed; then stop the
 	// others (a distributed job's ranks would wait for the failed one for
 	// ever) with SIGTERM, which the launcher alone ignores.

@@ -21,7 +21,10 @@ import (
 func TestGangLauncher(t *testing.T) {
 	g := &agentproto.GangSpec{NodeIDs: []string{"n0", "n1"}, Addresses: []string{"10.0.0.1", "10.0.0.2"},
 		ProcessesPerNode: 2, Distribution: "PyTorch", MasterPort: 6105}
-	env, cmd, err := gangEnv(g, "n1", `echo "$MASTER_ADDR:$MASTER_PORT $WORLD_SIZE $NODE_RANK $RANK $LOCAL_RANK"; exit $((LOCAL_RANK * 3))`)
+	env, cmd, err := gangEnv(g, "n1", `echo "$MASTER_ADDR:$MASTER_PORT $WORLD_SIZE $NODE_RANK $RANK $LOCAL_RANK"
+		# Process 1 fails only once process 0 has logged, as the launcher then stops the others.
+		if [ "$LOCAL_RANK" = 1 ]; then until grep -q . user_logs/std_log_node_1_process_0.txt 2>/dev/null; do sleep 0.05; done; fi
+		exit $((LOCAL_RANK * 3))`)
 	if err != nil {
 		t.Fatal(err)
 	}
