@@ -33,7 +33,6 @@ import (
 
 	"kumo/client"
 	"kumo/internal/archive"
-	"kumo/internal/controller/provision"
 	"kumo/internal/controller/snapshotgc"
 	"kumo/internal/jobfiles"
 	"kumo/internal/jobuser"
@@ -66,6 +65,18 @@ type Options struct {
 	// instead of the SQLite file in DataDir; "" means SQLite. The data
 	// directory still holds the CA, the certificates and the lock.
 	Database string
+	// FilesDir holds code snapshots, job logs and artifacts; "" means the
+	// folder files in DataDir. Replicas of one control plane share one
+	// (on shared storage), as any of them may serve a job's files.
+	FilesDir string
+	// Replica names this control plane among the replicas that share its
+	// database (in the controller lease and node presence); "" means the
+	// host name, the pid and a random suffix.
+	Replica string
+	// AgentURLs are the control-plane URLs node agents are given, tried
+	// in turn: every replica's, or a load balancer's. None means this
+	// replica's own URL.
+	AgentURLs []string
 	// WorkDir holds the jobs' working directories; "" means DataDir with
 	// "-jobs" appended. It must not be inside DataDir.
 	WorkDir string
@@ -177,8 +188,20 @@ func Run(ctx context.Context, o Options) error {
 	if o.WorkDir, err = filepath.Abs(o.WorkDir); err != nil {
 		return fmt.Errorf("work directory: %w", err)
 	}
-	if rel, err := filepath.Rel(o.DataDir, o.WorkDir); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+	if within(o.DataDir, o.WorkDir) {
 		return fmt.Errorf("work directory %s is inside the data directory %s: jobs must not reach the data directory", o.WorkDir, o.DataDir)
+	}
+	if o.FilesDir == "" {
+		o.FilesDir = filepath.Join(o.DataDir, "files")
+	}
+	if o.FilesDir, err = filepath.Abs(o.FilesDir); err != nil {
+		return fmt.Errorf("files directory: %w", err)
+	}
+	if within(o.WorkDir, o.FilesDir) {
+		return fmt.Errorf("files directory %s is inside the work directory %s: jobs must not reach other jobs' files", o.FilesDir, o.WorkDir)
+	}
+	if o.Replica == "" {
+		o.Replica = defaultReplica()
 	}
 	if o.JobUIDs == (jobuser.Range{}) {
 		o.JobUIDs = jobuser.DefaultRange
@@ -292,8 +315,7 @@ func Run(ctx context.Context, o Options) error {
 		ln.Close()
 		return err
 	}
-	prov := provision.New(provision.Config{Store: st, Finalizer: rt.scaler, Ready: rt.scaler.Notify, Log: o.Log})
-	srv := server.New(server.Config{Store: st, Regions: rt.regions, Hosts: rt.hostReporters(), Provisioner: prov, PollInterval: o.PollInterval, Log: o.Log,
+	srv := server.New(server.Config{Store: st, Regions: rt.regions, Hosts: rt.hostReporters(), Provisioner: rt, PollInterval: o.PollInterval, Log: o.Log,
 		Files: rt.files, Changed: rt.changed, Agents: rt.hub.Routes(), Tunnel: rt.hub, LocalDisabled: o.LocalComputeOff,
 		RateLimit: lim.RateLimit, RateBurst: lim.RateBurst, TransferTimeout: lim.TransferTimeout, Evicter: rt})
 	pages := studio.New(studio.Config{API: srv, Subscription: DefaultSubscription, ResourceGroup: DefaultResourceGroup,
@@ -328,10 +350,9 @@ func Run(ctx context.Context, o Options) error {
 		printRegions(o.Out, rt.regions)
 	}
 
-	prov.Start(ctx)
-	defer prov.Stop()
-	rt.start(ctx)
 	defer rt.stop()
+	leading := rt.runLeadership(ctx, base)
+	defer leading.stop()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	fmt.Fprintf(o.Out, "kumo control plane serving on %s (data in %s)\n", base, o.DataDir)
@@ -469,6 +490,12 @@ func printIsolation(o Options) {
 	} else {
 		fmt.Fprintln(o.Out, `Compute "local" is enabled: its jobs run on this host, the control plane's, isolated as above (turn it off with --local-compute=off)`)
 	}
+}
+
+// within reports whether path is dir or inside it.
+func within(dir, path string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 func isLoopback(host string) bool {

@@ -7,10 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"kumo/internal/controller/autoscale"
 	"kumo/internal/controller/dispatch"
 	"kumo/internal/controller/nodehealth"
+	"kumo/internal/controller/provision"
 	"kumo/internal/controller/snapshotgc"
 	"kumo/internal/hub"
 	"kumo/internal/jobfiles"
@@ -21,22 +23,40 @@ import (
 	"kumo/internal/store"
 )
 
-// nodeRuntime is what makes clusters real: the job files, the agent hub, the
-// dispatcher, the autoscaler and the node providers.
+// nodeRuntime is what makes clusters real: the job files, the agent hub,
+// the node providers, and the reconcile loops. Every replica serves the
+// API and agent connections; the loops run only on the replica that
+// holds the controller lease (see package leader), built afresh for each
+// term it holds and stopped when the term ends.
 type nodeRuntime struct {
-	files    *jobfiles.Files
-	hub      *hub.Hub
+	o       Options
+	st      store.Store
+	files   *jobfiles.Files
+	hub     *hub.Hub
+	regions map[string]model.Region // keyed by name; what the server and the autoscaler serve
+	// providers are the regions' providers, keyed by region name.
+	providers map[string]provider.Provider
+	// nodeUIDs are the uids nodes get as root; nil otherwise.
+	nodeUIDs, localUIDs *jobuser.Range
+	agentURL, caFile    string
+
+	mu sync.Mutex
+	// loops are the current term's reconcile loops; nil while this
+	// replica does not lead.
+	loops *loops
+}
+
+// loops are one leadership term's reconcile loops.
+type loops struct {
 	dispatch *dispatch.Dispatcher
 	scaler   *autoscale.Autoscaler
 	health   *nodehealth.Checker
 	gc       *snapshotgc.Collector
-	regions  map[string]model.Region // keyed by name; what the server and the autoscaler serve
-	// providers are the regions' providers, keyed by region name.
-	providers map[string]provider.Provider
+	prov     *provision.Provisioner
 }
 
 func newRuntime(o Options, st store.Store, base string) (*nodeRuntime, error) {
-	files, err := jobfiles.New(filepath.Join(o.DataDir, "files"))
+	files, err := jobfiles.New(o.FilesDir)
 	if err != nil {
 		return nil, err
 	}
@@ -47,8 +67,7 @@ func newRuntime(o Options, st store.Store, base string) (*nodeRuntime, error) {
 	case o.MaxJobLogBytes < 0:
 		files.SetLogLimit(0)
 	}
-	rt := &nodeRuntime{files: files}
-	rt.gc = snapshotgc.New(snapshotgc.Config{Store: st, Snapshots: files, Grace: o.SnapshotGrace, Log: o.Log})
+	rt := &nodeRuntime{o: o, st: st, files: files}
 	// Where jobs of compute "local" ran before they moved to the work
 	// directory; nothing runs there now.
 	if err := os.RemoveAll(filepath.Join(o.DataDir, "local-jobs")); err != nil {
@@ -57,62 +76,109 @@ func newRuntime(o Options, st store.Store, base string) (*nodeRuntime, error) {
 	rt.hub = hub.New(hub.Config{Store: st, Files: files, HeartbeatInterval: o.HeartbeatInterval, Changed: rt.changed, Log: o.Log})
 	// As root, nodes get uids of the first part of the range, one each, and
 	// local jobs the rest, one per running job.
-	var nodeUIDs, localUIDs *jobuser.Range
 	if jobuser.Enabled() {
 		n, l := o.JobUIDs.Split()
-		nodeUIDs, localUIDs = &n, &l
+		rt.nodeUIDs, rt.localUIDs = &n, &l
 	}
-	rt.dispatch = dispatch.New(dispatch.Config{Store: st, Sender: rt.hub, Run: rt.hub.RunMessage, Files: files,
-		LocalDir: filepath.Join(o.WorkDir, "local"), LocalUIDs: localUIDs, LocalDisabled: o.LocalComputeOff,
-		Changed: rt.changed, Log: o.Log})
-	regions, provs, err := o.buildRegions(nodeUIDs)
+	regions, provs, err := o.buildRegions(rt.nodeUIDs)
 	if err != nil {
 		return nil, err
 	}
 	rt.regions, rt.providers = regions, provs
-	caFile := ""
-	if base[:5] == "https" {
-		caFile, err = filepath.Abs(filepath.Join(o.DataDir, caCertFile))
+	rt.agentURL = strings.Join(o.AgentURLs, ",")
+	if rt.agentURL == "" {
+		rt.agentURL = base
+	}
+	if strings.HasPrefix(base, "https") {
+		rt.caFile, err = filepath.Abs(filepath.Join(o.DataDir, caCertFile))
 		if err != nil {
 			return nil, err
 		}
 	}
-	rt.scaler = autoscale.New(autoscale.Config{
-		Store: st, Providers: provs, Regions: regions,
-		AgentURL: base, AgentCAFile: caFile, Sessions: rt.hub, Changed: rt.dispatch.Notify, Log: o.Log,
+	return rt, nil
+}
+
+// newLoops builds one term's reconcile loops.
+func (rt *nodeRuntime) newLoops() *loops {
+	o, st := rt.o, rt.st
+	l := &loops{}
+	l.gc = snapshotgc.New(snapshotgc.Config{Store: st, Snapshots: rt.files, Grace: o.SnapshotGrace, Log: o.Log})
+	l.dispatch = dispatch.New(dispatch.Config{Store: st, Sender: rt.hub, Run: rt.hub.RunMessage, Files: rt.files,
+		LocalDir: filepath.Join(o.WorkDir, "local"), LocalUIDs: rt.localUIDs, LocalDisabled: o.LocalComputeOff,
+		Changed: rt.changed, Log: o.Log})
+	l.scaler = autoscale.New(autoscale.Config{
+		Store: st, Providers: rt.providers, Regions: rt.regions,
+		AgentURL: rt.agentURL, AgentCAFile: rt.caFile, Sessions: rt.hub, Changed: l.dispatch.Notify, Log: o.Log,
 	})
-	rt.health = nodehealth.New(nodehealth.Config{
-		Store: st, Providers: provs, Regions: regions,
+	l.health = nodehealth.New(nodehealth.Config{
+		Store: st, Providers: rt.providers, Regions: rt.regions,
 		HeartbeatTimeout: o.HeartbeatTimeout, BootTimeout: o.BootTimeout,
 		Liveness: rt.hub, Sender: rt.hub, Changed: rt.changed, Log: o.Log,
 	})
-	return rt, nil
+	l.prov = provision.New(provision.Config{Store: st, Finalizer: l.scaler, Ready: l.scaler.Notify, Log: o.Log})
+	return l
+}
+
+// current returns the loops of the term under way, or nil.
+func (rt *nodeRuntime) current() *loops {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.loops
 }
 
 // changed tells the dispatcher and the autoscaler that a compute's jobs or
 // nodes changed.
 func (rt *nodeRuntime) changed(computeID string) {
-	rt.dispatch.Notify(computeID)
+	rt.notifyLoops(computeID)
+}
+
+// notifyLoops kicks this replica's loops, if it leads, for one compute.
+func (rt *nodeRuntime) notifyLoops(computeID string) {
+	l := rt.current()
+	if l == nil {
+		return
+	}
+	l.dispatch.Notify(computeID)
 	if !dispatch.IsLocal(computeID) {
-		rt.scaler.Notify(computeID)
+		l.scaler.Notify(computeID)
 	}
 }
 
-func (rt *nodeRuntime) start(ctx context.Context) {
-	rt.dispatch.Start(ctx)
-	rt.scaler.Start(ctx)
-	rt.health.Start(ctx)
-	rt.gc.Start(ctx)
+// Notify implements server.Notifier: a compute was created, changed or
+// deleted, for the provisioner.
+func (rt *nodeRuntime) Notify() {
+	if l := rt.current(); l != nil {
+		l.prov.Notify()
+	}
 }
 
-// stop ends agent connections and the loops. Nodes keep running: they
-// reconnect when the control plane is back.
+// lead runs one leadership term: it builds and starts the reconcile
+// loops, and stops them when ctx ends (the term is over).
+func (rt *nodeRuntime) lead(ctx context.Context) {
+	l := rt.newLoops()
+	l.prov.Start(ctx)
+	l.dispatch.Start(ctx)
+	l.scaler.Start(ctx)
+	l.health.Start(ctx)
+	l.gc.Start(ctx)
+	rt.mu.Lock()
+	rt.loops = l
+	rt.mu.Unlock()
+	<-ctx.Done()
+	rt.mu.Lock()
+	rt.loops = nil
+	rt.mu.Unlock()
+	l.health.Stop()
+	l.gc.Stop()
+	l.scaler.Stop()
+	l.dispatch.Stop()
+	l.prov.Stop()
+}
+
+// stop ends agent connections. Nodes keep running: they reconnect when
+// the control plane is back, or to another replica.
 func (rt *nodeRuntime) stop() {
 	rt.hub.Close()
-	rt.health.Stop()
-	rt.gc.Stop()
-	rt.scaler.Stop()
-	rt.dispatch.Stop()
 	// Providers that hold connections (sshhosts) let them go.
 	for _, p := range rt.providers {
 		if c, ok := p.(io.Closer); ok {
@@ -148,6 +214,8 @@ func (rt *nodeRuntime) SimulateEviction(ctx context.Context, location string, no
 	if err := ev.Evict(ctx, nodeIDs); err != nil {
 		return err
 	}
-	rt.health.Kick()
+	if l := rt.current(); l != nil {
+		l.health.Kick()
+	}
 	return nil
 }
