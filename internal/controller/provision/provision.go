@@ -11,9 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
+	"kumo/internal/controller"
 	"kumo/internal/model"
 	"kumo/internal/secret"
 	"kumo/internal/store"
@@ -47,11 +47,14 @@ type Config struct {
 // Provisioner is the reconcile loop. Start it once; Notify it after any
 // change; Stop it before closing the store.
 type Provisioner struct {
-	cfg    Config
-	kick   chan struct{}
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	cfg   Config
+	loop  *controller.Controller
+	group *controller.Group
 }
+
+// passKey is the one key of the provisioner's queue: every pass covers
+// every compute and operation under way.
+const passKey = "computes"
 
 // New returns a Provisioner for cfg.
 func New(cfg Config) *Provisioner {
@@ -64,46 +67,27 @@ func New(cfg Config) *Provisioner {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Provisioner{cfg: cfg, kick: make(chan struct{}, 1)}
+	p := &Provisioner{cfg: cfg}
+	p.loop = controller.New(controller.Config{Name: "provisioner", Log: cfg.Log, Resync: cfg.Resync,
+		ResyncKeys: func(context.Context) ([]string, error) { return []string{passKey}, nil },
+		Reconciler: controller.ReconcilerFunc(func(ctx context.Context, _ string) (controller.Result, error) {
+			return controller.Result{}, p.Reconcile(ctx)
+		})})
+	return p
 }
 
 // Notify asks for a pass soon. It never blocks.
-func (p *Provisioner) Notify() {
-	select {
-	case p.kick <- struct{}{}:
-	default:
-	}
-}
+func (p *Provisioner) Notify() { p.loop.Enqueue(passKey) }
 
-// Start runs passes in a goroutine until Stop: one at once, then one per
-// Notify and per resync tick.
-func (p *Provisioner) Start(ctx context.Context) {
-	ctx, p.cancel = context.WithCancel(ctx)
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		t := time.NewTicker(p.cfg.Resync)
-		defer t.Stop()
-		for {
-			if err := p.Reconcile(ctx); err != nil && ctx.Err() == nil {
-				p.cfg.Log.Error("provisioner pass", "err", err)
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-p.kick:
-			case <-t.C:
-			}
-		}
-	}()
-}
+// Start runs passes until Stop: one at once, then one per Notify and per
+// resync tick; a failed pass is retried with backoff.
+func (p *Provisioner) Start(ctx context.Context) { p.group = controller.Start(ctx, p.loop) }
 
 // Stop ends the loop and waits for the current pass to finish.
 func (p *Provisioner) Stop() {
-	if p.cancel != nil {
-		p.cancel()
+	if p.group != nil {
+		p.group.Stop()
 	}
-	p.wg.Wait()
 }
 
 // Reconcile runs one pass. It is idempotent and safe to run concurrently

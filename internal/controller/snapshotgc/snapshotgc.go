@@ -16,9 +16,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
+	"kumo/internal/controller"
 	"kumo/internal/jobfiles"
 	"kumo/internal/model"
 	"kumo/internal/store"
@@ -59,9 +59,9 @@ type Config struct {
 // Collector is the snapshot collection loop. Start it once and Stop it
 // before closing the store.
 type Collector struct {
-	cfg    Config
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	cfg   Config
+	loop  *controller.Controller
+	group *controller.Group
 }
 
 // New returns a Collector for cfg.
@@ -78,37 +78,24 @@ func New(cfg Config) *Collector {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Collector{cfg: cfg}
+	c := &Collector{cfg: cfg}
+	c.loop = controller.New(controller.Config{Name: "snapshot collector", Log: cfg.Log, Resync: cfg.Resync,
+		ResyncKeys: func(context.Context) ([]string, error) { return []string{"snapshots"}, nil },
+		Reconciler: controller.ReconcilerFunc(func(ctx context.Context, _ string) (controller.Result, error) {
+			_, err := c.Reconcile(ctx)
+			return controller.Result{}, err
+		})})
+	return c
 }
 
-// Start runs passes in a goroutine until Stop: one at once, then one per
-// resync tick.
-func (c *Collector) Start(ctx context.Context) {
-	ctx, c.cancel = context.WithCancel(ctx)
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		t := time.NewTicker(c.cfg.Resync)
-		defer t.Stop()
-		for {
-			if _, err := c.Reconcile(ctx); err != nil && ctx.Err() == nil {
-				c.cfg.Log.Error("snapshot collector pass", "err", err)
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
-}
+// Start runs passes until Stop: one at once, then one per resync tick.
+func (c *Collector) Start(ctx context.Context) { c.group = controller.Start(ctx, c.loop) }
 
 // Stop ends the loop and waits for the current pass to finish.
 func (c *Collector) Stop() {
-	if c.cancel != nil {
-		c.cancel()
+	if c.group != nil {
+		c.group.Stop()
 	}
-	c.wg.Wait()
 }
 
 // Reconcile runs one pass and returns the IDs of the snapshots it removed.

@@ -224,7 +224,9 @@ func New(cfg Config) (*Local, error) {
 // Factory builds a Local from params: DataDir is Config.Dir; settings are
 // "cpu_overcommit", "memory_overcommit", "grace" (a Go duration), "address",
 // "disable_limits" (true/false), "argv" (a JSON array of strings),
-// "work_dir", "job_uid_range" (START-END), "eviction_lead_time" and
+// "work_dir", "dir" (where instance records are kept instead of the
+// provider's data directory: one that replicas on this host share),
+// "job_uid_range" (START-END), "eviction_lead_time" and
 // "eviction_mean_interval" (Go durations; see Config).
 func Factory(p provider.Params) (provider.Provider, error) {
 	cfg := Config{Dir: p.DataDir}
@@ -245,6 +247,11 @@ func Factory(p provider.Params) (provider.Provider, error) {
 			err = json.Unmarshal([]byte(v), &cfg.Argv)
 		case "work_dir":
 			cfg.WorkDir = v
+		case "dir":
+			if !filepath.IsAbs(v) {
+				err = errors.New("must be an absolute path")
+			}
+			cfg.Dir = v
 		case "eviction_lead_time":
 			cfg.EvictionLead, err = time.ParseDuration(v)
 		case "eviction_mean_interval":
