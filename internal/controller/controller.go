@@ -110,8 +110,14 @@ type Controller struct {
 	processing map[string]bool
 	again      map[string]bool // added while processing
 	failures   map[string]int
-	timers     map[string]*time.Timer
-	deadlines  map[string]time.Time
+	delayed    map[string]delayed
+}
+
+// delayed is a key's pending delayed add.
+type delayed struct {
+	timer *time.Timer
+	at    time.Time // when it fires
+	set   time.Time // when it was asked for
 }
 
 // New returns a Controller for cfg.
@@ -129,7 +135,7 @@ func New(cfg Config) *Controller {
 		cfg.Log = slog.Default()
 	}
 	return &Controller{cfg: cfg, wake: make(chan struct{}, 1), queued: map[string]bool{}, processing: map[string]bool{},
-		again: map[string]bool{}, failures: map[string]int{}, timers: map[string]*time.Timer{}, deadlines: map[string]time.Time{}}
+		again: map[string]bool{}, failures: map[string]int{}, delayed: map[string]delayed{}}
 }
 
 // Enqueue asks for key to be reconciled soon. It never blocks.
@@ -156,31 +162,40 @@ func (c *Controller) add(key string) {
 }
 
 // EnqueueAfter asks for key to be reconciled after d. Of several delayed
-// adds of one key, the earliest holds.
+// adds of one key, the earliest holds. A Reconcile of the key that starts
+// after the add and succeeds replaces it with its own Result.
 func (c *Controller) EnqueueAfter(key string, d time.Duration) {
 	if d <= 0 {
 		c.Enqueue(key)
 		return
 	}
-	at := time.Now().Add(d)
+	now := time.Now()
+	at := now.Add(d)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if prev, ok := c.deadlines[key]; ok && !prev.After(at) {
-		return
+	if prev, ok := c.delayed[key]; ok {
+		if !prev.at.After(at) {
+			return
+		}
+		prev.timer.Stop()
 	}
-	if t := c.timers[key]; t != nil {
-		t.Stop()
-	}
-	c.deadlines[key] = at
-	c.timers[key] = time.AfterFunc(d, func() {
+	c.delayed[key] = delayed{at: at, set: now, timer: time.AfterFunc(d, func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if c.deadlines[key].Equal(at) {
-			delete(c.deadlines, key)
-			delete(c.timers, key)
+		if p, ok := c.delayed[key]; ok && p.at.Equal(at) {
+			delete(c.delayed, key)
 			c.add(key)
 		}
-	})
+	})}
+}
+
+// forgetDelayed drops key's delayed add if it was asked for before since.
+// c.mu is held.
+func (c *Controller) forgetDelayed(key string, since time.Time) {
+	if p, ok := c.delayed[key]; ok && p.set.Before(since) {
+		p.timer.Stop()
+		delete(c.delayed, key)
+	}
 }
 
 // Len returns how many keys wait in the queue.
@@ -210,10 +225,10 @@ func (c *Controller) Run(ctx context.Context) {
 	}
 	wg.Wait()
 	c.mu.Lock()
-	for _, t := range c.timers {
-		t.Stop()
+	for _, p := range c.delayed {
+		p.timer.Stop()
 	}
-	c.timers, c.deadlines = map[string]*time.Timer{}, map[string]time.Time{}
+	c.delayed = map[string]delayed{}
 	c.mu.Unlock()
 }
 
@@ -293,6 +308,7 @@ func (c *Controller) work(ctx context.Context) {
 		switch {
 		case err == nil || ctx.Err() != nil:
 			delete(c.failures, key)
+			c.forgetDelayed(key, start)
 		case IsTerminal(err):
 			delete(c.failures, key)
 		default:

@@ -129,11 +129,13 @@ func TestKeysAreDeduplicatedAndNeverConcurrent(t *testing.T) {
 	})
 	c := New(Config{Name: "t", Reconciler: r, Workers: 4, Log: quiet})
 	c.Enqueue("slow")
+	for range 50 {
+		c.Enqueue("other") // queued once
+	}
 	run(t, c)
 	<-started
 	for range 50 {
 		c.Enqueue("slow")
-		c.Enqueue("other")
 	}
 	r.wait(t, 1) // other
 	close(release)

@@ -40,6 +40,7 @@ import (
 	"sync"
 	"time"
 
+	"kumo/internal/controller"
 	"kumo/internal/agentproto"
 	"kumo/internal/model"
 	"kumo/internal/provider"
@@ -136,10 +137,12 @@ type Checker struct {
 
 	pass    sync.Mutex      // serializes passes
 	noticed map[string]bool // nodes whose eviction notice was recorded as an event; guarded by pass
-	kick    chan struct{}   // Kick's request for a pass
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	loop    *controller.Controller
+	group   *controller.Group
 }
+
+// passKey is the one key of the checker's queue: a pass covers every node.
+const passKey = "nodes"
 
 // New returns a Checker for cfg.
 func New(cfg Config) *Checker {
@@ -161,7 +164,10 @@ func New(cfg Config) *Checker {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Checker{cfg: cfg, started: cfg.Now().UTC(), noticed: map[string]bool{}, kick: make(chan struct{}, 1)}
+	c := &Checker{cfg: cfg, started: cfg.Now().UTC(), noticed: map[string]bool{}}
+	c.loop = controller.New(controller.Config{Name: "node health", Log: cfg.Log, MaxDelay: cfg.HeartbeatTimeout,
+		Reconciler: controller.ReconcilerFunc(c.reconcile)})
+	return c
 }
 
 // passCostFactor bounds the loop's own cost: a pass waits at least this
@@ -172,46 +178,29 @@ const passCostFactor = 200
 
 // Start runs a pass at once and then each Resync (or, when a pass took
 // longer than 1/passCostFactor of Resync, passCostFactor times that
-// pass's time, at most HeartbeatTimeout), or at once when kicked, in one
-// goroutine, until Stop.
+// pass's time, at most HeartbeatTimeout), or at once when kicked, until
+// Stop.
 func (c *Checker) Start(ctx context.Context) {
-	ctx, c.cancel = context.WithCancel(ctx)
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		t := time.NewTimer(c.cfg.Resync)
-		defer t.Stop()
-		for {
-			start := time.Now()
-			if err := c.Check(ctx); err != nil && ctx.Err() == nil {
-				c.cfg.Log.Error("node health pass", "err", err)
-			}
-			t.Reset(max(c.cfg.Resync, min(passCostFactor*time.Since(start), c.cfg.HeartbeatTimeout)))
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			case <-c.kick:
-			}
-		}
-	}()
+	c.loop.Enqueue(passKey)
+	c.group = controller.Start(ctx, c.loop)
+}
+
+// reconcile runs one pass and asks for the next.
+func (c *Checker) reconcile(ctx context.Context, _ string) (controller.Result, error) {
+	start := time.Now()
+	err := c.Check(ctx)
+	return controller.Result{RequeueAfter: max(c.cfg.Resync, min(passCostFactor*time.Since(start), c.cfg.HeartbeatTimeout))}, err
 }
 
 // Kick asks the loop for a pass soon (an eviction was just asked for). It
 // never blocks; kicks while one waits are merged.
-func (c *Checker) Kick() {
-	select {
-	case c.kick <- struct{}{}:
-	default:
-	}
-}
+func (c *Checker) Kick() { c.loop.Enqueue(passKey) }
 
 // Stop ends the loop and waits for a pass under way to finish.
 func (c *Checker) Stop() {
-	if c.cancel != nil {
-		c.cancel()
+	if c.group != nil {
+		c.group.Stop()
 	}
-	c.wg.Wait()
 }
 
 func (c *Checker) now() time.Time { return c.cfg.Now().UTC() }
