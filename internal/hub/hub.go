@@ -169,7 +169,10 @@ func (h *Hub) LastSeen(nodeID string) (time.Time, bool) {
 	return t, ok
 }
 
-// Close ends every agent connection and refuses new ones.
+// Close ends every agent connection and refuses new ones. With replicas,
+// the nodes' presence is left to age out (Config.PresenceTTL) or to be
+// taken by the replica they reconnect to; what is sent to them meanwhile
+// waits in the store for their next hello.
 func (h *Hub) Close() {
 	h.mu.Lock()
 	h.closed = true
