@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -268,6 +269,69 @@ func TestAgentFailsOver(t *testing.T) {
 				t.Fatal(err)
 			}
 			e.waitJob(t, j.RunID, model.JobCompleted)
+		})
+	}
+}
+
+// countingStore counts NodePresenceList calls on a real store.
+type countingStore struct {
+	store.Store
+	mu    sync.Mutex
+	lists int
+}
+
+func (s *countingStore) NodePresenceList(ctx context.Context) ([]model.NodePresence, error) {
+	s.mu.Lock()
+	s.lists++
+	s.mu.Unlock()
+	return s.Store.NodePresenceList(ctx)
+}
+
+// TestConnectedByPresence: a hub takes a node it does not hold for
+// connected exactly when another replica recorded it recently, and reads
+// the presence once however often it is asked.
+func TestConnectedByPresence(t *testing.T) {
+	now := time.Now()
+	tests := []struct {
+		name     string
+		replica  string // the hub's
+		presence *model.NodePresence
+		want     bool
+	}{
+		{"held by another replica", "a", &model.NodePresence{Replica: "b", LastSeen: now.Add(-time.Second)}, true},
+		{"heard from too long ago", "a", &model.NodePresence{Replica: "b", LastSeen: now.Add(-time.Minute)}, false},
+		{"left its replica", "a", &model.NodePresence{Replica: "", LastSeen: now.Add(-time.Second)}, false},
+		{"recorded by this replica before a restart", "a", &model.NodePresence{Replica: "a", LastSeen: now.Add(-time.Second)}, false},
+		{"never recorded", "a", nil, false},
+		{"hub without a replica ID", "", &model.NodePresence{Replica: "b", LastSeen: now.Add(-time.Second)}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, _ := replicaStores(t, "sqlite")
+			e := newReplicaEnv(t, st)
+			if tt.presence != nil {
+				p := *tt.presence
+				p.NodeID = "n1"
+				if err := st.NodePresenceSet(t.Context(), []model.NodePresence{p}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cs := &countingStore{Store: st}
+			h := New(Config{Store: cs, Files: e.files, PresenceTTL: 10 * time.Second, Replica: tt.replica,
+				Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			defer h.Close()
+			for range 1000 {
+				if got := h.Connected("n1"); got != tt.want {
+					t.Fatalf("Connected(n1) = %t, want %t", got, tt.want)
+				}
+			}
+			if _, ok := h.LastSeen("n1"); ok != (tt.presence != nil && tt.replica != "") {
+				t.Errorf("LastSeen(n1) ok = %t, want %t", ok, tt.presence != nil && tt.replica != "")
+			}
+			// 1000 calls in well under a few seconds: a read or two.
+			if cs.lists > 3 {
+				t.Errorf("1000 Connected calls read the presence %d times, want it cached", cs.lists)
+			}
 		})
 	}
 }
