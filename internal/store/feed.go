@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -23,11 +24,15 @@ var ErrInvalidFeed = errors.New("invalid feed channel or payload")
 
 // CheckFeed returns an error wrapping ErrInvalidFeed unless channel is a
 // valid channel name (1 to 63 lowercase ASCII letters, digits or '_',
-// starting with a letter) and payload is at most MaxPayload bytes. Both
-// backends check with it, so they refuse the same calls.
+// starting with a letter) and payload is at most MaxPayload bytes with no
+// NUL byte (PostgreSQL text has none). Both backends check with it, so
+// they refuse the same calls.
 func CheckFeed(channel, payload string) error {
 	if len(payload) > MaxPayload {
 		return fmt.Errorf("%w: payload of %d bytes is longer than %d", ErrInvalidFeed, len(payload), MaxPayload)
+	}
+	if strings.IndexByte(payload, 0) >= 0 {
+		return fmt.Errorf("%w: payload holds a NUL byte", ErrInvalidFeed)
 	}
 	ok := len(channel) > 0 && len(channel) <= 63 && channel[0] >= 'a' && channel[0] <= 'z'
 	for i := 0; ok && i < len(channel); i++ {

@@ -190,6 +190,7 @@ func testFeedInvalid(t *testing.T, pub, sub store.Store) {
 		name, channel, payload string
 	}{
 		{"payload too long", "kumo_test_feed", strings.Repeat("x", store.MaxPayload+1)},
+		{"NUL in payload", "kumo_test_feed", "a\x00b"},
 		{"empty channel", "", "p"},
 		{"upper case", "Kumo", "p"},
 		{"quote", `kumo"; drop table nodes; --`, "p"},
