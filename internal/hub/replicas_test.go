@@ -15,6 +15,7 @@ import (
 	"time"
 
 	nodeagent "kumo/internal/agent"
+	"kumo/internal/agentproto"
 	"kumo/internal/jobfiles"
 	"kumo/internal/model"
 	"kumo/internal/secret"
@@ -334,4 +335,44 @@ func TestConnectedByPresence(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHelloTakesOutbox: a message sent to a node while the replica that
+// held it was dying waits in the store, and reaches the node right after
+// the Welcome of its next connection, to another replica.
+func TestHelloTakesOutbox(t *testing.T) {
+	e := newEnv(t)
+	e.node(t, "n1", model.NodeIdle, "")
+	a := startReplica(t, e.st, e.files, "a")
+	// Replica b died holding n1: its presence is still fresh.
+	if err := e.st.NodePresenceSet(t.Context(), []model.NodePresence{{NodeID: "n1", Replica: "b", LastSeen: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	if !a.hub.Connected("n1") {
+		t.Fatal("A does not take n1 for connected to b")
+	}
+	cancel := agentproto.Message{Type: agentproto.TypeCancel, RunID: "run-x"}
+	if err := a.hub.Send("n1", cancel); err != nil {
+		t.Fatalf("A.Send(n1): %v", err)
+	}
+
+	pool := a.srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	resp, ag := dialAddr(t, a.srv.Listener.Addr().String(), pool, "n1", cred("n1"), agentproto.Upgrade, signedBy(e.key(t, "n1")))
+	if ag == nil {
+		t.Fatalf("connect to A: %s, want 101", resp.Status)
+	}
+	ag.send(agentproto.Message{Type: agentproto.TypeHello, Protocol: agentproto.Version, NodeID: "n1"})
+	if m := ag.recv(); m.Type != agentproto.TypeWelcome {
+		t.Fatalf("first message = %s, want welcome", m.Type)
+	}
+	if m := ag.recv(); m.Type != cancel.Type || m.RunID != cancel.RunID {
+		t.Errorf("message after the welcome = %s %s, want %s %s", m.Type, m.RunID, cancel.Type, cancel.RunID)
+	}
+	if ms, err := e.st.NodeMessageTake(t.Context(), "n1"); err != nil || len(ms) != 0 {
+		t.Errorf("outbox after the hello = %v, %v; want empty", ms, err)
+	}
+	waitFor(t, "A records that it holds n1", func() bool {
+		p, err := e.st.NodePresenceGet(t.Context(), "n1")
+		return err == nil && p.Replica == "a"
+	})
 }
