@@ -72,6 +72,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -119,10 +120,17 @@ const connectTimeout = time.Minute
 
 // Config configures [Run].
 type Config struct {
-	NodeID     string // this node's ID, sent in X-Kumo-Node and Hello; required
-	WorkDir    string // directory for job directories (WorkDir/jobs/<runID>); required, created (mode 0711) if missing
-	URL        string // control plane base URL, e.g. "https://10.0.0.1:8443" (http or https, dialed directly: no proxy); required
-	CAFile     string // PEM certificates to trust for URL; "" means the system's roots
+	NodeID  string // this node's ID, sent in X-Kumo-Node and Hello; required
+	WorkDir string // directory for job directories (WorkDir/jobs/<runID>); required, created (mode 0711) if missing
+	// URL is the control plane's base URL, e.g. "https://10.0.0.1:8443"
+	// (http or https, dialed directly: no proxy), or several separated by
+	// commas, one per control plane replica: the agent connects to the
+	// first, and each time a connection ends or fails, it tries the next
+	// (round robin, after the usual backoff). Snapshot, artifact and
+	// checkpoint requests go to the URL of the current connection.
+	// Required.
+	URL        string
+	CAFile     string // PEM certificates to trust for every URL (the replicas share one CA); "" means the system's roots
 	Credential string // the node credential, sent as a bearer token; required
 
 	// HeartbeatInterval is how often to send Heartbeat when the server's
@@ -189,8 +197,8 @@ func Run(ctx context.Context, cfg Config) error {
 // agent is one Run.
 type agent struct {
 	cfg     Config
-	base    string // URL without a trailing slash
-	connURL *url.URL
+	targets []target        // the control plane URLs, in Config.URL's order
+	cur     atomic.Int32    // index in targets of the current (or next) connection
 	key     *agentproto.Key // this process's key, made at start, never stored
 	tls     *tls.Config     // for the connect connection; RootCAs nil means the system's
 	client  *http.Client
@@ -238,7 +246,6 @@ func newAgent(cfg Config) (*agent, error) {
 	cfg.ReconnectMax = max(orDefault(cfg.ReconnectMax, DefaultReconnectMax), cfg.ReconnectMin)
 	a := &agent{
 		cfg:      cfg,
-		base:     strings.TrimRight(cfg.URL, "/"),
 		client:   cfg.HTTPClient,
 		log:      cfg.Log,
 		jobsDir:  filepath.Join(cfg.WorkDir, "jobs"),
@@ -248,11 +255,10 @@ func newAgent(cfg Config) (*agent, error) {
 	if a.log == nil {
 		a.log = slog.Default()
 	}
-	u, err := url.Parse(a.base + agentproto.ConnectPath)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("agent: control plane URL %q is not an http or https URL", cfg.URL)
+	var err error
+	if a.targets, err = parseTargets(cfg.URL); err != nil {
+		return nil, err
 	}
-	a.connURL = u
 	if a.key, err = agentproto.NewKey(); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
@@ -283,6 +289,37 @@ func newAgent(cfg Config) (*agent, error) {
 	}
 	a.jobsCtx, a.cancelJobs = context.WithCancel(context.Background())
 	return a, nil
+}
+
+// target is one control plane URL.
+type target struct {
+	base    string   // the URL without a trailing slash
+	connURL *url.URL // its connect route
+}
+
+// parseTargets parses Config.URL: one URL or several separated by commas.
+func parseTargets(list string) ([]target, error) {
+	var ts []target
+	for _, raw := range strings.Split(list, ",") {
+		base := strings.TrimRight(strings.TrimSpace(raw), "/")
+		u, err := url.Parse(base + agentproto.ConnectPath)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, fmt.Errorf("agent: control plane URL %q is not an http or https URL", raw)
+		}
+		ts = append(ts, target{base: base, connURL: u})
+	}
+	return ts, nil
+}
+
+// target returns the control plane URL of the current connection (or of
+// the next attempt, while disconnected).
+func (a *agent) target() target { return a.targets[a.cur.Load()] }
+
+// nextTarget moves to the next control plane URL, round robin.
+func (a *agent) nextTarget() {
+	if len(a.targets) > 1 {
+		a.cur.Store((a.cur.Load() + 1) % int32(len(a.targets)))
+	}
 }
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -374,6 +411,8 @@ func (a *agent) run(ctx context.Context) error {
 		if welcomed {
 			backoff = a.cfg.ReconnectMin
 		}
+		// The next attempt goes to the next replica, if there are several.
+		a.nextTarget()
 		wait := backoff/2 + rand.N(backoff/2+1)
 		msg := "agent: cannot connect; retrying"
 		if welcomed {
@@ -486,7 +525,7 @@ func (a *agent) session(ctx context.Context) (welcomed bool, err error) {
 	if m.Type != agentproto.TypeWelcome {
 		return false, fmt.Errorf("first server message is %q, not welcome", m.Type)
 	}
-	a.log.Info("agent: connected", "url", a.base, "jobs", len(hello.Jobs))
+	a.log.Info("agent: connected", "url", a.target().base, "jobs", len(hello.Jobs))
 	a.welcomeSSH(m.SSH)
 
 	a.mu.Lock()
@@ -568,11 +607,12 @@ func (a *agent) heartbeat(ctx context.Context, s *session, interval time.Duratio
 func (a *agent) connect(ctx context.Context) (io.ReadWriteCloser, error) {
 	dctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
-	conn, ekm, err := a.dial(dctx)
+	u := a.target().connURL
+	conn, ekm, err := a.dial(dctx, u)
 	if err != nil {
-		return nil, fmt.Errorf("connect: %w", err)
+		return nil, fmt.Errorf("connect %s: %w", u.Host, err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.connURL.String(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("connect: %w", err)
@@ -622,10 +662,9 @@ func (a *agent) connect(ctx context.Context) (io.ReadWriteCloser, error) {
 	}
 }
 
-// dial opens a connection to the control plane and returns, over TLS, its
-// keying material for the connect proof.
-func (a *agent) dial(ctx context.Context) (net.Conn, []byte, error) {
-	u := a.connURL
+// dial opens a connection to the control plane at u and returns, over
+// TLS, its keying material for the connect proof.
+func (a *agent) dial(ctx context.Context, u *url.URL) (net.Conn, []byte, error) {
 	d := &net.Dialer{KeepAlive: 30 * time.Second}
 	if u.Scheme == "http" {
 		conn, err := d.DialContext(ctx, "tcp", hostPort(u, "80"))

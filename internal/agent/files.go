@@ -30,7 +30,7 @@ func (e *permanentError) Unwrap() error { return e.err }
 
 // fetchSnapshot downloads a code snapshot; the caller closes the body.
 func (a *agent) fetchSnapshot(ctx context.Context, id string) (io.ReadCloser, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+agentproto.SnapshotPath+id, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.target().base+agentproto.SnapshotPath+id, nil)
 	if err != nil {
 		return nil, fmt.Errorf("download code snapshot: %w", err)
 	}
@@ -88,7 +88,7 @@ func (a *agent) putArtifacts(j *job) error {
 	}()
 	// Uploads go on while the agent stops after Shutdown, and end with
 	// Run's context.
-	target := a.base + agentproto.ArtifactsPath + j.id + "/artifacts?" + agentproto.AttemptQuery + "=" + strconv.Itoa(j.spec.Attempt)
+	target := a.target().base + agentproto.ArtifactsPath + j.id + "/artifacts?" + agentproto.AttemptQuery + "=" + strconv.Itoa(j.spec.Attempt)
 	req, err := http.NewRequestWithContext(a.runCtx, http.MethodPut, target, pr)
 	if err != nil {
 		pr.Close()
@@ -174,7 +174,7 @@ func (a *agent) restoreCheckpoint(ctx context.Context, j *job) error {
 }
 
 func (a *agent) fetchCheckpoint(ctx context.Context, j *job) error {
-	target := a.base + agentproto.ArtifactsPath + j.id + "/checkpoint?" + agentproto.AttemptQuery + "=" + strconv.Itoa(j.spec.Attempt)
+	target := a.target().base + agentproto.ArtifactsPath + j.id + "/checkpoint?" + agentproto.AttemptQuery + "=" + strconv.Itoa(j.spec.Attempt)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return fmt.Errorf("restore checkpoint: %w", err)

@@ -98,7 +98,7 @@ Secret this way.`,
 	f := cmd.Flags()
 	f.StringVar(&o.nodeID, "node-id", "", "this node's ID (required)")
 	f.StringVar(&o.workDir, "work-dir", "", "directory for job files (required)")
-	f.StringVar(&o.url, "url", "", "control plane URL, e.g. https://10.0.0.1:8443 (required)")
+	f.StringVar(&o.url, "url", "", "control plane URL, e.g. https://10.0.0.1:8443, or several separated by commas (one per replica: tried in turn) (required)")
 	f.StringVar(&o.caFile, "ca-file", "", "PEM certificates to trust for --url (default: the system's)")
 	f.StringVar(&o.credentialFile, "credential-file", "", "file holding the node credential (required unless $KUMO_AGENT_CREDENTIAL is set)")
 	f.StringVar(&o.jobUID, "job-uid", "", "run jobs as this uid (and the gid of the same number), with no supplementary groups; needs root (default: the agent's own user)")

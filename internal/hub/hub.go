@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -52,6 +53,20 @@ type Config struct {
 	// for the job's next reports, to be stored with them in one write;
 	// zero means 20ms, negative means no wait.
 	ReportWindow time.Duration
+
+	// Replica is this control plane replica's ID, unique among the
+	// replicas that share the store (see replicas.go). "" means the only
+	// one: the hub keeps no presence in the store, and Send, Connected
+	// and LastSeen know its own connections only.
+	Replica string
+	// PresenceTTL is how long after another replica last heard from a
+	// node the hub still takes the node for connected there; zero means
+	// three heartbeat intervals. The replicas' clocks must agree to well
+	// within it.
+	PresenceTTL time.Duration
+	// MessageTTL is how long a message for a node held by another
+	// replica waits in the store to be taken; zero means 10 minutes.
+	MessageTTL time.Duration
 }
 
 // Hub tracks connected agents. Its methods are safe for concurrent use.
@@ -68,6 +83,8 @@ type Hub struct {
 	// rank that ends well frees its node and the last one completes the
 	// job, which needs the others' states read and written as one step.
 	gangMu sync.Mutex
+
+	presenceState // with several replicas (replicas.go)
 }
 
 type conn struct {
@@ -76,6 +93,7 @@ type conn struct {
 	enc       *agentproto.Encoder
 	rwc       io.Closer
 	mux       *yamux.Session // opens streams to the node's SSH server
+	welcomed  atomic.Bool    // its hello is done: messages may be sent
 }
 
 // New returns a Hub.
@@ -95,19 +113,27 @@ func New(cfg Config) *Hub {
 	if cfg.Changed == nil {
 		cfg.Changed = func(string) {}
 	}
+	if cfg.PresenceTTL <= 0 {
+		cfg.PresenceTTL = 3 * cfg.HeartbeatInterval
+	}
+	if cfg.MessageTTL <= 0 {
+		cfg.MessageTTL = 10 * time.Minute
+	}
 	return &Hub{cfg: cfg, conns: map[string]*conn{}, lastSeen: map[string]time.Time{}, sessions: map[string]sessions{}}
 }
 
 // ErrNotConnected is returned by Send for a node without a connection.
 var ErrNotConnected = errors.New("node not connected")
 
-// Send sends m to a node's agent.
+// Send sends m to a node's agent: on this hub's connection to it, or,
+// when another replica holds the node, through the store (see
+// replicas.go; nil then means the message is stored for that replica).
 func (h *Hub) Send(nodeID string, m agentproto.Message) error {
 	h.mu.Lock()
 	c := h.conns[nodeID]
 	h.mu.Unlock()
 	if c == nil {
-		return fmt.Errorf("send %s to %s: %w", m.Type, nodeID, ErrNotConnected)
+		return h.sendRemote(nodeID, m)
 	}
 	if err := c.enc.Send(m); err != nil {
 		c.rwc.Close()
@@ -116,23 +142,37 @@ func (h *Hub) Send(nodeID string, m agentproto.Message) error {
 	return nil
 }
 
-// Connected reports whether a node's agent holds a connection.
+// Connected reports whether a node's agent holds a connection, to this
+// hub or (by the store's presence, at most a second old) to another
+// replica's.
 func (h *Hub) Connected(nodeID string) bool {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.conns[nodeID] != nil
+	local := h.conns[nodeID] != nil
+	h.mu.Unlock()
+	return local || h.cfg.Replica != "" && h.remote(nodeID)
 }
 
-// LastSeen returns when a node's agent last sent anything; false when it
-// has not been seen since the hub started.
+// LastSeen returns when a node's agent last sent anything, to this hub
+// or (by the store's presence, at most a second old) to any replica;
+// false when it has not been seen since the hub started (and, with
+// replicas, no replica recorded it).
 func (h *Hub) LastSeen(nodeID string) (time.Time, bool) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	t, ok := h.lastSeen[nodeID]
+	h.mu.Unlock()
+	if h.cfg.Replica == "" {
+		return t, ok
+	}
+	if p, found := h.presence(nodeID); found && p.LastSeen.After(t) {
+		return p.LastSeen, true
+	}
 	return t, ok
 }
 
-// Close ends every agent connection and refuses new ones.
+// Close ends every agent connection and refuses new ones. With replicas,
+// the nodes' presence is left to age out (Config.PresenceTTL) or to be
+// taken by the replica they reconnect to; what is sent to them meanwhile
+// waits in the store for their next hello.
 func (h *Hub) Close() {
 	h.mu.Lock()
 	h.closed = true
@@ -446,10 +486,14 @@ func (h *Hub) serveConnect(w http.ResponseWriter, r *http.Request) {
 	h.seen(n.ID)
 	defer func() {
 		h.mu.Lock()
-		if h.conns[n.ID] == c {
+		last := h.conns[n.ID] == c
+		if last {
 			delete(h.conns, n.ID)
 		}
 		h.mu.Unlock()
+		if last {
+			h.disconnected(r.Context(), n.ID)
+		}
 	}()
 
 	ctx := context.WithoutCancel(r.Context())
@@ -457,6 +501,7 @@ func (h *Hub) serveConnect(w http.ResponseWriter, r *http.Request) {
 		h.cfg.Log.Error("agent hello", "node", n.ID, "err", err)
 		return
 	}
+	h.connected(ctx, c)
 	// Messages are taken in batches of what has arrived: a job's reports
 	// that come together are stored in one write (see handleBatch).
 	msgs, stop := make(chan agentproto.Message, readAhead), make(chan struct{})

@@ -213,8 +213,9 @@ type Store interface {
 	NodeCountByCompute(ctx context.Context, computeID string) (map[model.NodeState]int, error)
 	// NodeList returns every node ordered by CreatedAt, ID.
 	NodeList(ctx context.Context) ([]model.Node, error)
-	// NodeDelete removes the node with the given ID. Its usage record, if
-	// it has one, ends at the node's StateSince (when it left service).
+	// NodeDelete removes the node with the given ID, with its presence
+	// and outbox. Its usage record, if it has one, ends at the node's
+	// StateSince (when it left service).
 	NodeDelete(ctx context.Context, id string) error
 	// NodeCreateUsage inserts n and its usage record u (u.NodeID is n.ID)
 	// in one transaction; ErrConflict if n's ID exists.
@@ -241,6 +242,48 @@ type Store interface {
 	// ComputeStatusGet returns a compute's live status; ErrNotFound when
 	// none was set.
 	ComputeStatusGet(ctx context.Context, computeID string) (model.ComputeStatus, error)
+
+	// Change feed: signals between the control plane processes that share
+	// the database (see feed.go). A payload is a hint to look again, not
+	// data: it may be coalesced with an equal one still undelivered, and
+	// "" means "anything may have changed: resync".
+
+	// Publish sends payload to every subscriber of channel on the
+	// database, this Store's own included, once the call returns. A
+	// channel or payload that CheckFeed refuses is an error wrapping
+	// ErrInvalidFeed (payloads are at most MaxPayload bytes).
+	Publish(ctx context.Context, channel, payload string) error
+	// Subscribe returns a channel that receives the payloads published on
+	// channel from now on, and is closed once ctx ends. It never blocks a
+	// publisher: a subscriber that falls SubscriberBuffer payloads behind
+	// gets one "" instead of them, and so does every subscriber after
+	// notifications may have been lost (PostgreSQL: the listening
+	// connection failed and was made again). SQLite's feed reaches the
+	// subscribers of the same Store only: SQLite is for one process.
+	Subscribe(ctx context.Context, channel string) (<-chan string, error)
+
+	// NodePresenceSet creates or replaces the presence of each node in ps
+	// in one write; a node that does not exist (deleted meanwhile) is
+	// skipped.
+	NodePresenceSet(ctx context.Context, ps []model.NodePresence) error
+	// NodePresenceClear records that the node's agent left replica at at:
+	// its Replica becomes "" and LastSeen at, if replica still holds it
+	// (else nothing changes, and it is not an error).
+	NodePresenceClear(ctx context.Context, nodeID, replica string, at time.Time) error
+	// NodePresenceGet returns a node's presence; ErrNotFound when none was
+	// recorded.
+	NodePresenceGet(ctx context.Context, nodeID string) (model.NodePresence, error)
+	// NodePresenceList returns every node's presence ordered by NodeID.
+	NodePresenceList(ctx context.Context) ([]model.NodePresence, error)
+	// NodeMessageAppend adds m to its node's outbox; the store sets its
+	// Seq (m.Seq is ignored).
+	NodeMessageAppend(ctx context.Context, m model.NodeMessage) error
+	// NodeMessageTake removes and returns a node's outbox, in Seq order;
+	// none for none. Two takers never get the same message.
+	NodeMessageTake(ctx context.Context, nodeID string) ([]model.NodeMessage, error)
+	// NodeMessageDeleteBefore removes the messages, of any node, created
+	// before before, and returns how many it removed.
+	NodeMessageDeleteBefore(ctx context.Context, before time.Time) (int, error)
 
 	// Close releases the backend's resources.
 	Close() error

@@ -153,6 +153,13 @@ func (s *Store) NodeDelete(ctx context.Context, id string) error {
 		if err == nil {
 			err = mustAffect(tag)
 		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM node_presence WHERE node_id = $1`, id); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM node_messages WHERE node_id = $1`, id)
 		return err
 	})
 	if err != nil {

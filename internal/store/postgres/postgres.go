@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -53,6 +54,11 @@ const migrateLockID = 0x6b756d6f
 // concurrent use, by several processes too.
 type Store struct {
 	pool *pgxpool.Pool
+
+	feed   store.Fanout // what the listener receives, to subscribers
+	lmu    sync.Mutex
+	l      *listener // the LISTEN connection; nil before the first Subscribe
+	closed bool      // Close has begun: no new listener
 }
 
 var _ store.Store = (*Store)(nil)
@@ -88,8 +94,9 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	return s, nil
 }
 
-// Close closes the connection pool.
+// Close ends the listening connection, if any, and closes the pool.
 func (s *Store) Close() error {
+	s.stopListener()
 	s.pool.Close()
 	return nil
 }

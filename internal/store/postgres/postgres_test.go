@@ -46,6 +46,18 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestFeed(t *testing.T) {
+	storetest.RunFeed(t, func(t *testing.T) (store.Store, store.Store) {
+		pub, url := openTest(t)
+		sub, err := Open(t.Context(), url)
+		if err != nil {
+			t.Fatalf("Open again: %v", err)
+		}
+		t.Cleanup(func() { sub.Close() })
+		return pub, sub
+	})
+}
+
 func TestReopen(t *testing.T) {
 	s, url := openTest(t)
 	w := model.Workspace{ID: "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/Ws",
@@ -446,5 +458,40 @@ func TestReadyDatabaseGone(t *testing.T) {
 	defer cancel()
 	if err := s.Ready(ctx); err == nil {
 		t.Error("Ready with the database dropped = nil, want an error")
+	}
+}
+
+// TestFeedReconnect: when the listening connection dies, the Store makes
+// it again, tells its subscribers to resync (""), and delivers what is
+// published after.
+func TestFeedReconnect(t *testing.T) {
+	s, _ := openTest(t)
+	ch, err := s.Subscribe(t.Context(), "kumo_test_feed")
+	if err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	tag, err := s.pool.Exec(t.Context(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'LISTEN%'`)
+	if err != nil || tag.RowsAffected() != 1 {
+		t.Fatalf("terminate the listening connection: %v, %d rows", err, tag.RowsAffected())
+	}
+	receive := func() string {
+		t.Helper()
+		select {
+		case p := <-ch:
+			return p
+		case <-time.After(30 * time.Second):
+			t.Fatal("nothing received within 30s")
+			return ""
+		}
+	}
+	if got := receive(); got != "" {
+		t.Fatalf("first payload after the connection died = %q, want a resync (\"\")", got)
+	}
+	if err := s.Publish(t.Context(), "kumo_test_feed", "after"); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	if got := receive(); got != "after" {
+		t.Errorf("payload after the reconnect = %q, want after", got)
 	}
 }

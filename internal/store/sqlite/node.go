@@ -151,6 +151,13 @@ func (s *Store) NodeDelete(ctx context.Context, id string) error {
 		if err == nil {
 			err = mustAffect(res)
 		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM node_presence WHERE node_id = ?`, id); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM node_messages WHERE node_id = ?`, id)
 		return err
 	})
 	if err != nil {

@@ -69,6 +69,8 @@ type Store struct {
 	rs stmts   // statements prepared on r
 
 	group group // writes waiting for a transaction (see write)
+
+	feed store.Fanout // Publish and Subscribe: this process only
 }
 
 var _ store.Store = (*Store)(nil)

@@ -38,6 +38,13 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestFeed(t *testing.T) {
+	storetest.RunFeed(t, func(t *testing.T) (store.Store, store.Store) {
+		s := openTest(t, filepath.Join(t.TempDir(), "kumo.db"))
+		return s, s
+	})
+}
+
 func TestReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "kumo.db")
 	w := model.Workspace{ID: "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/Ws",

@@ -102,7 +102,7 @@ func SQLiteToPostgres(ctx context.Context, sqlitePath, pgURL string) ([]Table, e
 func pgTables(ctx context.Context, tx pgx.Tx) ([]string, error) {
 	rows, err := tx.Query(ctx, `SELECT table_name FROM information_schema.tables
 		WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' AND table_name <> 'schema_migrations'
-		ORDER BY table_name`)
+		AND table_name NOT IN `+transientList+` ORDER BY table_name`)
 	if err != nil {
 		return nil, fmt.Errorf("list tables: %w", err)
 	}
@@ -129,11 +129,18 @@ func pgTables(ctx context.Context, tx pgx.Tx) ([]string, error) {
 // not copied, since the target keeps its own.
 const derivedList = "('job_counts')"
 
+// transientList names, as an SQL list, the tables that hold what running
+// control planes tell each other (which replica holds which node, messages
+// on their way to nodes): they are not copied, since the replicas write
+// them afresh once they run on the target.
+const transientList = "('node_presence', 'node_messages')"
+
 // sameTables returns an error unless the SQLite schema has exactly the
 // target's tables.
 func sameTables(ctx context.Context, rtx *sql.Tx, want []string) error {
 	rows, err := rtx.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table'
-		AND name NOT LIKE 'sqlite_%' AND name <> 'schema_migrations' AND name NOT IN `+derivedList+` ORDER BY name`)
+		AND name NOT LIKE 'sqlite_%' AND name <> 'schema_migrations' AND name NOT IN `+derivedList+`
+		AND name NOT IN `+transientList+` ORDER BY name`)
 	if err != nil {
 		return fmt.Errorf("list sqlite tables: %w", err)
 	}
