@@ -350,6 +350,10 @@ func Run(ctx context.Context, o Options) error {
 		printRegions(o.Out, rt.regions)
 	}
 
+	if err := rt.startReplica(ctx); err != nil {
+		ln.Close()
+		return err
+	}
 	defer rt.stop()
 	leading := rt.runLeadership(ctx, base)
 	defer leading.stop()

@@ -8,12 +8,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"kumo/internal/controller/autoscale"
 	"kumo/internal/controller/dispatch"
 	"kumo/internal/controller/nodehealth"
 	"kumo/internal/controller/provision"
 	"kumo/internal/controller/snapshotgc"
+	"kumo/internal/feed"
 	"kumo/internal/hub"
 	"kumo/internal/jobfiles"
 	"kumo/internal/jobuser"
@@ -39,6 +41,9 @@ type nodeRuntime struct {
 	// nodeUIDs are the uids nodes get as root; nil otherwise.
 	nodeUIDs, localUIDs *jobuser.Range
 	agentURL, caFile    string
+	// feed carries compute changes between replicas; nil on SQLite,
+	// which one process serves.
+	feed *feed.Changes
 
 	mu sync.Mutex
 	// loops are the current term's reconcile loops; nil while this
@@ -73,7 +78,17 @@ func newRuntime(o Options, st store.Store, base string) (*nodeRuntime, error) {
 	if err := os.RemoveAll(filepath.Join(o.DataDir, "local-jobs")); err != nil {
 		return nil, err
 	}
-	rt.hub = hub.New(hub.Config{Store: st, Files: files, HeartbeatInterval: o.HeartbeatInterval, Changed: rt.changed, Log: o.Log})
+	// On PostgreSQL, replicas may share the store: nodes' presence and
+	// messages, and compute changes, travel through it.
+	replica := ""
+	if o.Database != "" {
+		replica = o.Replica
+		rt.feed, err = feed.New(feed.Config{Store: st, Replica: replica, Changed: rt.notifyLoops, Resync: rt.resyncLoops, Log: o.Log})
+		if err != nil {
+			return nil, err
+		}
+	}
+	rt.hub = hub.New(hub.Config{Store: st, Files: files, HeartbeatInterval: o.HeartbeatInterval, Changed: rt.changed, Replica: replica, Log: o.Log})
 	// As root, nodes get uids of the first part of the range, one each, and
 	// local jobs the rest, one per running job.
 	if jobuser.Enabled() {
@@ -126,30 +141,75 @@ func (rt *nodeRuntime) current() *loops {
 	return rt.loops
 }
 
-// changed tells the dispatcher and the autoscaler that a compute's jobs or
-// nodes changed.
+// provisionerKey is what rt.changed is told when a compute was created,
+// changed or deleted, for the provisioner; compute IDs are ARM IDs, so no
+// compute has it.
+const provisionerKey = "provisioner"
+
+// changed tells the loops of whichever replica leads that a compute's jobs
+// or nodes changed (or, with provisionerKey, that the provisioner has
+// work).
 func (rt *nodeRuntime) changed(computeID string) {
+	if rt.feed != nil {
+		rt.feed.Publish(computeID) // here at once, and on the others
+		return
+	}
 	rt.notifyLoops(computeID)
 }
 
 // notifyLoops kicks this replica's loops, if it leads, for one compute.
 func (rt *nodeRuntime) notifyLoops(computeID string) {
 	l := rt.current()
+	switch {
+	case l == nil:
+	case computeID == provisionerKey:
+		l.prov.Notify()
+	default:
+		l.dispatch.Notify(computeID)
+		if !dispatch.IsLocal(computeID) {
+			l.scaler.Notify(computeID)
+		}
+	}
+}
+
+// resyncLoops kicks this replica's loops, if it leads, for every compute:
+// changes announced by other replicas may have been missed.
+func (rt *nodeRuntime) resyncLoops() {
+	l := rt.current()
 	if l == nil {
 		return
 	}
-	l.dispatch.Notify(computeID)
-	if !dispatch.IsLocal(computeID) {
-		l.scaler.Notify(computeID)
+	l.prov.Notify()
+	l.health.Kick()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cs, err := rt.st.ComputeListByState(ctx, model.StateSucceeded, model.StateUpdating, model.StateDeleting)
+	if err != nil {
+		rt.o.Log.Error("resync after missed changes", "err", err)
+		return
+	}
+	for _, c := range cs {
+		rt.notifyLoops(c.ID)
 	}
 }
 
 // Notify implements server.Notifier: a compute was created, changed or
 // deleted, for the provisioner.
-func (rt *nodeRuntime) Notify() {
-	if l := rt.current(); l != nil {
-		l.prov.Notify()
+func (rt *nodeRuntime) Notify() { rt.changed(provisionerKey) }
+
+// startReplica starts what every replica runs, leader or not: the hub's
+// presence and outbox, and the feed of compute changes.
+func (rt *nodeRuntime) startReplica(ctx context.Context) error {
+	if err := rt.hub.Start(ctx); err != nil {
+		return err
 	}
+	if rt.feed != nil {
+		if err := rt.feed.Start(ctx); err != nil {
+			rt.hub.Stop()
+			return fmt.Errorf("compute change feed: %w", err)
+		}
+	}
+	return nil
 }
 
 // lead runs one leadership term: it builds and starts the reconcile
@@ -178,6 +238,10 @@ func (rt *nodeRuntime) lead(ctx context.Context) {
 // stop ends agent connections. Nodes keep running: they reconnect when
 // the control plane is back, or to another replica.
 func (rt *nodeRuntime) stop() {
+	if rt.feed != nil {
+		rt.feed.Stop()
+	}
+	rt.hub.Stop()
 	rt.hub.Close()
 	// Providers that hold connections (sshhosts) let them go.
 	for _, p := range rt.providers {
