@@ -201,6 +201,7 @@ type Store interface {
 	NodeGet(ctx context.Context, id string) (model.Node, error)
 	// NodeUpdate replaces the node with n.ID if its stored state is from,
 	// else ErrPreconditionFailed. It leaves the stored AgentKey as it is.
+	// It refuses, with ErrConflict, an SSHPort another node holds.
 	NodeUpdate(ctx context.Context, n model.Node, from model.NodeState) error
 	// NodeBindAgentKey sets the AgentKey of the node with id if it has
 	// none. It returns nil if the node is bound to key (now or before),

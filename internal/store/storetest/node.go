@@ -582,6 +582,16 @@ func testNodeSSHPortConflict(t *testing.T, s store.Store) {
 	}
 	wantNode(t, s, holder.ID, holder)
 
+	// Nor may an update take a held port.
+	other := newNode("other", c.ID, model.NodeIdle)
+	mustCreateNode(t, s, other)
+	moved := other
+	moved.SSHPort = holder.SSHPort
+	if err := s.NodeUpdate(t.Context(), moved, other.State); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("NodeUpdate(port held) error = %v, want ErrConflict", err)
+	}
+	wantNode(t, s, other.ID, other)
+
 	for _, id := range []string{"bare-1", "bare-2"} {
 		mustCreateNode(t, s, model.Node{ID: id, ComputeID: c.ID, State: model.NodePreparing})
 	}
