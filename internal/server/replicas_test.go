@@ -32,7 +32,9 @@ import (
 // submitted through both servers together, while both autoscalers scale
 // the same clusters up. Whatever one process remembers, the database
 // decides: no job name, job Seq, node or SSH port is handed out twice, and
-// every instance the provider holds is a stored node.
+// every instance the provider holds is a stored node. It runs on
+// PostgreSQL (two Stores on one database), on one SQLite file opened twice
+// (as two processes would) and on one SQLite Store shared by both.
 func TestTwoControlPlanesOneDatabase(t *testing.T) {
 	t.Run("postgres", func(t *testing.T) {
 		url := pgtest.NewDatabase(t)
@@ -44,6 +46,15 @@ func TestTwoControlPlanesOneDatabase(t *testing.T) {
 			t.Cleanup(func() { s.Close() })
 			return s
 		})
+	})
+	t.Run("sqlite one store", func(t *testing.T) {
+		// Both control planes in one process, on one Store.
+		s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "kumo.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		testTwoControlPlanes(t, func(t *testing.T) store.Store { return s })
 	})
 	t.Run("sqlite", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "kumo.db")
