@@ -140,6 +140,17 @@ type ComputeStatus struct {
 	// details; empty when nothing blocks.
 	Blocked       string
 	BlockedDetail string
+	// Failures counts the cluster's consecutive node failures (nodes that
+	// became unusable and were removed); 0 once a node made after the
+	// last failure came up. The autoscaler keeps its backoff here, in the
+	// store, so that another control plane continues it.
+	Failures int
+	// LastFailure is when the last failed node was removed; zero when
+	// none was.
+	LastFailure time.Time
+	// RetryAt is when the autoscaler may make nodes again while Failures
+	// is above 0; zero when it need not wait.
+	RetryAt time.Time
 }
 
 // MaxWarnings bounds the warnings a job keeps.

@@ -22,22 +22,6 @@ import (
 
 func jobID(r *http.Request) string { return workspaceID(r) + "/jobs/" + r.PathValue("job") }
 
-// nextSeq returns the next FIFO sequence number for a job, continuing from
-// the largest stored one.
-func (s *Server) nextSeq(ctx context.Context) (int64, error) {
-	s.seqMu.Lock()
-	defer s.seqMu.Unlock()
-	if !s.seqLoaded {
-		max, err := s.store.JobMaxSeq(ctx)
-		if err != nil {
-			return 0, err
-		}
-		s.seq, s.seqLoaded = max, true
-	}
-	s.seq++
-	return s.seq, nil
-}
-
 func (s *Server) snapshotCreate(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.loadWorkspace(r.Context(), r); err != nil {
 		return err
@@ -205,7 +189,9 @@ func (s *Server) jobFromRequest(ctx context.Context, ws model.Workspace, name st
 		}
 		f.Close()
 	}
-	seq, err := s.nextSeq(ctx)
+	// The store hands out the FIFO sequence number, so that control planes
+	// sharing a database never give two jobs the same one.
+	seq, err := s.store.JobNextSeq(ctx)
 	if err != nil {
 		return model.Job{}, err
 	}

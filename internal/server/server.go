@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"kumo/api"
@@ -92,27 +91,24 @@ const DefaultTransferTimeout = time.Minute
 
 // Server serves kumo's HTTP API.
 type Server struct {
-	store     store.Store
-	regions   map[string]model.Region
-	prov      Notifier
-	poll      time.Duration
-	page      int
-	now       func() time.Time
-	log       *slog.Logger
-	ready     func(ctx context.Context) error // Config.Ready
-	mux       *http.ServeMux
-	files     *jobfiles.Files
-	tokens    tokenCache
-	limiter   *rateLimiter
-	transfer  time.Duration // see Config.TransferTimeout
-	changed   func(string)
-	noLocal   bool   // compute "local" is off
-	tunnel    Tunnel // nil means none
-	hosts     map[string]provider.HostReporter
-	evicter   Evicter
-	seqMu     sync.Mutex
-	seq       int64 // last FIFO sequence number handed out
-	seqLoaded bool
+	store    store.Store
+	regions  map[string]model.Region
+	prov     Notifier
+	poll     time.Duration
+	page     int
+	now      func() time.Time
+	log      *slog.Logger
+	ready    func(ctx context.Context) error // Config.Ready
+	mux      *http.ServeMux
+	files    *jobfiles.Files
+	tokens   tokenCache
+	limiter  *rateLimiter
+	transfer time.Duration // see Config.TransferTimeout
+	changed  func(string)
+	noLocal  bool   // compute "local" is off
+	tunnel   Tunnel // nil means none
+	hosts    map[string]provider.HostReporter
+	evicter  Evicter
 }
 
 // New returns a Server for cfg.

@@ -167,6 +167,12 @@ type Store interface {
 	JobListByStatus(ctx context.Context, statuses ...model.JobStatus) ([]model.Job, error)
 	// JobMaxSeq returns the largest Seq stored, or 0.
 	JobMaxSeq(ctx context.Context) (int64, error)
+	// JobNextSeq hands out a job Seq: one larger than every Seq it handed
+	// out before and every Seq stored. The counter is kept in the
+	// database, so no two calls return the same Seq, whether they come
+	// from one process or from several sharing the database; a Seq handed
+	// out but never stored is skipped, not reused.
+	JobNextSeq(ctx context.Context) (int64, error)
 	// JobUpdate replaces the job with j.ID if its stored status is from,
 	// else ErrPreconditionFailed. When node is not nil, the node with
 	// node.ID is replaced in the same transaction if its stored state is
@@ -188,12 +194,14 @@ type Store interface {
 	// commits a pass's placements at once.
 	JobUpdateBatch(ctx context.Context, updates []JobNodesUpdate) (errs []error, err error)
 
-	// NodeCreate inserts n; ErrConflict if its ID exists.
+	// NodeCreate inserts n; ErrConflict if its ID exists or another node
+	// holds its SSHPort (ports above 0 are unique among stored nodes).
 	NodeCreate(ctx context.Context, n model.Node) error
 	// NodeGet returns the node with the given ID.
 	NodeGet(ctx context.Context, id string) (model.Node, error)
 	// NodeUpdate replaces the node with n.ID if its stored state is from,
 	// else ErrPreconditionFailed. It leaves the stored AgentKey as it is.
+	// It refuses, with ErrConflict, an SSHPort another node holds.
 	NodeUpdate(ctx context.Context, n model.Node, from model.NodeState) error
 	// NodeBindAgentKey sets the AgentKey of the node with id if it has
 	// none. It returns nil if the node is bound to key (now or before),
@@ -218,7 +226,8 @@ type Store interface {
 	// StateSince (when it left service).
 	NodeDelete(ctx context.Context, id string) error
 	// NodeCreateUsage inserts n and its usage record u (u.NodeID is n.ID)
-	// in one transaction; ErrConflict if n's ID exists.
+	// in one transaction; ErrConflict, and nothing written, if n's ID
+	// exists or another node holds its SSHPort.
 	NodeCreateUsage(ctx context.Context, n model.Node, u model.NodeUsage) error
 	// UsageList returns the usage records of a workspace's nodes, of one
 	// compute when computeID is not "", that accrued within [from, to):

@@ -119,7 +119,7 @@ type Config struct {
 // called directly (tests, the provisioner), from any goroutine.
 type Autoscaler struct {
 	cfg     Config
-	started time.Time // when New ran: node failures before it are not held against a cluster
+	started time.Time // when New ran: node errors stored without a failure time are cleared only by nodes made since
 
 	// pass serializes scaling passes and releases, so that
 	// quota accounting and provider calls never interleave.

@@ -287,7 +287,8 @@ func TestOrphanInstanceDeleted(t *testing.T) {
 }
 
 // After a restart the errors of removed nodes stay on the status until a
-// node made since comes up; the backoff starts afresh.
+// node made since comes up, and the backoff goes on where it was: both are
+// kept in the store, not in the autoscaler that began them.
 func TestRestartKeepsNodeErrors(t *testing.T) {
 	e := newEnv(t, fake.Config{})
 	c := e.compute("cpu", model.ScaleSettings{MinNodes: 1, MaxNodes: 1})
@@ -295,24 +296,31 @@ func TestRestartKeepsNodeErrors(t *testing.T) {
 	e.clock.Advance(2 * time.Minute)
 	e.checkHealth()
 	e.reconcile(c)
-	want := e.status(c).Errors
-	if len(want) != 1 {
-		t.Fatalf("errors = %+v, want one", want)
+	st := e.status(c)
+	want := st.Errors
+	if len(want) != 1 || st.Failures != 1 || !st.RetryAt.Equal(e.clock.Now().Add(time.Second)) {
+		t.Fatalf("status = %+v, want one error, 1 failure and a retry in 1s", st)
 	}
 
 	e.clock.Advance(time.Millisecond)
 	e.a = New(e.a.cfg) // the control plane restarts
-	e.reconcile(c)
+	res := e.reconcile(c)
 	if got := e.status(c).Errors; !cmp.Equal(got, want) {
 		t.Errorf("errors after restart = %+v, want %+v", got, want)
 	}
-	if got := e.states(c); got[model.NodePreparing] != 1 {
-		t.Fatalf("states = %v, want a replacement at once", got)
+	if got := e.states(c); len(got) != 0 || res.RequeueAfter != time.Second-time.Millisecond {
+		t.Fatalf("states = %v, RequeueAfter %v; want no node before the stored backoff ends in 999ms", got, res.RequeueAfter)
+	}
+	e.clock.Advance(time.Second)
+	e.reconcile(c)
+	ns := e.nodes(c)
+	if len(ns) != 1 || ns[0].Attempts != 2 {
+		t.Fatalf("nodes = %+v, want one replacement with Attempts 2 (the stored failure counted)", ns)
 	}
 	e.registerAll(c)
 	e.reconcile(c)
-	if got := e.status(c); got.Errors != nil || got.Allocation != AllocationSteady {
-		t.Errorf("status = %+v, want Steady without errors", got)
+	if got := e.status(c); got.Errors != nil || got.Allocation != AllocationSteady || got.Failures != 0 {
+		t.Errorf("status = %+v, want Steady without errors or failures", got)
 	}
 }
 

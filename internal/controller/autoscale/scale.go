@@ -43,32 +43,49 @@ const (
 // that failed and were removed.
 const ErrorNodeUnusable = "NodeUnusable"
 
-// computeState is what the scaling loop remembers of a cluster between
-// passes: the failure backoff and the errors of removed nodes. It is lost
-// on restart, which only resets the backoff.
+// computeState is a cluster's scaling state during a pass. The failure
+// backoff and the errors of removed nodes are facts in the store: each
+// pass reads them from the cluster's stored status, where the pass before
+// left them (on this control plane or another sharing the database), and
+// writes them back with the status. Only what is this process's own view
+// is kept between passes: the capacity detail of its last Create and the
+// NodeInUse events it recorded (a new leader may record one again).
 type computeState struct {
-	failures    int             // consecutive node failures
-	lastFailure time.Time       // when the last failed node was removed
-	retryAt     time.Time       // no new node before this while failures > 0
+	failures    int             // consecutive node failures; ComputeStatus.Failures
+	lastFailure time.Time       // when the last failed node was removed; ComputeStatus.LastFailure, zero if none
+	retryAt     time.Time       // no new node before this while failures > 0; ComputeStatus.RetryAt
 	errors      []model.Error   // NodeUnusable errors since a node made after them came up, oldest first
 	capacity    string          // why the last Create ran out of capacity; "" if it did not
 	inUse       map[string]bool // nodes kept for open SSH sessions, whose NodeInUse event is recorded
 }
 
-// state returns the compute's remembered state, seeding a new one with the
-// NodeUnusable errors of its stored status.
+// state returns the compute's state for a pass: its backoff and the
+// NodeUnusable errors from its stored status prev, with what the
+// autoscaler keeps in memory.
 func (a *Autoscaler) state(id string, prev model.ComputeStatus) *computeState {
 	s, ok := a.states[id]
 	if !ok {
-		s = &computeState{lastFailure: a.started}
-		for _, e := range prev.Errors {
-			if e.Code == ErrorNodeUnusable {
-				s.errors = append(s.errors, e)
-			}
-		}
+		s = &computeState{}
 		a.states[id] = s
 	}
+	s.failures, s.lastFailure, s.retryAt = prev.Failures, prev.LastFailure, prev.RetryAt
+	s.errors = nil
+	for _, e := range prev.Errors {
+		if e.Code == ErrorNodeUnusable {
+			s.errors = append(s.errors, e)
+		}
+	}
 	return s
+}
+
+// since returns when the failures and errors s holds began to count: the
+// last failure, or, when none is recorded, when the autoscaler started
+// (errors kept from before are not cleared by nodes made before it).
+func (s *computeState) since(started time.Time) time.Time {
+	if s.lastFailure.IsZero() {
+		return started
+	}
+	return s.lastFailure
 }
 
 func (s *computeState) fail(now time.Time) {
@@ -128,8 +145,15 @@ func (a *Autoscaler) Reconcile(ctx context.Context, computeID string) (Result, e
 		return Result{}, err
 	}
 	acted := len(nodes) != before // whether nodes changed, so that the status must read them again
+	if s.failures != prev.Failures {
+		// The failure is recorded at once, so that the backoff holds even
+		// if the rest of the pass fails.
+		if prev, err = a.writeBackoff(ctx, comp.ID, prev, s); err != nil {
+			return Result{}, err
+		}
+	}
 	if (s.failures > 0 || len(s.errors) > 0) && slices.ContainsFunc(nodes, func(n model.Node) bool {
-		return (n.State == model.NodeIdle || n.State == model.NodeRunning) && !n.CreatedAt.Before(s.lastFailure)
+		return (n.State == model.NodeIdle || n.State == model.NodeRunning) && !n.CreatedAt.Before(s.since(a.started))
 	}) {
 		*s = computeState{lastFailure: s.lastFailure} // a node made after the last failure came up
 	}
@@ -226,6 +250,9 @@ func (a *Autoscaler) writeStatus(ctx context.Context, computeID string, prev mod
 		Errors:          slices.Clone(s.errors),
 		Blocked:         blocked,
 		BlockedDetail:   detail,
+		Failures:        s.failures,
+		LastFailure:     s.lastFailure,
+		RetryAt:         s.retryAt,
 	}
 	if active != target || countStates(nodes, model.NodePreparing, model.NodeLeaving, model.NodeUnusable) > 0 {
 		status.Allocation = AllocationResizing
@@ -246,6 +273,20 @@ func (a *Autoscaler) writeStatus(ctx context.Context, computeID string, prev mod
 		return fmt.Errorf("set status: %w", err)
 	}
 	return nil
+}
+
+// writeBackoff stores the backoff and node errors of s in the compute's
+// status prev, and returns the status stored.
+func (a *Autoscaler) writeBackoff(ctx context.Context, computeID string, prev model.ComputeStatus, s *computeState) (model.ComputeStatus, error) {
+	cs := prev
+	cs.ComputeID = computeID
+	cs.Failures, cs.LastFailure, cs.RetryAt = s.failures, s.lastFailure, s.retryAt
+	cs.Errors = slices.DeleteFunc(slices.Clone(cs.Errors), func(e model.Error) bool { return e.Code == ErrorNodeUnusable })
+	cs.Errors = append(slices.Clone(s.errors), cs.Errors...)
+	if err := a.cfg.Store.ComputeStatusSet(ctx, cs); err != nil {
+		return prev, fmt.Errorf("set status: %w", err)
+	}
+	return cs, nil
 }
 
 // removeDead deletes, from the provider and then the store, the nodes that
@@ -414,18 +455,29 @@ func (a *Autoscaler) scaleUp(ctx context.Context, comp model.Compute, prov provi
 	return len(failures), createErr
 }
 
+// maxCreateTries bounds how often newNode tries another ID and SSH port
+// after the store refused one as taken.
+const maxCreateTries = 8
+
 // newNode records a new preparing node with a fresh agent credential and
 // returns it with the credential.
+//
+// Its ID is random and its SSH port the lowest one free by the
+// autoscaler's hint; the store's constraints are what make both unique,
+// also against other control planes sharing the database. When the store
+// refuses the node as a conflict (its ID or its port is taken), the hint
+// is read again from the store and the node tried again with a new ID
+// and the next free port.
 func (a *Autoscaler) newNode(ctx context.Context, comp model.Compute, s *computeState, now time.Time) (model.Node, string, error) {
 	cred, _, hash, err := secret.NewToken()
 	if err != nil {
 		return model.Node{}, "", err
 	}
-	port, err := a.freeSSHPort(ctx)
-	if err != nil {
-		return model.Node{}, "", err
-	}
-	for try := 0; ; try++ {
+	for try := 1; ; try++ {
+		port, err := a.freeSSHPort(ctx)
+		if err != nil {
+			return model.Node{}, "", err
+		}
 		node := model.Node{
 			ID:             strings.ToLower(comp.Name) + "-" + secret.RandomID(4),
 			ComputeID:      comp.ID,
@@ -437,10 +489,12 @@ func (a *Autoscaler) newNode(ctx context.Context, comp model.Compute, s *compute
 			SSHPort:        port,
 		}
 		if !provider.ValidID(node.ID) {
+			a.releaseSSHPort(port)
 			return model.Node{}, "", fmt.Errorf("compute name %q makes an invalid instance ID", comp.Name)
 		}
-		err := a.cfg.Store.NodeCreateUsage(ctx, node, a.usageOf(comp, node))
-		if errors.Is(err, store.ErrConflict) && try < 3 {
+		err = a.cfg.Store.NodeCreateUsage(ctx, node, a.usageOf(comp, node))
+		if errors.Is(err, store.ErrConflict) && try < maxCreateTries {
+			a.ports.used = nil // another control plane may hold ports this one does not know of
 			continue
 		}
 		if err != nil {
@@ -453,20 +507,25 @@ func (a *Autoscaler) newNode(ctx context.Context, comp model.Compute, s *compute
 
 // FirstSSHPort is the first port reserved for nodes' SSH servers, as AML
 // numbers them (50000, 50001, ...). Ports are unique across all nodes so
-// that nodes sharing a host do not collide.
+// that nodes sharing a host do not collide; the store refuses a node whose
+// port another node holds.
 const FirstSSHPort = 50000
 
-// sshPorts remembers which SSH ports nodes hold, so that a new node gets
-// the lowest free one without reading every node. It is seeded from the
-// store on first use and kept by the autoscaler, which makes and removes
-// nodes; it is guarded by Autoscaler.pass.
+// sshPorts is the autoscaler's hint of which SSH ports nodes hold, so that
+// a new node gets the lowest free one without reading every node. It is
+// seeded from the store on first use and after the store refused a port,
+// and kept by the autoscaler as it makes and removes nodes; it is guarded
+// by Autoscaler.pass. It is only a hint: the store's unique constraint on
+// nodes' ports decides.
 type sshPorts struct {
 	used   map[int]bool // nil until seeded
 	lowest int          // no port below it is free
 }
 
-// freeSSHPort returns the lowest SSH port no node holds and marks it held.
-// Scaling passes are serialized, so two new nodes never get the same port.
+// freeSSHPort returns the lowest SSH port no node holds, by the hint, and
+// marks it held. Scaling passes are serialized, so two new nodes of this
+// autoscaler never get the same port; the store's constraint keeps those
+// of two autoscalers apart.
 func (a *Autoscaler) freeSSHPort(ctx context.Context) (int, error) {
 	p := &a.ports
 	if p.used == nil {
@@ -658,7 +717,8 @@ func countStates(nodes []model.Node, states ...model.NodeState) int {
 func sameStatus(a, b model.ComputeStatus) bool {
 	return a.ComputeID == b.ComputeID && a.TargetNodes == b.TargetNodes && a.Allocation == b.Allocation &&
 		a.AllocationSince.Equal(b.AllocationSince) && slices.Equal(a.Errors, b.Errors) &&
-		a.Blocked == b.Blocked && a.BlockedDetail == b.BlockedDetail
+		a.Blocked == b.Blocked && a.BlockedDetail == b.BlockedDetail &&
+		a.Failures == b.Failures && a.LastFailure.Equal(b.LastFailure) && a.RetryAt.Equal(b.RetryAt)
 }
 
 // event records an event; a failure to record one is logged, not returned:

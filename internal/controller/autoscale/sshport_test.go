@@ -75,3 +75,24 @@ func (e *env) ports() []int {
 	slices.Sort(out)
 	return out
 }
+
+// TestSSHPortTakenElsewhere checks that a port the autoscaler believes free
+// but another control plane's node holds (the store refuses it) is not
+// handed out twice: the autoscaler reads the ports again and takes the next
+// free one.
+func TestSSHPortTakenElsewhere(t *testing.T) {
+	e := newEnv(t, fake.Config{})
+	c := e.compute("a", model.ScaleSettings{MaxNodes: 3})
+	e.jobs(c, 1)
+	e.reconcile(c) // seeds the hint: 50000 held
+	other := model.Node{ID: "elsewhere-1", ComputeID: wsID + "/computes/elsewhere", State: model.NodePreparing, SSHPort: 50001,
+		CreatedAt: e.clock.Now(), StateSince: e.clock.Now()}
+	if err := e.st.NodeCreate(t.Context(), other); err != nil {
+		t.Fatal(err)
+	}
+	e.jobs(c, 1)
+	e.reconcile(c)
+	if diff := cmp.Diff([]int{50000, 50001, 50002}, e.ports()); diff != "" {
+		t.Errorf("ports (-want +got):\n%s", diff)
+	}
+}

@@ -118,6 +118,26 @@ func (s *Store) JobMaxSeq(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
+// jobNextSeqSQL raises the counter that migration 0006 keeps (its
+// trigger keeps it at least the largest Seq stored) and returns it.
+// Concurrent callers queue on the counter row's lock, and each sees the
+// value the one before it wrote.
+const jobNextSeqSQL = `UPDATE job_seq SET value = value + 1 WHERE id = 1 RETURNING value`
+
+// JobNextSeq implements store.Store: one statement, its own transaction.
+func (s *Store) JobNextSeq(ctx context.Context) (int64, error) {
+	ctx, cancel, err := writeCtx(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("job next seq: %w", err)
+	}
+	defer cancel()
+	var n int64
+	if err := s.pool.QueryRow(ctx, jobNextSeqSQL).Scan(&n); err != nil {
+		return 0, fmt.Errorf("job next seq: %w", err)
+	}
+	return n, nil
+}
+
 // JobUpdate implements store.Store. It replaces every field but the job's
 // identity (ID, WorkspaceID, Name), and the node's as NodeUpdate does.
 // Without a node it is one statement; with one, one transaction of two.

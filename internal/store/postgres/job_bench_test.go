@@ -3,6 +3,7 @@ package postgres
 import (
 	"testing"
 
+	"kumo/internal/store"
 	"kumo/internal/store/storetest"
 )
 
@@ -11,4 +12,13 @@ import (
 func BenchmarkJobLifecycle(b *testing.B) {
 	s, _ := openTest(b)
 	storetest.BenchJobLifecycle(b, s)
+}
+
+// BenchmarkJobSubmit is storetest.BenchJobSubmit on fresh PostgreSQL
+// databases.
+func BenchmarkJobSubmit(b *testing.B) {
+	storetest.BenchJobSubmit(b, func(b *testing.B) store.Store {
+		s, _ := openTest(b)
+		return s
+	})
 }

@@ -60,6 +60,8 @@ func (s *Store) NodeUpdate(ctx context.Context, n model.Node, from model.NodeSta
 	tag, err := s.exec(ctx, nodeUpdateSQL, rowcodec.NodeArgs(n, from)...)
 	if err == nil {
 		err = changed(ctx, s.pool, tag, nodeExistsSQL, n.ID)
+	} else {
+		err = storeErr(err) // another node's SSH port
 	}
 	if err != nil {
 		return fmt.Errorf("node update %s: %w", n.ID, err)

@@ -229,12 +229,13 @@ func TestScanReadsInsertArgs(t *testing.T) {
 		}},
 		{"compute status", func() (any, any, error) {
 			cs := model.ComputeStatus{ComputeID: "/ws/computes/C", TargetNodes: 2, Allocation: "Resizing",
-				AllocationSince: at, Errors: errs, Blocked: "QuotaExceeded", BlockedDetail: "d"}
+				AllocationSince: at, Errors: errs, Blocked: "QuotaExceeded", BlockedDetail: "d",
+				Failures: 3, LastFailure: at.Add(time.Second), RetryAt: at.Add(5 * time.Second)}
 			args, err := ComputeStatusArgs(cs)
 			if err != nil {
 				return nil, nil, err
 			}
-			got, err := ScanComputeStatus(pick(args, 1, 2, 3, 4, 5, 6, 7))
+			got, err := ScanComputeStatus(pick(args, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10))
 			return cs, got, err
 		}},
 		{"workspace", func() (any, any, error) {

@@ -10,14 +10,17 @@ import (
 
 const (
 	computeStatusSetSQL = `INSERT INTO compute_status (
-		compute_key, compute_id, target_nodes, allocation, allocation_since, errors, blocked, blocked_detail
-	) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		compute_key, compute_id, target_nodes, allocation, allocation_since, errors, blocked, blocked_detail,
+		failures, last_failure, retry_at
+	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 	ON CONFLICT (compute_key) DO UPDATE SET
 		compute_id = excluded.compute_id, target_nodes = excluded.target_nodes,
 		allocation = excluded.allocation, allocation_since = excluded.allocation_since,
-		errors = excluded.errors, blocked = excluded.blocked, blocked_detail = excluded.blocked_detail`
+		errors = excluded.errors, blocked = excluded.blocked, blocked_detail = excluded.blocked_detail,
+		failures = excluded.failures, last_failure = excluded.last_failure, retry_at = excluded.retry_at`
 
-	computeStatusGetSQL = `SELECT compute_id, target_nodes, allocation, allocation_since, errors, blocked, blocked_detail
+	computeStatusGetSQL = `SELECT compute_id, target_nodes, allocation, allocation_since, errors, blocked, blocked_detail,
+		failures, last_failure, retry_at
 		FROM compute_status WHERE compute_key = ?`
 )
 

@@ -34,6 +34,10 @@ const (
 	jobGetByRunIDSQL = `SELECT ` + rowcodec.JobColumns + ` FROM jobs WHERE run_id = ?`
 	jobListSQL       = `SELECT ` + rowcodec.JobColumns + ` FROM jobs WHERE workspace_key = ? AND name_key > ? ORDER BY name_key LIMIT ?`
 	jobMaxSeqSQL     = `SELECT coalesce(max(seq), 0) FROM jobs`
+
+	// jobNextSeqSQL raises the counter that migration 0014 keeps (its
+	// triggers keep it at least the largest Seq stored) and returns it.
+	jobNextSeqSQL = `UPDATE job_seq SET value = value + 1 WHERE id = 1 RETURNING value`
 )
 
 // JobCreate implements store.Store. Job IDs and names match
@@ -123,6 +127,27 @@ func (s *Store) JobMaxSeq(ctx context.Context) (int64, error) {
 	var n int64
 	if err := s.queryRow(ctx, jobMaxSeqSQL).Scan(&n); err != nil {
 		return 0, fmt.Errorf("job max seq: %w", err)
+	}
+	return n, nil
+}
+
+// JobNextSeq implements store.Store: one statement in the write
+// transaction, which SQLite runs one at a time.
+func (s *Store) JobNextSeq(ctx context.Context) (int64, error) {
+	ctx, err := writeCtx(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("job next seq: %w", err)
+	}
+	st, err := s.ws.get(ctx, jobNextSeqSQL)
+	if err != nil {
+		return 0, fmt.Errorf("job next seq: %w", err)
+	}
+	var n int64
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return tx.StmtContext(ctx, st).QueryRowContext(ctx).Scan(&n)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("job next seq: %w", err)
 	}
 	return n, nil
 }

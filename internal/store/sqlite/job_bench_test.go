@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"kumo/internal/store"
 	"kumo/internal/store/storetest"
 )
 
@@ -16,4 +17,11 @@ func BenchmarkJobLifecycle(b *testing.B) {
 // SQLite file.
 func BenchmarkJobReadAfterWrite(b *testing.B) {
 	storetest.BenchJobReadAfterWrite(b, openTest(b, filepath.Join(b.TempDir(), "kumo.db")))
+}
+
+// BenchmarkJobSubmit is storetest.BenchJobSubmit on fresh SQLite files.
+func BenchmarkJobSubmit(b *testing.B) {
+	storetest.BenchJobSubmit(b, func(b *testing.B) store.Store {
+		return openTest(b, filepath.Join(b.TempDir(), "kumo.db"))
+	})
 }

@@ -72,6 +72,9 @@ func SQLiteToPostgres(ctx context.Context, sqlitePath, pgURL string) ([]Table, e
 			return err
 		}
 		for _, t := range tables {
+			if counters[t] {
+				continue
+			}
 			var n int64
 			if err := wtx.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{t}.Sanitize()).Scan(&n); err != nil {
 				return fmt.Errorf("count %s: %w", t, err)
@@ -81,6 +84,11 @@ func SQLiteToPostgres(ctx context.Context, sqlitePath, pgURL string) ([]Table, e
 			}
 		}
 		for _, t := range tables {
+			if counters[t] {
+				if _, err := wtx.Exec(ctx, `DELETE FROM `+pgx.Identifier{t}.Sanitize()); err != nil {
+					return fmt.Errorf("copy %s: %w", t, err)
+				}
+			}
 			n, err := copyTable(ctx, rtx, wtx, t)
 			if err != nil {
 				return fmt.Errorf("copy %s: %w", t, err)
@@ -123,6 +131,11 @@ func pgTables(ctx context.Context, tx pgx.Tx) ([]string, error) {
 	})
 	return tables, nil
 }
+
+// counters are the tables that hold a counter row from their creation
+// (job_seq, the last job Seq handed out): the source's row replaces the
+// target's.
+var counters = map[string]bool{"job_seq": true}
 
 // derivedList names, as an SQL list, the SQLite tables that are derived
 // from others and kept by triggers (job_counts counts the jobs): they are

@@ -148,6 +148,13 @@ func TestSQLiteToPostgres(t *testing.T) {
 	}
 	// The source stays open, as a running control plane's would.
 	defer src.Close()
+	// Seqs handed out and not stored (8 and 9) are not handed out again
+	// after the copy: the counter moves with the store.
+	for range 2 {
+		if _, err := src.JobNextSeq(ctx); err != nil {
+			t.Fatalf("JobNextSeq: %v", err)
+		}
+	}
 
 	url := pgtest.NewDatabase(t)
 	tables, err := SQLiteToPostgres(ctx, path, url)
@@ -159,7 +166,7 @@ func TestSQLiteToPostgres(t *testing.T) {
 		rows[tb.Name] = tb.Rows
 	}
 	wantRows := map[string]int64{"workspaces": 1, "computes": 1, "operations": 1, "quotas": 1, "tokens": 2, "nodes": 1,
-		"node_usage": 1, "jobs": 1, "events": 2, "compute_status": 1}
+		"node_usage": 1, "jobs": 1, "events": 2, "compute_status": 1, "job_seq": 1}
 	if diff := cmp.Diff(wantRows, rows); diff != "" {
 		t.Errorf("rows copied (-want +got):\n%s", diff)
 	}
@@ -171,6 +178,9 @@ func TestSQLiteToPostgres(t *testing.T) {
 	defer dst.Close()
 	if diff := cmp.Diff(want, read(t, dst), allowState); diff != "" {
 		t.Errorf("postgres after migrate (-want +got):\n%s", diff)
+	}
+	if got, err := dst.JobNextSeq(ctx); err != nil || got != 10 {
+		t.Errorf("JobNextSeq after migrate = %d, %v; want 10, after the source's last", got, err)
 	}
 	// Events appended after the copy come after the copied ones.
 	later := model.Event{ComputeID: wsID + "/computes/Gpu", Time: t0, Kind: "ScaleDown", Message: "third, same time"}

@@ -105,3 +105,44 @@ func BenchJobReadAfterWrite(b *testing.B, s store.Store) {
 		}
 	}
 }
+
+// BenchJobSubmit measures the store's part of a job submission, one at a
+// time: "StoreSeq" is the control plane's path, JobNextSeq then JobCreate
+// with the Seq it handed out; "MemorySeq" is JobCreate alone, with a Seq
+// from a counter in memory (as one control plane did before Seqs came from
+// the store), for comparison. open returns a fresh, empty store.
+func BenchJobSubmit(b *testing.B, open func(b *testing.B) store.Store) {
+	const ws = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
+	t0 := time.Date(2025, 3, 4, 5, 6, 7, 123456789, time.UTC)
+	for _, fromStore := range []bool{false, true} {
+		name := "MemorySeq"
+		if fromStore {
+			name = "StoreSeq"
+		}
+		b.Run(name, func(b *testing.B) {
+			s := open(b)
+			ctx := b.Context()
+			b.ReportAllocs()
+			var seq int64
+			for b.Loop() {
+				if fromStore {
+					var err error
+					if seq, err = s.JobNextSeq(ctx); err != nil {
+						b.Fatalf("JobNextSeq: %v", err)
+					}
+				} else {
+					seq++
+				}
+				name := fmt.Sprintf("job-%d", seq)
+				j := model.Job{
+					ID: ws + "/jobs/" + name, WorkspaceID: ws, Name: name, RunID: fmt.Sprintf("run-%d", seq),
+					ComputeID: ws + "/computes/cpu", Command: "true", InstanceCount: 1,
+					Status: model.JobQueued, Seq: seq, CreatedAt: t0, CreatedBy: "alice",
+				}
+				if err := s.JobCreate(ctx, j); err != nil {
+					b.Fatalf("JobCreate: %v", err)
+				}
+			}
+		})
+	}
+}

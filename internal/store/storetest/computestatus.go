@@ -50,6 +50,9 @@ func testComputeStatusSetGetReplace(t *testing.T, s store.Store) {
 		Errors:          []model.Error{{Code: "QuotaExceeded", Message: "no cores"}, {Code: "Other"}},
 		Blocked:         "QuotaExceeded",
 		BlockedDetail:   "standardDSv2Family: 10 of 10 vCPUs in use",
+		Failures:        2,
+		LastFailure:     at(28),
+		RetryAt:         at(29),
 	}
 	if err := s.ComputeStatusSet(t.Context(), resizing); err != nil {
 		t.Fatalf("ComputeStatusSet: %v", err)

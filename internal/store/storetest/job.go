@@ -24,6 +24,8 @@ var jobTests = []test{
 	{"ListByCompute", testJobListByCompute},
 	{"ListByStatus", testJobListByStatus},
 	{"MaxSeq", testJobMaxSeq},
+	{"NextSeq", testJobNextSeq},
+	{"NextSeqConcurrent", testJobNextSeqConcurrent},
 	{"QueueQueries", testJobQueueQueries},
 	{"CountsFollowChanges", testJobCountsFollowChanges},
 	{"SnapshotIDs", testJobSnapshotIDs},
@@ -357,6 +359,93 @@ func testJobListByStatus(t *testing.T, s store.Store) {
 				t.Errorf("JobListByStatus(%v) names (-want +got):\n%s", tt.statuses, diff)
 			}
 		})
+	}
+}
+
+// nextSeq calls JobNextSeq or fails the test.
+func nextSeq(t *testing.T, s store.Store) int64 {
+	t.Helper()
+	n, err := s.JobNextSeq(t.Context())
+	if err != nil {
+		t.Fatalf("JobNextSeq: %v", err)
+	}
+	return n
+}
+
+// testJobNextSeq checks that JobNextSeq counts up from the largest Seq
+// stored, and stays above Seqs that jobs are stored or updated with.
+func testJobNextSeq(t *testing.T, s store.Store) {
+	w := setupWorkspace(t, s, "ws")
+	if got := nextSeq(t, s); got != 1 {
+		t.Errorf("JobNextSeq on an empty store = %d, want 1", got)
+	}
+	if got := nextSeq(t, s); got != 2 {
+		t.Errorf("second JobNextSeq = %d, want 2", got)
+	}
+	// A Seq handed out and not used is skipped; a job stored with a Seq
+	// of its own (as a copied store's are) raises the counter.
+	mustCreateJob(t, s, newJob(w, "copied", "cpu", 1000))
+	if got := nextSeq(t, s); got != 1001 {
+		t.Errorf("JobNextSeq after a job with Seq 1000 = %d, want 1001", got)
+	}
+	mustCreateJob(t, s, newJob(w, "low", "cpu", 5))
+	if got := nextSeq(t, s); got != 1002 {
+		t.Errorf("JobNextSeq after a job with Seq 5 = %d, want 1002", got)
+	}
+	j := newJob(w, "moved", "cpu", 3)
+	mustCreateJob(t, s, j)
+	upd := j
+	upd.Seq = 5000
+	if err := s.JobUpdate(t.Context(), upd, j.Status, nil, ""); err != nil {
+		t.Fatalf("JobUpdate: %v", err)
+	}
+	if got := nextSeq(t, s); got != 5001 {
+		t.Errorf("JobNextSeq after a job moved to Seq 5000 = %d, want 5001", got)
+	}
+}
+
+// testJobNextSeqConcurrent calls JobNextSeq from many goroutines at once:
+// every Seq is handed out once, each caller's Seqs increase, and together
+// they are the next ones in a row.
+func testJobNextSeqConcurrent(t *testing.T, s store.Store) {
+	const callers, calls = 16, 25
+	var wg sync.WaitGroup
+	got := make([][]int64, callers)
+	errs := make([]error, callers)
+	for i := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range calls {
+				n, err := s.JobNextSeq(t.Context())
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				got[i] = append(got[i], n)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("JobNextSeq: %v", err)
+	}
+	seen := map[int64]bool{}
+	for i, seqs := range got {
+		for k, n := range seqs {
+			if seen[n] {
+				t.Errorf("Seq %d handed out twice", n)
+			}
+			seen[n] = true
+			if k > 0 && n <= seqs[k-1] {
+				t.Errorf("caller %d got Seq %d after %d, want increasing", i, n, seqs[k-1])
+			}
+		}
+	}
+	for n := int64(1); n <= callers*calls; n++ {
+		if !seen[n] {
+			t.Errorf("Seq %d never handed out; want 1..%d", n, callers*calls)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"hash/fnv"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 var nodeTests = []test{
 	{"CreateGet", testNodeCreateGet},
 	{"CreateConflict", testNodeCreateConflict},
+	{"SSHPortConflict", testNodeSSHPortConflict},
 	{"Missing", testNodeMissing},
 	{"Update", testNodeUpdate},
 	{"List", testNodeList},
@@ -28,7 +30,8 @@ var nodeTests = []test{
 }
 
 // newNode returns a node of the compute with computeID, with every field
-// set.
+// set. Its SSH port follows from its ID (see sshPortOf): nodes hold
+// distinct ports.
 func newNode(id, computeID string, state model.NodeState) model.Node {
 	var ready time.Time
 	if state != model.NodePreparing {
@@ -41,12 +44,20 @@ func newNode(id, computeID string, state model.NodeState) model.Node {
 		State:          state,
 		CredentialHash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
 		Address:        "10.0.0.4",
-		SSHPort:        50000,
+		SSHPort:        sshPortOf(id),
 		Note:           "limits recorded only",
 		CreatedAt:      at(20),
 		StateSince:     at(21),
 		Attempts:       1,
 	}
+}
+
+// sshPortOf returns a port from 50000 to 59999 for the node with id, the
+// same for the same ID; the few IDs a test uses get distinct ones.
+func sshPortOf(id string) int {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return 50000 + int(h.Sum32()%10000)
 }
 
 // mustCreateNode creates n or fails the test.
@@ -535,4 +546,59 @@ func testNodeUsageSum(t *testing.T, s store.Store) {
 			}
 		})
 	}
+}
+
+// testNodeSSHPortConflict checks that no two nodes hold one SSH port: a
+// create that names a held port is refused, with ErrConflict, and writes
+// nothing (neither the node nor its usage record). Port 0 means none and
+// may repeat; a deleted node's port is free again.
+func testNodeSSHPortConflict(t *testing.T, s store.Store) {
+	c := stubCompute
+	holder := newNode("holder", c.ID, model.NodeIdle)
+	holder.SSHPort = 50123
+	mustCreateNode(t, s, holder)
+
+	dup := newNode("dup", c.ID, model.NodePreparing)
+	dup.SSHPort = holder.SSHPort
+	if err := s.NodeCreate(t.Context(), dup); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("NodeCreate(port held) error = %v, want ErrConflict", err)
+	}
+	wantNoNode(t, s, dup.ID)
+
+	u := model.NodeUsage{NodeID: dup.ID, ComputeID: c.ID, WorkspaceID: c.WorkspaceID, VMSize: "Standard_D2_v2",
+		Priority: model.PriorityDedicated, PricePerHour: 1, StartedAt: dup.CreatedAt}
+	if err := s.NodeCreateUsage(t.Context(), dup, u); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("NodeCreateUsage(port held) error = %v, want ErrConflict", err)
+	}
+	wantNoNode(t, s, dup.ID)
+	us, err := s.UsageList(t.Context(), c.WorkspaceID, "", at(0), at(1000))
+	if err != nil {
+		t.Fatalf("UsageList: %v", err)
+	}
+	for _, u := range us {
+		if u.NodeID == dup.ID {
+			t.Errorf("UsageList has a record of node %s, whose create was refused", dup.ID)
+		}
+	}
+	wantNode(t, s, holder.ID, holder)
+
+	// Nor may an update take a held port.
+	other := newNode("other", c.ID, model.NodeIdle)
+	mustCreateNode(t, s, other)
+	moved := other
+	moved.SSHPort = holder.SSHPort
+	if err := s.NodeUpdate(t.Context(), moved, other.State); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("NodeUpdate(port held) error = %v, want ErrConflict", err)
+	}
+	wantNode(t, s, other.ID, other)
+
+	for _, id := range []string{"bare-1", "bare-2"} {
+		mustCreateNode(t, s, model.Node{ID: id, ComputeID: c.ID, State: model.NodePreparing})
+	}
+
+	if err := s.NodeDelete(t.Context(), holder.ID); err != nil {
+		t.Fatalf("NodeDelete(%s): %v", holder.ID, err)
+	}
+	mustCreateNode(t, s, dup)
+	wantNode(t, s, dup.ID, dup)
 }
