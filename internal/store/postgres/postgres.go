@@ -227,18 +227,26 @@ func writeCtx(ctx context.Context) (context.Context, context.CancelFunc, error) 
 
 // exec runs the write statement q outside any transaction (PostgreSQL
 // commits it on its own). Once begun it runs to its end; see writeCtx.
+// When ctx carries a fence (store.WithFence), q runs only if the fence
+// check, sent with it, passes (see execFenced).
 func (s *Store) exec(ctx context.Context, q string, args ...any) (pgconn.CommandTag, error) {
 	ctx, cancel, err := writeCtx(ctx)
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
 	defer cancel()
+	if f, ok := store.FenceFrom(ctx); ok {
+		return s.execFenced(ctx, f, q, args...)
+	}
 	return s.pool.Exec(ctx, q, args...)
 }
 
 // inTx runs fn in a read-committed transaction and commits it, or rolls
 // it back when fn fails. It returns fn's error unwrapped. fn gets a
 // context without ctx's cancellation (see writeCtx) and must use it.
+// When ctx carries a fence (store.WithFence), the transaction first
+// checks it and locks the lease row FOR SHARE until it ends; a failed
+// check runs nothing and returns an error wrapping store.ErrFenced.
 func (s *Store) inTx(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) error) error {
 	ctx, cancel, err := writeCtx(ctx)
 	if err != nil {
@@ -248,6 +256,12 @@ func (s *Store) inTx(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return err
+	}
+	if f, ok := store.FenceFrom(ctx); ok {
+		if _, err := tx.Exec(ctx, fenceSQL, f.Lease, f.Term); err != nil {
+			_ = tx.Rollback(ctx)
+			return fencedErr(f, err)
+		}
 	}
 	if err := fn(ctx, tx); err != nil {
 		_ = tx.Rollback(ctx)

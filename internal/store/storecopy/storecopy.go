@@ -102,6 +102,7 @@ func SQLiteToPostgres(ctx context.Context, sqlitePath, pgURL string) ([]Table, e
 func pgTables(ctx context.Context, tx pgx.Tx) ([]string, error) {
 	rows, err := tx.Query(ctx, `SELECT table_name FROM information_schema.tables
 		WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' AND table_name <> 'schema_migrations'
+		AND table_name NOT IN `+runtimeList+`
 		ORDER BY table_name`)
 	if err != nil {
 		return nil, fmt.Errorf("list tables: %w", err)
@@ -129,11 +130,18 @@ func pgTables(ctx context.Context, tx pgx.Tx) ([]string, error) {
 // not copied, since the target keeps its own.
 const derivedList = "('job_counts')"
 
+// runtimeList names, as an SQL list, the tables that hold the running
+// replicas' state rather than the team's (leases: who leads, on which
+// clock): not copied, on either side; the target's replicas start
+// without a leader and elect one.
+const runtimeList = "('leases')"
+
 // sameTables returns an error unless the SQLite schema has exactly the
 // target's tables.
 func sameTables(ctx context.Context, rtx *sql.Tx, want []string) error {
 	rows, err := rtx.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table'
-		AND name NOT LIKE 'sqlite_%' AND name <> 'schema_migrations' AND name NOT IN `+derivedList+` ORDER BY name`)
+		AND name NOT LIKE 'sqlite_%' AND name <> 'schema_migrations' AND name NOT IN `+derivedList+`
+		AND name NOT IN `+runtimeList+` ORDER BY name`)
 	if err != nil {
 		return fmt.Errorf("list sqlite tables: %w", err)
 	}
