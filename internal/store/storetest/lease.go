@@ -289,4 +289,6 @@ func testLeaseFenceConcurrent(t *testing.T, s store.Store) {
 }
 
 // family returns a distinct VM family name for i.
-func family(i int) string { return "standardF" + string(rune('A'+i%26)) + string(rune('a'+i/26)) + "Family" }
+func family(i int) string {
+	return "standardF" + string(rune('A'+i%26)) + string(rune('a'+i/26)) + "Family"
+}
