@@ -20,11 +20,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// database/sql's connection opener and pgx's pool health check
-		// outlive a test until their pools close, after goleak looks.
-		goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"),
-	)
+	goleak.VerifyTestMain(m)
 }
 
 // backend opens two stores on one fresh database, as two replicas of a
