@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -291,4 +292,43 @@ func testLeaseFenceConcurrent(t *testing.T, s store.Store) {
 // family returns a distinct VM family name for i.
 func family(i int) string {
 	return "standardF" + string(rune('A'+i%26)) + string(rune('a'+i/26)) + "Family"
+}
+
+// BenchFence measures what a fence costs a write: the same writes with
+// and without a fence (store.WithFence) of the current term, both a
+// single-statement write (QuotaSet) and a transaction (ComputeCreate, a
+// compute and its operation).
+func BenchFence(b *testing.B, s store.Store) {
+	ctx := b.Context()
+	w := newWorkspace("sub1", "rg", "ws")
+	if err := s.WorkspaceCreate(ctx, w); err != nil {
+		b.Fatal(err)
+	}
+	l, err := s.LeaseAcquire(ctx, "controller", "a", "", time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := 0
+	for _, fenced := range []bool{false, true} {
+		wctx, name := ctx, "unfenced"
+		if fenced {
+			wctx, name = store.WithFence(ctx, "controller", l.Term), "fenced"
+		}
+		b.Run("statement/"+name, func(b *testing.B) {
+			for i := 0; b.Loop(); i++ {
+				if err := s.QuotaSet(wctx, model.Quota{WorkspaceID: w.ID, Family: "standardDSv2Family", Limit: int64(i)}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("transaction/"+name, func(b *testing.B) {
+			for b.Loop() {
+				n++
+				c := newCompute(w, fmt.Sprintf("c%d", n))
+				if err := s.ComputeCreate(wctx, c, newOperation("op-"+c.Name, c, model.OpCreate)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
