@@ -12,6 +12,13 @@
 // writers cannot both win. TokenRevoke's last-owner check locks the owner
 // tokens it counts.
 //
+// A write whose context carries a fence (store.WithFence) first runs
+// kumo_fence, a function of migration 0004, in its own transaction: it
+// checks the lease's term and locks the lease row FOR SHARE, so a
+// takeover waits for the write to end. A single statement is sent with
+// its check as one batch, one round trip. Lease times are the database
+// server's clock.
+//
 // A write whose context is done before it starts is not made; once
 // started, it runs to its end whatever the context, as in the SQLite
 // backend, though at most 30 s, so that a database that stops answering
