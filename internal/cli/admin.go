@@ -14,9 +14,9 @@ import (
 func newCmdAdmin() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "admin",
-		Short: "Operate on the control plane's store: back up, restore, migrate to PostgreSQL",
+		Short: "Operate on the control plane's store: back up, restore, migrate to PostgreSQL, show the leader",
 	}
-	cmd.AddCommand(newCmdAdminBackup(), newCmdAdminRestore(), newCmdAdminMigrate())
+	cmd.AddCommand(newCmdAdminBackup(), newCmdAdminRestore(), newCmdAdminMigrate(), newCmdAdminLeader())
 	return cmd
 }
 

@@ -9,6 +9,9 @@ import (
 	"os"
 	"strings"
 
+	"kumo/internal/leader"
+	"kumo/internal/model"
+	"kumo/internal/store"
 	"kumo/internal/store/postgres"
 	"kumo/internal/store/sqlite"
 	"kumo/internal/store/storecopy"
@@ -120,4 +123,41 @@ func Migrate(ctx context.Context, from, to string, out io.Writer) error {
 	fmt.Fprintf(out, "Copied %d rows from %s to %s. Start the control plane with --database pointing there.\n",
 		total, path, postgres.Redact(to))
 	return nil
+}
+
+// LeaderLease returns the leader lease of the control plane's store (kumo
+// admin leader): the PostgreSQL database at database when it is not "",
+// else the SQLite store in dataDir, which must exist. ok is false when no
+// replica ever held the lease.
+func LeaderLease(ctx context.Context, dataDir, database string) (l model.Lease, ok bool, err error) {
+	var st store.Store
+	if database != "" {
+		if !postgres.IsURL(database) {
+			return model.Lease{}, false, fmt.Errorf("--database: want a postgres:// URL, got %s", postgres.Redact(database))
+		}
+		pg, err := postgres.Open(ctx, database)
+		if err != nil {
+			return model.Lease{}, false, err
+		}
+		st = pg
+	} else {
+		path := SQLitePath(dataDir)
+		if _, err := os.Stat(path); err != nil {
+			return model.Lease{}, false, fmt.Errorf("--data-dir: %w", err)
+		}
+		sq, err := sqlite.Open(ctx, path)
+		if err != nil {
+			return model.Lease{}, false, err
+		}
+		st = sq
+	}
+	defer st.Close()
+	l, err = st.LeaseGet(ctx, leader.DefaultName)
+	if errors.Is(err, store.ErrNotFound) {
+		return model.Lease{}, false, nil
+	}
+	if err != nil {
+		return model.Lease{}, false, err
+	}
+	return l, true, nil
 }

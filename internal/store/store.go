@@ -26,6 +26,13 @@ var (
 	ErrPreconditionFailed = errors.New("precondition failed")
 	// ErrLastOwner means the change would leave no unrevoked owner token.
 	ErrLastOwner = errors.New("last owner token")
+	// ErrLeaseHeld means another holder holds a lease that has not
+	// expired.
+	ErrLeaseHeld = errors.New("lease held by another")
+	// ErrFenced means a write carried a fence (see WithFence) whose term
+	// is no longer the lease's, or whose lease is released: its writer no
+	// longer leads, and the write changed nothing.
+	ErrFenced = errors.New("fenced: lease term is over")
 )
 
 // Page asks for one page of a list ordered by the rows' case-folded names.
@@ -293,6 +300,31 @@ type Store interface {
 	// NodeMessageDeleteBefore removes the messages, of any node, created
 	// before before, and returns how many it removed.
 	NodeMessageDeleteBefore(ctx context.Context, before time.Time) (int, error)
+
+	// Leader lease: which replica runs the reconcile loops (see package
+	// leader), and the fences its writes carry (fence.go).
+
+	// LeaseAcquire takes the lease name for holder, reachable at address,
+	// until ttl from now: when nobody holds it, when it has expired, or,
+	// when holder holds it already, renewing it (same Term, later
+	// ExpiresAt, address updated). A change of holder increments Term by
+	// one (the first holder gets 1). When another holder's lease has not
+	// expired it returns that lease and an error wrapping ErrLeaseHeld,
+	// and changes nothing.
+	//
+	// "Now" is the database's clock where replicas share a database
+	// server (PostgreSQL: clock_timestamp()), so replicas whose clocks
+	// disagree still agree on expiry; SQLite, which serves one host, uses
+	// the local clock. The returned times are that clock's.
+	LeaseAcquire(ctx context.Context, name, holder, address string, ttl time.Duration) (model.Lease, error)
+	// LeaseGet returns the lease name as last stored, expired or not;
+	// ErrNotFound when it was never taken.
+	LeaseGet(ctx context.Context, name string) (model.Lease, error)
+	// LeaseRelease ends the lease name now if holder holds it (Holder
+	// becomes "", ExpiresAt now), so another replica may take it at once
+	// and writes fenced with its term fail. It returns nil, changing
+	// nothing, when holder does not hold it.
+	LeaseRelease(ctx context.Context, name, holder string) error
 
 	// Close releases the backend's resources.
 	Close() error

@@ -12,6 +12,13 @@
 // writers cannot both win. TokenRevoke's last-owner check locks the owner
 // tokens it counts.
 //
+// A write whose context carries a fence (store.WithFence) first runs
+// kumo_fence, a function of migration 0004, in its own transaction: it
+// checks the lease's term and locks the lease row FOR SHARE, so a
+// takeover waits for the write to end. A single statement is sent with
+// its check as one batch, one round trip. Lease times are the database
+// server's clock.
+//
 // A write whose context is done before it starts is not made; once
 // started, it runs to its end whatever the context, as in the SQLite
 // backend, though at most 30 s, so that a database that stops answering
@@ -234,18 +241,26 @@ func writeCtx(ctx context.Context) (context.Context, context.CancelFunc, error) 
 
 // exec runs the write statement q outside any transaction (PostgreSQL
 // commits it on its own). Once begun it runs to its end; see writeCtx.
+// When ctx carries a fence (store.WithFence), q runs only if the fence
+// check, sent with it, passes (see execFenced).
 func (s *Store) exec(ctx context.Context, q string, args ...any) (pgconn.CommandTag, error) {
 	ctx, cancel, err := writeCtx(ctx)
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
 	defer cancel()
+	if f, ok := store.FenceFrom(ctx); ok {
+		return s.execFenced(ctx, f, q, args...)
+	}
 	return s.pool.Exec(ctx, q, args...)
 }
 
 // inTx runs fn in a read-committed transaction and commits it, or rolls
 // it back when fn fails. It returns fn's error unwrapped. fn gets a
 // context without ctx's cancellation (see writeCtx) and must use it.
+// When ctx carries a fence (store.WithFence), the transaction first
+// checks it and locks the lease row FOR SHARE until it ends; a failed
+// check runs nothing and returns an error wrapping store.ErrFenced.
 func (s *Store) inTx(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) error) error {
 	ctx, cancel, err := writeCtx(ctx)
 	if err != nil {
@@ -255,6 +270,12 @@ func (s *Store) inTx(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return err
+	}
+	if f, ok := store.FenceFrom(ctx); ok {
+		if _, err := tx.Exec(ctx, fenceSQL, f.Lease, f.Term); err != nil {
+			_ = tx.Rollback(ctx)
+			return fencedErr(f, err)
+		}
 	}
 	if err := fn(ctx, tx); err != nil {
 		_ = tx.Rollback(ctx)

@@ -56,6 +56,9 @@ func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *sql.
 	if err != nil {
 		return err
 	}
+	if fn, err = s.fenced(ctx, fn); err != nil {
+		return err
+	}
 	op := &writeOp{ctx: ctx, fn: fn, done: make(chan opResult, 1)}
 	g := &s.group
 	g.mu.Lock()

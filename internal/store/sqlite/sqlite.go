@@ -18,6 +18,9 @@
 // I/O is off. Writes that arrive while a transaction commits share the
 // next one, each in a savepoint of its own (group commit, see write): no
 // write returns before the commit that holds it.
+// A write whose context carries a fence (store.WithFence) first reads
+// the lease by its key in its own savepoint of the same transaction, and
+// fails alone, changing nothing, when the term is over (see fenced).
 // A write whose context is done before it starts is not made; once
 // started, it runs to its end whatever the context (a write is short, and
 // one given up halfway leaves the caller not knowing whether it

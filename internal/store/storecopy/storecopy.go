@@ -142,11 +142,12 @@ var counters = map[string]bool{"job_seq": true}
 // not copied, since the target keeps its own.
 const derivedList = "('job_counts')"
 
-// transientList names, as an SQL list, the tables that hold what running
-// control planes tell each other (which replica holds which node, messages
-// on their way to nodes): they are not copied, since the replicas write
-// them afresh once they run on the target.
-const transientList = "('node_presence', 'node_messages')"
+// transientList names, as an SQL list, the tables that hold the running
+// replicas' state rather than the team's, not copied on either side: which
+// replica holds which node and messages on their way to nodes (the
+// replicas write them afresh once they run on the target), and leases
+// (who leads, on which clock: the target's replicas elect a leader).
+const transientList = "('node_presence', 'node_messages', 'leases')"
 
 // sameTables returns an error unless the SQLite schema has exactly the
 // target's tables.
