@@ -355,7 +355,11 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer rt.stop()
-	leading := rt.runLeadership(ctx, base)
+	leading, err := rt.runLeadership(ctx, base)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	defer leading.stop()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

@@ -2,11 +2,15 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
+	"kumo/internal/leader"
 	"kumo/internal/secret"
+	"kumo/internal/store"
 )
 
 // leadership is this replica's part in the choice of a leader: it runs
@@ -16,17 +20,56 @@ type leadership struct {
 	wg     sync.WaitGroup
 }
 
-// runLeadership starts taking part in the choice of a leader until ctx
-// ends; the loops run (rt.lead) for every term this replica holds.
-func (rt *nodeRuntime) runLeadership(ctx context.Context, base string) *leadership {
+// runLeadership takes part in the choice of a leader until stopped; the
+// loops run (rt.lead) for every term this replica holds, with a context
+// whose writes carry the term's fence.
+func (rt *nodeRuntime) runLeadership(ctx context.Context, base string) (*leadership, error) {
+	o := rt.o
+	if o.Database == "" {
+		// One process serves a SQLite store (the data directory's lock
+		// says so): a lease left by a control plane that was killed is
+		// over now, and waiting for it to lapse would only delay recovery.
+		if err := releaseStale(ctx, rt.st); err != nil {
+			return nil, err
+		}
+	}
+	el, err := leader.New(leader.Config{Store: rt.st, Holder: o.Replica, Address: base, Log: o.Log})
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	l := &leadership{cancel: cancel}
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		rt.lead(ctx)
+		err := el.Run(ctx, func(ctx context.Context) {
+			f, _ := store.FenceFrom(ctx)
+			fmt.Fprintf(o.Out, "kumo: replica %s leads the controllers (term %d)\n", o.Replica, f.Term)
+			rt.lead(ctx)
+			fmt.Fprintf(o.Out, "kumo: replica %s no longer leads (term %d ended)\n", o.Replica, f.Term)
+		})
+		if err != nil && ctx.Err() == nil {
+			o.Log.Error("leader election ended", "err", err)
+		}
 	}()
-	return l
+	return l, nil
+}
+
+// releaseStale ends the controller lease whoever holds it.
+func releaseStale(ctx context.Context, st store.Store) error {
+	l, err := st.LeaseGet(ctx, leader.DefaultName)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("read the controller lease: %w", err)
+	case l.Holder == "" || !l.ExpiresAt.After(time.Now()):
+		return nil
+	}
+	if err := st.LeaseRelease(ctx, leader.DefaultName, l.Holder); err != nil {
+		return fmt.Errorf("release the controller lease of a stopped control plane: %w", err)
+	}
+	return nil
 }
 
 // stop ends this replica's part and waits until the loops have stopped

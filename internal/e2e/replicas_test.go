@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -57,6 +58,22 @@ func startReplicas(t testing.TB, n int, extra ...string) *replicaSet {
 		"--regions", regions, "--agent-url", strings.Join(urls, ","), "--local-compute", "off"}, ownUIDs()...)
 	rs.flags = append(rs.flags, extra...)
 	rs.servers = make([]*server, n)
+	t.Cleanup(func() {
+		if t.Failed() {
+			if os.Getenv("KUMO_DEBUG_REPLICAS") != "" {
+				out, _ := exec.Command("psql", db, "-c", "select id, state, job_id, state_since from nodes order by created_at",
+					"-c", "select * from node_presence", "-c", "select status, count(*) from jobs group by status",
+					"-c", "select count(*) from node_messages", "-c", "select * from leases").CombinedOutput()
+				t.Logf("database:\n%s", out)
+			}
+			for i, s := range rs.servers {
+				if s != nil {
+					out := s.out.String()
+					t.Logf("replica %d output (last 6000 bytes):\n%s", i, out[max(0, len(out)-6000):])
+				}
+			}
+		}
+	})
 	for i := range n {
 		if err := os.MkdirAll(rs.dirs[i], 0o700); err != nil {
 			t.Fatal(err)
@@ -246,7 +263,7 @@ func TestReplicasFailover(t *testing.T) {
 		newLeader = r
 		return tm > term && r != stopped, fmt.Sprintf("term %d on replica %d", tm, r)
 	})
-	leader, term = rs.term()
+	term, leader = rs.term()
 	t.Logf("SIGSTOP of replica %d: replica %d leads term %d after %v", stopped, newLeader, term, time.Since(start).Round(time.Millisecond))
 	if err := rs.servers[stopped].cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)

@@ -209,9 +209,12 @@ func (h *Hub) deliverPending(ctx context.Context, c *conn) {
 }
 
 // sendRemote sends m to a node held by another replica, through the
-// store; ErrNotConnected when no replica holds it.
+// store; ErrNotConnected when no replica holds it. A holder not heard from
+// lately (paused, or its presence writes slow) still gets the message: it
+// delivers it when it resumes, or the node's next hello on any replica
+// takes it, or it expires after MessageTTL with a node that is gone.
 func (h *Hub) sendRemote(nodeID string, m agentproto.Message) error {
-	if h.cfg.Replica == "" || !h.remote(nodeID) {
+	if h.cfg.Replica == "" || !h.held(nodeID) {
 		return fmt.Errorf("send %s to %s: %w", m.Type, nodeID, ErrNotConnected)
 	}
 	body, err := json.Marshal(m)
@@ -235,6 +238,13 @@ func (h *Hub) sendRemote(nodeID string, m agentproto.Message) error {
 func (h *Hub) remote(nodeID string) bool {
 	p, ok := h.presence(nodeID)
 	return ok && p.Replica != "" && p.Replica != h.cfg.Replica && h.cfg.Now().Sub(p.LastSeen) <= h.cfg.PresenceTTL
+}
+
+// held reports whether a replica holds the node by the store's presence,
+// however long ago it was heard from.
+func (h *Hub) held(nodeID string) bool {
+	p, ok := h.presence(nodeID)
+	return ok && p.Replica != ""
 }
 
 // presence returns the node's presence as the store had it at most
