@@ -185,7 +185,10 @@ func TestReplicasFailover(t *testing.T) {
 		t.Skip("starts three control planes")
 	}
 	const maxNodes, jobs = 4, 200
-	rs := startReplicas(t, 3, fastNodes...)
+	// Heartbeats are frequent, but a node's silence must outlast a
+	// failover (about 4 s) before it counts as lost: a node declared lost
+	// has its job requeued, which would run it twice.
+	rs := startReplicas(t, 3, "--heartbeat-interval", "200ms", "--heartbeat-timeout", "15s", "--boot-timeout", "30s")
 	leader, term := rs.leader(0, 30*time.Second)
 	createCluster(t, rs.servers[leader], "cpu", 0, maxNodes, "PT2S")
 

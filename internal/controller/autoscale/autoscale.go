@@ -29,11 +29,12 @@ package autoscale
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
+	"kumo/internal/controller"
 	"kumo/internal/controller/provision"
 	"kumo/internal/model"
 	"kumo/internal/provider"
@@ -127,14 +128,12 @@ type Autoscaler struct {
 	states map[string]*computeState // by compute ID; guarded by pass
 	ports  sshPorts                 // guarded by pass
 
-	mu    sync.Mutex
-	queue []string             // computes to reconcile, in notification order
-	dirty map[string]bool      // members of queue
-	due   map[string]time.Time // requeue times (real clock)
-	kick  chan struct{}
-
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	loop  *controller.Controller
+	group *controller.Group
+	// lastRun and lastCost pace each compute's passes; the loop's one
+	// worker alone uses them.
+	lastRun  map[string]time.Time
+	lastCost map[string]time.Duration
 }
 
 // New returns an Autoscaler for cfg.
@@ -148,14 +147,16 @@ func New(cfg Config) *Autoscaler {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Autoscaler{
-		cfg:     cfg,
-		started: cfg.Now().UTC(),
-		states:  map[string]*computeState{},
-		dirty:   map[string]bool{},
-		due:     map[string]time.Time{},
-		kick:    make(chan struct{}, 1),
+	a := &Autoscaler{
+		cfg:      cfg,
+		started:  cfg.Now().UTC(),
+		states:   map[string]*computeState{},
+		lastRun:  map[string]time.Time{},
+		lastCost: map[string]time.Duration{},
 	}
+	a.loop = controller.New(controller.Config{Name: "autoscaler", Reconciler: controller.ReconcilerFunc(a.reconcileKey),
+		Resync: cfg.Resync, ResyncKeys: a.scalable, BaseDelay: shortRecheck, MaxDelay: maxRetryDelay, Log: cfg.Log})
+	return a
 }
 
 func (a *Autoscaler) changed(computeID string) {
@@ -168,38 +169,21 @@ func (a *Autoscaler) now() time.Time { return a.cfg.Now().UTC() }
 
 // Notify asks for a scaling pass of the compute soon. It never blocks;
 // notifications of a compute already waiting are merged.
-func (a *Autoscaler) Notify(computeID string) {
-	a.mu.Lock()
-	if !a.dirty[computeID] {
-		a.dirty[computeID] = true
-		a.queue = append(a.queue, computeID)
-	}
-	a.mu.Unlock()
-	select {
-	case a.kick <- struct{}{}:
-	default:
-	}
-}
+func (a *Autoscaler) Notify(computeID string) { a.loop.Enqueue(computeID) }
 
-// Start runs the scaling worker in a goroutine until Stop: it reconciles
-// every notified cluster promptly, requeued ones when due and all clusters
-// each Resync.
-func (a *Autoscaler) Start(ctx context.Context) {
-	ctx, a.cancel = context.WithCancel(ctx)
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		a.runScaling(ctx)
-	}()
-}
+// Start runs the scaling loop until Stop: it reconciles every notified
+// cluster promptly, requeued ones when due and all clusters each Resync.
+func (a *Autoscaler) Start(ctx context.Context) { a.group = controller.Start(ctx, a.loop) }
 
 // Stop ends the loop and waits for the passes under way to finish.
 func (a *Autoscaler) Stop() {
-	if a.cancel != nil {
-		a.cancel()
+	if a.group != nil {
+		a.group.Stop()
 	}
-	a.wg.Wait()
 }
+
+// maxRetryDelay bounds the backoff after failed passes of a compute.
+const maxRetryDelay = 30 * time.Second
 
 // minPassGap is the least time between two scaling passes of one compute.
 const minPassGap = 20 * time.Millisecond
@@ -215,127 +199,38 @@ const passCostFactor = 10
 // maxPassGap bounds the wait that passCostFactor sets.
 const maxPassGap = time.Second
 
-func (a *Autoscaler) runScaling(ctx context.Context) {
-	resync := time.NewTicker(a.cfg.Resync)
-	defer resync.Stop()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	a.enqueueAll(ctx)
-	lastRun := map[string]time.Time{}
-	lastCost := map[string]time.Duration{}
-	for {
-		for {
-			id, ok := a.pop()
-			if !ok || ctx.Err() != nil {
-				break
-			}
-			// Coalesce bursts: under a stream of job changes a compute is
-			// looked at most once per minPassGap, or passCostFactor times
-			// its last pass's time, which bounds the cost of autoscaling
-			// at hundreds of jobs a second on clusters of any size.
-			gap := min(max(minPassGap, passCostFactor*lastCost[id]), maxPassGap)
-			if since := time.Since(lastRun[id]); since < gap {
-				a.after(id, gap-since)
-				continue
-			}
-			lastRun[id] = time.Now()
-			res, err := a.Reconcile(ctx, id)
-			lastCost[id] = time.Since(lastRun[id])
-			switch {
-			case err != nil && ctx.Err() == nil:
-				a.cfg.Log.Error("autoscale pass", "compute", id, "err", err)
-				a.after(id, shortRecheck)
-			case res.RequeueAfter > 0 && (!res.short || res.RequeueAfter < shortRecheck):
-				a.after(id, res.RequeueAfter)
-			case res.short:
-				a.after(id, shortRecheck)
-			}
-		}
-		if d, ok := a.nextDue(); ok {
-			timer.Reset(d)
-		} else {
-			timer.Stop()
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-a.kick:
-		case <-resync.C:
-			a.enqueueAll(ctx)
-		case <-timer.C:
-		}
-		a.promoteDue()
+// reconcileKey runs one scaling pass of a compute for the loop. Under a
+// stream of job changes a compute is looked at most once per minPassGap,
+// or passCostFactor times its last pass's time, which bounds the cost of
+// autoscaling at hundreds of jobs a second on clusters of any size.
+func (a *Autoscaler) reconcileKey(ctx context.Context, id string) (controller.Result, error) {
+	gap := min(max(minPassGap, passCostFactor*a.lastCost[id]), maxPassGap)
+	if since := time.Since(a.lastRun[id]); since < gap {
+		return controller.Result{RequeueAfter: gap - since}, nil
 	}
+	a.lastRun[id] = time.Now()
+	res, err := a.Reconcile(ctx, id)
+	a.lastCost[id] = time.Since(a.lastRun[id])
+	switch {
+	case err != nil:
+		return controller.Result{}, err
+	case res.RequeueAfter > 0 && (!res.short || res.RequeueAfter < shortRecheck):
+		return controller.Result{RequeueAfter: res.RequeueAfter}, nil
+	case res.short:
+		return controller.Result{RequeueAfter: shortRecheck}, nil
+	}
+	return controller.Result{}, nil
 }
 
-// enqueueAll marks every cluster that can be scaled for a pass.
-func (a *Autoscaler) enqueueAll(ctx context.Context) {
+// scalable lists every cluster that can be scaled, for the resync.
+func (a *Autoscaler) scalable(ctx context.Context) ([]string, error) {
 	cs, err := a.cfg.Store.ComputeListByState(ctx, model.StateSucceeded, model.StateUpdating)
 	if err != nil {
-		if ctx.Err() == nil {
-			a.cfg.Log.Error("autoscale resync", "err", err)
-		}
-		return
+		return nil, fmt.Errorf("autoscale resync: %w", err)
 	}
-	for _, comp := range cs {
-		a.Notify(comp.ID)
+	ids := make([]string, len(cs))
+	for i, c := range cs {
+		ids[i] = c.ID
 	}
-}
-
-// pop takes the next compute to reconcile and forgets any requeue time it
-// had: the pass sets a new one.
-func (a *Autoscaler) pop() (string, bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if len(a.queue) == 0 {
-		return "", false
-	}
-	id := a.queue[0]
-	a.queue = slices.Delete(a.queue, 0, 1)
-	delete(a.dirty, id)
-	delete(a.due, id)
-	return id, true
-}
-
-func (a *Autoscaler) after(id string, d time.Duration) {
-	at := time.Now().Add(d)
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if old, ok := a.due[id]; !ok || at.Before(old) {
-		a.due[id] = at
-	}
-}
-
-// nextDue returns how long until the earliest requeue.
-func (a *Autoscaler) nextDue() (time.Duration, bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var first time.Time
-	for _, at := range a.due {
-		if first.IsZero() || at.Before(first) {
-			first = at
-		}
-	}
-	if first.IsZero() {
-		return 0, false
-	}
-	return max(time.Until(first), 0), true
-}
-
-// promoteDue queues the computes whose requeue time has come.
-func (a *Autoscaler) promoteDue() {
-	now := time.Now()
-	a.mu.Lock()
-	var ready []string
-	for id, at := range a.due {
-		if !at.After(now) {
-			ready = append(ready, id)
-			delete(a.due, id)
-		}
-	}
-	a.mu.Unlock()
-	slices.Sort(ready)
-	for _, id := range ready {
-		a.Notify(id)
-	}
+	return ids, nil
 }
