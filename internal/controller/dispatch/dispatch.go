@@ -4,11 +4,15 @@
 // own host. It reacts at once to Notify (a job queued, a node freed).
 //
 // A pass that Notify asks for costs what it places, not the cluster's
-// size: it reads the compute's idle nodes and as many jobs from the head of
-// its queue, and places as many as fit. The check of a compute's started
-// jobs (cancels to repeat, nodes holding a job that no longer runs on them)
-// reads every busy node and started job, so it runs at most once per Resync
-// for a compute that was notified since. Every FullResync, every compute
+// size: it reads the count of the compute's queued jobs (stopping there
+// when there are none), its idle nodes and as many jobs from the head of
+// its queue, and places as many as fit, all in one store transaction. The
+// check of a compute's started jobs (cancels to repeat, nodes holding a
+// job that no longer runs on them) reads every busy node and started job,
+// so it runs after the placement, never delaying it, and at most once per
+// Resync for a compute that was notified since, or less often when it is
+// costly: never more than about a tenth of the loop's time goes to it.
+// Every FullResync, every compute
 // that has had active jobs since the last one gets both, so a change
 // nobody notified about only delays. Which computes have active jobs is
 // read from the store once, at Start; after that Notify tells. An idle
@@ -90,9 +94,10 @@ type Dispatcher struct {
 	kick  chan struct{}
 
 	// Owned by the loop's goroutine.
-	checked  map[string]time.Time // when each compute's started jobs were last checked
-	postpone map[string]bool      // computes notified since their last check, or whose last pass failed
-	active   map[string]bool      // computes passed over since the last full resync
+	checked  map[string]time.Time     // when each compute's started jobs were last checked
+	cost     map[string]time.Duration // how long each compute's last check took
+	postpone map[string]bool          // computes notified since their last check, or whose last pass failed
+	active   map[string]bool          // computes passed over since the last full resync
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -116,7 +121,7 @@ func New(cfg Config) *Dispatcher {
 		cfg.Changed = func(string) {}
 	}
 	d := &Dispatcher{cfg: cfg, dirty: map[string]bool{}, kick: make(chan struct{}, 1),
-		checked: map[string]time.Time{}, postpone: map[string]bool{}, active: map[string]bool{}}
+		checked: map[string]time.Time{}, cost: map[string]time.Duration{}, postpone: map[string]bool{}, active: map[string]bool{}}
 	d.local = &localRunner{d: d, running: map[string]*localJob{}, uids: map[int]bool{}}
 	return d
 }
@@ -186,9 +191,15 @@ func (d *Dispatcher) Start(ctx context.Context) {
 	}()
 }
 
-// pass runs one loop pass over a compute: a placement, and a check of its
-// started jobs unless one ran within Resync (then the check is postponed
-// to the next tick).
+// checkShare bounds the time the loop spends checking a compute's
+// started jobs: after a check that took t, the next one waits at least
+// checkShare·t.
+const checkShare = 10
+
+// pass runs one loop pass over a compute: a placement, then a check of
+// its started jobs unless one ran within Resync, or within checkShare
+// times the last check's cost (then the check is postponed to the next
+// tick). A check that freed nodes is followed by another placement.
 func (d *Dispatcher) pass(ctx context.Context, computeID string) error {
 	d.mu.Lock()
 	d.active[computeID] = true
@@ -196,13 +207,22 @@ func (d *Dispatcher) pass(ctx context.Context, computeID string) error {
 	if IsLocal(computeID) {
 		return d.local.reconcile(ctx, computeID)
 	}
-	if time.Since(d.checked[computeID]) < d.cfg.Resync {
-		d.postpone[computeID] = true
-		return d.place(ctx, computeID)
+	if err := d.place(ctx, computeID); err != nil {
+		d.postpone[computeID] = true // try again on the next tick
+		return err
 	}
-	d.checked[computeID] = time.Now()
+	if time.Since(d.checked[computeID]) < max(d.cfg.Resync, checkShare*d.cost[computeID]) {
+		d.postpone[computeID] = true
+		return nil
+	}
+	start := time.Now()
+	d.checked[computeID] = start
 	delete(d.postpone, computeID)
-	err := d.Reconcile(ctx, computeID)
+	freed, err := d.check(ctx, computeID)
+	d.cost[computeID] = time.Since(start)
+	if err == nil && freed {
+		err = d.place(ctx, computeID)
+	}
 	if err != nil {
 		d.postpone[computeID] = true // try again on the next tick
 	}
@@ -249,7 +269,7 @@ func (d *Dispatcher) Reconcile(ctx context.Context, computeID string) error {
 	if IsLocal(computeID) {
 		return d.local.reconcile(ctx, computeID)
 	}
-	if err := d.check(ctx, computeID); err != nil {
+	if _, err := d.check(ctx, computeID); err != nil {
 		return err
 	}
 	return d.place(ctx, computeID)
@@ -258,19 +278,19 @@ func (d *Dispatcher) Reconcile(ctx context.Context, computeID string) error {
 // check tells the nodes of a compute's started jobs about cancels (again:
 // the first message may have been lost with a connection), and stops jobs
 // that no longer run on the nodes holding them. It reads every busy node
-// and started job of the compute.
-func (d *Dispatcher) check(ctx context.Context, computeID string) error {
+// and started job of the compute. It reports whether it freed a node.
+func (d *Dispatcher) check(ctx context.Context, computeID string) (bool, error) {
 	st := d.cfg.Store
 	nodes, err := st.NodeListByCompute(ctx, computeID)
 	if err != nil {
-		return fmt.Errorf("list nodes: %w", err)
+		return false, fmt.Errorf("list nodes: %w", err)
 	}
 	if !slices.ContainsFunc(nodes, func(n model.Node) bool { return n.JobID != "" }) {
-		return nil
+		return false, nil
 	}
 	started, err := st.JobListByCompute(ctx, computeID, model.JobPreparing, model.JobRunning)
 	if err != nil {
-		return fmt.Errorf("list started jobs: %w", err)
+		return false, fmt.Errorf("list started jobs: %w", err)
 	}
 	byJob := map[string]model.Job{}
 	for _, j := range started {
@@ -288,10 +308,19 @@ func (d *Dispatcher) check(ctx context.Context, computeID string) error {
 }
 
 // place assigns a compute's queued jobs, in order, to its idle connected
-// nodes, as many as fit. It reads the idle nodes and the head of the
-// queue, never the whole cluster or queue.
+// nodes, as many as fit. It reads the count of queued jobs, then (unless
+// none) the idle nodes and the head of the queue, never the whole cluster
+// or queue.
 func (d *Dispatcher) place(ctx context.Context, computeID string) error {
 	st := d.cfg.Store
+	counts, err := st.JobCountByCompute(ctx, computeID, model.JobQueued)
+	if err != nil {
+		return fmt.Errorf("count queued jobs: %w", err)
+	}
+	if counts[model.JobQueued] == 0 {
+		// A node freed while nothing waits: its list is not read.
+		return nil
+	}
 	free, err := st.NodeListByState(ctx, computeID, model.NodeIdle)
 	if err != nil {
 		return fmt.Errorf("list idle nodes: %w", err)
@@ -307,17 +336,15 @@ func (d *Dispatcher) place(ctx context.Context, computeID string) error {
 	}
 	// Only the head of the queue matters: every job takes at least one
 	// new node.
-	queued, err := st.JobHead(ctx, computeID, model.JobQueued, len(idle))
+	queued, err := st.JobHead(ctx, computeID, model.JobQueued, min(len(idle), counts[model.JobQueued]))
 	if err != nil {
 		return fmt.Errorf("list queued jobs: %w", err)
 	}
 	if len(queued) == 0 {
 		return nil
 	}
-	maxNodes := -1 // unknown: no gang is skipped as never fitting
-	if c, err := st.ComputeGet(ctx, computeID); err == nil {
-		maxNodes = c.Scale.MaxNodes
-	}
+	// The compute's size is read only when a gang does not fit.
+	maxNodes, sized := -1, false // -1: unknown, no gang is skipped as never fitting
 	// Longest idle first, so that recently busy nodes reach their idle
 	// timeout and scale down.
 	sort.SliceStable(idle, func(a, b int) bool { return idle[a].StateSince.Before(idle[b].StateSince) })
@@ -336,6 +363,12 @@ func (d *Dispatcher) place(ctx context.Context, computeID string) error {
 		}
 		need := max(j.InstanceCount, 1) - len(held)
 		if need > len(idle) {
+			if !sized {
+				sized = true
+				if c, err := st.ComputeGet(ctx, computeID); err == nil {
+					maxNodes = c.Scale.MaxNodes
+				}
+			}
 			if maxNodes >= 0 && max(j.InstanceCount, 1) > maxNodes {
 				// The cluster was shrunk below what the job needs: it
 				// can never start, and must not hold up the jobs behind
@@ -442,8 +475,10 @@ func (d *Dispatcher) started(u store.JobNodesUpdate) {
 // reports the old attempt done, the hub frees the node, or, when the
 // requeued job keeps it for its retry, makes it idle but still the job's
 // (model.Job.Holds). An idle node kept for a job that no longer holds it
-// is freed here. started are the compute's started jobs by ID.
-func (d *Dispatcher) cancelStale(ctx context.Context, nodes []model.Node, started map[string]model.Job) error {
+// is freed here. started are the compute's started jobs by ID. It reports
+// whether it freed a node.
+func (d *Dispatcher) cancelStale(ctx context.Context, nodes []model.Node, started map[string]model.Job) (bool, error) {
+	freed := false
 	for _, n := range nodes {
 		if n.JobID == "" || (n.State != model.NodeRunning && n.State != model.NodeIdle) {
 			continue
@@ -457,7 +492,7 @@ func (d *Dispatcher) cancelStale(ctx context.Context, nodes []model.Node, starte
 			if j, err = d.cfg.Store.JobGet(ctx, n.JobID); errors.Is(err, store.ErrNotFound) {
 				continue
 			} else if err != nil {
-				return fmt.Errorf("get job %s: %w", n.JobID, err)
+				return freed, fmt.Errorf("get job %s: %w", n.JobID, err)
 			}
 			if j.RunsOn(n.ID) {
 				continue // started meanwhile
@@ -471,14 +506,18 @@ func (d *Dispatcher) cancelStale(ctx context.Context, nodes []model.Node, starte
 			// or failed while it waited): free it.
 			u := n
 			u.JobID, u.StateSince = "", d.cfg.Now().UTC()
-			if err := d.cfg.Store.NodeUpdate(ctx, u, model.NodeIdle); err != nil && !errors.Is(err, store.ErrPreconditionFailed) && !errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("free node %s: %w", n.ID, err)
+			err := d.cfg.Store.NodeUpdate(ctx, u, model.NodeIdle)
+			switch {
+			case err == nil:
+				freed = true
+			case !errors.Is(err, store.ErrPreconditionFailed) && !errors.Is(err, store.ErrNotFound):
+				return freed, fmt.Errorf("free node %s: %w", n.ID, err)
 			}
 		case d.cfg.Sender.Connected(n.ID):
 			_ = d.cfg.Sender.Send(n.ID, agentproto.Message{Type: agentproto.TypeCancel, RunID: j.RunID})
 		}
 	}
-	return nil
+	return freed, nil
 }
 
 // heldRanks returns the nodes a queued gang job kept from its last
