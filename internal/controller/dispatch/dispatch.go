@@ -9,11 +9,12 @@
 // its queue, and places as many as fit, all in one store transaction. The
 // check of a compute's started jobs (cancels to repeat, nodes holding a
 // job that no longer runs on them) reads every busy node and started job,
-// so it runs after the placement, never delaying it, and at most once per
-// Resync for a compute that was notified since, or less often when it is
-// costly: never more than about a tenth of the loop's time goes to it.
-// Every FullResync, every compute
-// that has had active jobs since the last one gets both, so a change
+// so it runs beside the loop, on its own goroutine, never delaying a
+// placement; at most once per Resync for a compute that was notified
+// since, and less often when it is costly, so that it takes no more than
+// about a tenth of a core. A check that frees a node notifies the loop.
+// Every FullResync, every compute that has had active jobs since the last
+// one gets both a placement and a check, so a change
 // nobody notified about only delays. Which computes have active jobs is
 // read from the store once, at Start; after that Notify tells. An idle
 // control plane thus reads nothing between full resyncs, whatever its
@@ -89,15 +90,19 @@ type Dispatcher struct {
 	cfg   Config
 	local *localRunner
 
-	mu    sync.Mutex
-	dirty map[string]bool
-	kick  chan struct{}
+	mu     sync.Mutex
+	dirty  map[string]bool
+	kick   chan struct{}
+	cost   map[string]time.Duration // how long each compute's last check took
+	failed map[string]bool          // computes whose last check failed
+	checks map[string]bool          // computes waiting for the checker
+	// checkKick wakes the checker goroutine when checks has work.
+	checkKick chan struct{}
 
 	// Owned by the loop's goroutine.
-	checked  map[string]time.Time     // when each compute's started jobs were last checked
-	cost     map[string]time.Duration // how long each compute's last check took
-	postpone map[string]bool          // computes notified since their last check, or whose last pass failed
-	active   map[string]bool          // computes passed over since the last full resync
+	checked  map[string]time.Time // when each compute's last check began
+	postpone map[string]bool      // computes notified since their last check, or whose last pass failed
+	active   map[string]bool      // computes passed over since the last full resync
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -121,7 +126,8 @@ func New(cfg Config) *Dispatcher {
 		cfg.Changed = func(string) {}
 	}
 	d := &Dispatcher{cfg: cfg, dirty: map[string]bool{}, kick: make(chan struct{}, 1),
-		checked: map[string]time.Time{}, cost: map[string]time.Duration{}, postpone: map[string]bool{}, active: map[string]bool{}}
+		cost: map[string]time.Duration{}, failed: map[string]bool{}, checks: map[string]bool{}, checkKick: make(chan struct{}, 1),
+		checked: map[string]time.Time{}, postpone: map[string]bool{}, active: map[string]bool{}}
 	d.local = &localRunner{d: d, running: map[string]*localJob{}, uids: map[int]bool{}}
 	return d
 }
@@ -144,7 +150,11 @@ func (d *Dispatcher) Start(ctx context.Context) {
 	if err := d.local.recover(ctx); err != nil {
 		d.cfg.Log.Error("recover local jobs", "err", err)
 	}
-	d.wg.Add(1)
+	d.wg.Add(2)
+	go func() {
+		defer d.wg.Done()
+		d.checker(ctx)
+	}()
 	go func() {
 		defer d.wg.Done()
 		t := time.NewTicker(d.cfg.Resync)
@@ -176,6 +186,12 @@ func (d *Dispatcher) Start(ctx context.Context) {
 				for id := range d.postpone {
 					d.dirty[id] = true
 				}
+				for id := range d.failed {
+					// Checked again at once.
+					d.dirty[id] = true
+					delete(d.checked, id)
+				}
+				clear(d.failed)
 				if full {
 					// The computes passed over since the last full
 					// resync, each with a check.
@@ -191,18 +207,18 @@ func (d *Dispatcher) Start(ctx context.Context) {
 	}()
 }
 
-// checkShare bounds the time the loop spends checking a compute's
-// started jobs: after a check that took t, the next one waits at least
-// checkShare·t.
+// checkShare bounds the time spent checking a compute's started jobs:
+// after a check that took t, the next one waits at least checkShare·t.
 const checkShare = 10
 
-// pass runs one loop pass over a compute: a placement, then a check of
-// its started jobs unless one ran within Resync, or within checkShare
-// times the last check's cost (then the check is postponed to the next
-// tick). A check that freed nodes is followed by another placement.
+// pass runs one loop pass over a compute: a placement, then it hands the
+// compute to the checker unless a check began within Resync, or within
+// checkShare times the last check's cost (then the check is postponed to
+// the next tick).
 func (d *Dispatcher) pass(ctx context.Context, computeID string) error {
 	d.mu.Lock()
 	d.active[computeID] = true
+	cost := d.cost[computeID]
 	d.mu.Unlock()
 	if IsLocal(computeID) {
 		return d.local.reconcile(ctx, computeID)
@@ -211,22 +227,61 @@ func (d *Dispatcher) pass(ctx context.Context, computeID string) error {
 		d.postpone[computeID] = true // try again on the next tick
 		return err
 	}
-	if time.Since(d.checked[computeID]) < max(d.cfg.Resync, checkShare*d.cost[computeID]) {
+	if time.Since(d.checked[computeID]) < max(d.cfg.Resync, checkShare*cost) {
 		d.postpone[computeID] = true
 		return nil
 	}
-	start := time.Now()
-	d.checked[computeID] = start
+	d.checked[computeID] = time.Now()
 	delete(d.postpone, computeID)
-	freed, err := d.check(ctx, computeID)
-	d.cost[computeID] = time.Since(start)
-	if err == nil && freed {
-		err = d.place(ctx, computeID)
+	d.mu.Lock()
+	d.checks[computeID] = true
+	d.mu.Unlock()
+	select {
+	case d.checkKick <- struct{}{}:
+	default:
 	}
-	if err != nil {
-		d.postpone[computeID] = true // try again on the next tick
+	return nil
+}
+
+// checker runs the checks that pass hands it, one at a time, until ctx
+// ends. A check that failed is retried on the loop's next tick; one that
+// freed a node asks for a pass.
+func (d *Dispatcher) checker(ctx context.Context) {
+	for {
+		computeID := ""
+		d.mu.Lock()
+		for id := range d.checks {
+			computeID = id
+			delete(d.checks, id)
+			break
+		}
+		d.mu.Unlock()
+		if computeID == "" {
+			select {
+			case <-ctx.Done():
+				return
+			case <-d.checkKick:
+			}
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		start := time.Now()
+		freed, err := d.check(ctx, computeID)
+		d.mu.Lock()
+		d.cost[computeID] = time.Since(start)
+		if err != nil {
+			d.failed[computeID] = true
+		}
+		d.mu.Unlock()
+		if err != nil && ctx.Err() == nil {
+			d.cfg.Log.Error("dispatch check", "compute", computeID, "err", err)
+		}
+		if freed {
+			d.Notify(computeID)
+		}
 	}
-	return err
 }
 
 // Stop ends the loop and cancels and waits for running local jobs.
