@@ -4,8 +4,8 @@
 // own host. It reacts at once to Notify (a job queued, a node freed).
 //
 // A pass that Notify asks for costs what it places, not the cluster's
-// size: it reads the count of the compute's queued jobs (stopping there
-// when there are none), its idle nodes and as many jobs from the head of
+// size: it reads the first job of the compute's queue (stopping there
+// when there is none), its idle nodes and as many jobs from the head of
 // its queue, and places as many as fit, all in one store transaction. The
 // check of a compute's started jobs (cancels to repeat, nodes holding a
 // job that no longer runs on them) reads every busy node and started job,
@@ -363,17 +363,17 @@ func (d *Dispatcher) check(ctx context.Context, computeID string) (bool, error) 
 }
 
 // place assigns a compute's queued jobs, in order, to its idle connected
-// nodes, as many as fit. It reads the count of queued jobs, then (unless
+// nodes, as many as fit. It reads the first queued job, then (unless
 // none) the idle nodes and the head of the queue, never the whole cluster
 // or queue.
 func (d *Dispatcher) place(ctx context.Context, computeID string) error {
 	st := d.cfg.Store
-	counts, err := st.JobCountByCompute(ctx, computeID, model.JobQueued)
+	first, err := st.JobHead(ctx, computeID, model.JobQueued, 1)
 	if err != nil {
-		return fmt.Errorf("count queued jobs: %w", err)
+		return fmt.Errorf("list queued jobs: %w", err)
 	}
-	if counts[model.JobQueued] == 0 {
-		// A node freed while nothing waits: its list is not read.
+	if len(first) == 0 {
+		// A node freed while nothing waits: the idle nodes are not read.
 		return nil
 	}
 	free, err := st.NodeListByState(ctx, computeID, model.NodeIdle)
@@ -391,9 +391,11 @@ func (d *Dispatcher) place(ctx context.Context, computeID string) error {
 	}
 	// Only the head of the queue matters: every job takes at least one
 	// new node.
-	queued, err := st.JobHead(ctx, computeID, model.JobQueued, min(len(idle), counts[model.JobQueued]))
-	if err != nil {
-		return fmt.Errorf("list queued jobs: %w", err)
+	queued := first
+	if len(idle) > 1 {
+		if queued, err = st.JobHead(ctx, computeID, model.JobQueued, len(idle)); err != nil {
+			return fmt.Errorf("list queued jobs: %w", err)
+		}
 	}
 	if len(queued) == 0 {
 		return nil
