@@ -208,8 +208,13 @@ func (d *Dispatcher) Start(ctx context.Context) {
 }
 
 // checkShare bounds the time spent checking a compute's started jobs:
-// after a check that took t, the next one waits at least checkShare·t.
-const checkShare = 10
+// after a check that took t, the next one waits at least checkShare·t,
+// but never more than maxCheckWait (or Resync, if longer), so that a lost
+// cancel is repeated within seconds however large the compute.
+const (
+	checkShare   = 10
+	maxCheckWait = 3 * time.Second
+)
 
 // pass runs one loop pass over a compute: a placement, then it hands the
 // compute to the checker unless a check began within Resync, or within
@@ -227,7 +232,7 @@ func (d *Dispatcher) pass(ctx context.Context, computeID string) error {
 		d.postpone[computeID] = true // try again on the next tick
 		return err
 	}
-	if time.Since(d.checked[computeID]) < max(d.cfg.Resync, checkShare*cost) {
+	if time.Since(d.checked[computeID]) < max(d.cfg.Resync, min(checkShare*cost, maxCheckWait)) {
 		d.postpone[computeID] = true
 		return nil
 	}
