@@ -368,9 +368,9 @@ func (d *Dispatcher) check(ctx context.Context, computeID string) (bool, error) 
 }
 
 // place assigns a compute's queued jobs, in order, to its idle connected
-// nodes, as many as fit. It reads the first queued job, then (unless
-// none) the idle nodes and the head of the queue, never the whole cluster
-// or queue.
+// nodes, as many as fit. It reads the first queued job and the count of
+// idle nodes, then (unless either is none) the idle nodes and, at the
+// same time, the head of the queue: never the whole cluster or queue.
 func (d *Dispatcher) place(ctx context.Context, computeID string) error {
 	st := d.cfg.Store
 	first, err := st.JobHead(ctx, computeID, model.JobQueued, 1)
@@ -381,9 +381,31 @@ func (d *Dispatcher) place(ctx context.Context, computeID string) error {
 		// A node freed while nothing waits: the idle nodes are not read.
 		return nil
 	}
+	counts, err := st.NodeCountByCompute(ctx, computeID)
+	if err != nil {
+		return fmt.Errorf("count nodes: %w", err)
+	}
+	if counts[model.NodeIdle] == 0 {
+		return nil
+	}
+	// Only the head of the queue matters: every job takes at least one
+	// new node. It is read beside the idle nodes, at most one job per
+	// idle node.
+	queued, qerr := first, error(nil)
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		if counts[model.NodeIdle] > 1 {
+			queued, qerr = st.JobHead(ctx, computeID, model.JobQueued, counts[model.NodeIdle])
+		}
+	}()
 	free, err := st.NodeListByState(ctx, computeID, model.NodeIdle)
+	<-read
 	if err != nil {
 		return fmt.Errorf("list idle nodes: %w", err)
+	}
+	if qerr != nil {
+		return fmt.Errorf("list queued jobs: %w", qerr)
 	}
 	var idle []model.Node
 	for _, n := range free {
@@ -391,18 +413,7 @@ func (d *Dispatcher) place(ctx context.Context, computeID string) error {
 			idle = append(idle, n)
 		}
 	}
-	if len(idle) == 0 {
-		return nil
-	}
-	// Only the head of the queue matters: every job takes at least one
-	// new node.
-	queued := first
-	if len(idle) > 1 {
-		if queued, err = st.JobHead(ctx, computeID, model.JobQueued, len(idle)); err != nil {
-			return fmt.Errorf("list queued jobs: %w", err)
-		}
-	}
-	if len(queued) == 0 {
+	if len(idle) == 0 || len(queued) == 0 {
 		return nil
 	}
 	// The compute's size is read only when a gang does not fit.
