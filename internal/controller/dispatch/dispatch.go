@@ -11,8 +11,8 @@
 // job that no longer runs on them) reads every busy node and started job,
 // so it runs beside the loop, on its own goroutine, never delaying a
 // placement; at most once per Resync for a compute that was notified
-// since, and less often when it is costly, so that it takes no more than
-// about a tenth of a core. A check that frees a node notifies the loop.
+// since, and, when it is costly, ten times its own duration apart (at
+// most 3 s). A check that frees a node notifies the loop.
 // Every FullResync, every compute that has had active jobs since the last
 // one gets both a placement and a check, so a change
 // nobody notified about only delays. Which computes have active jobs is
@@ -218,8 +218,8 @@ const (
 
 // pass runs one loop pass over a compute: a placement, then it hands the
 // compute to the checker unless a check began within Resync, or within
-// checkShare times the last check's cost (then the check is postponed to
-// the next tick).
+// checkShare times the last check's cost, up to maxCheckWait (then the
+// check is postponed to the next tick).
 func (d *Dispatcher) pass(ctx context.Context, computeID string) error {
 	d.mu.Lock()
 	d.active[computeID] = true
