@@ -4,12 +4,17 @@
 // own host. It reacts at once to Notify (a job queued, a node freed).
 //
 // A pass that Notify asks for costs what it places, not the cluster's
-// size: it reads the compute's idle nodes and as many jobs from the head of
-// its queue, and places as many as fit. The check of a compute's started
-// jobs (cancels to repeat, nodes holding a job that no longer runs on them)
-// reads every busy node and started job, so it runs at most once per Resync
-// for a compute that was notified since. Every FullResync, every compute
-// that has had active jobs since the last one gets both, so a change
+// size: it reads the first job of the compute's queue (stopping there
+// when there is none), its idle nodes and as many jobs from the head of
+// its queue, and places as many as fit, all in one store transaction. The
+// check of a compute's started jobs (cancels to repeat, nodes holding a
+// job that no longer runs on them) reads every busy node and started job,
+// so it runs beside the loop, on its own goroutine, never delaying a
+// placement; at most once per Resync for a compute that was notified
+// since, and, when it is costly, ten times its own duration apart (at
+// most 3 s). A check that frees a node notifies the loop.
+// Every FullResync, every compute that has had active jobs since the last
+// one gets both a placement and a check, so a change
 // nobody notified about only delays. Which computes have active jobs is
 // read from the store once, at Start; after that Notify tells. An idle
 // control plane thus reads nothing between full resyncs, whatever its
@@ -85,12 +90,17 @@ type Dispatcher struct {
 	cfg   Config
 	local *localRunner
 
-	mu    sync.Mutex
-	dirty map[string]bool
-	kick  chan struct{}
+	mu     sync.Mutex
+	dirty  map[string]bool
+	kick   chan struct{}
+	cost   map[string]time.Duration // how long each compute's last check took
+	failed map[string]bool          // computes whose last check failed
+	checks map[string]bool          // computes waiting for the checker
+	// checkKick wakes the checker goroutine when checks has work.
+	checkKick chan struct{}
 
 	// Owned by the loop's goroutine.
-	checked  map[string]time.Time // when each compute's started jobs were last checked
+	checked  map[string]time.Time // when each compute's last check began
 	postpone map[string]bool      // computes notified since their last check, or whose last pass failed
 	active   map[string]bool      // computes passed over since the last full resync
 
@@ -116,6 +126,7 @@ func New(cfg Config) *Dispatcher {
 		cfg.Changed = func(string) {}
 	}
 	d := &Dispatcher{cfg: cfg, dirty: map[string]bool{}, kick: make(chan struct{}, 1),
+		cost: map[string]time.Duration{}, failed: map[string]bool{}, checks: map[string]bool{}, checkKick: make(chan struct{}, 1),
 		checked: map[string]time.Time{}, postpone: map[string]bool{}, active: map[string]bool{}}
 	d.local = &localRunner{d: d, running: map[string]*localJob{}, uids: map[int]bool{}}
 	return d
@@ -139,7 +150,11 @@ func (d *Dispatcher) Start(ctx context.Context) {
 	if err := d.local.recover(ctx); err != nil {
 		d.cfg.Log.Error("recover local jobs", "err", err)
 	}
-	d.wg.Add(1)
+	d.wg.Add(2)
+	go func() {
+		defer d.wg.Done()
+		d.checker(ctx)
+	}()
 	go func() {
 		defer d.wg.Done()
 		t := time.NewTicker(d.cfg.Resync)
@@ -171,6 +186,12 @@ func (d *Dispatcher) Start(ctx context.Context) {
 				for id := range d.postpone {
 					d.dirty[id] = true
 				}
+				for id := range d.failed {
+					// Checked again at once.
+					d.dirty[id] = true
+					delete(d.checked, id)
+				}
+				clear(d.failed)
 				if full {
 					// The computes passed over since the last full
 					// resync, each with a check.
@@ -186,27 +207,86 @@ func (d *Dispatcher) Start(ctx context.Context) {
 	}()
 }
 
-// pass runs one loop pass over a compute: a placement, and a check of its
-// started jobs unless one ran within Resync (then the check is postponed
-// to the next tick).
+// checkShare bounds the time spent checking a compute's started jobs:
+// after a check that took t, the next one waits at least checkShare·t,
+// but never more than maxCheckWait (or Resync, if longer), so that a lost
+// cancel is repeated within seconds however large the compute.
+const (
+	checkShare   = 10
+	maxCheckWait = 3 * time.Second
+)
+
+// pass runs one loop pass over a compute: a placement, then it hands the
+// compute to the checker unless a check began within Resync, or within
+// checkShare times the last check's cost, up to maxCheckWait (then the
+// check is postponed to the next tick).
 func (d *Dispatcher) pass(ctx context.Context, computeID string) error {
 	d.mu.Lock()
 	d.active[computeID] = true
+	cost := d.cost[computeID]
 	d.mu.Unlock()
 	if IsLocal(computeID) {
 		return d.local.reconcile(ctx, computeID)
 	}
-	if time.Since(d.checked[computeID]) < d.cfg.Resync {
+	if err := d.place(ctx, computeID); err != nil {
+		d.postpone[computeID] = true // try again on the next tick
+		return err
+	}
+	if time.Since(d.checked[computeID]) < max(d.cfg.Resync, min(checkShare*cost, maxCheckWait)) {
 		d.postpone[computeID] = true
-		return d.place(ctx, computeID)
+		return nil
 	}
 	d.checked[computeID] = time.Now()
 	delete(d.postpone, computeID)
-	err := d.Reconcile(ctx, computeID)
-	if err != nil {
-		d.postpone[computeID] = true // try again on the next tick
+	d.mu.Lock()
+	d.checks[computeID] = true
+	d.mu.Unlock()
+	select {
+	case d.checkKick <- struct{}{}:
+	default:
 	}
-	return err
+	return nil
+}
+
+// checker runs the checks that pass hands it, one at a time, until ctx
+// ends. A check that failed is retried on the loop's next tick; one that
+// freed a node asks for a pass.
+func (d *Dispatcher) checker(ctx context.Context) {
+	for {
+		computeID := ""
+		d.mu.Lock()
+		for id := range d.checks {
+			computeID = id
+			delete(d.checks, id)
+			break
+		}
+		d.mu.Unlock()
+		if computeID == "" {
+			select {
+			case <-ctx.Done():
+				return
+			case <-d.checkKick:
+			}
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		start := time.Now()
+		freed, err := d.check(ctx, computeID)
+		d.mu.Lock()
+		d.cost[computeID] = time.Since(start)
+		if err != nil {
+			d.failed[computeID] = true
+		}
+		d.mu.Unlock()
+		if err != nil && ctx.Err() == nil {
+			d.cfg.Log.Error("dispatch check", "compute", computeID, "err", err)
+		}
+		if freed {
+			d.Notify(computeID)
+		}
+	}
 }
 
 // Stop ends the loop and cancels and waits for running local jobs.
@@ -249,7 +329,7 @@ func (d *Dispatcher) Reconcile(ctx context.Context, computeID string) error {
 	if IsLocal(computeID) {
 		return d.local.reconcile(ctx, computeID)
 	}
-	if err := d.check(ctx, computeID); err != nil {
+	if _, err := d.check(ctx, computeID); err != nil {
 		return err
 	}
 	return d.place(ctx, computeID)
@@ -258,19 +338,19 @@ func (d *Dispatcher) Reconcile(ctx context.Context, computeID string) error {
 // check tells the nodes of a compute's started jobs about cancels (again:
 // the first message may have been lost with a connection), and stops jobs
 // that no longer run on the nodes holding them. It reads every busy node
-// and started job of the compute.
-func (d *Dispatcher) check(ctx context.Context, computeID string) error {
+// and started job of the compute. It reports whether it freed a node.
+func (d *Dispatcher) check(ctx context.Context, computeID string) (bool, error) {
 	st := d.cfg.Store
 	nodes, err := st.NodeListByCompute(ctx, computeID)
 	if err != nil {
-		return fmt.Errorf("list nodes: %w", err)
+		return false, fmt.Errorf("list nodes: %w", err)
 	}
 	if !slices.ContainsFunc(nodes, func(n model.Node) bool { return n.JobID != "" }) {
-		return nil
+		return false, nil
 	}
 	started, err := st.JobListByCompute(ctx, computeID, model.JobPreparing, model.JobRunning)
 	if err != nil {
-		return fmt.Errorf("list started jobs: %w", err)
+		return false, fmt.Errorf("list started jobs: %w", err)
 	}
 	byJob := map[string]model.Job{}
 	for _, j := range started {
@@ -288,13 +368,44 @@ func (d *Dispatcher) check(ctx context.Context, computeID string) error {
 }
 
 // place assigns a compute's queued jobs, in order, to its idle connected
-// nodes, as many as fit. It reads the idle nodes and the head of the
-// queue, never the whole cluster or queue.
+// nodes, as many as fit. It reads the first queued job and the count of
+// idle nodes, then (unless either is none) the idle nodes and, at the
+// same time, the head of the queue: never the whole cluster or queue.
 func (d *Dispatcher) place(ctx context.Context, computeID string) error {
 	st := d.cfg.Store
+	first, err := st.JobHead(ctx, computeID, model.JobQueued, 1)
+	if err != nil {
+		return fmt.Errorf("list queued jobs: %w", err)
+	}
+	if len(first) == 0 {
+		// A node freed while nothing waits: the idle nodes are not read.
+		return nil
+	}
+	counts, err := st.NodeCountByCompute(ctx, computeID)
+	if err != nil {
+		return fmt.Errorf("count nodes: %w", err)
+	}
+	if counts[model.NodeIdle] == 0 {
+		return nil
+	}
+	// Only the head of the queue matters: every job takes at least one
+	// new node. It is read beside the idle nodes, at most one job per
+	// idle node.
+	queued, qerr := first, error(nil)
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		if counts[model.NodeIdle] > 1 {
+			queued, qerr = st.JobHead(ctx, computeID, model.JobQueued, counts[model.NodeIdle])
+		}
+	}()
 	free, err := st.NodeListByState(ctx, computeID, model.NodeIdle)
+	<-read
 	if err != nil {
 		return fmt.Errorf("list idle nodes: %w", err)
+	}
+	if qerr != nil {
+		return fmt.Errorf("list queued jobs: %w", qerr)
 	}
 	var idle []model.Node
 	for _, n := range free {
@@ -302,22 +413,11 @@ func (d *Dispatcher) place(ctx context.Context, computeID string) error {
 			idle = append(idle, n)
 		}
 	}
-	if len(idle) == 0 {
+	if len(idle) == 0 || len(queued) == 0 {
 		return nil
 	}
-	// Only the head of the queue matters: every job takes at least one
-	// new node.
-	queued, err := st.JobHead(ctx, computeID, model.JobQueued, len(idle))
-	if err != nil {
-		return fmt.Errorf("list queued jobs: %w", err)
-	}
-	if len(queued) == 0 {
-		return nil
-	}
-	maxNodes := -1 // unknown: no gang is skipped as never fitting
-	if c, err := st.ComputeGet(ctx, computeID); err == nil {
-		maxNodes = c.Scale.MaxNodes
-	}
+	// The compute's size is read only when a gang does not fit.
+	maxNodes, sized := -1, false // -1: unknown, no gang is skipped as never fitting
 	// Longest idle first, so that recently busy nodes reach their idle
 	// timeout and scale down.
 	sort.SliceStable(idle, func(a, b int) bool { return idle[a].StateSince.Before(idle[b].StateSince) })
@@ -336,6 +436,12 @@ func (d *Dispatcher) place(ctx context.Context, computeID string) error {
 		}
 		need := max(j.InstanceCount, 1) - len(held)
 		if need > len(idle) {
+			if !sized {
+				sized = true
+				if c, err := st.ComputeGet(ctx, computeID); err == nil {
+					maxNodes = c.Scale.MaxNodes
+				}
+			}
 			if maxNodes >= 0 && max(j.InstanceCount, 1) > maxNodes {
 				// The cluster was shrunk below what the job needs: it
 				// can never start, and must not hold up the jobs behind
@@ -442,8 +548,10 @@ func (d *Dispatcher) started(u store.JobNodesUpdate) {
 // reports the old attempt done, the hub frees the node, or, when the
 // requeued job keeps it for its retry, makes it idle but still the job's
 // (model.Job.Holds). An idle node kept for a job that no longer holds it
-// is freed here. started are the compute's started jobs by ID.
-func (d *Dispatcher) cancelStale(ctx context.Context, nodes []model.Node, started map[string]model.Job) error {
+// is freed here. started are the compute's started jobs by ID. It reports
+// whether it freed a node.
+func (d *Dispatcher) cancelStale(ctx context.Context, nodes []model.Node, started map[string]model.Job) (bool, error) {
+	freed := false
 	for _, n := range nodes {
 		if n.JobID == "" || (n.State != model.NodeRunning && n.State != model.NodeIdle) {
 			continue
@@ -457,7 +565,7 @@ func (d *Dispatcher) cancelStale(ctx context.Context, nodes []model.Node, starte
 			if j, err = d.cfg.Store.JobGet(ctx, n.JobID); errors.Is(err, store.ErrNotFound) {
 				continue
 			} else if err != nil {
-				return fmt.Errorf("get job %s: %w", n.JobID, err)
+				return freed, fmt.Errorf("get job %s: %w", n.JobID, err)
 			}
 			if j.RunsOn(n.ID) {
 				continue // started meanwhile
@@ -471,14 +579,18 @@ func (d *Dispatcher) cancelStale(ctx context.Context, nodes []model.Node, starte
 			// or failed while it waited): free it.
 			u := n
 			u.JobID, u.StateSince = "", d.cfg.Now().UTC()
-			if err := d.cfg.Store.NodeUpdate(ctx, u, model.NodeIdle); err != nil && !errors.Is(err, store.ErrPreconditionFailed) && !errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("free node %s: %w", n.ID, err)
+			err := d.cfg.Store.NodeUpdate(ctx, u, model.NodeIdle)
+			switch {
+			case err == nil:
+				freed = true
+			case !errors.Is(err, store.ErrPreconditionFailed) && !errors.Is(err, store.ErrNotFound):
+				return freed, fmt.Errorf("free node %s: %w", n.ID, err)
 			}
 		case d.cfg.Sender.Connected(n.ID):
 			_ = d.cfg.Sender.Send(n.ID, agentproto.Message{Type: agentproto.TypeCancel, RunID: j.RunID})
 		}
 	}
-	return nil
+	return freed, nil
 }
 
 // heldRanks returns the nodes a queued gang job kept from its last

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"kumo/internal/agentproto"
 	"kumo/internal/model"
 	"kumo/internal/store"
@@ -261,5 +263,28 @@ func checkGangInvariants(t *testing.T, e *env, started map[string]bool) {
 			t.Fatalf("job %s started ahead of an earlier queued job", j.Name)
 		}
 		started[j.Name] = true
+	}
+}
+
+// TestLoopPlacesOnNodeFreedByCheck: the running loop's check, beside the
+// placements, frees an idle node kept for a canceled gang, and the job
+// queued behind it gets that node without another Notify.
+func TestLoopPlacesOnNodeFreedByCheck(t *testing.T) {
+	e := newEnv(t, "n1")
+	e.node(t, "n1", model.NodeIdle, t0, wsID+"/jobs/gang")
+	e.job(t, "gang", cpuID, 1, func(j *model.Job) {
+		j.InstanceCount, j.NodeIDs, j.Status = 2, []string{"", "n1"}, model.JobCanceled
+	})
+	e.job(t, "next", cpuID, 2, nil)
+	e.d.Start(t.Context())
+	defer e.d.Stop()
+	eventually(t, "the queued job to be sent to n1", func() bool { return len(e.sender.messages()) == 1 })
+	want := []sent{{Node: "n1", Type: agentproto.TypeRun, RunID: "run-next"}}
+	if diff := cmp.Diff(want, e.sender.messages()); diff != "" {
+		t.Errorf("sent (-want +got):\n%s", diff)
+	}
+	jobs, nodes := e.assignments(t, cpuID)
+	if jobs["next"] != "n1" || nodes["n1"] != "next" {
+		t.Errorf("jobs %v, nodes %v; want next on n1", jobs, nodes)
 	}
 }

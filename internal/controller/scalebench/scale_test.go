@@ -63,7 +63,8 @@ const (
 //   - rss-MB: the process's resident memory at the end.
 //
 // With KUMO_SCALE_IDLE_PROFILE set to a file name, the idle window's CPU
-// profile is written there; with KUMO_SCALE_GET_PROFILE, that of the GETs.
+// profile is written there; with KUMO_SCALE_GET_PROFILE, that of the GETs;
+// with KUMO_SCALE_BUSY_PROFILE, that of the placement rounds.
 //
 // Run it with -benchtime 1x: each iteration builds the whole cluster.
 func BenchmarkScale(b *testing.B) {
@@ -223,6 +224,18 @@ func runScale(b *testing.B, nodes int) {
 	// new jobs. Twice.
 	var placed int64
 	var busyWall, busyCPU time.Duration
+	if path := os.Getenv("KUMO_SCALE_BUSY_PROFILE"); path != "" {
+		// A CPU profile of the two placement windows (and the finishing
+		// between them, outside the timer).
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+	}
 	for round := range 2 {
 		batch := ns[round*nodes/2 : (round+1)*nodes/2]
 		updates := make([]store.JobNodesUpdate, 0, len(batch))
@@ -252,6 +265,8 @@ func runScale(b *testing.B, nodes int) {
 		busyWall, busyCPU = busyWall+time.Since(tb), busyCPU+cpuTime()-cb
 		placed += int64(len(batch))
 	}
+
+	pprof.StopCPUProfile()
 
 	// Idle: every node busy, nothing finishing; the runtime returns the
 	// busy phase's memory first.

@@ -103,6 +103,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	// the lookups by key (see keyRow): it is given room for the hot part
 	// of a large queue.
 	params.Add("_pragma", fmt.Sprintf("cache_size(%d)", -writeCacheKiB))
+	// Savepoints (one per member of a JobUpdateBatch) copy the pages they
+	// change to a sub-journal, which past 64 KiB spills to a temporary
+	// file: in memory, a batch of thousands of placements no longer
+	// writes each page there with pwrite(2).
+	params.Add("_pragma", "temp_store(memory)")
 	w, err := sql.Open("sqlite", path+"?"+params.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)

@@ -111,6 +111,7 @@ func TestPragmas(t *testing.T) {
 		{"reader mmap", s.r, "mmap_size", "0"},
 		{"writer cache", s.w, "cache_size", "-32768"},
 		{"reader cache", s.r, "cache_size", "-2000"},
+		{"writer temp store", s.w, "temp_store", "2"}, // MEMORY
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
