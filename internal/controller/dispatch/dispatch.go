@@ -95,7 +95,10 @@ type Dispatcher struct {
 	kick   chan struct{}
 	cost   map[string]time.Duration // how long each compute's last check took
 	failed map[string]bool          // computes whose last check failed
-	checks map[string]bool          // computes waiting for the checker
+	// unreached are computes with queued jobs whose last placement found
+	// idle nodes not connected: passed over again on the next tick.
+	unreached map[string]bool
+	checks    map[string]bool // computes waiting for the checker
 	// checkKick wakes the checker goroutine when checks has work.
 	checkKick chan struct{}
 
@@ -127,7 +130,7 @@ func New(cfg Config) *Dispatcher {
 	}
 	d := &Dispatcher{cfg: cfg, dirty: map[string]bool{}, kick: make(chan struct{}, 1),
 		cost: map[string]time.Duration{}, failed: map[string]bool{}, checks: map[string]bool{}, checkKick: make(chan struct{}, 1),
-		checked: map[string]time.Time{}, postpone: map[string]bool{}, active: map[string]bool{}}
+		checked: map[string]time.Time{}, postpone: map[string]bool{}, active: map[string]bool{}, unreached: map[string]bool{}}
 	d.local = &localRunner{d: d, running: map[string]*localJob{}, uids: map[int]bool{}}
 	return d
 }
@@ -192,6 +195,10 @@ func (d *Dispatcher) Start(ctx context.Context) {
 					delete(d.checked, id)
 				}
 				clear(d.failed)
+				for id := range d.unreached {
+					d.dirty[id] = true
+				}
+				clear(d.unreached)
 				if full {
 					// The computes passed over since the last full
 					// resync, each with a check.
@@ -408,10 +415,23 @@ func (d *Dispatcher) place(ctx context.Context, computeID string) error {
 		return fmt.Errorf("list queued jobs: %w", qerr)
 	}
 	var idle []model.Node
+	unreached := false
 	for _, n := range free {
-		if n.JobID == "" && d.cfg.Sender.Connected(n.ID) {
+		switch {
+		case n.JobID != "":
+		case d.cfg.Sender.Connected(n.ID):
 			idle = append(idle, n)
+		default:
+			unreached = true
 		}
+	}
+	if unreached {
+		// An idle node whose agent is not connected now (reconnecting, or
+		// its replica paused) may be soon, with nothing else changing:
+		// look again on the next tick.
+		d.mu.Lock()
+		d.unreached[computeID] = true
+		d.mu.Unlock()
 	}
 	if len(idle) == 0 || len(queued) == 0 {
 		return nil

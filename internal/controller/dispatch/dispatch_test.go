@@ -256,6 +256,27 @@ func TestReconcileDisconnectedNodeGetsNothing(t *testing.T) {
 	}
 }
 
+// An idle node whose agent was not connected when a job queued gets the
+// job once it is, with no other change to tell the loop (its replica was
+// paused, say): the loop looks again on its next tick.
+func TestLoopRetriesUnreachedIdleNode(t *testing.T) {
+	e := newEnv(t)
+	e.d.cfg.Resync = 20 * time.Millisecond
+	e.node(t, "n1", model.NodeIdle, t0, "")
+	e.job(t, "a", cpuID, 1, nil)
+	e.d.Start(t.Context())
+	defer e.d.Stop()
+	e.d.Notify(cpuID)
+	time.Sleep(100 * time.Millisecond)
+	if got := e.sender.messages(); len(got) != 0 {
+		t.Fatalf("sent %v to a node not connected", got)
+	}
+	e.sender.mu.Lock()
+	e.sender.connected["n1"] = true
+	e.sender.mu.Unlock()
+	eventually(t, "the job to be sent", func() bool { return len(e.sender.messages()) == 1 })
+}
+
 // Concurrent passes over the same compute never give a job two nodes or a
 // node two jobs.
 func TestReconcileConcurrent(t *testing.T) {
