@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"kumo/internal/agentproto"
+	"kumo/internal/controller"
 	"kumo/internal/jobfiles"
 	"kumo/internal/jobuser"
 	"kumo/internal/model"
@@ -90,22 +91,26 @@ type Dispatcher struct {
 	cfg   Config
 	local *localRunner
 
+	loop  *controller.Controller
+	group *controller.Group
+
 	mu     sync.Mutex
-	dirty  map[string]bool
-	kick   chan struct{}
 	cost   map[string]time.Duration // how long each compute's last check took
 	failed map[string]bool          // computes whose last check failed
 	// unreached are computes with queued jobs whose last placement found
-	// idle nodes not connected: passed over again on the next tick.
+	// idle nodes not connected: passed over again after Resync.
 	unreached map[string]bool
 	checks    map[string]bool // computes waiting for the checker
 	// checkKick wakes the checker goroutine when checks has work.
 	checkKick chan struct{}
+	// resynced is whether the loop listed every compute with active jobs
+	// (its first resync); later resyncs take the computes in active.
+	resynced bool
+	active   map[string]bool // computes passed over since the last full resync
 
-	// Owned by the loop's goroutine.
+	// Owned by the loop's one worker.
 	checked  map[string]time.Time // when each compute's last check began
 	postpone map[string]bool      // computes notified since their last check, or whose last pass failed
-	active   map[string]bool      // computes passed over since the last full resync
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -128,90 +133,83 @@ func New(cfg Config) *Dispatcher {
 	if cfg.Changed == nil {
 		cfg.Changed = func(string) {}
 	}
-	d := &Dispatcher{cfg: cfg, dirty: map[string]bool{}, kick: make(chan struct{}, 1),
-		cost: map[string]time.Duration{}, failed: map[string]bool{}, checks: map[string]bool{}, checkKick: make(chan struct{}, 1),
+	d := &Dispatcher{cfg: cfg, cost: map[string]time.Duration{}, failed: map[string]bool{}, checks: map[string]bool{}, checkKick: make(chan struct{}, 1),
 		checked: map[string]time.Time{}, postpone: map[string]bool{}, active: map[string]bool{}, unreached: map[string]bool{}}
 	d.local = &localRunner{d: d, running: map[string]*localJob{}, uids: map[int]bool{}}
+	d.loop = controller.New(controller.Config{Name: "dispatcher", Reconciler: controller.ReconcilerFunc(d.reconcileKey),
+		Resync: cfg.FullResync, ResyncKeys: d.resyncKeys, BaseDelay: cfg.Resync, MaxDelay: max(cfg.Resync, 30*time.Second), Log: cfg.Log})
 	return d
 }
 
 // Notify asks for a pass over one compute soon. It never blocks.
-func (d *Dispatcher) Notify(computeID string) {
-	d.mu.Lock()
-	d.dirty[computeID] = true
-	d.mu.Unlock()
-	select {
-	case d.kick <- struct{}{}:
-	default:
-	}
-}
+func (d *Dispatcher) Notify(computeID string) { d.loop.Enqueue(computeID) }
 
 // Start recovers local jobs interrupted by a restart, then runs the loop
-// until Stop.
+// until Stop: a pass over every compute with active jobs at once, then
+// one per Notify, a postponed one after Resync, and every compute passed
+// over since the last full resync, with a check, each FullResync.
 func (d *Dispatcher) Start(ctx context.Context) {
 	ctx, d.cancel = context.WithCancel(ctx)
 	if err := d.local.recover(ctx); err != nil {
 		d.cfg.Log.Error("recover local jobs", "err", err)
 	}
-	d.wg.Add(2)
+	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
 		d.checker(ctx)
 	}()
-	go func() {
-		defer d.wg.Done()
-		t := time.NewTicker(d.cfg.Resync)
-		defer t.Stop()
-		// The first pass runs at once, over every compute with active
-		// jobs, rather than waiting for the first tick or Notify.
-		d.resyncAll(ctx)
-		lastFull := time.Now()
-		for {
-			d.mu.Lock()
-			dirty := d.dirty
-			d.dirty = map[string]bool{}
-			d.mu.Unlock()
-			for id := range dirty {
-				if err := d.pass(ctx, id); err != nil && ctx.Err() == nil {
-					d.cfg.Log.Error("dispatch", "compute", id, "err", err)
-				}
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-d.kick:
-			case <-t.C:
-				full := time.Since(lastFull) >= d.cfg.FullResync
-				if full {
-					lastFull = time.Now()
-				}
-				d.mu.Lock()
-				for id := range d.postpone {
-					d.dirty[id] = true
-				}
-				for id := range d.failed {
-					// Checked again at once.
-					d.dirty[id] = true
-					delete(d.checked, id)
-				}
-				clear(d.failed)
-				for id := range d.unreached {
-					d.dirty[id] = true
-				}
-				clear(d.unreached)
-				if full {
-					// The computes passed over since the last full
-					// resync, each with a check.
-					for id := range d.active {
-						d.dirty[id] = true
-						delete(d.checked, id)
-					}
-					d.active = map[string]bool{}
-				}
-				d.mu.Unlock()
-			}
+	d.group = controller.Start(ctx, d.loop)
+}
+
+// resyncKeys lists the computes for a full resync: at first every compute
+// with active jobs (it reads every active job's compute, so only then),
+// later those passed over since the last one, each to be checked.
+func (d *Dispatcher) resyncKeys(ctx context.Context) ([]string, error) {
+	d.mu.Lock()
+	first := !d.resynced
+	d.resynced = true
+	active := d.active
+	d.active = map[string]bool{}
+	d.mu.Unlock()
+	if first {
+		ids, err := d.cfg.Store.JobComputeIDs(ctx, model.JobQueued, model.JobPreparing, model.JobRunning, model.JobFinalizing)
+		if err != nil {
+			return nil, fmt.Errorf("dispatch resync: %w", err)
 		}
-	}()
+		return ids, nil
+	}
+	ids := make([]string, 0, len(active))
+	d.mu.Lock()
+	for id := range active {
+		ids = append(ids, id)
+		d.failed[id] = true // checked again, as after a failed check
+	}
+	d.mu.Unlock()
+	return ids, nil
+}
+
+// reconcileKey runs one pass over a compute for the loop, and asks for
+// the next after Resync when one is owed: a check postponed, a check that
+// failed, or idle nodes that were not reachable.
+func (d *Dispatcher) reconcileKey(ctx context.Context, computeID string) (controller.Result, error) {
+	d.mu.Lock()
+	if d.failed[computeID] {
+		delete(d.failed, computeID)
+		delete(d.checked, computeID)
+	}
+	d.mu.Unlock()
+	err := d.pass(ctx, computeID)
+	d.mu.Lock()
+	again := d.postpone[computeID] || d.unreached[computeID]
+	delete(d.unreached, computeID)
+	d.mu.Unlock()
+	if err != nil {
+		return controller.Result{}, err
+	}
+	if again {
+		return controller.Result{RequeueAfter: d.cfg.Resync}, nil
+	}
+	return controller.Result{}, nil
 }
 
 // checkShare bounds the time spent checking a compute's started jobs:
@@ -289,6 +287,7 @@ func (d *Dispatcher) checker(ctx context.Context) {
 		d.mu.Unlock()
 		if err != nil && ctx.Err() == nil {
 			d.cfg.Log.Error("dispatch check", "compute", computeID, "err", err)
+			d.loop.EnqueueAfter(computeID, d.cfg.Resync) // checked again then
 		}
 		if freed {
 			d.Notify(computeID)
@@ -301,23 +300,11 @@ func (d *Dispatcher) Stop() {
 	if d.cancel != nil {
 		d.cancel()
 	}
+	if d.group != nil {
+		d.group.Stop()
+	}
 	d.wg.Wait()
 	d.local.stopAll()
-}
-
-// resyncAll marks every compute with active jobs dirty. It reads every
-// active job's compute, so it runs only at Start.
-func (d *Dispatcher) resyncAll(ctx context.Context) {
-	ids, err := d.cfg.Store.JobComputeIDs(ctx, model.JobQueued, model.JobPreparing, model.JobRunning, model.JobFinalizing)
-	if err != nil {
-		d.cfg.Log.Error("dispatch resync", "err", err)
-		return
-	}
-	d.mu.Lock()
-	for _, id := range ids {
-		d.dirty[id] = true
-	}
-	d.mu.Unlock()
 }
 
 // IsLocal reports whether a compute ID names the built-in local target.

@@ -109,3 +109,50 @@ func TestTakeoverWaitsForFencedWrite(t *testing.T) {
 		t.Errorf("write under the old fence after the takeover: %v, want ErrFenced", err)
 	}
 }
+
+// A leader that froze inside a fenced transaction (SIGSTOP, a paused VM)
+// holds the lease row's lock; the server ends its idle transaction after
+// IdleInTransactionTimeout, so another replica takes over, and the frozen
+// one's transaction never commits.
+func TestFrozenFencedTransactionDoesNotBlockTakeover(t *testing.T) {
+	s, url := openTest(t)
+	other, err := Open(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	ctx := t.Context()
+	l, err := s.LeaseAcquire(ctx, "controller", "a", "", 200*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The frozen leader: a fenced transaction that took the lease row's
+	// lock and then stopped sending anything.
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, `SELECT kumo_fence($1, $2)`, "controller", l.Term); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var took model.Lease
+	for {
+		took, err = other.LeaseAcquire(ctx, "controller", "b", "", 2*time.Second)
+		if err == nil {
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("no takeover within 30s of the leader freezing: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if took.Holder != "b" || took.Term != l.Term+1 {
+		t.Errorf("takeover = %+v, want b in term %d", took, l.Term+1)
+	}
+	t.Logf("takeover %v after the leader froze (idle-in-transaction timeout %v)", time.Since(start).Round(time.Millisecond), IdleInTransactionTimeout)
+	if err := tx.Commit(context.Background()); err == nil {
+		t.Error("the frozen leader's transaction committed after the takeover")
+	}
+}

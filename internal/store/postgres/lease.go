@@ -59,6 +59,12 @@ func (s *Store) LeaseAcquire(ctx context.Context, name, holder, address string, 
 	}
 	var l model.Lease
 	err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		// A fenced write holds the lease row while it commits; one that
+		// does not finish (its process froze) must not hold a takeover
+		// for longer than a poll: the next try waits again.
+		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", max(ttl/2, time.Millisecond).Milliseconds())); err != nil {
+			return err
+		}
 		var err error
 		l, err = scanLease(tx.QueryRow(ctx, leaseAcquireSQL, name, holder, address, ttl.Microseconds()))
 		if !errors.Is(err, pgx.ErrNoRows) {

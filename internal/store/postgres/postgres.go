@@ -38,6 +38,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -70,6 +71,12 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
+// IdleInTransactionTimeout is how long the server lets one of kumo's
+// sessions sit idle inside a transaction before it ends the session
+// (PostgreSQL's idle_in_transaction_session_timeout), unless the URL sets
+// it.
+const IdleInTransactionTimeout = 3 * time.Second
+
 // Open connects to the database at url (postgres://user:password@host/db,
 // or any form pgx accepts) and brings its schema up to date. The pool
 // holds up to 16 connections, or 4 per core if more, unless the URL sets
@@ -84,6 +91,14 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		// pgx's default, max(4, cores), starves a control plane whose
 		// loops and requests wait on the database more than on the CPU.
 		cfg.MaxConns = int32(max(16, 4*runtime.GOMAXPROCS(0)))
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
+		// kumo's transactions run their statements back to back. One left
+		// open by a process that froze (SIGSTOP, a paused VM) would hold
+		// its row locks, a fenced write's lock on the controller lease
+		// among them, and so keep any other replica from taking over:
+		// the server ends it instead.
+		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.Itoa(int(IdleInTransactionTimeout / time.Millisecond))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
