@@ -213,10 +213,26 @@ var rules = []rule{
 		allowed: notWithin("kumo/internal/server", "kumo/internal/cli", "kumo/internal/controller"),
 	},
 	{
-		name:    "only cmd/kumo imports internal/cli",
-		applies: func(p pkg) bool { return p.ImportPath != "kumo/cmd/kumo" && !within(p.ImportPath, "kumo/internal/cli") },
+		name: "only cmd/kumo and internal/servercmd import internal/cli",
+		applies: func(p pkg) bool {
+			return p.ImportPath != "kumo/cmd/kumo" && !within(p.ImportPath, "kumo/internal/servercmd") && !within(p.ImportPath, "kumo/internal/cli")
+		},
 		imports: allDirect,
 		allowed: notWithin("kumo/internal/cli"),
+	},
+	{
+		name:    "internal/cli does not depend on daemon, agent, server or store",
+		applies: func(p pkg) bool { return within(p.ImportPath, "kumo/internal/cli") },
+		imports: everything,
+		allowed: notWithin("kumo/internal/daemon", "kumo/internal/agent", "kumo/internal/server", "kumo/internal/store"),
+	},
+	{
+		name: "only cmd/kumo and internal/servercmd import internal/daemon",
+		applies: func(p pkg) bool {
+			return p.ImportPath != "kumo/cmd/kumo" && !within(p.ImportPath, "kumo/internal/servercmd") && !within(p.ImportPath, "kumo/internal/daemon")
+		},
+		imports: allDirect,
+		allowed: notWithin("kumo/internal/daemon"),
 	},
 }
 
@@ -269,8 +285,10 @@ func TestRulesCatch(t *testing.T) {
 				{ImportPath: "kumo/client", Imports: []string{"kumo/api", "net/http"}},
 				{ImportPath: "kumo/internal/model", Imports: []string{"crypto/ecdh", "math/big"}},
 				{ImportPath: "kumo/internal/store/sqlite", Deps: []string{"kumo/internal/model", "kumo/internal/store", "modernc.org/sqlite"}, TestImports: []string{"kumo/internal/store/storetest"}},
-				{ImportPath: "kumo/cmd/kumo", Imports: []string{"kumo/internal/cli"}},
-				{ImportPath: "kumo/internal/cli", Imports: []string{"kumo/client"}, XTestImports: []string{"kumo/internal/cli"}},
+				{ImportPath: "kumo/cmd/kumo", Imports: []string{"kumo/internal/cli", "kumo/internal/servercmd"}},
+				{ImportPath: "kumo/internal/cli", Imports: []string{"kumo/client"}, Deps: []string{"kumo/api", "kumo/client"}, XTestImports: []string{"kumo/internal/cli"}},
+				{ImportPath: "kumo/internal/servercmd", Imports: []string{"kumo/internal/cli", "kumo/internal/daemon", "kumo/internal/agent"}},
+				{ImportPath: "kumo/internal/daemon", Imports: []string{"kumo/internal/server", "kumo/internal/store"}, TestImports: []string{"kumo/internal/daemon"}},
 			},
 		},
 		{
@@ -283,6 +301,9 @@ func TestRulesCatch(t *testing.T) {
 				{ImportPath: "kumo/internal/store/sqlite", Deps: []string{"kumo/internal/serverless"}, TestImports: []string{"kumo/internal/server"}},
 				{ImportPath: "kumo/internal/server", Imports: []string{"kumo/internal/cli/cmdutil"}},
 				{ImportPath: "kumo/internal/e2e", TestImports: []string{"kumo/internal/cli"}},
+				{ImportPath: "kumo/internal/cli", Deps: []string{"kumo/client", "kumo/internal/daemon", "kumo/internal/agent/sshd", "kumo/internal/serverless"}, TestImports: []string{"kumo/internal/store/sqlite"}},
+				{ImportPath: "kumo/internal/cli/cmdutil", Deps: []string{"kumo/internal/server"}},
+				{ImportPath: "kumo/internal/controller", Imports: []string{"kumo/internal/daemon"}},
 			},
 			want: []string{
 				"kumo/api imports github.com/google/uuid (api imports only the standard library)",
@@ -291,8 +312,13 @@ func TestRulesCatch(t *testing.T) {
 				"kumo/internal/model imports kumo/internal/secret (internal/model imports only the standard library)",
 				"kumo/internal/store imports kumo/internal/controller/provision (internal/store does not depend on server, cli or controller)",
 				"kumo/internal/store/sqlite imports kumo/internal/server (internal/store does not depend on server, cli or controller)",
-				"kumo/internal/server imports kumo/internal/cli/cmdutil (only cmd/kumo imports internal/cli)",
-				"kumo/internal/e2e imports kumo/internal/cli (only cmd/kumo imports internal/cli)",
+				"kumo/internal/server imports kumo/internal/cli/cmdutil (only cmd/kumo and internal/servercmd import internal/cli)",
+				"kumo/internal/e2e imports kumo/internal/cli (only cmd/kumo and internal/servercmd import internal/cli)",
+				"kumo/internal/cli imports kumo/internal/daemon (internal/cli does not depend on daemon, agent, server or store)",
+				"kumo/internal/cli imports kumo/internal/agent/sshd (internal/cli does not depend on daemon, agent, server or store)",
+				"kumo/internal/cli imports kumo/internal/store/sqlite (internal/cli does not depend on daemon, agent, server or store)",
+				"kumo/internal/cli/cmdutil imports kumo/internal/server (internal/cli does not depend on daemon, agent, server or store)",
+				"kumo/internal/controller imports kumo/internal/daemon (only cmd/kumo and internal/servercmd import internal/daemon)",
 			},
 		},
 	}

@@ -222,6 +222,10 @@ func genericTable(w io.Writer, n *yaml.Node) error {
 	return t.flush()
 }
 
+// EscapeControl is escapeControl, for the commands outside this package
+// that print values read from the store (such as kumo admin leader).
+func EscapeControl(s string) string { return escapeControl(s) }
+
 // escapeControl makes s safe to print in a table, a tsv row or a one-line
 // message: control characters (C0, DEL, C1, including tab, newline and
 // ESC) and invalid UTF-8 are written as Go escapes such as \n, \t and \x1b,

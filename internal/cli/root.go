@@ -12,13 +12,16 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// NewRootCmd returns the kumo command with all its subcommands, on the
-// process's standard streams.
-func NewRootCmd() *cobra.Command {
-	return newRootCmd(NewFactory())
+// NewRootCmd returns the kumo command with all its client subcommands and
+// the given server-side ones (see internal/servercmd), on the process's
+// standard streams.
+func NewRootCmd(server ...*cobra.Command) *cobra.Command {
+	return newRootCmd(NewFactory(), server...)
 }
 
-func newRootCmd(f *Factory) *cobra.Command {
+// newRootCmd returns the kumo command on f's streams, with server added
+// beside the client commands.
+func newRootCmd(f *Factory, server ...*cobra.Command) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "kumo",
 		Short: "Self-hosted Azure ML compute targets",
@@ -46,7 +49,7 @@ func newRootCmd(f *Factory) *cobra.Command {
 	for _, g := range []*cobra.Command{NewCmdWorkspace(f), NewCmdCompute(f), NewCmdJob(f), NewCmdToken(f)} {
 		root.AddCommand(asGroup(f, g))
 	}
-	addServerCommands(root)
+	root.AddCommand(server...)
 	return root
 }
 
@@ -80,12 +83,15 @@ func unknownCommand(cmd *cobra.Command, name string) error {
 }
 
 // Execute runs kumo with the process's arguments and returns the exit
-// status: 0 on success, 1 after printing "Error: ..." to stderr.
-func Execute() int {
+// status: 0 on success, 1 after printing "Error: ..." to stderr. server are
+// the commands that run kumo's own processes (kumo up, kumo agent...),
+// added to the root command beside the client commands; cmd/kumo passes
+// them so that this package need not import the server side.
+func Execute(server ...*cobra.Command) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	f := NewFactory()
-	return run(ctx, newRootCmd(f), os.Args[1:], f.IO.ErrOut)
+	return run(ctx, newRootCmd(f, server...), os.Args[1:], f.IO.ErrOut)
 }
 
 // run executes root with args and turns an error into exit status 1.

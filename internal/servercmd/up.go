@@ -1,4 +1,4 @@
-package cli
+package servercmd
 
 import (
 	"fmt"
@@ -14,15 +14,6 @@ import (
 	"kumo/internal/daemon"
 	"kumo/internal/jobuser"
 )
-
-// addServerCommands adds the commands that run kumo's own processes rather
-// than talk to a server.
-func addServerCommands(root *cobra.Command) {
-	root.AddCommand(newCmdUp())
-	root.AddCommand(newCmdAgent())
-	root.AddCommand(newCmdSSHHelper())
-	root.AddCommand(newCmdAdmin())
-}
 
 // upOptions are the flags of kumo up.
 type upOptions struct {

@@ -1,4 +1,4 @@
-package cli
+package servercmd
 
 import (
 	"fmt"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"kumo/internal/cli"
 	"kumo/internal/daemon"
 	"kumo/internal/model"
 )
@@ -51,7 +52,7 @@ store in --data-dir.`,
 // long ago (or until) they are at now.
 func printLease(w io.Writer, l model.Lease, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
-	line := func(key, value string) { fmt.Fprintf(tw, "%s:\t%s\n", key, escapeControl(value)) }
+	line := func(key, value string) { fmt.Fprintf(tw, "%s:\t%s\n", key, cli.EscapeControl(value)) }
 	at := func(t time.Time) string {
 		d := now.Sub(t).Round(100 * time.Millisecond)
 		if d >= 0 {
