@@ -40,8 +40,8 @@ import (
 	"sync"
 	"time"
 
-	"kumo/internal/controller"
 	"kumo/internal/agentproto"
+	"kumo/internal/controller"
 	"kumo/internal/model"
 	"kumo/internal/provider"
 	"kumo/internal/store"
