@@ -113,7 +113,9 @@ func newRuntime(o Options, st store.Store, base string) (*nodeRuntime, error) {
 	return rt, nil
 }
 
-// newLoops builds one term's reconcile loops.
+// newLoops builds one term's reconcile loops. They tell each other of
+// changes only through rt.changed, which reaches the loops of whichever
+// replica leads (through the store's feed when replicas share one).
 func (rt *nodeRuntime) newLoops() *loops {
 	o, st := rt.o, rt.st
 	l := &loops{}
@@ -123,14 +125,14 @@ func (rt *nodeRuntime) newLoops() *loops {
 		Changed: rt.changed, Log: o.Log})
 	l.scaler = autoscale.New(autoscale.Config{
 		Store: st, Providers: rt.providers, Regions: rt.regions,
-		AgentURL: rt.agentURL, AgentCAFile: rt.caFile, Sessions: rt.hub, Changed: l.dispatch.Notify, Log: o.Log,
+		AgentURL: rt.agentURL, AgentCAFile: rt.caFile, Sessions: rt.hub, Changed: rt.changed, Log: o.Log,
 	})
 	l.health = nodehealth.New(nodehealth.Config{
 		Store: st, Providers: rt.providers, Regions: rt.regions,
 		HeartbeatTimeout: o.HeartbeatTimeout, BootTimeout: o.BootTimeout,
 		Liveness: rt.hub, Sender: rt.hub, Changed: rt.changed, Log: o.Log,
 	})
-	l.prov = provision.New(provision.Config{Store: st, Finalizer: l.scaler, Ready: l.scaler.Notify, Log: o.Log})
+	l.prov = provision.New(provision.Config{Store: st, Finalizer: l.scaler, Ready: rt.changed, Log: o.Log})
 	return l
 }
 
