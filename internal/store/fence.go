@@ -1,6 +1,13 @@
 package store
 
-import "context"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"kumo/internal/model"
+)
 
 // Fence is what WithFence attaches to a context: the lease a writer
 // holds and the term it holds it in.
@@ -27,4 +34,18 @@ func WithFence(ctx context.Context, name string, term int64) context.Context {
 func FenceFrom(ctx context.Context) (Fence, bool) {
 	f, ok := ctx.Value(fenceKey{}).(Fence)
 	return f, ok
+}
+
+// LeaseAcquired turns what a backend's LeaseAcquire transaction ended
+// with into its result: the lease taken; or, when another holder's lease
+// is valid (err wraps ErrLeaseHeld), that lease and an error naming its
+// holder and expiry; or the error.
+func LeaseAcquired(name string, l model.Lease, err error) (model.Lease, error) {
+	if errors.Is(err, ErrLeaseHeld) {
+		return l, fmt.Errorf("lease acquire %s: held by %s until %s: %w", name, l.Holder, l.ExpiresAt.Format(time.RFC3339Nano), err)
+	}
+	if err != nil {
+		return model.Lease{}, fmt.Errorf("lease acquire %s: %w", name, err)
+	}
+	return l, nil
 }

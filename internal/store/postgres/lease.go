@@ -77,13 +77,7 @@ func (s *Store) LeaseAcquire(ctx context.Context, name, holder, address string, 
 		}
 		return store.ErrLeaseHeld
 	})
-	if errors.Is(err, store.ErrLeaseHeld) {
-		return l, fmt.Errorf("lease acquire %s: held by %s until %s: %w", name, l.Holder, l.ExpiresAt.Format(time.RFC3339Nano), err)
-	}
-	if err != nil {
-		return model.Lease{}, fmt.Errorf("lease acquire %s: %w", name, err)
-	}
-	return l, nil
+	return store.LeaseAcquired(name, l, err)
 }
 
 // LeaseGet implements store.Store.

@@ -503,52 +503,27 @@ func TestFeedReconnect(t *testing.T) {
 // store with such rows and applied again on reopen.
 func TestFactsBackfill(t *testing.T) {
 	s, url := openTest(t)
-	const ws = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
-	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	for i, seq := range []int64{3, 41, 7} {
-		name := fmt.Sprintf("j%d", i)
-		j := model.Job{ID: ws + "/jobs/" + name, WorkspaceID: ws, Name: name, RunID: "run-" + name,
-			ComputeID: ws + "/computes/cpu", Command: "true", InstanceCount: 1, Status: model.JobQueued, Seq: seq, CreatedAt: t0}
-		if err := s.JobCreate(t.Context(), j); err != nil {
-			t.Fatalf("JobCreate: %v", err)
+	undo := func() {
+		for _, q := range []string{`DROP TRIGGER job_seq_insert ON jobs`, `DROP TRIGGER job_seq_update ON jobs`, `DROP FUNCTION job_seq_follow`,
+			`DROP TABLE job_seq`, `DROP INDEX nodes_by_ssh_port`, `ALTER TABLE compute_status DROP COLUMN failures`,
+			`ALTER TABLE compute_status DROP COLUMN last_failure`, `ALTER TABLE compute_status DROP COLUMN retry_at`,
+			`DELETE FROM schema_migrations WHERE version = 6`} {
+			if _, err := s.pool.Exec(t.Context(), q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
 		}
 	}
-	undo := []string{`DROP TRIGGER job_seq_insert ON jobs`, `DROP TRIGGER job_seq_update ON jobs`, `DROP FUNCTION job_seq_follow`,
-		`DROP TABLE job_seq`, `DROP INDEX nodes_by_ssh_port`, `ALTER TABLE compute_status DROP COLUMN failures`,
-		`ALTER TABLE compute_status DROP COLUMN last_failure`, `ALTER TABLE compute_status DROP COLUMN retry_at`,
-		`DELETE FROM schema_migrations WHERE version = 6`}
-	for _, q := range undo {
-		if _, err := s.pool.Exec(t.Context(), q); err != nil {
-			t.Fatalf("%s: %v", q, err)
+	insert := func(n model.Node) {
+		if err := s.NodeCreate(t.Context(), n); err != nil {
+			t.Fatalf("NodeCreate(%s): %v", n.ID, err)
 		}
 	}
-	ports := map[string]int{"a": 50000, "b": 50000, "c": 50001, "d": 0, "e": 0, "f": 50000}
-	for id, port := range ports {
-		if err := s.NodeCreate(t.Context(), model.Node{ID: id, ComputeID: ws + "/computes/cpu",
-			State: model.NodeIdle, SSHPort: port, CreatedAt: t0, StateSince: t0}); err != nil {
-			t.Fatalf("NodeCreate(%s): %v", id, err)
-		}
-	}
-	s2, err := Open(t.Context(), url)
-	if err != nil {
-		t.Fatalf("Open again: %v", err)
-	}
-	defer s2.Close()
-	if got, err := s2.JobNextSeq(t.Context()); err != nil || got != 42 {
-		t.Errorf("JobNextSeq = %d, %v; want 42, after the largest stored", got, err)
-	}
-	got := map[string]int{}
-	for id := range ports {
-		n, err := s2.NodeGet(t.Context(), id)
+	storetest.FactsBackfill(t, s, undo, insert, func() store.Store {
+		s2, err := Open(t.Context(), url)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("Open again: %v", err)
 		}
-		got[id] = n.SSHPort
-	}
-	// a keeps 50000 (first by ID), c its own 50001; b and f, which shared
-	// 50000, come after the largest port in order; d and e have none.
-	want := map[string]int{"a": 50000, "b": 50002, "c": 50001, "d": 0, "e": 0, "f": 50003}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("SSH ports after the migration (-want +got):\n%s", diff)
-	}
+		t.Cleanup(func() { s2.Close() })
+		return s2
+	})
 }

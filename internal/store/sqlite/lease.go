@@ -71,13 +71,7 @@ func (s *Store) LeaseAcquire(ctx context.Context, name, holder, address string, 
 			l.Name, l.Holder, l.Address, l.Term, rowcodec.EncTime(l.AcquiredAt), rowcodec.EncTime(l.RenewedAt), rowcodec.EncTime(l.ExpiresAt))
 		return err
 	})
-	if errors.Is(err, store.ErrLeaseHeld) {
-		return l, fmt.Errorf("lease acquire %s: held by %s until %s: %w", name, l.Holder, l.ExpiresAt.Format(time.RFC3339Nano), err)
-	}
-	if err != nil {
-		return model.Lease{}, fmt.Errorf("lease acquire %s: %w", name, err)
-	}
-	return l, nil
+	return store.LeaseAcquired(name, l, err)
 }
 
 // LeaseGet implements store.Store.

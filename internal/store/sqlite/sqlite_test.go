@@ -263,51 +263,25 @@ func TestFactsBackfill(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	const ws = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
-	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	for i, seq := range []int64{3, 41, 7} {
-		name := fmt.Sprintf("j%d", i)
-		j := model.Job{ID: ws + "/jobs/" + name, WorkspaceID: ws, Name: name, RunID: "run-" + name,
-			ComputeID: ws + "/computes/cpu", Command: "true", InstanceCount: 1, Status: model.JobQueued, Seq: seq, CreatedAt: t0}
-		if err := s.JobCreate(t.Context(), j); err != nil {
-			t.Fatalf("JobCreate: %v", err)
+	undo := func() {
+		for _, q := range []string{`DROP TRIGGER job_seq_insert`, `DROP TRIGGER job_seq_update`, `DROP TABLE job_seq`,
+			`DROP INDEX nodes_by_ssh_port`, `ALTER TABLE compute_status DROP COLUMN failures`,
+			`ALTER TABLE compute_status DROP COLUMN last_failure`, `ALTER TABLE compute_status DROP COLUMN retry_at`,
+			`DELETE FROM schema_migrations WHERE version = 14`} {
+			if _, err := s.w.ExecContext(t.Context(), q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
 		}
 	}
-	undo := []string{`DROP TRIGGER job_seq_insert`, `DROP TRIGGER job_seq_update`, `DROP TABLE job_seq`,
-		`DROP INDEX nodes_by_ssh_port`, `ALTER TABLE compute_status DROP COLUMN failures`,
-		`ALTER TABLE compute_status DROP COLUMN last_failure`, `ALTER TABLE compute_status DROP COLUMN retry_at`,
-		`DELETE FROM schema_migrations WHERE version = 14`}
-	for _, q := range undo {
-		if _, err := s.w.ExecContext(t.Context(), q); err != nil {
-			t.Fatalf("%s: %v", q, err)
+	insert := func(n model.Node) {
+		if _, err := s.w.ExecContext(t.Context(), nodeInsertSQL, rowcodec.NodeInsertArgs(n)...); err != nil {
+			t.Fatalf("insert node %s: %v", n.ID, err)
 		}
 	}
-	ports := map[string]int{"a": 50000, "b": 50000, "c": 50001, "d": 0, "e": 0, "f": 50000}
-	for id, port := range ports {
-		if _, err := s.w.ExecContext(t.Context(), nodeInsertSQL, rowcodec.NodeInsertArgs(model.Node{ID: id, ComputeID: ws + "/computes/cpu",
-			State: model.NodeIdle, SSHPort: port, CreatedAt: t0, StateSince: t0})...); err != nil {
-			t.Fatalf("insert node %s: %v", id, err)
-		}
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = openTest(t, path)
-	if got, err := s.JobNextSeq(t.Context()); err != nil || got != 42 {
-		t.Errorf("JobNextSeq = %d, %v; want 42, after the largest stored", got, err)
-	}
-	got := map[string]int{}
-	for id := range ports {
-		n, err := s.NodeGet(t.Context(), id)
-		if err != nil {
+	storetest.FactsBackfill(t, s, undo, insert, func() store.Store {
+		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
-		got[id] = n.SSHPort
-	}
-	// a keeps 50000 (first by ID), c its own 50001; b and f, which shared
-	// 50000, come after the largest port in order; d and e have none.
-	want := map[string]int{"a": 50000, "b": 50002, "c": 50001, "d": 0, "e": 0, "f": 50003}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("SSH ports after the migration (-want +got):\n%s", diff)
-	}
+		return openTest(t, path)
+	})
 }
