@@ -225,7 +225,7 @@ const (
 	nodePresenceClearSQL = `UPDATE node_presence SET replica = '', last_seen = $1 WHERE node_id = $2 AND replica = $3`
 	nodePresenceGetSQL   = `SELECT ` + rowcodec.NodePresenceColumns + ` FROM node_presence WHERE node_id = $1`
 	nodePresenceListSQL  = `SELECT ` + rowcodec.NodePresenceColumns + ` FROM node_presence ORDER BY node_id`
-	replicaSetSQL = `INSERT INTO replicas (name, address, secret_hash, heartbeat_at) VALUES ($1, $2, $3, $4)
+	replicaSetSQL        = `INSERT INTO replicas (name, address, secret_hash, heartbeat_at) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (name) DO UPDATE SET address = excluded.address, secret_hash = excluded.secret_hash,
 			heartbeat_at = excluded.heartbeat_at`
 	replicaGetSQL        = `SELECT ` + rowcodec.ReplicaColumns + ` FROM replicas WHERE name = $1`

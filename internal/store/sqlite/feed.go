@@ -40,7 +40,7 @@ const (
 	nodePresenceClearSQL = `UPDATE node_presence SET replica = '', last_seen = ? WHERE node_id = ? AND replica = ?`
 	nodePresenceGetSQL   = `SELECT ` + rowcodec.NodePresenceColumns + ` FROM node_presence WHERE node_id = ?`
 	nodePresenceListSQL  = `SELECT ` + rowcodec.NodePresenceColumns + ` FROM node_presence ORDER BY node_id`
-	replicaSetSQL = `INSERT INTO replicas (name, address, secret_hash, heartbeat_at) VALUES (?, ?, ?, ?)
+	replicaSetSQL        = `INSERT INTO replicas (name, address, secret_hash, heartbeat_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET address = excluded.address, secret_hash = excluded.secret_hash,
 			heartbeat_at = excluded.heartbeat_at`
 	replicaGetSQL        = `SELECT ` + rowcodec.ReplicaColumns + ` FROM replicas WHERE name = ?`
