@@ -163,6 +163,8 @@ func (h *Hub) welcomedConns() []*conn {
 
 // writePresence records, in one write, every held node's presence.
 func (h *Hub) writePresence(ctx context.Context) {
+	h.presWriteMu.Lock()
+	defer h.presWriteMu.Unlock()
 	h.mu.Lock()
 	ps := make([]model.NodePresence, 0, len(h.conns))
 	for id := range h.conns {
@@ -190,6 +192,8 @@ func (h *Hub) recordPresence(ctx context.Context, nodeID string) {
 	if h.cfg.Replica == "" {
 		return
 	}
+	h.presWriteMu.Lock()
+	defer h.presWriteMu.Unlock()
 	h.mu.Lock()
 	if h.conns[nodeID] == nil {
 		h.mu.Unlock()
@@ -236,6 +240,8 @@ func (h *Hub) disconnected(ctx context.Context, nodeID string) {
 	if h.cfg.Replica == "" {
 		return
 	}
+	h.presWriteMu.Lock()
+	defer h.presWriteMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
 	if err := h.cfg.Store.NodePresenceClear(ctx, nodeID, h.cfg.Replica, h.cfg.Now()); err != nil {
@@ -343,6 +349,10 @@ type presenceState struct {
 	relays      chan struct{}          // one token per relayed SSH stream being served
 
 	deliverMu sync.Mutex // one outbox delivery at a time
+
+	// presWriteMu orders the presence writes, so that a batch read before
+	// a node's change cannot overwrite it.
+	presWriteMu sync.Mutex
 
 	presMu sync.Mutex
 	pres   map[string]model.NodePresence // by node ID, as read at presAt
