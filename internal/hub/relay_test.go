@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -133,6 +134,7 @@ func TestRelayRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	b.hub.relays = make(chan struct{}, 1) // MaxRelays 1
 	pool := b.srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
 	resp, ag := dialAddr(t, b.srv.Listener.Addr().String(), pool, "n1", cred("n1"), agentproto.Upgrade, signedBy(e.key(t, "n1")))
 	if ag == nil {
@@ -230,5 +232,64 @@ func TestRelayRefused(t *testing.T) {
 	io.WriteString(nodeSide, "SSH-2.0-node\r\n")
 	if got, _ := bufio.NewReader(st).ReadString('\n'); got != "SSH-2.0-node\r\n" {
 		t.Errorf("bytes back through the relay = %q", got)
+	}
+
+	// While it lasts, a second relay is past MaxRelays.
+	raw2, err := tls.Dial("tcp", b.srv.Listener.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw2.Close()
+	if _, err := relayHandshake(t.Context(), raw2, b.srv.URL+RelaySSHPath+"n1", "a", "secret-a", "x"); err == nil ||
+		!strings.Contains(err.Error(), "503") {
+		t.Errorf("a second relay at once: %v, want 503", err)
+	}
+	select {
+	case extra := <-streams:
+		if extra != nil {
+			extra.Close()
+			t.Error("the refused relay opened a stream to the node")
+		}
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// TestSessionsByPresence: for a node it does not hold, a hub answers
+// Sessions from the presence another replica recorded.
+func TestSessionsByPresence(t *testing.T) {
+	now := time.Now()
+	closedAt := now.Add(-time.Minute).UTC()
+	tests := []struct {
+		name       string
+		replica    string // the hub's
+		presence   *model.NodePresence
+		wantOpen   int
+		wantClosed time.Time
+	}{
+		{"held by another replica", "a", &model.NodePresence{Replica: "b", LastSeen: now, SSHOpen: 2, SSHLastClosed: closedAt}, 2, closedAt},
+		{"left its replica", "a", &model.NodePresence{Replica: "", LastSeen: now, SSHOpen: 1, SSHLastClosed: closedAt}, 0, closedAt},
+		{"recorded by this replica before a restart", "a", &model.NodePresence{Replica: "a", LastSeen: now, SSHOpen: 1}, 0, time.Time{}},
+		{"never recorded", "a", nil, 0, time.Time{}},
+		{"hub without a replica ID", "", &model.NodePresence{Replica: "b", LastSeen: now, SSHOpen: 1}, 0, time.Time{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, _ := replicaStores(t, "sqlite")
+			e := newReplicaEnv(t, st)
+			if tt.presence != nil {
+				p := *tt.presence
+				p.NodeID = "n1"
+				if err := st.NodePresenceSet(t.Context(), []model.NodePresence{p}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h := New(Config{Store: st, Files: e.files, PresenceTTL: 10 * time.Second, Replica: tt.replica,
+				Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			defer h.Close()
+			open, closed := h.Sessions("n1")
+			if open != tt.wantOpen || !closed.Equal(tt.wantClosed) {
+				t.Errorf("Sessions(n1) = %d, %v; want %d, %v", open, closed, tt.wantOpen, tt.wantClosed)
+			}
+		})
 	}
 }
