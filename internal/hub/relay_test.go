@@ -267,6 +267,7 @@ func TestSessionsByPresence(t *testing.T) {
 		wantClosed time.Time
 	}{
 		{"held by another replica", "a", &model.NodePresence{Replica: "b", LastSeen: now, SSHOpen: 2, SSHLastClosed: closedAt}, 2, closedAt},
+		{"holder not heard from lately", "a", &model.NodePresence{Replica: "b", LastSeen: now.Add(-time.Minute), SSHOpen: 2, SSHLastClosed: closedAt}, 0, closedAt},
 		{"left its replica", "a", &model.NodePresence{Replica: "", LastSeen: now, SSHOpen: 1, SSHLastClosed: closedAt}, 0, closedAt},
 		{"recorded by this replica before a restart", "a", &model.NodePresence{Replica: "a", LastSeen: now, SSHOpen: 1}, 0, time.Time{}},
 		{"never recorded", "a", nil, 0, time.Time{}},

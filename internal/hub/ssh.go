@@ -42,9 +42,9 @@ func (h *Hub) Sessions(nodeID string) (open int, lastClosed time.Time) {
 	if s.lastClosed.After(p.SSHLastClosed) {
 		p.SSHLastClosed = s.lastClosed
 	}
-	if p.Replica == "" {
-		// No replica holds it: its logins ended with its agent's connection,
-		// as far as anyone can tell.
+	if p.Replica == "" || h.cfg.Now().Sub(p.LastSeen) > h.cfg.PresenceTTL {
+		// No replica holds it (or its holder is gone): its logins ended
+		// with its agent's connection, as far as anyone can tell.
 		return 0, p.SSHLastClosed
 	}
 	return p.SSHOpen, p.SSHLastClosed
