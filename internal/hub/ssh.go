@@ -26,7 +26,8 @@ type sessions struct {
 // Sessions reports the SSH logins open on a node, and when the last one
 // closed (zero if none has, since the hub started). For a node this hub
 // does not hold, it answers, with replicas, from the store's presence (at
-// most a second old) as the holding replica last recorded it. It never
+// most a second old) as the holding replica last recorded it; none are
+// open on a node no replica has heard from within PresenceTTL. It never
 // blocks for long and is safe for concurrent use.
 func (h *Hub) Sessions(nodeID string) (open int, lastClosed time.Time) {
 	h.mu.Lock()
