@@ -68,6 +68,11 @@ func (h *Hub) openRemote(ctx context.Context, nodeID, source string) (net.Conn, 
 	case err != nil:
 		return fail(err)
 	}
+	if r.Address == h.cfg.Address {
+		// Replicas that bind every interface register the loopback
+		// address: on other hosts, that is this replica itself.
+		return fail(fmt.Errorf("replica %s is registered at this replica's own address %s", p.Replica, r.Address))
+	}
 	u, err := url.Parse(r.Address)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return fail(fmt.Errorf("replica address %q is not an http(s) URL", r.Address))
