@@ -88,7 +88,6 @@ func newRuntime(o Options, st store.Store, base string) (*nodeRuntime, error) {
 			return nil, err
 		}
 	}
-	rt.hub = hub.New(hub.Config{Store: st, Files: files, HeartbeatInterval: o.HeartbeatInterval, Changed: rt.changed, Replica: replica, Log: o.Log})
 	// As root, nodes get uids of the first part of the range, one each, and
 	// local jobs the rest, one per running job.
 	if jobuser.Enabled() {
@@ -110,6 +109,10 @@ func newRuntime(o Options, st store.Store, base string) (*nodeRuntime, error) {
 			return nil, err
 		}
 	}
+	// The other replicas relay SSH streams through base, verified with the
+	// shared CA.
+	rt.hub = hub.New(hub.Config{Store: st, Files: files, HeartbeatInterval: o.HeartbeatInterval, Changed: rt.changed, Replica: replica,
+		Address: base, CAFile: rt.caFile, Log: o.Log})
 	return rt, nil
 }
 

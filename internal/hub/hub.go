@@ -67,6 +67,17 @@ type Config struct {
 	// MessageTTL is how long a message for a node held by another
 	// replica waits in the store to be taken; zero means 10 minutes.
 	MessageTTL time.Duration
+	// Address is this replica's base URL as the other replicas reach it
+	// (https://host:port), for their SSH relays to the nodes it holds;
+	// "" means they cannot reach it. Used with Replica only.
+	Address string
+	// CAFile is a PEM file of the CA that signed the other replicas'
+	// certificates, for this hub's SSH relays to them over https; ""
+	// means the system's roots.
+	CAFile string
+	// MaxRelays bounds the SSH streams this hub relays at once for other
+	// replicas; more are refused (503). Zero means 256.
+	MaxRelays int
 }
 
 // Hub tracks connected agents. Its methods are safe for concurrent use.
@@ -119,7 +130,12 @@ func New(cfg Config) *Hub {
 	if cfg.MessageTTL <= 0 {
 		cfg.MessageTTL = 10 * time.Minute
 	}
-	return &Hub{cfg: cfg, conns: map[string]*conn{}, lastSeen: map[string]time.Time{}, sessions: map[string]sessions{}}
+	if cfg.MaxRelays <= 0 {
+		cfg.MaxRelays = 256
+	}
+	h := &Hub{cfg: cfg, conns: map[string]*conn{}, lastSeen: map[string]time.Time{}, sessions: map[string]sessions{}}
+	h.relays = make(chan struct{}, cfg.MaxRelays)
+	return h
 }
 
 // ErrNotConnected is returned by Send for a node without a connection.
@@ -206,6 +222,7 @@ func (h *Hub) Routes() map[string]http.HandlerFunc {
 		"GET " + agentproto.SnapshotPath + "{id}":              h.serveSnapshot,
 		"PUT " + agentproto.ArtifactsPath + "{run}/artifacts":  h.serveArtifacts,
 		"GET " + agentproto.ArtifactsPath + "{run}/checkpoint": h.serveCheckpoint,
+		"GET " + RelaySSHPath + "{node}":                       h.serveRelaySSH,
 	}
 }
 

@@ -214,7 +214,7 @@ func (h *Hub) handle(ctx context.Context, c *conn, m agentproto.Message) error {
 	switch m.Type {
 	case agentproto.TypeHeartbeat:
 		if m.Sessions != nil && h.current(c) {
-			h.setSessions(c, *m.Sessions)
+			h.setSessions(ctx, c, *m.Sessions)
 		}
 		return nil
 	case agentproto.TypeAuthFailed:

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"kumo/internal/agentproto"
 	"kumo/internal/model"
+	"kumo/internal/secret"
 )
 
 // Several control plane replicas may share one store (PostgreSQL), each
@@ -23,8 +25,14 @@ import (
 // outbox. Connected and LastSeen answer for nodes held elsewhere from the
 // store's presence, read at most once a second.
 //
-// Sessions and OpenSSH stay local: they answer for this replica's own
-// connections only.
+// The presence also carries each node's SSH login count and when it last
+// fell to zero, written at once when the count changes: Sessions answers
+// for nodes held elsewhere from it. Each replica registers itself in the
+// store's replicas table at Start (its Config.Address and the SHA-256 of a
+// random per-process secret), refreshes the row with its presence writes,
+// and deletes it at Stop; OpenSSH reaches a node held by another replica
+// through that replica's relay route, authenticated by the caller's row
+// (relay.go).
 
 // NodeChannel is the store feed channel on which a hub announces that a
 // node's outbox has messages; the payload is the node's ID.
@@ -38,17 +46,27 @@ const presenceCacheAge = time.Second
 // context (Send, the presence writes).
 const storeTimeout = 10 * time.Second
 
-// Start starts the hub's replica service: the presence writes, the
-// outbox cleanup, and listening on NodeChannel. It does nothing without a
-// Config.Replica. Stop ends it.
+// Start starts the hub's replica service: the replica's registration, the
+// presence writes, the outbox cleanup, and listening on NodeChannel. It
+// does nothing without a Config.Replica. Stop ends it.
 func (h *Hub) Start(ctx context.Context) error {
 	if h.cfg.Replica == "" {
 		return nil
+	}
+	tok, _, hash, err := secret.NewToken()
+	if err != nil {
+		return fmt.Errorf("hub start: %w", err)
+	}
+	h.relaySecret.Store(&tok)
+	h.secretHash = hash
+	if err := h.register(ctx); err != nil {
+		return fmt.Errorf("hub start: %w", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	ch, err := h.cfg.Store.Subscribe(ctx, NodeChannel)
 	if err != nil {
 		cancel()
+		h.unregister()
 		return fmt.Errorf("hub start: %w", err)
 	}
 	done := make(chan struct{})
@@ -72,6 +90,27 @@ func (h *Hub) Stop() {
 	if cancel != nil {
 		cancel()
 		<-done
+		h.unregister()
+	}
+}
+
+// register creates or refreshes this replica's row in the store.
+func (h *Hub) register(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	r := model.Replica{Name: h.cfg.Replica, Address: h.cfg.Address, SecretHash: h.secretHash, HeartbeatAt: h.cfg.Now()}
+	if err := h.cfg.Store.ReplicaSet(ctx, r); err != nil {
+		return fmt.Errorf("register replica %s: %w", h.cfg.Replica, err)
+	}
+	return nil
+}
+
+// unregister deletes this replica's row: the others stop relaying to it.
+func (h *Hub) unregister() {
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	if err := h.cfg.Store.ReplicaDelete(ctx, h.cfg.Replica); err != nil {
+		h.cfg.Log.Error("hub: unregister replica", "replica", h.cfg.Replica, "err", err)
 	}
 }
 
@@ -84,6 +123,9 @@ func (h *Hub) serveReplica(ctx context.Context, ch <-chan string) {
 			return
 		case <-tick.C:
 			h.writePresence(ctx)
+			if err := h.register(ctx); err != nil {
+				h.cfg.Log.Error("hub: refresh replica", "err", err)
+			}
 			h.expireMessages(ctx)
 		case nodeID, ok := <-ch:
 			if !ok {
@@ -121,16 +163,48 @@ func (h *Hub) welcomedConns() []*conn {
 
 // writePresence records, in one write, every held node's presence.
 func (h *Hub) writePresence(ctx context.Context) {
+	h.presWriteMu.Lock()
+	defer h.presWriteMu.Unlock()
 	h.mu.Lock()
 	ps := make([]model.NodePresence, 0, len(h.conns))
 	for id := range h.conns {
-		ps = append(ps, model.NodePresence{NodeID: id, Replica: h.cfg.Replica, LastSeen: h.lastSeen[id]})
+		ps = append(ps, h.presenceOf(id))
 	}
 	h.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	if err := h.cfg.Store.NodePresenceSet(ctx, ps); err != nil {
 		h.cfg.Log.Error("hub: record node presence", "nodes", len(ps), "err", err)
+	}
+}
+
+// presenceOf returns a node's presence as this hub holds it; h.mu must
+// be held.
+func (h *Hub) presenceOf(nodeID string) model.NodePresence {
+	s := h.sessions[nodeID]
+	return model.NodePresence{NodeID: nodeID, Replica: h.cfg.Replica, LastSeen: h.lastSeen[nodeID],
+		SSHOpen: s.open, SSHLastClosed: s.lastClosed}
+}
+
+// recordPresence records in the store, at once, the presence of a node
+// this hub holds; nothing without a Config.Replica.
+func (h *Hub) recordPresence(ctx context.Context, nodeID string) {
+	if h.cfg.Replica == "" {
+		return
+	}
+	h.presWriteMu.Lock()
+	defer h.presWriteMu.Unlock()
+	h.mu.Lock()
+	if h.conns[nodeID] == nil {
+		h.mu.Unlock()
+		return
+	}
+	p := h.presenceOf(nodeID)
+	h.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	if err := h.cfg.Store.NodePresenceSet(ctx, []model.NodePresence{p}); err != nil {
+		h.cfg.Log.Error("hub: record node presence", "node", nodeID, "err", err)
 	}
 }
 
@@ -156,14 +230,7 @@ func (h *Hub) connected(ctx context.Context, c *conn) {
 	if h.cfg.Replica == "" {
 		return
 	}
-	h.mu.Lock()
-	seen := h.lastSeen[c.nodeID]
-	h.mu.Unlock()
-	wctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
-	if err := h.cfg.Store.NodePresenceSet(wctx, []model.NodePresence{{NodeID: c.nodeID, Replica: h.cfg.Replica, LastSeen: seen}}); err != nil {
-		h.cfg.Log.Error("hub: record node presence", "node", c.nodeID, "err", err)
-	}
+	h.recordPresence(ctx, c.nodeID)
 	h.deliverPending(ctx, c)
 }
 
@@ -173,6 +240,8 @@ func (h *Hub) disconnected(ctx context.Context, nodeID string) {
 	if h.cfg.Replica == "" {
 		return
 	}
+	h.presWriteMu.Lock()
+	defer h.presWriteMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
 	if err := h.cfg.Store.NodePresenceClear(ctx, nodeID, h.cfg.Replica, h.cfg.Now()); err != nil {
@@ -275,7 +344,15 @@ type presenceState struct {
 	svcCancel context.CancelFunc // ends the Start service; nil when not started
 	svcDone   chan struct{}
 
+	relaySecret atomic.Pointer[string] // this process's replica secret; set by Start
+	secretHash  string                 // its SHA-256 (secret.HashToken), as stored
+	relays      chan struct{}          // one token per relayed SSH stream being served
+
 	deliverMu sync.Mutex // one outbox delivery at a time
+
+	// presWriteMu orders the presence writes, so that a batch read before
+	// a node's change cannot overwrite it.
+	presWriteMu sync.Mutex
 
 	presMu sync.Mutex
 	pres   map[string]model.NodePresence // by node ID, as read at presAt

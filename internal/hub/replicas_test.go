@@ -62,14 +62,20 @@ type replica struct {
 
 func startReplica(t *testing.T, st store.Store, files *jobfiles.Files, id string) *replica {
 	t.Helper()
-	h := New(Config{Store: st, Files: files, HeartbeatInterval: 300 * time.Millisecond, PresenceTTL: 5 * time.Second,
-		Replica: id, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	// Every httptest TLS server has the same certificate: it is the
+	// replicas' shared CA.
 	mux := http.NewServeMux()
+	srv := httptest.NewTLSServer(mux)
+	t.Cleanup(srv.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := New(Config{Store: st, Files: files, HeartbeatInterval: 300 * time.Millisecond, PresenceTTL: 5 * time.Second,
+		Replica: id, Address: srv.URL, CAFile: ca, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	for pattern, handler := range h.Routes() {
 		mux.HandleFunc(pattern, handler)
 	}
-	srv := httptest.NewTLSServer(mux)
-	t.Cleanup(srv.Close)
 	if err := h.Start(t.Context()); err != nil {
 		t.Fatalf("Start: %v", err)
 	}

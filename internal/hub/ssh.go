@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -23,18 +24,37 @@ type sessions struct {
 }
 
 // Sessions reports the SSH logins open on a node, and when the last one
-// closed (zero if none has, since the hub started). It never blocks for
-// long and is safe for concurrent use.
+// closed (zero if none has, since the hub started). For a node this hub
+// does not hold, it answers, with replicas, from the store's presence (at
+// most a second old) as the holding replica last recorded it; none are
+// open on a node no replica has heard from within PresenceTTL. It never
+// blocks for long and is safe for concurrent use.
 func (h *Hub) Sessions(nodeID string) (open int, lastClosed time.Time) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	s := h.sessions[nodeID]
-	return s.open, s.lastClosed
+	s, local := h.sessions[nodeID], h.conns[nodeID] != nil
+	h.mu.Unlock()
+	if local || h.cfg.Replica == "" {
+		return s.open, s.lastClosed
+	}
+	p, ok := h.presence(nodeID)
+	if !ok || p.Replica == h.cfg.Replica {
+		return s.open, s.lastClosed
+	}
+	if s.lastClosed.After(p.SSHLastClosed) {
+		p.SSHLastClosed = s.lastClosed
+	}
+	if p.Replica == "" || h.cfg.Now().Sub(p.LastSeen) > h.cfg.PresenceTTL {
+		// No replica holds it (or its holder is gone): its logins ended
+		// with its agent's connection, as far as anyone can tell.
+		return 0, p.SSHLastClosed
+	}
+	return p.SSHOpen, p.SSHLastClosed
 }
 
 // setSessions records a node's reported count; when it falls to zero the
-// autoscaler is told, so that the node's idle clock starts now.
-func (h *Hub) setSessions(c *conn, open int) {
+// autoscaler is told, so that the node's idle clock starts now. With
+// replicas, a change is recorded in the node's presence at once.
+func (h *Hub) setSessions(ctx context.Context, c *conn, open int) {
 	now := h.cfg.Now()
 	h.mu.Lock()
 	s := h.sessions[c.nodeID]
@@ -46,15 +66,26 @@ func (h *Hub) setSessions(c *conn, open int) {
 	h.sessions[c.nodeID] = s
 	h.mu.Unlock()
 	if was != s.open {
+		h.recordPresence(ctx, c.nodeID)
 		h.cfg.Changed(c.computeID)
 	}
 }
 
 // OpenSSH opens a byte stream to a node's SSH server through its agent's
 // connection; source names the caller in the node's records of refused
-// logins. It returns ErrNotConnected (wrapped) when the node's agent holds
-// no connection.
+// logins. With replicas, a node held by another replica is reached
+// through that replica (see relay.go). It returns ErrNotConnected
+// (wrapped) when no replica holds the node's agent's connection.
 func (h *Hub) OpenSSH(ctx context.Context, nodeID, source string) (net.Conn, error) {
+	st, err := h.openLocal(nodeID, source)
+	if errors.Is(err, ErrNotConnected) && h.cfg.Replica != "" && h.remote(nodeID) {
+		return h.openRemote(ctx, nodeID, source)
+	}
+	return st, err
+}
+
+// openLocal opens a stream on this hub's own connection to the node.
+func (h *Hub) openLocal(nodeID, source string) (net.Conn, error) {
 	h.mu.Lock()
 	c := h.conns[nodeID]
 	h.mu.Unlock()

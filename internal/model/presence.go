@@ -13,6 +13,29 @@ type NodePresence struct {
 	// LastSeen is when the node's agent last sent anything, by the clock
 	// of the replica that recorded it.
 	LastSeen time.Time
+	// SSHOpen is how many SSH logins the node's agent last reported open,
+	// as the replica holding it recorded; 0 when none or unknown.
+	SSHOpen int
+	// SSHLastClosed is when the node's SSH login count last fell to zero,
+	// by the recording replica's clock; zero if it never did while a
+	// replica held the node.
+	SSHLastClosed time.Time
+}
+
+// Replica is a control plane replica sharing the store, as it registers
+// itself so that the others can reach it (to relay SSH streams to the
+// nodes it holds).
+type Replica struct {
+	// Name is the replica's ID (the hub's Config.Replica).
+	Name string
+	// Address is the replica's base URL, as the other replicas reach it.
+	Address string
+	// SecretHash is the SHA-256 of the replica's per-process secret
+	// (secret.HashToken); the secret itself is never stored.
+	SecretHash string
+	// HeartbeatAt is when the replica last refreshed its row, by its own
+	// clock.
+	HeartbeatAt time.Time
 }
 
 // NodeMessage is an agent protocol message waiting in the store for the

@@ -291,6 +291,14 @@ type Store interface {
 	NodePresenceGet(ctx context.Context, nodeID string) (model.NodePresence, error)
 	// NodePresenceList returns every node's presence ordered by NodeID.
 	NodePresenceList(ctx context.Context) ([]model.NodePresence, error)
+	// ReplicaSet creates or replaces the replica r.Name.
+	ReplicaSet(ctx context.Context, r model.Replica) error
+	// ReplicaGet returns a replica; ErrNotFound when none is registered
+	// by that name.
+	ReplicaGet(ctx context.Context, name string) (model.Replica, error)
+	// ReplicaDelete removes a replica; removing one that is not there is
+	// not an error.
+	ReplicaDelete(ctx context.Context, name string) error
 	// NodeMessageAppend adds m to its node's outbox; the store sets its
 	// Seq (m.Seq is ignored).
 	NodeMessageAppend(ctx context.Context, m model.NodeMessage) error

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -214,14 +215,21 @@ func (l *listener) session(ctx context.Context, resync bool) (connected bool) {
 }
 
 const (
-	nodePresenceSetSQL = `INSERT INTO node_presence (node_id, replica, last_seen)
-		SELECT p.node_id, p.replica, p.last_seen
-		FROM unnest($1::text[], $2::text[], $3::text[]) AS p(node_id, replica, last_seen)
+	nodePresenceSetSQL = `INSERT INTO node_presence (node_id, replica, last_seen, ssh_open, ssh_last_closed)
+		SELECT p.node_id, p.replica, p.last_seen, p.ssh_open, p.ssh_last_closed
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[])
+			AS p(node_id, replica, last_seen, ssh_open, ssh_last_closed)
 		WHERE EXISTS (SELECT 1 FROM nodes WHERE id = p.node_id)
-		ON CONFLICT (node_id) DO UPDATE SET replica = excluded.replica, last_seen = excluded.last_seen`
+		ON CONFLICT (node_id) DO UPDATE SET replica = excluded.replica, last_seen = excluded.last_seen,
+			ssh_open = excluded.ssh_open, ssh_last_closed = excluded.ssh_last_closed`
 	nodePresenceClearSQL = `UPDATE node_presence SET replica = '', last_seen = $1 WHERE node_id = $2 AND replica = $3`
 	nodePresenceGetSQL   = `SELECT ` + rowcodec.NodePresenceColumns + ` FROM node_presence WHERE node_id = $1`
 	nodePresenceListSQL  = `SELECT ` + rowcodec.NodePresenceColumns + ` FROM node_presence ORDER BY node_id`
+	replicaSetSQL        = `INSERT INTO replicas (name, address, secret_hash, heartbeat_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (name) DO UPDATE SET address = excluded.address, secret_hash = excluded.secret_hash,
+			heartbeat_at = excluded.heartbeat_at`
+	replicaGetSQL        = `SELECT ` + rowcodec.ReplicaColumns + ` FROM replicas WHERE name = $1`
+	replicaDeleteSQL     = `DELETE FROM replicas WHERE name = $1`
 	nodeMessageAppendSQL = `INSERT INTO node_messages (node_id, body, created_at) VALUES ($1, $2, $3)`
 	nodeMessageTakeSQL   = `DELETE FROM node_messages WHERE node_id = $1 RETURNING ` + rowcodec.NodeMessageColumns
 	nodeMessageExpireSQL = `DELETE FROM node_messages WHERE created_at < $1`
@@ -237,14 +245,17 @@ func (s *Store) NodePresenceSet(ctx context.Context, ps []model.NodePresence) er
 	for i, p := range ps {
 		last[p.NodeID] = i
 	}
-	ids, replicas, seen := make([]string, 0, len(last)), make([]string, 0, len(last)), make([]string, 0, len(last))
+	n := len(last)
+	ids, replicas, seen := make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+	open, closed := make([]int32, 0, n), make([]string, 0, n)
 	for i, p := range ps {
 		if last[p.NodeID] != i {
 			continue
 		}
 		ids, replicas, seen = append(ids, p.NodeID), append(replicas, p.Replica), append(seen, rowcodec.EncTime(p.LastSeen))
+		open, closed = append(open, int32(min(max(p.SSHOpen, 0), math.MaxInt32))), append(closed, rowcodec.EncZeroTime(p.SSHLastClosed))
 	}
-	if _, err := s.exec(ctx, nodePresenceSetSQL, ids, replicas, seen); err != nil {
+	if _, err := s.exec(ctx, nodePresenceSetSQL, ids, replicas, seen, open, closed); err != nil {
 		return fmt.Errorf("node presence set: %w", err)
 	}
 	return nil
@@ -274,6 +285,31 @@ func (s *Store) NodePresenceList(ctx context.Context) ([]model.NodePresence, err
 		return nil, fmt.Errorf("node presence list: %w", err)
 	}
 	return ps, nil
+}
+
+// ReplicaSet implements store.Store.
+func (s *Store) ReplicaSet(ctx context.Context, r model.Replica) error {
+	if _, err := s.exec(ctx, replicaSetSQL, r.Name, r.Address, r.SecretHash, rowcodec.EncTime(r.HeartbeatAt)); err != nil {
+		return fmt.Errorf("replica set %s: %w", r.Name, err)
+	}
+	return nil
+}
+
+// ReplicaGet implements store.Store.
+func (s *Store) ReplicaGet(ctx context.Context, name string) (model.Replica, error) {
+	r, err := rowcodec.ScanReplica(s.pool.QueryRow(ctx, replicaGetSQL, name))
+	if err != nil {
+		return model.Replica{}, fmt.Errorf("replica get %s: %w", name, notFound(err))
+	}
+	return r, nil
+}
+
+// ReplicaDelete implements store.Store.
+func (s *Store) ReplicaDelete(ctx context.Context, name string) error {
+	if _, err := s.exec(ctx, replicaDeleteSQL, name); err != nil {
+		return fmt.Errorf("replica delete %s: %w", name, err)
+	}
+	return nil
 }
 
 // NodeMessageAppend implements store.Store.

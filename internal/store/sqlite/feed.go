@@ -33,12 +33,18 @@ func (s *Store) Subscribe(ctx context.Context, channel string) (<-chan string, e
 }
 
 const (
-	nodePresenceSetSQL = `INSERT INTO node_presence (node_id, replica, last_seen)
-		SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM nodes WHERE id = ?)
-		ON CONFLICT (node_id) DO UPDATE SET replica = excluded.replica, last_seen = excluded.last_seen`
+	nodePresenceSetSQL = `INSERT INTO node_presence (node_id, replica, last_seen, ssh_open, ssh_last_closed)
+		SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM nodes WHERE id = ?)
+		ON CONFLICT (node_id) DO UPDATE SET replica = excluded.replica, last_seen = excluded.last_seen,
+			ssh_open = excluded.ssh_open, ssh_last_closed = excluded.ssh_last_closed`
 	nodePresenceClearSQL = `UPDATE node_presence SET replica = '', last_seen = ? WHERE node_id = ? AND replica = ?`
 	nodePresenceGetSQL   = `SELECT ` + rowcodec.NodePresenceColumns + ` FROM node_presence WHERE node_id = ?`
 	nodePresenceListSQL  = `SELECT ` + rowcodec.NodePresenceColumns + ` FROM node_presence ORDER BY node_id`
+	replicaSetSQL        = `INSERT INTO replicas (name, address, secret_hash, heartbeat_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET address = excluded.address, secret_hash = excluded.secret_hash,
+			heartbeat_at = excluded.heartbeat_at`
+	replicaGetSQL        = `SELECT ` + rowcodec.ReplicaColumns + ` FROM replicas WHERE name = ?`
+	replicaDeleteSQL     = `DELETE FROM replicas WHERE name = ?`
 	nodeMessageAppendSQL = `INSERT INTO node_messages (node_id, body, created_at) VALUES (?, ?, ?)`
 	nodeMessageListSQL   = `SELECT ` + rowcodec.NodeMessageColumns + ` FROM node_messages WHERE node_id = ? ORDER BY seq`
 	nodeMessageDeleteSQL = `DELETE FROM node_messages WHERE node_id = ? AND seq <= ?`
@@ -57,7 +63,8 @@ func (s *Store) NodePresenceSet(ctx context.Context, ps []model.NodePresence) er
 	err = s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		st := tx.StmtContext(ctx, st)
 		for _, p := range ps {
-			if _, err := st.ExecContext(ctx, p.NodeID, p.Replica, rowcodec.EncTime(p.LastSeen), p.NodeID); err != nil {
+			if _, err := st.ExecContext(ctx, p.NodeID, p.Replica, rowcodec.EncTime(p.LastSeen),
+				max(p.SSHOpen, 0), rowcodec.EncZeroTime(p.SSHLastClosed), p.NodeID); err != nil {
 				return err
 			}
 		}
@@ -93,6 +100,31 @@ func (s *Store) NodePresenceList(ctx context.Context) ([]model.NodePresence, err
 		return nil, fmt.Errorf("node presence list: %w", err)
 	}
 	return ps, nil
+}
+
+// ReplicaSet implements store.Store.
+func (s *Store) ReplicaSet(ctx context.Context, r model.Replica) error {
+	if _, err := s.exec(ctx, replicaSetSQL, r.Name, r.Address, r.SecretHash, rowcodec.EncTime(r.HeartbeatAt)); err != nil {
+		return fmt.Errorf("replica set %s: %w", r.Name, err)
+	}
+	return nil
+}
+
+// ReplicaGet implements store.Store.
+func (s *Store) ReplicaGet(ctx context.Context, name string) (model.Replica, error) {
+	r, err := rowcodec.ScanReplica(s.keyRow(ctx, replicaGetSQL, name))
+	if err != nil {
+		return model.Replica{}, fmt.Errorf("replica get %s: %w", name, notFound(err))
+	}
+	return r, nil
+}
+
+// ReplicaDelete implements store.Store.
+func (s *Store) ReplicaDelete(ctx context.Context, name string) error {
+	if _, err := s.exec(ctx, replicaDeleteSQL, name); err != nil {
+		return fmt.Errorf("replica delete %s: %w", name, err)
+	}
+	return nil
 }
 
 // NodeMessageAppend implements store.Store.

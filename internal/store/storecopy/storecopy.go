@@ -146,8 +146,9 @@ const derivedList = "('job_counts')"
 // replicas' state rather than the team's, not copied on either side: which
 // replica holds which node and messages on their way to nodes (the
 // replicas write them afresh once they run on the target), and leases
-// (who leads, on which clock: the target's replicas elect a leader).
-const transientList = "('node_presence', 'node_messages', 'leases')"
+// (who leads, on which clock: the target's replicas elect a leader), and
+// the replicas registered (each registers itself as it starts).
+const transientList = "('node_presence', 'node_messages', 'leases', 'replicas')"
 
 // sameTables returns an error unless the SQLite schema has exactly the
 // target's tables.

@@ -17,6 +17,8 @@ var presenceTests = []test{
 	{"SetGetList", testPresenceSetGetList},
 	{"Clear", testPresenceClear},
 	{"GoesWithNode", testPresenceGoesWithNode},
+	{"SSHLogins", testPresenceSSHLogins},
+	{"Replicas", testReplicas},
 	{"MessagesInOrder", testNodeMessagesInOrder},
 	{"MessagesTakenOnce", testNodeMessagesTakenOnce},
 	{"MessagesExpire", testNodeMessagesExpire},
@@ -225,5 +227,96 @@ func testNodeMessagesExpire(t *testing.T, s store.Store) {
 	ms, err := s.NodeMessageTake(ctx, "n1")
 	if err != nil || len(ms) != 1 || !ms[0].CreatedAt.Equal(at(62)) {
 		t.Errorf("NodeMessageTake after expiry = %v, %v; want the message of at(62)", ms, err)
+	}
+}
+
+func testPresenceSSHLogins(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	mustCreateNode(t, s, newNode("n1", "c", model.NodeIdle))
+	mustCreateNode(t, s, newNode("n2", "c", model.NodeIdle))
+	steps := []struct {
+		name string
+		set  []model.NodePresence
+		want []model.NodePresence
+	}{
+		{
+			name: "opened, never closed",
+			set:  []model.NodePresence{{NodeID: "n1", Replica: "r1", LastSeen: at(30), SSHOpen: 2}},
+			want: []model.NodePresence{{NodeID: "n1", Replica: "r1", LastSeen: at(30), SSHOpen: 2}},
+		},
+		{
+			name: "all closed, in a batch with another node",
+			set: []model.NodePresence{
+				{NodeID: "n1", Replica: "r1", LastSeen: at(31), SSHLastClosed: at(31)},
+				{NodeID: "n2", Replica: "r1", LastSeen: at(31), SSHOpen: 1, SSHLastClosed: at(20)},
+			},
+			want: []model.NodePresence{
+				{NodeID: "n1", Replica: "r1", LastSeen: at(31), SSHLastClosed: at(31)},
+				{NodeID: "n2", Replica: "r1", LastSeen: at(31), SSHOpen: 1, SSHLastClosed: at(20)},
+			},
+		},
+	}
+	for _, st := range steps {
+		if err := s.NodePresenceSet(ctx, st.set); err != nil {
+			t.Fatalf("%s: NodePresenceSet: %v", st.name, err)
+		}
+		got, err := s.NodePresenceList(ctx)
+		if err != nil {
+			t.Fatalf("%s: NodePresenceList: %v", st.name, err)
+		}
+		if diff := cmp.Diff(st.want, got); diff != "" {
+			t.Errorf("%s: NodePresenceList (-want +got):\n%s", st.name, diff)
+		}
+	}
+	// A clear keeps what was last recorded of the node's logins.
+	if err := s.NodePresenceClear(ctx, "n2", "r1", at(40)); err != nil {
+		t.Fatalf("NodePresenceClear: %v", err)
+	}
+	p, err := s.NodePresenceGet(ctx, "n2")
+	if err != nil {
+		t.Fatalf("NodePresenceGet: %v", err)
+	}
+	want := model.NodePresence{NodeID: "n2", LastSeen: at(40), SSHOpen: 1, SSHLastClosed: at(20)}
+	if diff := cmp.Diff(want, p); diff != "" {
+		t.Errorf("NodePresenceGet after clear (-want +got):\n%s", diff)
+	}
+}
+
+func testReplicas(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if _, err := s.ReplicaGet(ctx, "r1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ReplicaGet before any: err = %v, want ErrNotFound", err)
+	}
+	r1 := model.Replica{Name: "r1", Address: "https://a.example:8443", SecretHash: "hash1", HeartbeatAt: at(30)}
+	r2 := model.Replica{Name: "r2", Address: "https://b.example:8443", SecretHash: "hash2", HeartbeatAt: at(30)}
+	for _, r := range []model.Replica{r1, r2} {
+		if err := s.ReplicaSet(ctx, r); err != nil {
+			t.Fatalf("ReplicaSet(%s): %v", r.Name, err)
+		}
+	}
+	// A later set replaces the row: a heartbeat, or a restart's new secret.
+	r1.SecretHash, r1.HeartbeatAt = "hash1b", at(35)
+	if err := s.ReplicaSet(ctx, r1); err != nil {
+		t.Fatalf("ReplicaSet(r1 again): %v", err)
+	}
+	for _, want := range []model.Replica{r1, r2} {
+		got, err := s.ReplicaGet(ctx, want.Name)
+		if err != nil {
+			t.Fatalf("ReplicaGet(%s): %v", want.Name, err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("ReplicaGet(%s) (-want +got):\n%s", want.Name, diff)
+		}
+	}
+	for range 2 { // the second delete finds nothing, which is no error
+		if err := s.ReplicaDelete(ctx, "r1"); err != nil {
+			t.Fatalf("ReplicaDelete: %v", err)
+		}
+	}
+	if _, err := s.ReplicaGet(ctx, "r1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ReplicaGet after delete: err = %v, want ErrNotFound", err)
+	}
+	if _, err := s.ReplicaGet(ctx, "r2"); err != nil {
+		t.Errorf("ReplicaGet(r2) after deleting r1: %v", err)
 	}
 }
