@@ -24,9 +24,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -73,6 +75,10 @@ type Options struct {
 	// database (in the controller lease and node presence); "" means the
 	// host name, the pid and a random suffix.
 	Replica string
+	// AdvertiseURL is the URL other replicas reach this one at (to relay
+	// SSH streams) and kumo admin leader shows; "" means the listen
+	// address (127.0.0.1 for a wildcard bind).
+	AdvertiseURL string
 	// AgentURLs are the control-plane URLs node agents are given, tried
 	// in turn: every replica's, or a load balancer's. None means this
 	// replica's own URL.
@@ -203,6 +209,11 @@ func Run(ctx context.Context, o Options) error {
 	if o.Replica == "" {
 		o.Replica = defaultReplica()
 	}
+	if o.AdvertiseURL != "" {
+		if u, err := url.Parse(o.AdvertiseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("--advertise-url %q: want https://HOST:PORT", o.AdvertiseURL)
+		}
+	}
 	if o.JobUIDs == (jobuser.Range{}) {
 		o.JobUIDs = jobuser.DefaultRange
 	}
@@ -275,7 +286,11 @@ func Run(ctx context.Context, o Options) error {
 		if o.CertFile != "" && o.KeyFile != "" {
 			cert, err = tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
 		} else {
-			cert, caPEM, err = selfSigned(o.DataDir, certHosts(host), now)
+			hosts := certHosts(host)
+			if u, err := url.Parse(o.AdvertiseURL); err == nil && u.Hostname() != "" && !slices.Contains(hosts, u.Hostname()) {
+				hosts = append(hosts, u.Hostname()) // other replicas verify it
+			}
+			cert, caPEM, err = selfSigned(o.DataDir, hosts, now)
 		}
 		if err != nil {
 			return fmt.Errorf("prepare TLS: %w", err)
@@ -310,7 +325,11 @@ func Run(ctx context.Context, o Options) error {
 		o.MemoryOvercommit = DefaultMemoryOvercommit
 	}
 	o.CPUOvercommit = cpuOver
-	rt, err := newRuntime(o, st, base)
+	advertise := base
+	if o.AdvertiseURL != "" {
+		advertise = o.AdvertiseURL
+	}
+	rt, err := newRuntime(o, st, base, advertise)
 	if err != nil {
 		ln.Close()
 		return err
@@ -355,7 +374,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer rt.stop()
-	leading, err := rt.runLeadership(ctx, base)
+	leading, err := rt.runLeadership(ctx, advertise)
 	if err != nil {
 		ln.Close()
 		return err

@@ -23,7 +23,7 @@ type leadership struct {
 // runLeadership takes part in the choice of a leader until stopped; the
 // loops run (rt.lead) for every term this replica holds, with a context
 // whose writes carry the term's fence.
-func (rt *nodeRuntime) runLeadership(ctx context.Context, base string) (*leadership, error) {
+func (rt *nodeRuntime) runLeadership(ctx context.Context, advertise string) (*leadership, error) {
 	o := rt.o
 	if o.Database == "" {
 		// One process serves a SQLite store (the data directory's lock
@@ -33,7 +33,7 @@ func (rt *nodeRuntime) runLeadership(ctx context.Context, base string) (*leaders
 			return nil, err
 		}
 	}
-	el, err := leader.New(leader.Config{Store: rt.st, Holder: o.Replica, Address: base, Log: o.Log})
+	el, err := leader.New(leader.Config{Store: rt.st, Holder: o.Replica, Address: advertise, Log: o.Log})
 	if err != nil {
 		return nil, err
 	}

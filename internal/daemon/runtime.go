@@ -60,7 +60,9 @@ type loops struct {
 	prov     *provision.Provisioner
 }
 
-func newRuntime(o Options, st store.Store, base string) (*nodeRuntime, error) {
+// newRuntime builds the runtime of a control plane serving at base and
+// known to other replicas as advertise.
+func newRuntime(o Options, st store.Store, base, advertise string) (*nodeRuntime, error) {
 	files, err := jobfiles.New(o.FilesDir)
 	if err != nil {
 		return nil, err
@@ -112,7 +114,7 @@ func newRuntime(o Options, st store.Store, base string) (*nodeRuntime, error) {
 	// The other replicas relay SSH streams through base, verified with the
 	// shared CA.
 	rt.hub = hub.New(hub.Config{Store: st, Files: files, HeartbeatInterval: o.HeartbeatInterval, Changed: rt.changed, Replica: replica,
-		Address: base, CAFile: rt.caFile, Log: o.Log})
+		Address: advertise, CAFile: rt.caFile, Log: o.Log})
 	return rt, nil
 }
 

@@ -62,6 +62,7 @@ func TestBadFlagsChangeNothing(t *testing.T) {
 	}{
 		{name: "up local compute", args: []string{"up", "--data-dir", "DIR", "--local-compute", "maybe"}, wantErr: `--local-compute "maybe": want on or off`},
 		{name: "up uid range", args: []string{"up", "--data-dir", "DIR", "--job-uid-range", "9-1"}, wantErr: "--job-uid-range"},
+		{name: "up advertise url", args: []string{"up", "--data-dir", "DIR", "--advertise-url", "kumo1:8443"}, wantErr: `--advertise-url "kumo1:8443": want https://HOST:PORT`},
 		{name: "up extra argument", args: []string{"up", "--data-dir", "DIR", "now"}, wantErr: `unknown command "now" for "kumo up"`},
 		{name: "agent without url", args: []string{"agent", "--node-id", "n1", "--work-dir", "DIR"}, wantErr: `required flag(s) "url" not set`},
 		{name: "agent low uid", args: []string{"agent", "--node-id", "n1", "--work-dir", "DIR", "--url", "https://127.0.0.1:1", "--job-uid", "5"}, wantErr: `--job-uid "5": want a uid of at least 1000`},

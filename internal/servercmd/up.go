@@ -88,6 +88,7 @@ kumo CLI and the Go SDK find the server.`,
 	f.StringVar(&o.localCompute, "local-compute", "on", `"off" refuses jobs on the built-in compute local, which runs them on this host`)
 	f.StringVar(&o.FilesDir, "files-dir", "", "directory for code snapshots, job logs and artifacts; replicas of one control plane share one on shared storage (default: files in the data directory)")
 	f.StringVar(&o.Replica, "replica", "", "name of this replica among those sharing the database (default: host name, pid and a random suffix)")
+	f.StringVar(&o.AdvertiseURL, "advertise-url", "", "URL other replicas reach this one at, https://HOST:PORT (default: the listen address; 127.0.0.1 for a wildcard bind)")
 	f.StringSliceVar(&o.AgentURLs, "agent-url", nil, "control-plane URL given to node agents, tried in turn; repeat it or separate with commas for every replica, or give a load balancer's (default: this replica's own URL)")
 	f.StringVar(&o.TLS, "tls", daemon.TLSAuto, `"auto" serves HTTPS with a self-signed certificate kept in the data directory; "off" serves plain HTTP (loopback only)`)
 	f.StringVar(&o.CertFile, "tls-cert", "", "PEM certificate to serve instead of the self-signed one")
