@@ -111,7 +111,7 @@ func newRuntime(o Options, st store.Store, base, advertise string) (*nodeRuntime
 			return nil, err
 		}
 	}
-	// The other replicas relay SSH streams through base, verified with the
+	// The other replicas relay SSH streams through advertise, verified with the
 	// shared CA.
 	rt.hub = hub.New(hub.Config{Store: st, Files: files, HeartbeatInterval: o.HeartbeatInterval, Changed: rt.changed, Replica: replica,
 		Address: advertise, CAFile: rt.caFile, Log: o.Log})
