@@ -3,11 +3,12 @@ package agentproto
 import (
 	"bufio"
 	"fmt"
-	"io"
 	"net"
 	"time"
 
 	"github.com/hashicorp/yamux"
+
+	"kumo/internal/stream"
 )
 
 // Accept is the control plane's side of a version 3 connection after it
@@ -16,7 +17,7 @@ import (
 // first bytes) and waits at most timeout for the agent's message stream.
 // Closing the returned session closes c.
 func Accept(c net.Conn, r *bufio.Reader, timeout time.Duration) (*yamux.Session, net.Conn, error) {
-	mux, err := yamux.Server(&bufferedConn{r: r, Conn: c}, MuxConfig())
+	mux, err := yamux.Server(&stream.Buffered{Conn: c, R: r}, MuxConfig())
 	if err != nil {
 		return nil, nil, fmt.Errorf("start streams: %w", err)
 	}
@@ -42,11 +43,3 @@ func Accept(c net.Conn, r *bufio.Reader, timeout time.Duration) (*yamux.Session,
 		return nil, nil, fmt.Errorf("accept message stream: no stream within %s", timeout)
 	}
 }
-
-// bufferedConn reads through r, which holds what was read of Conn ahead.
-type bufferedConn struct {
-	r io.Reader
-	net.Conn
-}
-
-func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }

@@ -15,11 +15,11 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"kumo/internal/secret"
 	"kumo/internal/store"
+	"kumo/internal/stream"
 )
 
 // An SSH stream to a node held by another replica is relayed by that
@@ -154,7 +154,7 @@ func relayHandshake(ctx context.Context, raw net.Conn, target, replica, tok, sou
 		return nil, err
 	}
 	raw.SetDeadline(time.Time{})
-	return &bufferedConn{Conn: raw, r: br}, nil
+	return &stream.Buffered{Conn: raw, R: br}, nil
 }
 
 // nodeNotConnectedCode is the error code of a relay to a node the replica
@@ -204,7 +204,7 @@ func (h *Hub) serveRelaySSH(w http.ResponseWriter, r *http.Request) {
 	if err := brw.Flush(); err != nil {
 		return
 	}
-	splice(&bufferedConn{Conn: c, r: brw.Reader}, st)
+	stream.Splice(&stream.Buffered{Conn: c, R: brw.Reader}, st)
 }
 
 // authReplica checks the caller's replica name and secret against its
@@ -234,38 +234,4 @@ func (h *Hub) authReplica(w http.ResponseWriter, r *http.Request) (string, bool)
 		return "", false
 	}
 	return name, true
-}
-
-// splice copies both ways until both directions end, passing on each
-// side's end of writing as a half close.
-func splice(a, b net.Conn) {
-	var wg sync.WaitGroup
-	cp := func(dst, src net.Conn) {
-		io.Copy(dst, src)
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		} else {
-			dst.Close()
-		}
-	}
-	wg.Go(func() { cp(a, b) })
-	cp(b, a)
-	wg.Wait()
-}
-
-// bufferedConn reads through r, which holds what was read of Conn ahead.
-type bufferedConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
-
-// CloseWrite ends the writing half of the connection where it has one,
-// else closes it.
-func (c *bufferedConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return c.Conn.Close()
 }

@@ -4,17 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
 	"kumo/api"
 	"kumo/internal/store"
+	"kumo/internal/stream"
 )
 
 // Tunnel opens byte streams to nodes' SSH servers; the agent hub
@@ -92,39 +91,6 @@ func (s *Server) computeNodeSSH(w http.ResponseWriter, r *http.Request) error {
 	if err := brw.Flush(); err != nil {
 		return nil
 	}
-	splice(&readerConn{r: brw.Reader, Conn: conn}, st)
+	stream.Splice(&stream.Buffered{Conn: conn, R: brw.Reader}, st)
 	return nil
-}
-
-// splice copies both ways until both directions end, passing on each
-// side's end of writing as a half close.
-func splice(a, b net.Conn) {
-	var wg sync.WaitGroup
-	cp := func(dst, src net.Conn) {
-		io.Copy(dst, src)
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		} else {
-			dst.Close()
-		}
-	}
-	wg.Go(func() { cp(a, b) })
-	cp(b, a)
-	wg.Wait()
-}
-
-// readerConn reads through r, which holds what was read of Conn ahead.
-type readerConn struct {
-	r io.Reader
-	net.Conn
-}
-
-func (c *readerConn) Read(p []byte) (int, error) { return c.r.Read(p) }
-
-// CloseWrite half-closes the underlying connection where it can.
-func (c *readerConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return c.Conn.Close()
 }
