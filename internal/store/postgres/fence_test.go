@@ -14,23 +14,31 @@ import (
 	"kumo/internal/store/rowcodec"
 )
 
+// leaderAndOther opens two Stores on one new database; the first holds
+// lease "controller" as "a" for 200ms.
+func leaderAndOther(t *testing.T) (s, other *Store, l model.Lease) {
+	t.Helper()
+	s, url := openTest(t)
+	other, err := Open(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	l, err = s.LeaseAcquire(t.Context(), "controller", "a", "", 200*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, other, l
+}
+
 // TestTakeoverWaitsForFencedWrite: a transaction fenced with the current
 // term locks the lease row FOR SHARE, so another replica's takeover of
 // the expired lease waits, on the row lock, until that transaction has
 // committed; the write it made is kept, and the takeover then gets the
 // next term, after which the same fence is refused.
 func TestTakeoverWaitsForFencedWrite(t *testing.T) {
-	s, url := openTest(t)
-	other, err := Open(t.Context(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	s, other, l := leaderAndOther(t)
 	ctx := t.Context()
-	l, err := s.LeaseAcquire(ctx, "controller", "a", "", 200*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
 	fenced := store.WithFence(ctx, "controller", l.Term)
 	w := model.Workspace{ID: "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws",
 		Subscription: "s", ResourceGroup: "rg", Name: "ws", CreatedAt: time.Unix(1, 0).UTC(), ModifiedAt: time.Unix(1, 0).UTC()}
@@ -115,17 +123,8 @@ func TestTakeoverWaitsForFencedWrite(t *testing.T) {
 // IdleInTransactionTimeout, so another replica takes over, and the frozen
 // one's transaction never commits.
 func TestFrozenFencedTransactionDoesNotBlockTakeover(t *testing.T) {
-	s, url := openTest(t)
-	other, err := Open(t.Context(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	s, other, l := leaderAndOther(t)
 	ctx := t.Context()
-	l, err := s.LeaseAcquire(ctx, "controller", "a", "", 200*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The frozen leader: a fenced transaction that took the lease row's
 	// lock and then stopped sending anything.
 	tx, err := s.pool.Begin(ctx)
