@@ -82,13 +82,19 @@ func TestGangJobRendezvous(t *testing.T) {
 // the survivor and one replacement.
 func TestGangEvictionReplacesOneNode(t *testing.T) {
 	bin := buildRendezvous(t)
-	s := startServer(t, "", append(fastNodes, "--eviction-lead-time", "2s")...)
+	// A node is lost only after 10 s of silence: on a loaded machine a
+	// rank's node missing heartbeats would end the attempt the test
+	// watches, and the eviction is what it is about.
+	s := startServer(t, "", append(fastNodes, "--eviction-lead-time", "2s", "--heartbeat-timeout", "10s")...)
 	createPriorityCluster(t, s, "spot", "LowPriority", 2)
 	submitGang(t, s, "ddp", "spot", bin+" -hold 4s", 2, 2)
 	var nodes []string
 	waitFor(t, 90*time.Second, "gang to meet", func() (bool, string) {
 		j := getJob(t, s, "ddp")
 		nodes = j.Properties.NodeIDs
+		if j.Properties.Status == api.JobFailed {
+			t.Fatalf("ddp failed before its gang met: %+v\nlog:\n%s", j.Properties, jobLog(t, s, "ddp"))
+		}
 		return j.Properties.Status == api.JobRunning && strings.Contains(jobLog(t, s, "ddp"), "rendezvous ok"), string(j.Properties.Status)
 	})
 	if len(nodes) != 2 {
