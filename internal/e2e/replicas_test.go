@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -60,12 +59,6 @@ func startReplicas(t testing.TB, n int, extra ...string) *replicaSet {
 	rs.servers = make([]*server, n)
 	t.Cleanup(func() {
 		if t.Failed() {
-			if os.Getenv("KUMO_DEBUG_REPLICAS") != "" {
-				out, _ := exec.Command("psql", db, "-c", "select id, state, job_id, state_since from nodes order by created_at",
-					"-c", "select * from node_presence", "-c", "select status, count(*) from jobs group by status",
-					"-c", "select count(*) from node_messages", "-c", "select * from leases").CombinedOutput()
-				t.Logf("database:\n%s", out)
-			}
 			for i, s := range rs.servers {
 				if s != nil {
 					out := s.out.String()

@@ -277,13 +277,7 @@ func TestSessionsByPresence(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			st, _ := replicaStores(t, "sqlite")
 			e := newReplicaEnv(t, st)
-			if tt.presence != nil {
-				p := *tt.presence
-				p.NodeID = "n1"
-				if err := st.NodePresenceSet(t.Context(), []model.NodePresence{p}); err != nil {
-					t.Fatal(err)
-				}
-			}
+			setPresence(t, st, "n1", tt.presence)
 			h := New(Config{Store: st, Files: e.files, PresenceTTL: 10 * time.Second, Replica: tt.replica,
 				Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 			defer h.Close()

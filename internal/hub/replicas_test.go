@@ -316,13 +316,7 @@ func TestConnectedByPresence(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			st, _ := replicaStores(t, "sqlite")
 			e := newReplicaEnv(t, st)
-			if tt.presence != nil {
-				p := *tt.presence
-				p.NodeID = "n1"
-				if err := st.NodePresenceSet(t.Context(), []model.NodePresence{p}); err != nil {
-					t.Fatal(err)
-				}
-			}
+			setPresence(t, st, "n1", tt.presence)
 			cs := &countingStore{Store: st}
 			h := New(Config{Store: cs, Files: e.files, PresenceTTL: 10 * time.Second, Replica: tt.replica,
 				Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -381,4 +375,17 @@ func TestHelloTakesOutbox(t *testing.T) {
 		p, err := e.st.NodePresenceGet(t.Context(), "n1")
 		return err == nil && p.Replica == "a"
 	})
+}
+
+// setPresence records p (when not nil) as node's presence.
+func setPresence(t *testing.T, st store.Store, node string, p *model.NodePresence) {
+	t.Helper()
+	if p == nil {
+		return
+	}
+	np := *p
+	np.NodeID = node
+	if err := st.NodePresenceSet(t.Context(), []model.NodePresence{np}); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"path/filepath"
 	"sync"
@@ -37,29 +36,12 @@ func TestGroupCommitFence(t *testing.T) {
 	stale := store.WithFence(ctx, "controller", old.Term)
 	current := store.WithFence(ctx, "controller", cur.Term)
 
-	const ws = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
-	job := func(name string) model.Job {
-		return model.Job{ID: ws + "/jobs/" + name, WorkspaceID: ws, Name: name, RunID: "run-" + name,
-			ComputeID: ws + "/computes/cpu", Command: "true", InstanceCount: 1, Status: model.JobQueued,
-			CreatedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
-	}
 	// Prepare the statements now: preparing needs the write connection,
 	// which the held transaction below keeps.
-	if err := s.JobCreate(current, job("warm")); err != nil {
+	if err := s.JobCreate(current, groupJob("warm")); err != nil {
 		t.Fatal(err)
 	}
-
-	hold, held := make(chan struct{}), make(chan struct{})
-	first := make(chan error, 1)
-	go func() {
-		first <- s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-			close(held)
-			<-hold
-			return nil
-		})
-	}()
-	<-held
-	before := s.group.txs.Load()
+	h := holdWriter(t, s)
 
 	writes := []struct {
 		name string
@@ -76,33 +58,19 @@ func TestGroupCommitFence(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make([]error, len(writes))
 	for i, w := range writes {
-		wg.Go(func() { errs[i] = s.JobCreate(w.ctx, job(w.name)) })
+		wg.Go(func() { errs[i] = s.JobCreate(w.ctx, groupJob(w.name)) })
 	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
-		s.group.mu.Lock()
-		n := len(s.group.queue)
-		s.group.mu.Unlock()
-		if n == len(writes) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d writes queued after 30s, want %d", n, len(writes))
-		}
-	}
-	close(hold)
-	if err := <-first; err != nil {
-		t.Fatalf("held write: %v", err)
-	}
+	h.release(t, len(writes))
 	wg.Wait()
 
-	if got := s.group.txs.Load() - before; got != 1 {
+	if got := h.groups(); got != 1 {
 		t.Errorf("the queued writes took %d transactions, want 1", got)
 	}
 	for i, w := range writes {
 		if !errors.Is(errs[i], w.want) {
 			t.Errorf("JobCreate(%s) = %v, want %v", w.name, errs[i], w.want)
 		}
-		_, err := s.JobGet(ctx, ws+"/jobs/"+w.name)
+		_, err := s.JobGet(ctx, testWS+"/jobs/"+w.name)
 		if stored := err == nil; stored != (w.want == nil) {
 			t.Errorf("job %s stored = %v (%v), want %v", w.name, stored, err, w.want == nil)
 		}

@@ -21,28 +21,11 @@ import (
 func TestGroupCommit(t *testing.T) {
 	s := openTest(t, filepath.Join(t.TempDir(), "kumo.db"))
 	ctx := t.Context()
-	const ws = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
-	job := func(name string) model.Job {
-		return model.Job{ID: ws + "/jobs/" + name, WorkspaceID: ws, Name: name, RunID: "run-" + name,
-			ComputeID: ws + "/computes/cpu", Command: "true", InstanceCount: 1, Status: model.JobQueued,
-			CreatedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
-	}
-	if err := s.JobCreate(ctx, job("taken")); err != nil {
+	if err := s.JobCreate(ctx, groupJob("taken")); err != nil {
 		t.Fatal(err)
 	}
-
 	// A write that holds the transaction until released.
-	hold, held := make(chan struct{}), make(chan struct{})
-	first := make(chan error, 1)
-	go func() {
-		first <- s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-			close(held)
-			<-hold
-			return nil
-		})
-	}()
-	<-held
-	before := s.group.txs.Load()
+	h := holdWriter(t, s)
 
 	errBoom := errors.New("boom")
 	names := []string{"a", "b", "taken", "c", "d"} // "taken" conflicts
@@ -52,7 +35,7 @@ func TestGroupCommit(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = s.JobCreate(ctx, job(name))
+			errs[i] = s.JobCreate(ctx, groupJob(name))
 		}()
 	}
 	wg.Add(1)
@@ -67,25 +50,10 @@ func TestGroupCommit(t *testing.T) {
 		})
 	}()
 	// Release the held transaction once every write is queued.
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		s.group.mu.Lock()
-		n := len(s.group.queue)
-		s.group.mu.Unlock()
-		if n == len(names)+1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d writes queued after 30s, want %d", n, len(names)+1)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	close(hold)
-	if err := <-first; err != nil {
-		t.Fatalf("held write: %v", err)
-	}
+	h.release(t, len(names)+1)
 	wg.Wait()
 
-	if got := s.group.txs.Load() - before; got != 1 {
+	if got := h.groups(); got != 1 {
 		t.Errorf("the queued writes took %d transactions, want 1", got)
 	}
 	for i, name := range names {
@@ -96,7 +64,7 @@ func TestGroupCommit(t *testing.T) {
 		if !errors.Is(errs[i], want) || (want == nil && errs[i] != nil) {
 			t.Errorf("JobCreate(%s) = %v, want %v", name, errs[i], want)
 		}
-		if _, err := s.JobGet(ctx, ws+"/jobs/"+name); err != nil {
+		if _, err := s.JobGet(ctx, testWS+"/jobs/"+name); err != nil {
 			t.Errorf("JobGet(%s) after its write returned: %v", name, err)
 		}
 	}
@@ -107,7 +75,7 @@ func TestGroupCommit(t *testing.T) {
 	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM events WHERE message = 'rolled back'`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("rows of the failed write: %d (%v), want none", n, err)
 	}
-	counts, err := s.JobCountByCompute(ctx, ws+"/computes/cpu", model.JobQueued)
+	counts, err := s.JobCountByCompute(ctx, testWS+"/computes/cpu", model.JobQueued)
 	if err != nil || counts[model.JobQueued] != 5 {
 		t.Errorf("queued jobs counted: %v (%v), want 5", counts, err)
 	}
@@ -138,3 +106,63 @@ func BenchmarkConcurrentWrites(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/float64(s.group.txs.Load()), "writes/tx")
 }
+
+// testWS is the workspace of groupJob's jobs.
+const testWS = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
+
+// groupJob is a queued job named name, for the group commit tests.
+func groupJob(name string) model.Job {
+	return model.Job{ID: testWS + "/jobs/" + name, WorkspaceID: testWS, Name: name, RunID: "run-" + name,
+		ComputeID: testWS + "/computes/cpu", Command: "true", InstanceCount: 1, Status: model.JobQueued,
+		CreatedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
+}
+
+// heldWriter is a transaction that holds the writer, so that writes queue
+// behind it for the next group.
+type heldWriter struct {
+	s      *Store
+	hold   chan struct{}
+	first  chan error
+	before int64 // group transactions begun when it took the writer
+}
+
+// holdWriter begins a transaction that holds the writer until release.
+func holdWriter(t *testing.T, s *Store) *heldWriter {
+	t.Helper()
+	h := &heldWriter{s: s, hold: make(chan struct{}), first: make(chan error, 1)}
+	held := make(chan struct{})
+	go func() {
+		h.first <- s.inTx(t.Context(), func(ctx context.Context, tx *sql.Tx) error {
+			close(held)
+			<-h.hold
+			return nil
+		})
+	}()
+	<-held
+	h.before = s.group.txs.Load()
+	return h
+}
+
+// release waits until n writes queue behind the held transaction, then
+// ends it.
+func (h *heldWriter) release(t *testing.T, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
+		h.s.group.mu.Lock()
+		q := len(h.s.group.queue)
+		h.s.group.mu.Unlock()
+		if q == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writes queued after 30s, want %d", q, n)
+		}
+	}
+	close(h.hold)
+	if err := <-h.first; err != nil {
+		t.Fatalf("held write: %v", err)
+	}
+}
+
+// groups returns how many group transactions began after the held one.
+func (h *heldWriter) groups() int64 { return h.s.group.txs.Load() - h.before }
