@@ -230,18 +230,21 @@ func (a *Autoscaler) Reconcile(ctx context.Context, computeID string) (Result, e
 			return Result{}, fmt.Errorf("list nodes: %w", err)
 		}
 	}
-	return res, a.writeStatus(ctx, comp.ID, prev, s, nodes, target, blocked, detail, now)
+	return res, a.writeStatus(ctx, comp, prev, s, nodes, target, blocked, detail, now)
 }
 
 // writeStatus records a cluster's status after a pass, when it changed, and
-// an event when a new reason blocks demand.
-func (a *Autoscaler) writeStatus(ctx context.Context, computeID string, prev model.ComputeStatus, s *computeState, nodes []model.Node, target int, blocked, detail string, now time.Time) error {
+// an event when a new reason blocks demand. A cluster's first status keeps
+// the allocation state the API showed before it (Steady since the compute
+// was written), so a quiet cluster's transition time does not move.
+func (a *Autoscaler) writeStatus(ctx context.Context, comp model.Compute, prev model.ComputeStatus, s *computeState, nodes []model.Node, target int, blocked, detail string, now time.Time) error {
 	active := countStates(nodes, model.NodePreparing, model.NodeIdle, model.NodeRunning)
 	if active > target && countStates(nodes, model.NodeLeaving) == 0 {
 		// Nodes kept until their idle time runs out are the cluster's
 		// present target, not a resize in progress (as AML reports it).
 		target = active
 	}
+	computeID := comp.ID
 	status := model.ComputeStatus{
 		ComputeID:       computeID,
 		TargetNodes:     target,
@@ -257,7 +260,10 @@ func (a *Autoscaler) writeStatus(ctx context.Context, computeID string, prev mod
 	if active != target || countStates(nodes, model.NodePreparing, model.NodeLeaving, model.NodeUnusable) > 0 {
 		status.Allocation = AllocationResizing
 	}
-	if status.Allocation != prev.Allocation || prev.AllocationSince.IsZero() {
+	switch {
+	case prev.AllocationSince.IsZero() && status.Allocation == AllocationSteady:
+		status.AllocationSince = comp.ModifiedAt
+	case status.Allocation != prev.Allocation || prev.AllocationSince.IsZero():
 		status.AllocationSince = now
 	}
 	if blocked == BlockedQuota || blocked == BlockedCapacity {

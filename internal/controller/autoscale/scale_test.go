@@ -143,6 +143,18 @@ func TestScaleUpLowPriorityQuota(t *testing.T) {
 	}
 }
 
+// A quiet cluster's first status keeps the transition time the API showed
+// before any pass: Steady since the compute was written.
+func TestFirstPassKeepsSteadySince(t *testing.T) {
+	e := newEnv(t, fake.Config{})
+	c := e.compute("cpu", model.ScaleSettings{MaxNodes: 4})
+	e.clock.Advance(5 * time.Second)
+	e.reconcile(c)
+	if got := e.status(c); got.Allocation != AllocationSteady || !got.AllocationSince.Equal(c.ModifiedAt) {
+		t.Errorf("status = %+v, want Steady since the compute was written (%v)", got, c.ModifiedAt)
+	}
+}
+
 func TestSteadyWhenAllUp(t *testing.T) {
 	e := newEnv(t, fake.Config{})
 	c := e.compute("cpu", model.ScaleSettings{MinNodes: 2, MaxNodes: 4, IdleTime: time.Minute})
