@@ -331,6 +331,7 @@ func runScale(b *testing.B, nodes int) {
 	b.ReportMetric(float64(lat[(len(lat)-1)*99/100])/1e6, "get-compute-p99-ms")
 	b.ReportMetric(rssMB("VmRSS"), "rss-MB")
 	b.ReportMetric(rssMB("VmHWM"), "peak-rss-MB")
+	b.ReportMetric(fileMB(path), "db-MB")
 }
 
 // finishing returns the update that ends the job a node runs, and frees
@@ -390,4 +391,14 @@ func cloneJobs(ctx context.Context, path string, n int) error {
 		FROM jobs, n WHERE jobs.name = 'j000000'`
 	_, err = db.ExecContext(ctx, q, n)
 	return err
+}
+
+// fileMB returns the size of the database file at path in MB, 0 if it
+// cannot be read.
+func fileMB(path string) float64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return float64(fi.Size()) / (1 << 20)
 }
