@@ -14,6 +14,12 @@ func BenchmarkJobLifecycle(b *testing.B) {
 	storetest.BenchJobLifecycle(b, s)
 }
 
+// BenchmarkJobHead is storetest.BenchJobHead on PostgreSQL.
+func BenchmarkJobHead(b *testing.B) {
+	s, _ := openTest(b)
+	storetest.BenchJobHead(b, s)
+}
+
 // BenchmarkJobSubmit is storetest.BenchJobSubmit on fresh PostgreSQL
 // databases.
 func BenchmarkJobSubmit(b *testing.B) {

@@ -146,3 +146,36 @@ func BenchJobSubmit(b *testing.B, open func(b *testing.B) store.Store) {
 		})
 	}
 }
+
+// BenchJobHead measures reading the head of a queue of 1,000 jobs as the
+// dispatcher does on every pass: the first job, then as many as it has
+// idle nodes (here 8), alternately.
+func BenchJobHead(b *testing.B, s store.Store) {
+	ctx := b.Context()
+	const ws = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
+	t0 := time.Date(2025, 3, 4, 5, 6, 7, 123456789, time.UTC)
+	for i := range 1000 {
+		name := fmt.Sprintf("job-%d", i)
+		j := model.Job{
+			ID: ws + "/jobs/" + name, WorkspaceID: ws, Name: name, RunID: fmt.Sprintf("run-%d", i),
+			ComputeID: ws + "/computes/cpu", Command: "true", InstanceCount: 1,
+			Status: model.JobQueued, Seq: int64(i + 1), CreatedAt: t0, CreatedBy: "alice",
+		}
+		if err := s.JobCreate(ctx, j); err != nil {
+			b.Fatalf("JobCreate: %v", err)
+		}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		limit := []int{1, 8}[i%2]
+		i++
+		js, err := s.JobHead(ctx, ws+"/computes/cpu", model.JobQueued, limit)
+		if err != nil {
+			b.Fatalf("JobHead: %v", err)
+		}
+		if len(js) != limit || js[0].Seq != 1 {
+			b.Fatalf("JobHead(%d) returned %d jobs, the first of Seq %d", limit, len(js), js[0].Seq)
+		}
+	}
+}
