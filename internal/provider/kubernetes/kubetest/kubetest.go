@@ -471,8 +471,12 @@ func (k *Kubelet) setStatus(ctx context.Context, pod *corev1.Pod, phase corev1.P
 	}
 }
 
-// kill stops the process's session: SIGTERM to it and every process
-// descended from it, SIGKILL after 5 s.
+// kill stops a pod's container as a kubelet does: SIGTERM to its main
+// process alone, and once that has exited, or after 5 s, SIGKILL to every
+// process left in it (here its session and every process descended from
+// its main process, which a container's cgroup would hold). A job the
+// node runs gets its SIGTERM from the agent, as in a real pod, not from
+// the kubelet behind the agent's back.
 func (p *proc) kill() {
 	select {
 	case <-p.done:
@@ -480,15 +484,12 @@ func (p *proc) kill() {
 	default:
 	}
 	pids := descendants(p.cmd.Process.Pid)
-	for _, pid := range pids {
-		syscall.Kill(pid, syscall.SIGTERM)
-	}
-	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
 	case <-time.After(5 * time.Second):
 	}
-	for _, pid := range append(pids, descendants(p.cmd.Process.Pid)...) {
+	for _, pid := range pids {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
 	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
