@@ -109,7 +109,7 @@ func TestPragmas(t *testing.T) {
 		{"reader query only", s.r, "query_only", "1"},
 		{"writer mmap", s.w, "mmap_size", "0"},
 		{"reader mmap", s.r, "mmap_size", "0"},
-		{"writer cache", s.w, "cache_size", "-32768"},
+		{"writer cache", s.w, "cache_size", fmt.Sprint(-writeCacheKiB)},
 		{"reader cache", s.r, "cache_size", "-2000"},
 		{"writer temp store", s.w, "temp_store", "2"}, // MEMORY
 	}
