@@ -13,18 +13,33 @@ import (
 // compare in one session: each backend's BenchmarkJobLifecycle and
 // BenchmarkJobReadAfterWrite call them on a fresh store.
 
+// benchWS is the workspace of the benchmarks' jobs, and benchT0 their
+// creation time.
+const benchWS = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
+
+var benchT0 = time.Date(2025, 3, 4, 5, 6, 7, 123456789, time.UTC)
+
+// benchJob returns the benchmarks' trivial job n: queued on compute cpu,
+// with Seq n.
+func benchJob(n int64) model.Job {
+	name := fmt.Sprintf("job-%d", n)
+	return model.Job{
+		ID: benchWS + "/jobs/" + name, WorkspaceID: benchWS, Name: name, RunID: fmt.Sprintf("run-%d", n),
+		ComputeID: benchWS + "/computes/cpu", Command: "true", InstanceCount: 1,
+		Status: model.JobQueued, Seq: n, CreatedAt: benchT0, CreatedBy: "alice",
+	}
+}
+
 // BenchJobLifecycle measures the control plane's write path for one
 // trivial job: create it, assign it to an idle node, start it, and finish
 // it, freeing the node. That is four write transactions, two of which
 // also change the node.
 func BenchJobLifecycle(b *testing.B, s store.Store) {
 	ctx := b.Context()
-	const ws = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
-	t0 := time.Date(2025, 3, 4, 5, 6, 7, 123456789, time.UTC)
 	node := model.Node{
-		ID: "node-1", ComputeID: ws + "/computes/cpu", State: model.NodeIdle,
+		ID: "node-1", ComputeID: benchWS + "/computes/cpu", State: model.NodeIdle,
 		CredentialHash: "0123456789abcdef", Address: "10.0.0.4", SSHPort: 50000,
-		CreatedAt: t0, StateSince: t0,
+		CreatedAt: benchT0, StateSince: benchT0,
 	}
 	if err := s.NodeCreate(ctx, node); err != nil {
 		b.Fatalf("NodeCreate: %v", err)
@@ -33,12 +48,7 @@ func BenchJobLifecycle(b *testing.B, s store.Store) {
 	seq := int64(0)
 	for b.Loop() {
 		seq++
-		name := fmt.Sprintf("job-%d", seq)
-		j := model.Job{
-			ID: ws + "/jobs/" + name, WorkspaceID: ws, Name: name, RunID: fmt.Sprintf("run-%d", seq),
-			ComputeID: node.ComputeID, Command: "true", InstanceCount: 1,
-			Status: model.JobQueued, Seq: seq, CreatedAt: t0, CreatedBy: "alice",
-		}
+		j := benchJob(seq)
 		if err := s.JobCreate(ctx, j); err != nil {
 			b.Fatalf("JobCreate: %v", err)
 		}
@@ -49,13 +59,13 @@ func BenchJobLifecycle(b *testing.B, s store.Store) {
 			b.Fatalf("JobUpdate(Preparing): %v", err)
 		}
 
-		j.Status, j.StartedAt = model.JobRunning, t0.Add(time.Second)
+		j.Status, j.StartedAt = model.JobRunning, benchT0.Add(time.Second)
 		if err := s.JobUpdate(ctx, j, model.JobPreparing, nil, ""); err != nil {
 			b.Fatalf("JobUpdate(Running): %v", err)
 		}
 
 		exit := 0
-		j.Status, j.EndedAt, j.ExitCode = model.JobCompleted, t0.Add(2*time.Second), &exit
+		j.Status, j.EndedAt, j.ExitCode = model.JobCompleted, benchT0.Add(2*time.Second), &exit
 		node.State, node.JobID = model.NodeIdle, ""
 		if err := s.JobUpdate(ctx, j, model.JobRunning, &node, model.NodeRunning); err != nil {
 			b.Fatalf("JobUpdate(Completed): %v", err)
@@ -69,18 +79,12 @@ func BenchJobLifecycle(b *testing.B, s store.Store) {
 // 1,000 queued ones, as a busy control plane does.
 func BenchJobReadAfterWrite(b *testing.B, s store.Store) {
 	ctx := b.Context()
-	const ws = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
-	t0 := time.Date(2025, 3, 4, 5, 6, 7, 123456789, time.UTC)
 	var jobs []model.Job
 	for i := range 6000 {
-		name := fmt.Sprintf("job-%d", i)
-		j := model.Job{
-			ID: ws + "/jobs/" + name, WorkspaceID: ws, Name: name, RunID: fmt.Sprintf("run-%d", i),
-			ComputeID: ws + "/computes/cpu", Command: "true", InstanceCount: 1,
-			Status: model.JobCompleted, Seq: int64(i + 1), CreatedAt: t0, CreatedBy: "alice",
-		}
-		if i >= 5000 {
-			j.Status = model.JobQueued
+		j := benchJob(int64(i + 1))
+		if i < 5000 {
+			j.Status = model.JobCompleted
+		} else {
 			jobs = append(jobs, j)
 		}
 		if err := s.JobCreate(ctx, j); err != nil {
@@ -112,8 +116,6 @@ func BenchJobReadAfterWrite(b *testing.B, s store.Store) {
 // from a counter in memory (as one control plane did before Seqs came from
 // the store), for comparison. open returns a fresh, empty store.
 func BenchJobSubmit(b *testing.B, open func(b *testing.B) store.Store) {
-	const ws = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
-	t0 := time.Date(2025, 3, 4, 5, 6, 7, 123456789, time.UTC)
 	for _, fromStore := range []bool{false, true} {
 		name := "MemorySeq"
 		if fromStore {
@@ -133,13 +135,7 @@ func BenchJobSubmit(b *testing.B, open func(b *testing.B) store.Store) {
 				} else {
 					seq++
 				}
-				name := fmt.Sprintf("job-%d", seq)
-				j := model.Job{
-					ID: ws + "/jobs/" + name, WorkspaceID: ws, Name: name, RunID: fmt.Sprintf("run-%d", seq),
-					ComputeID: ws + "/computes/cpu", Command: "true", InstanceCount: 1,
-					Status: model.JobQueued, Seq: seq, CreatedAt: t0, CreatedBy: "alice",
-				}
-				if err := s.JobCreate(ctx, j); err != nil {
+				if err := s.JobCreate(ctx, benchJob(seq)); err != nil {
 					b.Fatalf("JobCreate: %v", err)
 				}
 			}
@@ -152,16 +148,8 @@ func BenchJobSubmit(b *testing.B, open func(b *testing.B) store.Store) {
 // idle nodes (here 8), alternately.
 func BenchJobHead(b *testing.B, s store.Store) {
 	ctx := b.Context()
-	const ws = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
-	t0 := time.Date(2025, 3, 4, 5, 6, 7, 123456789, time.UTC)
 	for i := range 1000 {
-		name := fmt.Sprintf("job-%d", i)
-		j := model.Job{
-			ID: ws + "/jobs/" + name, WorkspaceID: ws, Name: name, RunID: fmt.Sprintf("run-%d", i),
-			ComputeID: ws + "/computes/cpu", Command: "true", InstanceCount: 1,
-			Status: model.JobQueued, Seq: int64(i + 1), CreatedAt: t0, CreatedBy: "alice",
-		}
-		if err := s.JobCreate(ctx, j); err != nil {
+		if err := s.JobCreate(ctx, benchJob(int64(i+1))); err != nil {
 			b.Fatalf("JobCreate: %v", err)
 		}
 	}
@@ -170,7 +158,7 @@ func BenchJobHead(b *testing.B, s store.Store) {
 	for b.Loop() {
 		limit := []int{1, 8}[i%2]
 		i++
-		js, err := s.JobHead(ctx, ws+"/computes/cpu", model.JobQueued, limit)
+		js, err := s.JobHead(ctx, benchWS+"/computes/cpu", model.JobQueued, limit)
 		if err != nil {
 			b.Fatalf("JobHead: %v", err)
 		}
