@@ -1,7 +1,6 @@
 package feed
 
 import (
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -9,9 +8,7 @@ import (
 	"go.uber.org/goleak"
 
 	"kumo/internal/store"
-	"kumo/internal/store/postgres"
-	"kumo/internal/store/postgres/pgtest"
-	"kumo/internal/store/sqlite"
+	"kumo/internal/store/replicatest"
 )
 
 func TestMain(m *testing.M) {
@@ -58,31 +55,6 @@ func (r *recorder) next(t *testing.T) ([]string, int) {
 	return append([]string(nil), r.got...), r.resyncs
 }
 
-// stores returns two stores on one fresh database of backend (SQLite:
-// the same one twice).
-func stores(t *testing.T, backend string) (store.Store, store.Store) {
-	t.Helper()
-	if backend == "sqlite" {
-		st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "kumo.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st, st
-	}
-	url := pgtest.NewDatabase(t)
-	var sts [2]store.Store
-	for i := range sts {
-		st, err := postgres.Open(t.Context(), url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		sts[i] = st
-	}
-	return sts[0], sts[1]
-}
-
 func start(t *testing.T, st store.Store, replica string, r *recorder) *Changes {
 	t.Helper()
 	c, err := New(Config{Store: st, Replica: replica, Changed: r.changed, Resync: r.resync})
@@ -97,9 +69,9 @@ func start(t *testing.T, st store.Store, replica string, r *recorder) *Changes {
 }
 
 func TestChangesAcrossReplicas(t *testing.T) {
-	for _, backend := range []string{"sqlite", "postgres"} {
+	for _, backend := range replicatest.Backends {
 		t.Run(backend, func(t *testing.T) {
-			stA, stB := stores(t, backend)
+			stA, stB := replicatest.Pair(t, backend)
 			ra, rb := newRecorder(), newRecorder()
 			a := start(t, stA, "a", ra)
 			start(t, stB, "b", rb)
@@ -132,7 +104,7 @@ func TestChangesAcrossReplicas(t *testing.T) {
 }
 
 func TestNewRefuses(t *testing.T) {
-	st, _ := stores(t, "sqlite")
+	st, _ := replicatest.Pair(t, "sqlite")
 	tests := []struct {
 		name string
 		cfg  Config

@@ -246,6 +246,22 @@ func (e *env) connect(t *testing.T, nodeID string, hello agentproto.Message) (*a
 	return a, a.recv()
 }
 
+// connectTo connects to the hub (a replica) served by srv as nodeID's
+// agent, and fails the test unless the hub welcomes it.
+func (e *env) connectTo(t *testing.T, srv *httptest.Server, nodeID string) *agent {
+	t.Helper()
+	pool := srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	resp, ag := dialAddr(t, srv.Listener.Addr().String(), pool, nodeID, cred(nodeID), agentproto.Upgrade, signedBy(e.key(t, nodeID)))
+	if ag == nil {
+		t.Fatalf("connect %s: %s, want 101", nodeID, resp.Status)
+	}
+	ag.send(agentproto.Message{Type: agentproto.TypeHello, Protocol: agentproto.Version, NodeID: nodeID})
+	if m := ag.recv(); m.Type != agentproto.TypeWelcome {
+		t.Fatalf("%s's first message = %s, want welcome", nodeID, m.Type)
+	}
+	return ag
+}
+
 func (a *agent) send(m agentproto.Message) {
 	a.t.Helper()
 	if err := a.enc.Send(m); err != nil {

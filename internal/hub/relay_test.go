@@ -19,6 +19,7 @@ import (
 	"kumo/internal/model"
 	"kumo/internal/secret"
 	"kumo/internal/store"
+	"kumo/internal/store/replicatest"
 )
 
 // sshCompute creates the workspace and compute of n1 with an admin
@@ -53,14 +54,10 @@ func sshCompute(t *testing.T, st store.Store) ssh.Signer {
 // node's host key checked) runs a command, and A's Sessions sees the login
 // open while it lasts and its close after.
 func TestReplicaSSH(t *testing.T) {
-	for _, backend := range backends {
+	for _, backend := range replicatest.Backends {
 		t.Run(backend, func(t *testing.T) {
-			stA, stB := replicaStores(t, backend)
-			e := newReplicaEnv(t, stA)
-			key := sshCompute(t, stA)
-			a := startReplica(t, stA, e.files, "a")
-			b := startReplica(t, stB, e.files, "b")
-			e.trust(t, a.srv)
+			var key ssh.Signer
+			e, stA, a, b := twoReplicas(t, backend, func(st store.Store) { key = sshCompute(t, st) })
 			e.runAgent(t, b.srv.URL)
 
 			waitFor(t, "A sees n1 connected to B", func() bool { return a.hub.Connected("n1") })
@@ -135,15 +132,7 @@ func TestRelayRefused(t *testing.T) {
 		}
 	}
 	b.hub.relays = make(chan struct{}, 1) // MaxRelays 1
-	pool := b.srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
-	resp, ag := dialAddr(t, b.srv.Listener.Addr().String(), pool, "n1", cred("n1"), agentproto.Upgrade, signedBy(e.key(t, "n1")))
-	if ag == nil {
-		t.Fatalf("connect to B: %s, want 101", resp.Status)
-	}
-	ag.send(agentproto.Message{Type: agentproto.TypeHello, Protocol: agentproto.Version, NodeID: "n1"})
-	if m := ag.recv(); m.Type != agentproto.TypeWelcome {
-		t.Fatalf("first message = %s, want welcome", m.Type)
-	}
+	ag := e.connectTo(t, b.srv, "n1")
 	streams := make(chan io.ReadWriteCloser, 10)
 	go func() {
 		for {
@@ -206,6 +195,7 @@ func TestRelayRefused(t *testing.T) {
 	}
 
 	// The registered replica gets its stream: the first the node sees.
+	pool := b.srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
 	raw, err := tls.Dial("tcp", b.srv.Listener.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "example.com"})
 	if err != nil {
 		t.Fatal(err)
@@ -275,7 +265,7 @@ func TestSessionsByPresence(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st, _ := replicaStores(t, "sqlite")
+			st, _ := replicatest.Pair(t, "sqlite")
 			e := newReplicaEnv(t, st)
 			setPresence(t, st, "n1", tt.presence)
 			h := New(Config{Store: st, Files: e.files, PresenceTTL: 10 * time.Second, Replica: tt.replica,

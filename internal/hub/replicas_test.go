@@ -20,39 +20,11 @@ import (
 	"kumo/internal/model"
 	"kumo/internal/secret"
 	"kumo/internal/store"
-	"kumo/internal/store/postgres"
-	"kumo/internal/store/postgres/pgtest"
-	"kumo/internal/store/sqlite"
+	"kumo/internal/store/replicatest"
 )
 
 // replicaWait bounds each wait in the replica tests.
 const replicaWait = 30 * time.Second
-
-// replicaStores returns two stores on one fresh database of backend: for
-// SQLite, which is for one process, the same Store twice; for PostgreSQL
-// two Stores, as two control plane processes would have.
-func replicaStores(t *testing.T, backend string) (store.Store, store.Store) {
-	t.Helper()
-	if backend == "sqlite" {
-		st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "kumo.db"))
-		if err != nil {
-			t.Fatalf("sqlite.Open: %v", err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st, st
-	}
-	url := pgtest.NewDatabase(t)
-	var sts [2]store.Store
-	for i := range sts {
-		st, err := postgres.Open(t.Context(), url)
-		if err != nil {
-			t.Fatalf("postgres.Open: %v", err)
-		}
-		t.Cleanup(func() { st.Close() })
-		sts[i] = st
-	}
-	return sts[0], sts[1]
-}
 
 // replica is one control plane replica's hub, served over TLS.
 type replica struct {
@@ -97,6 +69,23 @@ type replicaEnv struct {
 	st     store.Store
 	files  *jobfiles.Files
 	caFile string
+}
+
+// twoReplicas starts replicas a and b of one control plane on backend,
+// with an agent environment that trusts their CA. setup, when not nil,
+// prepares the store before the replicas start. It returns the store as
+// replica a sees it.
+func twoReplicas(t *testing.T, backend string, setup func(store.Store)) (*replicaEnv, store.Store, *replica, *replica) {
+	t.Helper()
+	stA, stB := replicatest.Pair(t, backend)
+	e := newReplicaEnv(t, stA)
+	if setup != nil {
+		setup(stA)
+	}
+	a := startReplica(t, stA, e.files, "a")
+	b := startReplica(t, stB, e.files, "b")
+	e.trust(t, a.srv)
+	return e, stA, a, b
 }
 
 func newReplicaEnv(t *testing.T, st store.Store) *replicaEnv {
@@ -206,19 +195,13 @@ func (e *replicaEnv) waitJob(t *testing.T, runID string, want model.JobStatus) {
 	})
 }
 
-var backends = []string{"sqlite", "postgres"}
-
 // TestReplicaSend: a node's agent connected to replica B gets, through the
 // store, a Run that replica A sends it; A takes the node for connected
 // while B holds it, and not once its agent is gone.
 func TestReplicaSend(t *testing.T) {
-	for _, backend := range backends {
+	for _, backend := range replicatest.Backends {
 		t.Run(backend, func(t *testing.T) {
-			stA, stB := replicaStores(t, backend)
-			e := newReplicaEnv(t, stA)
-			a := startReplica(t, stA, e.files, "a")
-			b := startReplica(t, stB, e.files, "b")
-			e.trust(t, a.srv)
+			e, _, a, b := twoReplicas(t, backend, nil)
 			stopAgent := e.runAgent(t, b.srv.URL)
 
 			waitFor(t, "A sees n1 connected to B", func() bool { return a.hub.Connected("n1") })
@@ -250,13 +233,9 @@ func TestReplicaSend(t *testing.T) {
 // first; when that replica dies with the agent's job running, the agent
 // reconnects to the second and reports the job's end there.
 func TestAgentFailsOver(t *testing.T) {
-	for _, backend := range backends {
+	for _, backend := range replicatest.Backends {
 		t.Run(backend, func(t *testing.T) {
-			stA, stB := replicaStores(t, backend)
-			e := newReplicaEnv(t, stA)
-			a := startReplica(t, stA, e.files, "a")
-			b := startReplica(t, stB, e.files, "b")
-			e.trust(t, a.srv)
+			e, _, a, b := twoReplicas(t, backend, nil)
 			e.runAgent(t, a.srv.URL+","+b.srv.URL)
 
 			waitFor(t, "n1 connects to A", func() bool { return a.holds("n1") })
@@ -314,7 +293,7 @@ func TestConnectedByPresence(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st, _ := replicaStores(t, "sqlite")
+			st, _ := replicatest.Pair(t, "sqlite")
 			e := newReplicaEnv(t, st)
 			setPresence(t, st, "n1", tt.presence)
 			cs := &countingStore{Store: st}
@@ -356,15 +335,7 @@ func TestHelloTakesOutbox(t *testing.T) {
 		t.Fatalf("A.Send(n1): %v", err)
 	}
 
-	pool := a.srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
-	resp, ag := dialAddr(t, a.srv.Listener.Addr().String(), pool, "n1", cred("n1"), agentproto.Upgrade, signedBy(e.key(t, "n1")))
-	if ag == nil {
-		t.Fatalf("connect to A: %s, want 101", resp.Status)
-	}
-	ag.send(agentproto.Message{Type: agentproto.TypeHello, Protocol: agentproto.Version, NodeID: "n1"})
-	if m := ag.recv(); m.Type != agentproto.TypeWelcome {
-		t.Fatalf("first message = %s, want welcome", m.Type)
-	}
+	ag := e.connectTo(t, a.srv, "n1")
 	if m := ag.recv(); m.Type != cancel.Type || m.RunID != cancel.RunID {
 		t.Errorf("message after the welcome = %s %s, want %s %s", m.Type, m.RunID, cancel.Type, cancel.RunID)
 	}

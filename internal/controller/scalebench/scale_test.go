@@ -224,18 +224,9 @@ func runScale(b *testing.B, nodes int) {
 	// new jobs. Twice.
 	var placed int64
 	var busyWall, busyCPU time.Duration
-	if path := os.Getenv("KUMO_SCALE_BUSY_PROFILE"); path != "" {
-		// A CPU profile of the two placement windows (and the finishing
-		// between them, outside the timer).
-		f, err := os.Create(path)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			b.Fatal(err)
-		}
-	}
+	// A CPU profile of the two placement windows (and the finishing
+	// between them, outside the timer).
+	stopProfile := startProfile(b, "KUMO_SCALE_BUSY_PROFILE")
 	for round := range 2 {
 		batch := ns[round*nodes/2 : (round+1)*nodes/2]
 		updates := make([]store.JobNodesUpdate, 0, len(batch))
@@ -265,45 +256,22 @@ func runScale(b *testing.B, nodes int) {
 		busyWall, busyCPU = busyWall+time.Since(tb), busyCPU+cpuTime()-cb
 		placed += int64(len(batch))
 	}
-
-	pprof.StopCPUProfile()
+	stopProfile()
 
 	// Idle: every node busy, nothing finishing; the runtime returns the
 	// busy phase's memory first.
 	time.Sleep(5 * time.Second)
-	if path := os.Getenv("KUMO_SCALE_IDLE_PROFILE"); path != "" {
-		// A CPU profile of the idle window alone.
-		f, err := os.Create(path)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			b.Fatal(err)
-		}
-		defer pprof.StopCPUProfile()
-	}
+	stopProfile = startProfile(b, "KUMO_SCALE_IDLE_PROFILE") // the idle window alone
 	cpu1, ti := cpuTime(), time.Now()
 	time.Sleep(idleWindow)
 	idle := float64(cpuTime()-cpu1) / float64(time.Since(ti)) * 100
-	pprof.StopCPUProfile()
+	stopProfile()
 
 	// GET compute through the HTTP server.
 	srv := httptest.NewServer(server.New(server.Config{Store: st, Regions: regions, Log: log}))
 	defer srv.Close()
 	lat := make([]time.Duration, 0, gets)
-	if path := os.Getenv("KUMO_SCALE_GET_PROFILE"); path != "" {
-		// A CPU profile of the GETs alone.
-		f, err := os.Create(path)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			b.Fatal(err)
-		}
-		defer pprof.StopCPUProfile()
-	}
+	stopProfile = startProfile(b, "KUMO_SCALE_GET_PROFILE") // the GETs alone
 	url := srv.URL + c.ID + "?api-version=2024-04-01"
 	for range gets {
 		req, _ := http.NewRequest("GET", url, nil)
@@ -320,6 +288,7 @@ func runScale(b *testing.B, nodes int) {
 		}
 		lat = append(lat, time.Since(t))
 	}
+	stopProfile()
 	slices.Sort(lat)
 
 	b.ReportMetric(scaleWall.Seconds(), "scaleup-s")
@@ -391,6 +360,28 @@ func cloneJobs(ctx context.Context, path string, n int) error {
 		FROM jobs, n WHERE jobs.name = 'j000000'`
 	_, err = db.ExecContext(ctx, q, n)
 	return err
+}
+
+// startProfile starts a CPU profile into the file named by the environment
+// variable env, when it is set, and returns what stops it (and does
+// nothing otherwise).
+func startProfile(b *testing.B, env string) (stop func()) {
+	path := os.Getenv(env)
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 // fileMB returns the size of the database file at path in MB, 0 if it

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -332,15 +333,7 @@ func (s *Store) NodeMessageTake(ctx context.Context, nodeID string) ([]model.Nod
 	if err != nil {
 		return nil, fmt.Errorf("node message take %s: %w", nodeID, err)
 	}
-	slices.SortFunc(ms, func(a, b model.NodeMessage) int {
-		switch {
-		case a.Seq < b.Seq:
-			return -1
-		case a.Seq > b.Seq:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(ms, func(a, b model.NodeMessage) int { return cmp.Compare(a.Seq, b.Seq) })
 	return ms, nil
 }
 
