@@ -362,19 +362,13 @@ func (d *Dispatcher) check(ctx context.Context, computeID string) (bool, error) 
 }
 
 // place assigns a compute's queued jobs, in order, to its idle connected
-// nodes, as many as fit. It reads the first queued job and the count of
-// idle nodes, then (unless either is none) the idle nodes and, at the
-// same time, the head of the queue: never the whole cluster or queue.
+// nodes, as many as fit. It reads the count of idle nodes, then (unless
+// there is none) the head of the queue, at most one job per idle node, and
+// (unless that is empty) the idle nodes: never the whole cluster or queue.
+// The count comes first because most passes of a busy cluster follow a
+// submission while every node runs a job.
 func (d *Dispatcher) place(ctx context.Context, computeID string) error {
 	st := d.cfg.Store
-	first, err := st.JobHead(ctx, computeID, model.JobQueued, 1)
-	if err != nil {
-		return fmt.Errorf("list queued jobs: %w", err)
-	}
-	if len(first) == 0 {
-		// A node freed while nothing waits: the idle nodes are not read.
-		return nil
-	}
 	counts, err := st.NodeCountByCompute(ctx, computeID)
 	if err != nil {
 		return fmt.Errorf("count nodes: %w", err)
@@ -383,23 +377,18 @@ func (d *Dispatcher) place(ctx context.Context, computeID string) error {
 		return nil
 	}
 	// Only the head of the queue matters: every job takes at least one
-	// new node. It is read beside the idle nodes, at most one job per
-	// idle node.
-	queued, qerr := first, error(nil)
-	read := make(chan struct{})
-	go func() {
-		defer close(read)
-		if counts[model.NodeIdle] > 1 {
-			queued, qerr = st.JobHead(ctx, computeID, model.JobQueued, counts[model.NodeIdle])
-		}
-	}()
+	// new node.
+	queued, err := st.JobHead(ctx, computeID, model.JobQueued, counts[model.NodeIdle])
+	if err != nil {
+		return fmt.Errorf("list queued jobs: %w", err)
+	}
+	if len(queued) == 0 {
+		// A node freed while nothing waits: the idle nodes are not read.
+		return nil
+	}
 	free, err := st.NodeListByState(ctx, computeID, model.NodeIdle)
-	<-read
 	if err != nil {
 		return fmt.Errorf("list idle nodes: %w", err)
-	}
-	if qerr != nil {
-		return fmt.Errorf("list queued jobs: %w", qerr)
 	}
 	var idle []model.Node
 	unreached := false
