@@ -75,8 +75,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/yamux"
-
 	"kumo/internal/agent/sshd"
 	"kumo/internal/agentproto"
 	"kumo/internal/cgroup"
@@ -113,6 +111,10 @@ var errShutdown = errors.New("server sent shutdown")
 
 // handshakeTimeout bounds the wait for Welcome after Hello.
 const handshakeTimeout = 15 * time.Second
+
+// spareDir names, in the jobs directory, the emptied job directory that the
+// next job takes (see runner.Spares). It is no run ID, so no job has it.
+const spareDir = ".spare"
 
 // connectTimeout bounds dialing the control plane and the wait for the
 // answer to the connect request.
@@ -211,6 +213,7 @@ type agent struct {
 	note     string // Hello's Note
 	jobsDir  string
 	sweeper  *runner.Sweeper // cfg.JobUser's; nil without one
+	spares   *runner.Spares  // emptied job directories for the next job; nil without cfg.JobUser
 	journal  *journal        // set by restore, at the start of run
 
 	runCtx     context.Context // Run's context, for uploads
@@ -281,6 +284,13 @@ func newAgent(cfg Config) (*agent, error) {
 	}
 	if u := cfg.JobUser; u != nil {
 		a.sweeper = runner.NewSweeper(u.UID)
+		// Without a job user, a process a job left could write in a
+		// directory between its check and its reuse.
+		spares, err := runner.NewSpares(filepath.Join(a.jobsDir, spareDir))
+		if err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		a.spares = spares
 	}
 	a.address = hostAddress()
 	a.note = cgroup.Detect().Note()
@@ -495,7 +505,7 @@ func (a *agent) session(ctx context.Context) (welcomed bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	mux, err := yamux.Client(raw, agentproto.MuxConfig())
+	mux, err := agentproto.Client(raw)
 	if err != nil {
 		raw.Close()
 		return false, fmt.Errorf("connect: %w", err)

@@ -148,6 +148,7 @@ func (j *job) execute() result {
 		User:    j.a.cfg.JobUser,
 		Spare:   j.a.ssh.Holds, // logged-in admins outlive the job
 		Sweeper: j.a.sweeper,
+		Spares:  j.a.spares,
 		Code:    code,
 		Timeout: j.spec.Timeout,
 		Grace:   orDefault(j.spec.Grace, j.a.cfg.Grace),
@@ -415,8 +416,9 @@ func (j *job) detach(s *session) {
 }
 
 // forget marks an ended job acknowledged and removes its journal entry and
-// then its directory (its artifacts are stored); it reports false, doing
-// nothing, if the job has not ended.
+// then its directory (its artifacts are stored), or keeps the directory,
+// emptied, for the next job; it reports false, doing nothing, if the job
+// has not ended.
 func (j *job) forget() bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -428,7 +430,7 @@ func (j *job) forget() bool {
 	if err := j.a.journal.append(record{RunID: j.id, Acked: true}); err != nil {
 		j.a.log.Warn("agent: writing journal", "runId", j.id, "err", err)
 	}
-	if err := os.RemoveAll(j.dir); err != nil {
+	if err := j.a.spares.Release(j.dir); err != nil {
 		j.a.log.Warn("agent: removing job directory", "runId", j.id, "err", err)
 	}
 	return true

@@ -149,6 +149,10 @@ type Spec struct {
 	// behind at a fraction of the cost; nil looks at every process and
 	// temporary file of the host. Unused without User.
 	Sweeper *Sweeper
+
+	// Spares, if set, may hold an emptied directory that becomes Dir, if
+	// Dir does not exist, instead of a new one.
+	Spares *Spares
 }
 
 // Reason says why a job ended other than by exiting with code 0.
@@ -229,7 +233,7 @@ func Start(ctx context.Context, spec Spec) (*Job, error) {
 	if spec.Dir == "" {
 		return nil, errors.New("start job: empty directory")
 	}
-	fresh, err := makeDir(spec.Dir)
+	fresh, err := makeDir(spec.Dir, spec.Spares)
 	if err != nil {
 		return nil, fmt.Errorf("start job: %w", err)
 	}
@@ -277,9 +281,13 @@ func Start(ctx context.Context, spec Spec) (*Job, error) {
 	return j, nil
 }
 
-// makeDir makes the job directory dir (mode 0700), or sets the mode of
-// the one there; it reports whether it made it.
-func makeDir(dir string) (bool, error) {
+// makeDir makes the job directory dir (mode 0700), from a spare one if
+// spares holds one, or sets the mode of the one there; it reports whether
+// it made it.
+func makeDir(dir string, spares *Spares) (bool, error) {
+	if spares.take(dir) {
+		return true, nil
+	}
 	err := os.Mkdir(dir, 0o700)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err = os.MkdirAll(filepath.Dir(dir), 0o755); err == nil {
