@@ -59,7 +59,10 @@ func (s *Server) jobPut(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	err = s.store.JobCreate(ctx, j)
+	// The store hands out the FIFO sequence number as it inserts the job,
+	// so that control planes sharing a database never give two jobs the
+	// same one.
+	j, err = s.store.JobSubmit(ctx, j)
 	if errors.Is(err, store.ErrConflict) {
 		return errorf(http.StatusConflict, api.CodeConflict, "job %q already exists in workspace %q; jobs cannot be changed once submitted, pick another name", name, ws.Name)
 	}
@@ -189,12 +192,6 @@ func (s *Server) jobFromRequest(ctx context.Context, ws model.Workspace, name st
 		}
 		f.Close()
 	}
-	// The store hands out the FIFO sequence number, so that control planes
-	// sharing a database never give two jobs the same one.
-	seq, err := s.store.JobNextSeq(ctx)
-	if err != nil {
-		return model.Job{}, err
-	}
 	env := p.EnvironmentVariables
 	if len(outputs) > 0 {
 		// As in AML, AZURE_ML_OUTPUT_NAME gives each output's path; the
@@ -213,7 +210,7 @@ func (s *Server) jobFromRequest(ctx context.Context, ws model.Workspace, name st
 	return model.Job{
 		ID: ws.ID + "/jobs/" + name, Name: name, RunID: secret.RandomID(12), WorkspaceID: ws.ID, ComputeID: computeID,
 		DisplayName: p.DisplayName, ExperimentName: p.ExperimentName, Command: command, Env: env, SnapshotID: p.CodeID,
-		Timeout: timeout, InstanceCount: count, Distribution: dist, MaxRetries: maxRetries, Status: model.JobQueued, Seq: seq, CreatedAt: s.now().UTC(),
+		Timeout: timeout, InstanceCount: count, Distribution: dist, MaxRetries: maxRetries, Status: model.JobQueued, CreatedAt: s.now().UTC(),
 		CreatedBy: callerName(ctx), CreatedByToken: caller(ctx).ID, Warnings: warnings,
 	}, nil
 }

@@ -141,6 +141,10 @@ type Store interface {
 	// JobCreate inserts j; ErrConflict if the workspace has a job of that
 	// name (case-insensitive) or the RunID exists.
 	JobCreate(ctx context.Context, j model.Job) error
+	// JobSubmit inserts j as JobCreate does, with the next Seq (as
+	// JobNextSeq hands them out) in place of j's, in one write: a failed
+	// insert takes none. It returns j as stored.
+	JobSubmit(ctx context.Context, j model.Job) (model.Job, error)
 	// JobGet returns the job with the given ARM ID.
 	JobGet(ctx context.Context, id string) (model.Job, error)
 	// JobGetByRunID returns the job with the given RunID.

@@ -16,12 +16,14 @@ import (
 )
 
 const (
-	jobInsertSQL = `INSERT INTO jobs (
-		id_key, id, workspace_key, workspace_id, name, name_key, run_id, compute_id, compute_key,
-		display_name, experiment_name, command, env, snapshot_id, timeout_ns, instance_count, status, node_id,
-		attempts, exit_code, error_code, error_message, cancel_requested, seq, created_at, started_at, ended_at,
-		created_by, warnings, created_by_token, history, max_retries, distribution, node_ids
-	) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34)`
+	jobInsertSQL = `INSERT INTO jobs (` + rowcodec.JobInsertColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34)`
+
+	// jobSubmitSQL is jobInsertSQL with the next Seq in place of seq's
+	// argument: the counter raised as jobNextSeqSQL raises it, in the same
+	// statement, so a failed insert hands out none.
+	jobSubmitSQL = `WITH next AS (` + jobNextSeqSQL + `)
+		INSERT INTO jobs (` + rowcodec.JobInsertColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23,
+		(SELECT value FROM next), $24, $25, $26, $27, $28, $29, $30, $31, $32, $33) RETURNING seq`
 
 	// jobUpdateSQL replaces every field but the job's identity (ID,
 	// WorkspaceID, Name) when the stored status is the expected one.
@@ -42,15 +44,32 @@ const (
 // JobCreate implements store.Store. Job IDs and names match
 // case-insensitively, run IDs exactly.
 func (s *Store) JobCreate(ctx context.Context, j model.Job) error {
-	shared, err := rowcodec.JobArgs(j)
+	args, err := rowcodec.JobInsertArgs(j)
 	if err != nil {
 		return fmt.Errorf("job create %s: %w", j.ID, err)
 	}
-	args := append([]any{rowcodec.Fold(j.ID), j.ID, rowcodec.Fold(j.WorkspaceID), j.WorkspaceID, j.Name, rowcodec.Fold(j.Name)}, shared...)
 	if _, err := s.exec(ctx, jobInsertSQL, args...); err != nil {
 		return fmt.Errorf("job create %s: %w", j.ID, storeErr(err))
 	}
 	return nil
+}
+
+// JobSubmit implements store.Store: one statement, its own transaction.
+func (s *Store) JobSubmit(ctx context.Context, j model.Job) (model.Job, error) {
+	args, err := rowcodec.JobInsertArgs(j)
+	if err != nil {
+		return model.Job{}, fmt.Errorf("job submit %s: %w", j.ID, err)
+	}
+	args = slices.Delete(args, rowcodec.JobSeqArg, rowcodec.JobSeqArg+1)
+	ctx, cancel, err := writeCtx(ctx)
+	if err != nil {
+		return model.Job{}, fmt.Errorf("job submit %s: %w", j.ID, err)
+	}
+	defer cancel()
+	if err := s.pool.QueryRow(ctx, jobSubmitSQL, args...).Scan(&j.Seq); err != nil {
+		return model.Job{}, fmt.Errorf("job submit %s: %w", j.ID, storeErr(err))
+	}
+	return j, nil
 }
 
 // JobGet implements store.Store.

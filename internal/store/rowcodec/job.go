@@ -53,6 +53,25 @@ func ScanJob(sc Scanner) (model.Job, error) {
 	return j, d.err
 }
 
+// JobInsertColumns are the columns of a job's insert, in the order of
+// JobInsertArgs.
+const JobInsertColumns = `id_key, id, workspace_key, workspace_id, name, name_key, run_id, compute_id, compute_key,
+	display_name, experiment_name, command, env, snapshot_id, timeout_ns, instance_count, status, node_id,
+	attempts, exit_code, error_code, error_message, cancel_requested, seq, created_at, started_at, ended_at,
+	created_by, warnings, created_by_token, history, max_retries, distribution, node_ids`
+
+// JobSeqArg is the index of seq among JobInsertColumns.
+const JobSeqArg = 23
+
+// JobInsertArgs encodes a job's insert: its identity, then JobArgs.
+func JobInsertArgs(j model.Job) ([]any, error) {
+	shared, err := JobArgs(j)
+	if err != nil {
+		return nil, err
+	}
+	return append([]any{Fold(j.ID), j.ID, Fold(j.WorkspaceID), j.WorkspaceID, j.Name, Fold(j.Name)}, shared...), nil
+}
+
 // JobArgs encodes the columns that a job's insert and update share,
 // run_id through node_ids, in ScanJob's order.
 func JobArgs(j model.Job) ([]any, error) {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"kumo/internal/model"
@@ -13,12 +14,14 @@ import (
 )
 
 const (
-	jobInsertSQL = `INSERT INTO jobs (
-		id_key, id, workspace_key, workspace_id, name, name_key, run_id, compute_id, compute_key,
-		display_name, experiment_name, command, env, snapshot_id, timeout_ns, instance_count, status, node_id,
-		attempts, exit_code, error_code, error_message, cancel_requested, seq, created_at, started_at, ended_at,
-		created_by, warnings, created_by_token, history, max_retries, distribution, node_ids
-	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	jobInsertSQL = `INSERT INTO jobs (` + rowcodec.JobInsertColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+	// jobSubmitSQL is jobInsertSQL with the next Seq, one above the
+	// counter that migration 0014 keeps, in place of seq's argument; the
+	// insert's trigger then raises the counter to it. SQLite runs one
+	// write at a time, so no other insert reads the same counter.
+	jobSubmitSQL = `INSERT INTO jobs (` + rowcodec.JobInsertColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+		(SELECT value + 1 FROM job_seq WHERE id = 1), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`
 
 	// jobUpdateSQL replaces every field but the job's identity (ID,
 	// WorkspaceID, Name) when the stored status is the expected one.
@@ -43,15 +46,39 @@ const (
 // JobCreate implements store.Store. Job IDs and names match
 // case-insensitively, run IDs exactly.
 func (s *Store) JobCreate(ctx context.Context, j model.Job) error {
-	shared, err := rowcodec.JobArgs(j)
+	args, err := rowcodec.JobInsertArgs(j)
 	if err != nil {
 		return fmt.Errorf("job create %s: %w", j.ID, err)
 	}
-	args := append([]any{rowcodec.Fold(j.ID), j.ID, rowcodec.Fold(j.WorkspaceID), j.WorkspaceID, j.Name, rowcodec.Fold(j.Name)}, shared...)
 	if _, err := s.exec(ctx, jobInsertSQL, args...); err != nil {
 		return fmt.Errorf("job create %s: %w", j.ID, storeErr(err))
 	}
 	return nil
+}
+
+// JobSubmit implements store.Store: one statement in the write
+// transaction.
+func (s *Store) JobSubmit(ctx context.Context, j model.Job) (model.Job, error) {
+	args, err := rowcodec.JobInsertArgs(j)
+	if err != nil {
+		return model.Job{}, fmt.Errorf("job submit %s: %w", j.ID, err)
+	}
+	args = slices.Delete(args, rowcodec.JobSeqArg, rowcodec.JobSeqArg+1)
+	ctx, err = writeCtx(ctx)
+	if err != nil {
+		return model.Job{}, fmt.Errorf("job submit %s: %w", j.ID, err)
+	}
+	st, err := s.ws.get(ctx, jobSubmitSQL)
+	if err != nil {
+		return model.Job{}, fmt.Errorf("job submit %s: %w", j.ID, err)
+	}
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...).Scan(&j.Seq)
+	})
+	if err != nil {
+		return model.Job{}, fmt.Errorf("job submit %s: %w", j.ID, storeErr(err))
+	}
+	return j, nil
 }
 
 // JobGet implements store.Store.

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -111,32 +112,39 @@ func BenchJobReadAfterWrite(b *testing.B, s store.Store) {
 }
 
 // BenchJobSubmit measures the store's part of a job submission, one at a
-// time: "StoreSeq" is the control plane's path, JobNextSeq then JobCreate
-// with the Seq it handed out; "MemorySeq" is JobCreate alone, with a Seq
-// from a counter in memory (as one control plane did before Seqs came from
-// the store), for comparison. open returns a fresh, empty store.
+// time: "Submit" is the control plane's path, JobSubmit; "NextSeqCreate"
+// is the path before it, JobNextSeq then JobCreate with the Seq it handed
+// out; "MemorySeq" is JobCreate alone, with a Seq from a counter in memory
+// (as one control plane did before Seqs came from the store), for
+// comparison. open returns a fresh, empty store.
 func BenchJobSubmit(b *testing.B, open func(b *testing.B) store.Store) {
-	for _, fromStore := range []bool{false, true} {
-		name := "MemorySeq"
-		if fromStore {
-			name = "StoreSeq"
-		}
-		b.Run(name, func(b *testing.B) {
+	paths := []struct {
+		name   string
+		submit func(ctx context.Context, s store.Store, n int64) error
+	}{
+		{"MemorySeq", func(ctx context.Context, s store.Store, n int64) error { return s.JobCreate(ctx, benchJob(n)) }},
+		{"NextSeqCreate", func(ctx context.Context, s store.Store, n int64) error {
+			seq, err := s.JobNextSeq(ctx)
+			if err != nil {
+				return err
+			}
+			return s.JobCreate(ctx, benchJob(seq))
+		}},
+		{"Submit", func(ctx context.Context, s store.Store, n int64) error {
+			_, err := s.JobSubmit(ctx, benchJob(n))
+			return err
+		}},
+	}
+	for _, p := range paths {
+		b.Run(p.name, func(b *testing.B) {
 			s := open(b)
 			ctx := b.Context()
 			b.ReportAllocs()
-			var seq int64
+			var n int64
 			for b.Loop() {
-				if fromStore {
-					var err error
-					if seq, err = s.JobNextSeq(ctx); err != nil {
-						b.Fatalf("JobNextSeq: %v", err)
-					}
-				} else {
-					seq++
-				}
-				if err := s.JobCreate(ctx, benchJob(seq)); err != nil {
-					b.Fatalf("JobCreate: %v", err)
+				n++
+				if err := p.submit(ctx, s, n); err != nil {
+					b.Fatalf("submit: %v", err)
 				}
 			}
 		})

@@ -26,6 +26,8 @@ var jobTests = []test{
 	{"MaxSeq", testJobMaxSeq},
 	{"NextSeq", testJobNextSeq},
 	{"NextSeqConcurrent", testJobNextSeqConcurrent},
+	{"Submit", testJobSubmit},
+	{"SubmitConcurrent", testJobSubmitConcurrent},
 	{"QueueQueries", testJobQueueQueries},
 	{"CountsFollowChanges", testJobCountsFollowChanges},
 	{"SnapshotIDs", testJobSnapshotIDs},
@@ -404,10 +406,15 @@ func testJobNextSeq(t *testing.T, s store.Store) {
 	}
 }
 
-// testJobNextSeqConcurrent calls JobNextSeq from many goroutines at once:
-// every Seq is handed out once, each caller's Seqs increase, and together
-// they are the next ones in a row.
+// testJobNextSeqConcurrent calls JobNextSeq from many goroutines at once.
 func testJobNextSeqConcurrent(t *testing.T, s store.Store) {
+	concurrentSeqs(t, "JobNextSeq", func(int, int) (int64, error) { return s.JobNextSeq(t.Context()) })
+}
+
+// concurrentSeqs calls next from many goroutines at once (with the
+// goroutine's and the call's number): every Seq is handed out once, each
+// caller's Seqs increase, and together they are the next ones in a row.
+func concurrentSeqs(t *testing.T, what string, next func(caller, call int) (int64, error)) {
 	const callers, calls = 16, 25
 	var wg sync.WaitGroup
 	got := make([][]int64, callers)
@@ -416,8 +423,8 @@ func testJobNextSeqConcurrent(t *testing.T, s store.Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for range calls {
-				n, err := s.JobNextSeq(t.Context())
+			for k := range calls {
+				n, err := next(i, k)
 				if err != nil {
 					errs[i] = err
 					return
@@ -428,25 +435,83 @@ func testJobNextSeqConcurrent(t *testing.T, s store.Store) {
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		t.Fatalf("JobNextSeq: %v", err)
+		t.Fatalf("%s: %v", what, err)
 	}
 	seen := map[int64]bool{}
 	for i, seqs := range got {
 		for k, n := range seqs {
 			if seen[n] {
-				t.Errorf("Seq %d handed out twice", n)
+				t.Errorf("%s: Seq %d handed out twice", what, n)
 			}
 			seen[n] = true
 			if k > 0 && n <= seqs[k-1] {
-				t.Errorf("caller %d got Seq %d after %d, want increasing", i, n, seqs[k-1])
+				t.Errorf("%s: caller %d got Seq %d after %d, want increasing", what, i, n, seqs[k-1])
 			}
 		}
 	}
 	for n := int64(1); n <= callers*calls; n++ {
 		if !seen[n] {
-			t.Errorf("Seq %d never handed out; want 1..%d", n, callers*calls)
+			t.Errorf("%s: Seq %d never handed out; want 1..%d", what, n, callers*calls)
 		}
 	}
+}
+
+// testJobSubmit checks that JobSubmit stores the job with the next Seq,
+// shares the counter with JobNextSeq, and takes no Seq when it fails.
+func testJobSubmit(t *testing.T, s store.Store) {
+	w := setupWorkspace(t, s, "ws")
+	submit := func(j model.Job) (model.Job, error) {
+		t.Helper()
+		got, err := s.JobSubmit(t.Context(), j)
+		if err == nil {
+			wantJob(t, s, j.ID, got)
+		}
+		return got, err
+	}
+	if got := nextSeq(t, s); got != 1 {
+		t.Fatalf("JobNextSeq on an empty store = %d, want 1", got)
+	}
+	j := newJob(w, "a", "cpu", 999) // its own Seq is not used
+	got, err := submit(j)
+	if err != nil {
+		t.Fatalf("JobSubmit: %v", err)
+	}
+	j.Seq = 2
+	if diff := cmp.Diff(j, got); diff != "" {
+		t.Errorf("JobSubmit returned (-want +got):\n%s", diff)
+	}
+	if got := nextSeq(t, s); got != 3 {
+		t.Errorf("JobNextSeq after a submission with Seq 2 = %d, want 3", got)
+	}
+	dup := newJob(w, "A", "cpu", 0)
+	dup.RunID = "run-other"
+	if _, err := submit(dup); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("JobSubmit of a taken name: %v, want ErrConflict", err)
+	}
+	if got := nextSeq(t, s); got != 4 {
+		t.Errorf("JobNextSeq after a refused submission = %d, want 4: the refused one took none", got)
+	}
+	mustCreateJob(t, s, newJob(w, "copied", "cpu", 1000))
+	if got, err := submit(newJob(w, "b", "cpu", 0)); err != nil || got.Seq != 1001 {
+		t.Errorf("JobSubmit after a job with Seq 1000 = Seq %d, %v; want 1001", got.Seq, err)
+	}
+}
+
+// testJobSubmitConcurrent submits jobs from many goroutines at once: each
+// gets a Seq of its own, stored with it.
+func testJobSubmitConcurrent(t *testing.T, s store.Store) {
+	w := setupWorkspace(t, s, "ws")
+	concurrentSeqs(t, "JobSubmit", func(caller, call int) (int64, error) {
+		j, err := s.JobSubmit(t.Context(), newJob(w, fmt.Sprintf("j%d-%d", caller, call), "cpu", 0))
+		if err != nil {
+			return 0, err
+		}
+		stored, err := s.JobGet(t.Context(), j.ID)
+		if err == nil && stored.Seq != j.Seq {
+			err = fmt.Errorf("job %s stored with Seq %d, returned with %d", j.ID, stored.Seq, j.Seq)
+		}
+		return j.Seq, err
+	})
 }
 
 func testJobMaxSeq(t *testing.T, s store.Store) {
