@@ -558,9 +558,15 @@ func (j *Job) supervise(unwatch func() bool) {
 	close(j.done)
 }
 
+// readBufs are read's buffers: a job that prints nothing still reads
+// once, and a buffer made for each job would be most of a node's garbage.
+var readBufs = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+
 // read copies the output to the log and to Output.
 func (j *Job) read() {
-	buf := make([]byte, 32<<10)
+	b := readBufs.Get().(*[32 << 10]byte)
+	defer readBufs.Put(b)
+	buf := b[:]
 	for {
 		n, err := j.reader.Read(buf)
 		if n > 0 {
