@@ -79,11 +79,7 @@ func TestRunAsUser(t *testing.T) {
 		t.Skip("running as another user needs root")
 	}
 	u := jobusertest.User(t)
-	base := t.TempDir()
-	if err := os.Chmod(filepath.Dir(base), 0o711); err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(base, "job")
+	dir := jobDir(t)
 	c := newCollector("")
 	// setsid puts the sleeper in a session of its own, out of the group.
 	left := "/tmp/kumo-runner-test-" + strconv.FormatInt(time.Now().UnixNano(), 10)

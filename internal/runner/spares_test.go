@@ -10,8 +10,6 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
-
-	"kumo/internal/jobuser/jobusertest"
 )
 
 // TestSparesKeepOnlyPristineDirectories releases job directories in the
@@ -129,14 +127,8 @@ func TestSparesTakenOnce(t *testing.T) {
 // a job that leaves nothing hands its directory on, and the next job finds
 // it empty and its own; a job that leaves a file does not.
 func TestSpareServesJobUser(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("jobs run as their own users only as root")
-	}
-	u := jobusertest.User(t)
-	jobs := t.TempDir()
-	for _, d := range []string{filepath.Dir(jobs), jobs} {
-		chmod(t, d, 0o711)
-	}
+	u := sweepUID(t)
+	jobs := reachableDir(t)
 	sp, err := NewSpares(filepath.Join(jobs, ".spare"))
 	if err != nil {
 		t.Fatal(err)

@@ -27,14 +27,20 @@ func sweepUID(t *testing.T) jobuser.User {
 // jobDir returns a fresh job directory that a job user can reach.
 func jobDir(t *testing.T) string {
 	t.Helper()
-	parent := t.TempDir()
-	if err := os.Chmod(filepath.Dir(parent), 0o711); err != nil {
-		t.Fatal(err)
+	return filepath.Join(reachableDir(t), "job")
+}
+
+// reachableDir returns a fresh directory that a job user may pass through
+// but not list, as a node's jobs directory: job directories go in it.
+func reachableDir(tb testing.TB) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			tb.Fatal(err)
+		}
 	}
-	if err := os.Chmod(parent, 0o711); err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Join(parent, "job")
+	return dir
 }
 
 // A job that leaves a process outside its group and a file in /tmp leaves
