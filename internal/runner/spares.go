@@ -3,6 +3,7 @@ package runner
 import (
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"sync"
 
@@ -43,12 +44,14 @@ func (s *Spares) take(dir string) bool {
 		return false
 	}
 	err := unix.Renameat2(unix.AT_FDCWD, s.path, unix.AT_FDCWD, dir, unix.RENAME_NOREPLACE)
-	if errors.Is(err, unix.ENOENT) {
-		s.held = false // gone, or dir's parent is missing: make dir as usual
-	} else if err == nil {
+	if err == nil {
 		s.held = false
+		return true
 	}
-	return err == nil
+	if _, serr := os.Lstat(s.path); errors.Is(serr, fs.ErrNotExist) {
+		s.held = false // removed behind its back
+	}
+	return false // dir exists, or its parent does not: dir is made as usual
 }
 
 // Release removes an ended job's directory dir, or keeps it as the spare

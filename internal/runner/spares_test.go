@@ -97,6 +97,15 @@ func TestSparesTakenOnce(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(c, "checkpoint")); err != nil {
 		t.Fatalf("existing job directory lost its files: %v", err)
 	}
+	// A job directory whose parent is missing is made as usual, and the
+	// spare stays for the next one.
+	deep := filepath.Join(jobs, "new", "f")
+	if fresh, err := makeDir(deep, sp); err != nil || !fresh {
+		t.Fatalf("makeDir(%s) = %v, %v", deep, fresh, err)
+	}
+	if inode(t, deep) == inoA {
+		t.Errorf("the spare went where the job directory's parent was missing")
+	}
 	d := filepath.Join(jobs, "d")
 	if fresh, err := makeDir(d, sp); err != nil || !fresh {
 		t.Fatalf("makeDir = %v, %v", fresh, err)
