@@ -2,12 +2,15 @@ package runner
 
 import (
 	"errors"
+	"io"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"kumo/internal/cgroup"
 	"kumo/internal/jobuser"
@@ -28,6 +31,9 @@ import (
 //     own group). Every process the job starts is born there, and a process
 //     of an unprivileged user cannot leave it. A job whose processes are
 //     moved elsewhere ([Spec.Limiter]) is swept by looking at every process.
+//     On cgroup v2 the group's member list stays open and is read again
+//     from its start, which lists the members anew; cgroup v1 would give
+//     a list up to a second old that way, so there it is opened each time.
 //   - A temporary directory is read again only when its modification time
 //     changed since it was last found holding nothing of the user: a file
 //     or directory appears at its top only by a change that moves the time
@@ -40,21 +46,63 @@ type Sweeper struct {
 	procs string // cgroup.procs of the group that holds this process's children; "" looks at every process
 	self  int
 
+	procsMu sync.Mutex
+	procsF  *os.File // procs, kept open on cgroup v2; nil opens it for each read
+	buf     []byte   // the last read of procsF
+
 	mu    sync.Mutex
 	clean map[string]time.Time // temporary directories found holding nothing of uid, with their modification time then; nil remembers nothing
 }
 
 // NewSweeper returns the Sweeper of uid, a job user (see [Spec.User]).
 func NewSweeper(uid int) *Sweeper {
-	s := &Sweeper{uid: uid, self: os.Getpid(), clean: map[string]time.Time{}}
-	fewest := -1
+	procs, fewest := "", -1
 	for _, f := range cgroup.OwnProcsFiles() {
 		pids, err := readPIDs(f)
 		if err == nil && (fewest < 0 || len(pids) < fewest) {
-			s.procs, fewest = f, len(pids)
+			procs, fewest = f, len(pids)
+		}
+	}
+	return newSweeper(uid, procs)
+}
+
+// newSweeper returns the Sweeper of uid that looks for processes among
+// the members listed by procs, a cgroup.procs file ("": every process). It
+// keeps procs open, for as long as the Sweeper lives, when it is a cgroup
+// v2 file.
+func newSweeper(uid int, procs string) *Sweeper {
+	s := &Sweeper{uid: uid, procs: procs, self: os.Getpid(), clean: map[string]time.Time{}}
+	var st unix.Statfs_t
+	if procs != "" && unix.Statfs(procs, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+		if f, err := os.Open(procs); err == nil {
+			s.procsF = f
 		}
 	}
 	return s
+}
+
+// members returns the pids that s.procs lists now.
+func (s *Sweeper) members() ([]int, error) {
+	if s.procsF == nil {
+		return readPIDs(s.procs)
+	}
+	s.procsMu.Lock()
+	defer s.procsMu.Unlock()
+	s.buf = s.buf[:0]
+	for {
+		if len(s.buf) == cap(s.buf) {
+			s.buf = slices.Grow(s.buf, 4096)
+		}
+		// Reading from offset 0 starts the kernel's walk of the group anew.
+		n, err := s.procsF.ReadAt(s.buf[len(s.buf):cap(s.buf)], int64(len(s.buf)))
+		s.buf = s.buf[:len(s.buf)+n]
+		if err == io.EOF {
+			return parsePIDs(s.buf), nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 }
 
 // Sweep kills every process of the user that spare (nil spares none) does
@@ -65,7 +113,7 @@ func (s *Sweeper) Sweep(spare func(pid int) bool, allProcs bool) (spared bool, e
 	var candidates func() ([]int, error)
 	if s.procs != "" && !allProcs {
 		candidates = func() ([]int, error) {
-			pids, err := readPIDs(s.procs)
+			pids, err := s.members()
 			return slices.DeleteFunc(pids, func(p int) bool { return p == s.self }), err
 		}
 	}
@@ -123,11 +171,16 @@ func readPIDs(file string) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parsePIDs(b), nil
+}
+
+// parsePIDs parses what a cgroup.procs file holds.
+func parsePIDs(b []byte) []int {
 	var pids []int
 	for _, f := range strings.Fields(string(b)) {
 		if pid, err := strconv.Atoi(f); err == nil {
 			pids = append(pids, pid)
 		}
 	}
-	return pids, nil
+	return pids
 }

@@ -6,7 +6,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -74,6 +79,140 @@ func TestSweeperEndsLeftovers(t *testing.T) {
 				}
 				if _, err := os.Lstat(tmp); !errors.Is(err, fs.ErrNotExist) {
 					t.Errorf("job %d: its temporary directory %s remains: %v", i, tmp, err)
+				}
+			}
+		})
+	}
+}
+
+// TestSweeperListsV2GroupAnew: on cgroup v2 the Sweeper keeps the group's
+// member list open, and each read lists the members of the moment (a
+// process that left is gone from it at once), so that Sweep finds and
+// ends what the job user left in the group.
+func TestSweeperListsV2GroupAnew(t *testing.T) {
+	u := sweepUID(t)
+	group := cgroup2Group(t)
+	s := newSweeper(u.UID, filepath.Join(group, "cgroup.procs"))
+	if s.procsF == nil {
+		t.Fatal("the cgroup v2 group's member list is not kept open")
+	}
+	// start starts a process of the job user in the group; ended tells
+	// how it ended once it has.
+	start := func() (pid int, ended <-chan error) {
+		t.Helper()
+		cmd := exec.Command("sleep", "1000")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: []uint32{}}}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		reaped := make(chan struct{})
+		go func() {
+			done <- cmd.Wait()
+			close(reaped)
+		}()
+		t.Cleanup(func() {
+			cmd.Process.Kill()
+			<-reaped
+		})
+		if err := os.WriteFile(filepath.Join(group, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
+			t.Fatalf("move %d into %s: %v", cmd.Process.Pid, group, err)
+		}
+		return cmd.Process.Pid, done
+	}
+	wantMembers := func(want ...int) {
+		t.Helper()
+		got, err := s.members()
+		if err != nil {
+			t.Fatalf("members: %v", err)
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("members = %v, want %v", got, want)
+		}
+	}
+	a, aEnded := start()
+	wantMembers(a)
+	b, bEnded := start()
+	syscall.Kill(a, syscall.SIGKILL)
+	<-aEnded
+	wantMembers(b)
+	if _, err := s.Sweep(nil, false); err != nil {
+		t.Fatalf("Sweep: %v", err)
+	}
+	select {
+	case err := <-bEnded:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Errorf("the job user's process in the group ended with %v, want SIGKILL", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Sweep left the job user's process in the group running")
+	}
+	wantMembers()
+}
+
+// cgroup2Group makes a cgroup of the test's own at the top of the cgroup
+// v2 hierarchy, removed when the test ends; it skips the test where there
+// is no such hierarchy or it may not make one.
+func cgroup2Group(t testing.TB) string {
+	t.Helper()
+	raw, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Skip(err)
+	}
+	mnt := ""
+	for line := range strings.Lines(string(raw)) {
+		pre, post, _ := strings.Cut(line, " - ")
+		if f := strings.Fields(post); len(f) > 0 && f[0] == "cgroup2" {
+			if p := strings.Fields(pre); len(p) > 4 {
+				mnt = p[4]
+				break
+			}
+		}
+	}
+	if mnt == "" {
+		t.Skip("no cgroup v2 hierarchy is mounted")
+	}
+	dir := filepath.Join(mnt, fmt.Sprintf("kumo-runner-test-%d", os.Getpid()))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Skipf("cannot make a cgroup v2 group: %v", err)
+	}
+	t.Cleanup(func() {
+		// A killed member leaves the group a moment after its wait.
+		for end := time.Now().Add(5 * time.Second); os.Remove(dir) != nil && time.Now().Before(end); {
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+	return dir
+}
+
+// BenchmarkSweeperMembers reads the member list of a cgroup v2 group of
+// one process, kept open and read from its start as the Sweeper does
+// ("kept"), or opened for each read as on cgroup v1 ("open").
+func BenchmarkSweeperMembers(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("moving a process into a cgroup needs root")
+	}
+	group := cgroup2Group(b)
+	procs := filepath.Join(group, "cgroup.procs")
+	cmd := exec.Command("sleep", "1000")
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if err := os.WriteFile(procs, []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		s    *Sweeper
+	}{{"kept", newSweeper(1, procs)}, {"open", &Sweeper{procs: procs}}} {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				if pids, err := tc.s.members(); err != nil || len(pids) != 1 {
+					b.Fatalf("members = %v, %v", pids, err)
 				}
 			}
 		})
