@@ -48,8 +48,8 @@ func startReplicas(t testing.TB, n int, extra ...string) *replicaSet {
 	}
 	rs := &replicaSet{t: t, root: root}
 	var urls []string
+	rs.addrs = freeAddrs(t, n)
 	for i := range n {
-		rs.addrs = append(rs.addrs, freeAddr(t))
 		rs.dirs = append(rs.dirs, filepath.Join(root, "r"+strconv.Itoa(i)))
 		urls = append(urls, "https://"+rs.addrs[i])
 	}
@@ -98,15 +98,22 @@ func (rs *replicaSet) start(i int) {
 	rs.servers[i] = startServer(rs.t, rs.dirs[i], append(slices.Clip(rs.flags), "--addr", rs.addrs[i], "--replica", "r"+strconv.Itoa(i))...)
 }
 
-// freeAddr returns a loopback address with a port free now.
-func freeAddr(t testing.TB) string {
+// freeAddrs returns n loopback addresses, each with a port of its own
+// that is free now.
+func freeAddrs(t testing.TB, n int) []string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// All are held until all are picked: a port closed at once could be
+	// handed out again by the next pick.
+	var addrs []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		addrs = append(addrs, ln.Addr().String())
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addrs
 }
 
 // alive reports whether replica i's process still runs.

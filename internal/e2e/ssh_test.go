@@ -431,12 +431,12 @@ func TestSSHLogin(t *testing.T) {
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	_, port, _ := net.SplitHostPort(freeAddrs(t, 1)[0])
+	n, err := strconv.Atoi(port)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return n
 }
 
 func computeEvents(t testing.TB, s *server, name string) []api.ComputeEvent {
