@@ -141,9 +141,11 @@ type Store interface {
 	// JobCreate inserts j; ErrConflict if the workspace has a job of that
 	// name (case-insensitive) or the RunID exists.
 	JobCreate(ctx context.Context, j model.Job) error
-	// JobSubmit inserts j as JobCreate does, with the next Seq (as
-	// JobNextSeq hands them out) in place of j's, in one write: a failed
-	// insert takes none. It returns j as stored.
+	// JobSubmit inserts j as JobCreate does, with the next Seq in place
+	// of j's: one larger than every Seq it handed out before and every Seq
+	// stored or updated to, even by control planes sharing the database.
+	// It is one write; a failed insert takes no Seq. It returns j as
+	// stored.
 	JobSubmit(ctx context.Context, j model.Job) (model.Job, error)
 	// JobGet returns the job with the given ARM ID.
 	JobGet(ctx context.Context, id string) (model.Job, error)
@@ -178,12 +180,6 @@ type Store interface {
 	JobListByStatus(ctx context.Context, statuses ...model.JobStatus) ([]model.Job, error)
 	// JobMaxSeq returns the largest Seq stored, or 0.
 	JobMaxSeq(ctx context.Context) (int64, error)
-	// JobNextSeq hands out a job Seq: one larger than every Seq it handed
-	// out before and every Seq stored. The counter is kept in the
-	// database, so no two calls return the same Seq, whether they come
-	// from one process or from several sharing the database; a Seq handed
-	// out but never stored is skipped, not reused.
-	JobNextSeq(ctx context.Context) (int64, error)
 	// JobUpdate replaces the job with j.ID if its stored status is from,
 	// else ErrPreconditionFailed. When node is not nil, the node with
 	// node.ID is replaced in the same transaction if its stored state is

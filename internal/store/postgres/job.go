@@ -19,9 +19,11 @@ const (
 	jobInsertSQL = `INSERT INTO jobs (` + rowcodec.JobInsertColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34)`
 
 	// jobSubmitSQL is jobInsertSQL with the next Seq in place of seq's
-	// argument: the counter raised as jobNextSeqSQL raises it, in the same
-	// statement, so a failed insert hands out none.
-	jobSubmitSQL = `WITH next AS (` + jobNextSeqSQL + `)
+	// argument: the counter that migration 0006 keeps (its trigger keeps
+	// it at least the largest Seq stored), raised in the same statement,
+	// so a failed insert takes none. Concurrent submissions queue on the
+	// counter row's lock, and each sees the value the one before it wrote.
+	jobSubmitSQL = `WITH next AS (UPDATE job_seq SET value = value + 1 WHERE id = 1 RETURNING value)
 		INSERT INTO jobs (` + rowcodec.JobInsertColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23,
 		(SELECT value FROM next), $24, $25, $26, $27, $28, $29, $30, $31, $32, $33) RETURNING seq`
 
@@ -133,26 +135,6 @@ func (s *Store) JobMaxSeq(ctx context.Context) (int64, error) {
 	var n int64
 	if err := s.pool.QueryRow(ctx, jobMaxSeqSQL).Scan(&n); err != nil {
 		return 0, fmt.Errorf("job max seq: %w", err)
-	}
-	return n, nil
-}
-
-// jobNextSeqSQL raises the counter that migration 0006 keeps (its
-// trigger keeps it at least the largest Seq stored) and returns it.
-// Concurrent callers queue on the counter row's lock, and each sees the
-// value the one before it wrote.
-const jobNextSeqSQL = `UPDATE job_seq SET value = value + 1 WHERE id = 1 RETURNING value`
-
-// JobNextSeq implements store.Store: one statement, its own transaction.
-func (s *Store) JobNextSeq(ctx context.Context) (int64, error) {
-	ctx, cancel, err := writeCtx(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("job next seq: %w", err)
-	}
-	defer cancel()
-	var n int64
-	if err := s.pool.QueryRow(ctx, jobNextSeqSQL).Scan(&n); err != nil {
-		return 0, fmt.Errorf("job next seq: %w", err)
 	}
 	return n, nil
 }

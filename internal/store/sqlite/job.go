@@ -17,8 +17,9 @@ const (
 	jobInsertSQL = `INSERT INTO jobs (` + rowcodec.JobInsertColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 	// jobSubmitSQL is jobInsertSQL with the next Seq, one above the
-	// counter that migration 0014 keeps, in place of seq's argument; the
-	// insert's trigger then raises the counter to it. SQLite runs one
+	// counter that migration 0014 keeps (its triggers keep it at least the
+	// largest Seq stored), in place of seq's argument; the insert's
+	// trigger then raises the counter to it. SQLite runs one
 	// write at a time, so no other insert reads the same counter.
 	jobSubmitSQL = `INSERT INTO jobs (` + rowcodec.JobInsertColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
 		(SELECT value + 1 FROM job_seq WHERE id = 1), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`
@@ -37,10 +38,6 @@ const (
 	jobGetByRunIDSQL = `SELECT ` + rowcodec.JobColumns + ` FROM jobs WHERE run_id = ?`
 	jobListSQL       = `SELECT ` + rowcodec.JobColumns + ` FROM jobs WHERE workspace_key = ? AND name_key > ? ORDER BY name_key LIMIT ?`
 	jobMaxSeqSQL     = `SELECT coalesce(max(seq), 0) FROM jobs`
-
-	// jobNextSeqSQL raises the counter that migration 0014 keeps (its
-	// triggers keep it at least the largest Seq stored) and returns it.
-	jobNextSeqSQL = `UPDATE job_seq SET value = value + 1 WHERE id = 1 RETURNING value`
 )
 
 // JobCreate implements store.Store. Job IDs and names match
@@ -154,27 +151,6 @@ func (s *Store) JobMaxSeq(ctx context.Context) (int64, error) {
 	var n int64
 	if err := s.queryRow(ctx, jobMaxSeqSQL).Scan(&n); err != nil {
 		return 0, fmt.Errorf("job max seq: %w", err)
-	}
-	return n, nil
-}
-
-// JobNextSeq implements store.Store: one statement in the write
-// transaction, which SQLite runs one at a time.
-func (s *Store) JobNextSeq(ctx context.Context) (int64, error) {
-	ctx, err := writeCtx(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("job next seq: %w", err)
-	}
-	st, err := s.ws.get(ctx, jobNextSeqSQL)
-	if err != nil {
-		return 0, fmt.Errorf("job next seq: %w", err)
-	}
-	var n int64
-	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		return tx.StmtContext(ctx, st).QueryRowContext(ctx).Scan(&n)
-	})
-	if err != nil {
-		return 0, fmt.Errorf("job next seq: %w", err)
 	}
 	return n, nil
 }

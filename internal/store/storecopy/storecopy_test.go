@@ -148,11 +148,14 @@ func TestSQLiteToPostgres(t *testing.T) {
 	}
 	// The source stays open, as a running control plane's would.
 	defer src.Close()
-	// Seqs handed out and not stored (8 and 9) are not handed out again
-	// after the copy: the counter moves with the store.
-	for range 2 {
-		if _, err := src.JobNextSeq(ctx); err != nil {
-			t.Fatalf("JobNextSeq: %v", err)
+	// A Seq counter ahead of the largest Seq stored (the job moved to Seq
+	// 9 and back to 7) stays ahead after the copy: the counter moves with
+	// the store.
+	for _, seq := range []int64{9, 7} {
+		j := want.job
+		j.Seq = seq
+		if err := src.JobUpdate(ctx, j, j.Status, nil, ""); err != nil {
+			t.Fatalf("JobUpdate: %v", err)
 		}
 	}
 
@@ -179,8 +182,10 @@ func TestSQLiteToPostgres(t *testing.T) {
 	if diff := cmp.Diff(want, read(t, dst), allowState); diff != "" {
 		t.Errorf("postgres after migrate (-want +got):\n%s", diff)
 	}
-	if got, err := dst.JobNextSeq(ctx); err != nil || got != 10 {
-		t.Errorf("JobNextSeq after migrate = %d, %v; want 10, after the source's last", got, err)
+	next := want.job
+	next.ID, next.Name, next.RunID = wsID+"/jobs/Next", "Next", "run-next"
+	if got, err := dst.JobSubmit(ctx, next); err != nil || got.Seq != 10 {
+		t.Errorf("JobSubmit after migrate: Seq %d, %v; want 10, after the source's counter", got.Seq, err)
 	}
 	// Events appended after the copy come after the copied ones.
 	later := model.Event{ComputeID: wsID + "/computes/Gpu", Time: t0, Kind: "ScaleDown", Message: "third, same time"}

@@ -37,8 +37,10 @@ func FactsBackfill(t *testing.T, s store.Store, undo func(), insertNode func(mod
 		insertNode(model.Node{ID: id, ComputeID: ws + "/computes/cpu", State: model.NodeIdle, SSHPort: port, CreatedAt: t0, StateSince: t0})
 	}
 	s = reopen()
-	if got, err := s.JobNextSeq(t.Context()); err != nil || got != 42 {
-		t.Errorf("JobNextSeq = %d, %v; want 42, after the largest stored", got, err)
+	next := model.Job{ID: ws + "/jobs/next", WorkspaceID: ws, Name: "next", RunID: "run-next",
+		ComputeID: ws + "/computes/cpu", Command: "true", InstanceCount: 1, Status: model.JobQueued, CreatedAt: t0}
+	if got, err := s.JobSubmit(t.Context(), next); err != nil || got.Seq != 42 {
+		t.Errorf("JobSubmit: Seq %d, %v; want 42, after the largest stored", got.Seq, err)
 	}
 	got := map[string]int{}
 	for id := range ports {

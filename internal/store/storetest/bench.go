@@ -112,24 +112,16 @@ func BenchJobReadAfterWrite(b *testing.B, s store.Store) {
 }
 
 // BenchJobSubmit measures the store's part of a job submission, one at a
-// time: "Submit" is the control plane's path, JobSubmit; "NextSeqCreate"
-// is the path before it, JobNextSeq then JobCreate with the Seq it handed
-// out; "MemorySeq" is JobCreate alone, with a Seq from a counter in memory
-// (as one control plane did before Seqs came from the store), for
-// comparison. open returns a fresh, empty store.
+// time: "Submit" is the control plane's path, JobSubmit; "MemorySeq" is
+// JobCreate alone, with a Seq from a counter in memory (as one control
+// plane did before Seqs came from the store), for comparison. open returns
+// a fresh, empty store.
 func BenchJobSubmit(b *testing.B, open func(b *testing.B) store.Store) {
 	paths := []struct {
 		name   string
 		submit func(ctx context.Context, s store.Store, n int64) error
 	}{
 		{"MemorySeq", func(ctx context.Context, s store.Store, n int64) error { return s.JobCreate(ctx, benchJob(n)) }},
-		{"NextSeqCreate", func(ctx context.Context, s store.Store, n int64) error {
-			seq, err := s.JobNextSeq(ctx)
-			if err != nil {
-				return err
-			}
-			return s.JobCreate(ctx, benchJob(seq))
-		}},
 		{"Submit", func(ctx context.Context, s store.Store, n int64) error {
 			_, err := s.JobSubmit(ctx, benchJob(n))
 			return err

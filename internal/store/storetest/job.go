@@ -24,8 +24,6 @@ var jobTests = []test{
 	{"ListByCompute", testJobListByCompute},
 	{"ListByStatus", testJobListByStatus},
 	{"MaxSeq", testJobMaxSeq},
-	{"NextSeq", testJobNextSeq},
-	{"NextSeqConcurrent", testJobNextSeqConcurrent},
 	{"Submit", testJobSubmit},
 	{"SubmitConcurrent", testJobSubmitConcurrent},
 	{"QueueQueries", testJobQueueQueries},
@@ -364,35 +362,51 @@ func testJobListByStatus(t *testing.T, s store.Store) {
 	}
 }
 
-// nextSeq calls JobNextSeq or fails the test.
-func nextSeq(t *testing.T, s store.Store) int64 {
-	t.Helper()
-	n, err := s.JobNextSeq(t.Context())
-	if err != nil {
-		t.Fatalf("JobNextSeq: %v", err)
-	}
-	return n
-}
-
-// testJobNextSeq checks that JobNextSeq counts up from the largest Seq
-// stored, and stays above Seqs that jobs are stored or updated with.
-func testJobNextSeq(t *testing.T, s store.Store) {
+// testJobSubmit checks that JobSubmit stores the job as given but for
+// its Seq, the next one: counted up from the largest Seq stored, above
+// every Seq a job is stored or updated with, and none taken by a refused
+// submission.
+func testJobSubmit(t *testing.T, s store.Store) {
 	w := setupWorkspace(t, s, "ws")
-	if got := nextSeq(t, s); got != 1 {
-		t.Errorf("JobNextSeq on an empty store = %d, want 1", got)
+	// submit submits a new job named name and returns its Seq, checking
+	// that the job is stored as returned.
+	submit := func(name string) int64 {
+		t.Helper()
+		j := newJob(w, name, "cpu", 999) // its own Seq is not used
+		got, err := s.JobSubmit(t.Context(), j)
+		if err != nil {
+			t.Fatalf("JobSubmit(%s): %v", name, err)
+		}
+		j.Seq = got.Seq
+		if diff := cmp.Diff(j, got); diff != "" {
+			t.Errorf("JobSubmit(%s) returned (-want +got):\n%s", name, diff)
+		}
+		wantJob(t, s, j.ID, got)
+		return got.Seq
 	}
-	if got := nextSeq(t, s); got != 2 {
-		t.Errorf("second JobNextSeq = %d, want 2", got)
+	if got := submit("a"); got != 1 {
+		t.Errorf("Seq on an empty store = %d, want 1", got)
 	}
-	// A Seq handed out and not used is skipped; a job stored with a Seq
-	// of its own (as a copied store's are) raises the counter.
+	if got := submit("b"); got != 2 {
+		t.Errorf("second Seq = %d, want 2", got)
+	}
+	dup := newJob(w, "A", "cpu", 0)
+	dup.RunID = "run-other"
+	if _, err := s.JobSubmit(t.Context(), dup); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("JobSubmit of a taken name: %v, want ErrConflict", err)
+	}
+	if got := submit("c"); got != 3 {
+		t.Errorf("Seq after a refused submission = %d, want 3: the refused one took none", got)
+	}
+	// A job stored with a Seq of its own (as a copied store's are) raises
+	// the counter; one with a lower Seq does not lower it.
 	mustCreateJob(t, s, newJob(w, "copied", "cpu", 1000))
-	if got := nextSeq(t, s); got != 1001 {
-		t.Errorf("JobNextSeq after a job with Seq 1000 = %d, want 1001", got)
+	if got := submit("d"); got != 1001 {
+		t.Errorf("Seq after a job with Seq 1000 = %d, want 1001", got)
 	}
 	mustCreateJob(t, s, newJob(w, "low", "cpu", 5))
-	if got := nextSeq(t, s); got != 1002 {
-		t.Errorf("JobNextSeq after a job with Seq 5 = %d, want 1002", got)
+	if got := submit("e"); got != 1002 {
+		t.Errorf("Seq after a job with Seq 5 = %d, want 1002", got)
 	}
 	j := newJob(w, "moved", "cpu", 3)
 	mustCreateJob(t, s, j)
@@ -401,117 +415,59 @@ func testJobNextSeq(t *testing.T, s store.Store) {
 	if err := s.JobUpdate(t.Context(), upd, j.Status, nil, ""); err != nil {
 		t.Fatalf("JobUpdate: %v", err)
 	}
-	if got := nextSeq(t, s); got != 5001 {
-		t.Errorf("JobNextSeq after a job moved to Seq 5000 = %d, want 5001", got)
+	if got := submit("f"); got != 5001 {
+		t.Errorf("Seq after a job moved to Seq 5000 = %d, want 5001", got)
 	}
 }
 
-// testJobNextSeqConcurrent calls JobNextSeq from many goroutines at once.
-func testJobNextSeqConcurrent(t *testing.T, s store.Store) {
-	concurrentSeqs(t, "JobNextSeq", func(int, int) (int64, error) { return s.JobNextSeq(t.Context()) })
-}
-
-// concurrentSeqs calls next from many goroutines at once (with the
-// goroutine's and the call's number): every Seq is handed out once, each
-// caller's Seqs increase, and together they are the next ones in a row.
-func concurrentSeqs(t *testing.T, what string, next func(caller, call int) (int64, error)) {
+// testJobSubmitConcurrent submits jobs from many goroutines at once: every
+// Seq is handed out once and stored with its job, each caller's Seqs
+// increase, and together they are the next ones in a row.
+func testJobSubmitConcurrent(t *testing.T, s store.Store) {
+	w := setupWorkspace(t, s, "ws")
 	const callers, calls = 16, 25
 	var wg sync.WaitGroup
 	got := make([][]int64, callers)
 	errs := make([]error, callers)
 	for i := range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for k := range calls {
-				n, err := next(i, k)
+				j, err := s.JobSubmit(t.Context(), newJob(w, fmt.Sprintf("j%d-%d", i, k), "cpu", 0))
+				if err == nil {
+					var stored model.Job
+					if stored, err = s.JobGet(t.Context(), j.ID); err == nil && stored.Seq != j.Seq {
+						err = fmt.Errorf("job %s stored with Seq %d, returned with %d", j.ID, stored.Seq, j.Seq)
+					}
+				}
 				if err != nil {
 					errs[i] = err
 					return
 				}
-				got[i] = append(got[i], n)
+				got[i] = append(got[i], j.Seq)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		t.Fatalf("%s: %v", what, err)
+		t.Fatalf("JobSubmit: %v", err)
 	}
 	seen := map[int64]bool{}
 	for i, seqs := range got {
 		for k, n := range seqs {
 			if seen[n] {
-				t.Errorf("%s: Seq %d handed out twice", what, n)
+				t.Errorf("Seq %d handed out twice", n)
 			}
 			seen[n] = true
 			if k > 0 && n <= seqs[k-1] {
-				t.Errorf("%s: caller %d got Seq %d after %d, want increasing", what, i, n, seqs[k-1])
+				t.Errorf("caller %d got Seq %d after %d, want increasing", i, n, seqs[k-1])
 			}
 		}
 	}
 	for n := int64(1); n <= callers*calls; n++ {
 		if !seen[n] {
-			t.Errorf("%s: Seq %d never handed out; want 1..%d", what, n, callers*calls)
+			t.Errorf("Seq %d never handed out; want 1..%d", n, callers*calls)
 		}
 	}
-}
-
-// testJobSubmit checks that JobSubmit stores the job with the next Seq,
-// shares the counter with JobNextSeq, and takes no Seq when it fails.
-func testJobSubmit(t *testing.T, s store.Store) {
-	w := setupWorkspace(t, s, "ws")
-	submit := func(j model.Job) (model.Job, error) {
-		t.Helper()
-		got, err := s.JobSubmit(t.Context(), j)
-		if err == nil {
-			wantJob(t, s, j.ID, got)
-		}
-		return got, err
-	}
-	if got := nextSeq(t, s); got != 1 {
-		t.Fatalf("JobNextSeq on an empty store = %d, want 1", got)
-	}
-	j := newJob(w, "a", "cpu", 999) // its own Seq is not used
-	got, err := submit(j)
-	if err != nil {
-		t.Fatalf("JobSubmit: %v", err)
-	}
-	j.Seq = 2
-	if diff := cmp.Diff(j, got); diff != "" {
-		t.Errorf("JobSubmit returned (-want +got):\n%s", diff)
-	}
-	if got := nextSeq(t, s); got != 3 {
-		t.Errorf("JobNextSeq after a submission with Seq 2 = %d, want 3", got)
-	}
-	dup := newJob(w, "A", "cpu", 0)
-	dup.RunID = "run-other"
-	if _, err := submit(dup); !errors.Is(err, store.ErrConflict) {
-		t.Errorf("JobSubmit of a taken name: %v, want ErrConflict", err)
-	}
-	if got := nextSeq(t, s); got != 4 {
-		t.Errorf("JobNextSeq after a refused submission = %d, want 4: the refused one took none", got)
-	}
-	mustCreateJob(t, s, newJob(w, "copied", "cpu", 1000))
-	if got, err := submit(newJob(w, "b", "cpu", 0)); err != nil || got.Seq != 1001 {
-		t.Errorf("JobSubmit after a job with Seq 1000 = Seq %d, %v; want 1001", got.Seq, err)
-	}
-}
-
-// testJobSubmitConcurrent submits jobs from many goroutines at once: each
-// gets a Seq of its own, stored with it.
-func testJobSubmitConcurrent(t *testing.T, s store.Store) {
-	w := setupWorkspace(t, s, "ws")
-	concurrentSeqs(t, "JobSubmit", func(caller, call int) (int64, error) {
-		j, err := s.JobSubmit(t.Context(), newJob(w, fmt.Sprintf("j%d-%d", caller, call), "cpu", 0))
-		if err != nil {
-			return 0, err
-		}
-		stored, err := s.JobGet(t.Context(), j.ID)
-		if err == nil && stored.Seq != j.Seq {
-			err = fmt.Errorf("job %s stored with Seq %d, returned with %d", j.ID, stored.Seq, j.Seq)
-		}
-		return j.Seq, err
-	})
 }
 
 func testJobMaxSeq(t *testing.T, s store.Store) {
