@@ -2,8 +2,8 @@ package runner
 
 import (
 	"errors"
-	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,8 +47,9 @@ type Sweeper struct {
 	self  int
 
 	procsMu sync.Mutex
-	procsF  *os.File // procs, kept open on cgroup v2; nil opens it for each read
-	buf     []byte   // the last read of procsF
+	procsFD int    // procs, kept open on cgroup v2; -1 opens it for each read
+	dirFD   int    // the directory of procs (O_PATH), where a read opens it when procsFD is -1
+	buf     []byte // the last read of procs
 
 	mu    sync.Mutex
 	clean map[string]time.Time // temporary directories found holding nothing of uid, with their modification time then; nil remembers nothing
@@ -69,39 +70,63 @@ func NewSweeper(uid int) *Sweeper {
 // newSweeper returns the Sweeper of uid that looks for processes among
 // the members listed by procs, a cgroup.procs file ("": every process). It
 // keeps procs open, for as long as the Sweeper lives, when it is a cgroup
-// v2 file.
+// v2 file, and else its directory, so that a read opens procs by its name
+// alone.
 func newSweeper(uid int, procs string) *Sweeper {
-	s := &Sweeper{uid: uid, procs: procs, self: os.Getpid(), clean: map[string]time.Time{}}
+	s := &Sweeper{uid: uid, procs: procs, self: os.Getpid(), clean: map[string]time.Time{}, procsFD: -1, dirFD: -1}
+	if procs == "" {
+		return s
+	}
 	var st unix.Statfs_t
-	if procs != "" && unix.Statfs(procs, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
-		if f, err := os.Open(procs); err == nil {
-			s.procsF = f
+	if unix.Statfs(procs, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+		if fd, err := unix.Open(procs, unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+			s.procsFD = fd
 		}
+	} else if fd, err := unix.Open(filepath.Dir(procs), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+		s.dirFD = fd
 	}
 	return s
 }
 
 // members returns the pids that s.procs lists now.
 func (s *Sweeper) members() ([]int, error) {
-	if s.procsF == nil {
-		return readPIDs(s.procs)
-	}
 	s.procsMu.Lock()
 	defer s.procsMu.Unlock()
+	fd := s.procsFD
+	if fd < 0 {
+		// On cgroup v1 the list an open file gives is made at its first
+		// read and served again for up to a second, so every read opens
+		// it anew: by its name in its directory when that is open, a
+		// shorter lookup than the whole path.
+		var err error
+		if s.dirFD >= 0 {
+			fd, err = unix.Openat(s.dirFD, filepath.Base(s.procs), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		} else {
+			fd, err = unix.Open(s.procs, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "open", Path: s.procs, Err: err}
+		}
+		defer unix.Close(fd)
+	}
 	s.buf = s.buf[:0]
 	for {
 		if len(s.buf) == cap(s.buf) {
 			s.buf = slices.Grow(s.buf, 4096)
 		}
-		// Reading from offset 0 starts the kernel's walk of the group anew.
-		n, err := s.procsF.ReadAt(s.buf[len(s.buf):cap(s.buf)], int64(len(s.buf)))
-		s.buf = s.buf[:len(s.buf)+n]
-		if err == io.EOF {
+		// Reading from offset 0 starts the kernel's walk of the group anew
+		// (on cgroup v2; on v1, within one open file, it serves the list
+		// made by the first read).
+		n, err := unix.Pread(fd, s.buf[len(s.buf):cap(s.buf)], int64(len(s.buf)))
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return nil, &os.PathError{Op: "read", Path: s.procs, Err: err}
+		case n == 0:
 			return parsePIDs(s.buf), nil
 		}
-		if err != nil {
-			return nil, err
-		}
+		s.buf = s.buf[:len(s.buf)+n]
 	}
 }
 

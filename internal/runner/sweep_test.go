@@ -85,16 +85,28 @@ func TestSweeperEndsLeftovers(t *testing.T) {
 	}
 }
 
-// TestSweeperListsV2GroupAnew: on cgroup v2 the Sweeper keeps the group's
-// member list open, and each read lists the members of the moment (a
-// process that left is gone from it at once), so that Sweep finds and
-// ends what the job user left in the group.
-func TestSweeperListsV2GroupAnew(t *testing.T) {
+// TestSweeperListsGroupAnew: each read of the Sweeper's member list gives
+// the members of the moment (a process that left is gone from it at
+// once), so that Sweep finds and ends what the job user left in the group.
+// On cgroup v2 the list is kept open and read from its start; on v1, where
+// an open list keeps serving its first read for up to a second, it is
+// opened anew in its directory, which is kept open.
+func TestSweeperListsGroupAnew(t *testing.T) {
+	for _, v2 := range []bool{true, false} {
+		name := map[bool]string{true: "v2", false: "v1"}[v2]
+		t.Run(name, func(t *testing.T) { testSweeperListsGroupAnew(t, v2) })
+	}
+}
+
+func testSweeperListsGroupAnew(t *testing.T, v2 bool) {
 	u := sweepUID(t)
-	group := cgroup2Group(t)
+	group := cgroupGroup(t, v2)
 	s := newSweeper(u.UID, filepath.Join(group, "cgroup.procs"))
-	if s.procsF == nil {
+	if v2 && s.procsFD < 0 {
 		t.Fatal("the cgroup v2 group's member list is not kept open")
+	}
+	if !v2 && (s.procsFD >= 0 || s.dirFD < 0) {
+		t.Fatalf("cgroup v1: member list fd %d, directory fd %d; want the list opened for each read, in its directory kept open", s.procsFD, s.dirFD)
 	}
 	// start starts a process of the job user in the group; ended tells
 	// how it ended once it has.
@@ -153,19 +165,20 @@ func TestSweeperListsV2GroupAnew(t *testing.T) {
 	wantMembers()
 }
 
-// cgroup2Group makes a cgroup of the test's own at the top of the cgroup
-// v2 hierarchy, removed when the test ends; it skips the test where there
-// is no such hierarchy or it may not make one.
-func cgroup2Group(t testing.TB) string {
+// cgroupGroup makes a cgroup of the test's own at the top of a cgroup v2
+// hierarchy, or of the first cgroup v1 one, removed when the test ends; it
+// skips the test where there is no such hierarchy or it may not make one.
+func cgroupGroup(t testing.TB, v2 bool) string {
 	t.Helper()
 	raw, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		t.Skip(err)
 	}
+	fstype := map[bool]string{true: "cgroup2", false: "cgroup"}[v2]
 	mnt := ""
 	for line := range strings.Lines(string(raw)) {
 		pre, post, _ := strings.Cut(line, " - ")
-		if f := strings.Fields(post); len(f) > 0 && f[0] == "cgroup2" {
+		if f := strings.Fields(post); len(f) > 0 && f[0] == fstype {
 			if p := strings.Fields(pre); len(p) > 4 {
 				mnt = p[4]
 				break
@@ -173,11 +186,11 @@ func cgroup2Group(t testing.TB) string {
 		}
 	}
 	if mnt == "" {
-		t.Skip("no cgroup v2 hierarchy is mounted")
+		t.Skipf("no %s hierarchy is mounted", fstype)
 	}
 	dir := filepath.Join(mnt, fmt.Sprintf("kumo-runner-test-%d", os.Getpid()))
 	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Skipf("cannot make a cgroup v2 group: %v", err)
+		t.Skipf("cannot make a %s group: %v", fstype, err)
 	}
 	t.Cleanup(func() {
 		// A killed member leaves the group a moment after its wait.
@@ -188,30 +201,37 @@ func cgroup2Group(t testing.TB) string {
 	return dir
 }
 
-// BenchmarkSweeperMembers reads the member list of a cgroup v2 group of
-// one process, kept open and read from its start as the Sweeper does
-// ("kept"), or opened for each read as on cgroup v1 ("open").
+// BenchmarkSweeperMembers reads the member list of a cgroup of one
+// process as the Sweeper does: on cgroup v2 kept open and read from its
+// start ("v2"), on v1 opened for each read in its directory, kept open
+// ("v1"); and, for comparison, with os.ReadFile by its whole path on v1
+// ("v1-readfile"), as the Sweeper did before.
 func BenchmarkSweeperMembers(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("moving a process into a cgroup needs root")
 	}
-	group := cgroup2Group(b)
-	procs := filepath.Join(group, "cgroup.procs")
-	cmd := exec.Command("sleep", "1000")
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	if err := os.WriteFile(procs, []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
-		b.Fatal(err)
-	}
 	for _, tc := range []struct {
 		name string
-		s    *Sweeper
-	}{{"kept", newSweeper(1, procs)}, {"open", &Sweeper{procs: procs}}} {
+		v2   bool
+		read func(s *Sweeper) ([]int, error)
+	}{
+		{"v2", true, (*Sweeper).members},
+		{"v1", false, (*Sweeper).members},
+		{"v1-readfile", false, func(s *Sweeper) ([]int, error) { return readPIDs(s.procs) }},
+	} {
 		b.Run(tc.name, func(b *testing.B) {
+			procs := filepath.Join(cgroupGroup(b, tc.v2), "cgroup.procs")
+			cmd := exec.Command("sleep", "1000")
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+			if err := os.WriteFile(procs, []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
+				b.Fatal(err)
+			}
+			s := newSweeper(1, procs)
 			for b.Loop() {
-				if pids, err := tc.s.members(); err != nil || len(pids) != 1 {
+				if pids, err := tc.read(s); err != nil || len(pids) != 1 {
 					b.Fatalf("members = %v, %v", pids, err)
 				}
 			}
