@@ -226,6 +226,14 @@ type Store interface {
 	// no node are absent. It reads the index of nodes by compute and
 	// state, so a compute's answer need not load its nodes.
 	NodeCountByCompute(ctx context.Context, computeID string) (map[model.NodeState]int, error)
+	// PlacementCandidates returns what a dispatcher pass places from: the
+	// compute's idle nodes, ordered by CreatedAt, ID, and the head of its
+	// queue (its queued jobs in Seq order), at most one job per idle node.
+	// When the compute has no idle node, or no queued job, it returns
+	// neither and reads no further, so that a pass over a busy compute
+	// costs one count of its idle nodes. A backend may read it where its
+	// writes go, when that is cheaper right after a commit.
+	PlacementCandidates(ctx context.Context, computeID string) (idle []model.Node, queued []model.Job, err error)
 	// NodeList returns every node ordered by CreatedAt, ID.
 	NodeList(ctx context.Context) ([]model.Node, error)
 	// NodeDelete removes the node with the given ID, with its presence

@@ -362,33 +362,18 @@ func (d *Dispatcher) check(ctx context.Context, computeID string) (bool, error) 
 }
 
 // place assigns a compute's queued jobs, in order, to its idle connected
-// nodes, as many as fit. It reads the count of idle nodes, then (unless
-// there is none) the head of the queue, at most one job per idle node, and
-// (unless that is empty) the idle nodes: never the whole cluster or queue.
-// The count comes first because most passes of a busy cluster follow a
-// submission while every node runs a job.
+// nodes, as many as fit. Only the head of the queue matters, since every
+// job takes at least one new node: it reads store.PlacementCandidates,
+// never the whole cluster or queue. Most passes of a busy cluster follow
+// a submission while every node runs a job, and read one count.
 func (d *Dispatcher) place(ctx context.Context, computeID string) error {
 	st := d.cfg.Store
-	counts, err := st.NodeCountByCompute(ctx, computeID)
+	free, queued, err := st.PlacementCandidates(ctx, computeID)
 	if err != nil {
-		return fmt.Errorf("count nodes: %w", err)
-	}
-	if counts[model.NodeIdle] == 0 {
-		return nil
-	}
-	// Only the head of the queue matters: every job takes at least one
-	// new node.
-	queued, err := st.JobHead(ctx, computeID, model.JobQueued, counts[model.NodeIdle])
-	if err != nil {
-		return fmt.Errorf("list queued jobs: %w", err)
+		return err
 	}
 	if len(queued) == 0 {
-		// A node freed while nothing waits: the idle nodes are not read.
 		return nil
-	}
-	free, err := st.NodeListByState(ctx, computeID, model.NodeIdle)
-	if err != nil {
-		return fmt.Errorf("list idle nodes: %w", err)
 	}
 	var idle []model.Node
 	unreached := false

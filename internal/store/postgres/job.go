@@ -41,6 +41,7 @@ const (
 	jobGetByRunIDSQL = `SELECT ` + rowcodec.JobColumns + ` FROM jobs WHERE run_id = $1`
 	jobListSQL       = `SELECT ` + rowcodec.JobColumns + ` FROM jobs WHERE workspace_key = $1 AND name_key > $2 ORDER BY name_key LIMIT $3`
 	jobMaxSeqSQL     = `SELECT coalesce(max(seq), 0) FROM jobs`
+	jobHeadSQL       = `SELECT ` + rowcodec.JobColumns + ` FROM jobs WHERE compute_key = $1 AND status = $2 ORDER BY seq, id_key LIMIT $3`
 )
 
 // JobCreate implements store.Store. Job IDs and names match
@@ -270,8 +271,7 @@ func (s *Store) JobHead(ctx context.Context, computeID string, status model.JobS
 	if limit <= 0 {
 		return nil, nil
 	}
-	q := `SELECT ` + rowcodec.JobColumns + ` FROM jobs WHERE compute_key = $1 AND status = $2 ORDER BY seq, id_key LIMIT $3`
-	js, err := query(ctx, s.pool, rowcodec.ScanJob, q, rowcodec.Fold(computeID), string(status), limit)
+	js, err := query(ctx, s.pool, rowcodec.ScanJob, jobHeadSQL, rowcodec.Fold(computeID), string(status), limit)
 	if err != nil {
 		return nil, fmt.Errorf("job head of %s: %w", computeID, err)
 	}

@@ -33,6 +33,7 @@ const (
 	nodeListByComputeSQL = `SELECT ` + rowcodec.NodeColumns + ` FROM nodes WHERE compute_key = $1 ORDER BY created_at, id`
 	nodeListSQL          = `SELECT ` + rowcodec.NodeColumns + ` FROM nodes ORDER BY created_at, id`
 	nodeListByStateSQL   = `SELECT ` + rowcodec.NodeColumns + ` FROM nodes WHERE compute_key = $1 AND state = $2 ORDER BY created_at, id`
+	nodeCountInStateSQL  = `SELECT COUNT(*) FROM nodes WHERE compute_key = $1 AND state = $2`
 	nodeDeleteSQL        = `DELETE FROM nodes WHERE id = $1`
 )
 
@@ -131,6 +132,32 @@ func (s *Store) NodeCountByCompute(ctx context.Context, computeID string) (map[m
 		out[r.state] = r.n
 	}
 	return out, nil
+}
+
+// PlacementCandidates implements store.Store with three reads of the
+// pool; a dispatcher pass tolerates their not being one snapshot, as its
+// placements are conditional on what they read.
+func (s *Store) PlacementCandidates(ctx context.Context, computeID string) ([]model.Node, []model.Job, error) {
+	key := rowcodec.Fold(computeID)
+	var n int
+	if err := s.pool.QueryRow(ctx, nodeCountInStateSQL, key, string(model.NodeIdle)).Scan(&n); err != nil {
+		return nil, nil, fmt.Errorf("placement candidates of %s: count idle nodes: %w", computeID, err)
+	}
+	if n == 0 {
+		return nil, nil, nil
+	}
+	queued, err := query(ctx, s.pool, rowcodec.ScanJob, jobHeadSQL, key, string(model.JobQueued), n)
+	if err != nil {
+		return nil, nil, fmt.Errorf("placement candidates of %s: queue head: %w", computeID, err)
+	}
+	if len(queued) == 0 {
+		return nil, nil, nil
+	}
+	idle, err := query(ctx, s.pool, rowcodec.ScanNode, nodeListByStateSQL, key, string(model.NodeIdle))
+	if err != nil {
+		return nil, nil, fmt.Errorf("placement candidates of %s: idle nodes: %w", computeID, err)
+	}
+	return idle, queued, nil
 }
 
 // NodeList implements store.Store.

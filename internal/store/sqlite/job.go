@@ -38,6 +38,12 @@ const (
 	jobGetByRunIDSQL = `SELECT ` + rowcodec.JobColumns + ` FROM jobs WHERE run_id = ?`
 	jobListSQL       = `SELECT ` + rowcodec.JobColumns + ` FROM jobs WHERE workspace_key = ? AND name_key > ? ORDER BY name_key LIMIT ?`
 	jobMaxSeqSQL     = `SELECT coalesce(max(seq), 0) FROM jobs`
+	// jobHeadSQL has LIMIT ? + 0, not LIMIT ?: SQLite reads a bare bound
+	// LIMIT while it plans and marks the statement to be prepared again
+	// whenever that parameter gets another value. The dispatcher asks for
+	// as many jobs as it has idle nodes, so every call was prepared anew
+	// (BenchmarkJobHead: about 40% of its time).
+	jobHeadSQL = `SELECT ` + rowcodec.JobColumns + ` FROM jobs WHERE compute_key = ? AND status = ? ORDER BY seq, id_key LIMIT ? + 0`
 )
 
 // JobCreate implements store.Store. Job IDs and names match
@@ -260,13 +266,7 @@ func (s *Store) JobHead(ctx context.Context, computeID string, status model.JobS
 	if limit <= 0 {
 		return nil, nil
 	}
-	// LIMIT ? + 0, not LIMIT ?: SQLite reads a bare bound LIMIT while it
-	// plans and marks the statement to be prepared again whenever that
-	// parameter gets another value. The dispatcher asks for 1 job, then
-	// for as many as it has idle nodes, so every call was prepared anew
-	// (BenchmarkJobHead: about 40% of its time).
-	q := `SELECT ` + rowcodec.JobColumns + ` FROM jobs WHERE compute_key = ? AND status = ? ORDER BY seq, id_key LIMIT ? + 0`
-	js, err := query(ctx, s, rowcodec.ScanJob, q, rowcodec.Fold(computeID), status, limit)
+	js, err := query(ctx, s, rowcodec.ScanJob, jobHeadSQL, rowcodec.Fold(computeID), status, limit)
 	if err != nil {
 		return nil, fmt.Errorf("job head of %s: %w", computeID, err)
 	}

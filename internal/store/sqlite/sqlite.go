@@ -257,7 +257,13 @@ func (s *Store) keyRow(ctx context.Context, q string, args ...any) *sql.Row {
 
 // query runs the read statement q and scans every row with scan.
 func query[T any](ctx context.Context, s *Store, scan func(rowcodec.Scanner) (T, error), q string, args ...any) ([]T, error) {
-	st, err := s.rs.get(ctx, q)
+	return queryOn(ctx, &s.rs, scan, q, args...)
+}
+
+// queryOn is query on the pool of c: s.rs, or s.ws for the reads that
+// keyRow's reasons send to the write connection.
+func queryOn[T any](ctx context.Context, c *stmts, scan func(rowcodec.Scanner) (T, error), q string, args ...any) ([]T, error) {
+	st, err := c.get(ctx, q)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"strings"
 	"testing"
@@ -23,6 +24,7 @@ var nodeTests = []test{
 	{"List", testNodeList},
 	{"ListByState", testNodeListByState},
 	{"CountByCompute", testNodeCountByCompute},
+	{"PlacementCandidates", testNodePlacementCandidates},
 	{"Delete", testNodeDelete},
 	{"BindAgentKey", testNodeBindAgentKey},
 	{"Usage", testNodeUsage},
@@ -284,6 +286,93 @@ func testNodeListByState(t *testing.T, s store.Store) {
 				if n.State != tt.state {
 					t.Errorf("node %s is %s, want %s", n.ID, n.State, tt.state)
 				}
+			}
+		})
+	}
+}
+
+// testNodePlacementCandidates: a compute's idle nodes and the head of its
+// queue, at most one job per idle node, or neither when it has no idle
+// node or no queued job; other states and computes do not count.
+func testNodePlacementCandidates(t *testing.T, s store.Store) {
+	w := setupWorkspace(t, s, "ws")
+	type node struct {
+		id      string
+		state   model.NodeState
+		created int
+	}
+	type job struct {
+		name   string
+		status model.JobStatus
+		seq    int64
+	}
+	tests := []struct {
+		name       string
+		nodes      []node
+		jobs       []job
+		ask        func(id string) string // the compute ID asked for; nil asks as stored
+		wantNodes  []string
+		wantQueued []string
+	}{
+		{
+			name:  "every node busy",
+			nodes: []node{{"busy-1", model.NodeRunning, 1}, {"busy-2", model.NodePreparing, 2}},
+			jobs:  []job{{"busy-q", model.JobQueued, 1}, {"busy-r", model.JobRunning, 2}},
+		},
+		{
+			name:  "nothing queued",
+			nodes: []node{{"calm-1", model.NodeIdle, 1}, {"calm-2", model.NodeIdle, 2}},
+			jobs:  []job{{"calm-r", model.JobRunning, 1}, {"calm-done", model.JobCompleted, 2}},
+		},
+		{
+			name:       "head as long as the idle nodes",
+			nodes:      []node{{"head-b", model.NodeIdle, 5}, {"head-a", model.NodeIdle, 3}, {"head-run", model.NodeRunning, 1}},
+			jobs:       []job{{"head-30", model.JobQueued, 30}, {"head-10", model.JobQueued, 10}, {"head-20", model.JobQueued, 20}, {"head-5", model.JobRunning, 5}},
+			wantNodes:  []string{"head-a", "head-b"},
+			wantQueued: []string{"head-10", "head-20"},
+		},
+		{
+			name:       "fewer queued than idle",
+			nodes:      []node{{"few-1", model.NodeIdle, 1}, {"few-2", model.NodeIdle, 2}, {"few-3", model.NodeIdle, 3}},
+			jobs:       []job{{"few-q", model.JobQueued, 1}},
+			wantNodes:  []string{"few-1", "few-2", "few-3"},
+			wantQueued: []string{"few-q"},
+		},
+		{
+			name:       "compute ID case",
+			nodes:      []node{{"case-1", model.NodeIdle, 1}},
+			jobs:       []job{{"case-q", model.JobQueued, 1}},
+			ask:        strings.ToUpper,
+			wantNodes:  []string{"case-1"},
+			wantQueued: []string{"case-q"},
+		},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			compute := fmt.Sprintf("cpu%d", i)
+			id := newCompute(w, compute).ID
+			for _, n := range tt.nodes {
+				node := newNode(n.id, id, n.state)
+				node.CreatedAt = at(n.created)
+				mustCreateNode(t, s, node)
+			}
+			for _, j := range tt.jobs {
+				job := newJob(w, j.name, compute, j.seq)
+				job.Status = j.status
+				mustCreateJob(t, s, job)
+			}
+			if tt.ask != nil {
+				id = tt.ask(id)
+			}
+			idle, queued, err := s.PlacementCandidates(t.Context(), id)
+			if err != nil {
+				t.Fatalf("PlacementCandidates: %v", err)
+			}
+			if diff := cmp.Diff(tt.wantNodes, nodeIDs(idle)); diff != "" {
+				t.Errorf("idle nodes (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.wantQueued, jobNames(queued)); diff != "" {
+				t.Errorf("queued jobs (-want +got):\n%s", diff)
 			}
 		})
 	}
