@@ -127,12 +127,29 @@ type Event struct {
 	Message   string
 }
 
+// Allocation states of a cluster (ComputeStatus.Allocation), as AML names
+// them.
+const (
+	AllocationSteady   = "Steady"   // the node count is the target and no node is coming or going
+	AllocationResizing = "Resizing" // nodes are being added or removed, or the target is not met
+)
+
+// AllocationOf returns a cluster's allocation state and since when it has
+// held: as st records them, or, before the autoscaler's first pass has
+// recorded one, Steady since the compute c was last written.
+func AllocationOf(c Compute, st ComputeStatus) (state string, since time.Time) {
+	if st.AllocationSince.IsZero() {
+		return AllocationSteady, c.ModifiedAt
+	}
+	return st.Allocation, st.AllocationSince
+}
+
 // ComputeStatus is a cluster's live allocation status, kept apart from its
 // settings so that the autoscaler never races user edits.
 type ComputeStatus struct {
 	ComputeID       string
 	TargetNodes     int       // target of the last resize
-	Allocation      string    // "Steady" or "Resizing"
+	Allocation      string    // AllocationSteady or AllocationResizing
 	AllocationSince time.Time // when Allocation last changed
 	Errors          []Error   // current allocation errors (quota, capacity, failed nodes); nil when none
 	// Blocked says why demand is not met, as a pending reason code

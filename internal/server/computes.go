@@ -482,6 +482,7 @@ func (s *Server) computeSettings(c model.Compute) api.ComputeResource {
 		desc = strp(c.Description)
 	}
 	modified := s.timestamp(c.ModifiedAt)
+	alloc, allocSince := s.allocation(c, model.ComputeStatus{}) // until computeView.apply reads the status
 	return api.ComputeResource{
 		ID: c.ID, Name: c.Name, Type: api.TypeCompute, Location: strp(c.Location), Tags: tags,
 		SystemData: &api.SystemData{CreatedAt: s.timestamp(c.CreatedAt), CreatedBy: c.CreatedBy, CreatedByType: "Application",
@@ -496,8 +497,8 @@ func (s *Server) computeSettings(c model.Compute) api.ComputeResource {
 				ScaleSettings: &api.ScaleSettings{MaxNodeCount: int32p(c.Scale.MaxNodes), MinNodeCount: int32p(c.Scale.MinNodes),
 					NodeIdleTimeBeforeScaleDown: strp(model.FormatDuration(c.Scale.IdleTime))},
 				UserAccountCredentials:        creds,
-				AllocationState:               api.AllocationSteady,
-				AllocationStateTransitionTime: modified,
+				AllocationState:               alloc,
+				AllocationStateTransitionTime: allocSince,
 				NodeStateCounts:               &api.NodeStateCounts{},
 			},
 		},

@@ -125,6 +125,16 @@ func (v *computeView) gangReason(j model.Job, r *api.PendingReason) *api.Pending
 		Details: map[string]any{"ready": ready, "needed": j.InstanceCount, "held": held, "waitingFor": r.Code}}
 }
 
+// allocation renders a cluster's allocation state and its transition
+// time (see model.AllocationOf).
+func (s *Server) allocation(c model.Compute, st model.ComputeStatus) (api.AllocationState, string) {
+	state, since := model.AllocationOf(c, st)
+	if state == model.AllocationResizing {
+		return api.AllocationResizing, s.timestamp(since)
+	}
+	return api.AllocationSteady, s.timestamp(since)
+}
+
 // apply writes the view's live fields into a rendered compute.
 func (v *computeView) apply(s *Server, p *api.AmlComputeProperties) {
 	counts := v.counts()
@@ -132,13 +142,7 @@ func (v *computeView) apply(s *Server, p *api.AmlComputeProperties) {
 	active := counts.IdleNodeCount + counts.RunningNodeCount + counts.PreparingNodeCount
 	p.CurrentNodeCount = active + counts.UnusableNodeCount + counts.LeavingNodeCount
 	p.TargetNodeCount = int32(v.status.TargetNodes)
-	p.AllocationState = api.AllocationSteady
-	if v.status.Allocation == string(api.AllocationResizing) {
-		p.AllocationState = api.AllocationResizing
-	}
-	if !v.status.AllocationSince.IsZero() {
-		p.AllocationStateTransitionTime = s.timestamp(v.status.AllocationSince)
-	}
+	p.AllocationState, p.AllocationStateTransitionTime = s.allocation(v.compute, v.status)
 	for _, e := range v.status.Errors {
 		p.Errors = append(p.Errors, api.ErrorResponse{Error: &api.ErrorDetail{Code: e.Code, Message: e.Message}})
 	}

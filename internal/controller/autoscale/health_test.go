@@ -214,12 +214,12 @@ func TestFailedBootReplacedWithBackoff(t *testing.T) {
 		}
 	}
 	st := e.status(c)
-	if len(st.Errors) != 3 || st.Allocation != AllocationResizing {
+	if len(st.Errors) != 3 || st.Allocation != model.AllocationResizing {
 		t.Errorf("status = %+v, want 3 NodeUnusable errors while Resizing", st)
 	}
 	e.registerAll(c)
 	e.reconcile(c)
-	if st := e.status(c); st.Errors != nil || st.Allocation != AllocationSteady {
+	if st := e.status(c); st.Errors != nil || st.Allocation != model.AllocationSteady {
 		t.Errorf("after a node came up status = %+v, want Steady without errors", st)
 	}
 	// A new failure starts the backoff again at 1s.
@@ -319,7 +319,7 @@ func TestRestartKeepsNodeErrors(t *testing.T) {
 	}
 	e.registerAll(c)
 	e.reconcile(c)
-	if got := e.status(c); got.Errors != nil || got.Allocation != AllocationSteady || got.Failures != 0 {
+	if got := e.status(c); got.Errors != nil || got.Allocation != model.AllocationSteady || got.Failures != 0 {
 		t.Errorf("status = %+v, want Steady without errors or failures", got)
 	}
 }

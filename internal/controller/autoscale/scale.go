@@ -21,12 +21,6 @@ const (
 	BlockedCapacity = "CapacityExhausted" // the provider has no room for more nodes
 )
 
-// Allocation states written to ComputeStatus.Allocation.
-const (
-	AllocationSteady   = "Steady"   // the node count is the target and no node is coming or going
-	AllocationResizing = "Resizing" // nodes are being added or removed, or the target is not met
-)
-
 // Event kinds the autoscaler records. A new blocking reason is recorded
 // too, with its Blocked code (MaxNodesReached, QuotaExceeded,
 // CapacityExhausted) as the kind.
@@ -248,7 +242,7 @@ func (a *Autoscaler) writeStatus(ctx context.Context, comp model.Compute, prev m
 	status := model.ComputeStatus{
 		ComputeID:       computeID,
 		TargetNodes:     target,
-		Allocation:      AllocationSteady,
+		Allocation:      model.AllocationSteady,
 		AllocationSince: prev.AllocationSince,
 		Errors:          slices.Clone(s.errors),
 		Blocked:         blocked,
@@ -258,12 +252,11 @@ func (a *Autoscaler) writeStatus(ctx context.Context, comp model.Compute, prev m
 		RetryAt:         s.retryAt,
 	}
 	if active != target || countStates(nodes, model.NodePreparing, model.NodeLeaving, model.NodeUnusable) > 0 {
-		status.Allocation = AllocationResizing
+		status.Allocation = model.AllocationResizing
 	}
-	switch {
-	case prev.AllocationSince.IsZero() && status.Allocation == AllocationSteady:
-		status.AllocationSince = comp.ModifiedAt
-	case status.Allocation != prev.Allocation || prev.AllocationSince.IsZero():
+	if was, since := model.AllocationOf(comp, prev); status.Allocation == was {
+		status.AllocationSince = since
+	} else {
 		status.AllocationSince = now
 	}
 	if blocked == BlockedQuota || blocked == BlockedCapacity {

@@ -31,34 +31,34 @@ func TestScaleUp(t *testing.T) {
 	}{
 		{
 			name: "0 to N as N jobs queue", scale: model.ScaleSettings{MaxNodes: 4}, jobs: 3, wantNodes: 3,
-			want:      model.ComputeStatus{TargetNodes: 3, Allocation: AllocationResizing},
+			want:      model.ComputeStatus{TargetNodes: 3, Allocation: model.AllocationResizing},
 			wantEvent: []string{"ScaleUp: 0 → 3 nodes: 3 nodes for waiting jobs"},
 		},
 		{
 			name: "no jobs, min 0", scale: model.ScaleSettings{MaxNodes: 4}, jobs: 0, wantNodes: 0,
-			want: model.ComputeStatus{TargetNodes: 0, Allocation: AllocationSteady},
+			want: model.ComputeStatus{TargetNodes: 0, Allocation: model.AllocationSteady},
 		},
 		{
 			name: "min keeps nodes", scale: model.ScaleSettings{MinNodes: 2, MaxNodes: 4}, jobs: 0, wantNodes: 2,
-			want:      model.ComputeStatus{TargetNodes: 2, Allocation: AllocationResizing},
+			want:      model.ComputeStatus{TargetNodes: 2, Allocation: model.AllocationResizing},
 			wantEvent: []string{"ScaleUp: 0 → 2 nodes: minNodeCount is 2"},
 		},
 		{
 			name: "capped by max", scale: model.ScaleSettings{MaxNodes: 2}, jobs: 5, wantNodes: 2,
-			want: model.ComputeStatus{TargetNodes: 2, Allocation: AllocationResizing,
+			want: model.ComputeStatus{TargetNodes: 2, Allocation: model.AllocationResizing,
 				Blocked: BlockedMaxNodes, BlockedDetail: "jobs need 5 nodes; maxNodeCount is 2"},
 			wantEvent: []string{"ScaleUp: 0 → 2 nodes: 5 nodes for waiting jobs", "MaxNodesReached: jobs need 5 nodes; maxNodeCount is 2"},
 		},
 		{
 			name: "capped by quota", scale: model.ScaleSettings{MaxNodes: 10}, jobs: 6, quota: 8, other: 1, wantNodes: 3,
-			want: model.ComputeStatus{TargetNodes: 6, Allocation: AllocationResizing,
+			want: model.ComputeStatus{TargetNodes: 6, Allocation: model.AllocationResizing,
 				Errors:  []model.Error{{Code: BlockedQuota, Message: "family standardDSv2Family: limit 8 vCPUs, in use 8, one node needs 2"}},
 				Blocked: BlockedQuota, BlockedDetail: "family standardDSv2Family: limit 8 vCPUs, in use 8, one node needs 2"},
 			wantEvent: []string{"ScaleUp: 0 → 3 nodes: 6 nodes for waiting jobs", "QuotaExceeded: family standardDSv2Family: limit 8 vCPUs, in use 2, one node needs 2"},
 		},
 		{
 			name: "capped by capacity", scale: model.ScaleSettings{MaxNodes: 10}, jobs: 4, capacity: 1, wantNodes: 1,
-			want: model.ComputeStatus{TargetNodes: 4, Allocation: AllocationResizing,
+			want: model.ComputeStatus{TargetNodes: 4, Allocation: model.AllocationResizing,
 				Errors:  []model.Error{{Code: BlockedCapacity, Message: "provider fake has room for 0 more Standard_DS2_v2 nodes; 3 more needed"}},
 				Blocked: BlockedCapacity, BlockedDetail: "provider fake has room for 0 more Standard_DS2_v2 nodes; 3 more needed"},
 			wantEvent: []string{"ScaleUp: 0 → 1 nodes: 4 nodes for waiting jobs", "CapacityExhausted: provider fake has room for 1 more Standard_DS2_v2 nodes; 4 more needed"},
@@ -150,7 +150,7 @@ func TestFirstPassKeepsSteadySince(t *testing.T) {
 	c := e.compute("cpu", model.ScaleSettings{MaxNodes: 4})
 	e.clock.Advance(5 * time.Second)
 	e.reconcile(c)
-	if got := e.status(c); got.Allocation != AllocationSteady || !got.AllocationSince.Equal(c.ModifiedAt) {
+	if got := e.status(c); got.Allocation != model.AllocationSteady || !got.AllocationSince.Equal(c.ModifiedAt) {
 		t.Errorf("status = %+v, want Steady since the compute was written (%v)", got, c.ModifiedAt)
 	}
 }
@@ -163,7 +163,7 @@ func TestSteadyWhenAllUp(t *testing.T) {
 	e.registerAll(c)
 	e.reconcile(c)
 	got := e.status(c)
-	if got.Allocation != AllocationSteady || !got.AllocationSince.Equal(t0.Add(10*time.Second)) || got.TargetNodes != 2 {
+	if got.Allocation != model.AllocationSteady || !got.AllocationSince.Equal(t0.Add(10*time.Second)) || got.TargetNodes != 2 {
 		t.Errorf("status = %+v, want Steady since t0+10s with target 2", got)
 	}
 	e.clock.Advance(time.Hour)
@@ -248,7 +248,7 @@ func TestScaleDown(t *testing.T) {
 			if res.RequeueAfter != tt.wantAfter {
 				t.Errorf("RequeueAfter = %v, want %v", res.RequeueAfter, tt.wantAfter)
 			}
-			if st := e.status(c); got[model.NodePreparing] == 0 && (st.Allocation != AllocationSteady || st.TargetNodes != tt.wantIdle+tt.wantRun) {
+			if st := e.status(c); got[model.NodePreparing] == 0 && (st.Allocation != model.AllocationSteady || st.TargetNodes != tt.wantIdle+tt.wantRun) {
 				// Idle nodes waiting out their idle time are kept on
 				// purpose: the cluster is steady at what it holds.
 				t.Errorf("status = %s target %d, want Steady at %d", st.Allocation, st.TargetNodes, tt.wantIdle+tt.wantRun)
@@ -295,7 +295,7 @@ func TestScaleDownEventReason(t *testing.T) {
 	if diff := cmp.Diff(want, e.events(c)); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
-	if got := e.status(c); got.Allocation != AllocationSteady || got.TargetNodes != 0 {
+	if got := e.status(c); got.Allocation != model.AllocationSteady || got.TargetNodes != 0 {
 		t.Errorf("status = %+v, want Steady at 0", got)
 	}
 }
