@@ -309,16 +309,17 @@ func (jn *journal) retain(keep func(runID string) bool) error {
 // procStart returns the start time of process pid in clock ticks after
 // boot, or 0 if there is no such process.
 func procStart(pid int) uint64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
+	var buf [1024]byte // a stat line is a few hundred bytes
+	b, ok := jobuser.ReadProc(pid, "stat", buf[:])
+	if !ok {
 		return 0
 	}
-	i := strings.LastIndexByte(string(b), ')')
+	i := strings.LastIndexByte(b, ')')
 	if i < 0 {
 		return 0
 	}
 	// Fields after the command name start at field 3 (state); starttime is 22.
-	f := strings.Fields(string(b[i+1:]))
+	f := strings.Fields(b[i+1:])
 	if len(f) < 20 {
 		return 0
 	}

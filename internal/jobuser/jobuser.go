@@ -162,17 +162,18 @@ func procsAmong(uid int, pids []int) []int {
 	buf := make([]byte, 8<<10)
 	var out []int
 	for _, pid := range pids {
-		if status, ok := readProc(pid, "status", buf); ok && procUIDMatches(status, want) {
+		if status, ok := ReadProc(pid, "status", buf); ok && procUIDMatches(status, want) {
 			out = append(out, pid)
 		}
 	}
 	return out
 }
 
-// readProc reads /proc/<pid>/<name> into buf with plain system calls (a
-// procfs file is produced whole by one read): this runs after every job,
-// once per process, and os.ReadFile costs twice the calls.
-func readProc(pid int, name string, buf []byte) (string, bool) {
+// ReadProc reads /proc/<pid>/<name> into buf with plain system calls (a
+// procfs file is produced whole by one read, up to len(buf)): it runs for
+// every job, and os.ReadFile costs twice the calls. ok is false when the
+// file could not be read, as when the process is gone.
+func ReadProc(pid int, name string, buf []byte) (text string, ok bool) {
 	path := "/proc/" + strconv.Itoa(pid) + "/" + name
 	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	for err == syscall.EINTR {
