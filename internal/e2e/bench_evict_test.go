@@ -21,11 +21,7 @@ func BenchmarkEviction(b *testing.B) { benchEviction(b, 1, "e") }
 // waitForFast polls cond every 5 ms until it holds or timeout passes.
 func waitForFast(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-	}
+	waitEvery(t, 5*time.Millisecond, timeout, what, func() (bool, string) { return cond(), "" })
 }
 
 // BenchmarkGangEviction is BenchmarkEviction for a job of two nodes on a

@@ -159,11 +159,10 @@ func BenchmarkThroughput8Nodes(b *testing.B) {
 	// is the latest end among the last jobs submitted, which the polling
 	// does not delay.
 	last := fmt.Sprintf("t%06d", b.N-1)
-	for deadline := time.Now().Add(10 * time.Minute); !getJob(b, s, last).Properties.Status.Terminal(); time.Sleep(250 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			b.Fatalf("job %s did not end", last)
-		}
-	}
+	waitEvery(b, 250*time.Millisecond, 10*time.Minute, "job "+last+" to end", func() (bool, string) {
+		st := getJob(b, s, last).Properties.Status
+		return st.Terminal(), string(st)
+	})
 	waitFor(b, time.Minute, "all jobs to finish", func() (bool, string) {
 		c := getCompute(b, s, "tput")
 		p := c.Properties.Properties

@@ -91,18 +91,23 @@ func jobLog(t *testing.T, s *server, name string) string {
 // waitFor polls cond every 50 ms until it holds or timeout passes.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
+	waitEvery(t, 50*time.Millisecond, timeout, what, cond)
+}
+
+// waitEvery polls cond every interval until it holds or timeout passes,
+// and then fails t with what cond last said.
+func waitEvery(t testing.TB, interval, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
-	last := ""
 	for {
 		ok, state := cond()
 		if ok {
 			return
 		}
-		last = state
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s (last: %s)", timeout, what, last)
+			t.Fatalf("timed out after %s waiting for %s (last: %s)", timeout, what, state)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(interval)
 	}
 }
 
