@@ -217,11 +217,6 @@ type Store interface {
 	NodeBindAgentKey(ctx context.Context, id, key string) error
 	// NodeListByCompute returns a compute's nodes ordered by CreatedAt, ID.
 	NodeListByCompute(ctx context.Context, computeID string) ([]model.Node, error)
-	// NodeListByState returns a compute's nodes in the given state ordered
-	// by CreatedAt, ID. Its cost follows the nodes returned, not the
-	// compute's size: the dispatcher reads a compute's idle nodes with it
-	// on every pass.
-	NodeListByState(ctx context.Context, computeID string, state model.NodeState) ([]model.Node, error)
 	// NodeCountByCompute counts a compute's nodes by state; states with
 	// no node are absent. It reads the index of nodes by compute and
 	// state, so a compute's answer need not load its nodes.
@@ -231,7 +226,8 @@ type Store interface {
 	// queue (its queued jobs in Seq order), at most one job per idle node.
 	// When the compute has no idle node, or no queued job, it returns
 	// neither and reads no further, so that a pass over a busy compute
-	// costs one count of its idle nodes. A backend may read it where its
+	// costs one count of its idle nodes; otherwise its cost follows the
+	// idle nodes, not the compute's size. A backend may read it where its
 	// writes go, when that is cheaper right after a commit.
 	PlacementCandidates(ctx context.Context, computeID string) (idle []model.Node, queued []model.Job, err error)
 	// NodeList returns every node ordered by CreatedAt, ID.

@@ -100,16 +100,6 @@ func (s *Store) NodeListByCompute(ctx context.Context, computeID string) ([]mode
 	return ns, nil
 }
 
-// NodeListByState implements store.Store, through the index
-// nodes_by_compute_state (migration 0010).
-func (s *Store) NodeListByState(ctx context.Context, computeID string, state model.NodeState) ([]model.Node, error) {
-	ns, err := query(ctx, s, rowcodec.ScanNode, nodeListByStateSQL, rowcodec.Fold(computeID), string(state))
-	if err != nil {
-		return nil, fmt.Errorf("node list by state %s %s: %w", computeID, state, err)
-	}
-	return ns, nil
-}
-
 // NodeCountByCompute implements store.Store: an index-only count over
 // nodes_by_compute_state (migration 0010).
 func (s *Store) NodeCountByCompute(ctx context.Context, computeID string) (map[model.NodeState]int, error) {

@@ -22,7 +22,6 @@ var nodeTests = []test{
 	{"Missing", testNodeMissing},
 	{"Update", testNodeUpdate},
 	{"List", testNodeList},
-	{"ListByState", testNodeListByState},
 	{"CountByCompute", testNodeCountByCompute},
 	{"PlacementCandidates", testNodePlacementCandidates},
 	{"Delete", testNodeDelete},
@@ -241,59 +240,11 @@ func testNodeList(t *testing.T, s store.Store) {
 	}
 }
 
-func testNodeListByState(t *testing.T, s store.Store) {
-	w := setupWorkspace(t, s, "ws")
-	cpu := newCompute(w, "cpu").ID
-	other := newCompute(w, "cpux").ID
-	for _, n := range []struct {
-		id      string
-		compute string
-		state   model.NodeState
-		created int
-	}{
-		{"n-b", cpu, model.NodeIdle, 5},
-		{"n-a", cpu, model.NodeIdle, 5}, // same time as n-b: ordered by ID
-		{"n-c", cpu, model.NodeIdle, 1},
-		{"n-d", cpu, model.NodeRunning, 3},
-		{"n-e", other, model.NodeIdle, 2}, // its compute's ID extends cpu's
-	} {
-		node := newNode(n.id, n.compute, n.state)
-		node.CreatedAt = at(n.created)
-		mustCreateNode(t, s, node)
-	}
-	tests := []struct {
-		name    string
-		compute string
-		state   model.NodeState
-		wantIDs []string
-	}{
-		{"idle", cpu, model.NodeIdle, []string{"n-c", "n-a", "n-b"}},
-		{"compute ID case", strings.ToUpper(cpu), model.NodeIdle, []string{"n-c", "n-a", "n-b"}},
-		{"running", cpu, model.NodeRunning, []string{"n-d"}},
-		{"none in state", cpu, model.NodePreparing, nil},
-		{"other compute", other, model.NodeIdle, []string{"n-e"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := s.NodeListByState(t.Context(), tt.compute, tt.state)
-			if err != nil {
-				t.Fatalf("NodeListByState: %v", err)
-			}
-			if diff := cmp.Diff(tt.wantIDs, nodeIDs(got)); diff != "" {
-				t.Errorf("node IDs (-want +got):\n%s", diff)
-			}
-			for _, n := range got {
-				if n.State != tt.state {
-					t.Errorf("node %s is %s, want %s", n.ID, n.State, tt.state)
-				}
-			}
-		})
-	}
-}
-
-// testNodePlacementCandidates: a compute's idle nodes and the head of its
-// queue, at most one job per idle node, or neither when it has no idle
-// node or no queued job; other states and computes do not count.
+// testNodePlacementCandidates: a compute's idle nodes (ordered by
+// CreatedAt, then ID) and the head of its queue, at most one job per idle
+// node, or neither when it has no idle node or no queued job. Other states
+// do not count, nor does an idle node or a queued job of a compute whose
+// ID extends this one's.
 func testNodePlacementCandidates(t *testing.T, s store.Store) {
 	w := setupWorkspace(t, s, "ws")
 	type node struct {
@@ -325,11 +276,19 @@ func testNodePlacementCandidates(t *testing.T, s store.Store) {
 			jobs:  []job{{"calm-r", model.JobRunning, 1}, {"calm-done", model.JobCompleted, 2}},
 		},
 		{
-			name:       "head as long as the idle nodes",
-			nodes:      []node{{"head-b", model.NodeIdle, 5}, {"head-a", model.NodeIdle, 3}, {"head-run", model.NodeRunning, 1}},
-			jobs:       []job{{"head-30", model.JobQueued, 30}, {"head-10", model.JobQueued, 10}, {"head-20", model.JobQueued, 20}, {"head-5", model.JobRunning, 5}},
-			wantNodes:  []string{"head-a", "head-b"},
-			wantQueued: []string{"head-10", "head-20"},
+			name: "head as long as the idle nodes",
+			nodes: []node{
+				{"head-b", model.NodeIdle, 5},
+				{"head-a", model.NodeIdle, 5}, // same time as head-b: ordered by ID
+				{"head-c", model.NodeIdle, 3},
+				{"head-run", model.NodeRunning, 1},
+			},
+			jobs: []job{
+				{"head-30", model.JobQueued, 30}, {"head-10", model.JobQueued, 10}, {"head-40", model.JobQueued, 40},
+				{"head-20", model.JobQueued, 20}, {"head-5", model.JobRunning, 5},
+			},
+			wantNodes:  []string{"head-c", "head-a", "head-b"},
+			wantQueued: []string{"head-10", "head-20", "head-30"},
 		},
 		{
 			name:       "fewer queued than idle",
@@ -351,6 +310,11 @@ func testNodePlacementCandidates(t *testing.T, s store.Store) {
 		t.Run(tt.name, func(t *testing.T) {
 			compute := fmt.Sprintf("cpu%d", i)
 			id := newCompute(w, compute).ID
+			// A compute whose ID extends this one's, with an idle node and
+			// a queued job of its own.
+			mustCreateNode(t, s, newNode(fmt.Sprintf("other-%d", i), id+"x", model.NodeIdle))
+			other := newJob(w, fmt.Sprintf("other-%d", i), compute+"x", 0)
+			mustCreateJob(t, s, other)
 			for _, n := range tt.nodes {
 				node := newNode(n.id, id, n.state)
 				node.CreatedAt = at(n.created)
